@@ -6,7 +6,7 @@
  * is written once at submit. Every batch runs inside a validation error scope; an error is
  * rethrown at the next sync point with the names of the kernels in that batch.
  */
-import { type GpuDevice, getDevice } from "./device.ts";
+import { getDevice, type GpuDevice } from "./device.ts";
 
 /** How a kernel's binding is used; binding 0 is the uniform block when the kernel has one. */
 export type BindingKind = "uniform" | "read" | "write";
@@ -109,7 +109,9 @@ export class GpuContext {
     }
     const { pipeline, layout } = this.pipeline(spec);
     if (params && params.byteLength > UNIFORM_SLOT) {
-      throw new Error(`${spec.name}: uniform block of ${params.byteLength} bytes > ${UNIFORM_SLOT}`);
+      throw new Error(
+        `${spec.name}: uniform block of ${params.byteLength} bytes > ${UNIFORM_SLOT}`,
+      );
     }
     if (params && this.arenaUsed === ARENA_SLOTS) this.submit();
     this.beginBatch();
@@ -146,7 +148,13 @@ export class GpuContext {
     this.endPass();
     this.onBeforeSubmit?.();
     if (this.arenaUsed > 0) {
-      this.device.queue.writeBuffer(this.arena, 0, this.arenaData, 0, this.arenaUsed * UNIFORM_SLOT);
+      this.device.queue.writeBuffer(
+        this.arena,
+        0,
+        this.arenaData,
+        0,
+        this.arenaUsed * UNIFORM_SLOT,
+      );
     }
     this.device.queue.submit([this.encoder.finish()]);
     this.encoder = null;

@@ -16,7 +16,9 @@ export class Tensor {
     const bytes = this.size * 4;
     if (bytes > buffer.size) {
       throw new Error(
-        `tensor ${label} of shape [${shape.join(", ")}] needs ${bytes} bytes, buffer has ${buffer.size}`,
+        `tensor ${label} of shape [${
+          shape.join(", ")
+        }] needs ${bytes} bytes, buffer has ${buffer.size}`,
       );
     }
   }
@@ -54,7 +56,9 @@ export function emptyTensor(ctx: GpuContext, shape: readonly number[], label = "
   const maxSize = ctx.device.limits.maxStorageBufferBindingSize;
   if (size > maxSize) {
     throw new Error(
-      `tensor ${label} [${shape.join(", ")}] is ${size} bytes, over the device's storage binding limit of ${maxSize}`,
+      `tensor ${label} [${
+        shape.join(", ")
+      }] is ${size} bytes, over the device's storage binding limit of ${maxSize}`,
     );
   }
   const buffer = ctx.device.createBuffer({ label, size: align4(size), usage: STORAGE_USAGE });

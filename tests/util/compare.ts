@@ -71,7 +71,8 @@ export function assertClose(got: Numeric, ref: Numeric, opts: CloseOptions): Clo
     : "";
   if (report.failures > 0) {
     throw new AssertionError({
-      message: `${label}: ${report.failures}/${got.length} elements outside |d| <= ${opts.atol} + ` +
+      message:
+        `${label}: ${report.failures}/${got.length} elements outside |d| <= ${opts.atol} + ` +
         `${opts.rtol ?? 0}*|ref|; max abs ${report.maxAbs}; ${where}`,
     });
   }

@@ -1,0 +1,219 @@
+/**
+ * Checkpoint entry points: load a state dict from Meta's `.pth` or from safetensors (chosen
+ * by the file's magic bytes, not its name), read the architecture and validate it, convert
+ * tensors to float32, and convert a `.pth` into our safetensors format ("wgsam-1": float32,
+ * official tensor names, the architecture as JSON in `__metadata__.wgsam_arch`).
+ */
+import { expectedShapes, inferArch, type TensorShapes, validateStateDict } from "./arch.ts";
+import { DTYPE_SIZE, type LazyTensor, numel } from "./lazy.ts";
+import { PthArchive } from "./pth.ts";
+import { SafetensorsFile, type WriteProgress, writeSafetensors } from "./safetensors.ts";
+import type { HostTensor, SamArch, StateDict } from "./types.ts";
+import { readAt } from "./zip.ts";
+
+/** `__metadata__.format` of files written by convertCheckpoint. */
+export const WGSAM_FORMAT = "wgsam-1";
+
+export type CheckpointKind = "pth" | "safetensors";
+
+/** Tells a torch zip checkpoint from a safetensors file by their first bytes. */
+export async function detectCheckpointKind(path: string | URL): Promise<CheckpointKind> {
+  const file = await Deno.open(path, { read: true });
+  let head: Uint8Array;
+  try {
+    const size = (await file.stat()).size;
+    if (size < 9) throw new Error(`checkpoint: ${path} is only ${size} bytes`);
+    head = await readAt(file, 0, Math.min(size, 16), "checkpoint");
+  } finally {
+    file.close();
+  }
+  if (head[0] === 0x50 && head[1] === 0x4b && head[2] === 0x03 && head[3] === 0x04) return "pth";
+  // Pre-1.6 torch.save: a bare pickle starting with the magic number as a LONG1.
+  if (head[0] === 0x80 && head[2] === 0x8a && head[3] === 0x0a) {
+    throw new Error(
+      `checkpoint: ${path} uses the legacy (pre-1.6) torch.save format; re-save it with ` +
+        "torch >= 1.6 (the default zip format)",
+    );
+  }
+  if (head[8] === 0x7b) return "safetensors";
+  throw new Error(`checkpoint: ${path} is neither a torch zip checkpoint nor safetensors`);
+}
+
+/** An open checkpoint of either kind: tensors described, bytes read on demand. */
+export interface OpenCheckpoint {
+  kind: CheckpointKind;
+  tensors: LazyTensor[];
+  /** safetensors `__metadata__` (empty for .pth). */
+  metadata: Record<string, string>;
+  close(): void;
+}
+
+export async function openCheckpoint(path: string | URL): Promise<OpenCheckpoint> {
+  const kind = await detectCheckpointKind(path);
+  if (kind === "pth") {
+    const pth = await PthArchive.open(path);
+    return { kind, tensors: pth.tensors, metadata: {}, close: () => pth.close() };
+  }
+  const st = await SafetensorsFile.open(path);
+  return { kind, tensors: st.tensors, metadata: st.metadata, close: () => st.close() };
+}
+
+async function readAll(ckpt: OpenCheckpoint): Promise<StateDict> {
+  const sd: StateDict = new Map();
+  for (const t of ckpt.tensors) {
+    if (sd.has(t.name)) throw new Error(`checkpoint: tensor '${t.name}' appears twice`);
+    sd.set(t.name, { name: t.name, dtype: t.dtype, shape: t.shape, bytes: await t.read() });
+  }
+  return sd;
+}
+
+/** Loads every tensor of a `.pth` or safetensors checkpoint. */
+export async function loadStateDict(path: string | URL): Promise<StateDict> {
+  const ckpt = await openCheckpoint(path);
+  try {
+    return await readAll(ckpt);
+  } finally {
+    ckpt.close();
+  }
+}
+
+function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * frac * 2 ** -24;
+  if (exp === 31) return frac ? NaN : sign * Infinity;
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+}
+
+/**
+ * The tensor's values as float32 (float16, bfloat16 and float64 are converted; integer
+ * tensors are refused). For a float32 tensor with 4-byte-aligned bytes this is a view that
+ * shares memory with `t.bytes`.
+ */
+export function tensorF32(t: HostTensor): Float32Array {
+  const n = numel(t.shape);
+  const size = DTYPE_SIZE[t.dtype];
+  if (t.bytes.length !== n * size) {
+    throw new Error(
+      `tensorF32: tensor '${t.name}' has ${t.bytes.length} bytes, shape [${t.shape}] of ` +
+        `${t.dtype} needs ${n * size}`,
+    );
+  }
+  const b = t.bytes;
+  const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  switch (t.dtype) {
+    case "float32":
+      if (b.byteOffset % 4 === 0) return new Float32Array(b.buffer, b.byteOffset, n);
+      return new Float32Array(b.slice().buffer);
+    case "float16": {
+      // Table over all 65536 halves would cost 256 KB; direct decoding is fast enough here.
+      const out = new Float32Array(n);
+      for (let i = 0; i < n; i++) out[i] = halfToFloat(view.getUint16(2 * i, true));
+      return out;
+    }
+    case "bfloat16": {
+      // bfloat16 is the top half of a float32.
+      const out = new Float32Array(n);
+      const bits = new Uint32Array(out.buffer);
+      for (let i = 0; i < n; i++) bits[i] = view.getUint16(2 * i, true) << 16;
+      return out;
+    }
+    case "float64": {
+      const out = new Float32Array(n);
+      for (let i = 0; i < n; i++) out[i] = view.getFloat64(8 * i, true);
+      return out;
+    }
+    default:
+      throw new Error(
+        `tensorF32: tensor '${t.name}' has integer dtype ${t.dtype}; refusing to read it as float32`,
+      );
+  }
+}
+
+function shapesOf(tensors: readonly LazyTensor[]): TensorShapes {
+  return new Map(tensors.map((t) => [t.name, t]));
+}
+
+function checkMetadataArch(metadata: Record<string, string>, arch: SamArch, path: string | URL) {
+  const stored = metadata.wgsam_arch;
+  if (stored === undefined) return;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(stored);
+  } catch {
+    throw new Error(`checkpoint: ${path}: __metadata__.wgsam_arch is not valid JSON`);
+  }
+  const record = parsed as Record<string, unknown>;
+  for (const [key, value] of Object.entries(arch)) {
+    if (JSON.stringify(record[key]) !== JSON.stringify(value)) {
+      throw new Error(
+        `checkpoint: ${path}: stored architecture says ${key} = ${JSON.stringify(record[key])}, ` +
+          `the tensors say ${JSON.stringify(value)}`,
+      );
+    }
+  }
+}
+
+/**
+ * Loads a SAM checkpoint, infers its architecture from the tensor shapes and validates every
+ * tensor against it (and against the architecture stored in a wgsam safetensors file).
+ */
+export async function loadSam(path: string | URL): Promise<{ sd: StateDict; arch: SamArch }> {
+  const ckpt = await openCheckpoint(path);
+  try {
+    // Shapes are checked before any tensor data is read.
+    const shapes = shapesOf(ckpt.tensors);
+    const arch = inferArch(shapes);
+    validateStateDict(shapes, arch);
+    checkMetadataArch(ckpt.metadata, arch, path);
+    return { sd: await readAll(ckpt), arch };
+  } finally {
+    ckpt.close();
+  }
+}
+
+/** Float32 bytes of a tensor read lazily (unchanged if it is float32 already). */
+function asFloat32(t: LazyTensor): LazyTensor {
+  if (t.dtype === "float32") return t;
+  return {
+    name: t.name,
+    dtype: "float32",
+    shape: t.shape,
+    byteLength: numel(t.shape) * 4,
+    read: async () => {
+      const f32 = tensorF32({
+        name: t.name,
+        dtype: t.dtype,
+        shape: t.shape,
+        bytes: await t.read(),
+      });
+      return new Uint8Array(f32.buffer, f32.byteOffset, f32.byteLength);
+    },
+  };
+}
+
+/**
+ * Converts a checkpoint (`.pth` or safetensors) into wgsam safetensors: validated, float32,
+ * official names in official order, architecture in the metadata. Streams tensor by tensor;
+ * `outPath` appears only once complete. Returns the architecture.
+ */
+export async function convertCheckpoint(
+  inPath: string,
+  outPath: string,
+  onProgress?: (p: WriteProgress) => void,
+): Promise<SamArch> {
+  const ckpt = await openCheckpoint(inPath);
+  try {
+    const shapes = shapesOf(ckpt.tensors);
+    const arch = inferArch(shapes);
+    validateStateDict(shapes, arch);
+    const byName = new Map(ckpt.tensors.map((t) => [t.name, t]));
+    const ordered = [...expectedShapes(arch).keys()].map((name) => asFloat32(byName.get(name)!));
+    const metadata = { format: WGSAM_FORMAT, wgsam_arch: JSON.stringify(arch) };
+    await writeSafetensors(outPath, ordered, metadata, onProgress);
+    return arch;
+  } finally {
+    ckpt.close();
+  }
+}

@@ -1,0 +1,399 @@
+/**
+ * ZIP archive reader over random-access file reads, enough for torch.save checkpoints:
+ * central directory, local headers, ZIP64 (archives or entries past 4 GiB), stored entries
+ * (method 0, what torch writes) and deflated ones (method 8, decompressed whole in memory).
+ * Only the central directory and the byte ranges asked for are ever read, so a multi-GB
+ * checkpoint is never held in memory at once.
+ */
+
+/** One file inside the archive, as the central directory describes it. */
+export interface ZipEntry {
+  name: string;
+  /** 0 = stored, 8 = deflate. */
+  method: number;
+  compressedSize: number;
+  uncompressedSize: number;
+  crc32: number;
+  /** Offset of the entry's local file header. */
+  localHeaderOffset: number;
+}
+
+const SIG_LOCAL = 0x04034b50;
+const SIG_CENTRAL = 0x02014b50;
+const SIG_EOCD = 0x06054b50;
+const SIG_EOCD64 = 0x06064b50;
+const SIG_EOCD64_LOCATOR = 0x07064b50;
+const EOCD_SIZE = 22;
+const EOCD64_LOCATOR_SIZE = 20;
+const EOCD64_MIN_SIZE = 56;
+const CENTRAL_HEADER_SIZE = 46;
+const LOCAL_HEADER_SIZE = 30;
+const MAX_COMMENT = 0xffff;
+const U32_MAX = 0xffffffff;
+const U16_MAX = 0xffff;
+/** A torch checkpoint's directory is ~100 bytes per tensor; far more means corruption. */
+const MAX_DIRECTORY_BYTES = 64 << 20;
+
+/** Reads exactly `length` bytes at `position`; a short read is an error naming the offset. */
+export async function readAt(
+  file: Deno.FsFile,
+  position: number,
+  length: number,
+  what: string,
+): Promise<Uint8Array> {
+  const out = new Uint8Array(length);
+  await file.seek(position, Deno.SeekMode.Start);
+  let filled = 0;
+  while (filled < length) {
+    const n = await file.read(out.subarray(filled));
+    if (n === null) {
+      throw new Error(
+        `${what}: unexpected end of file at offset ${position + filled} ` +
+          `(wanted ${length} bytes from offset ${position}; file truncated?)`,
+      );
+    }
+    filled += n;
+  }
+  return out;
+}
+
+function u64(view: DataView, at: number): number {
+  const value = view.getBigUint64(at, true);
+  if (value > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new Error(`zip: 64-bit field at +${at} is too large (${value})`);
+  }
+  return Number(value);
+}
+
+const CRC_TABLE = (() => {
+  const table = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    table[n] = c >>> 0;
+  }
+  return table;
+})();
+
+/** CRC-32 (IEEE), as stored in ZIP headers. */
+export function crc32(bytes: Uint8Array): number {
+  let c = 0xffffffff;
+  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+async function inflateRaw(bytes: Uint8Array, expected: number, name: string): Promise<Uint8Array> {
+  const stream = new Blob([bytes as Uint8Array<ArrayBuffer>]).stream()
+    .pipeThrough(new DecompressionStream("deflate-raw"));
+  const reader = stream.getReader();
+  const out = new Uint8Array(expected);
+  let filled = 0;
+  try {
+    while (true) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      // Stop as soon as the data outgrows its declared size (a zip bomb, or corruption).
+      if (filled + value.length > expected) {
+        throw new Error(`zip: entry '${name}' inflates past its declared ${expected} bytes`);
+      }
+      out.set(value, filled);
+      filled += value.length;
+    }
+  } catch (e) {
+    await reader.cancel().catch(() => {});
+    const message = (e as Error).message;
+    throw new Error(
+      message.startsWith("zip:")
+        ? message
+        : `zip: entry '${name}': corrupt deflate data (${message})`,
+    );
+  }
+  if (filled !== expected) {
+    throw new Error(
+      `zip: entry '${name}': inflated to ${filled} bytes, central directory says ${expected}`,
+    );
+  }
+  return out;
+}
+
+export class ZipReader {
+  /** Entries by name, in central directory order. */
+  readonly entries: Map<string, ZipEntry>;
+  readonly fileSize: number;
+  private readonly dataOffsets = new Map<string, number>();
+
+  private constructor(
+    private readonly file: Deno.FsFile,
+    readonly path: string,
+    fileSize: number,
+    entries: Map<string, ZipEntry>,
+  ) {
+    this.fileSize = fileSize;
+    this.entries = entries;
+  }
+
+  /** Opens an archive and reads its central directory. Call close() when done. */
+  static async open(path: string | URL): Promise<ZipReader> {
+    const file = await Deno.open(path, { read: true });
+    try {
+      const size = (await file.stat()).size;
+      const entries = await readCentralDirectory(file, size);
+      return new ZipReader(file, String(path), size, entries);
+    } catch (e) {
+      file.close();
+      throw e;
+    }
+  }
+
+  close(): void {
+    this.file.close();
+  }
+
+  /** The entry, or an error naming the missing file. */
+  entry(name: string): ZipEntry {
+    const e = this.entries.get(name);
+    if (!e) throw new Error(`zip: no entry '${name}' in ${this.path}`);
+    return e;
+  }
+
+  /** File offset of the entry's first data byte (read from its local header, cached). */
+  async dataOffset(entry: ZipEntry): Promise<number> {
+    const cached = this.dataOffsets.get(entry.name);
+    if (cached !== undefined) return cached;
+    const at = entry.localHeaderOffset;
+    if (at + LOCAL_HEADER_SIZE > this.fileSize) {
+      throw new Error(
+        `zip: local header of '${entry.name}' at offset ${at} lies past the end of the file ` +
+          `(${this.fileSize} bytes)`,
+      );
+    }
+    const header = await readAt(this.file, at, LOCAL_HEADER_SIZE, "zip");
+    const view = new DataView(header.buffer);
+    if (view.getUint32(0, true) !== SIG_LOCAL) {
+      throw new Error(`zip: bad local header signature at offset ${at} for entry '${entry.name}'`);
+    }
+    const nameLen = view.getUint16(26, true);
+    const extraLen = view.getUint16(28, true);
+    const start = at + LOCAL_HEADER_SIZE + nameLen + extraLen;
+    if (start + entry.compressedSize > this.fileSize) {
+      throw new Error(
+        `zip: data of '${entry.name}' (offset ${start}, ${entry.compressedSize} bytes) runs past ` +
+          `the end of the file (${this.fileSize} bytes); truncated archive?`,
+      );
+    }
+    this.dataOffsets.set(entry.name, start);
+    return start;
+  }
+
+  /** The whole (decompressed) content of an entry. */
+  async read(nameOrEntry: string | ZipEntry, checkCrc = false): Promise<Uint8Array> {
+    const entry = typeof nameOrEntry === "string" ? this.entry(nameOrEntry) : nameOrEntry;
+    const start = await this.dataOffset(entry);
+    const raw = await readAt(this.file, start, entry.compressedSize, `zip: entry '${entry.name}'`);
+    const out = entry.method === 0
+      ? raw
+      : await inflateRaw(raw, entry.uncompressedSize, entry.name);
+    if (checkCrc && crc32(out) !== entry.crc32) {
+      throw new Error(`zip: CRC mismatch in entry '${entry.name}' (data at offset ${start})`);
+    }
+    return out;
+  }
+
+  /**
+   * `length` bytes of an entry's content starting at `start`. Stored entries read just that
+   * range from the file; deflated ones are inflated whole first.
+   */
+  async readRange(entry: ZipEntry, start: number, length: number): Promise<Uint8Array> {
+    if (start < 0 || length < 0 || start + length > entry.uncompressedSize) {
+      throw new Error(
+        `zip: range [${start}, ${start + length}) is outside entry '${entry.name}' ` +
+          `(${entry.uncompressedSize} bytes)`,
+      );
+    }
+    if (entry.method !== 0) return (await this.read(entry)).slice(start, start + length);
+    const dataStart = await this.dataOffset(entry);
+    return await readAt(this.file, dataStart + start, length, `zip: entry '${entry.name}'`);
+  }
+}
+
+async function findEocd(file: Deno.FsFile, size: number): Promise<number> {
+  if (size < EOCD_SIZE) {
+    throw new Error(`zip: file is ${size} bytes, too small to be a zip archive`);
+  }
+  const tailLen = Math.min(size, EOCD_SIZE + MAX_COMMENT);
+  const tailStart = size - tailLen;
+  const tail = await readAt(file, tailStart, tailLen, "zip");
+  const view = new DataView(tail.buffer);
+  // Scan backwards: the record sits at the end, followed only by its comment.
+  for (let i = tailLen - EOCD_SIZE; i >= 0; i--) {
+    if (view.getUint32(i, true) !== SIG_EOCD) continue;
+    const commentLen = view.getUint16(i + 20, true);
+    if (i + EOCD_SIZE + commentLen === tailLen) return tailStart + i;
+  }
+  throw new Error(
+    `zip: end of central directory record not found in the last ${tailLen} bytes ` +
+      `(file is ${size} bytes): truncated or not a zip archive`,
+  );
+}
+
+interface DirectoryLocation {
+  count: number;
+  offset: number;
+  size: number;
+}
+
+async function locateDirectory(
+  file: Deno.FsFile,
+  size: number,
+  eocdAt: number,
+): Promise<DirectoryLocation> {
+  const eocd = new DataView((await readAt(file, eocdAt, EOCD_SIZE, "zip")).buffer);
+  const disk = eocd.getUint16(4, true);
+  const cdDisk = eocd.getUint16(6, true);
+  let count = eocd.getUint16(10, true);
+  let cdSize = eocd.getUint32(12, true);
+  let cdOffset = eocd.getUint32(16, true);
+  const needs64 = count === U16_MAX || cdSize === U32_MAX || cdOffset === U32_MAX;
+  const locAt = eocdAt - EOCD64_LOCATOR_SIZE;
+  let hasLocator = false;
+  if (locAt >= 0) {
+    const loc = new DataView((await readAt(file, locAt, EOCD64_LOCATOR_SIZE, "zip")).buffer);
+    hasLocator = loc.getUint32(0, true) === SIG_EOCD64_LOCATOR;
+    if (hasLocator) {
+      const eocd64At = u64(loc, 8);
+      if (eocd64At + EOCD64_MIN_SIZE > locAt) {
+        throw new Error(
+          `zip: ZIP64 end of central directory offset ${eocd64At} (from locator at offset ` +
+            `${locAt}) is out of range`,
+        );
+      }
+      const rec = new DataView((await readAt(file, eocd64At, EOCD64_MIN_SIZE, "zip")).buffer);
+      if (rec.getUint32(0, true) !== SIG_EOCD64) {
+        throw new Error(`zip: bad ZIP64 end of central directory signature at offset ${eocd64At}`);
+      }
+      if (rec.getUint32(16, true) !== 0 || rec.getUint32(20, true) !== 0) {
+        throw new Error("zip: multi-disk archives are not supported");
+      }
+      count = u64(rec, 32);
+      cdSize = u64(rec, 40);
+      cdOffset = u64(rec, 48);
+    }
+  }
+  if (needs64 && !hasLocator) {
+    throw new Error(
+      `zip: end of central directory at offset ${eocdAt} needs a ZIP64 record, but no ZIP64 ` +
+        `locator precedes it`,
+    );
+  }
+  if (!hasLocator && (disk !== 0 || cdDisk !== 0)) {
+    throw new Error("zip: multi-disk archives are not supported");
+  }
+  if (cdOffset + cdSize > size) {
+    throw new Error(
+      `zip: central directory at offset ${cdOffset} (${cdSize} bytes) extends past the end of ` +
+        `the file (${size} bytes): truncated archive?`,
+    );
+  }
+  return { count, offset: cdOffset, size: cdSize };
+}
+
+async function readCentralDirectory(
+  file: Deno.FsFile,
+  size: number,
+): Promise<Map<string, ZipEntry>> {
+  const eocdAt = await findEocd(file, size);
+  const loc = await locateDirectory(file, size, eocdAt);
+  if (loc.size > MAX_DIRECTORY_BYTES) {
+    throw new Error(
+      `zip: central directory at offset ${loc.offset} claims ${loc.size} bytes (limit ` +
+        `${MAX_DIRECTORY_BYTES}): corrupt archive?`,
+    );
+  }
+  const cd = await readAt(file, loc.offset, loc.size, "zip: central directory");
+  const view = new DataView(cd.buffer);
+  const decoder = new TextDecoder("utf-8", { fatal: false });
+  const entries = new Map<string, ZipEntry>();
+  let p = 0;
+  for (let i = 0; i < loc.count; i++) {
+    const at = loc.offset + p;
+    if (p + CENTRAL_HEADER_SIZE > cd.length || view.getUint32(p, true) !== SIG_CENTRAL) {
+      throw new Error(
+        `zip: bad central directory header ${i} of ${loc.count} at offset ${at}: corrupt archive`,
+      );
+    }
+    const flags = view.getUint16(p + 8, true);
+    const method = view.getUint16(p + 10, true);
+    const crc = view.getUint32(p + 16, true);
+    let compressedSize = view.getUint32(p + 20, true);
+    let uncompressedSize = view.getUint32(p + 24, true);
+    const nameLen = view.getUint16(p + 28, true);
+    const extraLen = view.getUint16(p + 30, true);
+    const commentLen = view.getUint16(p + 32, true);
+    const diskStart = view.getUint16(p + 34, true);
+    let localHeaderOffset = view.getUint32(p + 42, true);
+    const varStart = p + CENTRAL_HEADER_SIZE;
+    const next = varStart + nameLen + extraLen + commentLen;
+    if (next > cd.length) {
+      throw new Error(`zip: central directory header at offset ${at} runs past the directory`);
+    }
+    const name = decoder.decode(cd.subarray(varStart, varStart + nameLen));
+    // ZIP64 extended information: present fields replace the saturated 32-bit ones, in order.
+    let e = varStart + nameLen;
+    const extraEnd = e + extraLen;
+    while (e + 4 <= extraEnd) {
+      const id = view.getUint16(e, true);
+      const len = view.getUint16(e + 2, true);
+      if (e + 4 + len > extraEnd) {
+        throw new Error(`zip: extra field of '${name}' at offset ${loc.offset + e} is truncated`);
+      }
+      if (id === 0x0001) {
+        let f = e + 4;
+        const take = () => {
+          if (f + 8 > e + 4 + len) {
+            throw new Error(`zip: ZIP64 extra field of '${name}' is too short`);
+          }
+          const v = u64(view, f);
+          f += 8;
+          return v;
+        };
+        if (uncompressedSize === U32_MAX) uncompressedSize = take();
+        if (compressedSize === U32_MAX) compressedSize = take();
+        if (localHeaderOffset === U32_MAX) localHeaderOffset = take();
+      }
+      e += 4 + len;
+    }
+    if (flags & 1) throw new Error(`zip: entry '${name}' is encrypted`);
+    if (diskStart !== 0 && diskStart !== U16_MAX) {
+      throw new Error("zip: multi-disk archives are not supported");
+    }
+    if (method !== 0 && method !== 8) {
+      throw new Error(
+        `zip: entry '${name}' uses compression method ${method}; only stored (0) and deflate (8) ` +
+          `are supported`,
+      );
+    }
+    if (method === 0 && compressedSize !== uncompressedSize) {
+      throw new Error(
+        `zip: stored entry '${name}' has compressed size ${compressedSize} != size ` +
+          `${uncompressedSize}`,
+      );
+    }
+    if (localHeaderOffset + LOCAL_HEADER_SIZE + compressedSize > size) {
+      throw new Error(
+        `zip: entry '${name}' (local header at offset ${localHeaderOffset}, ${compressedSize} ` +
+          `bytes) lies past the end of the file (${size} bytes)`,
+      );
+    }
+    if (entries.has(name)) throw new Error(`zip: duplicate entry '${name}'`);
+    entries.set(name, {
+      name,
+      method,
+      compressedSize,
+      uncompressedSize,
+      crc32: crc,
+      localHeaderOffset,
+    });
+    p = next;
+  }
+  return entries;
+}
