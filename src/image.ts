@@ -1,0 +1,176 @@
+/**
+ * Image input and output: PNG/JPEG bytes to RGB pixels (through imagescript), with the size
+ * read from the file header first so that a decompression bomb is refused before any pixel
+ * is inflated; and mask/overlay PNG encoding.
+ */
+import { Image } from "imagescript";
+import type { RgbImage } from "./types.ts";
+
+/** Default pixel limit: a 64-megapixel photo is already far beyond what SAM looks at. */
+export const DEFAULT_MAX_PIXELS = 64 * 1024 * 1024;
+
+export class ImageDecodeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ImageDecodeError";
+  }
+}
+
+/** Width and height from a PNG IHDR or a JPEG SOFn header; null when the format is unknown. */
+export function peekImageSize(
+  bytes: Uint8Array,
+): { format: "png" | "jpeg"; width: number; height: number } | null {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const PNG_MAGIC = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+  if (bytes.length >= 8 && PNG_MAGIC.every((b, i) => bytes[i] === b)) {
+    // Signature (8), chunk length (4), "IHDR" (4), width (4), height (4).
+    if (bytes.length < 24 || String.fromCharCode(...bytes.subarray(12, 16)) !== "IHDR") {
+      throw new ImageDecodeError("PNG is truncated or has no IHDR chunk");
+    }
+    return { format: "png", width: view.getUint32(16), height: view.getUint32(20) };
+  }
+  if (bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) {
+    // Walk the marker segments to the first start-of-frame (SOF0-SOF15 but DHT, JPG, DAC).
+    let at = 2;
+    while (at + 4 <= bytes.length) {
+      if (bytes[at] !== 0xff) throw new ImageDecodeError(`JPEG: bad marker at byte ${at}`);
+      const marker = bytes[at + 1];
+      if (marker === 0xff) { // fill byte
+        at++;
+        continue;
+      }
+      if (marker === 0xd8 || (marker >= 0xd0 && marker <= 0xd7) || marker === 0x01) {
+        at += 2;
+        continue;
+      }
+      const length = view.getUint16(at + 2);
+      const isSof = marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 &&
+        marker !== 0xcc;
+      if (isSof) {
+        if (at + 9 > bytes.length) break;
+        return { format: "jpeg", height: view.getUint16(at + 5), width: view.getUint16(at + 7) };
+      }
+      if (marker === 0xd9 || marker === 0xda) break; // end of image / scan before any frame
+      at += 2 + length;
+    }
+    throw new ImageDecodeError("JPEG is truncated or has no frame header");
+  }
+  return null;
+}
+
+/**
+ * Decodes PNG or JPEG bytes to RGB. Refuses unknown formats, zero-sized and oversized images
+ * (checked from the header, before decoding) and data the codec cannot read, each with an
+ * `ImageDecodeError` that says which.
+ */
+export async function decodeImage(
+  bytes: Uint8Array,
+  opts: { maxPixels?: number } = {},
+): Promise<RgbImage> {
+  const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
+  const header = peekImageSize(bytes);
+  if (!header) throw new ImageDecodeError("not a PNG or JPEG image");
+  const { width, height, format } = header;
+  if (width === 0 || height === 0) {
+    throw new ImageDecodeError(`${format} declares an empty image (${width}x${height})`);
+  }
+  if (width * height > maxPixels) {
+    throw new ImageDecodeError(
+      `${format} of ${width}x${height} = ${width * height} pixels is over the limit of ` +
+        `${maxPixels} pixels`,
+    );
+  }
+  let image: Image;
+  try {
+    image = await Image.decode(bytes);
+  } catch (err) {
+    throw new ImageDecodeError(`${format} could not be decoded: ${(err as Error).message ?? err}`);
+  }
+  if (image.width !== width || image.height !== height) {
+    throw new ImageDecodeError(
+      `${format} header says ${width}x${height}, the decoder produced ${image.width}x${image.height}`,
+    );
+  }
+  return rgbaToRgb(image.bitmap, width, height);
+}
+
+/** Drops the alpha channel of RGBA pixels. */
+export function rgbaToRgb(rgba: ArrayLike<number>, width: number, height: number): RgbImage {
+  const n = width * height;
+  const data = new Uint8Array(n * 3);
+  for (let i = 0; i < n; i++) {
+    data[3 * i] = rgba[4 * i];
+    data[3 * i + 1] = rgba[4 * i + 1];
+    data[3 * i + 2] = rgba[4 * i + 2];
+  }
+  return { width, height, channels: 3, data };
+}
+
+/** Reads an image file (PNG or JPEG). */
+export async function readImageFile(
+  path: string | URL,
+  opts: { maxPixels?: number } = {},
+): Promise<RgbImage> {
+  return await decodeImage(await Deno.readFile(path), opts);
+}
+
+/** A binary mask (0/1, row-major) as a black-and-white PNG. */
+export async function encodeMaskPng(mask: Uint8Array, width: number, height: number) {
+  if (mask.length !== width * height) {
+    throw new Error(`mask has ${mask.length} pixels, expected ${width}x${height}`);
+  }
+  const image = new Image(width, height);
+  const px = image.bitmap;
+  for (let i = 0; i < mask.length; i++) {
+    const v = mask[i] ? 255 : 0;
+    px[4 * i] = v;
+    px[4 * i + 1] = v;
+    px[4 * i + 2] = v;
+    px[4 * i + 3] = 255;
+  }
+  return await image.encode(1);
+}
+
+/** A colour for mask k, spread around the hue circle (golden angle) so neighbours differ. */
+export function maskColour(k: number): [number, number, number] {
+  const hue = (k * 137.508) % 360;
+  const c = 0.85, x = c * (1 - Math.abs(((hue / 60) % 2) - 1)), m = 0.15;
+  const [r, g, b] = hue < 60
+    ? [c, x, 0]
+    : hue < 120
+    ? [x, c, 0]
+    : hue < 180
+    ? [0, c, x]
+    : hue < 240
+    ? [0, x, c]
+    : hue < 300
+    ? [x, 0, c]
+    : [c, 0, x];
+  return [Math.round((r + m) * 255), Math.round((g + m) * 255), Math.round((b + m) * 255)];
+}
+
+/** The photo with each mask blended in its colour (alpha 0.5), as a PNG. */
+export async function encodeOverlayPng(image: RgbImage, masks: readonly Uint8Array[]) {
+  const { width, height } = image;
+  const out = new Image(width, height);
+  const px = out.bitmap;
+  const n = width * height;
+  for (let i = 0; i < n; i++) {
+    const s = i * image.channels;
+    px[4 * i] = image.data[s];
+    px[4 * i + 1] = image.data[s + 1];
+    px[4 * i + 2] = image.data[s + 2];
+    px[4 * i + 3] = 255;
+  }
+  masks.forEach((mask, k) => {
+    if (mask.length !== n) throw new Error(`overlay: mask ${k} is not ${width}x${height}`);
+    const [r, g, b] = maskColour(k);
+    for (let i = 0; i < n; i++) {
+      if (!mask[i]) continue;
+      px[4 * i] = (px[4 * i] + r) >> 1;
+      px[4 * i + 1] = (px[4 * i + 1] + g) >> 1;
+      px[4 * i + 2] = (px[4 * i + 2] + b) >> 1;
+    }
+  });
+  return await out.encode(1);
+}

@@ -1,0 +1,78 @@
+import assert from "node:assert/strict";
+import {
+  decodeImage,
+  encodeMaskPng,
+  encodeOverlayPng,
+  ImageDecodeError,
+  peekImageSize,
+} from "../../src/image.ts";
+import { LOCAL_FIXTURES, sharedFixture } from "../util/fixtures.ts";
+import { readNpy } from "../../src/util/npy.ts";
+
+const tiny = new URL("sam-tiny/", LOCAL_FIXTURES);
+
+Deno.test("decodeImage: the fixture PNG decodes to exactly input_image.npy", async () => {
+  const image = await decodeImage(await Deno.readFile(new URL("image.png", tiny)));
+  const golden = await readNpy(new URL("input_image.npy", tiny));
+  assert.deepEqual([image.height, image.width, 3], golden.shape);
+  assert.equal(image.channels, 3);
+  assert.deepEqual(image.data, golden.data);
+});
+
+Deno.test("decodeImage: JPEG photos decode, header size agrees", async (t) => {
+  const dog = sharedFixture("images/dog.jpg");
+  if (!dog) {
+    console.warn("SKIP: ../shared/fixtures/images is not present beside this checkout");
+    return;
+  }
+  const bytes = await Deno.readFile(dog);
+  const header = peekImageSize(bytes);
+  assert.equal(header?.format, "jpeg");
+  const image = await decodeImage(bytes);
+  assert.equal(image.width, header!.width);
+  assert.equal(image.height, header!.height);
+  // A real photo is not one flat colour.
+  const first = image.data[0];
+  assert.ok(image.data.some((v) => v !== first));
+  await t.step("a pixel limit below its size refuses it before decoding", async () => {
+    await assert.rejects(
+      () => decodeImage(bytes, { maxPixels: 1000 }),
+      /over the limit of 1000 pixels/,
+    );
+  });
+});
+
+Deno.test("decodeImage refuses garbage, truncation and declared decompression bombs", async () => {
+  await assert.rejects(() => decodeImage(new Uint8Array([1, 2, 3, 4])), ImageDecodeError);
+  await assert.rejects(() => decodeImage(new Uint8Array(0)), /not a PNG or JPEG/);
+  const png = await Deno.readFile(new URL("image.png", tiny));
+  await assert.rejects(() => decodeImage(png.subarray(0, 20)), /truncated or has no IHDR/);
+  await assert.rejects(() => decodeImage(png.subarray(0, 200)), /could not be decoded/);
+  // A header that claims 100000 x 100000 pixels is refused from the header alone.
+  const bomb = png.slice(0, 64);
+  const view = new DataView(bomb.buffer);
+  view.setUint32(16, 100000);
+  view.setUint32(20, 100000);
+  await assert.rejects(() => decodeImage(bomb), /10000000000 pixels is over the limit/);
+  view.setUint32(16, 0);
+  await assert.rejects(() => decodeImage(bomb), /empty image/);
+  // A JPEG whose header ends before any frame.
+  await assert.rejects(
+    () => decodeImage(new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10])),
+    /JPEG is truncated/,
+  );
+});
+
+Deno.test("mask and overlay PNGs round-trip through the decoder", async () => {
+  const w = 7, h = 5;
+  const mask = new Uint8Array(w * h).map((_, i) => (i % 3 === 0 ? 1 : 0));
+  const decoded = await decodeImage(await encodeMaskPng(mask, w, h));
+  for (let i = 0; i < w * h; i++) assert.equal(decoded.data[3 * i], mask[i] ? 255 : 0);
+  const photo = { width: w, height: h, channels: 3 as const, data: new Uint8Array(w * h * 3) };
+  const overlay = await decodeImage(await encodeOverlayPng(photo, [mask]));
+  for (let i = 0; i < w * h; i++) {
+    const tinted = overlay.data[3 * i] + overlay.data[3 * i + 1] + overlay.data[3 * i + 2] > 0;
+    assert.equal(tinted, mask[i] === 1, `pixel ${i}`);
+  }
+  await assert.rejects(() => encodeMaskPng(mask, w, h + 1), /expected 7x6/);
+});
