@@ -1,0 +1,106 @@
+/**
+ * SAM's window_partition / window_unpartition for ViT windowed attention (batch 1):
+ * [H, W, C] tokens, zero-padded to a multiple of the window, regrouped as
+ * [nWin, win*win, C] windows in row-major window order, and back (dropping the padding).
+ * Both are gathers, one thread per output element, so every output is written exactly once.
+ */
+import { type GpuContext, grid, type KernelSpec } from "../gpu/context.ts";
+import { emptyTensor, Params, type Tensor } from "../gpu/tensor.ts";
+
+const WG = 256;
+
+const PARTITION: KernelSpec = {
+  name: "window_partition_f32",
+  bindings: ["uniform", "read", "write"],
+  code: () => /* wgsl */ `
+struct P { n: u32, h: u32, w: u32, c: u32, win: u32, nwx: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * ${WG}u;
+  if (i >= p.n) { return; }
+  // Output index i = ((window * win*win) + token) * C + ch, window = wy * nwx + wx.
+  let ch = i % p.c;
+  let t = i / p.c;
+  let token = t % (p.win * p.win);
+  let window = t / (p.win * p.win);
+  let y = (window / p.nwx) * p.win + token / p.win;
+  let x = (window % p.nwx) * p.win + token % p.win;
+  var v = 0.0;  // the zero padding
+  if (y < p.h && x < p.w) { v = src[(y * p.w + x) * p.c + ch]; }
+  dst[i] = v;
+}`,
+};
+
+const UNPARTITION: KernelSpec = {
+  name: "window_unpartition_f32",
+  bindings: ["uniform", "read", "write"],
+  code: () => /* wgsl */ `
+struct P { n: u32, w: u32, c: u32, win: u32, nwx: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * ${WG}u;
+  if (i >= p.n) { return; }
+  // Output index i = (y * W + x) * C + ch.
+  let ch = i % p.c;
+  let t = i / p.c;
+  let x = t % p.w;
+  let y = t / p.w;
+  let window = (y / p.win) * p.nwx + x / p.win;
+  let token = (y % p.win) * p.win + x % p.win;
+  dst[i] = src[(window * p.win * p.win + token) * p.c + ch];
+}`,
+};
+
+function checkWin(fn: string, win: number): void {
+  if (!Number.isInteger(win) || win < 1) {
+    throw new Error(`${fn}: window size must be a positive integer, got ${win}`);
+  }
+}
+
+/** [H, W, C] -> [nWin, win*win, C] with nWin = ceil(H/win) * ceil(W/win), zero padding. */
+export function windowPartition(ctx: GpuContext, x: Tensor, win: number): Tensor {
+  checkWin("windowPartition", win);
+  if (x.shape.length !== 3) {
+    throw new Error(`windowPartition: x must be [H, W, C], got [${x.shape}]`);
+  }
+  const [h, w, c] = x.shape;
+  const nwy = Math.ceil(h / win), nwx = Math.ceil(w / win);
+  const y = emptyTensor(ctx, [nwy * nwx, win * win, c], "window_partition.out");
+  const params = new Params().u32(y.size, h, w, c, win, nwx).build();
+  ctx.dispatch(PARTITION, params, [x.buffer, y.buffer], grid(Math.ceil(y.size / WG)));
+  return y;
+}
+
+/** [nWin, win*win, C] (windows of the padded ceil(H/win)*win x ceil(W/win)*win grid) -> [H, W, C]. */
+export function windowUnpartition(
+  ctx: GpuContext,
+  x: Tensor,
+  win: number,
+  H: number,
+  W: number,
+): Tensor {
+  checkWin("windowUnpartition", win);
+  const nwy = Math.ceil(H / win), nwx = Math.ceil(W / win);
+  if (
+    x.shape.length !== 3 || x.shape[0] !== nwy * nwx || x.shape[1] !== win * win ||
+    !Number.isInteger(H) || !Number.isInteger(W) || H < 1 || W < 1
+  ) {
+    throw new Error(
+      `windowUnpartition: x must be [nWin ${nwy * nwx}, win*win ${win * win}, C] for ` +
+        `${H}x${W} with window ${win}, got [${x.shape}]`,
+    );
+  }
+  const c = x.shape[2];
+  const y = emptyTensor(ctx, [H, W, c], "window_unpartition.out");
+  const params = new Params().u32(y.size, W, c, win, nwx).build();
+  ctx.dispatch(UNPARTITION, params, [x.buffer, y.buffer], grid(Math.ceil(y.size / WG)));
+  return y;
+}

@@ -1,0 +1,84 @@
+import { assertClose, randomArray } from "../util/compare.ts";
+import { getContext } from "../../src/gpu/context.ts";
+import { tensorFrom } from "../../src/gpu/tensor.ts";
+import { windowPartition, windowUnpartition } from "../../src/kernels/window.ts";
+import assert from "node:assert/strict";
+
+const ctx = await getContext();
+
+/** SAM's window_partition for batch 1, written as the pad + view + permute it is. */
+function partitionRef(x: Float32Array, H: number, W: number, C: number, win: number) {
+  const Hp = Math.ceil(H / win) * win, Wp = Math.ceil(W / win) * win;
+  // F.pad with zeros: [Hp, Wp, C]
+  const padded = new Float32Array(Hp * Wp * C);
+  for (let y = 0; y < H; y++) {
+    padded.set(x.subarray(y * W * C, (y + 1) * W * C), y * Wp * C);
+  }
+  // view [Hp/win, win, Wp/win, win, C] -> permute(0, 2, 1, 3, 4) -> [nWin, win*win, C]
+  const nwy = Hp / win, nwx = Wp / win;
+  const out = new Float32Array(Hp * Wp * C);
+  let i = 0;
+  for (let wy = 0; wy < nwy; wy++) {
+    for (let wx = 0; wx < nwx; wx++) {
+      for (let iy = 0; iy < win; iy++) {
+        for (let ix = 0; ix < win; ix++) {
+          const src = ((wy * win + iy) * Wp + wx * win + ix) * C;
+          for (let c = 0; c < C; c++) out[i++] = padded[src + c];
+        }
+      }
+    }
+  }
+  return out;
+}
+
+Deno.test("windowPartition matches SAM's pad + view + permute; unpartition inverts it", async () => {
+  // [H, W, C, win]: no padding, padding in one or both dims, window larger than the image,
+  // SAM's 64x64 grid with window 14 (padded to 70x70: 25 windows).
+  const cases = [[4, 6, 3, 2], [5, 7, 2, 3], [3, 2, 5, 4], [1, 1, 1, 1], [64, 64, 8, 14]];
+  for (const [H, W, C, win] of cases) {
+    const x = randomArray(H * W * C, H * 100 + W);
+    const xt = tensorFrom(ctx, x, [H, W, C]);
+    const parts = windowPartition(ctx, xt, win);
+    const nWin = Math.ceil(H / win) * Math.ceil(W / win);
+    assert.deepEqual(parts.shape, [nWin, win * win, C]);
+    // Pure data movement: exact.
+    assertClose(await parts.read(), partitionRef(x, H, W, C, win), {
+      atol: 0,
+      shape: parts.shape,
+      label: `windowPartition ${H}x${W}x${C} win ${win}`,
+    });
+    const back = windowUnpartition(ctx, parts, win, H, W);
+    assert.deepEqual(back.shape, [H, W, C]);
+    assertClose(await back.read(), x, {
+      atol: 0,
+      shape: [H, W, C],
+      label: `windowUnpartition ${H}x${W}x${C} win ${win}`,
+    });
+  }
+});
+
+Deno.test("windowUnpartition ignores what the attention wrote into padding tokens", async () => {
+  // After attention the padded tokens hold non-zero values; SAM crops them away.
+  const H = 5, W = 3, C = 2, win = 4;
+  // 5x3 pads to 8x4: a 2x1 grid of 4x4 windows.
+  const nWin = 2;
+  const parts = randomArray(nWin * 16 * C, 9);
+  const x = tensorFrom(ctx, parts, [nWin, 16, C]);
+  const got = await windowUnpartition(ctx, x, win, H, W).read();
+  const ref = new Float32Array(H * W * C);
+  for (let y = 0; y < H; y++) {
+    for (let xx = 0; xx < W; xx++) {
+      const w = Math.floor(y / win), t = (y % win) * win + xx;
+      for (let c = 0; c < C; c++) ref[(y * W + xx) * C + c] = parts[(w * 16 + t) * C + c];
+    }
+  }
+  assertClose(got, ref, { atol: 0, shape: [H, W, C], label: "windowUnpartition crop" });
+});
+
+Deno.test("window kernels refuse bad shapes", async () => {
+  const t = tensorFrom(ctx, new Float32Array(24), [2, 3, 4]);
+  assert.throws(() => windowPartition(ctx, t.reshape([6, 4]), 2), /\[H, W, C\]/);
+  assert.throws(() => windowPartition(ctx, t, 0), /positive integer/);
+  assert.throws(() => windowUnpartition(ctx, t, 2, 4, 4), /nWin 4, win\*win 4/);
+  await ctx.sync();
+});
