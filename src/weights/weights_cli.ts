@@ -1,0 +1,165 @@
+/**
+ * `deno task weights <name>...`: downloads Meta's SAM checkpoints (vit_b, vit_l, vit_h) with
+ * resume, verifies size and MD5, converts them to wgsam safetensors; `--list` shows what is
+ * installed. Exit status: 0 done, 1 a download or conversion failed, 2 bad usage. Expected
+ * failures print one clear message, no stack trace ($WGSAM_DEBUG=1 adds it).
+ */
+import { downloadModel, progressBar } from "./download.ts";
+import {
+  checkpointPath,
+  convertedPath,
+  findModel,
+  formatBytes,
+  listModels,
+  type ModelEntry,
+  parseRegistry,
+  weightsDirFrom,
+} from "./registry.ts";
+
+const USAGE = `usage: deno task weights [options] <model>...
+       deno task weights --list [options]
+
+Downloads, verifies (size and MD5) and converts SAM checkpoints into the weights folder:
+<dir>/<file>.pth as published, <dir>/<model>.safetensors for wgsam. Interrupted downloads
+resume where they stopped; finished steps are skipped.
+
+models: vit_b (375 MB), vit_l (1.25 GB), vit_h (2.56 GB)
+
+options:
+  --list            show the models and what is installed
+  --dir <path>      weights folder (default $WGSAM_WEIGHTS_DIR, else ./weights)
+  --url <base>      mirror holding the .pth files (default $WGSAM_WEIGHTS_URL, else Meta's)
+  --registry <json> extra models: {"models": [{"name", "fileName", "bytes", "md5", "url"?}]}
+  -h, --help        this text`;
+
+class UsageError extends Error {}
+
+interface Args {
+  list: boolean;
+  help: boolean;
+  dir?: string;
+  url?: string;
+  registry?: string;
+  names: string[];
+}
+
+function parseArgs(argv: string[]): Args {
+  const args: Args = { list: false, help: false, names: [] };
+  const valued = { "--dir": "dir", "--url": "url", "--registry": "registry" } as const;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const eq = arg.indexOf("=");
+    const flag = arg.startsWith("--") && eq > 0 ? arg.slice(0, eq) : arg;
+    if (flag in valued) {
+      const value = eq > 0 && arg.startsWith("--") ? arg.slice(eq + 1) : argv[++i];
+      if (value === undefined || value === "") throw new UsageError(`${flag} needs a value`);
+      args[valued[flag as keyof typeof valued]] = value;
+    } else if (arg === "--list" || arg === "-l") args.list = true;
+    else if (arg === "--help" || arg === "-h") args.help = true;
+    else if (arg.startsWith("-")) throw new UsageError(`unknown option ${arg}`);
+    else args.names.push(arg);
+  }
+  return args;
+}
+
+async function sizeOf(path: string): Promise<number | null> {
+  try {
+    return (await Deno.stat(path)).size;
+  } catch {
+    return null;
+  }
+}
+
+async function status(entry: ModelEntry, dir: string): Promise<string> {
+  if (entry.bundledPath !== undefined) return `bundled (${entry.bundledPath})`;
+  const converted = convertedPath(entry, dir);
+  if ((await sizeOf(converted)) !== null) return `installed (${converted})`;
+  const checkpoint = checkpointPath(entry, dir);
+  const size = await sizeOf(checkpoint);
+  if (size !== null) return `downloaded, not converted (${checkpoint})`;
+  const partial = await sizeOf(`${checkpoint}.partial`);
+  if (partial !== null) {
+    return `partial: ${Math.floor((100 * partial) / entry.bytes)}% (run again to resume)`;
+  }
+  return "not installed";
+}
+
+async function list(entries: ModelEntry[], dir: string) {
+  const width = Math.max(...entries.map((e) => e.name.length));
+  for (const e of entries) {
+    console.log(`${e.name.padEnd(width)}  ${formatBytes(e.bytes).padStart(9)}  ${e.description}`);
+    console.log(`${"".padEnd(width)}  ${"".padStart(9)}  ${await status(e, dir)}`);
+    if (e.url) console.log(`${"".padEnd(width)}  ${"".padStart(9)}  ${e.url} md5 ${e.md5}`);
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const args = parseArgs(argv);
+  if (args.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const extra = args.registry
+    ? parseRegistry(await Deno.readTextFile(args.registry), args.registry)
+    : [];
+  const lookup = (name: string) => extra.find((e) => e.name === name) ?? findModel(name);
+  const entries = [...listModels().filter((e) => !extra.some((x) => x.name === e.name)), ...extra];
+  const dir = weightsDirFrom(args.dir);
+  if (args.list) {
+    await list(entries, dir);
+    if (args.names.length === 0) return 0;
+  }
+  if (args.names.length === 0) throw new UsageError("name at least one model, or --list");
+  const unknown = args.names.filter((n) => !lookup(n));
+  if (unknown.length > 0) {
+    throw new UsageError(
+      `unknown model${unknown.length > 1 ? "s" : ""} ${unknown.map((n) => `'${n}'`).join(", ")}` +
+        `; known: ${entries.map((e) => e.name).join(", ")}`,
+    );
+  }
+  const bar = progressBar();
+  for (const name of args.names) {
+    const entry = lookup(name)!;
+    if (entry.bundledPath !== undefined) {
+      console.error(`weights: ${name} is bundled at ${entry.bundledPath}; nothing to download`);
+      continue;
+    }
+    const started = performance.now();
+    try {
+      const result = await downloadModel(entry, {
+        weightsDir: dir,
+        baseUrl: args.url,
+        onProgress: bar.update,
+        onNote: (message) => bar.note(`weights: ${name}: ${message}`),
+      });
+      bar.finish();
+      const seconds = ((performance.now() - started) / 1000).toFixed(1);
+      console.error(
+        result.converted
+          ? `weights: ${name} ready: ${result.safetensors} (checked ${result.checkpoint}, ` +
+            `${seconds} s)`
+          : `weights: ${name} already installed: ${result.safetensors}`,
+      );
+    } finally {
+      bar.finish();
+    }
+  }
+  return 0;
+}
+
+if (import.meta.main) {
+  let code: number;
+  try {
+    code = await main(Deno.args);
+  } catch (e) {
+    const err = e as Error;
+    let debug = false;
+    try {
+      debug = Deno.env.get("WGSAM_DEBUG") === "1";
+    } catch { /* no --allow-env */ }
+    console.error(`weights: error: ${debug ? err.stack : err.message}`);
+    if (e instanceof UsageError) console.error("run with --help for usage");
+    code = e instanceof UsageError ? 2 : 1;
+  }
+  Deno.exit(code);
+}
