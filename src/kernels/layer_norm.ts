@@ -1,0 +1,118 @@
+/**
+ * LayerNorm over the last dim: y = (x - mean) / sqrt(var + eps) * weight + bias, biased
+ * variance, as torch's nn.LayerNorm. Like torch it takes two passes over the row (mean, then
+ * the mean of squared deviations) rather than E[x^2] - E[x]^2, which loses digits when the
+ * mean is large against the spread; the row is held in registers between passes.
+ *
+ * A row is handled by TPR threads (32 for C <= 256, else 256) each holding up to VPT values;
+ * a 256-thread workgroup handles 256 / TPR rows.
+ */
+import { type GpuContext, grid, type KernelSpec } from "../gpu/context.ts";
+import { emptyTensor, Params, type Tensor } from "../gpu/tensor.ts";
+
+const WG = 256;
+
+interface Shape {
+  /** Threads per row. */
+  tpr: number;
+  /** Values per thread (registers). */
+  vpt: number;
+}
+
+const SHAPES: Shape[] = [{ tpr: 32, vpt: 8 }, { tpr: 256, vpt: 8 }, { tpr: 256, vpt: 32 }];
+
+function layerNormSpec({ tpr, vpt }: Shape): KernelSpec {
+  return {
+    name: `layer_norm_t${tpr}v${vpt}_f32`,
+    bindings: ["uniform", "read", "read", "read", "write"],
+    code: () => /* wgsl */ `
+struct P { rows: u32, C: u32, eps: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+var<workgroup> red: array<f32, ${WG}>;
+
+// Sum of value over the ${tpr} threads of this row; every thread gets it.
+fn row_sum(tid: u32, lane: u32, value: f32) -> f32 {
+  red[tid] = value;
+  workgroupBarrier();
+  for (var s = ${tpr / 2}u; s > 0u; s >>= 1u) {
+    if (lane < s) { red[tid] += red[tid + s]; }
+    workgroupBarrier();
+  }
+  let total = red[tid - lane];
+  workgroupBarrier();
+  return total;
+}
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) tid: u32) {
+  let lane = tid % ${tpr}u;
+  let row = (wg.x + wg.y * nwg.x) * ${WG / tpr}u + tid / ${tpr}u;
+  // Rows past the end still join the barriers.
+  let valid = row < p.rows;
+  let base = row * p.C;
+  var v: array<f32, ${vpt}>;
+  var s = 0.0;
+  for (var i = 0u; i < ${vpt}u; i++) {
+    let c = lane + i * ${tpr}u;
+    v[i] = 0.0;
+    if (valid && c < p.C) { v[i] = x[base + c]; s += v[i]; }
+  }
+  let mean = row_sum(tid, lane, s) / f32(p.C);
+  var q = 0.0;
+  for (var i = 0u; i < ${vpt}u; i++) {
+    let c = lane + i * ${tpr}u;
+    if (c < p.C) { let d = v[i] - mean; q += d * d; }
+  }
+  let sd = sqrt(row_sum(tid, lane, q) / f32(p.C) + p.eps);
+  if (!valid) { return; }
+  for (var i = 0u; i < ${vpt}u; i++) {
+    let c = lane + i * ${tpr}u;
+    if (c < p.C) { out[base + c] = (v[i] - mean) / sd * weight[c] + bias[c]; }
+  }
+}`,
+  };
+}
+
+const SPECS = SHAPES.map((s) => ({ ...s, spec: layerNormSpec(s) }));
+
+/** LayerNorm of x [..., C] over C with weight, bias [C]; eps 1e-6 (SAM encoder) or 1e-5. */
+export function layerNorm(
+  ctx: GpuContext,
+  x: Tensor,
+  weight: Tensor,
+  bias: Tensor,
+  eps: number,
+  out?: Tensor,
+): Tensor {
+  const C = x.shape[x.shape.length - 1];
+  if (!C) throw new Error(`layerNorm: x [${x.shape}] has no last dim to normalise`);
+  if (weight.size !== C || bias.size !== C) {
+    throw new Error(
+      `layerNorm: weight (${weight.size}) and bias (${bias.size}) need C=${C} elements`,
+    );
+  }
+  const chosen = SPECS.find((s) => C <= s.tpr * s.vpt);
+  if (!chosen) {
+    const max = SHAPES[SHAPES.length - 1];
+    throw new Error(`layerNorm: C=${C} is over the supported ${max.tpr * max.vpt}`);
+  }
+  const y = out ?? emptyTensor(ctx, x.shape, "layer_norm.out");
+  if (y.size !== x.size) throw new Error(`layerNorm: out has ${y.size} elements, need ${x.size}`);
+  if (y.buffer === x.buffer) throw new Error("layerNorm: out must not alias x");
+  const rows = x.size / C;
+  const params = new Params().u32(rows, C).f32(eps).build();
+  const rowsPerGroup = WG / chosen.tpr;
+  ctx.dispatch(
+    chosen.spec,
+    params,
+    [x.buffer, weight.buffer, bias.buffer, y.buffer],
+    grid(Math.ceil(rows / rowsPerGroup)),
+  );
+  return y;
+}

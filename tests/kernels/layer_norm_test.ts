@@ -1,0 +1,94 @@
+import assert from "node:assert/strict";
+import { assertClose, randomArray } from "../util/compare.ts";
+import { getContext } from "../../src/gpu/context.ts";
+import { emptyTensor, tensorFrom } from "../../src/gpu/tensor.ts";
+import { layerNorm } from "../../src/kernels/layer_norm.ts";
+
+/** torch nn.LayerNorm in float64: two-pass mean and biased variance. */
+function layerNormRef(
+  x: Float32Array,
+  w: Float32Array,
+  b: Float32Array,
+  C: number,
+  eps: number,
+): Float64Array {
+  const out = new Float64Array(x.length);
+  for (let r = 0; r < x.length / C; r++) {
+    let s = 0;
+    for (let c = 0; c < C; c++) s += x[r * C + c];
+    const mean = s / C;
+    let q = 0;
+    for (let c = 0; c < C; c++) q += (x[r * C + c] - mean) ** 2;
+    const sd = Math.sqrt(q / C + eps);
+    for (let c = 0; c < C; c++) out[r * C + c] = ((x[r * C + c] - mean) / sd) * w[c] + b[c];
+  }
+  return out;
+}
+
+async function check(rows: number, C: number, eps: number, offset: number, seed: number) {
+  const ctx = await getContext();
+  // offset shifts every value: a one-pass E[x^2] - E[x]^2 variance fails at offset 100.
+  const x = randomArray(rows * C, seed).map((v) => v + offset);
+  const w = randomArray(C, seed + 1), b = randomArray(C, seed + 2);
+  const y = layerNorm(
+    ctx,
+    tensorFrom(ctx, x, [rows, C]),
+    tensorFrom(ctx, w, [C]),
+    tensorFrom(ctx, b, [C]),
+    eps,
+  );
+  const got = await y.read();
+  y.destroy();
+  // Tolerance: |gpu - ref| <= 2e-5 + 1e-5 |ref| (normalised values are O(1); the offset-100
+  // rows lose ~log2(100) bits to float32 inputs centred far from 0).
+  assertClose(got, layerNormRef(x, w, b, C, eps), {
+    atol: 2e-5,
+    rtol: 1e-5,
+    shape: [rows, C],
+    label: `layerNorm rows=${rows} C=${C} eps=${eps} offset=${offset}`,
+  });
+}
+
+Deno.test("layerNorm matches float64 torch semantics on awkward and SAM widths", async () => {
+  await check(1, 1, 1e-5, 0, 1); // a single value normalises to the bias
+  await check(3, 7, 1e-5, 0, 2);
+  await check(9, 32, 1e-6, 0, 3); // sam-tiny width; 9 rows: a ragged 8-row workgroup
+  await check(7, 256, 1e-5, 100, 4); // decoder width, large mean
+  await check(65, 257, 1e-6, 0, 5); // just over the 32-thread rows
+  await check(33, 768, 1e-6, 0, 6); // ViT-B
+  await check(5, 1024, 1e-6, 100, 7); // ViT-L, large mean
+  await check(17, 1280, 1e-6, 0, 8); // ViT-H
+  await check(3, 2049, 1e-6, 0, 9); // the widest variant
+});
+
+Deno.test("layerNorm: eps is applied (constant rows give bias), 4096 tokens x 256", async () => {
+  const ctx = await getContext();
+  const C = 256, rows = 4096;
+  await check(rows, C, 1e-5, 0, 10);
+  // Constant rows: zero variance, so y = 0 / sqrt(eps) * w + b = b exactly.
+  const x = new Float32Array(2 * C).fill(3);
+  const w = randomArray(C, 11), b = randomArray(C, 12);
+  const y = layerNorm(
+    ctx,
+    tensorFrom(ctx, x, [2, C]),
+    tensorFrom(ctx, w, [C]),
+    tensorFrom(ctx, b, [C]),
+    1e-6,
+  );
+  assertClose(await y.read(), [...b, ...b], { atol: 0, label: "constant rows" });
+  assert.throws(
+    () => layerNorm(ctx, y, emptyTensor(ctx, [3]), emptyTensor(ctx, [C]), 1e-6),
+    /need C=256/,
+  );
+  assert.throws(
+    () =>
+      layerNorm(
+        ctx,
+        emptyTensor(ctx, [1, 9000]),
+        emptyTensor(ctx, [9000]),
+        emptyTensor(ctx, [9000]),
+        1e-6,
+      ),
+    /over the supported/,
+  );
+});
