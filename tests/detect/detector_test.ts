@@ -1,0 +1,234 @@
+/**
+ * The detector on the fixtures' stand-in models (/work/shared/fixtures/detector): fixed
+ * detections in input pixels (truth.json), whatever the image. Checks which survive the
+ * score threshold and class-aware NMS, and the exact mapping of boxes back to photos of
+ * chosen sizes through the inverse letterbox; and the errors for bad detector files.
+ */
+import assert from "node:assert/strict";
+import { COCO_CLASSES } from "../../src/detect/coco_classes.ts";
+import { Detector } from "../../src/detect/detector.ts";
+import type { RgbImage } from "../../src/types.ts";
+import { sharedFixture, skipIfMissing } from "../util/fixtures.ts";
+import { buildOnnx } from "./onnx_builder.ts";
+
+const DETECTOR_DIR = sharedFixture("detector/");
+const MODELS = ["yolo_nas_raw.onnx", "yolov8_raw.onnx"] as const;
+
+interface Truth {
+  detections_in_input_pixels: { box_xyxy: number[]; class_id: number; score: number }[];
+  "expected_after_nms_iou_0.5_score_0.35": number[];
+}
+
+async function loadTruth(): Promise<Truth> {
+  return JSON.parse(await Deno.readTextFile(new URL("truth.json", DETECTOR_DIR!)));
+}
+
+function photo(width: number, height: number, value = 90): RgbImage {
+  return { width, height, channels: 3, data: new Uint8Array(width * height * 3).fill(value) };
+}
+
+/** Boxes equal within float32 rounding of the stand-in's outputs (values up to 1000 px). */
+function assertBoxClose(got: readonly number[], want: readonly number[], label: string) {
+  for (let k = 0; k < 4; k++) {
+    assert.ok(
+      Math.abs(got[k] - want[k]) <= 1e-4 * Math.max(1, Math.abs(want[k])),
+      `${label}: box ${JSON.stringify(got)} != ${JSON.stringify(want)}`,
+    );
+  }
+}
+
+// One wasm session per stand-in, shared by the tests below (wasm compile is the slow part).
+const detectors = new Map<string, Detector>();
+async function detector(model: string): Promise<Detector> {
+  let d = detectors.get(model);
+  if (!d) {
+    d = await Detector.load(new URL(model, DETECTOR_DIR!).pathname, { executionProvider: "wasm" });
+    detectors.set(model, d);
+  }
+  return d;
+}
+
+for (const model of MODELS) {
+  Deno.test(`${model}: exactly truth.json's survivors at score 0.35 / IoU 0.5`, async () => {
+    if (skipIfMissing(DETECTOR_DIR, "detector fixtures")) return;
+    const truth = await loadTruth();
+    const planted = truth.detections_in_input_pixels;
+    const expected = truth["expected_after_nms_iou_0.5_score_0.35"];
+    const d = await detector(model);
+    assert.equal(d.layout.kind, model.startsWith("yolo_nas") ? "yolo-nas" : "yolov8");
+    assert.deepEqual([d.inputWidth, d.inputHeight], [640, 640]); // from the input metadata
+    // A 640 x 640 photo: the letterbox is the identity, photo boxes = input boxes.
+    const dets = await d.detect(photo(640, 640), { scoreThreshold: 0.35, iouThreshold: 0.5 });
+    assert.equal(dets.length, expected.length, JSON.stringify(dets));
+    // Best first: the survivors in score order.
+    const order = [...expected].sort((a, b) => planted[b].score - planted[a].score);
+    dets.forEach((det, k) => {
+      const p = planted[order[k]];
+      assert.equal(det.classId, p.class_id);
+      assert.equal(det.score, Math.fround(p.score));
+      assertBoxClose(det.inputBox, p.box_xyxy, `planted ${order[k]}`);
+      assertBoxClose(det.box, p.box_xyxy, `planted ${order[k]}`);
+    });
+    assert.deepEqual(
+      dets.map((x) => x.className),
+      order.map((i) => COCO_CLASSES[planted[i].class_id]),
+    );
+    assert.deepEqual(dets.map((x) => x.className), ["dog", "car", "person"]);
+  });
+
+  Deno.test(`${model}: the threshold and NMS are what removed the others`, async () => {
+    if (skipIfMissing(DETECTOR_DIR, "detector fixtures")) return;
+    const planted = (await loadTruth()).detections_in_input_pixels;
+    const d = await detector(model);
+    const img = photo(640, 640);
+    const scoresOf = async (opts: Parameters<Detector["detect"]>[1]) =>
+      (await d.detect(img, opts)).map((x) => x.score).sort((a, b) => a - b);
+    const f = (i: number) => Math.fround(planted[i].score);
+    // NMS off (IoU threshold 1): the overlapping dog (planted 1, IoU ~0.8 with 0) is back.
+    assert.deepEqual(
+      await scoresOf({ iouThreshold: 1 }),
+      [0, 1, 2, 3].map(f).sort((a, b) => a - b),
+    );
+    // Score 0.25: the 0.3 dog (planted 4) too; it overlaps nothing.
+    assert.deepEqual(
+      await scoresOf({ scoreThreshold: 0.25 }),
+      [0, 2, 3, 4].map(f).sort((a, b) => a - b),
+    );
+    // Class filter after the argmax: only the dogs.
+    const dogs = await d.detect(img, { classes: ["Dog"], scoreThreshold: 0.25 });
+    assert.deepEqual(dogs.map((x) => x.score), [0, 4].map(f));
+    // maxDetections keeps the best.
+    assert.deepEqual((await d.detect(img, { maxDetections: 1 })).map((x) => x.score), [f(0)]);
+  });
+}
+
+/**
+ * Expected photo-frame boxes of the three survivors, derived by hand from the letterbox
+ * geometry (r, resized size, padding) of each photo size; order dog (0), car (2), person (3).
+ */
+const LETTERBOX_CASES: {
+  w: number;
+  h: number;
+  geometry: [number, number, number, number, number]; // r, Wr, Hr, padLeft, padTop
+  boxes: ([number, number, number, number] | null)[];
+}[] = [
+  {
+    // Landscape 1000 x 500: r = 0.64, 640 x 320 at (0, 160); x' = x / 0.64, y' = (y - 160) / 0.64.
+    w: 1000,
+    h: 500,
+    geometry: [0.64, 640, 320, 0, 160],
+    boxes: [
+      [156.25, 62.5, 468.75, 406.25],
+      [546.875, 0, 937.5, 500], // y from -15.625 and 531.25, clipped
+      [31.25, 0, 140.625, 62.5], // y0 from -203.125
+    ],
+  },
+  {
+    // Portrait 400 x 800: r = 0.8, 320 x 640 at (160, 0); x' = (x - 160) / 0.8, y' = y / 0.8.
+    w: 400,
+    h: 800,
+    geometry: [0.8, 320, 640, 160, 0],
+    boxes: [
+      [0, 250, 175, 525], // x0 from -75
+      [237.5, 187.5, 400, 625], // x1 from 550
+      null, // x from -175 to -87.5: wholly in the padding, dropped
+    ],
+  },
+  {
+    // Portrait 300 x 450, odd padding: r = 640/450, Wr = round(426.67) = 427, pad 213 split
+    // 106 left / 107 right; x' = (x - 106) * 300 / 427, y' = y * 450 / 640.
+    w: 300,
+    h: 450,
+    geometry: [640 / 450, 427, 640, 106, 0],
+    boxes: [
+      [0, 140.625, (300 - 106) * 300 / 427, 295.3125],
+      [244 * 300 / 427, 105.46875, 300, 351.5625], // x1 = 494 * 300/427 = 347.07, clipped
+      null,
+    ],
+  },
+];
+
+for (const model of MODELS) {
+  Deno.test(`${model}: boxes map back exactly through the letterbox (landscape, portrait)`, async () => {
+    if (skipIfMissing(DETECTOR_DIR, "detector fixtures")) return;
+    const d = await detector(model);
+    for (const c of LETTERBOX_CASES) {
+      const lb = d.geometry(c.w, c.h);
+      assert.deepEqual(
+        [lb.scale, lb.resizedWidth, lb.resizedHeight, lb.padLeft, lb.padTop],
+        c.geometry,
+        `${c.w}x${c.h} geometry`,
+      );
+      const dets = await d.detect(photo(c.w, c.h));
+      const want = c.boxes.filter((b) => b !== null);
+      assert.equal(dets.length, want.length, `${c.w}x${c.h}: ${JSON.stringify(dets)}`);
+      dets.forEach((det, k) => assertBoxClose(det.box, want[k]!, `${c.w}x${c.h} #${k}`));
+    }
+  });
+}
+
+Deno.test("detector: WebGPU execution provider (or its wasm fallback) gives the same detections", async () => {
+  if (skipIfMissing(DETECTOR_DIR, "detector fixtures")) return;
+  const path = new URL("yolov8_raw.onnx", DETECTOR_DIR!).pathname;
+  const auto = await Detector.load(path, { executionProvider: "auto" });
+  try {
+    console.log(`  detector execution provider: ${auto.executionProvider}`);
+    const img = photo(1000, 500);
+    const want = await (await detector("yolov8_raw.onnx")).detect(img);
+    assert.deepEqual(await auto.detect(img), want);
+  } finally {
+    await auto.dispose();
+  }
+});
+
+Deno.test("detector: bad model files fail clearly", async () => {
+  const garbage = new Uint8Array(4096).map((_, i) => (i * 7919) % 251);
+  await assert.rejects(
+    Detector.load(garbage, { executionProvider: "wasm" }),
+    /detector: detector model is not a loadable ONNX model/,
+  );
+  await assert.rejects(
+    Detector.load("/nonexistent/model.onnx", { executionProvider: "wasm" }),
+    /detector: cannot read \/nonexistent\/model\.onnx/,
+  );
+  // A valid ONNX model with an image input whose output is no detector layout.
+  const identity = buildOnnx(
+    { name: "images", shape: [1, 3, 640, 640] },
+    [{ op: "Identity", input: "images", output: "features" }],
+    [{ name: "features", shape: [1, 3, 640, 640] }],
+  );
+  await assert.rejects(
+    Detector.load(identity, { executionProvider: "wasm" }),
+    /unknown detector output layout: outputs features \(1,3,640,640\); expected YOLO-NAS/,
+  );
+  // A model whose input is not an image.
+  const vector = buildOnnx(
+    { name: "x", shape: [1, 16] },
+    [{ op: "Identity", input: "x", output: "output0" }],
+    [{ name: "output0", shape: [1, 16] }],
+  );
+  await assert.rejects(
+    Detector.load(vector, { executionProvider: "wasm" }),
+    /input x is float32 \(1,16\); expected a float32 or uint8 image \(1,3,H,W\)/,
+  );
+});
+
+Deno.test("detector: unknown class names fail before the run, with close matches", async () => {
+  if (skipIfMissing(DETECTOR_DIR, "detector fixtures")) return;
+  const d = await detector("yolo_nas_raw.onnx");
+  await assert.rejects(
+    d.detect(photo(64, 64), { classes: ["dgo", "car", "zebraa"] }),
+    /unknown class names "dgo" \(did you mean "dog"[^)]*\), "zebraa" \(did you mean "zebra"\?\)/,
+  );
+  await assert.rejects(d.detect(photo(64, 64), { scoreThreshold: 2 }), /score threshold/);
+});
+
+Deno.test({
+  name: "detector: release the shared sessions",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    for (const d of detectors.values()) await d.dispose();
+    detectors.clear();
+  },
+});
