@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { fileURLToPath } from "node:url";
 import {
   downloadModel,
   type DownloadProgress,
@@ -74,9 +75,9 @@ async function missing(path: string): Promise<boolean> {
 
 Deno.test("md5File streams and matches an independent digest", async () => {
   // md5sum tests/fixtures/sam-tiny/sam-tiny.pth, and node:crypto over the whole buffer.
-  assert.equal(await md5File(TINY.pathname), "ed2fb18d86b6c1260389401fdff92cb9");
+  assert.equal(await md5File(fileURLToPath(TINY)), "ed2fb18d86b6c1260389401fdff92cb9");
   let last = 0;
-  assert.equal(await md5File(SOURCE.pathname, (n) => (last = n)), ENTRY.md5);
+  assert.equal(await md5File(fileURLToPath(SOURCE), (n) => (last = n)), ENTRY.md5);
   assert.equal(last, ENTRY.bytes);
 });
 
