@@ -138,3 +138,29 @@ Deno.test("COCO RLE round trip on every fixture mask (sam-tiny and amg-synthetic
     assert.deepEqual(maskToRle(mask, rle.size[0], rle.size[1]).counts, rle.counts, label);
   }
 });
+
+/**
+ * SHA-256 of the compressed strings of every fixture mask (joined by "\n", in file order) as
+ * cocoapi's own `rleToString` (common/maskApi.c, compiled from the cocodataset/cocoapi
+ * repository and run on these counts once, outside this project) writes them.
+ */
+const COCOAPI_STRINGS_SHA256 = {
+  samTiny: "90cd5e8f2902f242a212ef46116abdf7a7947f57eabf39a6958185289e62ef88",
+  synthetic: "b41def507685d4dffbb935e01fd655465d9710336232c4a10a82c081c10e5c07",
+};
+
+async function sha256Hex(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+Deno.test("COCO strings of every fixture mask are the ones cocoapi's rleToString writes", async () => {
+  const strings = (records: { segmentation: unknown }[]) =>
+    records.map((r) => countsToCocoString((r.segmentation as UncompressedRle).counts)).join("\n");
+  const tiny = await loadSamTinyAmg();
+  assert.equal(await sha256Hex(strings(tiny.records)), COCOAPI_STRINGS_SHA256.samTiny);
+  const synthetic = await loadSyntheticAmg("amg-synthetic masks against cocoapi's strings");
+  if (synthetic) {
+    assert.equal(await sha256Hex(strings(synthetic.records)), COCOAPI_STRINGS_SHA256.synthetic);
+  }
+});
