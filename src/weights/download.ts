@@ -178,7 +178,6 @@ async function transferOnce(
   const headers: Record<string, string> = {};
   if (partial.length > 0) headers.Range = `bytes=${partial.length}-`;
   const res = await fetchFn(url, { headers, signal: opts.signal });
-  let append = false;
   if (res.status === 416 && partial.length > 0) {
     await res.body?.cancel();
     if (partial.length === entry.bytes) return; // complete already
@@ -199,7 +198,6 @@ async function transferOnce(
       restart(partial);
       return await transferOnce(entry, url, partial, opts, progress, counters);
     }
-    append = true;
     counters.resumed = true;
     note(`resuming at ${formatBytes(partial.length)} of ${formatBytes(entry.bytes)} (HTTP 206)`);
   } else if (res.ok) {
@@ -220,13 +218,11 @@ async function transferOnce(
   }
   if (!res.body) throw new FatalDownloadError(`GET ${url}: empty response`);
 
-  const file = await Deno.open(partial.path, {
-    write: true,
-    create: true,
-    append,
-    truncate: !append,
-  });
+  // Cut the file to the bytes the hash covers (a failed write may have left more), then append.
+  const file = await Deno.open(partial.path, { write: true, create: true });
   try {
+    await file.truncate(partial.length);
+    await file.seek(partial.length, Deno.SeekMode.Start);
     progress(partial.length);
     for await (const chunk of res.body) {
       if (partial.length + chunk.length > entry.bytes) {

@@ -199,6 +199,18 @@ Deno.test("a server that ignores Range: the partial file is discarded and fetche
   });
 });
 
+Deno.test("a complete partial file (416 on resume) is verified without a second transfer", async () => {
+  await withServer({}, async (server, dir) => {
+    await Deno.writeFile(`${dir}/${ENTRY.fileName}.partial`, BYTES);
+    const result = await downloadModel(ENTRY, { weightsDir: dir, baseUrl: `${server.url}/mirror` });
+    assert.deepEqual(server.requests.map((r) => [r.range, r.status]), [
+      [`bytes=${ENTRY.bytes}-`, 416],
+    ]);
+    assert.equal(result.bytesDownloaded, 0);
+    await assertIdentical(result.checkpoint);
+  });
+});
+
 Deno.test("a checksum or size mismatch is refused and the bad file removed", async () => {
   await withServer({}, async (server, dir) => {
     const base = `${server.url}/mirror`;
