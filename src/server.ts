@@ -1,0 +1,91 @@
+/**
+ * `deno task serve`: wgsam's HTTP server and web page. Configuration by flags and environment
+ * (see src/server/config.ts or `--help`); the application itself is `createApp` in
+ * src/server/app.ts.
+ */
+import { createApp, MEANINGLESS_WARNING } from "./server/app.ts";
+import { findDefaultModel, parseConfig, USAGE } from "./server/config.ts";
+import { loadSamEngine } from "./server/sam_engine.ts";
+
+async function main(): Promise<number> {
+  let config;
+  try {
+    config = parseConfig(Deno.args, (name) => Deno.env.get(name));
+  } catch (e) {
+    console.error(`error: ${(e as Error).message}`);
+    return 2;
+  }
+  if (config.help) {
+    console.log(USAGE);
+    return 0;
+  }
+
+  let model = config.model;
+  if (!model) {
+    model = findDefaultModel(new URL("../weights/", import.meta.url));
+    if (model) {
+      console.log(`model: ${model} (found in weights/)`);
+    } else {
+      console.warn(
+        "No model configured (--model / WGSAM_MODEL) and none in weights/.\n" +
+          "  Get one with:  deno task weights vit_b\n" +
+          "  Falling back to the bundled sam-tiny test model.",
+      );
+      model = "sam-tiny";
+    }
+  }
+
+  const cacheBytes = Math.round(config.cacheMb * 1024 * 1024);
+  const t0 = performance.now();
+  const engine = await loadSamEngine(model, { cacheBytes });
+  console.log(
+    `loaded ${engine.info.model} in ${
+      Math.round(performance.now() - t0)
+    } ms on ${engine.info.adapter}`,
+  );
+  if (engine.info.meaningless) console.warn(`WARNING: ${MEANINGLESS_WARNING}`);
+
+  const app = createApp({
+    engine,
+    limits: {
+      maxQueue: config.maxQueue,
+      requestTimeoutMs: Math.round(config.timeoutS * 1000),
+      maxUploadBytes: Math.round(config.maxUploadMb * 1024 * 1024),
+      maxPixels: config.maxPixels,
+      imageCacheBytes: cacheBytes,
+    },
+  });
+
+  const server = Deno.serve({
+    hostname: config.host,
+    port: config.port,
+    onListen: ({ hostname, port }) => {
+      const shown = hostname.includes(":") ? `[${hostname}]` : hostname;
+      console.log(`wgsam listening on http://${shown}:${port}/`);
+    },
+    onError: (e) => {
+      // createApp answers every error itself; this is a last resort that keeps serving.
+      console.error(`ERROR (unhandled): ${(e as Error)?.stack ?? e}`);
+      return new Response(JSON.stringify({ error: "internal error" }), {
+        status: 500,
+        headers: { "content-type": "application/json" },
+      });
+    },
+  }, app);
+
+  const stop = () => {
+    console.log("shutting down");
+    server.shutdown();
+  };
+  try {
+    Deno.addSignalListener("SIGINT", stop);
+    Deno.addSignalListener("SIGTERM", stop);
+  } catch {
+    // Signals are not available on every platform.
+  }
+  await server.finished;
+  engine.dispose();
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main());

@@ -1,0 +1,389 @@
+/**
+ * The HTTP application: `createApp(options)` returns a `(req) => Promise<Response>` handler that
+ * tests call directly and `Deno.serve` mounts. Routes:
+ *
+ *   GET    /                          the page (src/web/)
+ *   GET    /api/info                  server, model, adapter, queue and cache state
+ *   POST   /api/images                upload (raw PNG/JPEG or multipart field "image")
+ *   GET    /api/images/:id            size of a stored image
+ *   DELETE /api/images/:id            forget a stored image
+ *   POST   /api/images/:id/segment    prompts -> masks (PNG or COCO RLE) + low-res handles
+ *   POST   /api/images/:id/everything automatic mask generation -> COCO RLE annotations
+ *   GET    /api/images/:id/embedding  the image embedding as .npy
+ *
+ * Every error is JSON `{ "error": "..." }`; unexpected exceptions are logged and become a 500.
+ */
+import type { Prediction, Prompt, RgbImage } from "../types.ts";
+import { AutomaticMaskGenerator, cocoEncodeRle, type MaskSource, maskToRle } from "../amg/mod.ts";
+import { encodeNpyF32 } from "../util/npy.ts";
+import { readImageUpload, readJsonObject } from "./body.ts";
+import { decodeImageLimited } from "./decode.ts";
+import { type Engine, predictorMaskSource } from "./engine.ts";
+import { errorResponse, HttpError, jsonResponse } from "./errors.ts";
+import { DEFAULT_LIMITS, type Limits } from "./limits.ts";
+import { ByteLru } from "./lru.ts";
+import { encodeMaskPng, toBase64 } from "./png.ts";
+import { WorkQueue } from "./queue.ts";
+import { parseEverythingRequest, parseSegmentRequest } from "./validate.ts";
+
+export const SERVER_NAME = "wgsam";
+export const SERVER_VERSION = "0.1.0";
+
+export const MEANINGLESS_WARNING =
+  "Running on the bundled sam-tiny test model (random weights): its masks are meaningless. " +
+  "Get a real model with `deno task weights vit_b` and restart.";
+
+export interface AppOptions {
+  engine: Engine;
+  limits?: Partial<Limits>;
+  /** Where log lines go (default console.log); tests pass a no-op or a collector. */
+  log?: (line: string) => void;
+  /** Folder of the page's files (default src/web/). */
+  webDir?: URL;
+}
+
+export type AppHandler = ((req: Request) => Promise<Response>) & {
+  readonly limits: Readonly<Limits>;
+  readonly queue: WorkQueue;
+};
+
+interface StoredImage {
+  id: string;
+  image: RgbImage;
+}
+
+interface LowResEntry {
+  imageId: string;
+  /** One plane of low-res logits, lowResSize^2. */
+  logits: Float32Array;
+}
+
+const ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
+
+const STATIC_FILES: Record<string, [file: string, type: string]> = {
+  "/": ["index.html", "text/html; charset=utf-8"],
+  "/index.html": ["index.html", "text/html; charset=utf-8"],
+  "/app.js": ["app.js", "text/javascript; charset=utf-8"],
+  "/style.css": ["style.css", "text/css; charset=utf-8"],
+};
+
+export function createApp(options: AppOptions): AppHandler {
+  const engine = options.engine;
+  const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
+  const log = options.log ?? ((line: string) => console.log(line));
+  const webDir = options.webDir ?? new URL("../web/", import.meta.url);
+  const queue = new WorkQueue(limits.maxQueue);
+  const images = new ByteLru<StoredImage>(limits.imageCacheBytes, (s) => s.image.data.byteLength);
+  const handles = new ByteLru<LowResEntry>(limits.handleCacheBytes, (e) => e.logits.byteLength);
+  const startedAt = Date.now();
+  let requests = 0;
+
+  const staticCache = new Map<string, Uint8Array | null>();
+  function staticFile(name: string): Uint8Array | null {
+    if (!staticCache.has(name)) {
+      try {
+        staticCache.set(name, Deno.readFileSync(new URL(name, webDir)));
+      } catch {
+        staticCache.set(name, null);
+      }
+    }
+    return staticCache.get(name)!;
+  }
+
+  function lookupImage(id: string): StoredImage {
+    const stored = ID_PATTERN.test(id) ? images.get(id) : undefined;
+    if (!stored) {
+      throw new HttpError(404, `unknown image id "${id.slice(0, 80)}" (upload it again)`);
+    }
+    return stored;
+  }
+
+  /** Runs GPU work through the queue under the request's time limit. */
+  function onGpu<T>(req: Request, job: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const abort = new AbortController();
+    return queue.run(() => job(abort.signal), {
+      timeoutMs: limits.requestTimeoutMs,
+      signal: req.signal,
+    })
+      .catch((e) => {
+        abort.abort(); // lets long jobs (segment everything) stop at their next step
+        throw e;
+      });
+  }
+
+  function info() {
+    return {
+      server: {
+        name: SERVER_NAME,
+        version: SERVER_VERSION,
+        uptime_s: Math.round((Date.now() - startedAt) / 1000),
+        requests,
+      },
+      model: {
+        name: engine.info.model,
+        arch: engine.info.arch,
+        meaningless: engine.info.meaningless,
+      },
+      adapter: engine.info.adapter,
+      warning: engine.info.meaningless ? MEANINGLESS_WARNING : null,
+      queue: queue.stats(),
+      cache: {
+        images: { count: images.size, bytes: images.bytes, max_bytes: images.maxBytes },
+        low_res_handles: { count: handles.size, bytes: handles.bytes, max_bytes: handles.maxBytes },
+      },
+      limits: {
+        max_upload_bytes: limits.maxUploadBytes,
+        max_json_bytes: limits.maxJsonBytes,
+        max_pixels: limits.maxPixels,
+        max_side: limits.maxSide,
+        max_points: limits.maxPoints,
+        max_boxes: limits.maxBoxes,
+        coord_margin: limits.coordMargin,
+        max_queue: limits.maxQueue,
+        request_timeout_ms: limits.requestTimeoutMs,
+        max_points_per_side: limits.maxPointsPerSide,
+        max_crop_layers: limits.maxCropLayers,
+      },
+    };
+  }
+
+  async function upload(req: Request): Promise<Response> {
+    const bytes = await readImageUpload(req, limits.maxUploadBytes);
+    const image = await decodeImageLimited(bytes, limits);
+    const result = await onGpu(req, () => engine.setImage(image));
+    if (!images.set(result.id, { id: result.id, image })) {
+      throw new HttpError(413, "image is larger than the whole image cache (--cache-mb)");
+    }
+    return jsonResponse({
+      id: result.id,
+      width: image.width,
+      height: image.height,
+      encodeMs: result.encodeMs,
+      cached: result.cached,
+    });
+  }
+
+  async function segment(req: Request, id: string): Promise<Response> {
+    const stored = lookupImage(id);
+    const { width, height } = stored.image;
+    const body = await readJsonObject(req, limits.maxJsonBytes);
+    const parsed = parseSegmentRequest(body, width, height, limits);
+    let prompts: Prompt[] = parsed.prompts;
+    if (parsed.maskInputHandle) {
+      const entry = handles.get(parsed.maskInputHandle);
+      if (!entry) {
+        throw new HttpError(400, "mask_input: unknown or expired low_res_handle (segment again)");
+      }
+      if (entry.imageId !== stored.id) {
+        throw new HttpError(400, "mask_input: that low_res_handle belongs to another image");
+      }
+      prompts = prompts.map((p) => ({ ...p, maskInput: entry.logits }));
+    }
+    const predictions = await onGpu(req, async () => {
+      await engine.setImage(stored.image);
+      try {
+        if (parsed.batched) return await engine.predictBatch(prompts);
+        return [await engine.predict(prompts[0])];
+      } catch (e) {
+        // The predictor's refusal of a prompt that the validation here let through.
+        if (e instanceof RangeError) throw new HttpError(400, e.message);
+        throw e;
+      }
+    });
+    const results = [];
+    for (const pred of predictions) {
+      results.push(await describePrediction(pred, stored.id, parsed.format));
+    }
+    const body0 = { width, height, format: parsed.format };
+    if (parsed.batched) {
+      return jsonResponse({
+        ...body0,
+        results,
+        masks: results.flatMap((r, box) => r.masks.map((m) => ({ ...m, box_index: box }))),
+      });
+    }
+    return jsonResponse({ ...body0, ...results[0] });
+  }
+
+  async function describePrediction(pred: Prediction, imageId: string, format: "png" | "rle") {
+    const plane = pred.lowResSize * pred.lowResSize;
+    const masks = [];
+    let best = 0;
+    for (let i = 0; i < pred.masks.length; i++) {
+      const handle = crypto.randomUUID().replaceAll("-", "");
+      handles.set(handle, { imageId, logits: pred.lowResLogits.slice(i * plane, (i + 1) * plane) });
+      const score = pred.scores[i];
+      if (score > pred.scores[best]) best = i;
+      const mask = pred.masks[i];
+      let area = 0;
+      for (let k = 0; k < mask.length; k++) area += mask[k] ? 1 : 0;
+      masks.push({
+        score,
+        area,
+        low_res_handle: handle,
+        ...(format === "png"
+          ? { png_base64: toBase64(await encodeMaskPng(mask, pred.width, pred.height)) }
+          : { rle: cocoEncodeRle(maskToRle(mask, pred.height, pred.width)) }),
+      });
+    }
+    return { masks, best, low_res_handle: masks[best]?.low_res_handle ?? null };
+  }
+
+  async function everything(req: Request, id: string): Promise<Response> {
+    const stored = lookupImage(id);
+    const { width, height } = stored.image;
+    const body = await readJsonObject(req, limits.maxJsonBytes);
+    const params = parseEverythingRequest(body, width, height, limits);
+    let generator: AutomaticMaskGenerator;
+    try {
+      generator = new AutomaticMaskGenerator(params);
+    } catch (e) {
+      throw new HttpError(400, (e as Error).message);
+    }
+    const t0 = performance.now();
+    const records = await onGpu(req, (signal) => {
+      const source = stoppable(engine.maskSource?.() ?? predictorMaskSource(engine), signal);
+      return generator.generate({ width, height, data: stored.image.data }, source);
+    });
+    return jsonResponse({
+      width,
+      height,
+      ms: Math.round(performance.now() - t0),
+      count: records.length,
+      params: {
+        points_per_side: params.pointsPerSide,
+        points_per_batch: params.pointsPerBatch,
+        pred_iou_thresh: params.predIouThresh,
+        stability_score_thresh: params.stabilityScoreThresh,
+        stability_score_offset: params.stabilityScoreOffset,
+        box_nms_thresh: params.boxNmsThresh,
+        crop_n_layers: params.cropNLayers,
+        crop_nms_thresh: params.cropNmsThresh,
+        crop_overlap_ratio: params.cropOverlapRatio,
+        crop_n_points_downscale_factor: params.cropNPointsDownscaleFactor,
+        min_mask_region_area: params.minMaskRegionArea,
+        output_mode: "coco_rle",
+      },
+      annotations: records,
+    });
+  }
+
+  async function embedding(req: Request, id: string): Promise<Response> {
+    const stored = lookupImage(id);
+    const emb = await onGpu(req, async () => {
+      await engine.setImage(stored.image);
+      return await engine.getImageEmbedding();
+    });
+    return new Response(encodeNpyF32(emb.data, emb.shape) as Uint8Array<ArrayBuffer>, {
+      headers: {
+        "content-type": "application/octet-stream",
+        "content-disposition": `attachment; filename="${stored.id.slice(0, 16)}_embedding.npy"`,
+        "cache-control": "no-store",
+      },
+    });
+  }
+
+  function methodNotAllowed(allow: string[]): never {
+    throw new HttpError(405, `method not allowed; use ${allow.join(" or ")}`, {
+      allow: allow.join(", "),
+    });
+  }
+
+  async function route(req: Request, method: string, path: string): Promise<Response> {
+    const file = STATIC_FILES[path];
+    if (file) {
+      if (method !== "GET") methodNotAllowed(["GET"]);
+      const bytes = staticFile(file[0]);
+      if (!bytes) throw new HttpError(404, `page file ${file[0]} is missing`);
+      return new Response(bytes as Uint8Array<ArrayBuffer>, {
+        headers: { "content-type": file[1], "cache-control": "no-cache" },
+      });
+    }
+    if (path === "/api/info") {
+      if (method !== "GET") methodNotAllowed(["GET"]);
+      return jsonResponse(info());
+    }
+    if (path === "/api/images") {
+      if (method !== "POST") methodNotAllowed(["POST"]);
+      return await upload(req);
+    }
+    const m = /^\/api\/images\/([^/]+)(?:\/(segment|everything|embedding))?\/?$/.exec(path);
+    if (m) {
+      const id = decodeURIComponent(m[1]);
+      switch (m[2]) {
+        case undefined:
+          if (method === "GET") {
+            const s = lookupImage(id);
+            return jsonResponse({ id: s.id, width: s.image.width, height: s.image.height });
+          }
+          if (method === "DELETE") {
+            lookupImage(id);
+            images.delete(id);
+            return jsonResponse({ deleted: id });
+          }
+          return methodNotAllowed(["GET", "DELETE"]);
+        case "segment":
+          if (method !== "POST") methodNotAllowed(["POST"]);
+          return await segment(req, id);
+        case "everything":
+          if (method !== "POST") methodNotAllowed(["POST"]);
+          return await everything(req, id);
+        case "embedding":
+          if (method !== "GET") methodNotAllowed(["GET"]);
+          return await embedding(req, id);
+      }
+    }
+    throw new HttpError(404, `no route ${path.slice(0, 200)}`);
+  }
+
+  const handler = async (req: Request): Promise<Response> => {
+    const t0 = performance.now();
+    requests++;
+    let path = "/";
+    let response: Response;
+    try {
+      path = new URL(req.url).pathname;
+      // HEAD is GET without the body.
+      const method = req.method === "HEAD" ? "GET" : req.method;
+      response = await route(req, method, path);
+      if (req.method === "HEAD") {
+        response = new Response(null, { status: response.status, headers: response.headers });
+      }
+    } catch (e) {
+      if (e instanceof HttpError) {
+        response = errorResponse(e.status, e.message, e.headers);
+      } else {
+        log(`ERROR ${req.method} ${path}: ${(e as Error)?.stack ?? e}`);
+        response = errorResponse(500, `internal error: ${(e as Error)?.message ?? e}`);
+      }
+    }
+    log(`${req.method} ${path} ${response.status} ${Math.round(performance.now() - t0)}ms`);
+    return response;
+  };
+  return Object.assign(handler, { limits: Object.freeze(limits), queue });
+}
+
+/** A mask source that stops (throws) at its next step once the signal aborts. */
+function stoppable(source: MaskSource, signal: AbortSignal): MaskSource {
+  const check = () => {
+    if (signal.aborted) throw new HttpError(504, "segment everything stopped: time limit");
+  };
+  return {
+    setImage: (image) => {
+      check();
+      return source.setImage(image);
+    },
+    predictPoints: (points, n) => {
+      check();
+      return source.predictPoints(points, n);
+    },
+    ...(source.predictBatch
+      ? {
+        predictBatch: (request) => {
+          check();
+          return source.predictBatch!(request);
+        },
+      }
+      : {}),
+  };
+}

@@ -1,0 +1,107 @@
+/**
+ * Request bodies under a byte limit: the limit is checked against Content-Length first and then
+ * while streaming, so an oversized or lying client never makes the server hold more than the
+ * limit. Image uploads come raw (Content-Type image/png or image/jpeg, or
+ * application/octet-stream) or as multipart/form-data with the file in the field "image".
+ */
+import { HttpError } from "./errors.ts";
+
+export async function readBodyLimited(
+  req: Request,
+  maxBytes: number,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const declared = req.headers.get("content-length");
+  if (declared !== null) {
+    const n = Number(declared);
+    if (!Number.isFinite(n) || n < 0) throw new HttpError(400, "bad Content-Length");
+    if (n > maxBytes) throw tooLarge(maxBytes);
+  }
+  if (!req.body) return new Uint8Array(0);
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const reader = req.body.getReader();
+  try {
+    while (true) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      total += value.byteLength;
+      if (total > maxBytes) {
+        await reader.cancel().catch(() => {});
+        throw tooLarge(maxBytes);
+      }
+      chunks.push(value);
+    }
+  } catch (e) {
+    if (e instanceof HttpError) throw e;
+    throw new HttpError(400, `could not read the request body: ${(e as Error).message}`);
+  }
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const c of chunks) {
+    out.set(c, offset);
+    offset += c.byteLength;
+  }
+  return out;
+}
+
+function tooLarge(maxBytes: number): HttpError {
+  return new HttpError(413, `request body over the limit of ${maxBytes} bytes`);
+}
+
+/** The JSON object of a request body; 400 for anything that is not one JSON object. */
+export async function readJsonObject(
+  req: Request,
+  maxBytes: number,
+): Promise<Record<string, unknown>> {
+  const bytes = await readBodyLimited(req, maxBytes);
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new HttpError(400, "request body is not UTF-8");
+  }
+  if (text.trim() === "") return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw new HttpError(400, `malformed JSON: ${(e as Error).message}`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new HttpError(400, "request body must be a JSON object");
+  }
+  return value as Record<string, unknown>;
+}
+
+const RAW_IMAGE_TYPES = ["image/png", "image/jpeg", "image/jpg", "application/octet-stream"];
+
+/** The image bytes of an upload, raw or from the multipart field "image". */
+export async function readImageUpload(req: Request, maxBytes: number): Promise<Uint8Array> {
+  const type = (req.headers.get("content-type") ?? "").split(";")[0].trim().toLowerCase();
+  if (type === "multipart/form-data") {
+    // The whole body is bounded before the multipart parser sees it.
+    const bytes = await readBodyLimited(req, maxBytes);
+    let form: FormData;
+    try {
+      form = await new Response(bytes as Uint8Array<ArrayBuffer>, {
+        headers: { "content-type": req.headers.get("content-type")! },
+      })
+        .formData();
+    } catch (e) {
+      throw new HttpError(400, `malformed multipart body: ${(e as Error).message}`);
+    }
+    const field = form.get("image");
+    if (field === null) throw new HttpError(400, 'multipart body has no field "image"');
+    if (typeof field === "string") {
+      throw new HttpError(400, 'multipart field "image" must be a file, not text');
+    }
+    return new Uint8Array(await field.arrayBuffer());
+  }
+  if (type === "" || RAW_IMAGE_TYPES.includes(type)) {
+    return await readBodyLimited(req, maxBytes);
+  }
+  throw new HttpError(
+    415,
+    `unsupported Content-Type "${type}": send image/png, image/jpeg or multipart/form-data`,
+  );
+}

@@ -1,0 +1,128 @@
+/**
+ * Server configuration from command-line flags and environment variables; flags win.
+ *
+ *   --host / WGSAM_HOST        interface to listen on (127.0.0.1)
+ *   --port / WGSAM_PORT        port (8787; 0 picks a free one)
+ *   --model / WGSAM_MODEL      checkpoint path or registry name (vit_b, vit_l, vit_h, sam-tiny);
+ *                              default: the first weights/*.safetensors, else weights/*.pth,
+ *                              else the bundled sam-tiny test model
+ *   --cache-mb / WGSAM_CACHE_MB  MiB for the embedding cache and, again, for decoded images (512)
+ *   --timeout-s / WGSAM_TIMEOUT_S  time limit of one GPU request, waiting included (300)
+ *   --max-queue / WGSAM_MAX_QUEUE  requests that may wait for the GPU (16)
+ *   --max-upload-mb / WGSAM_MAX_UPLOAD_MB  largest upload (32)
+ *   --max-pixels / WGSAM_MAX_PIXELS  largest image, width * height (16777216)
+ */
+export interface ServerConfig {
+  host: string;
+  port: number;
+  /** As given; null when neither flag nor env names one. */
+  model: string | null;
+  cacheMb: number;
+  timeoutS: number;
+  maxQueue: number;
+  maxUploadMb: number;
+  maxPixels: number;
+  help: boolean;
+}
+
+export const USAGE = `wgsam server: Segment Anything on WebGPU over HTTP
+
+usage: deno task serve [--host H] [--port P] [--model PATH|NAME] [--cache-mb N]
+                       [--timeout-s S] [--max-queue N] [--max-upload-mb N] [--max-pixels N]
+
+Each flag can also be set by the environment: WGSAM_HOST, WGSAM_PORT, WGSAM_MODEL,
+WGSAM_CACHE_MB, WGSAM_TIMEOUT_S, WGSAM_MAX_QUEUE, WGSAM_MAX_UPLOAD_MB, WGSAM_MAX_PIXELS.
+Without a model, the first weights/*.safetensors or weights/*.pth is used, else the bundled
+sam-tiny test model (random weights: meaningless masks).`;
+
+const FLAGS: Record<
+  string,
+  { env: string; key: keyof ServerConfig; kind: "string" | "int" | "num" }
+> = {
+  host: { env: "WGSAM_HOST", key: "host", kind: "string" },
+  port: { env: "WGSAM_PORT", key: "port", kind: "int" },
+  model: { env: "WGSAM_MODEL", key: "model", kind: "string" },
+  "cache-mb": { env: "WGSAM_CACHE_MB", key: "cacheMb", kind: "num" },
+  "timeout-s": { env: "WGSAM_TIMEOUT_S", key: "timeoutS", kind: "num" },
+  "max-queue": { env: "WGSAM_MAX_QUEUE", key: "maxQueue", kind: "int" },
+  "max-upload-mb": { env: "WGSAM_MAX_UPLOAD_MB", key: "maxUploadMb", kind: "num" },
+  "max-pixels": { env: "WGSAM_MAX_PIXELS", key: "maxPixels", kind: "int" },
+};
+
+export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
+  host: "127.0.0.1",
+  port: 8787,
+  model: null,
+  cacheMb: 512,
+  timeoutS: 300,
+  maxQueue: 16,
+  maxUploadMb: 32,
+  maxPixels: 4096 * 4096,
+  help: false,
+});
+
+function parseValue(flag: string, kind: "string" | "int" | "num", text: string): string | number {
+  if (kind === "string") {
+    if (text === "") throw new Error(`--${flag} needs a value`);
+    return text;
+  }
+  const n = Number(text);
+  const ok = text.trim() !== "" && Number.isFinite(n) && n >= 0 &&
+    (kind === "num" || Number.isInteger(n));
+  if (!ok) {
+    throw new Error(
+      `--${flag} must be a non-negative ${kind === "int" ? "integer" : "number"}, got "${text}"`,
+    );
+  }
+  if (flag === "port" && n > 65535) throw new Error(`--port must be at most 65535, got ${n}`);
+  return n;
+}
+
+/** Flags (`--name value` or `--name=value`) over env over defaults; throws on bad input. */
+export function parseConfig(
+  args: readonly string[],
+  env: (name: string) => string | undefined,
+): ServerConfig {
+  const config: Record<string, unknown> = { ...DEFAULT_CONFIG };
+  for (const [flag, spec] of Object.entries(FLAGS)) {
+    const value = env(spec.env);
+    if (value !== undefined && value !== "") {
+      config[spec.key] = parseValue(flag, spec.kind, value);
+    }
+  }
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--help" || arg === "-h") {
+      config.help = true;
+      continue;
+    }
+    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
+    const spec = m ? FLAGS[m[1]] : undefined;
+    if (!m || !spec) throw new Error(`unknown argument "${arg}"\n\n${USAGE}`);
+    let value = m[2];
+    if (value === undefined) {
+      if (i + 1 >= args.length) throw new Error(`--${m[1]} needs a value`);
+      value = args[++i];
+    }
+    config[spec.key] = parseValue(m[1], spec.kind, value);
+  }
+  return config as unknown as ServerConfig;
+}
+
+/**
+ * The model to load: the configured one, else the first weights/*.safetensors, else the first
+ * weights/*.pth (names sorted), else null (the caller falls back to sam-tiny).
+ */
+export function findDefaultModel(weightsDir: URL | string): string | null {
+  let names: string[];
+  try {
+    names = [...Deno.readDirSync(weightsDir)].filter((e) => e.isFile).map((e) => e.name).sort();
+  } catch {
+    return null;
+  }
+  const pick = names.find((n) => n.endsWith(".safetensors")) ??
+    names.find((n) => n.endsWith(".pth"));
+  if (!pick) return null;
+  const dir = typeof weightsDir === "string" ? weightsDir : weightsDir.pathname;
+  return `${dir.replace(/\/$/, "")}/${pick}`;
+}

@@ -1,0 +1,70 @@
+/**
+ * What the server needs from the model: SamPredictor's calls plus a description for
+ * GET /api/info. `samEngine` (sam_engine.ts) wraps the real predictor; tests plug in small
+ * stand-ins. The server calls these only from its work queue, one at a time, and always calls
+ * `setImage` before the prompts of a request, since another request may have changed the
+ * current image in between (the predictor's embedding cache makes that cheap).
+ */
+import type { ImageInfo, Prediction, Prompt, RgbImage } from "../types.ts";
+import type { MaskSource, MaskSourceImage, PointPrediction } from "../amg/mod.ts";
+
+export interface EngineInfo {
+  /** Model name (registry name or file name). */
+  model: string;
+  /** Architecture summary (encoder width, depth, image size...). */
+  arch: unknown;
+  /** The GPU adapter, in words. */
+  adapter: string;
+  /** True for the bundled random-weight test model: its masks mean nothing. */
+  meaningless: boolean;
+}
+
+export interface Engine {
+  readonly info: EngineInfo;
+  setImage(image: RgbImage): Promise<ImageInfo>;
+  predict(prompt: Prompt, opts?: { returnLogits?: boolean }): Promise<Prediction>;
+  predictBatch(prompts: Prompt[], opts?: { returnLogits?: boolean }): Promise<Prediction[]>;
+  getImageEmbedding(): Promise<{ data: Float32Array; shape: number[] }>;
+  /** A mask source for "segment everything"; the default is `predictorMaskSource(this)`. */
+  maskSource?(): MaskSource;
+}
+
+/**
+ * A mask source on top of the predictor calls: every grid point is a one-point foreground
+ * prompt with three candidates, batched through `predictBatch`, logits at the crop's size.
+ */
+export function predictorMaskSource(engine: Engine): MaskSource {
+  return {
+    async setImage(image: MaskSourceImage): Promise<void> {
+      if (!image.data) throw new Error("the model needs pixels");
+      await engine.setImage({
+        width: image.width,
+        height: image.height,
+        channels: 3,
+        data: image.data,
+      });
+    },
+    async predictPoints(points: Float32Array, n: number): Promise<PointPrediction> {
+      const prompts: Prompt[] = [];
+      for (let i = 0; i < n; i++) {
+        prompts.push({
+          points: [[points[2 * i], points[2 * i + 1]]],
+          labels: [1],
+          multimask: true,
+        });
+      }
+      const preds = await engine.predictBatch(prompts, { returnLogits: true });
+      const plane = preds[0] ? preds[0].width * preds[0].height : 0;
+      const masks = new Float32Array(n * 3 * plane);
+      const iou = new Float32Array(n * 3);
+      preds.forEach((p, i) => {
+        if (!p.logits || p.scores.length !== 3) {
+          throw new Error("predictBatch did not return three candidates with logits");
+        }
+        masks.set(p.logits, i * 3 * plane);
+        iou.set(p.scores, i * 3);
+      });
+      return { masks, iou };
+    },
+  };
+}

@@ -1,0 +1,125 @@
+/**
+ * The one GPU work queue: jobs run one at a time, in arrival order. At most `maxWaiting` jobs
+ * wait; one more is refused at once (QueueFullError -> 503 with Retry-After). A job has a time
+ * limit from the moment it is submitted: if it is still waiting when the limit passes it leaves
+ * the queue unrun (503); if it is running, the caller gets a 504 at once but the job keeps its
+ * slot until the work really ends, so the next job never overlaps GPU work still in flight.
+ */
+import { HttpError } from "./errors.ts";
+
+export interface QueueStats {
+  running: boolean;
+  waiting: number;
+  maxWaiting: number;
+  completed: number;
+  failed: number;
+  rejected: number;
+  timedOut: number;
+}
+
+interface Waiter {
+  start: () => void;
+}
+
+export class WorkQueue {
+  private busy = false;
+  private readonly waiting: Waiter[] = [];
+  private completed = 0;
+  private failed = 0;
+  private rejected = 0;
+  private timedOut = 0;
+
+  constructor(readonly maxWaiting: number, readonly retryAfterS = 2) {}
+
+  stats(): QueueStats {
+    return {
+      running: this.busy,
+      waiting: this.waiting.length,
+      maxWaiting: this.maxWaiting,
+      completed: this.completed,
+      failed: this.failed,
+      rejected: this.rejected,
+      timedOut: this.timedOut,
+    };
+  }
+
+  /**
+   * Runs `job` when its turn comes; rejects with an HttpError when the queue is full (503),
+   * when `timeoutMs` passes (503 while waiting, 504 while running) or when `signal` aborts
+   * while waiting (499-like; the client is gone, so the status matters little).
+   */
+  run<T>(job: () => Promise<T>, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<T> {
+    const { timeoutMs, signal } = opts;
+    if (signal?.aborted) return Promise.reject(new HttpError(499, "client closed the request"));
+    if (this.busy && this.waiting.length >= this.maxWaiting) {
+      this.rejected++;
+      return Promise.reject(
+        new HttpError(503, `server busy: ${this.waiting.length} requests already waiting`, {
+          "retry-after": String(this.retryAfterS),
+        }),
+      );
+    }
+    return new Promise<T>((resolve, reject) => {
+      let settled = false;
+      let started = false;
+      const settle = (fn: () => void) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        fn();
+      };
+      const waiter: Waiter = {
+        start: () => {
+          started = true;
+          this.busy = true;
+          let work: Promise<T>;
+          try {
+            work = job();
+          } catch (e) {
+            work = Promise.reject(e);
+          }
+          work.then(
+            (value) => {
+              this.completed++;
+              settle(() => resolve(value));
+            },
+            (err) => {
+              this.failed++;
+              settle(() => reject(err));
+            },
+          ).finally(() => this.next());
+        },
+      };
+      const leave = (err: HttpError) => {
+        const i = this.waiting.indexOf(waiter);
+        if (i >= 0) this.waiting.splice(i, 1);
+        settle(() => reject(err));
+      };
+      const timer = setTimeout(() => {
+        this.timedOut++;
+        if (started) {
+          leave(new HttpError(504, `request took longer than ${timeoutMs} ms`));
+        } else {
+          leave(
+            new HttpError(503, `request waited longer than ${timeoutMs} ms in the queue`, {
+              "retry-after": String(this.retryAfterS),
+            }),
+          );
+        }
+      }, timeoutMs);
+      const onAbort = () => {
+        if (!started) leave(new HttpError(499, "client closed the request"));
+      };
+      signal?.addEventListener("abort", onAbort);
+      if (this.busy) this.waiting.push(waiter);
+      else waiter.start();
+    });
+  }
+
+  private next(): void {
+    this.busy = false;
+    const waiter = this.waiting.shift();
+    if (waiter) waiter.start();
+  }
+}

@@ -1,0 +1,455 @@
+// wgsam's page: upload a photo, prompt SAM with clicks and boxes, see the masks.
+// Plain browser JavaScript talking to the JSON API of src/server/app.ts.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const imageCanvas = $("image");
+const overlayCanvas = $("overlay");
+const marksCanvas = $("marks");
+
+const state = {
+  imageId: null,
+  width: 0,
+  height: 0,
+  fileName: "image",
+  /** Prompt actions in order: {kind: "point", x, y, label} | {kind: "box", box: [x0,y0,x1,y1]}. */
+  actions: [],
+  /** Last answer of /segment: masks [{png_base64, score, ...}] and the shown index. */
+  masks: [],
+  current: 0,
+  /** Last answer of /everything. */
+  everything: null,
+  /** Sequence number of the newest segment request; older answers are ignored. */
+  seq: 0,
+  drag: null,
+};
+
+function setStatus(text, isError = false) {
+  const el = $("status");
+  el.textContent = text;
+  el.style.color = isError ? "#b00" : "";
+}
+
+async function api(method, path, body, headers = {}) {
+  const init = { method, headers: { ...headers } };
+  if (body !== undefined) {
+    if (body instanceof Blob || body instanceof ArrayBuffer || body instanceof Uint8Array) {
+      init.body = body;
+    } else {
+      init.body = JSON.stringify(body);
+      init.headers["content-type"] = "application/json";
+    }
+  }
+  const res = await fetch(path, init);
+  const json = await res.json().catch(() => ({ error: `HTTP ${res.status}` }));
+  if (!res.ok) throw new Error(json.error ?? `HTTP ${res.status}`);
+  return json;
+}
+
+async function loadInfo() {
+  try {
+    const info = await api("GET", "/api/info");
+    $("model-name").textContent = `${info.model.name} on ${info.adapter}`;
+    if (info.warning) {
+      const banner = $("banner");
+      banner.textContent = "⚠ " + info.warning;
+      banner.hidden = false;
+    }
+    setStatus("Ready. Open a photo.");
+  } catch (e) {
+    setStatus(`Server not reachable: ${e.message}`, true);
+  }
+}
+
+// ---- opening a photo -------------------------------------------------------------------
+
+async function openFile(file) {
+  if (!file) return;
+  state.fileName = file.name.replace(/\.[^.]*$/, "") || "image";
+  setStatus(`Uploading ${file.name} and computing its embedding…`);
+  try {
+    const bitmap = await createImageBitmap(file);
+    const type = file.type === "image/png" || file.type === "image/jpeg"
+      ? file.type
+      : "application/octet-stream";
+    const t0 = performance.now();
+    const info = await api("POST", "/api/images", file, { "content-type": type });
+    state.imageId = info.id;
+    state.width = info.width;
+    state.height = info.height;
+    for (const c of [imageCanvas, overlayCanvas, marksCanvas]) {
+      c.width = info.width;
+      c.height = info.height;
+    }
+    imageCanvas.getContext("2d").drawImage(bitmap, 0, 0);
+    $("stage").hidden = false;
+    $("hint").hidden = true;
+    clearPrompts();
+    $("everything").disabled = false;
+    const took = Math.round(performance.now() - t0);
+    setStatus(
+      `${info.width}×${info.height} ready (${
+        info.cached ? "embedding cached" : `encoder ${Math.round(info.encodeMs)} ms`
+      }, ${took} ms in all). ` +
+        "Left click: foreground, right click: background, drag: box.",
+    );
+  } catch (e) {
+    setStatus(`Upload failed: ${e.message}`, true);
+  }
+}
+
+$("file").addEventListener("change", (ev) => openFile(ev.target.files[0]));
+const drop = $("drop");
+drop.addEventListener("dragover", (ev) => {
+  ev.preventDefault();
+  drop.classList.add("dragging");
+});
+drop.addEventListener("dragleave", () => drop.classList.remove("dragging"));
+drop.addEventListener("drop", (ev) => {
+  ev.preventDefault();
+  drop.classList.remove("dragging");
+  openFile(ev.dataTransfer.files[0]);
+});
+
+// ---- prompting -------------------------------------------------------------------------
+
+/** Image pixel coordinates of a mouse event on the (CSS-scaled) canvas. */
+function toImage(ev) {
+  const r = marksCanvas.getBoundingClientRect();
+  const x = (ev.clientX - r.left) * (state.width / r.width);
+  const y = (ev.clientY - r.top) * (state.height / r.height);
+  return [Math.min(Math.max(x, 0), state.width), Math.min(Math.max(y, 0), state.height)];
+}
+
+marksCanvas.addEventListener("contextmenu", (ev) => ev.preventDefault());
+marksCanvas.addEventListener("mousedown", (ev) => {
+  if (!state.imageId) return;
+  ev.preventDefault();
+  state.drag = {
+    start: toImage(ev),
+    end: toImage(ev),
+    button: ev.button,
+    clientX: ev.clientX,
+    clientY: ev.clientY,
+  };
+});
+marksCanvas.addEventListener("mousemove", (ev) => {
+  if (!state.drag) return;
+  state.drag.end = toImage(ev);
+  drawMarks();
+});
+globalThis.addEventListener("mouseup", (ev) => {
+  const drag = state.drag;
+  if (!drag) return;
+  state.drag = null;
+  const moved = Math.hypot(ev.clientX - drag.clientX, ev.clientY - drag.clientY);
+  if (moved > 5 && drag.button === 0) {
+    const [ax, ay] = drag.start;
+    const [bx, by] = toImage(ev);
+    // One box at a time: a new box replaces the old one.
+    state.actions = state.actions.filter((a) => a.kind !== "box");
+    state.actions.push({
+      kind: "box",
+      box: [Math.min(ax, bx), Math.min(ay, by), Math.max(ax, bx), Math.max(ay, by)],
+    });
+  } else if (moved <= 5 && (drag.button === 0 || drag.button === 2)) {
+    const [x, y] = drag.start;
+    state.actions.push({ kind: "point", x, y, label: drag.button === 0 ? 1 : 0 });
+  } else {
+    drawMarks();
+    return;
+  }
+  promptChanged();
+});
+
+function currentPrompt() {
+  const points = state.actions.filter((a) => a.kind === "point");
+  const box = state.actions.find((a) => a.kind === "box");
+  const prompt = { multimask: $("multimask").checked, format: "png" };
+  if (points.length) {
+    prompt.points = points.map((p) => [p.x, p.y]);
+    prompt.labels = points.map((p) => p.label);
+  }
+  if (box) prompt.box = box.box;
+  return prompt;
+}
+
+async function promptChanged() {
+  drawMarks();
+  updateButtons();
+  if (state.actions.length === 0) {
+    state.masks = [];
+    drawMask();
+    showScores();
+    return;
+  }
+  const seq = ++state.seq;
+  setStatus("Segmenting…");
+  const t0 = performance.now();
+  try {
+    const answer = await api("POST", `/api/images/${state.imageId}/segment`, currentPrompt());
+    if (seq !== state.seq) return; // a newer prompt is on its way
+    state.masks = answer.masks;
+    state.current = answer.best ?? 0;
+    state.everything = null;
+    await drawMask();
+    showScores();
+    setStatus(`${answer.masks.length} mask(s) in ${Math.round(performance.now() - t0)} ms.`);
+  } catch (e) {
+    if (seq === state.seq) setStatus(`Segment failed: ${e.message}`, true);
+  }
+  updateButtons();
+}
+
+$("multimask").addEventListener("change", () => state.actions.length && promptChanged());
+$("undo").addEventListener("click", () => {
+  state.actions.pop();
+  promptChanged();
+});
+$("clear").addEventListener("click", () => {
+  clearPrompts();
+  setStatus("Cleared.");
+});
+
+function clearPrompts() {
+  state.actions = [];
+  state.masks = [];
+  state.everything = null;
+  state.seq++;
+  drawMarks();
+  drawMask();
+  showScores();
+  updateButtons();
+}
+
+function updateButtons() {
+  $("undo").disabled = state.actions.length === 0;
+  $("clear").disabled = state.actions.length === 0 && !state.everything;
+  $("prev").disabled = state.masks.length < 2;
+  $("next").disabled = state.masks.length < 2;
+  $("download-mask").disabled = state.masks.length === 0;
+  $("download-coco").disabled = state.masks.length === 0 && !state.everything;
+}
+
+// ---- candidates ------------------------------------------------------------------------
+
+function showScores() {
+  const el = $("scores");
+  el.textContent = "";
+  if (state.masks.length === 0) {
+    el.textContent = state.everything
+      ? `${state.everything.count} masks (segment everything)`
+      : "No mask yet.";
+    return;
+  }
+  state.masks.forEach((m, i) => {
+    const span = document.createElement("span");
+    span.className = "score" + (i === state.current ? " current" : "");
+    span.dataset.index = String(i);
+    span.textContent = `#${i + 1} IoU ${m.score.toFixed(3)}`;
+    span.addEventListener("click", () => selectCandidate(i));
+    el.appendChild(span);
+  });
+}
+
+function selectCandidate(i) {
+  if (state.masks.length === 0) return;
+  state.current = (i + state.masks.length) % state.masks.length;
+  drawMask();
+  showScores();
+}
+
+$("prev").addEventListener("click", () => selectCandidate(state.current - 1));
+$("next").addEventListener("click", () => selectCandidate(state.current + 1));
+
+// ---- drawing ---------------------------------------------------------------------------
+
+function drawMarks() {
+  const ctx = marksCanvas.getContext("2d");
+  ctx.clearRect(0, 0, marksCanvas.width, marksCanvas.height);
+  const r = Math.max(3, Math.round(Math.max(state.width, state.height) / 120));
+  ctx.lineWidth = Math.max(1, r / 2);
+  for (const a of state.actions) {
+    if (a.kind === "point") {
+      ctx.beginPath();
+      ctx.arc(a.x, a.y, r, 0, 2 * Math.PI);
+      ctx.fillStyle = a.label === 1 ? "#22c55e" : "#ef4444";
+      ctx.fill();
+      ctx.strokeStyle = "#fff";
+      ctx.stroke();
+    } else {
+      const [x0, y0, x1, y1] = a.box;
+      ctx.strokeStyle = "#facc15";
+      ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
+    }
+  }
+  if (state.drag && state.drag.button === 0) {
+    const [ax, ay] = state.drag.start;
+    const [bx, by] = state.drag.end;
+    ctx.setLineDash([4, 4]);
+    ctx.strokeStyle = "#facc15";
+    ctx.strokeRect(Math.min(ax, bx), Math.min(ay, by), Math.abs(bx - ax), Math.abs(by - ay));
+    ctx.setLineDash([]);
+  }
+}
+
+async function decodePngMask(base64) {
+  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  const bitmap = await createImageBitmap(new Blob([bytes], { type: "image/png" }));
+  const c = document.createElement("canvas");
+  c.width = bitmap.width;
+  c.height = bitmap.height;
+  const ctx = c.getContext("2d");
+  ctx.drawImage(bitmap, 0, 0);
+  return ctx.getImageData(0, 0, c.width, c.height).data;
+}
+
+async function drawMask() {
+  const ctx = overlayCanvas.getContext("2d");
+  const mask = state.masks[state.current];
+  if (!mask) {
+    ctx.clearRect(0, 0, overlayCanvas.width, overlayCanvas.height);
+    return;
+  }
+  const pixels = await decodePngMask(mask.png_base64);
+  if (state.masks[state.current] !== mask) return; // changed meanwhile
+  const out = ctx.createImageData(state.width, state.height);
+  for (let i = 0; i < state.width * state.height; i++) {
+    if (pixels[4 * i] > 127) {
+      out.data[4 * i] = 30;
+      out.data[4 * i + 1] = 144;
+      out.data[4 * i + 2] = 255;
+      out.data[4 * i + 3] = 140;
+    }
+  }
+  ctx.putImageData(out, 0, 0);
+}
+
+/** COCO compressed RLE (pycocotools rleFrString) to a row-major 0/1 mask. */
+function decodeCocoRle(rle) {
+  const [h, w] = rle.size;
+  const s = rle.counts;
+  const counts = [];
+  let p = 0;
+  while (p < s.length) {
+    let x = 0, scale = 1, more = true, group = 0;
+    while (more) {
+      group = s.charCodeAt(p++) - 48;
+      x += (group & 0x1f) * scale;
+      scale *= 32;
+      more = (group & 0x20) !== 0;
+    }
+    if (group & 0x10) x -= scale;
+    if (counts.length > 2) x += counts[counts.length - 2];
+    counts.push(x);
+  }
+  // Runs go down the columns (column-major), zeros first.
+  const mask = new Uint8Array(h * w);
+  let idx = 0;
+  counts.forEach((n, k) => {
+    if (k % 2 === 1) {
+      for (let j = idx; j < idx + n; j++) mask[(j % h) * w + Math.floor(j / h)] = 1;
+    }
+    idx += n;
+  });
+  return mask;
+}
+
+function drawEverything(annotations) {
+  const ctx = overlayCanvas.getContext("2d");
+  const out = ctx.createImageData(state.width, state.height);
+  // Largest first, so that small masks stay visible on top.
+  const sorted = [...annotations].sort((a, b) => b.area - a.area);
+  sorted.forEach((ann, k) => {
+    const hue = (k * 137.508) % 360;
+    const [r, g, b] = hslToRgb(hue / 360, 0.75, 0.55);
+    const mask = decodeCocoRle(ann.segmentation);
+    for (let i = 0; i < mask.length; i++) {
+      if (!mask[i]) continue;
+      out.data[4 * i] = r;
+      out.data[4 * i + 1] = g;
+      out.data[4 * i + 2] = b;
+      out.data[4 * i + 3] = 150;
+    }
+  });
+  ctx.putImageData(out, 0, 0);
+}
+
+function hslToRgb(h, s, l) {
+  const f = (n) => {
+    const k = (n + h * 12) % 12;
+    const a = s * Math.min(l, 1 - l);
+    return Math.round(255 * (l - a * Math.max(-1, Math.min(k - 3, 9 - k, 1))));
+  };
+  return [f(0), f(8), f(4)];
+}
+
+$("everything").addEventListener("click", async () => {
+  if (!state.imageId) return;
+  const pps = Number($("pps").value) || 32;
+  state.actions = [];
+  state.masks = [];
+  state.seq++;
+  drawMarks();
+  $("everything").disabled = true;
+  setStatus(`Segmenting everything (${pps}×${pps} points)…`);
+  try {
+    const answer = await api("POST", `/api/images/${state.imageId}/everything`, {
+      points_per_side: pps,
+    });
+    state.everything = answer;
+    drawEverything(answer.annotations);
+    showScores();
+    setStatus(`${answer.count} masks in ${answer.ms} ms.`);
+  } catch (e) {
+    setStatus(`Segment everything failed: ${e.message}`, true);
+  }
+  $("everything").disabled = false;
+  updateButtons();
+});
+
+// ---- downloads -------------------------------------------------------------------------
+
+function download(name, blob) {
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+}
+
+$("download-mask").addEventListener("click", () => {
+  const mask = state.masks[state.current];
+  if (!mask) return;
+  const bytes = Uint8Array.from(atob(mask.png_base64), (c) => c.charCodeAt(0));
+  download(`${state.fileName}_mask.png`, new Blob([bytes], { type: "image/png" }));
+});
+
+$("download-coco").addEventListener("click", async () => {
+  let annotations;
+  if (state.masks.length) {
+    // The shown candidate, as a COCO RLE record.
+    const answer = await api("POST", `/api/images/${state.imageId}/segment`, {
+      ...currentPrompt(),
+      format: "rle",
+    });
+    const m = answer.masks[state.current] ?? answer.masks[0];
+    annotations = [{ segmentation: m.rle, area: m.area, predicted_iou: m.score }];
+  } else if (state.everything) {
+    annotations = state.everything.annotations;
+  } else {
+    return;
+  }
+  const coco = {
+    image: { file_name: state.fileName, width: state.width, height: state.height },
+    annotations,
+  };
+  download(
+    `${state.fileName}_masks.json`,
+    new Blob([JSON.stringify(coco)], { type: "application/json" }),
+  );
+});
+
+loadInfo();
