@@ -286,20 +286,25 @@ export async function readPackedMasks(ctx: GpuContext, packed: PackedMasks): Pro
       await ctx.read(packed.buffer, 0, packed.count * wordsPerMask * 4),
     );
     const masks: Uint8Array[] = [];
-    for (let k = 0; k < packed.count; k++) {
-      const mask = new Uint8Array(plane);
-      const base = k * wordsPerMask;
-      for (let j = 0; j < wordsPerMask; j++) {
-        const word = words[base + j];
-        if (word === 0) continue;
-        const first = j * 32, n = Math.min(32, plane - first);
-        for (let b = 0; b < n; b++) mask[first + b] = (word >>> b) & 1;
-      }
-      masks.push(mask);
-    }
+    for (let k = 0; k < packed.count; k++) masks.push(unpackBits(words, k * wordsPerMask, plane));
     return masks;
   } finally {
     packed.release?.();
     packed.buffer.destroy();
   }
+}
+
+/**
+ * Row-major 0/1 mask of `plane` pixels from 32-pixel words (bit b of word j = pixel 32j+b)
+ * starting at word `first`: the layout of `packMasks` and of samPostprocess's "bits".
+ */
+export function unpackBits(words: Uint32Array, first: number, plane: number): Uint8Array {
+  const mask = new Uint8Array(plane);
+  for (let j = 0; j * 32 < plane; j++) {
+    const word = words[first + j];
+    if (word === 0) continue;
+    const n = Math.min(32, plane - j * 32);
+    for (let b = 0; b < n; b++) mask[j * 32 + b] = (word >>> b) & 1;
+  }
+  return mask;
 }
