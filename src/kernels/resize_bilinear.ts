@@ -104,7 +104,7 @@ fn inter(base: u32, a: u32, b: u32) -> f32 {
   return t0 * ay.l0 + t1 * ay.l1;
 }
 fn pixel(plane: u32, oy: u32, ox: u32) -> f32 {
-  let base = plane * p.low * p.low;
+  let base = (p.first + plane) * p.low * p.low;
   let ay = axis(oy, p.scale2h, p.in_h);
   let ax = axis(ox, p.scale2w, p.in_w);
   let t0 = inter(base, ay.i0, ax.i0) * ax.l0 + inter(base, ay.i0, ax.i1) * ax.l1;
@@ -116,7 +116,7 @@ fn pixel(plane: u32, oy: u32, ox: u32) -> f32 {
     bindings: ["uniform", "read", "write"],
     code: () => /* wgsl */ `
 struct P {
-  n: u32, low: u32, in_h: u32, in_w: u32, out_h: u32, out_w: u32, words: u32,
+  n: u32, low: u32, in_h: u32, in_w: u32, out_h: u32, out_w: u32, words: u32, first: u32,
   scale1: f32, scale2h: f32, scale2w: f32,
 }
 @group(0) @binding(0) var<uniform> p: P;
@@ -133,11 +133,11 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
         ? `
   // n = planes * words; word w of a plane holds pixels 32w .. 32w+31.
   let plane = idx / p.words;
-  let first = (idx % p.words) * 32u;
-  let count = min(32u, p.out_h * p.out_w - first);
+  let start = (idx % p.words) * 32u;
+  let count = min(32u, p.out_h * p.out_w - start);
   var word = 0u;
   for (var k = 0u; k < count; k++) {
-    let q = first + k;
+    let q = start + k;
     if (pixel(plane, q / p.out_w, q % p.out_w) > 0.0) { word |= 1u << k; }
   }
   y[idx] = word;`
@@ -169,7 +169,8 @@ export function maskWordsPerPlane(originalSize: readonly [number, number]): numb
 }
 
 /**
- * SAM's postprocess_masks fused: lowRes [..., l, l] -> [..., H, W].
+ * SAM's postprocess_masks fused: lowRes [..., l, l] -> [..., H, W]; with `planes`, only the
+ * planes first .. first+count-1 of lowRes (flat over the leading dims) -> [count, H, W].
  * `output: "logits"` gives float32 logits; `"bits"` gives the masks (logit > 0) packed 32
  * pixels a word, LSB first, row-major per plane, each plane starting a new word
  * (maskWordsPerPlane words per plane), as a u32 buffer in the returned Tensor.
@@ -180,13 +181,23 @@ export function samPostprocess(
   geo: PostprocessGeometry,
   output: "logits" | "bits" = "logits",
   out?: Tensor,
+  planes?: { first: number; count: number },
 ): Tensor {
   const s = lowRes.shape;
   if (s.length < 2 || s[s.length - 1] !== s[s.length - 2]) {
     throw new Error(`samPostprocess: low-res logits must be [..., l, l], got [${s}]`);
   }
   const low = s[s.length - 1];
-  const planes = lowRes.size / (low * low);
+  const allPlanes = lowRes.size / (low * low);
+  const first = planes?.first ?? 0;
+  const count = planes?.count ?? allPlanes;
+  if (
+    !Number.isInteger(first) || !Number.isInteger(count) || first < 0 || first + count > allPlanes
+  ) {
+    throw new Error(
+      `samPostprocess: planes ${first}..${first + count - 1} outside 0..${allPlanes - 1}`,
+    );
+  }
   const [inH, inW] = geo.inputSize;
   const [outH, outW] = geo.originalSize;
   for (const v of [geo.imgSize, inH, inW, outH, outW]) {
@@ -200,11 +211,12 @@ export function samPostprocess(
     throw new Error(`samPostprocess: input size ${inH}x${inW} exceeds imgSize ${geo.imgSize}`);
   }
   const words = maskWordsPerPlane([outH, outW]);
-  const n = output === "bits" ? planes * words : planes * outH * outW;
-  const shape = output === "bits" ? [...s.slice(0, -2), words] : [...s.slice(0, -2), outH, outW];
+  const n = output === "bits" ? count * words : count * outH * outW;
+  const lead = planes ? [count] : s.slice(0, -2);
+  const shape = output === "bits" ? [...lead, words] : [...lead, outH, outW];
   const y = out ?? emptyTensor(ctx, shape, `sam_postprocess.${output}`);
   if (y.size !== n) throw new Error(`samPostprocess: out has ${y.size} elements, need ${n}`);
-  const params = new Params().u32(n, low, inH, inW, outH, outW, words)
+  const params = new Params().u32(n, low, inH, inW, outH, outW, words, first)
     .f32(resizeScale(low, geo.imgSize), resizeScale(inH, outH), resizeScale(inW, outW)).build();
   ctx.dispatch(
     output === "bits" ? POST_BITS : POST_LOGITS,

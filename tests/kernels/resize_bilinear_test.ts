@@ -119,6 +119,12 @@ Deno.test("samPostprocess equals resize -> crop -> resize, as logits and as pack
       shape: [planes, outH, outW],
       label: `postprocess ${low}->${imgSize}->${inH}x${inW}->${outH}x${outW}`,
     });
+    // A plane range reads planes 1.. of the input and writes them from 0.
+    const tail = await samPostprocess(ctx, lowT, geo, "logits", undefined, {
+      first: 1,
+      count: planes - 1,
+    }).read();
+    assertClose(tail, ref.subarray(outH * outW), { atol: 5e-5, label: "postprocess planes 1.." });
     const bitsT = samPostprocess(ctx, lowT, geo, "bits");
     const words = new Uint32Array(await ctx.read(bitsT.buffer, 0, bitsT.size * 4));
     const perPlane = maskWordsPerPlane([outH, outW]);

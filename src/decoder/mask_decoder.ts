@@ -1,0 +1,365 @@
+/**
+ * SAM's MaskDecoder (segment_anything/modeling/mask_decoder.py) with the prompt encoder and
+ * the mask postprocess: `SamDecoder.predict` takes prompts in original-image pixels and one
+ * image embedding (1, D, s, s) on the GPU, and returns per prompt the low-res logits, the
+ * IoU predictions and, when asked, masks or logits at the original size.
+ *
+ * Batching: prompts are grouped by (sparse token count, multimask); each group runs in
+ * passes of up to `maxBatch` prompts (bounded by the storage-binding limit). Prompts with
+ * different token counts cannot share a pass exactly: extra padding tokens would take part
+ * in the attention. The image embedding is repeated per prompt as the official
+ * repeat_interleave does; prompts without a mask input share one (image + no_mask_embed).
+ *
+ * Layout: everything is token-major. The image tokens are (HW, D); the output upscaling
+ * runs on (B, s, s, D) -> (B, 2s, 2s, D/4) -> (B, 4s, 4s, D/8), so LayerNorm2d is a LayerNorm
+ * over the last dim. The four hypernetwork MLPs run as three linears with block-diagonal
+ * weights over the four mask tokens' concatenated rows, which yields hyper_in (B, 4, D/8)
+ * directly; masks = hyper_in @ upscaled^T.
+ */
+import type { GpuContext } from "../gpu/context.ts";
+import { type Tensor, tensorFrom } from "../gpu/tensor.ts";
+import { activation } from "../kernels/activation.ts";
+import { add } from "../kernels/add.ts";
+import { convTranspose2d } from "../kernels/conv_transpose2d.ts";
+import { layerNorm } from "../kernels/layer_norm.ts";
+import { linear } from "../kernels/linear.ts";
+import { matmul } from "../kernels/matmul.ts";
+import { stridedCopy } from "../kernels/strided_copy.ts";
+import { tensorF32 } from "../weights/load.ts";
+import type { SamArch, StateDict } from "../weights/types.ts";
+import { samPostprocessRead } from "./postprocess.ts";
+import {
+  type FramePrompt,
+  PromptEncoder,
+  sparseTokenCount,
+  uploadWeight,
+} from "./prompt_encoder.ts";
+import {
+  type DecoderPrompt,
+  defaultMultimask,
+  preprocessShape,
+  toFramePrompt,
+} from "./transforms.ts";
+import { Scratch, TwoWayTransformer } from "./two_way_transformer.ts";
+
+export type { DecoderPrompt } from "./transforms.ts";
+
+/** LayerNorm2d's eps in output_upscaling. */
+const LN2D_EPS = 1e-6;
+/** Prompts per pass at most (memory: about 30 tensors of HW x D floats per prompt live at once). */
+const MAX_BATCH = 16;
+
+export interface DecoderOptions {
+  /** Default for prompts without their own `multimask`; unset: SAM's guidance per prompt. */
+  multimask?: boolean;
+  /** The original image [h, w]: prompts are in its pixels; masks and logits come at its size. */
+  originalSize: readonly [number, number];
+  /** "masks": binary masks at the original size; "logits": float logits there; "both"; "none" (default "masks"). */
+  output?: "masks" | "logits" | "both" | "none";
+  /** Return all mask tokens (0 = single, 1..3 = multimask), as the ONNX export does. */
+  allTokens?: boolean;
+}
+
+export interface DecoderResult {
+  /** Mask count C: 3 (multimask), 1 (single) or 4 (allTokens). */
+  count: number;
+  /** (C, 4s, 4s) low-res logits, to feed back as `maskInput`. */
+  lowRes: Float32Array;
+  /** (C) predicted IoU. */
+  iou: Float32Array;
+  /** C masks at the original size, 0/1 bytes, row-major h x w (output "masks" / "both"). */
+  masks?: Uint8Array[];
+  /** (C, h, w) logits at the original size (output "logits" / "both"). */
+  logits?: Float32Array;
+}
+
+interface Lin {
+  w: Tensor;
+  b: Tensor;
+}
+
+/** Block-diagonal weight [T*N, T*K] and bias [T*N] of T linears [N, K] applied to T row blocks. */
+function blockDiagonal(ws: Float32Array[], bs: Float32Array[], n: number, k: number) {
+  const t = ws.length;
+  const w = new Float32Array(t * n * t * k);
+  const b = new Float32Array(t * n);
+  for (let i = 0; i < t; i++) {
+    for (let r = 0; r < n; r++) {
+      w.set(ws[i].subarray(r * k, (r + 1) * k), (i * n + r) * t * k + i * k);
+    }
+    b.set(bs[i], i * n);
+  }
+  return { w, b };
+}
+
+export class SamDecoder {
+  readonly arch: SamArch;
+  readonly promptEncoder: PromptEncoder;
+  readonly transformer: TwoWayTransformer;
+  /** Side of the image embedding (s); low-res masks are 4s x 4s. */
+  readonly embedSize: number;
+  readonly dim: number;
+  readonly numMaskTokens: number;
+  /** Prompts per decoder pass. */
+  readonly maxBatch: number;
+  /** iou_token then mask_tokens: (1 + T, D), the first output tokens of every prompt. */
+  private readonly outputTokens: Float32Array;
+  private readonly upscale0: Lin;
+  private readonly upscaleNorm: Lin;
+  private readonly upscale3: Lin;
+  private readonly hyper: Lin[];
+  private readonly iouHead: Lin[];
+
+  private constructor(private readonly ctx: GpuContext, sd: StateDict, arch: SamArch) {
+    this.arch = arch;
+    this.dim = arch.promptEmbedDim;
+    this.embedSize = arch.imgSize / arch.patchSize;
+    this.numMaskTokens = arch.numMultimaskOutputs + 1;
+    this.promptEncoder = PromptEncoder.create(ctx, sd, arch);
+    this.transformer = new TwoWayTransformer(ctx, sd, arch);
+    const host = (n: string) => {
+      const t = sd.get(n);
+      if (!t) throw new Error(`decoder: checkpoint has no tensor '${n}'`);
+      return tensorF32(t);
+    };
+    const p = "mask_decoder.";
+    const iou = host(`${p}iou_token.weight`), masks = host(`${p}mask_tokens.weight`);
+    this.outputTokens = new Float32Array(iou.length + masks.length);
+    this.outputTokens.set(iou);
+    this.outputTokens.set(masks, iou.length);
+    const lin = (n: string): Lin => ({
+      w: uploadWeight(ctx, sd, `${p}${n}.weight`),
+      b: uploadWeight(ctx, sd, `${p}${n}.bias`),
+    });
+    this.upscale0 = lin("output_upscaling.0");
+    this.upscaleNorm = lin("output_upscaling.1");
+    this.upscale3 = lin("output_upscaling.3");
+    const D = this.dim, T = this.numMaskTokens;
+    this.hyper = [];
+    for (let j = 0; j < 3; j++) {
+      const names = [...Array(T).keys()].map((i) =>
+        `${p}output_hypernetworks_mlps.${i}.layers.${j}`
+      );
+      const shape = sd.get(`${names[0]}.weight`)?.shape;
+      if (!shape) throw new Error(`decoder: checkpoint has no tensor '${names[0]}.weight'`);
+      const [n, k] = shape;
+      const bd = blockDiagonal(
+        names.map((x) => host(`${x}.weight`)),
+        names.map((x) => host(`${x}.bias`)),
+        n,
+        k,
+      );
+      this.hyper.push({
+        w: tensorFrom(ctx, bd.w, [T * n, T * k], `hypernetworks.${j} (block diagonal)`),
+        b: tensorFrom(ctx, bd.b, [T * n], `hypernetworks.${j}.bias`),
+      });
+    }
+    this.iouHead = [];
+    for (let j = 0; j < arch.iouHeadDepth; j++) {
+      this.iouHead.push(lin(`iou_prediction_head.layers.${j}`));
+    }
+    const hw = this.embedSize * this.embedSize;
+    // Largest per-prompt tensor: the upscaled embedding (16 HW, D/8) = 2 HW D floats.
+    const perPrompt = Math.max(2 * hw * D, 4 * 16 * hw, hw * 2 * D) * 4;
+    const limit = ctx.device.limits.maxStorageBufferBindingSize;
+    this.maxBatch = Math.max(1, Math.min(MAX_BATCH, Math.floor(limit / perPrompt)));
+  }
+
+  static create(ctx: GpuContext, sd: StateDict, arch: SamArch): SamDecoder {
+    return new SamDecoder(ctx, sd, arch);
+  }
+
+  /** Side of the low-res masks (4s; 256 for the real models). */
+  get lowResSize(): number {
+    return 4 * this.embedSize;
+  }
+
+  /**
+   * Decodes every prompt against `embedding` (1, D, s, s), NCHW, on the GPU. Prompts are in
+   * original-image pixels (opts.originalSize = [h, w]); results come in prompt order.
+   */
+  async predict(
+    embedding: Tensor,
+    prompts: readonly DecoderPrompt[],
+    opts: DecoderOptions,
+  ): Promise<DecoderResult[]> {
+    const D = this.dim, s = this.embedSize, hw = s * s;
+    if (embedding.size !== D * hw) {
+      throw new Error(
+        `decoder: image embedding [${embedding.shape}] must be (1, ${D}, ${s}, ${s})`,
+      );
+    }
+    const frames = prompts.map((p, i) =>
+      toFramePrompt(p, opts.originalSize, this.arch.imgSize, this.lowResSize, i)
+    );
+    // Groups of prompt indices sharing (sparse token count, multimask).
+    const groups = new Map<string, number[]>();
+    prompts.forEach((p, i) => {
+      const multi = p.multimask ?? opts.multimask ?? defaultMultimask(p);
+      const key = `${sparseTokenCount(frames[i])}:${opts.allTokens ? "all" : multi}`;
+      const g = groups.get(key);
+      if (g) g.push(i);
+      else groups.set(key, [i]);
+    });
+    const ctx = this.ctx;
+    const shared = new Scratch(ctx);
+    // (D, HW) -> (HW, D) image tokens; + no_mask_embed, shared by prompts without a mask.
+    const imageTokens = shared.t(stridedCopy(ctx, embedding, {
+      offset: 0,
+      shape: [hw, D],
+      strides: [1, hw],
+    }));
+    const noMask = shared.t(tensorFrom(ctx, this.promptEncoder.noMaskEmbed, [D], "no_mask_embed"));
+    const noMaskDense = shared.t(
+      stridedCopy(ctx, noMask, { offset: 0, shape: [hw, D], strides: [0, 1] }),
+    );
+    const srcNoMask = shared.t(add(ctx, imageTokens, noMaskDense)); // (HW, D)
+    const results: DecoderResult[] = new Array(prompts.length);
+    try {
+      for (const [key, members] of groups) {
+        const multi = key.endsWith("true");
+        const all = key.endsWith("all");
+        for (let start = 0; start < members.length; start += this.maxBatch) {
+          const chunk = members.slice(start, start + this.maxBatch);
+          const out = await this.runPass(
+            chunk.map((i) => frames[i]),
+            chunk.map((i) => prompts[i].maskInput),
+            imageTokens,
+            srcNoMask,
+            all ? "all" : multi ? "multi" : "single",
+            opts,
+          );
+          chunk.forEach((i, j) => results[i] = out[j]);
+        }
+      }
+    } finally {
+      shared.flush();
+    }
+    return results;
+  }
+
+  /** One decoder pass over B prompts with the same token count. */
+  private async runPass(
+    frames: FramePrompt[],
+    maskInputs: (Float32Array | undefined)[],
+    imageTokens: Tensor,
+    srcNoMask: Tensor,
+    mode: "single" | "multi" | "all",
+    opts: DecoderOptions,
+  ): Promise<DecoderResult[]> {
+    const ctx = this.ctx, D = this.dim, s = this.embedSize, hw = s * s;
+    const T = this.numMaskTokens, B = frames.length;
+    const scratch = new Scratch(ctx);
+    const t = <X extends Tensor>(x: X) => scratch.t(x);
+    // Tokens (B, Nt, D): iou token, mask tokens, sparse prompt embeddings.
+    const nSparse = sparseTokenCount(frames[0]);
+    const nt = 1 + T + nSparse;
+    const tokens = new Float32Array(B * nt * D);
+    frames.forEach((fp, b) => {
+      tokens.set(this.outputTokens, b * nt * D);
+      tokens.set(this.promptEncoder.sparse(fp), (b * nt + 1 + T) * D);
+    });
+    const queryPe = t(tensorFrom(ctx, tokens, [B, nt, D], "decoder.tokens"));
+    // keys (B, HW, D): image + dense prompt embedding, repeated per prompt.
+    const src = t(stridedCopy(ctx, srcNoMask, { offset: 0, shape: [B, hw * D], strides: [0, 1] }))
+      .reshape([B, hw, D]);
+    maskInputs.forEach((m, b) => {
+      if (!m) return;
+      const side = this.lowResSize;
+      const mask = t(tensorFrom(ctx, m, [1, side, side], "decoder.mask_input"));
+      const dense = t(this.promptEncoder.embedMask(mask, scratch.list)); // (HW, D)
+      const withImage = t(add(ctx, imageTokens, dense));
+      ctx.copy(withImage.buffer, 0, src.buffer, b * hw * D * 4, hw * D * 4);
+    });
+    const pe = this.promptEncoder.densePeGpu(); // (HW, D)
+    const keyPe = t(stridedCopy(ctx, pe, { offset: 0, shape: [B, hw * D], strides: [0, 1] }))
+      .reshape([B, hw, D]);
+    const { queries, keys } = this.transformer.forward(queryPe, src, keyPe);
+    t(queries);
+    t(keys);
+    // Output upscaling: (B, s, s, D) -> (B, 2s, 2s, D/4) -> LN2d, GELU -> (B, 4s, 4s, D/8), GELU.
+    const up1 = t(
+      convTranspose2d(ctx, keys.reshape([B, s, s, D]), this.upscale0.w, this.upscale0.b),
+    );
+    const up1n = t(layerNorm(ctx, up1, this.upscaleNorm.w, this.upscaleNorm.b, LN2D_EPS));
+    const up1g = t(activation(ctx, up1n, "gelu"));
+    const up2 = t(
+      convTranspose2d(ctx, up1g, this.upscale3.w, this.upscale3.b, { activation: "gelu" }),
+    );
+    const c8 = up2.shape[3];
+    // Hypernetworks: the T mask tokens' rows (B, T*D) through the block-diagonal MLP -> (B, T, D/8).
+    let h = t(stridedCopy(ctx, queries, { offset: D, shape: [B, T * D], strides: [nt * D, 1] }));
+    this.hyper.forEach((l, j) => {
+      h = t(linear(ctx, h, l.w, l.b, { activation: j < this.hyper.length - 1 ? "relu" : "none" }));
+    });
+    const low = 16 * hw;
+    const masks = t(matmul(ctx, h.reshape([B, T, c8]), up2.reshape([B, low, c8]), {
+      transposeB: true,
+    })); // (B, T, 16 HW)
+    // IoU head on the iou token (B, D) -> (B, T).
+    let q = t(stridedCopy(ctx, queries, { offset: 0, shape: [B, D], strides: [nt * D, 1] }));
+    this.iouHead.forEach((l, j) => {
+      q = t(
+        linear(ctx, q, l.w, l.b, { activation: j < this.iouHead.length - 1 ? "relu" : "none" }),
+      );
+    });
+    // The returned tokens: 1..T-1 (multimask), 0 (single) or all.
+    const [first, count] = mode === "multi" ? [1, T - 1] : mode === "single" ? [0, 1] : [0, T];
+    const selected = count === T ? masks : t(stridedCopy(ctx, masks, {
+      offset: first * low,
+      shape: [B, count, low],
+      strides: [T * low, low, 1],
+    })); // (B, C, 16 HW)
+    const lowRes = await selected.read();
+    const iouAll = await q.read();
+    const results: DecoderResult[] = [];
+    for (let b = 0; b < B; b++) {
+      results.push({
+        count,
+        lowRes: lowRes.slice(b * count * low, (b + 1) * count * low),
+        iou: iouAll.slice(b * T + first, b * T + first + count),
+      });
+    }
+    const output = opts.output ?? "masks";
+    if (output !== "none") {
+      const inputSize = preprocessShape(
+        opts.originalSize[0],
+        opts.originalSize[1],
+        this.arch.imgSize,
+      );
+      const side = this.lowResSize;
+      await samPostprocessRead(
+        ctx,
+        selected.reshape([B, count, side, side]),
+        {
+          imgSize: this.arch.imgSize,
+          inputSize,
+          originalSize: opts.originalSize,
+        },
+        output,
+        (plane, masksOut, logitsOut) => {
+          const r = results[Math.floor(plane / count)];
+          if (masksOut) (r.masks ??= []).push(masksOut);
+          if (logitsOut) {
+            const [oh, ow] = opts.originalSize;
+            r.logits ??= new Float32Array(count * oh * ow);
+            r.logits.set(logitsOut, (plane % count) * oh * ow);
+          }
+        },
+      );
+    }
+    scratch.flush();
+    return results;
+  }
+
+  dispose(): void {
+    this.promptEncoder.dispose();
+    this.transformer.dispose();
+    for (
+      const l of [this.upscale0, this.upscaleNorm, this.upscale3, ...this.hyper, ...this.iouHead]
+    ) {
+      l.w.destroy();
+      l.b.destroy();
+    }
+  }
+}

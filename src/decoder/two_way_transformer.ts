@@ -1,0 +1,230 @@
+/**
+ * SAM's TwoWayTransformer (segment_anything/modeling/transformer.py) on the GPU, for a batch
+ * of B prompts with the same number of tokens:
+ *   queries (B, Nt, D): output tokens + sparse prompt tokens (query_pe = their initial value)
+ *   keys    (B, HW, D): image embedding + dense prompt embedding, token-major
+ *   key_pe  (B, HW, D): the dense PE repeated per prompt
+ * Each layer: self attention of the tokens (layer 0 without the PE add and without the
+ * residual, as the official), token->image cross attention, ReLU MLP, image->token cross
+ * attention, LayerNorms (eps 1e-5) after each. Then a final token->image attention and
+ * norm_final_attn. The cross attentions project to the downsampled internal width.
+ */
+import type { GpuContext } from "../gpu/context.ts";
+import type { Tensor } from "../gpu/tensor.ts";
+import { add } from "../kernels/add.ts";
+import { attention } from "../kernels/attention.ts";
+import { layerNorm } from "../kernels/layer_norm.ts";
+import { linear } from "../kernels/linear.ts";
+import type { SamArch, StateDict } from "../weights/types.ts";
+import { uploadWeight } from "./prompt_encoder.ts";
+
+const LN_EPS = 1e-5;
+
+interface Lin {
+  w: Tensor;
+  b: Tensor;
+}
+interface Norm {
+  w: Tensor;
+  b: Tensor;
+}
+interface AttnWeights {
+  q: Lin;
+  k: Lin;
+  v: Lin;
+  out: Lin;
+  /** Internal width (D for self attention, D / downsample for cross attention). */
+  internal: number;
+}
+interface LayerWeights {
+  selfAttn: AttnWeights;
+  norm1: Norm;
+  tokenToImage: AttnWeights;
+  norm2: Norm;
+  mlp1: Lin;
+  mlp2: Lin;
+  norm3: Norm;
+  norm4: Norm;
+  imageToToken: AttnWeights;
+}
+
+/** Collects a pass's intermediate tensors; `flush` submits the work, then frees them. */
+export class Scratch {
+  private readonly tensors: Tensor[] = [];
+  constructor(private readonly ctx: GpuContext) {}
+  /** Registers a temporary and returns it. */
+  t<T extends Tensor>(x: T): T {
+    this.tensors.push(x);
+    return x;
+  }
+  get list(): Tensor[] {
+    return this.tensors;
+  }
+  /** Submits what was recorded; the buffers are freed once the GPU is done with them. */
+  flush(): void {
+    this.ctx.submit();
+    for (const x of this.tensors.splice(0)) x.destroy();
+  }
+}
+
+export class TwoWayTransformer {
+  private readonly layers: LayerWeights[];
+  private readonly finalAttn: AttnWeights;
+  private readonly normFinal: Norm;
+  readonly heads: number;
+  readonly dim: number;
+
+  constructor(private readonly ctx: GpuContext, sd: StateDict, arch: SamArch) {
+    const p = "mask_decoder.transformer.";
+    const up = (n: string) => uploadWeight(ctx, sd, `${p}${n}`);
+    const lin = (n: string): Lin => ({ w: up(`${n}.weight`), b: up(`${n}.bias`) });
+    const attn = (n: string): AttnWeights => {
+      const q = lin(`${n}.q_proj`);
+      return {
+        q,
+        k: lin(`${n}.k_proj`),
+        v: lin(`${n}.v_proj`),
+        out: lin(`${n}.out_proj`),
+        internal: q.w.shape[0],
+      };
+    };
+    this.heads = arch.decoderNumHeads;
+    this.dim = arch.promptEmbedDim;
+    this.layers = [];
+    for (let i = 0; i < arch.decoderDepth; i++) {
+      const l = `layers.${i}.`;
+      this.layers.push({
+        selfAttn: attn(`${l}self_attn`),
+        norm1: lin(`${l}norm1`),
+        tokenToImage: attn(`${l}cross_attn_token_to_image`),
+        norm2: lin(`${l}norm2`),
+        mlp1: lin(`${l}mlp.lin1`),
+        mlp2: lin(`${l}mlp.lin2`),
+        norm3: lin(`${l}norm3`),
+        norm4: lin(`${l}norm4`),
+        imageToToken: attn(`${l}cross_attn_image_to_token`),
+      });
+    }
+    this.finalAttn = attn("final_attn_token_to_image");
+    this.normFinal = lin("norm_final_attn");
+  }
+
+  /**
+   * Attention(q, k, v) of SAM's decoder: projections, multi-head attention, out_proj, with
+   * `residual` added to the output when given. q: (B, Nq, D), k and v: (B, Nk, D).
+   */
+  private attend(
+    s: Scratch,
+    w: AttnWeights,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    residual?: Tensor,
+  ): Tensor {
+    const ctx = this.ctx;
+    const [batch, nq] = q.shape, nk = k.shape[1];
+    const qp = s.t(linear(ctx, q, w.q.w, w.q.b)); // (B, Nq, I)
+    const kp = s.t(linear(ctx, k, w.k.w, w.k.b)); // (B, Nk, I)
+    const vp = s.t(linear(ctx, v, w.v.w, w.v.b)); // (B, Nk, I)
+    const I = w.internal;
+    const o = s.t(attention(
+      ctx,
+      { tensor: qp, offset: 0, rowStride: I },
+      { tensor: kp, offset: 0, rowStride: I },
+      { tensor: vp, offset: 0, rowStride: I },
+      { batch, heads: this.heads, headDim: I / this.heads, nq, nk },
+    )); // (B, Nq, I)
+    return linear(ctx, o, w.out.w, w.out.b, residual ? { residual } : {}); // (B, Nq, D)
+  }
+
+  /**
+   * Runs the transformer. queryPe: (B, Nt, D) (the initial tokens), keys: (B, HW, D),
+   * keyPe: (B, HW, D). Returns the processed tokens (B, Nt, D) and image tokens (B, HW, D);
+   * the caller owns both (and its own inputs).
+   */
+  forward(queryPe: Tensor, keys0: Tensor, keyPe: Tensor): { queries: Tensor; keys: Tensor } {
+    const ctx = this.ctx;
+    let queries = queryPe;
+    let keys = keys0;
+    for (let i = 0; i < this.layers.length; i++) {
+      const L = this.layers[i];
+      const s = new Scratch(ctx);
+      // The previous layer's outputs are this layer's temporaries (never the caller's inputs).
+      if (queries !== queryPe) s.t(queries);
+      if (keys !== keys0) s.t(keys);
+      // (1) self attention of the tokens.
+      let attnOut: Tensor;
+      if (i === 0) {
+        // skip_first_layer_pe: queries = self_attn(q=queries, k=queries, v=queries), no residual.
+        attnOut = s.t(this.attendSelf(s, L.selfAttn, queries, queries, null));
+      } else {
+        const q = s.t(add(ctx, queries, queryPe)); // (B, Nt, D)
+        attnOut = s.t(this.attendSelf(s, L.selfAttn, q, queries, queries));
+      }
+      queries = s.t(layerNorm(ctx, attnOut, L.norm1.w, L.norm1.b, LN_EPS));
+      // (2) tokens attend to the image.
+      const qPe = s.t(add(ctx, queries, queryPe)); // (B, Nt, D)
+      const kPe = s.t(add(ctx, keys, keyPe)); // (B, HW, D)
+      const cross = s.t(this.attend(s, L.tokenToImage, qPe, kPe, keys, queries));
+      queries = s.t(layerNorm(ctx, cross, L.norm2.w, L.norm2.b, LN_EPS));
+      // (3) MLP on the tokens (ReLU), residual fused into lin2.
+      const hidden = s.t(linear(ctx, queries, L.mlp1.w, L.mlp1.b, { activation: "relu" }));
+      const mlp = s.t(linear(ctx, hidden, L.mlp2.w, L.mlp2.b, { residual: queries }));
+      queries = layerNorm(ctx, mlp, L.norm3.w, L.norm3.b, LN_EPS); // kept: next layer's input
+      // (4) the image attends to the tokens: q = keys + key_pe, k = queries + query_pe, v = queries.
+      const qPe2 = s.t(add(ctx, queries, queryPe));
+      const back = s.t(this.attend(s, L.imageToToken, kPe, qPe2, queries, keys));
+      keys = layerNorm(ctx, back, L.norm4.w, L.norm4.b, LN_EPS); // (B, HW, D), kept
+      s.flush();
+    }
+    const s = new Scratch(ctx);
+    if (queries !== queryPe) s.t(queries);
+    const qPe = s.t(add(ctx, queries, queryPe));
+    const kPe = s.t(add(ctx, keys, keyPe));
+    const fin = s.t(this.attend(s, this.finalAttn, qPe, kPe, keys, queries));
+    const out = layerNorm(ctx, fin, this.normFinal.w, this.normFinal.b, LN_EPS);
+    s.flush();
+    return { queries: out, keys };
+  }
+
+  /** Self attention where q and k are the same tensor (projected separately), v another. */
+  private attendSelf(
+    s: Scratch,
+    w: AttnWeights,
+    qk: Tensor,
+    v: Tensor,
+    residual: Tensor | null,
+  ): Tensor {
+    const ctx = this.ctx;
+    const [batch, n] = qk.shape;
+    const qp = s.t(linear(ctx, qk, w.q.w, w.q.b));
+    const kp = s.t(linear(ctx, qk, w.k.w, w.k.b));
+    const vp = s.t(linear(ctx, v, w.v.w, w.v.b));
+    const I = w.internal;
+    const o = s.t(attention(
+      ctx,
+      { tensor: qp, offset: 0, rowStride: I },
+      { tensor: kp, offset: 0, rowStride: I },
+      { tensor: vp, offset: 0, rowStride: I },
+      { batch, heads: this.heads, headDim: I / this.heads, nq: n, nk: n },
+    ));
+    return linear(ctx, o, w.out.w, w.out.b, residual ? { residual } : {});
+  }
+
+  dispose(): void {
+    const all: Lin[] = [];
+    const attn = (a: AttnWeights) => all.push(a.q, a.k, a.v, a.out);
+    for (const L of this.layers) {
+      attn(L.selfAttn);
+      attn(L.tokenToImage);
+      attn(L.imageToToken);
+      all.push(L.norm1, L.norm2, L.norm3, L.norm4, L.mlp1, L.mlp2);
+    }
+    attn(this.finalAttn);
+    all.push(this.normFinal);
+    for (const x of all) {
+      x.w.destroy();
+      x.b.destroy();
+    }
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * Shared checks of the decoder against a fixture (sam-tiny, sam-mini): the prompt encoder's
+ * goldens and every prompt case of fixture.json.
+ */
+import assert from "node:assert/strict";
+import { getContext } from "../../src/gpu/context.ts";
+import { tensorFrom } from "../../src/gpu/tensor.ts";
+import { SamDecoder } from "../../src/decoder/mask_decoder.ts";
+import { loadSam } from "../../src/weights/load.ts";
+import { assertClose } from "../util/compare.ts";
+import { loadGolden } from "../util/fixtures.ts";
+import { loadFixtureCases } from "./fixture_cases.ts";
+
+export async function openDecoder(dir: URL, name: string) {
+  const ctx = await getContext();
+  const { sd, arch } = await loadSam(new URL(`${name}.pth`, dir));
+  const decoder = SamDecoder.create(ctx, sd, arch);
+  const emb = await loadGolden(dir, "image_embeddings.npy");
+  const embedding = tensorFrom(ctx, emb.data as Float32Array, emb.shape, "image_embeddings");
+  return { ctx, decoder, embedding, arch };
+}
+
+export async function checkPromptEncoderGoldens(
+  dir: URL,
+  decoder: SamDecoder,
+  hw: [number, number],
+) {
+  const pe = await loadGolden(dir, "image_pe.npy");
+  assertClose(decoder.promptEncoder.densePe(), pe.data as Float32Array, {
+    atol: 1e-4,
+    shape: pe.shape,
+    label: "image_pe",
+  });
+  // point1_multi: the point (88, 53.5) and the padding point.
+  const { toFramePrompt } = await import("../../src/decoder/transforms.ts");
+  const frame = toFramePrompt(
+    { points: [[88, 53.5]], labels: [1] },
+    hw,
+    decoder.arch.imgSize,
+    decoder.lowResSize,
+  );
+  const sparse = await loadGolden(dir, "point1_sparse_embeddings.npy");
+  assertClose(decoder.promptEncoder.sparse(frame), sparse.data as Float32Array, {
+    atol: 1e-4,
+    shape: sparse.shape,
+    label: "point1_sparse_embeddings",
+  });
+  const dense = await loadGolden(dir, "point1_dense_embeddings.npy");
+  const [, D, s] = dense.shape;
+  const noMask = decoder.promptEncoder.noMaskEmbed;
+  const expanded = new Float32Array(D * s * s);
+  for (let c = 0; c < D; c++) expanded.fill(noMask[c], c * s * s, (c + 1) * s * s);
+  assertClose(expanded, dense.data as Float32Array, { atol: 1e-4, label: "point1_dense" });
+}
+
+/** Every fixture.json prompt case: low-res logits, IoU (1e-3), logits (5e-3), masks (0.1%). */
+export async function checkFixtureCases(dir: URL, name: string) {
+  const { decoder, embedding } = await openDecoder(dir, name);
+  const { cases, imageSizeHw } = await loadFixtureCases(dir);
+  const [h, w] = imageSizeHw;
+  try {
+    for (const c of cases) {
+      const t0 = performance.now();
+      const results = await decoder.predict(embedding, c.prompts, {
+        multimask: c.multimask,
+        originalSize: [h, w],
+        output: "both",
+      });
+      const C = c.multimask ? 3 : 1;
+      const low = decoder.lowResSize;
+      results.forEach((r, b) => {
+        assert.equal(r.count, C, `${name} ${c.name}: mask count`);
+        const label = `${name} ${c.name}[${b}]`;
+        assertClose(r.lowRes, c.lowRes.subarray(b * C * low * low, (b + 1) * C * low * low), {
+          atol: 1e-3,
+          shape: [C, low, low],
+          label: `${label} low-res logits`,
+        });
+        assertClose(r.iou, c.iou.subarray(b * C, (b + 1) * C), {
+          atol: 1e-3,
+          label: `${label} IoU`,
+        });
+        const ref = c.masks.subarray(b * C * h * w, (b + 1) * C * h * w);
+        assertClose(r.logits!, ref, { atol: 5e-3, shape: [C, h, w], label: `${label} logits` });
+        let differ = 0;
+        r.masks!.forEach((m, k) => {
+          for (let q = 0; q < h * w; q++) if (m[q] !== (ref[k * h * w + q] > 0 ? 1 : 0)) differ++;
+        });
+        assert.ok(differ <= 0.001 * C * h * w, `${label}: ${differ} mask pixels differ`);
+      });
+      console.log(`${name} ${c.name}: ok (${(performance.now() - t0).toFixed(0)} ms)`);
+    }
+  } finally {
+    decoder.dispose();
+    embedding.destroy();
+  }
+}
