@@ -8,10 +8,10 @@
  * (its 4 rows) and one vec4 of B (its 4 columns) per k. Global loads are vec4 where the
  * contiguous dimension is a multiple of 4 (the "_v4" variants), scalar otherwise. M, N and
  * K need not be multiples of the tile: out-of-range loads read zero, stores are guarded.
- * Tiles are numbered flat (n fastest, then m, then batch) over a `grid()`-folded 2-D
- * dispatch, so any number of tiles works.
+ * The dispatch is 3-D (N tiles, M tiles, batch): up to 65535 of each, so M and N up to
+ * 4,194,240 and any product of them (far over 65535 workgroups in all) need no folding.
  */
-import { type GpuContext, grid, type KernelSpec } from "../gpu/context.ts";
+import { type GpuContext, type KernelSpec, MAX_WORKGROUPS_PER_DIM } from "../gpu/context.ts";
 import { emptyTensor, Params, type Tensor } from "../gpu/tensor.ts";
 import { type Activation, ACTIVATION_WGSL, activationExpr } from "./activation.ts";
 
@@ -154,10 +154,7 @@ function gemmCode(v: GemmVariant): string {
 
   return /* wgsl */ `
 ${v.activation === "none" ? "" : ACTIVATION_WGSL}
-struct P {
-  M: u32, N: u32, K: u32, tiles_n: u32, tiles_m: u32, tiles: u32,
-  stride_a: u32, stride_b: u32, stride_out: u32,
-}
+struct P { M: u32, N: u32, K: u32, stride_a: u32, stride_b: u32, stride_out: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 ${decls.join("\n")}
 
@@ -177,14 +174,10 @@ fn store_row(o_base: u32, m: u32, n_first: u32, acc: vec4<f32>) {
 }
 
 @compute @workgroup_size(${NT})
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) tid: u32) {
-  let tile = wg.x + wg.y * nwg.x;
-  if (tile >= p.tiles) { return; }
-  let tn = tile % p.tiles_n;
-  let rest = tile / p.tiles_n;
-  let tm = rest % p.tiles_m;
-  let batch = rest / p.tiles_m;
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: u32) {
+  let tn = wg.x;
+  let tm = wg.y;
+  let batch = wg.z;
   let m0 = tm * ${BM}u;
   let n0 = tn * ${BN}u;
   let a_base = batch * p.stride_a;
@@ -250,13 +243,19 @@ export function dispatchGemm(
 ): void {
   const tilesN = Math.ceil(d.N / BN);
   const tilesM = Math.ceil(d.M / BM);
-  const tiles = tilesN * tilesM * d.batch;
-  if (tiles === 0) return;
-  if (tiles > 0xffffffff) throw new Error(`${spec.name}: ${tiles} tiles is too many`);
+  if (tilesN > MAX_WORKGROUPS_PER_DIM || tilesM > MAX_WORKGROUPS_PER_DIM) {
+    throw new Error(
+      `${spec.name}: M=${d.M}, N=${d.N} need ${tilesM} x ${tilesN} tiles of ${BM}x${BN}, ` +
+        `over ${MAX_WORKGROUPS_PER_DIM} per dimension`,
+    );
+  }
+  if (d.batch > MAX_WORKGROUPS_PER_DIM) {
+    throw new Error(`${spec.name}: batch ${d.batch} is over ${MAX_WORKGROUPS_PER_DIM}`);
+  }
   const params = new Params()
-    .u32(d.M, d.N, d.K, tilesN, tilesM, tiles, d.strideA, d.strideB, d.strideOut)
+    .u32(d.M, d.N, d.K, d.strideA, d.strideB, d.strideOut)
     .build();
-  ctx.dispatch(spec, params, buffers, grid(tiles));
+  ctx.dispatch(spec, params, buffers, [tilesN, tilesM, d.batch]);
 }
 
 export interface MatmulOptions {

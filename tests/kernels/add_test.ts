@@ -18,6 +18,23 @@ Deno.test("add matches the CPU reference, odd sizes and a grid over 65535 workgr
   }
 });
 
+Deno.test("add broadcasts b over a's leading dims (b.size divides a.size)", async () => {
+  const ctx = await getContext();
+  const a = randomArray(4 * 3 * 5, 3);
+  const ta = tensorFrom(ctx, a, [4, 3, 5]);
+  // A bias [5] over tokens, a [3, 5] table over a batch of 4, a scalar [1].
+  for (const bShape of [[5], [3, 5], [1]]) {
+    const nb = bShape.reduce((p, q) => p * q);
+    const b = randomArray(nb, 10 + nb);
+    const got = await add(ctx, ta, tensorFrom(ctx, b, bShape)).read();
+    assertClose(got, a.map((v, i) => Math.fround(v + b[i % nb])), {
+      atol: 0,
+      shape: [4, 3, 5],
+      label: `add [4, 3, 5] + [${bShape}]`,
+    });
+  }
+});
+
 Deno.test("add refuses mismatched sizes", async () => {
   const ctx = await getContext();
   const a = tensorFrom(ctx, new Float32Array(4), [4]);
