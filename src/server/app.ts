@@ -99,12 +99,11 @@ export function createApp(options: AppOptions): AppHandler {
   }
 
   /** Runs GPU work through the queue under the request's time limit. */
-  function onGpu<T>(req: Request, job: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  function onGpu<T>(job: (signal: AbortSignal) => Promise<T>): Promise<T> {
     const abort = new AbortController();
-    return queue.run(() => job(abort.signal), {
-      timeoutMs: limits.requestTimeoutMs,
-      signal: req.signal,
-    })
+    // Not req.signal: under Deno.serve it also aborts after every successful response (legacy
+    // behaviour), so a waiting job is bounded by the time limit instead.
+    return queue.run(() => job(abort.signal), { timeoutMs: limits.requestTimeoutMs })
       .catch((e) => {
         abort.abort(); // lets long jobs (segment everything) stop at their next step
         throw e;
@@ -150,7 +149,7 @@ export function createApp(options: AppOptions): AppHandler {
   async function upload(req: Request): Promise<Response> {
     const bytes = await readImageUpload(req, limits.maxUploadBytes);
     const image = await decodeImageLimited(bytes, limits);
-    const result = await onGpu(req, () => engine.setImage(image));
+    const result = await onGpu(() => engine.setImage(image));
     if (!images.set(result.id, { id: result.id, image })) {
       throw new HttpError(413, "image is larger than the whole image cache (--cache-mb)");
     }
@@ -179,7 +178,7 @@ export function createApp(options: AppOptions): AppHandler {
       }
       prompts = prompts.map((p) => ({ ...p, maskInput: entry.logits }));
     }
-    const predictions = await onGpu(req, async () => {
+    const predictions = await onGpu(async () => {
       await engine.setImage(stored.image);
       try {
         if (parsed.batched) return await engine.predictBatch(prompts);
@@ -241,7 +240,7 @@ export function createApp(options: AppOptions): AppHandler {
       throw new HttpError(400, (e as Error).message);
     }
     const t0 = performance.now();
-    const records = await onGpu(req, (signal) => {
+    const records = await onGpu((signal) => {
       const source = stoppable(engine.maskSource?.() ?? predictorMaskSource(engine), signal);
       return generator.generate({ width, height, data: stored.image.data }, source);
     });
@@ -268,9 +267,9 @@ export function createApp(options: AppOptions): AppHandler {
     });
   }
 
-  async function embedding(req: Request, id: string): Promise<Response> {
+  async function embedding(id: string): Promise<Response> {
     const stored = lookupImage(id);
-    const emb = await onGpu(req, async () => {
+    const emb = await onGpu(async () => {
       await engine.setImage(stored.image);
       return await engine.getImageEmbedding();
     });
@@ -330,7 +329,7 @@ export function createApp(options: AppOptions): AppHandler {
           return await everything(req, id);
         case "embedding":
           if (method !== "GET") methodNotAllowed(["GET"]);
-          return await embedding(req, id);
+          return await embedding(id);
       }
     }
     throw new HttpError(404, `no route ${path.slice(0, 200)}`);

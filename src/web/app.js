@@ -84,6 +84,7 @@ async function openFile(file) {
     imageCanvas.getContext("2d").drawImage(bitmap, 0, 0);
     $("stage").hidden = false;
     $("hint").hidden = true;
+    fitStage();
     clearPrompts();
     $("everything").disabled = false;
     const took = Math.round(performance.now() - t0);
@@ -110,6 +111,18 @@ drop.addEventListener("drop", (ev) => {
   drop.classList.remove("dragging");
   openFile(ev.dataTransfer.files[0]);
 });
+
+/** Shows the photo as large as the window allows (small photos are scaled up). */
+function fitStage() {
+  if (!state.width) return;
+  const maxW = Math.max(200, document.documentElement.clientWidth - 48);
+  const maxH = Math.max(200, globalThis.innerHeight - 260);
+  const scale = Math.min(maxW / state.width, maxH / state.height);
+  const stage = $("stage");
+  stage.style.width = `${Math.floor(state.width * scale)}px`;
+  stage.style.height = `${Math.floor(state.height * scale)}px`;
+}
+globalThis.addEventListener("resize", fitStage);
 
 // ---- prompting -------------------------------------------------------------------------
 
@@ -178,6 +191,7 @@ async function promptChanged() {
   drawMarks();
   updateButtons();
   if (state.actions.length === 0) {
+    state.seq++; // answers still on their way are stale now
     state.masks = [];
     drawMask();
     showScores();

@@ -98,7 +98,7 @@ Deno.test("segment: PNG and RLE masks, handles, batches, embedding, everything",
     const got = await decodePngMask(masks[c].png_base64);
     assert.deepEqual([got.w, got.h], [w, h]);
     assert.deepEqual(got.mask, disc(50, 40, 5 + 4 * c));
-    assert.ok(Math.abs(masks[c].score - (0.5 + 0.1 * c)) < 1e-6);
+    assert.ok(Math.abs(masks[c].score - (0.9 + 0.03 * c)) < 1e-6);
   }
   assert.equal(png.json.best, 2);
   assert.equal(png.json.low_res_handle, masks[2].low_res_handle);
@@ -145,8 +145,6 @@ Deno.test("segment: PNG and RLE masks, handles, batches, embedding, everything",
 
   const all = await call(app, "POST", `/api/images/${id}/everything`, {
     points_per_side: 4,
-    pred_iou_thresh: 0.55,
-    stability_score_thresh: 0.5,
   });
   assert.equal(all.status, 200, JSON.stringify(all.json));
   const anns = all.json.annotations as { segmentation: { counts: string; size: number[] } }[];

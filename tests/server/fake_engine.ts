@@ -1,6 +1,7 @@
 /**
  * A small stand-in for the SAM predictor, for tests of the server's HTTP side: deterministic
- * masks computed from the prompt (discs around the first foreground point, filled boxes), an
+ * masks computed from the prompt (discs of radius 5 + 4c around the first foreground point,
+ * filled boxes, grown by the first value of a mask input), scores 0.9 + 0.03c, an
  * embedding cache keyed by a content hash as the real predictor's, and an optional delay per
  * call so that queue tests can hold the GPU queue busy.
  */
@@ -89,7 +90,8 @@ export class FakeEngine implements Engine {
           } else {
             v = -1;
           }
-          logits[(c * height + y) * width + x] = v + shift;
+          // Steep logits (50 per pixel) make stable masks, as a trained model's are.
+          logits[(c * height + y) * width + x] = 50 * (v + shift);
         }
       }
     }
@@ -99,7 +101,7 @@ export class FakeEngine implements Engine {
       for (let i = 0; i < plane; i++) m[i] = logits[c * plane + i] > 0 ? 1 : 0;
       return m;
     });
-    const scores = Float32Array.from({ length: count }, (_, c) => 0.5 + 0.1 * c);
+    const scores = Float32Array.from({ length: count }, (_, c) => 0.9 + 0.03 * c);
     const lowResLogits = new Float32Array(count * FAKE_LOW_RES * FAKE_LOW_RES).fill(1);
     return {
       width,

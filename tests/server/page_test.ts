@@ -1,0 +1,186 @@
+/**
+ * The page at / driven in headless Chromium (playwright-core, Debian's /usr/bin/chromium):
+ * upload the fixture photo, click, right-click, drag a box, step the candidates, segment
+ * everything, undo and clear, and check the mask overlay (non-empty canvas pixels) and the
+ * scores each time. Screenshots go to test-artifacts/ (git-ignored).
+ */
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+import { createApp } from "../../src/server/app.ts";
+import type { Engine } from "../../src/server/engine.ts";
+import { FakeEngine } from "./fake_engine.ts";
+import { FIXTURE_IMAGE } from "./helpers.ts";
+import { loadTestEngine } from "./test_engine.ts";
+
+const CHROMIUM = "/usr/bin/chromium";
+const ARTIFACTS = new URL("../../test-artifacts/", import.meta.url);
+
+function hasChromium(): boolean {
+  try {
+    return Deno.statSync(CHROMIUM).isFile;
+  } catch {
+    return false;
+  }
+}
+
+async function drivePage(engine: Engine, tag: string) {
+  const app = createApp({ engine, log: () => {} });
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, app);
+  const url = `http://127.0.0.1:${server.addr.port}/`;
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+    ],
+  });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1000, height: 800 } });
+    const errors: string[] = [];
+    page.on("pageerror", (e) => errors.push(String(e)));
+    page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
+    // Only loopback: anything else the page asks for is refused.
+    await page.route(/^(?!http:\/\/127\.0\.0\.1:)/, (route) => route.abort());
+    await page.goto(url);
+    await page.waitForFunction(`/Ready/.test(document.getElementById("status").textContent)`);
+    const banner = page.locator("#banner");
+    if (engine.info.meaningless) {
+      assert.equal(await banner.isVisible(), true);
+      assert.match(await banner.textContent() ?? "", /meaningless/);
+    }
+
+    await page.setInputFiles("#file", FIXTURE_IMAGE.pathname);
+    await page.waitForFunction(`/ready/.test(document.getElementById("status").textContent)`);
+    const box = (await page.locator("#marks").boundingBox())!;
+    const scale = box.width / 160; // the fixture photo is 160 x 107
+    const at = (x: number, y: number) => ({ x: box.x + x * scale, y: box.y + y * scale });
+
+    // The page's code runs in the browser: given as source text (the test is not type-checked with DOM types).
+    const overlayPixels = () =>
+      page.evaluate(`(() => {
+        const c = document.getElementById("overlay");
+        const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+        let n = 0;
+        for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+        return n;
+      })()`) as Promise<number>;
+    const scores = async () => await page.locator("#scores .score").allTextContents();
+    /** Waits until the status reports a finished request newer than `before`. */
+    const settled = async (before: string) => {
+      await page.waitForFunction(
+        `(() => {
+          const t = document.getElementById("status").textContent;
+          return t !== ${JSON.stringify(before)} && !/…$/.test(t);
+        })()`,
+      );
+      const status = await page.locator("#status").textContent() ?? "";
+      assert.doesNotMatch(status, /failed/, status);
+      return status;
+    };
+    const status = async () => await page.locator("#status").textContent() ?? "";
+
+    // Left click: a foreground point, three candidates (multimask is on by default).
+    let before = await status();
+    await page.mouse.click(at(88, 53.5).x, at(88, 53.5).y);
+    await settled(before);
+    assert.equal((await scores()).length, 3);
+    for (const s of await scores()) assert.match(s, /IoU \d\.\d{3}/);
+    assert.ok(await overlayPixels() > 0, "no mask overlay after a click");
+    await Deno.mkdir(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: new URL(`page_${tag}_click.png`, ARTIFACTS).pathname });
+
+    // Stepping the candidates changes the current one.
+    const current = () => page.locator("#scores .score.current").getAttribute("data-index");
+    const first = await current();
+    await page.click("#next");
+    assert.notEqual(await current(), first);
+
+    // Right click: a background point, no context menu (the page prevents it).
+    before = await status();
+    await page.mouse.click(at(32, 26.75).x, at(32, 26.75).y, { button: "right" });
+    await settled(before);
+    assert.ok((await scores()).length >= 1);
+
+    // Drag: a box.
+    before = await status();
+    await page.mouse.move(at(16, 21.4).x, at(16, 21.4).y);
+    await page.mouse.down();
+    await page.mouse.move(at(60, 50).x, at(60, 50).y, { steps: 4 });
+    await page.mouse.move(at(112, 90.9).x, at(112, 90.9).y, { steps: 4 });
+    await page.mouse.up();
+    await settled(before);
+    assert.ok(await overlayPixels() > 0, "no mask overlay after a box");
+    await page.screenshot({ path: new URL(`page_${tag}_box.png`, ARTIFACTS).pathname });
+
+    // Downloads: the mask PNG and the COCO JSON.
+    const [pngDownload] = await Promise.all([
+      page.waitForEvent("download"),
+      page.click("#download-mask"),
+    ]);
+    assert.match(pngDownload.suggestedFilename(), /_mask\.png$/);
+    const [cocoDownload] = await Promise.all([
+      page.waitForEvent("download"),
+      page.click("#download-coco"),
+    ]);
+    const cocoPath = await cocoDownload.path();
+    const coco = JSON.parse(await Deno.readTextFile(cocoPath!));
+    assert.equal(coco.annotations.length, 1);
+    assert.deepEqual(coco.annotations[0].segmentation.size, [107, 160]);
+
+    // Undo three times and the overlay is empty again.
+    for (let i = 0; i < 3; i++) await page.click("#undo");
+    await page.waitForFunction(`document.getElementById("scores").textContent === "No mask yet."`);
+    assert.equal(await overlayPixels(), 0);
+
+    // Segment everything: a coloured overlay of all masks.
+    await page.fill("#pps", "8");
+    before = await status();
+    await page.click("#everything");
+    const done = await settled(before);
+    assert.match(done, /\d+ masks in/);
+    if (!/^0 masks/.test(done)) assert.ok(await overlayPixels() > 0);
+    await page.screenshot({ path: new URL(`page_${tag}_everything.png`, ARTIFACTS).pathname });
+
+    await page.click("#clear");
+    assert.equal(await overlayPixels(), 0);
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+    await server.shutdown();
+  }
+}
+
+Deno.test({
+  name: "page: clicks, box, candidates, everything, downloads (stand-in engine)",
+  ignore: !hasChromium(),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const engine = new FakeEngine();
+    await drivePage(engine, "fake");
+  },
+});
+
+Deno.test({
+  name: "page: the same with the sam-tiny model on WebGPU",
+  ignore: !hasChromium(),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async (t) => {
+    const engine = await loadTestEngine();
+    if (!engine) {
+      console.warn("SKIP: src/predictor.ts is not there yet");
+      return;
+    }
+    try {
+      await drivePage(engine, "sam_tiny");
+    } finally {
+      engine.dispose();
+    }
+    void t;
+  },
+});
