@@ -6,7 +6,7 @@
 import type { GpuContext } from "../gpu/context.ts";
 import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
 import type { Activation } from "./activation.ts";
-import { dispatchGemm, gemmSpec } from "./matmul.ts";
+import { dispatchGemm, gemmSpec, tileFor } from "./matmul.ts";
 
 export type { Activation } from "./activation.ts";
 
@@ -56,6 +56,7 @@ export function linear(
       throw new Error(`linear: out must not share a buffer with ${what}`);
     }
   }
+  const tile = tileFor(M);
   const spec = gemmSpec("linear", {
     bLayout: "nk",
     vecA: K % 4 === 0,
@@ -63,12 +64,13 @@ export function linear(
     bias: bias !== null,
     activation,
     residual: residual !== undefined,
+    tile,
   });
   const buffers = [x.buffer, weight.buffer];
   if (bias) buffers.push(bias.buffer);
   if (residual) buffers.push(residual.buffer);
   buffers.push(y.buffer);
-  dispatchGemm(ctx, spec, {
+  dispatchGemm(ctx, spec, tile, {
     batch: 1,
     M,
     N,

@@ -3,11 +3,12 @@
  * (x @ W^T with a fused bias / activation / residual epilogue).
  *
  * Each workgroup computes a 64x64 output tile with 256 threads, 4x4 outputs per thread held
- * in registers (four vec4 accumulators). K is walked in steps of 16: the A and B tiles are
- * staged in workgroup memory K-major (As[k][m], Bs[k][n]) so a thread reads one vec4 of A
- * (its 4 rows) and one vec4 of B (its 4 columns) per k. Global loads are vec4 where the
- * contiguous dimension is a multiple of 4 (the "_v4" variants), scalar otherwise. M, N and
- * K need not be multiples of the tile: out-of-range loads read zero, stores are guarded.
+ * in registers (four vec4 accumulators); for M <= 16 a 16x64 tile with 64 threads. K is
+ * walked in steps of 16: the A and B tiles are staged in workgroup memory K-major (As[k][m],
+ * Bs[k][n]) so a thread reads one vec4 of A (its 4 rows) and one vec4 of B (its 4 columns)
+ * per k. Global loads are vec4 where the contiguous dimension is a multiple of 4 (the
+ * "_a4" / "_b4" variants), scalar otherwise. M, N and K need not be multiples of the tile:
+ * out-of-range loads read zero, stores are guarded.
  * The dispatch is 3-D (N tiles, M tiles, batch): up to 65535 of each, so M and N up to
  * 4,194,240 and any product of them (far over 65535 workgroups in all) need no folding.
  */
@@ -15,14 +16,22 @@ import { type GpuContext, type KernelSpec, MAX_WORKGROUPS_PER_DIM } from "../gpu
 import { emptyTensor, Params, type Tensor } from "../gpu/tensor.ts";
 import { type Activation, ACTIVATION_WGSL, activationExpr } from "./activation.ts";
 
-const BM = 64; // tile rows (M)
-const BN = 64; // tile columns (N)
-const BK = 16; // K step
-const TM = 4; // rows per thread
-const TN = 4; // columns per thread (one vec4)
-const TX = BN / TN; // threads along N
-const TY = BM / TM; // threads along M
-const NT = TX * TY; // threads per workgroup
+/** Output tile of a workgroup and the register block of a thread (TN is 4: one vec4). */
+export interface GemmTile {
+  /** Tile rows (M) and columns (N), K step. */
+  bm: number;
+  bn: number;
+  bk: number;
+  /** Rows per thread, a multiple of 4 (TM / 4 vec4 reads of A per k). */
+  tm: number;
+}
+
+/** The large-shape tile: 64x64, 256 threads of 4x4. */
+export const TILE_64: GemmTile = { bm: 64, bn: 64, bk: 16, tm: 4 };
+/** For M <= 16 (decoder tokens, hypernetwork masks): 16x64, 64 threads of 4x4, so a
+ * 4-row product does not pay for 64 rows. */
+export const TILE_16: GemmTile = { bm: 16, bn: 64, bk: 16, tm: 4 };
+const TN = 4;
 
 /** A GEMM shader variant. */
 export interface GemmVariant {
@@ -35,6 +44,7 @@ export interface GemmVariant {
   bias: boolean;
   activation: Activation;
   residual: boolean;
+  tile: GemmTile;
 }
 
 /** Sizes of one GEMM: out[b] (M x N) = A[b] (M x K) @ B[b]; strides are per batch, in elements. */
@@ -48,80 +58,86 @@ export interface GemmDims {
   strideOut: number;
 }
 
-function loadA(vec: boolean): string {
+/** The tile to use for M rows. */
+export function tileFor(M: number): GemmTile {
+  return M <= TILE_16.bm ? TILE_16 : TILE_64;
+}
+
+/**
+ * WGSL staging `rows` x BK of a K-contiguous matrix (A, or B in "nk") into the K-major
+ * workgroup array `dst` (dst[k * rows/4 + r/4][r % 4]).
+ */
+function loadKContiguous(
+  t: GemmTile,
+  nt: number,
+  src: string,
+  dst: string,
+  rows: number,
+  first: string,
+  limit: string,
+  base: string,
+  vec: boolean,
+): string {
   if (vec) {
-    // BM rows x BK/4 vec4 = NT loads: one per thread.
-    return `{
-      let row = tid / ${BK / 4}u;
-      let kq = tid % ${BK / 4}u;
-      let m = m0 + row;
+    return `for (var i = 0u; i < ${(rows * t.bk) / 4 / nt}u; i++) {
+      let l = tid + i * ${nt}u;
+      let r = l / ${t.bk / 4}u;
+      let kq = l % ${t.bk / 4}u;
+      let row = ${first} + r;
       let k = k0 + kq * 4u;
       var v = vec4<f32>(0.0);
-      if (m < p.M && k < p.K) { v = a[(a_base + m * p.K + k) / 4u]; }
-      for (var j = 0u; j < 4u; j++) { As[(kq * 4u + j) * ${BM / 4}u + row / 4u][row % 4u] = v[j]; }
+      if (row < ${limit} && k < p.K) { v = ${src}[(${base} + row * p.K + k) / 4u]; }
+      for (var j = 0u; j < 4u; j++) { ${dst}[(kq * 4u + j) * ${
+      rows / 4
+    }u + r / 4u][r % 4u] = v[j]; }
     }`;
   }
-  return `for (var i = 0u; i < ${(BM * BK) / NT}u; i++) {
-      let l = tid + i * ${NT}u;
-      let row = l / ${BK}u;
-      let kk = l % ${BK}u;
-      let m = m0 + row;
+  return `for (var i = 0u; i < ${(rows * t.bk) / nt}u; i++) {
+      let l = tid + i * ${nt}u;
+      let r = l / ${t.bk}u;
+      let kk = l % ${t.bk}u;
+      let row = ${first} + r;
       let k = k0 + kk;
       var v = 0.0;
-      if (m < p.M && k < p.K) { v = a[a_base + m * p.K + k]; }
-      As[kk * ${BM / 4}u + row / 4u][row % 4u] = v;
+      if (row < ${limit} && k < p.K) { v = ${src}[${base} + row * p.K + k]; }
+      ${dst}[kk * ${rows / 4}u + r / 4u][r % 4u] = v;
     }`;
 }
 
-function loadB(layout: "nk" | "kn", vec: boolean): string {
-  if (layout === "nk") {
-    if (vec) {
-      return `{
-      let col = tid / ${BK / 4}u;
-      let kq = tid % ${BK / 4}u;
-      let n = n0 + col;
-      let k = k0 + kq * 4u;
-      var v = vec4<f32>(0.0);
-      if (n < p.N && k < p.K) { v = b[(b_base + n * p.K + k) / 4u]; }
-      for (var j = 0u; j < 4u; j++) { Bs[(kq * 4u + j) * ${BN / 4}u + col / 4u][col % 4u] = v[j]; }
-    }`;
-    }
-    return `for (var i = 0u; i < ${(BN * BK) / NT}u; i++) {
-      let l = tid + i * ${NT}u;
-      let col = l / ${BK}u;
-      let kk = l % ${BK}u;
-      let n = n0 + col;
-      let k = k0 + kk;
-      var v = 0.0;
-      if (n < p.N && k < p.K) { v = b[b_base + n * p.K + k]; }
-      Bs[kk * ${BN / 4}u + col / 4u][col % 4u] = v;
-    }`;
-  }
+/** WGSL staging BK x BN of B in "kn" layout (N contiguous) into Bs, as it is. */
+function loadNContiguous(t: GemmTile, nt: number, vec: boolean): string {
   if (vec) {
-    // BK rows of B x BN/4 vec4 = NT loads, stored as they are.
-    return `{
-      let kk = tid / ${BN / 4}u;
-      let nq = tid % ${BN / 4}u;
+    return `for (var i = 0u; i < ${(t.bk * t.bn) / 4 / nt}u; i++) {
+      let l = tid + i * ${nt}u;
+      let kk = l / ${t.bn / 4}u;
+      let nq = l % ${t.bn / 4}u;
       let k = k0 + kk;
       let n = n0 + nq * 4u;
       var v = vec4<f32>(0.0);
       if (k < p.K && n < p.N) { v = b[(b_base + k * p.N + n) / 4u]; }
-      Bs[kk * ${BN / 4}u + nq] = v;
+      Bs[kk * ${t.bn / 4}u + nq] = v;
     }`;
   }
-  return `for (var i = 0u; i < ${(BN * BK) / NT}u; i++) {
-      let l = tid + i * ${NT}u;
-      let kk = l / ${BN}u;
-      let col = l % ${BN}u;
+  return `for (var i = 0u; i < ${(t.bk * t.bn) / nt}u; i++) {
+      let l = tid + i * ${nt}u;
+      let kk = l / ${t.bn}u;
+      let c = l % ${t.bn}u;
       let k = k0 + kk;
-      let n = n0 + col;
+      let n = n0 + c;
       var v = 0.0;
       if (k < p.K && n < p.N) { v = b[b_base + k * p.N + n]; }
-      Bs[kk * ${BN / 4}u + col / 4u][col % 4u] = v;
+      Bs[kk * ${t.bn / 4}u + c / 4u][c % 4u] = v;
     }`;
 }
 
+function threads(t: GemmTile): number {
+  return (t.bn / TN) * (t.bm / t.tm);
+}
+
 function gemmCode(v: GemmVariant): string {
+  const t = v.tile;
+  const tx = t.bn / TN; // threads along N
+  const nt = threads(t);
   const vecType = (vec: boolean) => (vec ? "vec4<f32>" : "f32");
   let binding = 1;
   const decls = [
@@ -139,18 +155,20 @@ function gemmCode(v: GemmVariant): string {
   value = activationExpr(v.activation, value);
   if (v.residual) value = `${value} + residual[o]`;
 
-  const accDecl = Array.from({ length: TM }, (_, i) => `var acc${i} = vec4<f32>(0.0);`).join(
-    "\n  ",
-  );
-  const fmas = Array.from(
-    { length: TM },
-    (_, i) => `acc${i} = fma(vec4<f32>(av[${i}]), bv, acc${i});`,
+  const rows = Array.from({ length: t.tm }, (_, i) => i);
+  const accDecl = rows.map((i) => `var acc${i} = vec4<f32>(0.0);`).join("\n  ");
+  const aReads = Array.from(
+    { length: t.tm / 4 },
+    (_, q) => `let a${q} = As[kk * ${t.bm / 4}u + ty * ${t.tm / 4}u + ${q}u];`,
   ).join("\n      ");
-  const stores = Array.from(
-    { length: TM },
-    (_, i) => `store_row(o_base, m_first + ${i}u, n_first, acc${i});`,
-  )
+  const fmas = rows.map((i) =>
+    `acc${i} = fma(vec4<f32>(a${Math.floor(i / 4)}[${i % 4}]), bv, acc${i});`
+  ).join("\n      ");
+  const stores = rows.map((i) => `store_row(o_base, m_first + ${i}u, n_first, acc${i});`)
     .join("\n  ");
+  const loadB = v.bLayout === "nk"
+    ? loadKContiguous(t, nt, "b", "Bs", t.bn, "n0", "p.N", "b_base", v.vecB)
+    : loadNContiguous(t, nt, v.vecB);
 
   return /* wgsl */ `
 ${v.activation === "none" ? "" : ACTIVATION_WGSL}
@@ -159,8 +177,8 @@ struct P { M: u32, N: u32, K: u32, stride_a: u32, stride_b: u32, stride_out: u32
 ${decls.join("\n")}
 
 // K-major staging: As[k * BM/4 + m/4][m % 4], Bs[k * BN/4 + n/4][n % 4].
-var<workgroup> As: array<vec4<f32>, ${(BK * BM) / 4}>;
-var<workgroup> Bs: array<vec4<f32>, ${(BK * BN) / 4}>;
+var<workgroup> As: array<vec4<f32>, ${(t.bk * t.bm) / 4}>;
+var<workgroup> Bs: array<vec4<f32>, ${(t.bk * t.bn) / 4}>;
 
 fn store_row(o_base: u32, m: u32, n_first: u32, acc: vec4<f32>) {
   if (m >= p.M) { return; }
@@ -173,33 +191,30 @@ fn store_row(o_base: u32, m: u32, n_first: u32, acc: vec4<f32>) {
   }
 }
 
-@compute @workgroup_size(${NT})
+@compute @workgroup_size(${nt})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: u32) {
-  let tn = wg.x;
-  let tm = wg.y;
-  let batch = wg.z;
-  let m0 = tm * ${BM}u;
-  let n0 = tn * ${BN}u;
-  let a_base = batch * p.stride_a;
-  let b_base = batch * p.stride_b;
-  let o_base = batch * p.stride_out;
-  let tx = tid % ${TX}u;
-  let ty = tid / ${TX}u;
+  let n0 = wg.x * ${t.bn}u;
+  let m0 = wg.y * ${t.bm}u;
+  let a_base = wg.z * p.stride_a;
+  let b_base = wg.z * p.stride_b;
+  let o_base = wg.z * p.stride_out;
+  let tx = tid % ${tx}u;
+  let ty = tid / ${tx}u;
 
   ${accDecl}
-  for (var k0 = 0u; k0 < p.K; k0 += ${BK}u) {
-    ${loadA(v.vecA)}
-    ${loadB(v.bLayout, v.vecB)}
+  for (var k0 = 0u; k0 < p.K; k0 += ${t.bk}u) {
+    ${loadKContiguous(t, nt, "a", "As", t.bm, "m0", "p.M", "a_base", v.vecA)}
+    ${loadB}
     workgroupBarrier();
-    for (var kk = 0u; kk < ${BK}u; kk++) {
-      let av = As[kk * ${BM / 4}u + ty];
-      let bv = Bs[kk * ${BN / 4}u + tx];
+    for (var kk = 0u; kk < ${t.bk}u; kk++) {
+      ${aReads}
+      let bv = Bs[kk * ${t.bn / 4}u + tx];
       ${fmas}
     }
     workgroupBarrier();
   }
 
-  let m_first = m0 + ty * ${TM}u;
+  let m_first = m0 + ty * ${t.tm}u;
   let n_first = n0 + tx * ${TN}u;
   ${stores}
 }`;
@@ -216,6 +231,7 @@ export function gemmSpec(prefix: string, v: GemmVariant): KernelSpec {
   parts.push("f32");
   if (v.vecA) parts.push("a4");
   if (v.vecB) parts.push("b4");
+  parts.push(`${v.tile.bm}x${v.tile.bn}x${v.tile.bk}t${v.tile.tm}`);
   const name = parts.join("_");
   let spec = gemmSpecs.get(name);
   if (!spec) {
@@ -238,14 +254,16 @@ export function gemmSpec(prefix: string, v: GemmVariant): KernelSpec {
 export function dispatchGemm(
   ctx: GpuContext,
   spec: KernelSpec,
+  tile: GemmTile,
   d: GemmDims,
   buffers: GPUBuffer[],
 ): void {
-  const tilesN = Math.ceil(d.N / BN);
-  const tilesM = Math.ceil(d.M / BM);
+  const { bm, bn } = tile;
+  const tilesN = Math.ceil(d.N / bn);
+  const tilesM = Math.ceil(d.M / bm);
   if (tilesN > MAX_WORKGROUPS_PER_DIM || tilesM > MAX_WORKGROUPS_PER_DIM) {
     throw new Error(
-      `${spec.name}: M=${d.M}, N=${d.N} need ${tilesM} x ${tilesN} tiles of ${BM}x${BN}, ` +
+      `${spec.name}: M=${d.M}, N=${d.N} need ${tilesM} x ${tilesN} tiles of ${bm}x${bn}, ` +
         `over ${MAX_WORKGROUPS_PER_DIM} per dimension`,
     );
   }
@@ -301,6 +319,7 @@ export function matmul(ctx: GpuContext, a: Tensor, b: Tensor, opts: MatmulOption
     throw new Error("matmul: out must not alias an input");
   }
   const bLayout = opts.transposeB ? "nk" : "kn";
+  const tile = tileFor(M);
   const spec = gemmSpec(opts.transposeB ? "matmul_nt" : "matmul_nn", {
     bLayout,
     vecA: K % 4 === 0,
@@ -308,8 +327,9 @@ export function matmul(ctx: GpuContext, a: Tensor, b: Tensor, opts: MatmulOption
     bias: false,
     activation: "none",
     residual: false,
+    tile,
   });
-  dispatchGemm(ctx, spec, {
+  dispatchGemm(ctx, spec, tile, {
     batch,
     M,
     N,
