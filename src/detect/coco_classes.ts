@@ -223,10 +223,18 @@ export function closeClassNames(
   return ranked.slice(0, limit).map((r) => r.name);
 }
 
+/** A requested class name the detector does not know (an HTTP 400, not a server fault). */
+export class UnknownClassError extends Error {
+  constructor(message: string, readonly unknown: string[], readonly suggestions: string[][]) {
+    super(message);
+    this.name = "UnknownClassError";
+  }
+}
+
 /**
  * The class ids a request keeps. `names` undefined or empty keeps every class (returns null);
  * otherwise each name must be a known class (case, "_" and "-" ignored) or this throws an
- * Error naming the unknown ones with their close matches.
+ * UnknownClassError naming the unknown ones with their close matches.
  */
 export function resolveClassIds(
   names: readonly string[] | undefined,
@@ -235,7 +243,7 @@ export function resolveClassIds(
   if (!names || names.length === 0) return null;
   const index = new Map(classNames.map((n, i) => [normalizeClassName(n), i]));
   const ids = new Set<number>();
-  const problems: string[] = [];
+  const problems: string[] = [], unknown: string[] = [], suggestions: string[][] = [];
   for (const name of names) {
     const id = index.get(normalizeClassName(name));
     if (id !== undefined) {
@@ -243,15 +251,19 @@ export function resolveClassIds(
       continue;
     }
     const close = closeClassNames(name, classNames);
+    unknown.push(name);
+    suggestions.push(close);
     problems.push(
       `"${name}"` +
         (close.length ? ` (did you mean ${close.map((c) => `"${c}"`).join(", ")}?)` : ""),
     );
   }
   if (problems.length) {
-    throw new Error(
+    throw new UnknownClassError(
       `unknown class name${problems.length > 1 ? "s" : ""} ${problems.join(", ")}; ` +
         `the detector knows ${classNames.length} classes: ${classNames.join(", ")}`,
+      unknown,
+      suggestions,
     );
   }
   return ids;

@@ -6,6 +6,7 @@ import {
   COCO_CLASSES,
   editDistance,
   resolveClassIds,
+  UnknownClassError,
 } from "../../src/detect/coco_classes.ts";
 import { decodeCandidates, detectLayout, nmsCandidates } from "../../src/detect/yolo.ts";
 
@@ -137,4 +138,12 @@ Deno.test("class names: resolve, normalise, and explain unknown ones", () => {
     /unknown class name "spaceship"; the detector knows 80 classes: person, bicycle/,
   );
   assert.deepEqual([...resolveClassIds(["a"], ["a", "b"])!], [0]); // custom class lists
+  try {
+    resolveClassIds(["dgo", "car", "spaceship"]);
+    assert.fail("no error");
+  } catch (e) {
+    assert.ok(e instanceof UnknownClassError);
+    assert.deepEqual(e.unknown, ["dgo", "spaceship"]);
+    assert.deepEqual(e.suggestions, [["dog"], []]);
+  }
 });
