@@ -73,6 +73,8 @@ export function createApp(options: AppOptions): AppHandler {
   const log = options.log ?? ((line: string) => console.log(line));
   const webDir = options.webDir ?? new URL("../web/", import.meta.url);
   const queue = new WorkQueue(limits.maxQueue);
+  // Decoding runs on this thread anyway; one at a time bounds the memory of large photos.
+  const decodeQueue = new WorkQueue(limits.maxQueue);
   const images = new ByteLru<StoredImage>(limits.imageCacheBytes, (s) => s.image.data.byteLength);
   const handles = new ByteLru<LowResEntry>(limits.handleCacheBytes, (e) => e.logits.byteLength);
   const startedAt = Date.now();
@@ -148,7 +150,9 @@ export function createApp(options: AppOptions): AppHandler {
 
   async function upload(req: Request): Promise<Response> {
     const bytes = await readImageUpload(req, limits.maxUploadBytes);
-    const image = await decodeImageLimited(bytes, limits);
+    const image = await decodeQueue.run(() => decodeImageLimited(bytes, limits), {
+      timeoutMs: limits.requestTimeoutMs,
+    });
     const result = await onGpu(() => engine.setImage(image));
     if (!images.set(result.id, { id: result.id, image })) {
       throw new HttpError(413, "image is larger than the whole image cache (--cache-mb)");

@@ -14,6 +14,8 @@ import { parseNpy } from "../../src/util/npy.ts";
 import { fixtureDir, fixtureJson, loadGolden } from "../util/fixtures.ts";
 import { countDiff, decodeCocoMask, decodePngMask, FIXTURE_IMAGE } from "./helpers.ts";
 import { loadTestEngine } from "./test_engine.ts";
+import { OnnxFixtureEngine } from "./onnx_engine.ts";
+import type { Engine } from "../../src/server/engine.ts";
 
 const MAX_DIFF_FRACTION = 0.001;
 const IOU_ATOL = 5e-3;
@@ -27,16 +29,8 @@ interface FixturePrompt {
   multimask_output: boolean;
 }
 
-Deno.test({
-  name: "e2e sam-tiny: fixture prompts over HTTP equal the goldens; everything; embedding; limits",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async () => {
-    const engine = await loadTestEngine();
-    if (!engine) {
-      console.warn("SKIP: src/predictor.ts is not there yet");
-      return;
-    }
+async function endToEnd(engine: Engine & { dispose(): void }) {
+  {
     const dir = fixtureDir("sam-tiny")!;
     const fixture = await fixtureJson(dir);
     const prompts = fixture.prompts as Record<string, FixturePrompt>;
@@ -214,6 +208,28 @@ Deno.test({
       await server.shutdown();
       engine.dispose();
     }
+  }
+}
+
+Deno.test({
+  name:
+    "e2e over HTTP, the official ONNX decoder as engine: goldens, everything, embedding, limits",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => await endToEnd(await OnnxFixtureEngine.create()),
+});
+
+Deno.test({
+  name: "e2e over HTTP, sam-tiny on WebGPU: goldens, everything, embedding, limits",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const engine = await loadTestEngine();
+    if (!engine) {
+      console.warn("SKIP: src/predictor.ts is not there yet");
+      return;
+    }
+    await endToEnd(engine);
   },
 });
 
