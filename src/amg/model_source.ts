@@ -41,11 +41,12 @@ export interface SamGpuBackend {
   /** Computes the embedding of an RGB image (H x W x 3) and makes it current. */
   setImage(image: { width: number; height: number; data: Uint8Array }): Promise<void>;
   /**
-   * N prompts of one foreground point each, x,y in the model's input frame (after
-   * ResizeLongestSide.apply_coords, before the prompt encoder's +0.5), multimask output:
-   * low-res logits (N, 3, l, l) on the GPU, owned by the caller, and IoU predictions (N, 3).
+   * N prompts of one foreground point each, x,y in the pixels of the image last given to
+   * setImage (the backend maps them to its input frame: ResizeLongestSide.apply_coords),
+   * multimask output: low-res logits (N, 3, l, l) on the GPU, owned by the caller, and IoU
+   * predictions (N, 3).
    */
-  decodePoints(coords: Float64Array, n: number): Promise<{ lowRes: Tensor; iou: Float32Array }>;
+  decodePoints(points: Float32Array, n: number): Promise<{ lowRes: Tensor; iou: Float32Array }>;
 }
 
 export interface ModelMaskSourceOptions {
@@ -94,16 +95,9 @@ export class ModelMaskSource implements MaskSource {
     };
   }
 
-  /** Points (crop pixels) to the model's input frame, as SamPredictor.transform.apply_coords. */
   private async decode(points: Float32Array, n: number) {
     const geo = this.geometry();
-    const [newH, newW] = geo.inputSize;
-    const coords = new Float64Array(2 * n);
-    for (let i = 0; i < n; i++) {
-      coords[2 * i] = points[2 * i] * (newW / this.width);
-      coords[2 * i + 1] = points[2 * i + 1] * (newH / this.height);
-    }
-    const out = await this.backend.decodePoints(coords, n);
+    const out = await this.backend.decodePoints(points.subarray(0, 2 * n), n);
     const s = out.lowRes.shape;
     if (s.length !== 4 || s[0] !== n || s[2] !== s[3] || out.iou.length !== n * s[1]) {
       throw new Error(

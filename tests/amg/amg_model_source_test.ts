@@ -22,7 +22,7 @@ const LOW = IMG_SIZE / 4; // low-res mask side
 /** decoder.onnx on the fixture's embedding, one point at a time; results cached by point. */
 class OnnxLowResBackend implements SamGpuBackend {
   readonly imgSize = IMG_SIZE;
-  /** Per point (input frame, "x,y"): low-res (3, l, l), IoU (3), full-size logits (3, H, W). */
+  /** Per point (image pixels, "x,y"): low-res (3, l, l), IoU (3), full-size logits (3, H, W). */
   readonly byPoint = new Map<
     string,
     { low: Float32Array; iou: Float32Array; full: Float32Array }
@@ -42,12 +42,20 @@ class OnnxLowResBackend implements SamGpuBackend {
     return Promise.resolve();
   }
 
-  async decodePoints(coords: Float64Array, n: number) {
+  async decodePoints(points: Float32Array, n: number) {
     const [h, w] = this.photoHw, plane = h * w;
+    // ResizeLongestSide.apply_coords: to the resized frame (longest side IMG_SIZE).
+    const scale = IMG_SIZE / Math.max(h, w);
+    const newW = Math.trunc(w * scale + 0.5), newH = Math.trunc(h * scale + 0.5);
+    const coords = new Float64Array(2 * n);
+    for (let i = 0; i < n; i++) {
+      coords[2 * i] = points[2 * i] * (newW / w);
+      coords[2 * i + 1] = points[2 * i + 1] * (newH / h);
+    }
     const low = new Float32Array(n * 3 * LOW * LOW);
     const iou = new Float32Array(n * 3);
     for (let i = 0; i < n; i++) {
-      const key = `${coords[2 * i]},${coords[2 * i + 1]}`;
+      const key = `${points[2 * i]},${points[2 * i + 1]}`;
       let hit = this.byPoint.get(key);
       if (!hit) {
         const out = await this.session.run({
@@ -106,14 +114,12 @@ Deno.test("sam-tiny amg.json through ModelMaskSource (GPU postprocess + mask_sta
   // pixel whose logit (ONNX's full-size output) is within 2e-4 of the threshold may fall
   // either way; any other difference is a failure.
   let excused = 0;
-  const scale = IMG_SIZE / Math.max(h, w);
-  const [newH, newW] = [Math.trunc(h * scale + 0.5), Math.trunc(w * scale + 0.5)];
   const checkMaskDiff = (
     got: MaskRecord<UncompressedRle>,
     expected: MaskRecord<UncompressedRle>,
   ) => {
     const [px, py] = got.point_coords[0];
-    const hit = backend.byPoint.get(`${px * (newW / w)},${py * (newH / h)}`)!;
+    const hit = backend.byPoint.get(`${px},${py}`)!;
     const k = hit.iou.indexOf(got.predicted_iou);
     assert.ok(k >= 0, "the record's IoU is one of its point's three");
     const a = rleToMask(got.segmentation), b = rleToMask(expected.segmentation);
