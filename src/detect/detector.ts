@@ -238,8 +238,17 @@ export class Detector implements DetectorLike {
     return letterboxGeometry(width, height, this.inputWidth, this.inputHeight);
   }
 
-  /** Runs the model on an already letterboxed input; the raw outputs. */
-  async runRaw(input: Float32Array | Uint8Array): Promise<Record<string, RawTensor>> {
+  /** The tail of the runs queued on this session (one at a time, as a session needs). */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  /** Runs the model on an already letterboxed input; the raw outputs. Calls are serialised. */
+  runRaw(input: Float32Array | Uint8Array): Promise<Record<string, RawTensor>> {
+    const run = this.queue.then(() => this.runNow(input));
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  private async runNow(input: Float32Array | Uint8Array): Promise<Record<string, RawTensor>> {
     const dims = [1, 3, this.inputHeight, this.inputWidth];
     const tensor = this.inputType === "uint8"
       ? new ort.Tensor("uint8", input as Uint8Array, dims)

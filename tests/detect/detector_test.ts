@@ -99,6 +99,9 @@ for (const model of MODELS) {
     assert.deepEqual(dogs.map((x) => x.score), [0, 4].map(f));
     // maxDetections keeps the best.
     assert.deepEqual((await d.detect(img, { maxDetections: 1 })).map((x) => x.score), [f(0)]);
+    // Concurrent calls on one session are queued, each gets its own answer.
+    const [a, b] = await Promise.all([d.detect(img), d.detect(img, { classes: ["car"] })]);
+    assert.deepEqual([a.length, b.map((x) => x.className)], [3, ["car"]]);
   });
 }
 
