@@ -79,16 +79,20 @@ export class WorkQueue {
           } catch (e) {
             work = Promise.reject(e);
           }
+          // The slot is freed before the caller hears back, so that what it asks next (e.g.
+          // GET /api/info) sees the queue as it is.
           work.then(
             (value) => {
               this.completed++;
+              this.next();
               settle(() => resolve(value));
             },
             (err) => {
               this.failed++;
+              this.next();
               settle(() => reject(err));
             },
-          ).finally(() => this.next());
+          );
         },
       };
       const leave = (err: HttpError) => {

@@ -9,7 +9,7 @@ import { chromium } from "playwright-core";
 import { createApp } from "../../src/server/app.ts";
 import type { Engine } from "../../src/server/engine.ts";
 import { FakeEngine } from "./fake_engine.ts";
-import { FIXTURE_IMAGE } from "./helpers.ts";
+import { FIXTURE_IMAGE, makePng } from "./helpers.ts";
 import { loadTestEngine } from "./test_engine.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -53,6 +53,24 @@ async function drivePage(engine: Engine, tag: string) {
       assert.match(await banner.textContent() ?? "", /meaningless/);
     }
 
+    // Drag and drop of a photo onto the page (a synthetic 64 x 128 PNG)...
+    const dropped = btoa(String.fromCharCode(...await makePng(64, 128, 3)));
+    const dataTransfer = await page.evaluateHandle(`(() => {
+      const bytes = Uint8Array.from(atob("${dropped}"), (c) => c.charCodeAt(0));
+      const dt = new DataTransfer();
+      dt.items.add(new File([bytes], "dropped.png", { type: "image/png" }));
+      return dt;
+    })()`);
+    await page.dispatchEvent("#drop", "drop", { dataTransfer });
+    await page.waitForFunction(`/ready/.test(document.getElementById("status").textContent)`);
+    assert.deepEqual(
+      await page.evaluate(
+        `[document.getElementById("image").width, document.getElementById("image").height]`,
+      ),
+      [64, 128],
+    );
+    // ...then the fixture photo through the file input.
+    await page.evaluate(`document.getElementById("status").textContent = "waiting"`);
     await page.setInputFiles("#file", FIXTURE_IMAGE.pathname);
     await page.waitForFunction(`/ready/.test(document.getElementById("status").textContent)`);
     const box = (await page.locator("#marks").boundingBox())!;
