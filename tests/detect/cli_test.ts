@@ -152,3 +152,33 @@ Deno.test("detect-segment CLI: writes overlay.png and annotations.json", async (
     await Deno.remove(out, { recursive: true });
   }
 });
+
+Deno.test("detect-segment CLI: exit codes and messages of the real command", async () => {
+  const cli = new URL("../../src/cli/detect_segment.ts", import.meta.url).pathname;
+  const run = async (...args: string[]) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      // The flags of deno.json's detect-segment task (imagescript's codecs need --allow-ffi).
+      args: [
+        "run",
+        "--allow-read",
+        "--allow-write",
+        "--allow-net",
+        "--allow-env",
+        "--allow-ffi",
+        cli,
+        ...args,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+      env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" },
+    }).output();
+    return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
+  };
+  const usage = await run("--score", "0.5");
+  assert.equal(usage.code, 2);
+  assert.match(usage.stderr, /error: no image given\nusage: deno task detect-segment/);
+  const photo = new URL("image.png", fixtureDir("sam-tiny")!).pathname;
+  const missing = await run(photo, "--detector", "/nonexistent.onnx", "--out", "/tmp/x");
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /error: detector: cannot read \/nonexistent\.onnx/);
+});
