@@ -17,6 +17,8 @@ const state = {
   /** Last answer of /segment: masks [{png_base64, score, ...}] and the shown index. */
   masks: [],
   current: 0,
+  /** Index of the candidate with the highest predicted IoU. */
+  best: 0,
   /** Last answer of /everything. */
   everything: null,
   /** Sequence number of the newest segment request; older answers are ignored. */
@@ -204,7 +206,8 @@ async function promptChanged() {
     const answer = await api("POST", `/api/images/${state.imageId}/segment`, currentPrompt());
     if (seq !== state.seq) return; // a newer prompt is on its way
     state.masks = answer.masks;
-    state.current = answer.best ?? 0;
+    state.best = answer.best ?? 0;
+    state.current = state.best;
     state.everything = null;
     await drawMask();
     showScores();
@@ -260,7 +263,8 @@ function showScores() {
     const span = document.createElement("span");
     span.className = "score" + (i === state.current ? " current" : "");
     span.dataset.index = String(i);
-    span.textContent = `#${i + 1} IoU ${m.score.toFixed(3)}`;
+    span.textContent = `#${i + 1} IoU ${m.score.toFixed(3)}${i === state.best ? " ★" : ""}`;
+    span.title = i === state.best ? "highest predicted IoU" : "";
     span.addEventListener("click", () => selectCandidate(i));
     el.appendChild(span);
   });
@@ -464,6 +468,24 @@ $("download-coco").addEventListener("click", async () => {
     `${state.fileName}_masks.json`,
     new Blob([JSON.stringify(coco)], { type: "application/json" }),
   );
+});
+
+// Keys: z or Backspace undo, Escape clears, arrows step the candidates.
+document.addEventListener("keydown", (ev) => {
+  if (ev.target instanceof HTMLInputElement || !state.imageId) return;
+  if ((ev.key === "z" || ev.key === "Backspace") && state.actions.length) {
+    state.actions.pop();
+    promptChanged();
+  } else if (ev.key === "Escape") {
+    clearPrompts();
+  } else if (ev.key === "ArrowRight") {
+    selectCandidate(state.current + 1);
+  } else if (ev.key === "ArrowLeft") {
+    selectCandidate(state.current - 1);
+  } else {
+    return;
+  }
+  ev.preventDefault();
 });
 
 loadInfo();
