@@ -1,0 +1,80 @@
+/**
+ * `src/server.ts` as a process, the way `deno task serve` runs it: bad flags exit 2 with a
+ * message; with sam-tiny it logs the meaningless-masks warning, listens on the port it reports,
+ * answers, and stops cleanly on SIGTERM.
+ */
+import assert from "node:assert/strict";
+
+const SERVER = new URL("../../src/server.ts", import.meta.url).pathname;
+const PERMS = ["--allow-read", "--allow-write", "--allow-net", "--allow-env", "--allow-ffi"];
+
+function hasPredictor(): boolean {
+  try {
+    Deno.statSync(new URL("../../src/predictor.ts", import.meta.url));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("serve: bad flags exit 2, --help exits 0", async () => {
+  const run = (args: string[]) =>
+    new Deno.Command(Deno.execPath(), { args: ["run", ...PERMS, SERVER, ...args] }).output();
+  const bad = await run(["--port", "abc"]);
+  assert.equal(bad.code, 2);
+  assert.match(new TextDecoder().decode(bad.stderr), /--port must be/);
+  const unknown = await run(["--prot", "1"]);
+  assert.equal(unknown.code, 2);
+  const help = await run(["--help"]);
+  assert.equal(help.code, 0);
+  assert.match(new TextDecoder().decode(help.stdout), /WGSAM_PORT/);
+});
+
+Deno.test({
+  name: "serve: sam-tiny on port 0, warning logged, answers, stops on SIGTERM",
+  ignore: !hasPredictor(),
+  fn: async () => {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", ...PERMS, SERVER, "--port", "0", "--model", "sam-tiny"],
+      env: { WGSAM_HOST: "127.0.0.1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const decoder = new TextDecoderStream();
+    let errText = "";
+    const errDone = child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
+      new WritableStream({ write: (t) => void (errText += t) }),
+    );
+    const reader = child.stdout.pipeThrough(decoder).getReader();
+    let port = 0;
+    let buffer = "";
+    const deadline = Date.now() + 120_000;
+    try {
+      while (!port && Date.now() < deadline) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        buffer += value;
+        const m = /listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(buffer);
+        if (m) port = Number(m[1]);
+      }
+      assert.ok(port > 0, `no "listening" line; stdout: ${buffer}; stderr: ${errText}`);
+      const info = await (await fetch(`http://127.0.0.1:${port}/api/info`)).json();
+      assert.equal(info.model.meaningless, true);
+      const page = await fetch(`http://127.0.0.1:${port}/`);
+      assert.equal(page.status, 200);
+      assert.match(await page.text(), /wgsam/);
+      const missing = await fetch(`http://127.0.0.1:${port}/api/nope`);
+      assert.equal(missing.status, 404);
+      await missing.body?.cancel();
+    } finally {
+      child.kill("SIGTERM");
+      const status = await child.status;
+      // Drain what is left so that no stream stays open.
+      while (!(await reader.read()).done) { /* drain */ }
+      await errDone;
+      assert.equal(status.code, 0, `exit ${status.code}; stderr: ${errText}`);
+    }
+    assert.match(errText, /meaningless/);
+    assert.match(buffer, /GET \/api\/info 200/);
+  },
+});
