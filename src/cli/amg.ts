@@ -1,0 +1,359 @@
+/**
+ * `deno task amg`: automatic mask generation ("segment everything") on an image or a folder
+ * of images, as the official scripts/amg.py.
+ *
+ *   deno task amg --input <image or folder> --output <dir> [--model sam-tiny|vit_b|<path>]
+ *     [--convert-to-rle] [AMG settings with the official flag names]
+ *
+ * Output per image (base name without extension): a folder of one PNG per mask (0/255) and
+ * metadata.csv (the official's file name and columns), or with --convert-to-rle one
+ * <base>.json holding the records with COCO compressed RLE segmentations.
+ *
+ * Arguments, the input and the output paths are all checked before the model is loaded;
+ * mistakes exit with status 2 and a message naming the flag.
+ */
+import { AutomaticMaskGenerator, type MaskRecord } from "../amg/automatic_mask_generator.ts";
+import type { AmgProgress } from "../amg/automatic_mask_generator.ts";
+import { ModelMaskSource, type SamGpuBackend } from "../amg/model_source.ts";
+import { encodeMaskPng, readImageFile } from "../image.ts";
+
+const USAGE = `Usage: deno task amg --input <image or folder> --output <dir> [options]
+
+Runs automatic mask generation on an input image or folder of images and writes the masks as
+a folder of PNGs per image (with metadata.csv), or with --convert-to-rle as one COCO-style
+JSON per image.
+
+  --input PATH          an image (PNG or JPEG) or a folder of images (required)
+  --output DIR          where the results go; created if missing (required)
+  --model NAME|PATH     vit_b, vit_l, vit_h, sam-tiny (the bundled test model, random
+                        weights) or a checkpoint path (.pth / .safetensors); default vit_b
+  --checkpoint PATH     the same as --model PATH (the official script's flag)
+  --model-type TYPE     accepted for compatibility (default, vit_h, vit_l, vit_b); the
+                        architecture is read from the checkpoint
+  --convert-to-rle      write COCO RLEs in a single JSON per image instead of PNGs
+  --quiet               no progress display
+
+AMG settings (official defaults when omitted):
+  --points-per-side N               points sampled along one side of the image (32)
+  --points-per-batch N              points through the decoder at once (64)
+  --pred-iou-thresh F               drop masks with predicted IoU not above this (0.88)
+  --stability-score-thresh F        drop masks with stability score below this (0.95)
+  --stability-score-offset F        logit offset of the stability score (1.0)
+  --box-nms-thresh F                IoU above which duplicate masks are dropped (0.7)
+  --crop-n-layers N                 crop layers to also run on (0)
+  --crop-nms-thresh F               duplicate threshold across crops (0.7)
+  --crop-overlap-ratio F            overlap of neighbouring crops (512/1500)
+  --crop-n-points-downscale-factor N  points per side shrink by this per layer (1)
+  --min-mask-region-area N          remove holes and islands smaller than this (0)
+`;
+
+export class UsageError extends Error {}
+
+type Kind = "int" | "float";
+/** Official flag -> [official keyword argument, type, smallest allowed value]. */
+const AMG_FLAGS: Record<string, [string, Kind, number]> = {
+  "points-per-side": ["points_per_side", "int", 1],
+  "points-per-batch": ["points_per_batch", "int", 1],
+  "pred-iou-thresh": ["pred_iou_thresh", "float", -Infinity],
+  "stability-score-thresh": ["stability_score_thresh", "float", -Infinity],
+  "stability-score-offset": ["stability_score_offset", "float", -Infinity],
+  "box-nms-thresh": ["box_nms_thresh", "float", -Infinity],
+  "crop-n-layers": ["crop_n_layers", "int", 0],
+  "crop-nms-thresh": ["crop_nms_thresh", "float", -Infinity],
+  // The official declares this one type=int, which makes its default 512/1500 unreachable
+  // from the command line; a fraction is what it means.
+  "crop-overlap-ratio": ["crop_overlap_ratio", "float", 0],
+  "crop-n-points-downscale-factor": ["crop_n_points_downscale_factor", "int", 1],
+  "min-mask-region-area": ["min_mask_region_area", "int", 0],
+};
+const VALUE_FLAGS = new Set(["input", "output", "model", "checkpoint", "model-type"]);
+const BOOLEAN_FLAGS = new Set(["convert-to-rle", "quiet", "help"]);
+const MODEL_TYPES = ["default", "vit_h", "vit_l", "vit_b"];
+
+export interface AmgCliArgs {
+  input: string;
+  output: string;
+  model: string;
+  convertToRle: boolean;
+  quiet: boolean;
+  help: boolean;
+  /** Official keyword arguments given on the command line (snake_case). */
+  amg: Record<string, number>;
+}
+
+/** Parses the command line (`--flag value` or `--flag=value`); throws UsageError. */
+export function parseAmgArgs(argv: readonly string[]): AmgCliArgs {
+  const values = new Map<string, string>();
+  const flags = new Set<string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === "-h") {
+      flags.add("help");
+      continue;
+    }
+    if (!arg.startsWith("--")) throw new UsageError(`unexpected argument '${arg}'`);
+    const eq = arg.indexOf("=");
+    const name = arg.slice(2, eq < 0 ? undefined : eq);
+    if (BOOLEAN_FLAGS.has(name)) {
+      if (eq >= 0) throw new UsageError(`--${name} takes no value`);
+      flags.add(name);
+      continue;
+    }
+    if (!VALUE_FLAGS.has(name) && !(name in AMG_FLAGS)) {
+      throw new UsageError(`unknown option --${name}`);
+    }
+    let value: string | undefined;
+    if (eq >= 0) value = arg.slice(eq + 1);
+    else {
+      value = argv[++i];
+      if (value === undefined || (value.startsWith("--") && value.length > 2)) {
+        throw new UsageError(`--${name} needs a value`);
+      }
+    }
+    if (values.has(name)) throw new UsageError(`--${name} given twice`);
+    values.set(name, value);
+  }
+  const help = flags.has("help");
+  const out: AmgCliArgs = {
+    input: values.get("input") ?? "",
+    output: values.get("output") ?? "",
+    model: values.get("model") ?? values.get("checkpoint") ?? "vit_b",
+    convertToRle: flags.has("convert-to-rle"),
+    quiet: flags.has("quiet"),
+    help,
+    amg: {},
+  };
+  if (help) return out;
+  if (!out.input) throw new UsageError("--input is required (an image or a folder of images)");
+  if (!out.output) throw new UsageError("--output is required (a folder for the results)");
+  if (values.has("model") && values.has("checkpoint")) {
+    throw new UsageError("give either --model or --checkpoint, not both");
+  }
+  const modelType = values.get("model-type");
+  if (modelType !== undefined && !MODEL_TYPES.includes(modelType)) {
+    throw new UsageError(
+      `--model-type must be one of ${MODEL_TYPES.join(", ")}, got '${modelType}'`,
+    );
+  }
+  for (const [flag, [kwarg, kind, min]] of Object.entries(AMG_FLAGS)) {
+    const text = values.get(flag);
+    if (text === undefined) continue;
+    const v = Number(text);
+    const ok = text.trim() !== "" && Number.isFinite(v) &&
+      (kind === "float" || Number.isInteger(v));
+    if (!ok) {
+      throw new UsageError(
+        `--${flag} must be ${kind === "int" ? "an integer" : "a number"}, got '${text}'`,
+      );
+    }
+    if (v < min) throw new UsageError(`--${flag} must be at least ${min}, got ${v}`);
+    out.amg[kwarg] = v;
+  }
+  return out;
+}
+
+/** Python's str() of a float, for metadata.csv as the official writes it. */
+export function pyFloat(x: number): string {
+  if (Number.isNaN(x)) return "nan";
+  if (!Number.isFinite(x)) return x > 0 ? "inf" : "-inf";
+  const a = Math.abs(x);
+  if (a !== 0 && (a < 1e-4 || a >= 1e16)) {
+    return x.toExponential().replace(/e([+-])(\d)$/, "e$10$2");
+  }
+  if (Number.isInteger(x)) return `${x}.0`;
+  return String(x);
+}
+
+const CSV_HEADER = "id,area,bbox_x0,bbox_y0,bbox_w,bbox_h,point_input_x,point_input_y," +
+  "predicted_iou,stability_score,crop_box_x0,crop_box_y0,crop_box_w,crop_box_h";
+
+/** metadata.csv of the official write_masks_to_folder. */
+export function metadataCsv(records: readonly MaskRecord[]): string {
+  const rows = [CSV_HEADER];
+  records.forEach((r, i) => {
+    rows.push([
+      String(i),
+      String(r.area),
+      ...r.bbox.map(String),
+      ...r.point_coords[0].map(pyFloat),
+      pyFloat(r.predicted_iou),
+      pyFloat(r.stability_score),
+      ...r.crop_box.map(String),
+    ].join(","));
+  });
+  return rows.join("\n");
+}
+
+function join(dir: string, name: string): string {
+  return dir.endsWith("/") ? dir + name : `${dir}/${name}`;
+}
+
+function baseName(path: string): string {
+  const file = path.replace(/\/+$/, "").split("/").pop() ?? path;
+  const dot = file.lastIndexOf(".");
+  return dot > 0 ? file.slice(0, dot) : file;
+}
+
+async function statOrNull(path: string): Promise<Deno.FileInfo | null> {
+  try {
+    return await Deno.stat(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return null;
+    throw e;
+  }
+}
+
+/** The files to process: the input file, or the files (not folders) of the input folder. */
+async function listTargets(input: string): Promise<string[]> {
+  const info = await statOrNull(input);
+  if (!info) throw new UsageError(`--input: no such file or folder: ${input}`);
+  if (!info.isDirectory) return [input];
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(input)) {
+    if (!entry.isDirectory) names.push(entry.name);
+  }
+  if (names.length === 0) throw new UsageError(`--input: the folder ${input} holds no files`);
+  return names.sort().map((n) => join(input, n));
+}
+
+interface ProgressDisplay {
+  update(p: AmgProgress): void;
+  done(): void;
+}
+
+function progressDisplay(label: string, quiet: boolean): ProgressDisplay {
+  const enc = new TextEncoder();
+  const tty = Deno.stderr.isTerminal();
+  let lastCrop = -1;
+  const write = (s: string) => Deno.stderr.writeSync(enc.encode(s));
+  return {
+    update(p) {
+      if (quiet) return;
+      const text = `${label}: crop ${
+        p.crop + 1
+      }/${p.crops}, batch ${p.batchesDone}/${p.batchesTotal}`;
+      if (tty) write(`\r${text}\x1b[K`);
+      else if (p.crop !== lastCrop || p.batchesDone === p.batchesTotal) write(`${text}\n`);
+      lastCrop = p.crop;
+    },
+    done() {
+      if (!quiet && tty) write("\n");
+    },
+  };
+}
+
+/** Loads the model backend (imported lazily: only a run that gets this far needs the model). */
+async function loadBackend(model: string): Promise<SamGpuBackend & { dispose(): void }> {
+  // A computed specifier, while src/amg/sam_backend.ts's encoder and decoder are being written.
+  const path = "../amg/sam_backend.ts";
+  const mod = await import(path) as {
+    SamModelBackend: { load(source: string): Promise<SamGpuBackend & { dispose(): void }> };
+  };
+  return await mod.SamModelBackend.load(model);
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  let args: AmgCliArgs;
+  let targets: string[];
+  let generator: AutomaticMaskGenerator;
+  try {
+    args = parseAmgArgs(argv);
+    if (args.help) {
+      console.log(USAGE);
+      return 0;
+    }
+    try {
+      generator = AutomaticMaskGenerator.fromOfficialParams({
+        ...args.amg,
+        output_mode: args.convertToRle ? "coco_rle" : "binary_mask",
+      });
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+    targets = await listTargets(args.input);
+    const out = await statOrNull(args.output);
+    if (out && !out.isDirectory) {
+      throw new UsageError(`--output: ${args.output} exists and is not a folder`);
+    }
+    // The official refuses to overwrite a mask folder (os.makedirs(exist_ok=False)): check
+    // every image's destination before any work.
+    const seen = new Set<string>();
+    for (const t of targets) {
+      const dest = join(args.output, baseName(t) + (args.convertToRle ? ".json" : ""));
+      if (seen.has(dest)) throw new UsageError(`two inputs would both write ${dest}`);
+      seen.add(dest);
+      if (!args.convertToRle && await statOrNull(dest)) {
+        throw new UsageError(
+          `--output: ${dest} already exists; remove it or choose another --output`,
+        );
+      }
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      console.error(`amg: error: ${e.message}\nRun with --help for usage.`);
+      return 2;
+    }
+    throw e;
+  }
+
+  if (!args.quiet) console.log(`Loading model ${args.model}...`);
+  let backend: SamGpuBackend & { dispose(): void };
+  try {
+    backend = await loadBackend(args.model);
+  } catch (e) {
+    console.error(`amg: error: could not load the model: ${(e as Error).message}`);
+    return 1;
+  }
+  await Deno.mkdir(args.output, { recursive: true });
+  const source = new ModelMaskSource(backend);
+  try {
+    for (const [k, t] of targets.entries()) {
+      if (!args.quiet) console.log(`Processing '${t}'...`);
+      let image;
+      try {
+        image = await readImageFile(t);
+      } catch {
+        console.log(`Could not load '${t}' as an image, skipping...`);
+        continue;
+      }
+      const rgb = image.channels === 3
+        ? image.data
+        : dropAlpha(image.data, image.width * image.height);
+      const progress = progressDisplay(`[${k + 1}/${targets.length}] ${baseName(t)}`, args.quiet);
+      const records = await generator.generate(
+        { width: image.width, height: image.height, data: rgb },
+        source,
+        (p) => progress.update(p),
+      );
+      progress.done();
+      const base = join(args.output, baseName(t));
+      if (args.convertToRle) {
+        await Deno.writeTextFile(`${base}.json`, JSON.stringify(records));
+      } else {
+        await Deno.mkdir(base);
+        for (const [i, r] of records.entries()) {
+          const png = await encodeMaskPng(r.segmentation as Uint8Array, image.width, image.height);
+          await Deno.writeFile(join(base, `${i}.png`), png);
+        }
+        await Deno.writeTextFile(join(base, "metadata.csv"), metadataCsv(records));
+      }
+      if (!args.quiet) {
+        console.log(`${records.length} masks -> ${base}${args.convertToRle ? ".json" : "/"}`);
+      }
+    }
+  } finally {
+    backend.dispose();
+  }
+  console.log("Done!");
+  return 0;
+}
+
+function dropAlpha(rgba: Uint8Array, pixels: number): Uint8Array {
+  const rgb = new Uint8Array(pixels * 3);
+  for (let i = 0; i < pixels; i++) rgb.set(rgba.subarray(4 * i, 4 * i + 3), 3 * i);
+  return rgb;
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}
