@@ -5,19 +5,7 @@
 import assert from "node:assert/strict";
 import { metadataCsv, parseAmgArgs, pyFloat } from "../../src/cli/amg.ts";
 import { fixtureDir } from "../util/fixtures.ts";
-
-const CLI = new URL("../../src/cli/amg.ts", import.meta.url).pathname;
-
-export async function runCli(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CLI, ...args],
-    env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
+import { runCli } from "./cli_runner.ts";
 
 Deno.test("amg CLI: bad arguments exit 2 with a clear message, before loading a model", async () => {
   const dir = await Deno.makeTempDir();
