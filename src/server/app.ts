@@ -312,7 +312,12 @@ export function createApp(options: AppOptions): AppHandler {
     }
     const m = /^\/api\/images\/([^/]+)(?:\/(segment|everything|embedding))?\/?$/.exec(path);
     if (m) {
-      const id = decodeURIComponent(m[1]);
+      let id = "";
+      try {
+        id = decodeURIComponent(m[1]);
+      } catch {
+        throw new HttpError(404, "malformed image id");
+      }
       switch (m[2]) {
         case undefined:
           if (method === "GET") {

@@ -182,6 +182,7 @@ Deno.test("bad-input battery: exact status codes, JSON errors, server healthy af
     ["unknown id embedding", "GET", "/api/images/deadbeef/embedding", undefined, 404],
     ["unknown id everything", "POST", "/api/images/deadbeef/everything", {}, 404],
     ["odd id", "GET", "/api/images/%2E%2E%2Fetc", undefined, 404],
+    ["malformed escape", "POST", "/api/images/%E0%A4%A/segment", { points: [[1, 1]] }, 404],
     ["GET upload", "GET", "/api/images", undefined, 405],
     ["POST info", "POST", "/api/info", {}, 405],
     ["GET segment", "GET", seg, undefined, 405],
@@ -289,6 +290,45 @@ Deno.test("bad-input battery: exact status codes, JSON errors, server healthy af
     assert.equal(r.status, status, `${name}: got ${r.status} ${JSON.stringify(r.json)}`);
     assert.equal(typeof r.json.error, "string", `${name}: no JSON error`);
     if (status === 405) assert.ok(r.headers.get("allow"), `${name}: no Allow header`);
+  }
+
+  // Random bodies (seeded, bounded): only 200 or 400, never a 500.
+  let seed = 7;
+  const rand = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  const values = [
+    0,
+    1,
+    -1,
+    2,
+    0.5,
+    1e308,
+    -1e308,
+    80,
+    50,
+    "1",
+    "NaN",
+    null,
+    true,
+    [],
+    {},
+    [1],
+    [
+      1,
+      2,
+    ],
+    [1, 2, 3, 4],
+    [[1, 2]],
+    [[1, 2], [3, 4]],
+    [[1, 2, 3, 4]],
+    "png",
+    "rle",
+  ];
+  const keys = ["points", "labels", "box", "boxes", "multimask", "format", "mask_input"];
+  for (let i = 0; i < 300; i++) {
+    const body: Record<string, unknown> = {};
+    for (const k of keys) if (rand() < 0.5) body[k] = values[Math.floor(rand() * values.length)];
+    const r = await call(app, "POST", seg, body);
+    assert.ok(r.status === 200 || r.status === 400, `${JSON.stringify(body)}: ${r.status}`);
   }
 
   // Truncated PNG: a valid header, then nothing.
