@@ -20,7 +20,11 @@ import type { GpuContext } from "../gpu/context.ts";
 import { type Tensor, tensorFrom } from "../gpu/tensor.ts";
 import { activation } from "../kernels/activation.ts";
 import { add } from "../kernels/add.ts";
-import { convTranspose2d } from "../kernels/conv_transpose2d.ts";
+import {
+  convTranspose2dGemm,
+  packConvTranspose2d,
+  type PackedConvTranspose2d,
+} from "../kernels/conv_transpose2d.ts";
 import { layerNorm } from "../kernels/layer_norm.ts";
 import { linear } from "../kernels/linear.ts";
 import { matmul } from "../kernels/matmul.ts";
@@ -104,9 +108,9 @@ export class SamDecoder {
   readonly maxBatch: number;
   /** iou_token then mask_tokens: (1 + T, D), the first output tokens of every prompt. */
   private readonly outputTokens: Float32Array;
-  private readonly upscale0: Lin;
+  private readonly upscale0: PackedConvTranspose2d;
   private readonly upscaleNorm: Lin;
-  private readonly upscale3: Lin;
+  private readonly upscale3: PackedConvTranspose2d;
   private readonly hyper: Lin[];
   private readonly iouHead: Lin[];
 
@@ -131,9 +135,20 @@ export class SamDecoder {
       w: uploadWeight(ctx, sd, `${p}${n}.weight`),
       b: uploadWeight(ctx, sd, `${p}${n}.bias`),
     });
-    this.upscale0 = lin("output_upscaling.0");
+    const packConvT = (n: string) => {
+      const [cin, cout] = sd.get(`${p}${n}.weight`)?.shape ?? [];
+      return packConvTranspose2d(
+        ctx,
+        host(`${p}${n}.weight`),
+        host(`${p}${n}.bias`),
+        cin,
+        cout,
+        `${p}${n}`,
+      );
+    };
+    this.upscale0 = packConvT("output_upscaling.0");
     this.upscaleNorm = lin("output_upscaling.1");
-    this.upscale3 = lin("output_upscaling.3");
+    this.upscale3 = packConvT("output_upscaling.3");
     const D = this.dim, T = this.numMaskTokens;
     this.hyper = [];
     for (let j = 0; j < 3; j++) {
@@ -274,28 +289,38 @@ export class SamDecoder {
     const pe = this.promptEncoder.densePeGpu(); // (HW, D)
     const keyPe = t(stridedCopy(ctx, pe, { offset: 0, shape: [B, hw * D], strides: [0, 1] }))
       .reshape([B, hw, D]);
-    const { queries, keys } = this.transformer.forward(queryPe, src, keyPe);
+    const anyMask = maskInputs.some((m) => m !== undefined);
+    const { queries, keys } = this.transformer.forward(
+      queryPe,
+      src,
+      keyPe,
+      anyMask ? undefined : { src: srcNoMask, pe },
+    );
     t(queries);
     t(keys);
-    // Output upscaling: (B, s, s, D) -> (B, 2s, 2s, D/4) -> LN2d, GELU -> (B, 4s, 4s, D/8), GELU.
-    const up1 = t(
-      convTranspose2d(ctx, keys.reshape([B, s, s, D]), this.upscale0.w, this.upscale0.b),
-    );
+    // Output upscaling: (B, s, s, D) -> (B, 2s, 2s, D/4) -> LN2d, GELU -> (B, 4s, 4s, D/8), GELU,
+    // as two GEMMs in block pixel order: every step is per pixel, so the pixels are put in
+    // image order once, on the (much smaller) low-res masks below.
+    const up1 = t(convTranspose2dGemm(ctx, keys.reshape([B, s, s, D]), this.upscale0, {
+      pixelOrder: "blocks",
+    })); // (B, s, s, 2, 2, D/4)
+    const c4 = this.upscale0.cout;
     const up1n = t(layerNorm(ctx, up1, this.upscaleNorm.w, this.upscaleNorm.b, LN2D_EPS));
-    const up1g = t(activation(ctx, up1n, "gelu"));
-    const up2 = t(
-      convTranspose2d(ctx, up1g, this.upscale3.w, this.upscale3.b, { activation: "gelu" }),
-    );
-    const c8 = up2.shape[3];
+    const up1g = t(activation(ctx, up1n, "gelu")).reshape([B, 4 * hw, 1, c4]);
+    const up2 = t(convTranspose2dGemm(ctx, up1g, this.upscale3, {
+      activation: "gelu",
+      pixelOrder: "blocks",
+    })); // (B, 4 HW, 1, 2, 2, D/8) = (b, i, j, di, dj, di', dj', c)
+    const c8 = this.upscale3.cout;
     // Hypernetworks: the T mask tokens' rows (B, T*D) through the block-diagonal MLP -> (B, T, D/8).
     let h = t(stridedCopy(ctx, queries, { offset: D, shape: [B, T * D], strides: [nt * D, 1] }));
     this.hyper.forEach((l, j) => {
       h = t(linear(ctx, h, l.w, l.b, { activation: j < this.hyper.length - 1 ? "relu" : "none" }));
     });
     const low = 16 * hw;
-    const masks = t(matmul(ctx, h.reshape([B, T, c8]), up2.reshape([B, low, c8]), {
+    const blocks = t(matmul(ctx, h.reshape([B, T, c8]), up2.reshape([B, low, c8]), {
       transposeB: true,
-    })); // (B, T, 16 HW)
+    })); // (B, T, 16 HW), pixels in block order (i, j, di, dj, di', dj')
     // IoU head on the iou token (B, D) -> (B, T).
     let q = t(stridedCopy(ctx, queries, { offset: 0, shape: [B, D], strides: [nt * D, 1] }));
     this.iouHead.forEach((l, j) => {
@@ -305,11 +330,25 @@ export class SamDecoder {
     });
     // The returned tokens: 1..T-1 (multimask), 0 (single) or all.
     const [first, count] = mode === "multi" ? [1, T - 1] : mode === "single" ? [0, 1] : [0, T];
-    const selected = count === T ? masks : t(stridedCopy(ctx, masks, {
+    const picked = count === T ? blocks : t(stridedCopy(ctx, blocks, {
       offset: first * low,
       shape: [B, count, low],
       strides: [T * low, low, 1],
     })); // (B, C, 16 HW)
+    // Block order to image order, pixel (4i + 2di + di', 4j + 2dj + dj'): first
+    // (p, i, j, di, dj, e) -> (p, i, di, j, dj, e) with e = (di', dj'), then within each row
+    // (p, i, di): (j, dj, di', dj') -> (di', j, dj, dj').
+    const planes = B * count;
+    const rows = t(stridedCopy(ctx, picked, {
+      offset: 0,
+      shape: [planes * s, 2, s, 8],
+      strides: [16 * s, 8, 16, 1],
+    }));
+    const selected = t(stridedCopy(ctx, rows, {
+      offset: 0,
+      shape: [planes * s * 2, 2, 2 * s, 2],
+      strides: [8 * s, 2, 4, 1],
+    })).reshape([B, count, low]);
     const lowRes = await selected.read();
     const iouAll = await q.read();
     const results: DecoderResult[] = [];
@@ -355,11 +394,13 @@ export class SamDecoder {
   dispose(): void {
     this.promptEncoder.dispose();
     this.transformer.dispose();
-    for (
-      const l of [this.upscale0, this.upscaleNorm, this.upscale3, ...this.hyper, ...this.iouHead]
-    ) {
+    for (const l of [this.upscaleNorm, ...this.hyper, ...this.iouHead]) {
       l.w.destroy();
       l.b.destroy();
+    }
+    for (const c of [this.upscale0, this.upscale3]) {
+      c.weight.destroy();
+      c.bias.destroy();
     }
   }
 }

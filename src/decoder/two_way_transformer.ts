@@ -15,6 +15,7 @@ import { add } from "../kernels/add.ts";
 import { attention } from "../kernels/attention.ts";
 import { layerNorm } from "../kernels/layer_norm.ts";
 import { linear } from "../kernels/linear.ts";
+import { stridedCopy } from "../kernels/strided_copy.ts";
 import type { SamArch, StateDict } from "../weights/types.ts";
 import { uploadWeight } from "./prompt_encoder.ts";
 
@@ -120,12 +121,14 @@ export class TwoWayTransformer {
     k: Tensor,
     v: Tensor,
     residual?: Tensor,
+    projected: { q?: Tensor; k?: Tensor; v?: Tensor } = {},
   ): Tensor {
     const ctx = this.ctx;
     const [batch, nq] = q.shape, nk = k.shape[1];
-    const qp = s.t(linear(ctx, q, w.q.w, w.q.b)); // (B, Nq, I)
-    const kp = s.t(linear(ctx, k, w.k.w, w.k.b)); // (B, Nk, I)
-    const vp = s.t(linear(ctx, v, w.v.w, w.v.b)); // (B, Nk, I)
+    // A projection given in `projected` (already computed for a shared input) is used as is.
+    const qp = projected.q ?? s.t(linear(ctx, q, w.q.w, w.q.b)); // (B, Nq, I)
+    const kp = projected.k ?? s.t(linear(ctx, k, w.k.w, w.k.b)); // (B, Nk, I)
+    const vp = projected.v ?? s.t(linear(ctx, v, w.v.w, w.v.b)); // (B, Nk, I)
     const I = w.internal;
     const o = s.t(attention(
       ctx,
@@ -141,9 +144,22 @@ export class TwoWayTransformer {
    * Runs the transformer. queryPe: (B, Nt, D) (the initial tokens), keys: (B, HW, D),
    * keyPe: (B, HW, D). Returns the processed tokens (B, Nt, D) and image tokens (B, HW, D);
    * the caller owns both (and its own inputs).
+   *
+   * `sharedSrc` (HW, D): when every prompt's keys0 is this same tensor repeated (no mask
+   * inputs), layer 0's projections of the image side (k and v of token->image, q of
+   * image->token) are computed once and repeated instead of once per prompt.
    */
-  forward(queryPe: Tensor, keys0: Tensor, keyPe: Tensor): { queries: Tensor; keys: Tensor } {
+  forward(
+    queryPe: Tensor,
+    keys0: Tensor,
+    keyPe: Tensor,
+    sharedSrc?: { src: Tensor; pe: Tensor },
+  ): { queries: Tensor; keys: Tensor } {
     const ctx = this.ctx;
+    const batch = keys0.shape[0];
+    const repeat = (s: Scratch, x: Tensor) =>
+      s.t(stridedCopy(ctx, x, { offset: 0, shape: [batch, x.size], strides: [0, 1] }))
+        .reshape([batch, ...x.shape]); // (HW, I) -> (B, HW, I)
     let queries = queryPe;
     let keys = keys0;
     for (let i = 0; i < this.layers.length; i++) {
@@ -165,7 +181,19 @@ export class TwoWayTransformer {
       // (2) tokens attend to the image.
       const qPe = s.t(add(ctx, queries, queryPe)); // (B, Nt, D)
       const kPe = s.t(add(ctx, keys, keyPe)); // (B, HW, D)
-      const cross = s.t(this.attend(s, L.tokenToImage, qPe, kPe, keys, queries));
+      // Layer 0 with one shared image side: project it once, repeat per prompt.
+      const share = i === 0 && sharedSrc !== undefined && batch > 1;
+      let t2i = {}, i2t = {};
+      if (share) {
+        const kPe1 = s.t(add(ctx, sharedSrc.src, sharedSrc.pe)); // (HW, D)
+        const a = L.tokenToImage, b = L.imageToToken;
+        t2i = {
+          k: repeat(s, s.t(linear(ctx, kPe1, a.k.w, a.k.b))),
+          v: repeat(s, s.t(linear(ctx, sharedSrc.src, a.v.w, a.v.b))),
+        };
+        i2t = { q: repeat(s, s.t(linear(ctx, kPe1, b.q.w, b.q.b))) };
+      }
+      const cross = s.t(this.attend(s, L.tokenToImage, qPe, kPe, keys, queries, t2i));
       queries = s.t(layerNorm(ctx, cross, L.norm2.w, L.norm2.b, LN_EPS));
       // (3) MLP on the tokens (ReLU), residual fused into lin2.
       const hidden = s.t(linear(ctx, queries, L.mlp1.w, L.mlp1.b, { activation: "relu" }));
@@ -173,7 +201,7 @@ export class TwoWayTransformer {
       queries = layerNorm(ctx, mlp, L.norm3.w, L.norm3.b, LN_EPS); // kept: next layer's input
       // (4) the image attends to the tokens: q = keys + key_pe, k = queries + query_pe, v = queries.
       const qPe2 = s.t(add(ctx, queries, queryPe));
-      const back = s.t(this.attend(s, L.imageToToken, kPe, qPe2, queries, keys));
+      const back = s.t(this.attend(s, L.imageToToken, kPe, qPe2, queries, keys, i2t));
       keys = layerNorm(ctx, back, L.norm4.w, L.norm4.b, LN_EPS); // (B, HW, D), kept
       s.flush();
     }

@@ -5,10 +5,16 @@
  * With kernel == stride the output pixels do not overlap:
  *   y[b, 2i+di, 2j+dj, co] = bias[co] + sum_ci x[b, i, j, ci] * w[ci, co, di, dj]
  * PyTorch stores the weight as [Cin, Cout, 2, 2], so w[ci, co, :, :] is one vec4: each
- * invocation computes the four outputs (di, dj) of one (b, i, j, co) from one input row.
+ * invocation of the direct kernel computes the four outputs (di, dj) of one (b, i, j, co).
+ *
+ * For real sizes the GEMM form is faster: the weight repacked once as [(di, dj, co), ci] =
+ * [4 Cout, Cin] makes the whole layer one tiled linear (bias and GELU fused) giving
+ * (b, i, j, di, dj, co), and one strided copy puts the pixels in place (a pixel shuffle).
  */
 import { type GpuContext, grid, type KernelSpec } from "../gpu/context.ts";
-import { emptyTensor, Params, type Tensor } from "../gpu/tensor.ts";
+import { emptyTensor, Params, type Tensor, tensorFrom } from "../gpu/tensor.ts";
+import { linear } from "./linear.ts";
+import { stridedCopy } from "./strided_copy.ts";
 
 const WG = 64;
 
@@ -112,4 +118,87 @@ export function convTranspose2d(
     grid(Math.ceil(n / WG)),
   );
   return y;
+}
+
+/** A ConvTranspose2d (2x2, stride 2) weight repacked for convTranspose2dGemm. */
+export interface PackedConvTranspose2d {
+  /** [4 Cout, Cin]: row (di * 2 + dj) * Cout + co holds w[:, co, di, dj]. */
+  weight: Tensor;
+  /** [4 Cout]: the bias repeated for each (di, dj). */
+  bias: Tensor;
+  cin: number;
+  cout: number;
+}
+
+/** Repacks a PyTorch ConvTranspose2d weight [Cin, Cout, 2, 2] and bias [Cout] (host arrays). */
+export function packConvTranspose2d(
+  ctx: GpuContext,
+  weight: Float32Array,
+  bias: Float32Array,
+  cin: number,
+  cout: number,
+  label = "conv_transpose2d",
+): PackedConvTranspose2d {
+  if (weight.length !== cin * cout * 4 || bias.length !== cout) {
+    throw new Error(
+      `packConvTranspose2d: need weight [${cin}, ${cout}, 2, 2] and bias [${cout}], got ` +
+        `${weight.length} and ${bias.length} values`,
+    );
+  }
+  const w = new Float32Array(4 * cout * cin);
+  const b = new Float32Array(4 * cout);
+  for (let k = 0; k < 4; k++) {
+    for (let co = 0; co < cout; co++) {
+      const row = k * cout + co;
+      for (let ci = 0; ci < cin; ci++) w[row * cin + ci] = weight[(ci * cout + co) * 4 + k];
+      b[row] = bias[co];
+    }
+  }
+  return {
+    weight: tensorFrom(ctx, w, [4 * cout, cin], `${label}.packed_weight`),
+    bias: tensorFrom(ctx, b, [4 * cout], `${label}.packed_bias`),
+    cin,
+    cout,
+  };
+}
+
+/**
+ * The same layer as convTranspose2d as a GEMM plus a pixel shuffle: x [B, H, W, Cin] (or
+ * [H, W, Cin]) -> [B, 2H, 2W, Cout] (or [2H, 2W, Cout]). The GEMM's output is a temporary,
+ * destroyed after submit by the caller through `temps` when given.
+ */
+export function convTranspose2dGemm(
+  ctx: GpuContext,
+  x: Tensor,
+  packed: PackedConvTranspose2d,
+  opts: {
+    activation?: "none" | "gelu";
+    temps?: Tensor[];
+    /** "blocks": skip the shuffle and return the GEMM output [B, H, W, 2, 2, Cout]. */
+    pixelOrder?: "image" | "blocks";
+  } = {},
+): Tensor {
+  if (x.shape.length !== 3 && x.shape.length !== 4) {
+    throw new Error(
+      `convTranspose2dGemm: x must be [B, H, W, Cin] or [H, W, Cin], got [${x.shape}]`,
+    );
+  }
+  const [b, h, w, cin] = x.shape.length === 4 ? x.shape : [1, ...x.shape];
+  if (cin !== packed.cin) {
+    throw new Error(`convTranspose2dGemm: x has ${cin} channels, the weight expects ${packed.cin}`);
+  }
+  const cout = packed.cout;
+  // (b, i, j) rows -> (b, i, j, di, dj, co)
+  const y = linear(ctx, x, packed.weight, packed.bias, { activation: opts.activation ?? "none" });
+  if (opts.pixelOrder === "blocks") return y.reshape([b, h, w, 2, 2, cout]);
+  if (opts.temps) opts.temps.push(y);
+  // Pixel shuffle: output (b*H + i, di, j, dj*Cout + co) reads y at
+  // (b*H + i) * W*4*Cout + j * 4*Cout + di * 2*Cout + dj*Cout + co.
+  const out = stridedCopy(ctx, y, {
+    offset: 0,
+    shape: [b * h, 2, w, 2 * cout],
+    strides: [w * 4 * cout, 2 * cout, 4 * cout, 1],
+  });
+  const outShape = x.shape.length === 4 ? [b, 2 * h, 2 * w, cout] : [2 * h, 2 * w, cout];
+  return out.reshape(outShape);
 }

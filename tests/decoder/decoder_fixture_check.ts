@@ -9,6 +9,7 @@ import { SamDecoder } from "../../src/decoder/mask_decoder.ts";
 import { loadSam } from "../../src/weights/load.ts";
 import { assertClose } from "../util/compare.ts";
 import { loadGolden } from "../util/fixtures.ts";
+import { toFramePrompt } from "../../src/decoder/transforms.ts";
 import { loadFixtureCases } from "./fixture_cases.ts";
 
 export async function openDecoder(dir: URL, name: string) {
@@ -31,14 +32,10 @@ export async function checkPromptEncoderGoldens(
     shape: pe.shape,
     label: "image_pe",
   });
-  // point1_multi: the point (88, 53.5) and the padding point.
-  const { toFramePrompt } = await import("../../src/decoder/transforms.ts");
-  const frame = toFramePrompt(
-    { points: [[88, 53.5]], labels: [1] },
-    hw,
-    decoder.arch.imgSize,
-    decoder.lowResSize,
-  );
+  // point1_multi: its point and the padding point.
+  const { cases } = await loadFixtureCases(dir);
+  const point1 = cases.find((c) => c.name === "point1_multi")!.prompts[0];
+  const frame = toFramePrompt(point1, hw, decoder.arch.imgSize, decoder.lowResSize);
   const sparse = await loadGolden(dir, "point1_sparse_embeddings.npy");
   assertClose(decoder.promptEncoder.sparse(frame), sparse.data as Float32Array, {
     atol: 1e-4,

@@ -2,7 +2,11 @@ import assert from "node:assert/strict";
 import { assertClose, randomArray } from "../util/compare.ts";
 import { getContext } from "../../src/gpu/context.ts";
 import { tensorFrom } from "../../src/gpu/tensor.ts";
-import { convTranspose2d } from "../../src/kernels/conv_transpose2d.ts";
+import {
+  convTranspose2d,
+  convTranspose2dGemm,
+  packConvTranspose2d,
+} from "../../src/kernels/conv_transpose2d.ts";
 
 /** erf in float64 from its Maclaurin series (independent of the kernel's approximation). */
 function erf(x: number): number {
@@ -61,10 +65,36 @@ Deno.test("convTranspose2d 2x2 s2 matches the reference, with and without GELU, 
     const xt = tensorFrom(ctx, x, [b, h, w, cin]);
     const wtT = tensorFrom(ctx, wt, [cin, cout, 2, 2]);
     const bT = tensorFrom(ctx, bias, [cout]);
+    const packed = packConvTranspose2d(ctx, wt, bias, cin, cout);
     for (const act of [false, true]) {
-      const got = await convTranspose2d(ctx, xt, wtT, bT, { activation: act ? "gelu" : "none" })
-        .read();
+      const activation = act ? "gelu" : "none";
       const ref = convTransposeRef(x, b, h, w, cin, wt, cout, bias, act);
+      const gemm = await convTranspose2dGemm(ctx, xt, packed, { activation }).read();
+      assertClose(gemm, ref, {
+        atol: 2e-5,
+        rtol: 1e-5,
+        shape: [b, 2 * h, 2 * w, cout],
+        label: `convT gemm b${b} ${h}x${w} ${cin}->${cout} gelu=${act}`,
+      });
+      // Block order: (b, i, j, di, dj, co) holds output pixel (2i + di, 2j + dj).
+      const blocks = await convTranspose2dGemm(ctx, xt, packed, {
+        activation,
+        pixelOrder: "blocks",
+      })
+        .read();
+      for (let n = 0; n < b; n++) {
+        for (let i = 0; i < h; i++) {
+          for (let j = 0; j < w; j++) {
+            for (let k = 0; k < 4; k++) {
+              const src = ((((n * h + i) * w + j) * 4) + k) * cout;
+              const oy = 2 * i + (k >> 1), ox = 2 * j + (k & 1);
+              const dst = ((n * 2 * h + oy) * 2 * w + ox) * cout;
+              assert.deepEqual(blocks.subarray(src, src + cout), gemm.subarray(dst, dst + cout));
+            }
+          }
+        }
+      }
+      const got = await convTranspose2d(ctx, xt, wtT, bT, { activation }).read();
       // float32 sums of up to 64 products of size ~1: a few ulp of the partial sums.
       assertClose(got, ref, {
         atol: 2e-5,
