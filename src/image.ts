@@ -115,7 +115,11 @@ export async function readImageFile(
 }
 
 /** A binary mask (0/1, row-major) as a black-and-white PNG. */
-export async function encodeMaskPng(mask: Uint8Array, width: number, height: number) {
+export async function encodeMaskPng(
+  mask: Uint8Array,
+  width: number,
+  height: number,
+): Promise<Uint8Array> {
   if (mask.length !== width * height) {
     throw new Error(`mask has ${mask.length} pixels, expected ${width}x${height}`);
   }
@@ -150,7 +154,10 @@ export function maskColour(k: number): [number, number, number] {
 }
 
 /** The photo with each mask blended in its colour (alpha 0.5), as a PNG. */
-export async function encodeOverlayPng(image: RgbImage, masks: readonly Uint8Array[]) {
+export async function encodeOverlayPng(
+  image: RgbImage,
+  masks: readonly Uint8Array[],
+): Promise<Uint8Array> {
   const { width, height } = image;
   const out = new Image(width, height);
   const px = out.bitmap;

@@ -179,7 +179,11 @@ export class GpuContext {
   }
 
   /** Copies a buffer range back to the CPU. */
-  async read(buffer: GPUBuffer, byteOffset = 0, byteLength = buffer.size - byteOffset) {
+  async read(
+    buffer: GPUBuffer,
+    byteOffset = 0,
+    byteLength: number = buffer.size - byteOffset,
+  ): Promise<ArrayBuffer> {
     const staging = this.device.createBuffer({
       label: "wgsam readback",
       size: byteLength,

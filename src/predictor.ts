@@ -1,0 +1,258 @@
+/**
+ * The predictor API, modelled on the official `SamPredictor`: load a model once, set an
+ * image (its embedding is computed by the encoder once and cached by content hash), then
+ * prompt it as often as you like; each prompt runs only the light decoder.
+ *
+ * ```ts
+ * import { readImageFile, SamModel, SamPredictor } from "./mod.ts";
+ *
+ * const model = await SamModel.load("sam-tiny"); // or "vit_b", or a .pth/.safetensors path
+ * const predictor = new SamPredictor(model);
+ * await predictor.setImage(await readImageFile("tests/fixtures/sam-tiny/image.png"));
+ * const { masks, scores } = await predictor.predict({
+ *   points: [[88, 53.5]],
+ *   labels: [1],
+ *   multimask: true,
+ * });
+ * console.log(masks.length, scores); // 3 candidate masks and their predicted IoU
+ * predictor.dispose();
+ * model.dispose();
+ * ```
+ *
+ * @module
+ */
+import { getContext, type GpuContext } from "./gpu/context.ts";
+import type { Tensor } from "./gpu/tensor.ts";
+import { encodeImage, ImageEncoder } from "./encoder/image_encoder.ts";
+import { type DecoderResult, SamDecoder } from "./decoder/mask_decoder.ts";
+import { loadSam } from "./weights/load.ts";
+import { resolveModel } from "./weights/registry.ts";
+import type { SamArch } from "./weights/types.ts";
+import { ByteLru } from "./util/lru.ts";
+import type { ImageInfo, Prediction, Prompt, RgbImage } from "./types.ts";
+
+/** Default bound of the embedding cache: 512 MiB (128 real-model embeddings of 4 MiB). */
+export const DEFAULT_CACHE_BYTES = 512 * 1024 * 1024;
+
+/** A SAM model on the GPU: the image encoder and the prompt decoder, weights uploaded once. */
+export class SamModel {
+  private disposed = false;
+
+  private constructor(
+    /** Registry name ("vit_b", "sam-tiny") or the file's base name. */
+    readonly name: string,
+    readonly arch: SamArch,
+    readonly ctx: GpuContext,
+    readonly encoder: ImageEncoder,
+    readonly decoder: SamDecoder,
+  ) {}
+
+  /**
+   * Loads a model: a registry name (`vit_b`, `vit_l`, `vit_h` once downloaded with
+   * `deno task weights <name>`; `sam-tiny`, the bundled random-weight test model) or a path
+   * to a `.pth` or `.safetensors` checkpoint. The architecture is read from the tensors.
+   */
+  static async load(source: string, _opts: { quiet?: boolean } = {}): Promise<SamModel> {
+    const path = await resolveModel(source);
+    const { sd, arch } = await loadSam(path);
+    const ctx = await getContext();
+    const encoder = ImageEncoder.fromStateDict(ctx, sd, arch);
+    let decoder: SamDecoder;
+    try {
+      decoder = SamDecoder.create(ctx, sd, arch);
+    } catch (err) {
+      encoder.dispose();
+      throw err;
+    }
+    await ctx.sync(); // surface any GPU error of the uploads here, not at the first prompt
+    const name = source.includes("/") || /\.(pth|safetensors)$/.test(source)
+      ? source.split("/").pop()!.replace(/\.(pth|safetensors)$/, "")
+      : source;
+    return new SamModel(name, arch, ctx, encoder, decoder);
+  }
+
+  /** The GPU adapter, in words (e.g. "llvmpipe (LLVM 15.0.6, 256 bits)"). */
+  get adapter(): string {
+    return this.ctx.gpu.description;
+  }
+
+  /** Frees the model's GPU buffers; the model can't be used afterwards. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.encoder.dispose();
+    this.decoder.dispose();
+  }
+
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+}
+
+interface CachedEmbedding {
+  embedding: Tensor;
+  width: number;
+  height: number;
+}
+
+/** SHA-256 over the image's size and RGB bytes (alpha ignored), as hex. */
+export async function imageId(image: RgbImage): Promise<string> {
+  const rgb = toRgb(image);
+  const header = new TextEncoder().encode(`${image.width}x${image.height}:`);
+  const bytes = new Uint8Array(header.length + rgb.length);
+  bytes.set(header);
+  bytes.set(rgb, header.length);
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return [...digest].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function toRgb(image: RgbImage): Uint8Array {
+  const { width, height, channels, data } = image;
+  if (!(Number.isInteger(width) && Number.isInteger(height) && width > 0 && height > 0)) {
+    throw new RangeError(`image: bad size ${width}x${height}`);
+  }
+  if (channels !== 3 && channels !== 4) {
+    throw new RangeError(`image: ${channels} channels, expected 3 (RGB) or 4 (RGBA)`);
+  }
+  if (data.length !== width * height * channels) {
+    throw new RangeError(
+      `image: ${data.length} bytes for ${width}x${height}x${channels} (expected ` +
+        `${width * height * channels})`,
+    );
+  }
+  if (channels === 3) return data;
+  const rgb = new Uint8Array(width * height * 3);
+  for (let i = 0, n = width * height; i < n; i++) {
+    rgb[3 * i] = data[4 * i];
+    rgb[3 * i + 1] = data[4 * i + 1];
+    rgb[3 * i + 2] = data[4 * i + 2];
+  }
+  return rgb;
+}
+
+/**
+ * Prompts one model against one current image at a time. Embeddings of earlier images stay
+ * on the GPU in an LRU bounded by bytes, so going back to an image costs no encoder run.
+ */
+export class SamPredictor {
+  private readonly cache: ByteLru<string, CachedEmbedding>;
+  private current: (CachedEmbedding & { id: string }) | null = null;
+  /** The current embedding was evicted from the cache: free it when it stops being current. */
+  private currentEvicted = false;
+  private disposed = false;
+
+  constructor(readonly model: SamModel, opts: { cacheBytes?: number } = {}) {
+    this.cache = new ByteLru(opts.cacheBytes ?? DEFAULT_CACHE_BYTES, (entry) => {
+      if (this.current && entry.embedding === this.current.embedding) this.currentEvicted = true;
+      else entry.embedding.destroy();
+    });
+  }
+
+  /**
+   * Makes `image` current: its embedding comes from the cache when these pixels were seen
+   * before, else from the encoder (SamPredictor.set_image).
+   */
+  async setImage(image: RgbImage): Promise<ImageInfo> {
+    this.checkUsable();
+    const rgb: RgbImage = { ...image, channels: 3, data: toRgb(image) };
+    const id = await imageId(rgb);
+    const { width, height } = rgb;
+    const hit = this.cache.get(id);
+    if (hit) {
+      this.makeCurrent(id, hit);
+      return { id, width, height, cached: true, encodeMs: 0 };
+    }
+    const t0 = performance.now();
+    const { embedding } = encodeImage(this.model.encoder, rgb);
+    try {
+      await this.model.ctx.sync();
+    } catch (err) {
+      embedding.destroy();
+      throw err;
+    }
+    const encodeMs = performance.now() - t0;
+    const entry = { embedding, width, height };
+    this.makeCurrent(id, entry);
+    this.cache.set(id, entry, embedding.size * 4);
+    return { id, width, height, cached: false, encodeMs };
+  }
+
+  private makeCurrent(id: string, entry: CachedEmbedding): void {
+    const previous = this.current;
+    if (previous && previous.embedding !== entry.embedding && this.currentEvicted) {
+      previous.embedding.destroy();
+    }
+    this.currentEvicted = false;
+    this.current = { id, ...entry };
+  }
+
+  /** Info of the current image, or null before the first `setImage`. */
+  get currentImage(): { id: string; width: number; height: number } | null {
+    return this.current
+      ? { id: this.current.id, width: this.current.width, height: this.current.height }
+      : null;
+  }
+
+  /** One prompt against the current image (SamPredictor.predict). */
+  async predict(prompt: Prompt, opts: { returnLogits?: boolean } = {}): Promise<Prediction> {
+    const [prediction] = await this.predictBatch([prompt], opts);
+    return prediction;
+  }
+
+  /**
+   * Many prompts against the current image, in batched decoder passes (prompts with the same
+   * number of points and box share a pass). One Prediction per prompt, in order.
+   */
+  async predictBatch(
+    prompts: readonly Prompt[],
+    opts: { returnLogits?: boolean } = {},
+  ): Promise<Prediction[]> {
+    this.checkUsable();
+    const current = this.current;
+    if (!current) throw new Error("predict: call setImage first");
+    if (!Array.isArray(prompts)) throw new TypeError("predictBatch: prompts must be an array");
+    if (prompts.length === 0) return [];
+    const { width, height } = current;
+    const results = await this.model.decoder.predict(current.embedding, prompts, {
+      originalSize: [height, width],
+      output: opts.returnLogits ? "both" : "masks",
+    });
+    return results.map((r: DecoderResult) => ({
+      width,
+      height,
+      masks: r.masks ?? [],
+      scores: r.iou,
+      lowResLogits: r.lowRes,
+      lowResSize: this.model.decoder.lowResSize,
+      logits: opts.returnLogits ? r.logits : undefined,
+    }));
+  }
+
+  /** The current image's embedding (1, D, s, s), NCHW: (1, 256, 64, 64) for the real models. */
+  async getImageEmbedding(): Promise<{ data: Float32Array; shape: number[] }> {
+    this.checkUsable();
+    if (!this.current) throw new Error("getImageEmbedding: call setImage first");
+    const { embedding } = this.current;
+    return { data: await embedding.read(), shape: [...embedding.shape] };
+  }
+
+  /** The current embedding on the GPU (owned by the predictor: do not destroy it). */
+  get embeddingTensor(): Tensor | null {
+    return this.current?.embedding ?? null;
+  }
+
+  /** Frees every cached embedding. The model stays loaded. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    const current = this.current;
+    this.current = null;
+    this.cache.clear();
+    if (current && this.currentEvicted) current.embedding.destroy();
+  }
+
+  private checkUsable(): void {
+    if (this.disposed) throw new Error("SamPredictor: used after dispose()");
+    if (this.model.isDisposed) throw new Error("SamPredictor: its model was disposed");
+  }
+}
