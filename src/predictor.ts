@@ -4,7 +4,7 @@
  * prompt it as often as you like; each prompt runs only the light decoder.
  *
  * ```ts
- * import { readImageFile, SamModel, SamPredictor } from "./mod.ts";
+ * import { readImageFile, SamModel, SamPredictor } from "../mod.ts";
  *
  * const model = await SamModel.load("sam-tiny"); // or "vit_b", or a .pth/.safetensors path
  * const predictor = new SamPredictor(model);
