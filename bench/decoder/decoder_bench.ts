@@ -1,0 +1,64 @@
+/**
+ * Decoder speed on sam-mini (decoder width 256, 64x64 embedding: the real models' decoder
+ * cost): one point prompt and a batch of 64 boxes, low-res only and with masks upscaled to a
+ * 1200x1800 photo. Prints ms per prompt. WGSAM_BENCH_BATCH overrides the batch size (64).
+ */
+import { SamDecoder } from "../../src/decoder/mask_decoder.ts";
+import type { DecoderPrompt } from "../../src/decoder/transforms.ts";
+import { getContext } from "../../src/gpu/context.ts";
+import { tensorFrom } from "../../src/gpu/tensor.ts";
+import { readNpy } from "../../src/util/npy.ts";
+import { loadSam } from "../../src/weights/load.ts";
+
+const dir = new URL("../../../shared/fixtures/sam-mini/", import.meta.url);
+let ready = true;
+try {
+  Deno.statSync(dir);
+} catch {
+  ready = false;
+  console.warn("SKIP: decoder bench: ../shared/fixtures/sam-mini is not present");
+}
+
+if (ready) {
+  const ctx = await getContext();
+  const { sd, arch } = await loadSam(new URL("sam-mini.pth", dir));
+  const decoder = SamDecoder.create(ctx, sd, arch);
+  const emb = await readNpy(new URL("image_embeddings.npy", dir));
+  const embedding = tensorFrom(ctx, emb.data as Float32Array, emb.shape, "image_embeddings");
+  const originalSize: [number, number] = [1200, 1800];
+  const batch = Number(Deno.env.get("WGSAM_BENCH_BATCH") ?? 64);
+  const one: DecoderPrompt[] = [{ points: [[990, 600]], labels: [1], multimask: true }];
+  // An 8 x 8 grid of boxes, as a detector would give.
+  const boxes: DecoderPrompt[] = Array.from({ length: batch }, (_, i) => {
+    const x = (i % 8) * 220 + 10, y = Math.floor(i / 8) * 145 + 10;
+    return { box: [x, y, x + 200, y + 130], multimask: false };
+  });
+  // Compile every pipeline once before timing.
+  await decoder.predict(embedding, one, { originalSize, output: "masks" });
+
+  const cases: [string, DecoderPrompt[], "none" | "masks"][] = [
+    ["1 point, low-res only", one, "none"],
+    ["1 point, 3 masks at 1200x1800", one, "masks"],
+    [`${batch} boxes, low-res only`, boxes, "none"],
+    [`${batch} boxes, masks at 1200x1800`, boxes, "masks"],
+  ];
+  for (const [name, prompts, output] of cases) {
+    Deno.bench({
+      name: `decoder sam-mini: ${name}`,
+      n: prompts.length > 1 ? 1 : 3,
+      warmup: 0,
+      async fn(t) {
+        t.start();
+        const t0 = performance.now();
+        await decoder.predict(embedding, prompts, { originalSize, output });
+        const ms = performance.now() - t0;
+        t.end();
+        console.log(
+          `decoder sam-mini ${name}: ${ms.toFixed(0)} ms, ${
+            (ms / prompts.length).toFixed(1)
+          } ms per prompt (${ctx.gpu.description})`,
+        );
+      },
+    });
+  }
+}
