@@ -11,7 +11,7 @@
 import { parseArgs } from "node:util";
 import { basename, join } from "node:path";
 import { readImageFile } from "../image.ts";
-import type { ImageInfo, Prediction, Prompt, RgbImage } from "../types.ts";
+import { SamModel, SamPredictor } from "../predictor.ts";
 import {
   type BoxPredictor,
   cocoJson,
@@ -99,22 +99,14 @@ export interface LoadedPredictor extends BoxPredictor {
   dispose(): void;
 }
 
-interface PredictorModule {
-  SamModel: { load(source: string, opts?: { quiet?: boolean }): Promise<{ dispose(): void }> };
-  SamPredictor: new (model: unknown) => {
-    setImage(image: RgbImage): Promise<ImageInfo>;
-    predictBatch(prompts: Prompt[]): Promise<Prediction[]>;
-    dispose(): void;
-  };
-}
-
-/** SamModel.load + SamPredictor from src/predictor.ts. */
+/** SamModel.load (registry name or checkpoint path) + a SamPredictor on it. */
 export async function loadSamPredictor(model: string): Promise<LoadedPredictor> {
-  // Imported by a computed name: src/predictor.ts is written alongside this CLI.
-  const path = "../predictor.ts";
-  const mod = await import(path) as PredictorModule;
-  const sam = await mod.SamModel.load(model);
-  const predictor = new mod.SamPredictor(sam);
+  const sam = await SamModel.load(model);
+  const predictor = new SamPredictor(sam);
+  console.log(
+    `SAM ${sam.name} on ${sam.adapter}` +
+      (sam.name === "sam-tiny" ? " (random-weight test model: its masks mean nothing)" : ""),
+  );
   return {
     setImage: (image) => predictor.setImage(image),
     predictBatch: (prompts) => predictor.predictBatch(prompts),
