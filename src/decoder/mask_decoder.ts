@@ -225,10 +225,7 @@ export class SamDecoder {
       strides: [1, hw],
     }));
     const noMask = shared.t(tensorFrom(ctx, this.promptEncoder.noMaskEmbed, [D], "no_mask_embed"));
-    const noMaskDense = shared.t(
-      stridedCopy(ctx, noMask, { offset: 0, shape: [hw, D], strides: [0, 1] }),
-    );
-    const srcNoMask = shared.t(add(ctx, imageTokens, noMaskDense)); // (HW, D)
+    const srcNoMask = shared.t(add(ctx, imageTokens, noMask)); // (HW, D), no_mask_embed broadcast
     const results: DecoderResult[] = new Array(prompts.length);
     try {
       for (const [key, members] of groups) {
@@ -286,15 +283,14 @@ export class SamDecoder {
       const withImage = t(add(ctx, imageTokens, dense));
       ctx.copy(withImage.buffer, 0, src.buffer, b * hw * D * 4, hw * D * 4);
     });
+    // The dense PE (HW, D) is broadcast over the batch by `add`, never repeated.
     const pe = this.promptEncoder.densePeGpu(); // (HW, D)
-    const keyPe = t(stridedCopy(ctx, pe, { offset: 0, shape: [B, hw * D], strides: [0, 1] }))
-      .reshape([B, hw, D]);
     const anyMask = maskInputs.some((m) => m !== undefined);
     const { queries, keys } = this.transformer.forward(
       queryPe,
       src,
-      keyPe,
-      anyMask ? undefined : { src: srcNoMask, pe },
+      pe,
+      anyMask ? undefined : srcNoMask,
     );
     t(queries);
     t(keys);

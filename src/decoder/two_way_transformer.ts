@@ -142,7 +142,7 @@ export class TwoWayTransformer {
 
   /**
    * Runs the transformer. queryPe: (B, Nt, D) (the initial tokens), keys: (B, HW, D),
-   * keyPe: (B, HW, D). Returns the processed tokens (B, Nt, D) and image tokens (B, HW, D);
+   * keyPe: (HW, D), the same for every prompt (broadcast by `add`). Returns the processed tokens (B, Nt, D) and image tokens (B, HW, D);
    * the caller owns both (and its own inputs).
    *
    * `sharedSrc` (HW, D): when every prompt's keys0 is this same tensor repeated (no mask
@@ -153,7 +153,7 @@ export class TwoWayTransformer {
     queryPe: Tensor,
     keys0: Tensor,
     keyPe: Tensor,
-    sharedSrc?: { src: Tensor; pe: Tensor },
+    sharedSrc?: Tensor,
   ): { queries: Tensor; keys: Tensor } {
     const ctx = this.ctx;
     const batch = keys0.shape[0];
@@ -180,16 +180,16 @@ export class TwoWayTransformer {
       queries = s.t(layerNorm(ctx, attnOut, L.norm1.w, L.norm1.b, LN_EPS));
       // (2) tokens attend to the image.
       const qPe = s.t(add(ctx, queries, queryPe)); // (B, Nt, D)
-      const kPe = s.t(add(ctx, keys, keyPe)); // (B, HW, D)
+      const kPe = s.t(add(ctx, keys, keyPe)); // (B, HW, D) + (HW, D) broadcast
       // Layer 0 with one shared image side: project it once, repeat per prompt.
       const share = i === 0 && sharedSrc !== undefined && batch > 1;
       let t2i = {}, i2t = {};
       if (share) {
-        const kPe1 = s.t(add(ctx, sharedSrc.src, sharedSrc.pe)); // (HW, D)
+        const kPe1 = s.t(add(ctx, sharedSrc, keyPe)); // (HW, D)
         const a = L.tokenToImage, b = L.imageToToken;
         t2i = {
           k: repeat(s, s.t(linear(ctx, kPe1, a.k.w, a.k.b))),
-          v: repeat(s, s.t(linear(ctx, sharedSrc.src, a.v.w, a.v.b))),
+          v: repeat(s, s.t(linear(ctx, sharedSrc, a.v.w, a.v.b))),
         };
         i2t = { q: repeat(s, s.t(linear(ctx, kPe1, b.q.w, b.q.b))) };
       }
