@@ -42,7 +42,7 @@ function describe(c: Case): string {
 }
 
 Deno.test("linear: awkward small shapes, every epilogue, full comparison", async () => {
-  // Shapes off the 64x64x16 tile on every side, single row, K=1, N=1, sam-tiny's width 32,
+  // Shapes off the 16x64, 64x64 and 128x64 tiles (K step 16) on every side, single row, K=1, N=1, sam-tiny's width 32,
   // head dim 2, exact tiles; K % 4 != 0 takes the scalar-load variants.
   // Tolerance: |gpu - ref| <= 1e-5 + 1e-5 |ref| (K <= 130, O(1) outputs).
   const cases: Case[] = [
@@ -57,6 +57,9 @@ Deno.test("linear: awkward small shapes, every epilogue, full comparison", async
     { M: 64, K: 64, N: 64, bias: false, act: "none", residual: false },
     { M: 65, K: 130, N: 129, bias: true, act: "gelu", residual: true },
     { M: 127, K: 128, N: 63, bias: true, act: "relu", residual: true },
+    // M >= 512 takes the 128x64 tile (8x4 per thread): ragged, scalar and vec4 loads.
+    { M: 520, K: 21, N: 70, bias: true, act: "gelu", residual: true },
+    { M: 600, K: 24, N: 66, bias: false, act: "none", residual: false },
   ];
   for (const [i, c] of cases.entries()) {
     const { got, ref } = await runCase(c, 100 + 10 * i);

@@ -54,6 +54,8 @@ Deno.test("matmul: batched, transposeB, broadcastB on awkward shapes, full compa
     { batch: 2, M: 3, K: 64, N: 65, transposeB: true },
     { batch: 3, M: 4, K: 2, N: 66, broadcastB: true }, // head dim 2
     { batch: 2, M: 9, K: 1, N: 1, transposeB: true, broadcastB: true },
+    { batch: 2, M: 530, K: 12, N: 36, transposeB: true }, // 128x64 tile
+    { batch: 2, M: 513, K: 5, N: 7 },
   ];
   for (const [i, c] of cases.entries()) {
     const { got, ref } = await run(c, 10 * i + 1);
