@@ -14,12 +14,17 @@ export interface KernelBench {
   run: () => void;
   /** Deno.bench group. */
   group?: string;
+  /** Deno.bench iterations and warmup runs; set both low for cases that take seconds. */
+  n?: number;
+  warmup?: number;
 }
 
 export function benchKernel(b: KernelBench): void {
   Deno.bench({
     name: b.name,
     group: b.group,
+    n: b.n,
+    warmup: b.warmup,
     async fn(t) {
       t.start();
       b.run();

@@ -16,3 +16,12 @@ benchKernel({
   bytes: 3 * 4 * n,
   run: () => add(ctx, a, b, out),
 });
+
+// Broadcast: a bias / positional table [1280] over the 4096 tokens.
+const row = tensorFrom(ctx, new Float32Array(1280).fill(2), [1280]);
+benchKernel({
+  name: "add 4096x1280 + [1280]",
+  ctx,
+  bytes: 2 * 4 * n,
+  run: () => add(ctx, a, row, out),
+});
