@@ -9,7 +9,7 @@ import { COCO_CLASSES } from "../../src/detect/coco_classes.ts";
 import { Detector, webgpuAdapterInfo } from "../../src/detect/detector.ts";
 import type { RgbImage } from "../../src/types.ts";
 import { sharedFixture, skipIfMissing } from "../util/fixtures.ts";
-import { buildOnnx } from "./onnx_builder.ts";
+import { buildOnnx, ONNX_FLOAT, ONNX_UINT8 } from "./onnx_builder.ts";
 
 const DETECTOR_DIR = sharedFixture("detector/");
 const MODELS = ["yolo_nas_raw.onnx", "yolov8_raw.onnx"] as const;
@@ -206,8 +206,8 @@ Deno.test("detector: bad model files fail clearly", async () => {
   );
   // A valid ONNX model with an image input whose output is no detector layout.
   const identity = buildOnnx(
-    { name: "images", shape: [1, 3, 640, 640] },
-    [{ op: "Identity", input: "images", output: "features" }],
+    [{ name: "images", shape: [1, 3, 640, 640] }],
+    [{ op: "Identity", inputs: ["images"], output: "features" }],
     [{ name: "features", shape: [1, 3, 640, 640] }],
   );
   await assert.rejects(
@@ -216,14 +216,72 @@ Deno.test("detector: bad model files fail clearly", async () => {
   );
   // A model whose input is not an image.
   const vector = buildOnnx(
-    { name: "x", shape: [1, 16] },
-    [{ op: "Identity", input: "x", output: "output0" }],
+    [{ name: "x", shape: [1, 16] }],
+    [{ op: "Identity", inputs: ["x"], output: "output0" }],
     [{ name: "output0", shape: [1, 16] }],
   );
   await assert.rejects(
     Detector.load(vector, { executionProvider: "wasm" }),
     /input x is float32 \(1,16\); expected a float32 or uint8 image \(1,3,H,W\)/,
   );
+});
+
+/**
+ * A synthetic YOLOv8-layout detector with symbolic input size: Reshape(images, [1, 6, -1])
+ * (after a Cast for the uint8 variant), i.e. 2 classes and N = H * W / 2 anchors. Row k of
+ * the output is the k-th sixth of the flattened (3, H, W) input: rows 0-1 = the R plane,
+ * 2-3 = G, 4-5 = B. In a black photo with one white pixel at (x, y) (y < H / 2) and R = G =
+ * 255 at (x, y + H / 2), anchor y * W + x has cx = cy = w = h = 1 (float input) and class 0
+ * score 1: box [0.5, 0.5, 1.5, 1.5]; every other score is 0 or the padding's 114 / 255.
+ */
+function reshapeDetector(inputType: number): Uint8Array {
+  const pre = inputType === ONNX_UINT8
+    ? [{ op: "Cast", inputs: ["images"], output: "x", ints: { to: ONNX_FLOAT } }]
+    : [{ op: "Identity", inputs: ["images"], output: "x" }];
+  return buildOnnx(
+    [{ name: "images", shape: [1, 3, "height", "width"], type: inputType }],
+    [...pre, { op: "Reshape", inputs: ["x", "shape"], output: "output0" }],
+    [{ name: "output0", shape: [1, 6, "anchors"] }],
+    { shape: [1, 6, -1] },
+  );
+}
+
+Deno.test("detector: symbolic input size (default 640 or inputSize), uint8 input, custom classes", async () => {
+  const size = 320;
+  const img = photo(size, size, 0);
+  const white = (x: number, y: number, rgb: number[]) => img.data.set(rgb, (y * size + x) * 3);
+  white(7, 5, [255, 255, 255]);
+  white(7, 5 + size / 2, [255, 255, 0]);
+  for (const [type, scale] of [[ONNX_FLOAT, 1], [ONNX_UINT8, 255]]) {
+    const model = reshapeDetector(type);
+    await assert.rejects(
+      Detector.load(model, { executionProvider: "wasm" }),
+      /scores 2 classes but 80 class names are given \(the COCO default\)/,
+    );
+    const classNames = ["thing", "other"];
+    const d640 = await Detector.load(model, { executionProvider: "wasm", classNames });
+    assert.deepEqual([d640.inputWidth, d640.inputHeight, d640.inputType], [
+      640,
+      640,
+      type === ONNX_UINT8 ? "uint8" : "float32",
+    ]);
+    await d640.dispose();
+    const d = await Detector.load(model, {
+      executionProvider: "wasm",
+      classNames,
+      inputSize: size,
+    });
+    try {
+      const dets = await d.detect(img, { scoreThreshold: 0.5 });
+      assert.equal(dets.length, 1, JSON.stringify(dets));
+      assert.deepEqual([dets[0].className, dets[0].score], ["thing", scale]);
+      // cx = cy = w = h = scale (1, or 255 for bytes); the box is clipped to the photo.
+      const lo = scale / 2, hi = Math.min(scale * 1.5, size);
+      assert.deepEqual(dets[0].box, [lo, lo, hi, hi]);
+    } finally {
+      await d.dispose();
+    }
+  }
 });
 
 Deno.test("detector: unknown class names fail before the run, with close matches", async () => {
