@@ -1,8 +1,9 @@
 /**
  * detect-then-segment against a stand-in predictor (masks = the box filled, IoU = 0.5 +
  * box index / 100), so the plumbing (one batched box pass, multimask off, COCO annotations
- * and RLE, SAM skipped when nothing is detected) is checked without SAM; the fixture
- * stand-in detector supplies real detections. The overlay is checked pixel by pixel.
+ * and RLE, SAM skipped when nothing is detected) is checked without SAM or ONNX Runtime (a
+ * fixed detector gives the fixture stand-ins' detections). The overlay is checked pixel by
+ * pixel.
  */
 import assert from "node:assert/strict";
 import { Image } from "imagescript";
@@ -13,14 +14,11 @@ import {
   detectAndSegment,
   xyxyToXywh,
 } from "../../src/detect/detect_segment.ts";
-import { type Detection, Detector, type DetectorLike } from "../../src/detect/detector.ts";
-import { COCO_CLASSES } from "../../src/detect/coco_classes.ts";
+import type { Detection, DetectOptions, DetectorLike } from "../../src/detect/detector.ts";
+import { COCO_CLASSES, resolveClassIds } from "../../src/detect/coco_classes.ts";
 import { drawOverlay, paletteColor, renderOverlayPng } from "../../src/detect/overlay.ts";
 import { glyph, textSize } from "../../src/detect/bitmap_font.ts";
 import type { ImageInfo, Prediction, Prompt, RgbImage } from "../../src/types.ts";
-import { sharedFixture, skipIfMissing } from "../util/fixtures.ts";
-
-const DETECTOR_DIR = sharedFixture("detector/");
 
 function photo(width: number, height: number, value = 90): RgbImage {
   return { width, height, channels: 3, data: new Uint8Array(width * height * 3).fill(value) };
@@ -67,55 +65,71 @@ class BoxFillPredictor implements BoxPredictor {
   }
 }
 
-Deno.test("detectAndSegment: one batched box pass, COCO annotations (fixture stand-in detector)", async () => {
-  if (skipIfMissing(DETECTOR_DIR, "detector fixtures")) return;
-  const detector = await Detector.load(new URL("yolov8_raw.onnx", DETECTOR_DIR!).pathname, {
-    executionProvider: "wasm",
-  });
-  try {
-    const predictor = new BoxFillPredictor();
-    const img = photo(1000, 500);
-    const result = await detectAndSegment(img, detector, predictor, { scoreThreshold: 0.35 });
-    assert.equal(predictor.calls.setImage, 1);
-    assert.equal(predictor.calls.batches.length, 1, "all boxes in one predictBatch");
-    const prompts = predictor.calls.batches[0];
-    assert.deepEqual(prompts, result.detections.map((d) => ({ box: d.box, multimask: false })));
-    // The landscape boxes of detector_test: dog, car, person.
-    assert.deepEqual(result.annotations.map((a) => a.category_name), ["dog", "car", "person"]);
-    assert.deepEqual(result.annotations.map((a) => a.category_id), [16, 2, 0]);
-    assert.deepEqual(result.annotations.map((a) => a.coco_category_id), [18, 3, 1]);
-    assert.deepEqual(result.annotations[0].bbox, [156.25, 62.5, 312.5, 343.75]);
-    result.annotations.forEach((a, i) => {
-      assert.equal(a.id, i + 1);
-      assert.equal(a.image_id, 1);
-      assert.equal(a.score, result.detections[i].score);
-      assert.equal(a.predicted_iou, Math.fround(0.5 + i / 100));
-      assert.deepEqual(a.segmentation.size, [500, 1000]);
-      const mask = rleToMask(cocoDecodeRle(a.segmentation));
-      assert.deepEqual(mask, result.masks[i]);
-      assert.equal(a.area, mask.reduce((s, v) => s + v, 0));
-    });
-    // Dog, box 156.25..468.75 x 62.5..406.25: pixel centres strictly inside are columns
-    // 156..468 (313) and rows 63..405 (343; row 62's centre 62.5 is on the edge).
-    assert.equal(result.annotations[0].area, 313 * 343);
-    const coco = cocoJson(result, COCO_CLASSES, "photo.png");
-    assert.deepEqual(coco.images, [{ id: 1, width: 1000, height: 500, file_name: "photo.png" }]);
-    assert.equal(coco.categories.length, 80);
-    assert.deepEqual(coco.categories[16], { id: 16, name: "dog" });
-    JSON.parse(JSON.stringify(coco)); // plain JSON
+/**
+ * What the fixture stand-in detectors give on a 1000 x 500 photo (detector_test checks that
+ * against the real ONNX models): dog, car, person, best first. Class filters as Detector's.
+ */
+const fixedDetector: DetectorLike = {
+  classNames: COCO_CLASSES,
+  detect(_image: RgbImage, opts: DetectOptions = {}) {
+    const keep = resolveClassIds(opts.classes);
+    const all: Detection[] = [
+      [16, 0.92, [156.25, 62.5, 468.75, 406.25], [100, 200, 300, 420]],
+      [2, 0.88, [546.875, 0, 937.5, 500], [350, 150, 600, 500]],
+      [0, 0.61, [31.25, 0, 140.625, 62.5], [20, 30, 90, 200]],
+    ].map(([classId, score, box, inputBox]) => ({
+      classId: classId as number,
+      className: COCO_CLASSES[classId as number],
+      score: Math.fround(score as number),
+      box: box as Detection["box"],
+      inputBox: inputBox as Detection["inputBox"],
+    }));
+    return Promise.resolve(all.filter((d) => !keep || keep.has(d.classId)));
+  },
+};
 
-    // Only cars: one box; an unknown class fails before SAM is touched.
-    const cars = await detectAndSegment(img, detector, predictor, { classes: ["car"] });
-    assert.deepEqual(cars.annotations.map((a) => a.category_name), ["car"]);
-    const before = { ...predictor.calls, batches: predictor.calls.batches.length };
-    await assert.rejects(
-      detectAndSegment(img, detector, predictor, { classes: ["doge"] }),
-      /unknown class name "doge" \(did you mean "dog"/,
-    );
-    assert.equal(predictor.calls.setImage, before.setImage);
-  } finally {
-    await detector.dispose();
-  }
+Deno.test("detectAndSegment: one batched box pass, COCO annotations", async () => {
+  const detector = fixedDetector;
+  const predictor = new BoxFillPredictor();
+  const img = photo(1000, 500);
+  const result = await detectAndSegment(img, detector, predictor, { scoreThreshold: 0.35 });
+  assert.equal(predictor.calls.setImage, 1);
+  assert.equal(predictor.calls.batches.length, 1, "all boxes in one predictBatch");
+  const prompts = predictor.calls.batches[0];
+  assert.deepEqual(prompts, result.detections.map((d) => ({ box: d.box, multimask: false })));
+  // The landscape boxes of detector_test: dog, car, person.
+  assert.deepEqual(result.annotations.map((a) => a.category_name), ["dog", "car", "person"]);
+  assert.deepEqual(result.annotations.map((a) => a.category_id), [16, 2, 0]);
+  assert.deepEqual(result.annotations.map((a) => a.coco_category_id), [18, 3, 1]);
+  assert.deepEqual(result.annotations[0].bbox, [156.25, 62.5, 312.5, 343.75]);
+  result.annotations.forEach((a, i) => {
+    assert.equal(a.id, i + 1);
+    assert.equal(a.image_id, 1);
+    assert.equal(a.score, result.detections[i].score);
+    assert.equal(a.predicted_iou, Math.fround(0.5 + i / 100));
+    assert.deepEqual(a.segmentation.size, [500, 1000]);
+    const mask = rleToMask(cocoDecodeRle(a.segmentation));
+    assert.deepEqual(mask, result.masks[i]);
+    assert.equal(a.area, mask.reduce((s, v) => s + v, 0));
+  });
+  // Dog, box 156.25..468.75 x 62.5..406.25: pixel centres strictly inside are columns
+  // 156..468 (313) and rows 63..405 (343; row 62's centre 62.5 is on the edge).
+  assert.equal(result.annotations[0].area, 313 * 343);
+  const coco = cocoJson(result, COCO_CLASSES, "photo.png");
+  assert.deepEqual(coco.images, [{ id: 1, width: 1000, height: 500, file_name: "photo.png" }]);
+  assert.equal(coco.categories.length, 80);
+  assert.deepEqual(coco.categories[16], { id: 16, name: "dog" });
+  JSON.parse(JSON.stringify(coco)); // plain JSON
+
+  // Only cars: one box; an unknown class fails before SAM is touched.
+  const cars = await detectAndSegment(img, detector, predictor, { classes: ["car"] });
+  assert.deepEqual(cars.annotations.map((a) => a.category_name), ["car"]);
+  const before = { ...predictor.calls, batches: predictor.calls.batches.length };
+  await assert.rejects(
+    detectAndSegment(img, detector, predictor, { classes: ["doge"] }),
+    /unknown class name "doge" \(did you mean "dog"/,
+  );
+  assert.equal(predictor.calls.setImage, before.setImage);
 });
 
 Deno.test("detectAndSegment: nothing detected, SAM not run", async () => {
