@@ -9,7 +9,9 @@
  *   z in [1, 10]); exp(-z^2) is split as exp(-zh^2) * exp(-(z - zh)(z + zh)) with zh = z
  *   cut to 12 mantissa bits (zh^2 is exact), so large z loses no accuracy to rounding z^2.
  * Evaluated in float32: erf within ~2e-7 relative, erfc within ~5e-7 relative. GELU uses
- * erfc for negative x, so gelu(x) for x << 0 (tiny values) keeps its relative accuracy.
+ * erfc for negative x, so gelu(x) for x << 0 (tiny values) keeps its relative accuracy
+ * (2e-5 at x = -12, the limit set by rounding x / sqrt(2) to float32); measured on llvmpipe,
+ * |gelu - float64| <= 2.4e-7 on [-12, 12].
  */
 import { type GpuContext, grid, type KernelSpec } from "../gpu/context.ts";
 import { emptyTensor, Params, type Tensor } from "../gpu/tensor.ts";
