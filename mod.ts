@@ -51,3 +51,4 @@ export {
   md5File,
 } from "./src/weights/download.ts";
 export * from "./src/amg/mod.ts";
+export * from "./src/detect/mod.ts";

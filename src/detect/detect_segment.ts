@@ -161,6 +161,13 @@ export async function detectAndSegment(
   };
 }
 
+/** A COCO instances file with one image. */
+export interface CocoInstances {
+  images: { id: number; width: number; height: number; file_name?: string }[];
+  annotations: DetectSegmentResult["annotations"];
+  categories: { id: number; name: string }[];
+}
+
 /**
  * The result as a COCO instances file (loadable by pycocotools' COCO()): one image, the
  * annotations, and the detector's categories (ids as in the annotations).
@@ -170,7 +177,7 @@ export function cocoJson(
   classNames: readonly string[],
   fileName?: string,
   imageId = 1,
-) {
+): CocoInstances {
   return {
     images: [{
       id: imageId,
