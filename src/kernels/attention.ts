@@ -41,33 +41,94 @@ export interface RelPosBias {
   kW: number;
 }
 
-/** Queries per workgroup. */
-const BQ = 32;
-/** Threads per workgroup: an 8 x 8 grid (ty rows, tx columns). */
-const THREADS = 64;
 /** Largest supported head dim. */
 export const MAX_HEAD_DIM = 128;
-/** Sentinel for masked (out of range) keys; WGSL does not guarantee infinities. */
+/** Sentinel for the running max before the first key; WGSL does not guarantee infinities. */
 const NEG_BIG = "-1.0e30";
 
-function attentionSpec(c: number, relPos: boolean): KernelSpec {
-  const dp = 32 * c; // padded head dim
-  const d4 = dp / 4; // vec4 per padded row
-  // Keys per tile: larger tiles where the Q and K/V tiles are small, fewer barriers per key.
-  const bk = c <= 2 ? 32 : 16;
-  const kpt = bk / 8; // keys per thread in the S phase
-  const name = `attention${relPos ? "_relpos" : ""}_d${dp}_f32`;
-  const relBindings = relPos
+/** Repeats `f(i)` for i in [0, n) as generated WGSL: shaders are unrolled over the thread's
+ * register block so accumulators are plain registers, never dynamically indexed arrays. */
+function unroll(n: number, f: (i: number) => string, sep = "\n"): string {
+  return Array.from({ length: n }, (_, i) => f(i)).join(sep);
+}
+
+/** WGSL for vec4 number `d4` of a head row starting at element `base` of `buf`; dims >=
+ * headDim and invalid rows read 0, branch-free (their clamped reads are harmless). With
+ * `v4` the buffer is array<vec4<f32>> and base, headDim are multiples of 4. */
+function loadVec4(v4: boolean, buf: string, base: string, d4: string, ok: string): string {
+  if (v4) {
+    return `select(vec4<f32>(0.0), ${buf}[(${base}) / 4u + ${d4}], ${ok} && ${d4} * 4u < p.headDim)`;
+  }
+  return `vec4<f32>(${
+    unroll(4, (e) => {
+      const d = `${d4} * 4u + ${e}u`;
+      return `select(0.0, ${buf}[${base} + ${d}], ${ok} && ${d} < p.headDim)`;
+    }, ", ")
+  })`;
+}
+
+/** A shader variant's shape. */
+interface Variant {
+  /** Padded head dim / 32: the thread owns `c` vec4 columns of O (headDim <= 32c). */
+  c: number;
+  /** Query rows per thread (workgroup: 8 x 8 threads, BQ = 8 * rows). */
+  rows: number;
+  /** Keys per thread in the score phase (BK = 8 * keys). */
+  keys: number;
+  /** q, k, v, out accessed as vec4 (offsets, strides, headDim multiples of 4). */
+  v4: boolean;
+  relPos: boolean;
+}
+
+function attentionSpec(vt: Variant): KernelSpec {
+  const { c, rows, keys, v4, relPos } = vt;
+  const d4 = 8 * c; // vec4 per padded head row
+  const bq = 8 * rows;
+  const bk = 8 * keys;
+  const name = `attention${relPos ? "_relpos" : ""}_d${32 * c}_q${bq}_k${bk}${v4 ? "_v4" : ""}_f32`;
+  const elem = v4 ? "vec4<f32>" : "f32";
+  const R = Array.from({ length: rows }, (_, r) => r); // thread rows ty + 8r
+  const J = Array.from({ length: keys }, (_, j) => j); // thread keys tx + 8j (score phase)
+  const I = Array.from({ length: c }, (_, i) => i); // thread O columns tx + 8i (vec4)
+  const relDecl = relPos
     ? `@group(0) @binding(4) var<storage, read> relH: array<f32>;
 @group(0) @binding(5) var<storage, read> relW: array<f32>;`
     : "";
   const outBinding = relPos ? 6 : 4;
-  const addBias = relPos
-    ? `if (n < p.nq) {
-          let rowBase = bh * p.nq + n;
-          sc = sc + relH[rowBase * p.kH + kj / p.kW] + relW[rowBase * p.kW + kj % p.kW];
-        }`
-    : "";
+  const loadTile = (
+    dst: string,
+    buf: string,
+    off: string,
+    stride: string,
+    tokens: string,
+    row0: string,
+    n: number,
+    scale = "",
+  ) =>
+    `for (var i = lid; i < ${n * d4}u; i += 64u) {
+      let t = ${row0} + i / ${d4}u;
+      let base = ${off} + (b * ${tokens} + min(t, ${tokens} - 1u)) * ${stride} + h * p.headDim;
+      ${dst}[i] = ${loadVec4(v4, buf, "base", `(i % ${d4}u)`, `t < ${tokens}`)}${scale};
+    }`;
+  // kh = kj / kW without an integer division per score: (kj + 0.5) / kW is at least
+  // 0.5 / kW away from an integer, far more than float32 error for kj < 2^20.
+  const score = (r: number, j: number) => {
+    const key = `k0 + tx + ${8 * j}u`;
+    const bias = relPos
+      ? ` + relH[rowH${r} + kh${j}] + relW[rowW${r} + ${key} - kh${j} * p.kW]`
+      : "";
+    return `ss[(ty + ${8 * r}u) * ${bk}u + tx + ${
+      8 * j
+    }u] = select(${NEG_BIG}, s${r}_${j}${bias}, ${key} < p.nk);`;
+  };
+  const store = (r: number, i: number) =>
+    v4
+      ? `    if (${32 * i}u + tx * 4u < p.headDim) { outBuf[base / 4u + tx + ${
+        8 * i
+      }u] = o${r}_${i} * inv; }`
+      : `    { let o = o${r}_${i} * inv;
+      let d = (tx + ${8 * i}u) * 4u;
+      for (var e = 0u; e < 4u; e++) { if (d + e < p.headDim) { outBuf[base + d + e] = o[e]; } } }`;
   return {
     name,
     bindings: relPos
@@ -77,48 +138,25 @@ function attentionSpec(c: number, relPos: boolean): KernelSpec {
 struct P {
   batch: u32, heads: u32, headDim: u32, nq: u32, nk: u32,
   qOff: u32, qStride: u32, kOff: u32, kStride: u32, vOff: u32, vStride: u32,
-  scale: f32, nqb: u32, d4n: u32, kH: u32, kW: u32,
+  scale: f32, nqb: u32, d4n: u32, kH: u32, kW: u32, invKW: f32,
 }
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> qBuf: array<f32>;
-@group(0) @binding(2) var<storage, read> kBuf: array<f32>;
-@group(0) @binding(3) var<storage, read> vBuf: array<f32>;
-${relBindings}
-@group(0) @binding(${outBinding}) var<storage, read_write> outBuf: array<f32>;
+@group(0) @binding(1) var<storage, read> qBuf: array<${elem}>;
+@group(0) @binding(2) var<storage, read> kBuf: array<${elem}>;
+@group(0) @binding(3) var<storage, read> vBuf: array<${elem}>;
+${relDecl}
+@group(0) @binding(${outBinding}) var<storage, read_write> outBuf: array<${elem}>;
 
-const BQ = ${BQ}u;
-const BK = ${bk}u;
 const D4 = ${d4}u;
-const C = ${c}u;
-const KPT = ${kpt}u;
-
-var<workgroup> qs: array<vec4<f32>, ${BQ * d4}>;   // [BQ, D4], pre-scaled
+const BQ = ${bq}u;
+const BK = ${bk}u;
+var<workgroup> qs: array<vec4<f32>, ${bq * d4}>;   // [BQ, D4], pre-scaled
 var<workgroup> kvs: array<vec4<f32>, ${bk * d4}>;  // [BK, D4], K tile then V tile
-var<workgroup> ss: array<f32, ${BQ * bk}>;         // [BQ, BK], scores then probabilities
-var<workgroup> rowCorr: array<f32, ${BQ}>;         // per-row rescale of O for this tile
-var<workgroup> rowInv: array<f32, ${BQ}>;          // 1 / row sum at the end
+var<workgroup> ss: array<f32, ${bq * bk}>;         // [BQ, BK], scores then probabilities
+var<workgroup> rowCorr: array<f32, ${bq}>;         // per-row rescale of O for this tile
+var<workgroup> rowInv: array<f32, ${bq}>;          // 1 / row sum at the end
 
-// Loads token row n of head h (batch b) as padded vec4 d4 of a HeadsView; zero outside.
-fn loadRow(which: u32, b: u32, tokens: u32, n: u32, h: u32, d4: u32) -> vec4<f32> {
-  var v = vec4<f32>(0.0);
-  if (n >= tokens) { return v; }
-  var off: u32; var stride: u32;
-  if (which == 0u) { off = p.qOff; stride = p.qStride; }
-  else if (which == 1u) { off = p.kOff; stride = p.kStride; }
-  else { off = p.vOff; stride = p.vStride; }
-  let base = off + (b * tokens + n) * stride + h * p.headDim;
-  for (var e = 0u; e < 4u; e++) {
-    let d = d4 * 4u + e;
-    if (d < p.headDim) {
-      if (which == 0u) { v[e] = qBuf[base + d]; }
-      else if (which == 1u) { v[e] = kBuf[base + d]; }
-      else { v[e] = vBuf[base + d]; }
-    }
-  }
-  return v;
-}
-
-@compute @workgroup_size(${THREADS})
+@compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {
   let flat = wg.x + wg.y * nwg.x;
@@ -129,62 +167,51 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let h = bh % p.heads;
   let ty = lid / 8u;
   let tx = lid % 8u;
+${
+      relPos
+        ? unroll(rows, (r) =>
+          `  let rowQ${r} = bh * p.nq + min(q0 + ty + ${8 * r}u, p.nq - 1u);
+  let rowH${r} = rowQ${r} * p.kH;
+  let rowW${r} = rowQ${r} * p.kW;`)
+        : ""
+    }
 
-  // Q tile [BQ, D4], scaled once here instead of per score.
-  for (var i = lid; i < BQ * D4; i += ${THREADS}u) {
-    qs[i] = loadRow(0u, b, p.nq, q0 + i / D4, h, i % D4) * p.scale;
-  }
+  // Q tile, scaled once here instead of per score.
+  ${loadTile("qs", "qBuf", "p.qOff", "p.qStride", "p.nq", "q0", bq, " * p.scale")}
 
   var m = ${NEG_BIG};  // running max of row lid (threads lid < BQ own one row each)
   var l = 0.0;         // running sum of exp(s - m) of that row
-  var acc: array<vec4<f32>, ${4 * c}>;  // O rows ty + 8r, vec4 columns tx + 8i: [r * C + i]
-  for (var i = 0u; i < 4u * C; i++) { acc[i] = vec4<f32>(0.0); }
+${R.map((r) => I.map((i) => `  var o${r}_${i} = vec4<f32>(0.0);`).join("\n")).join("\n")}
 
   for (var k0 = 0u; k0 < p.nk; k0 += BK) {
     workgroupBarrier();  // the previous tile's P V is done with kvs and ss
-    for (var i = lid; i < BK * D4; i += ${THREADS}u) {
-      kvs[i] = loadRow(1u, b, p.nk, k0 + i / D4, h, i % D4);
-    }
+    ${loadTile("kvs", "kBuf", "p.kOff", "p.kStride", "p.nk", "k0", bk)}
     workgroupBarrier();
 
-    // S = Qs Ks^T for rows ty + 8r, keys tx + 8j.
-    var s: array<f32, ${4 * kpt}>;
-    for (var i = 0u; i < 4u * KPT; i++) { s[i] = 0.0; }
+    // S = Qs Ks^T: each thread a rows x keys block, each vec4 read feeding several dots.
+${R.map((r) => J.map((j) => `    var s${r}_${j} = 0.0;`).join("\n")).join("\n")}
     for (var d = 0u; d < p.d4n; d++) {
-      var qv: array<vec4<f32>, 4>;
-      for (var r = 0u; r < 4u; r++) { qv[r] = qs[(ty + 8u * r) * D4 + d]; }
-      for (var j = 0u; j < KPT; j++) {
-        let kv = kvs[(tx + 8u * j) * D4 + d];
-        for (var r = 0u; r < 4u; r++) { s[r * KPT + j] += dot(qv[r], kv); }
-      }
+${unroll(rows, (r) => `      let q${r} = qs[(ty + ${8 * r}u) * D4 + d];`)}
+${unroll(keys, (j) => `      let k${j} = kvs[(tx + ${8 * j}u) * D4 + d];`)}
+${R.map((r) => J.map((j) => `      s${r}_${j} += dot(q${r}, k${j});`).join("\n")).join("\n")}
     }
-    for (var r = 0u; r < 4u; r++) {
-      let row = ty + 8u * r;
-      let n = q0 + row;
-      for (var j = 0u; j < KPT; j++) {
-        let key = tx + 8u * j;
-        let kj = k0 + key;
-        var sv = ${NEG_BIG};
-        if (kj < p.nk) {
-          var sc = s[r * KPT + j];
-          ${addBias}
-          sv = sc;
-        }
-        ss[row * BK + key] = sv;
-      }
+${
+      relPos
+        ? unroll(keys, (j) => `    let kh${j} = u32((f32(k0 + tx + ${8 * j}u) + 0.5) * p.invKW);`)
+        : ""
     }
+${R.map((r) => J.map((j) => `    ${score(r, j)}`).join("\n")).join("\n")}
     workgroupBarrier();  // scores complete; kvs free for V
 
     // Online softmax, one thread per row: new max, rescale factor, probabilities.
+    let kn = min(BK, p.nk - k0);
     if (lid < BQ) {
-      let kn = min(BK, p.nk - k0);
       var tmax = m;
       for (var j = 0u; j < kn; j++) { tmax = max(tmax, ss[lid * BK + j]); }
       let corr = exp(m - tmax);
       var sum = 0.0;
-      for (var j = 0u; j < BK; j++) {
-        var pj = 0.0;
-        if (j < kn) { pj = exp(ss[lid * BK + j] - tmax); }
+      for (var j = 0u; j < kn; j++) {
+        let pj = exp(ss[lid * BK + j] - tmax);
         ss[lid * BK + j] = pj;
         sum += pj;
       }
@@ -192,53 +219,62 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
       m = tmax;
       rowCorr[lid] = corr;
     }
-    for (var i = lid; i < BK * D4; i += ${THREADS}u) {
-      kvs[i] = loadRow(2u, b, p.nk, k0 + i / D4, h, i % D4);
-    }
+    ${loadTile("kvs", "vBuf", "p.vOff", "p.vStride", "p.nk", "k0", bk)}
     workgroupBarrier();
 
-    // O = O * corr + P Vs.
-    var pr: array<f32, 4>;
-    for (var r = 0u; r < 4u; r++) {
-      let corr = rowCorr[ty + 8u * r];
-      for (var i = 0u; i < C; i++) { acc[r * C + i] *= corr; }
+    // O = O * corr + P Vs: each thread a rows x c-vec4 block.
+${
+      unroll(rows, (r) =>
+        `    let c${r} = rowCorr[ty + ${8 * r}u];\n` +
+        unroll(c, (i) => `    o${r}_${i} *= c${r};`))
     }
-    let kn = min(BK, p.nk - k0);
     for (var j = 0u; j < kn; j++) {
-      for (var r = 0u; r < 4u; r++) { pr[r] = ss[(ty + 8u * r) * BK + j]; }
-      for (var i = 0u; i < C; i++) {
-        let vv = kvs[j * D4 + tx + 8u * i];
-        for (var r = 0u; r < 4u; r++) { acc[r * C + i] += pr[r] * vv; }
-      }
+${unroll(rows, (r) => `      let p${r} = ss[(ty + ${8 * r}u) * BK + j];`)}
+${unroll(c, (i) => `      let v${i} = kvs[j * D4 + tx + ${8 * i}u];`)}
+${R.map((r) => I.map((i) => `      o${r}_${i} += p${r} * v${i};`).join("\n")).join("\n")}
     }
   }
 
   if (lid < BQ) { rowInv[lid] = 1.0 / l; }
   workgroupBarrier();
-  let outStride = p.heads * p.headDim;
-  for (var r = 0u; r < 4u; r++) {
-    let row = ty + 8u * r;
-    let n = q0 + row;
-    if (n >= p.nq) { continue; }
-    let inv = rowInv[row];
-    let base = (b * p.nq + n) * outStride + h * p.headDim;
-    for (var i = 0u; i < C; i++) {
-      let col = tx + 8u * i;
-      let o = acc[r * C + i] * inv;
-      for (var e = 0u; e < 4u; e++) {
-        let d = col * 4u + e;
-        if (d < p.headDim) { outBuf[base + d] = o[e]; }
-      }
+${
+      unroll(rows, (r) =>
+        `  if (q0 + ty + ${8 * r}u < p.nq) {
+    let inv = rowInv[ty + ${8 * r}u];
+    let base = (b * p.nq + q0 + ty + ${8 * r}u) * p.heads * p.headDim + h * p.headDim;
+${unroll(c, (i) => store(r, i))}
+  }`)
     }
-  }
 }`,
   };
 }
 
-/** The variants, built once: index [relPos ? 1 : 0][C - 1]. */
-const SPECS: KernelSpec[][] = [false, true].map((rel) =>
-  [1, 2, 3, 4].map((c) => attentionSpec(c, rel))
-);
+/** Variants, built on first use and kept (the name is the pipeline cache key). */
+const SPECS = new Map<string, KernelSpec>();
+
+/**
+ * Picks the register block: 4 query rows per thread (BQ 32) unless there are at most 8
+ * queries (decoder prompt tokens: BQ 8, so 7 queries do not pay for 32); 4 keys per thread
+ * (BK 32) where the tiles fit 32 KB (headDim <= 64), 2 for larger heads, 1 (BK 8) where
+ * there are at most 8 keys (decoder image-to-token attention).
+ */
+function specFor(headDim: number, nq: number, nk: number, v4: boolean, relPos: boolean) {
+  const c = Math.ceil(headDim / 32);
+  const vt: Variant = {
+    c,
+    rows: nq <= 8 ? 1 : 4,
+    keys: nk <= 8 ? 1 : c <= 2 ? 4 : 2,
+    v4,
+    relPos,
+  };
+  const key = JSON.stringify(vt);
+  let spec = SPECS.get(key);
+  if (!spec) {
+    spec = attentionSpec(vt);
+    SPECS.set(key, spec);
+  }
+  return { spec, bq: 8 * vt.rows };
+}
 
 function checkView(label: string, v: HeadsView, dims: AttentionDims, tokens: number): void {
   const { batch, heads, headDim } = dims;
@@ -290,6 +326,10 @@ export function attention(
   if (!Number.isFinite(scale)) throw new Error(`attention: scale ${scale} is not finite`);
   const rel = opts.relPos;
   if (rel) {
+    if (nk > 1 << 20) {
+      // The shader splits key indices into (kh, kw) in float32; exact below 2^20.
+      throw new Error(`attention: relPos with nk ${nk} > 2^20 is not supported`);
+    }
     if (rel.kH * rel.kW !== nk) {
       throw new Error(`attention: relPos kH*kW = ${rel.kH}*${rel.kW} != nk ${nk}`);
     }
@@ -315,14 +355,17 @@ export function attention(
   if (inputs.some((t) => t.buffer === out.buffer)) {
     throw new Error("attention: out must not share a buffer with q, k, v or relPos");
   }
-  const c = Math.ceil(headDim / 32);
-  const spec = SPECS[rel ? 1 : 0][c - 1];
-  const nqb = Math.ceil(nq / BQ);
+  // vec4 access needs every row start on a 16-byte boundary.
+  const v4 = [headDim, q.offset, q.rowStride, k.offset, k.rowStride, v.offset, v.rowStride]
+    .every((x) => x % 4 === 0);
+  const { spec, bq } = specFor(headDim, nq, nk, v4, rel !== undefined);
+  const nqb = Math.ceil(nq / bq);
   const params = new Params()
     .u32(batch, heads, headDim, nq, nk)
     .u32(q.offset, q.rowStride, k.offset, k.rowStride, v.offset, v.rowStride)
     .f32(scale)
     .u32(nqb, Math.ceil(headDim / 4), rel?.kH ?? 1, rel?.kW ?? 1)
+    .f32(1 / (rel?.kW ?? 1))
     .build();
   const buffers = [q.tensor.buffer, k.tensor.buffer, v.tensor.buffer];
   if (rel) buffers.push(rel.relH.buffer, rel.relW.buffer);

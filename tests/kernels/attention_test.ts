@@ -178,6 +178,8 @@ Deno.test("attention: tiny and awkward shapes match the float64 reference", asyn
     { batch: 1, heads: 1, headDim: 1, nq: 3, nk: 2 },
     { batch: 2, heads: 3, headDim: 5, nq: 33, nk: 17, pad: 3 },
     { batch: 1, heads: 2, headDim: 80, nq: 40, nk: 70, pad: 1 },
+    { batch: 1, heads: 2, headDim: 80, nq: 40, nk: 70 }, // vec4 path, partial last column
+    { batch: 2, heads: 1, headDim: 36, nq: 8, nk: 8 }, // one query block, one key tile
     { batch: 3, heads: 1, headDim: 128, nq: 5, nk: 35 },
     { batch: 1, heads: 2, headDim: 33, nq: 65, nk: 65, fused: true, pad: 2 },
     { batch: 2, heads: 4, headDim: 64, nq: 31, nk: 31, fused: true },
@@ -272,9 +274,9 @@ Deno.test("attention: ViT windowed shapes (25 windows x 196 tokens, rel pos)", a
 });
 
 Deno.test("attention: ViT global attention over 4096 tokens with rel pos (sampled rows)", async () => {
-  // One head of ViT-H's global block (64x64 grid, headDim 80): 4096 x 4096 scores would be
-  // 64 MB per head; the kernel streams them.
-  const c: Case = { batch: 1, heads: 1, headDim: 80, nq: 4096, nk: 4096, rel: { kH: 64, kW: 64 } };
+  // One head of ViT-B/L's global block (64x64 grid, headDim 64; headDim 80 is covered by
+  // the windowed test): 4096 x 4096 scores would be 64 MB per head; the kernel streams them.
+  const c: Case = { batch: 1, heads: 1, headDim: 64, nq: 4096, nk: 4096, rel: { kH: 64, kW: 64 } };
   const b = build(c, 700);
   const got = await run(c, b).read();
   assertRows(got, c, b, sampleRows(c, 24, 70), ATOL);
