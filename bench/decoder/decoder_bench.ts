@@ -45,7 +45,7 @@ if (ready) {
   for (const [name, prompts, output] of cases) {
     Deno.bench({
       name: `decoder sam-mini: ${name}`,
-      n: prompts.length > 1 ? 1 : 3,
+      n: 1,
       warmup: 0,
       async fn(t) {
         t.start();
