@@ -1,0 +1,47 @@
+/**
+ * conv2d (im2col + linear) on the encoder's real shapes: ViT-B's patch embedding (3x1024x1024
+ * CHW, 16x16 stride 16, 768 out) and the neck's 3x3 pad-1 conv (64x64x256 HWC, 256 out).
+ */
+import { getContext } from "../../src/gpu/context.ts";
+import { emptyTensor, tensorFrom } from "../../src/gpu/tensor.ts";
+import { conv2d } from "../../src/kernels/conv2d.ts";
+import { benchKernel } from "../util.ts";
+
+const ctx = await getContext();
+const fill = (n: number) =>
+  Float32Array.from({ length: n }, (_, i) => ((i * 7919) % 200) / 100 - 1);
+
+const image = tensorFrom(ctx, fill(3 * 1024 * 1024), [3, 1024, 1024]);
+const patchW = tensorFrom(ctx, fill(768 * 3 * 16 * 16), [768, 3, 16, 16]);
+const patchB = tensorFrom(ctx, fill(768), [768]);
+const patchOut = emptyTensor(ctx, [64, 64, 768]);
+const patchCols = emptyTensor(ctx, [4096, 768]);
+benchKernel({
+  name: "conv2d patch embed 3x1024x1024 -> 64x64x768 (16x16/16)",
+  ctx,
+  flops: 2 * 4096 * 768 * 768,
+  run: () =>
+    conv2d(ctx, image, "chw", patchW, patchB, {
+      stride: 16,
+      padding: 0,
+      out: patchOut,
+      scratch: patchCols,
+    }),
+});
+
+const tokens = tensorFrom(ctx, fill(64 * 64 * 256), [64, 64, 256]);
+const neckW = tensorFrom(ctx, fill(256 * 256 * 9), [256, 256, 3, 3]);
+const neckOut = emptyTensor(ctx, [64, 64, 256]);
+const neckCols = emptyTensor(ctx, [4096, 2304]);
+benchKernel({
+  name: "conv2d neck 3x3 pad 1, 64x64x256 -> 256",
+  ctx,
+  flops: 2 * 4096 * 2304 * 256,
+  run: () =>
+    conv2d(ctx, tokens, "hwc", neckW, null, {
+      stride: 1,
+      padding: 1,
+      out: neckOut,
+      scratch: neckCols,
+    }),
+});
