@@ -424,9 +424,16 @@ export interface EncodedImage {
   inputSize: [number, number];
 }
 
-/** SamPredictor.set_image: preprocess the pixels and run the encoder. */
-export function encodeImage(encoder: ImageEncoder, image: RgbImage): EncodedImage {
+/**
+ * SamPredictor.set_image: preprocess the pixels (RGB or RGBA, alpha ignored) and record the
+ * encoder pass. The embedding is ready to read or to hand to the decoder (same GpuContext).
+ */
+export function encodeImage(
+  encoder: ImageEncoder,
+  image: RgbImage,
+  opts: EncodeOptions = {},
+): EncodedImage {
   const pre = preprocessImage(image, encoder.arch.imgSize);
-  const embedding = encoder.encode(pre.tensor);
+  const embedding = encoder.encode(pre.tensor, opts);
   return { embedding, originalSize: pre.originalSize, inputSize: pre.inputSize };
 }

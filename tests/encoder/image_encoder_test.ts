@@ -10,7 +10,9 @@
  * sam-mini (1024 input, the real models' token grid and windows) is the expensive one: it is
  * encoded once, from its image.png through our preprocessing, after checking that this
  * preprocessing reproduces input_tensor.npy bit for bit, so that one run serves both the
- * per-stage checks and the end-to-end check.
+ * per-stage checks and the end-to-end check. The ONNX oracle runs on sam-tiny; on sam-mini
+ * only with WGSAM_ENCODER_ORACLE_MINI=1 (onnxruntime-web's wasm needs over 15 minutes for
+ * that encoder on a loaded 2-core machine).
  */
 import assert from "node:assert/strict";
 import * as ort from "onnxruntime-web";
@@ -236,7 +238,6 @@ Deno.test("sam-mini: image.png -> preprocessing -> every stage and the embedding
       label: "image.png end to end",
     });
     if (Deno.env.get("WGSAM_ENCODER_ORACLE_MINI") === "1") {
-      // Off by default: ONNX Runtime's wasm needs minutes for this encoder on 2 cores.
       const onnx = await onnxEmbedding(dir!, pre.tensor, arch.imgSize);
       assertClose(stages.get("image_embeddings")!, onnx, {
         ...STAGE_TOL,
