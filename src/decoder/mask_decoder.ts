@@ -263,128 +263,133 @@ export class SamDecoder {
     const T = this.numMaskTokens, B = frames.length;
     const scratch = new Scratch(ctx);
     const t = <X extends Tensor>(x: X) => scratch.t(x);
-    // Tokens (B, Nt, D): iou token, mask tokens, sparse prompt embeddings.
-    const nSparse = sparseTokenCount(frames[0]);
-    const nt = 1 + T + nSparse;
-    const tokens = new Float32Array(B * nt * D);
-    frames.forEach((fp, b) => {
-      tokens.set(this.outputTokens, b * nt * D);
-      tokens.set(this.promptEncoder.sparse(fp), (b * nt + 1 + T) * D);
-    });
-    const queryPe = t(tensorFrom(ctx, tokens, [B, nt, D], "decoder.tokens"));
-    // keys (B, HW, D): image + dense prompt embedding, repeated per prompt.
-    const src = t(stridedCopy(ctx, srcNoMask, { offset: 0, shape: [B, hw * D], strides: [0, 1] }))
-      .reshape([B, hw, D]);
-    maskInputs.forEach((m, b) => {
-      if (!m) return;
-      const side = this.lowResSize;
-      const mask = t(tensorFrom(ctx, m, [1, side, side], "decoder.mask_input"));
-      const dense = t(this.promptEncoder.embedMask(mask, scratch.list)); // (HW, D)
-      const withImage = t(add(ctx, imageTokens, dense));
-      ctx.copy(withImage.buffer, 0, src.buffer, b * hw * D * 4, hw * D * 4);
-    });
-    // The dense PE (HW, D) is broadcast over the batch by `add`, never repeated.
-    const pe = this.promptEncoder.densePeGpu(); // (HW, D)
-    const anyMask = maskInputs.some((m) => m !== undefined);
-    const { queries, keys } = this.transformer.forward(
-      queryPe,
-      src,
-      pe,
-      anyMask ? undefined : srcNoMask,
-    );
-    t(queries);
-    t(keys);
-    // Output upscaling: (B, s, s, D) -> (B, 2s, 2s, D/4) -> LN2d, GELU -> (B, 4s, 4s, D/8), GELU,
-    // as two GEMMs in block pixel order: every step is per pixel, so the pixels are put in
-    // image order once, on the (much smaller) low-res masks below.
-    const up1 = t(convTranspose2dGemm(ctx, keys.reshape([B, s, s, D]), this.upscale0, {
-      pixelOrder: "blocks",
-    })); // (B, s, s, 2, 2, D/4)
-    const c4 = this.upscale0.cout;
-    const up1n = t(layerNorm(ctx, up1, this.upscaleNorm.w, this.upscaleNorm.b, LN2D_EPS));
-    const up1g = t(activation(ctx, up1n, "gelu")).reshape([B, 4 * hw, 1, c4]);
-    const up2 = t(convTranspose2dGemm(ctx, up1g, this.upscale3, {
-      activation: "gelu",
-      pixelOrder: "blocks",
-    })); // (B, 4 HW, 1, 2, 2, D/8) = (b, i, j, di, dj, di', dj', c)
-    const c8 = this.upscale3.cout;
-    // Hypernetworks: the T mask tokens' rows (B, T*D) through the block-diagonal MLP -> (B, T, D/8).
-    let h = t(stridedCopy(ctx, queries, { offset: D, shape: [B, T * D], strides: [nt * D, 1] }));
-    this.hyper.forEach((l, j) => {
-      h = t(linear(ctx, h, l.w, l.b, { activation: j < this.hyper.length - 1 ? "relu" : "none" }));
-    });
-    const low = 16 * hw;
-    const blocks = t(matmul(ctx, h.reshape([B, T, c8]), up2.reshape([B, low, c8]), {
-      transposeB: true,
-    })); // (B, T, 16 HW), pixels in block order (i, j, di, dj, di', dj')
-    // IoU head on the iou token (B, D) -> (B, T).
-    let q = t(stridedCopy(ctx, queries, { offset: 0, shape: [B, D], strides: [nt * D, 1] }));
-    this.iouHead.forEach((l, j) => {
-      q = t(
-        linear(ctx, q, l.w, l.b, { activation: j < this.iouHead.length - 1 ? "relu" : "none" }),
-      );
-    });
-    // The returned tokens: 1..T-1 (multimask), 0 (single) or all.
-    const [first, count] = mode === "multi" ? [1, T - 1] : mode === "single" ? [0, 1] : [0, T];
-    const picked = count === T ? blocks : t(stridedCopy(ctx, blocks, {
-      offset: first * low,
-      shape: [B, count, low],
-      strides: [T * low, low, 1],
-    })); // (B, C, 16 HW)
-    // Block order to image order, pixel (4i + 2di + di', 4j + 2dj + dj'): first
-    // (p, i, j, di, dj, e) -> (p, i, di, j, dj, e) with e = (di', dj'), then within each row
-    // (p, i, di): (j, dj, di', dj') -> (di', j, dj, dj').
-    const planes = B * count;
-    const rows = t(stridedCopy(ctx, picked, {
-      offset: 0,
-      shape: [planes * s, 2, s, 8],
-      strides: [16 * s, 8, 16, 1],
-    }));
-    const selected = t(stridedCopy(ctx, rows, {
-      offset: 0,
-      shape: [planes * s * 2, 2, 2 * s, 2],
-      strides: [8 * s, 2, 4, 1],
-    })).reshape([B, count, low]);
-    const lowRes = await selected.read();
-    const iouAll = await q.read();
-    const results: DecoderResult[] = [];
-    for (let b = 0; b < B; b++) {
-      results.push({
-        count,
-        lowRes: lowRes.slice(b * count * low, (b + 1) * count * low),
-        iou: iouAll.slice(b * T + first, b * T + first + count),
+    try {
+      // Tokens (B, Nt, D): iou token, mask tokens, sparse prompt embeddings.
+      const nSparse = sparseTokenCount(frames[0]);
+      const nt = 1 + T + nSparse;
+      const tokens = new Float32Array(B * nt * D);
+      frames.forEach((fp, b) => {
+        tokens.set(this.outputTokens, b * nt * D);
+        tokens.set(this.promptEncoder.sparse(fp), (b * nt + 1 + T) * D);
       });
-    }
-    const output = opts.output ?? "masks";
-    if (output !== "none") {
-      const inputSize = preprocessShape(
-        opts.originalSize[0],
-        opts.originalSize[1],
-        this.arch.imgSize,
+      const queryPe = t(tensorFrom(ctx, tokens, [B, nt, D], "decoder.tokens"));
+      // keys (B, HW, D): image + dense prompt embedding, repeated per prompt.
+      const src = t(stridedCopy(ctx, srcNoMask, { offset: 0, shape: [B, hw * D], strides: [0, 1] }))
+        .reshape([B, hw, D]);
+      maskInputs.forEach((m, b) => {
+        if (!m) return;
+        const side = this.lowResSize;
+        const mask = t(tensorFrom(ctx, m, [1, side, side], "decoder.mask_input"));
+        const dense = t(this.promptEncoder.embedMask(mask, scratch.list)); // (HW, D)
+        const withImage = t(add(ctx, imageTokens, dense));
+        ctx.copy(withImage.buffer, 0, src.buffer, b * hw * D * 4, hw * D * 4);
+      });
+      // The dense PE (HW, D) is broadcast over the batch by `add`, never repeated.
+      const pe = this.promptEncoder.densePeGpu(); // (HW, D)
+      const anyMask = maskInputs.some((m) => m !== undefined);
+      const { queries, keys } = this.transformer.forward(
+        queryPe,
+        src,
+        pe,
+        anyMask ? undefined : srcNoMask,
       );
-      const side = this.lowResSize;
-      await samPostprocessRead(
-        ctx,
-        selected.reshape([B, count, side, side]),
-        {
-          imgSize: this.arch.imgSize,
-          inputSize,
-          originalSize: opts.originalSize,
-        },
-        output,
-        (plane, masksOut, logitsOut) => {
-          const r = results[Math.floor(plane / count)];
-          if (masksOut) (r.masks ??= []).push(masksOut);
-          if (logitsOut) {
-            const [oh, ow] = opts.originalSize;
-            r.logits ??= new Float32Array(count * oh * ow);
-            r.logits.set(logitsOut, (plane % count) * oh * ow);
-          }
-        },
-      );
+      t(queries);
+      t(keys);
+      // Output upscaling: (B, s, s, D) -> (B, 2s, 2s, D/4) -> LN2d, GELU -> (B, 4s, 4s, D/8), GELU,
+      // as two GEMMs in block pixel order: every step is per pixel, so the pixels are put in
+      // image order once, on the (much smaller) low-res masks below.
+      const up1 = t(convTranspose2dGemm(ctx, keys.reshape([B, s, s, D]), this.upscale0, {
+        pixelOrder: "blocks",
+      })); // (B, s, s, 2, 2, D/4)
+      const c4 = this.upscale0.cout;
+      const up1n = t(layerNorm(ctx, up1, this.upscaleNorm.w, this.upscaleNorm.b, LN2D_EPS));
+      const up1g = t(activation(ctx, up1n, "gelu")).reshape([B, 4 * hw, 1, c4]);
+      const up2 = t(convTranspose2dGemm(ctx, up1g, this.upscale3, {
+        activation: "gelu",
+        pixelOrder: "blocks",
+      })); // (B, 4 HW, 1, 2, 2, D/8) = (b, i, j, di, dj, di', dj', c)
+      const c8 = this.upscale3.cout;
+      // Hypernetworks: the T mask tokens' rows (B, T*D) through the block-diagonal MLP -> (B, T, D/8).
+      let h = t(stridedCopy(ctx, queries, { offset: D, shape: [B, T * D], strides: [nt * D, 1] }));
+      this.hyper.forEach((l, j) => {
+        h = t(
+          linear(ctx, h, l.w, l.b, { activation: j < this.hyper.length - 1 ? "relu" : "none" }),
+        );
+      });
+      const low = 16 * hw;
+      const blocks = t(matmul(ctx, h.reshape([B, T, c8]), up2.reshape([B, low, c8]), {
+        transposeB: true,
+      })); // (B, T, 16 HW), pixels in block order (i, j, di, dj, di', dj')
+      // IoU head on the iou token (B, D) -> (B, T).
+      let q = t(stridedCopy(ctx, queries, { offset: 0, shape: [B, D], strides: [nt * D, 1] }));
+      this.iouHead.forEach((l, j) => {
+        q = t(
+          linear(ctx, q, l.w, l.b, { activation: j < this.iouHead.length - 1 ? "relu" : "none" }),
+        );
+      });
+      // The returned tokens: 1..T-1 (multimask), 0 (single) or all.
+      const [first, count] = mode === "multi" ? [1, T - 1] : mode === "single" ? [0, 1] : [0, T];
+      const picked = count === T ? blocks : t(stridedCopy(ctx, blocks, {
+        offset: first * low,
+        shape: [B, count, low],
+        strides: [T * low, low, 1],
+      })); // (B, C, 16 HW)
+      // Block order to image order, pixel (4i + 2di + di', 4j + 2dj + dj'): first
+      // (p, i, j, di, dj, e) -> (p, i, di, j, dj, e) with e = (di', dj'), then within each row
+      // (p, i, di): (j, dj, di', dj') -> (di', j, dj, dj').
+      const planes = B * count;
+      const rows = t(stridedCopy(ctx, picked, {
+        offset: 0,
+        shape: [planes * s, 2, s, 8],
+        strides: [16 * s, 8, 16, 1],
+      }));
+      const selected = t(stridedCopy(ctx, rows, {
+        offset: 0,
+        shape: [planes * s * 2, 2, 2 * s, 2],
+        strides: [8 * s, 2, 4, 1],
+      })).reshape([B, count, low]);
+      const lowRes = await selected.read();
+      const iouAll = await q.read();
+      const results: DecoderResult[] = [];
+      for (let b = 0; b < B; b++) {
+        results.push({
+          count,
+          lowRes: lowRes.slice(b * count * low, (b + 1) * count * low),
+          iou: iouAll.slice(b * T + first, b * T + first + count),
+        });
+      }
+      const output = opts.output ?? "masks";
+      if (output !== "none") {
+        const inputSize = preprocessShape(
+          opts.originalSize[0],
+          opts.originalSize[1],
+          this.arch.imgSize,
+        );
+        const side = this.lowResSize;
+        await samPostprocessRead(
+          ctx,
+          selected.reshape([B, count, side, side]),
+          {
+            imgSize: this.arch.imgSize,
+            inputSize,
+            originalSize: opts.originalSize,
+          },
+          output,
+          (plane, masksOut, logitsOut) => {
+            const r = results[Math.floor(plane / count)];
+            if (masksOut) (r.masks ??= []).push(masksOut);
+            if (logitsOut) {
+              const [oh, ow] = opts.originalSize;
+              r.logits ??= new Float32Array(count * oh * ow);
+              r.logits.set(logitsOut, (plane % count) * oh * ow);
+            }
+          },
+        );
+      }
+      return results;
+    } finally {
+      scratch.flush();
     }
-    scratch.flush();
-    return results;
   }
 
   dispose(): void {

@@ -209,6 +209,29 @@ Deno.test("sam-mini decoder (width 256) matches the ONNX exports on a point and 
   await checkAgainstOnnx("sam-mini", 77, { only: [1, 5], secondPass: false });
 });
 
+Deno.test("a mask-only prompt and an empty prompt run with no sparse tokens, as SamPredictor allows", async () => {
+  const dir = fixtureDir("sam-tiny")!;
+  const { decoder, embedding } = await openDecoder(dir, "sam-tiny");
+  const mask = (await loadGolden(dir, "mask_refine_mask_input.npy")).data as Float32Array;
+  try {
+    const [withMask, empty] = await decoder.predict(embedding, [{ maskInput: mask }, {}], {
+      originalSize: [107, 160],
+      multimask: true,
+    });
+    for (const r of [withMask, empty]) {
+      assert.equal(r.count, 3);
+      assert.equal(r.lowRes.length, 3 * 64 * 64);
+      assert.ok(r.lowRes.every(Number.isFinite) && r.iou.every(Number.isFinite));
+      assert.equal(r.masks!.length, 3);
+    }
+    // The mask prompt changes the answer.
+    assert.ok(withMask.lowRes.some((v, i) => Math.abs(v - empty.lowRes[i]) > 1e-3));
+  } finally {
+    decoder.dispose();
+    embedding.destroy();
+  }
+});
+
 Deno.test("decoder refuses bad prompts with clear errors", async () => {
   const { decoder, embedding } = await openDecoder(fixtureDir("sam-tiny")!, "sam-tiny");
   const bad = async (p: DecoderPrompt, re: RegExp) =>
