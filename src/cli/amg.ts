@@ -14,7 +14,8 @@
  */
 import { AutomaticMaskGenerator, type MaskRecord } from "../amg/automatic_mask_generator.ts";
 import type { AmgProgress } from "../amg/automatic_mask_generator.ts";
-import { ModelMaskSource, type SamGpuBackend } from "../amg/model_source.ts";
+import { ModelMaskSource } from "../amg/model_source.ts";
+import { SamModelBackend } from "../amg/sam_backend.ts";
 import { encodeMaskPng, readImageFile } from "../image.ts";
 
 const USAGE = `Usage: deno task amg --input <image or folder> --output <dir> [options]
@@ -242,16 +243,6 @@ function progressDisplay(label: string, quiet: boolean): ProgressDisplay {
   };
 }
 
-/** Loads the model backend (imported lazily: only a run that gets this far needs the model). */
-async function loadBackend(model: string): Promise<SamGpuBackend & { dispose(): void }> {
-  // A computed specifier, while src/amg/sam_backend.ts's encoder and decoder are being written.
-  const path = "../amg/sam_backend.ts";
-  const mod = await import(path) as {
-    SamModelBackend: { load(source: string): Promise<SamGpuBackend & { dispose(): void }> };
-  };
-  return await mod.SamModelBackend.load(model);
-}
-
 export async function main(argv: readonly string[]): Promise<number> {
   let args: AmgCliArgs;
   let targets: string[];
@@ -297,9 +288,9 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 
   if (!args.quiet) console.log(`Loading model ${args.model}...`);
-  let backend: SamGpuBackend & { dispose(): void };
+  let backend: SamModelBackend;
   try {
-    backend = await loadBackend(args.model);
+    backend = await SamModelBackend.load(args.model);
   } catch (e) {
     console.error(`amg: error: could not load the model: ${(e as Error).message}`);
     return 1;

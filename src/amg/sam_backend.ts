@@ -1,0 +1,99 @@
+/**
+ * Our SAM on the GPU (src/encoder ImageEncoder + src/decoder SamDecoder) as the automatic
+ * mask generator's model: `SamGpuBackend` for `ModelMaskSource`.
+ *
+ * The decoder hands its low-res logits back as host arrays (SamDecoder.predict), so they are
+ * uploaded again here for the GPU postprocess and statistics: 3 x 256 x 256 floats a point
+ * for the real models. A decoder entry point that leaves them on the GPU would save that
+ * round trip; nothing else in the generator's per-mask work touches the CPU.
+ */
+import { getContext, type GpuContext } from "../gpu/context.ts";
+import { type Tensor, tensorFrom } from "../gpu/tensor.ts";
+import { encodeImage, ImageEncoder } from "../encoder/image_encoder.ts";
+import { SamDecoder } from "../decoder/mask_decoder.ts";
+import { loadSam } from "../weights/load.ts";
+import { resolveModel } from "../weights/registry.ts";
+import type { SamArch, StateDict } from "../weights/types.ts";
+import type { SamGpuBackend } from "./model_source.ts";
+
+export class SamModelBackend implements SamGpuBackend {
+  private embedding: Tensor | null = null;
+  private size: [number, number] = [0, 0];
+
+  private constructor(
+    readonly ctx: GpuContext,
+    readonly arch: SamArch,
+    readonly encoder: ImageEncoder,
+    readonly decoder: SamDecoder,
+    /** Where the weights came from (checkpoint path). */
+    readonly source: string,
+  ) {}
+
+  get imgSize(): number {
+    return this.arch.imgSize;
+  }
+
+  /** A registry name ("sam-tiny", "vit_b", ...) or a checkpoint path (.pth / .safetensors). */
+  static async load(source: string): Promise<SamModelBackend> {
+    const path = await resolveModel(source);
+    const { sd, arch } = await loadSam(path);
+    return SamModelBackend.fromStateDict(await getContext(), sd, arch, path);
+  }
+
+  /** From weights already in memory (`source` names them in messages). */
+  static fromStateDict(
+    ctx: GpuContext,
+    sd: StateDict,
+    arch: SamArch,
+    source = "state dict",
+  ): SamModelBackend {
+    const encoder = ImageEncoder.fromStateDict(ctx, sd, arch);
+    const decoder = SamDecoder.create(ctx, sd, arch);
+    return new SamModelBackend(ctx, arch, encoder, decoder, source);
+  }
+
+  setImage(image: { width: number; height: number; data: Uint8Array }): Promise<void> {
+    this.embedding?.destroy();
+    this.embedding = null;
+    const encoded = encodeImage(this.encoder, {
+      width: image.width,
+      height: image.height,
+      channels: 3,
+      data: image.data,
+    });
+    this.embedding = encoded.embedding;
+    this.size = [image.height, image.width];
+    return Promise.resolve();
+  }
+
+  async decodePoints(points: Float32Array, n: number) {
+    if (!this.embedding) throw new Error("SamModelBackend: setImage first");
+    const prompts = Array.from({ length: n }, (_, i) => ({
+      points: [[points[2 * i], points[2 * i + 1]] as const],
+      labels: [1],
+      multimask: true,
+    }));
+    const results = await this.decoder.predict(this.embedding, prompts, {
+      originalSize: this.size,
+      multimask: true,
+      output: "none",
+    });
+    const side = this.decoder.lowResSize, plane = side * side;
+    const count = results[0]?.count ?? 3;
+    const low = new Float32Array(n * count * plane);
+    const iou = new Float32Array(n * count);
+    results.forEach((r, i) => {
+      low.set(r.lowRes, i * count * plane);
+      iou.set(r.iou, i * count);
+    });
+    const lowRes = tensorFrom(this.ctx, low, [n, count, side, side], "amg.low_res");
+    return { lowRes, iou };
+  }
+
+  dispose(): void {
+    this.embedding?.destroy();
+    this.embedding = null;
+    this.encoder.dispose();
+    this.decoder.dispose();
+  }
+}
