@@ -62,12 +62,18 @@ export interface DecoderOptions {
   output?: "masks" | "logits" | "both" | "none";
   /** Return all mask tokens (0 = single, 1..3 = multimask), as the ONNX export does. */
   allTokens?: boolean;
+  /**
+   * Keep the low-res logits on the GPU: a tensor of (N, C, 4s, 4s) for the N prompts (all
+   * with the same C), filled in prompt order; each result's `lowRes` is then empty (not read
+   * back). For consumers that postprocess on the GPU themselves (the AMG).
+   */
+  lowResOut?: Tensor;
 }
 
 export interface DecoderResult {
   /** Mask count C: 3 (multimask), 1 (single) or 4 (allTokens). */
   count: number;
-  /** (C, 4s, 4s) low-res logits, to feed back as `maskInput`. */
+  /** (C, 4s, 4s) low-res logits, to feed back as `maskInput` (empty with `lowResOut`). */
   lowRes: Float32Array;
   /** (C) predicted IoU. */
   iou: Float32Array;
@@ -204,6 +210,25 @@ export class SamDecoder {
         `decoder: image embedding [${embedding.shape}] must be (1, ${D}, ${s}, ${s})`,
       );
     }
+    if (opts.lowResOut) {
+      const counts = new Set(
+        prompts.map((p) =>
+          opts.allTokens
+            ? this.numMaskTokens
+            : (p.multimask ?? opts.multimask ?? defaultMultimask(p))
+            ? this.numMaskTokens - 1
+            : 1
+        ),
+      );
+      const c = counts.size === 1 ? [...counts][0] : -1;
+      const need = prompts.length * c * this.lowResSize * this.lowResSize;
+      if (c < 0 || opts.lowResOut.size !== need) {
+        throw new Error(
+          `decoder: lowResOut [${opts.lowResOut.shape}] needs every prompt to return the same ` +
+            `number of masks and (N=${prompts.length}, C, ${this.lowResSize}, ${this.lowResSize}) elements`,
+        );
+      }
+    }
     const frames = prompts.map((p, i) =>
       toFramePrompt(p, opts.originalSize, this.arch.imgSize, this.lowResSize, i)
     );
@@ -234,6 +259,7 @@ export class SamDecoder {
         for (let start = 0; start < members.length; start += this.maxBatch) {
           const chunk = members.slice(start, start + this.maxBatch);
           const out = await this.runPass(
+            chunk,
             chunk.map((i) => frames[i]),
             chunk.map((i) => prompts[i].maskInput),
             imageTokens,
@@ -252,6 +278,7 @@ export class SamDecoder {
 
   /** One decoder pass over B prompts with the same token count. */
   private async runPass(
+    indices: number[],
     frames: FramePrompt[],
     maskInputs: (Float32Array | undefined)[],
     imageTokens: Tensor,
@@ -348,13 +375,26 @@ export class SamDecoder {
         shape: [planes * s * 2, 2, 2 * s, 2],
         strides: [8 * s, 2, 4, 1],
       })).reshape([B, count, low]);
-      const lowRes = await selected.read();
+      const planeBytes = count * low * 4;
+      if (opts.lowResOut) {
+        // Prompt b of this pass is prompt indices[b] of the call.
+        indices.forEach((index, b) =>
+          ctx.copy(
+            selected.buffer,
+            b * planeBytes,
+            opts.lowResOut!.buffer,
+            index * planeBytes,
+            planeBytes,
+          )
+        );
+      }
+      const lowRes = opts.lowResOut ? new Float32Array(0) : await selected.read();
       const iouAll = await q.read();
       const results: DecoderResult[] = [];
       for (let b = 0; b < B; b++) {
         results.push({
           count,
-          lowRes: lowRes.slice(b * count * low, (b + 1) * count * low),
+          lowRes: opts.lowResOut ? lowRes : lowRes.slice(b * count * low, (b + 1) * count * low),
           iou: iouAll.slice(b * T + first, b * T + first + count),
         });
       }

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import * as ort from "onnxruntime-web";
 import type { DecoderPrompt, DecoderResult } from "../../src/decoder/mask_decoder.ts";
 import { preprocessShape } from "../../src/decoder/transforms.ts";
-import type { Tensor } from "../../src/gpu/tensor.ts";
+import { emptyTensor, type Tensor } from "../../src/gpu/tensor.ts";
 import { assertClose } from "../util/compare.ts";
 import { fixtureDir, fixtureJson, loadGolden, skipIfMissing } from "../util/fixtures.ts";
 import { openDecoder } from "./decoder_fixture_check.ts";
@@ -227,6 +227,49 @@ Deno.test("a mask-only prompt and an empty prompt run with no sparse tokens, as 
     // The mask prompt changes the answer.
     assert.ok(withMask.lowRes.some((v, i) => Math.abs(v - empty.lowRes[i]) > 1e-3));
   } finally {
+    decoder.dispose();
+    embedding.destroy();
+  }
+});
+
+Deno.test("lowResOut keeps the low-res logits on the GPU in prompt order across passes", async () => {
+  const { ctx, decoder, embedding } = await openDecoder(fixtureDir("sam-tiny")!, "sam-tiny");
+  // Token counts 2, 3, 2, 4: three groups, so passes finish out of prompt order.
+  const prompts: DecoderPrompt[] = [
+    { points: [[20, 30]], labels: [1] },
+    { points: [[50, 60], [70, 10]], labels: [1, 0] },
+    { points: [[100, 90]], labels: [1] },
+    { box: [10, 10, 90, 80], points: [[40, 40], [60, 50]], labels: [1, 1] },
+  ];
+  const opts = { originalSize: [107, 160] as [number, number], multimask: true };
+  const out = emptyTensor(ctx, [4, 3, 64, 64], "low_res_out");
+  try {
+    const host = await decoder.predict(embedding, prompts, { ...opts, output: "none" });
+    const kept = await decoder.predict(embedding, prompts, {
+      ...opts,
+      output: "none",
+      lowResOut: out,
+    });
+    const gpu = await out.read();
+    host.forEach((r, i) => {
+      assert.equal(kept[i].lowRes.length, 0);
+      assert.deepEqual(kept[i].iou, r.iou);
+      assertClose(gpu.subarray(i * 3 * 4096, (i + 1) * 3 * 4096), r.lowRes, {
+        atol: 0,
+        label: `prompt ${i} low-res`,
+      });
+    });
+    await assert.rejects(
+      () =>
+        decoder.predict(embedding, [{ box: [1, 1, 9, 9] }, prompts[0]], {
+          ...opts,
+          multimask: undefined,
+          lowResOut: out,
+        }),
+      /same number of masks/,
+    );
+  } finally {
+    out.destroy();
     decoder.dispose();
     embedding.destroy();
   }
