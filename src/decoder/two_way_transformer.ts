@@ -180,9 +180,10 @@ export class TwoWayTransformer {
       queries = s.t(layerNorm(ctx, attnOut, L.norm1.w, L.norm1.b, LN_EPS));
       // (2) tokens attend to the image.
       const qPe = s.t(add(ctx, queries, queryPe)); // (B, Nt, D)
-      const kPe = s.t(add(ctx, keys, keyPe)); // (B, HW, D) + (HW, D) broadcast
-      // Layer 0 with one shared image side: project it once, repeat per prompt.
+      // Layer 0 with one shared image side: project it once, repeat per prompt. Then the
+      // per-prompt keys + key_pe is never read (only its shape is, so `keys` stands in).
       const share = i === 0 && sharedSrc !== undefined && batch > 1;
+      const kPe = share ? keys : s.t(add(ctx, keys, keyPe)); // (B, HW, D) + (HW, D) broadcast
       let t2i = {}, i2t = {};
       if (share) {
         const kPe1 = s.t(add(ctx, sharedSrc, keyPe)); // (HW, D)
