@@ -27,6 +27,8 @@ export class SamModelBackend implements SamGpuBackend {
     readonly decoder: SamDecoder,
     /** Where the weights came from (checkpoint path). */
     readonly source: string,
+    /** Whether dispose() frees the encoder and decoder (false when they are shared). */
+    private readonly ownsModules = true,
   ) {}
 
   get imgSize(): number {
@@ -50,6 +52,20 @@ export class SamModelBackend implements SamGpuBackend {
     const encoder = ImageEncoder.fromStateDict(ctx, sd, arch);
     const decoder = SamDecoder.create(ctx, sd, arch);
     return new SamModelBackend(ctx, arch, encoder, decoder, source);
+  }
+
+  /**
+   * On an encoder and decoder that someone else owns (e.g. a loaded model also serving
+   * prompts): dispose() then frees only this backend's embedding.
+   */
+  static fromModules(
+    ctx: GpuContext,
+    arch: SamArch,
+    encoder: ImageEncoder,
+    decoder: SamDecoder,
+    source = "shared model",
+  ): SamModelBackend {
+    return new SamModelBackend(ctx, arch, encoder, decoder, source, false);
   }
 
   setImage(image: { width: number; height: number; data: Uint8Array }): Promise<void> {
@@ -93,6 +109,7 @@ export class SamModelBackend implements SamGpuBackend {
   dispose(): void {
     this.embedding?.destroy();
     this.embedding = null;
+    if (!this.ownsModules) return;
     this.encoder.dispose();
     this.decoder.dispose();
   }

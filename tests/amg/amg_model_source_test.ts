@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import * as ort from "onnxruntime-web";
 import { AutomaticMaskGenerator, type MaskRecord } from "../../src/amg/automatic_mask_generator.ts";
+import { maskBatchFromLogits } from "../../src/amg/mask_source.ts";
 import { ModelMaskSource, type SamGpuBackend } from "../../src/amg/model_source.ts";
 import { rleToMask, type UncompressedRle } from "../../src/amg/rle.ts";
 import { getContext, type GpuContext } from "../../src/gpu/context.ts";
@@ -147,4 +148,58 @@ Deno.test("sam-tiny amg.json through ModelMaskSource (GPU postprocess + mask_sta
   assert.equal(backend.decodedPoints, decoded, "the second run reuses the decoder outputs");
   assert.deepEqual(chunked, records);
   await session.release();
+});
+
+Deno.test("ModelMaskSource: GPU statistics and masks equal the CPU ones on the same logits", async () => {
+  // predictPoints reads back the postprocessed logits; maskBatchFromLogits computes the
+  // statistics and masks from them on the CPU (logitMaskStats, thresholdMask). predictBatch
+  // must give the same bits: same logits, exact integer counts.
+  const ctx = await getContext();
+  const [h, w] = [107, 160];
+  const n = 6, m = 3, l = 64;
+  const backend: SamGpuBackend = {
+    ctx,
+    imgSize: IMG_SIZE,
+    setImage: () => Promise.resolve(),
+    decodePoints: (points, count) => {
+      // Smooth blobs around each point plus noise, in the low-res frame; exact zeros too.
+      const low = new Float32Array(count * m * l * l);
+      for (let i = 0; i < count; i++) {
+        for (let k = 0; k < m; k++) {
+          for (let y = 0; y < l; y++) {
+            for (let x = 0; x < l; x++) {
+              const dx = x - points[2 * i] * l / w, dy = y - points[2 * i + 1] * l / w;
+              const v = (4 + 6 * k) - Math.sqrt(dx * dx + dy * dy) + Math.sin(x * 7 + y * 3);
+              low[((i * m + k) * l + y) * l + x] = (x + y) % 17 === 0 ? 0 : v;
+            }
+          }
+        }
+      }
+      const iou = Float32Array.from({ length: count * m }, (_, j) => 0.5 + j / 100);
+      return Promise.resolve({ lowRes: tensorFrom(ctx, low, [count, m, l, l]), iou });
+    },
+  };
+  const source = new ModelMaskSource(backend);
+  await source.setImage({ width: w, height: h, data: new Uint8Array(w * h * 3) });
+  const points = Float32Array.from([5, 5, 80, 50, 159, 106, 20, 90, 140, 10, 79.5, 53.25]);
+  const request = {
+    points,
+    n,
+    maskThreshold: 0,
+    predIouThresh: 0,
+    stabilityScoreThresh: 0,
+    stabilityScoreOffset: 1,
+  };
+  const cpu = maskBatchFromLogits(await source.predictPoints(points, n), request, h, w);
+  const all = [...Array(n * m).keys()];
+  for (const chunkBytes of [undefined, 4 * h * w * 4]) {
+    const gpuSource = new ModelMaskSource(backend, { chunkBytes });
+    await gpuSource.setImage({ width: w, height: h, data: new Uint8Array(w * h * 3) });
+    const gpu = await gpuSource.predictBatch(request);
+    const label = chunkBytes ? "chunked" : "one chunk";
+    assert.deepEqual(Array.from(gpu.stability), Array.from(cpu.stability), `${label}: stability`);
+    assert.deepEqual(Array.from(gpu.boxes), Array.from(cpu.boxes), `${label}: boxes`);
+    assert.deepEqual(await gpu.readMasks(all), await cpu.readMasks(all), `${label}: masks`);
+    gpu.release?.();
+  }
 });
