@@ -68,22 +68,35 @@ export async function checkFixtureCases(dir: URL, name: string) {
       results.forEach((r, b) => {
         assert.equal(r.count, C, `${name} ${c.name}: mask count`);
         const label = `${name} ${c.name}[${b}]`;
-        assertClose(r.lowRes, c.lowRes.subarray(b * C * low * low, (b + 1) * C * low * low), {
-          atol: 1e-3,
-          shape: [C, low, low],
-          label: `${label} low-res logits`,
-        });
-        assertClose(r.iou, c.iou.subarray(b * C, (b + 1) * C), {
+        const lowRep = assertClose(
+          r.lowRes,
+          c.lowRes.subarray(b * C * low * low, (b + 1) * C * low * low),
+          {
+            atol: 1e-3,
+            shape: [C, low, low],
+            label: `${label} low-res logits`,
+          },
+        );
+        const iouRep = assertClose(r.iou, c.iou.subarray(b * C, (b + 1) * C), {
           atol: 1e-3,
           label: `${label} IoU`,
         });
         const ref = c.masks.subarray(b * C * h * w, (b + 1) * C * h * w);
-        assertClose(r.logits!, ref, { atol: 5e-3, shape: [C, h, w], label: `${label} logits` });
+        const logitRep = assertClose(r.logits!, ref, {
+          atol: 5e-3,
+          shape: [C, h, w],
+          label: `${label} logits`,
+        });
         let differ = 0;
         r.masks!.forEach((m, k) => {
           for (let q = 0; q < h * w; q++) if (m[q] !== (ref[k * h * w + q] > 0 ? 1 : 0)) differ++;
         });
         assert.ok(differ <= 0.001 * C * h * w, `${label}: ${differ} mask pixels differ`);
+        console.log(
+          `${label}: max abs low-res ${lowRep.maxAbs.toExponential(1)}, IoU ${
+            iouRep.maxAbs.toExponential(1)
+          }, logits ${logitRep.maxAbs.toExponential(1)}; ${differ} mask pixels differ`,
+        );
       });
       console.log(`${name} ${c.name}: ok (${(performance.now() - t0).toFixed(0)} ms)`);
     }
