@@ -26,8 +26,7 @@ benchKernel({
   bytes: 4 * kept.length * h * w * (1 + 1 / 32),
   run: () => {
     const packed = packMasks(ctx, t, kept, 0);
-    // Freed after the GPU has run (benchKernel syncs right after run).
-    queueMicrotask(() => {});
+    // Freed once the GPU has run it (benchKernel syncs right after run).
     void ctx.device.queue.onSubmittedWorkDone().then(() => {
       packed.release?.();
       packed.buffer.destroy();
