@@ -1,47 +1,82 @@
 /**
  * The real engine: SamModel + SamPredictor (src/predictor.ts) behind the server's Engine
- * interface.
+ * interface. "Segment everything" runs the generator's GPU mask source (ModelMaskSource:
+ * statistics and kept masks computed next to the logits) on the predictor's cached embedding,
+ * so an image already uploaded is not encoded again.
  */
-import type { ImageInfo, Prediction, Prompt, RgbImage } from "../types.ts";
+import { SamModel, SamPredictor } from "../predictor.ts";
+import { ModelMaskSource, type SamGpuBackend } from "../amg/model_source.ts";
+import { tensorFrom } from "../gpu/tensor.ts";
 import type { Engine, EngineInfo } from "./engine.ts";
 
-interface SamModelLike {
-  readonly name: string;
-  readonly arch: unknown;
-  readonly adapter: string;
-  dispose(): void;
-}
-
-interface SamPredictorLike {
-  setImage(image: RgbImage): Promise<ImageInfo>;
-  predict(prompt: Prompt, opts?: { returnLogits?: boolean }): Promise<Prediction>;
-  predictBatch(prompts: Prompt[], opts?: { returnLogits?: boolean }): Promise<Prediction[]>;
-  getImageEmbedding(): Promise<{ data: Float32Array; shape: number[] }>;
-  dispose(): void;
-}
-
-interface PredictorModule {
-  SamModel: { load(source: string, opts?: { quiet?: boolean }): Promise<SamModelLike> };
-  SamPredictor: new (model: SamModelLike, opts?: { cacheBytes?: number }) => SamPredictorLike;
-}
-
 export type SamEngine = Engine & { dispose(): void };
+
+/** SamGpuBackend over a predictor: setImage goes through its embedding cache. */
+class PredictorBackend implements SamGpuBackend {
+  constructor(private readonly model: SamModel, private readonly predictor: SamPredictor) {}
+
+  get ctx() {
+    return this.model.ctx;
+  }
+
+  get imgSize(): number {
+    return this.model.arch.imgSize;
+  }
+
+  async setImage(image: { width: number; height: number; data: Uint8Array }): Promise<void> {
+    await this.predictor.setImage({ ...image, channels: 3 });
+  }
+
+  async decodePoints(points: Float32Array, n: number) {
+    const embedding = this.predictor.embeddingTensor;
+    const current = this.predictor.currentImage;
+    if (!embedding || !current) throw new Error("decodePoints: setImage first");
+    const prompts = Array.from({ length: n }, (_, i) => ({
+      points: [[points[2 * i], points[2 * i + 1]] as const],
+      labels: [1],
+      multimask: true,
+    }));
+    const results = await this.model.decoder.predict(embedding, prompts, {
+      originalSize: [current.height, current.width],
+      multimask: true,
+      output: "none",
+    });
+    // (N, 3, l, l) low-res logits back on the GPU for the source's postprocess and statistics.
+    const side = this.model.decoder.lowResSize, plane = side * side;
+    const count = results[0]?.count ?? 3;
+    const low = new Float32Array(n * count * plane);
+    const iou = new Float32Array(n * count);
+    results.forEach((r, i) => {
+      low.set(r.lowRes, i * count * plane);
+      iou.set(r.iou, i * count);
+    });
+    return { lowRes: tensorFrom(this.ctx, low, [n, count, side, side], "server.amg.low_res"), iou };
+  }
+}
 
 /** Loads a model (path or registry name) and wraps a predictor with the given embedding cache. */
 export async function loadSamEngine(
   source: string,
   opts: { cacheBytes: number; quiet?: boolean },
 ): Promise<SamEngine> {
-  // Imported by a computed name while src/predictor.ts is being written alongside.
-  const path = "../predictor.ts";
-  const mod = await import(path) as PredictorModule;
-  const model = await mod.SamModel.load(source, { quiet: opts.quiet });
-  const predictor = new mod.SamPredictor(model, { cacheBytes: opts.cacheBytes });
+  const model = await SamModel.load(source, { quiet: opts.quiet });
+  const predictor = new SamPredictor(model, { cacheBytes: opts.cacheBytes });
+  const backend = new PredictorBackend(model, predictor);
+  const arch = model.arch;
   const info: EngineInfo = {
     model: model.name,
-    arch: model.arch,
+    arch: {
+      img_size: arch.imgSize,
+      encoder_width: arch.embedDim,
+      encoder_depth: arch.depth,
+      encoder_heads: arch.numHeads,
+      window_size: arch.windowSize,
+      global_attn_indexes: arch.globalAttnIndexes,
+      prompt_embed_dim: arch.promptEmbedDim,
+      low_res_size: model.decoder.lowResSize,
+    },
     adapter: model.adapter,
-    meaningless: model.name === "sam-tiny" || /sam-tiny/.test(source),
+    meaningless: model.name === "sam-tiny",
   };
   return {
     info,
@@ -49,6 +84,7 @@ export async function loadSamEngine(
     predict: (prompt, o) => predictor.predict(prompt, o),
     predictBatch: (prompts, o) => predictor.predictBatch(prompts, o),
     getImageEmbedding: () => predictor.getImageEmbedding(),
+    maskSource: () => new ModelMaskSource(backend),
     dispose: () => {
       predictor.dispose();
       model.dispose();

@@ -14,7 +14,6 @@ import { parseNpy } from "../../src/util/npy.ts";
 import { fixtureDir, fixtureJson, loadGolden } from "../util/fixtures.ts";
 import { countDiff, decodeCocoMask, decodePngMask, FIXTURE_IMAGE } from "./helpers.ts";
 import { loadTestEngine } from "./test_engine.ts";
-import { OnnxFixtureEngine } from "./onnx_engine.ts";
 import type { Engine } from "../../src/server/engine.ts";
 
 const MAX_DIFF_FRACTION = 0.001;
@@ -29,7 +28,7 @@ interface FixturePrompt {
   multimask_output: boolean;
 }
 
-/** `pointsPerSide`: grid of the segment-everything check (smaller for the slow wasm oracle). */
+/** `pointsPerSide`: grid of the segment-everything check (small: the decoder is slow on llvmpipe). */
 async function endToEnd(engine: Engine & { dispose(): void }, pointsPerSide: number) {
   {
     const dir = fixtureDir("sam-tiny")!;
@@ -213,14 +212,6 @@ async function endToEnd(engine: Engine & { dispose(): void }, pointsPerSide: num
 }
 
 Deno.test({
-  name:
-    "e2e over HTTP, the official ONNX decoder as engine: goldens, everything, embedding, limits",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async () => await endToEnd(await OnnxFixtureEngine.create(), 4),
-});
-
-Deno.test({
   name: "e2e over HTTP, sam-tiny on WebGPU: goldens, everything, embedding, limits",
   sanitizeResources: false,
   sanitizeOps: false,
@@ -230,7 +221,7 @@ Deno.test({
       console.warn("SKIP: src/predictor.ts is not there yet");
       return;
     }
-    await endToEnd(engine, 8);
+    await endToEnd(engine, 4);
   },
 });
 

@@ -103,9 +103,16 @@ export async function runLoad(
           image,
           body: { box: boxOf(), points: [pt()], labels: [0], format: "rle" },
         },
-        { kind: "segment", image, body: { boxes: [boxOf(), boxOf()], format: "rle" } },
         { kind: "segment", image, body: { points: [pt()], labels: [1], format: "png" } },
       );
+      // One batched request (the dearest kind on a software adapter).
+      if (image === 0) {
+        templates.push({
+          kind: "segment",
+          image,
+          body: { boxes: [boxOf(), boxOf()], format: "rle" },
+        });
+      }
     }
 
     // Alone: each template once, one at a time (uploads first, they give the ids).
@@ -119,9 +126,13 @@ export async function runLoad(
 
     const rssBefore = Deno.memoryUsage().rss;
     const t0 = performance.now();
+    // A third uploads (decoding and hashing; their embeddings are cached), the rest prompts.
+    const uploads = templates.filter((t) => t.kind === "upload");
+    const prompts = templates.filter((t) => t.kind === "segment");
+    const pick = <T>(list: T[]) => list[Math.floor(random() * list.length)];
     const plan = Array.from(
       { length: total },
-      () => templates[Math.floor(random() * templates.length)],
+      () => random() < 1 / 3 ? pick(uploads) : pick(prompts),
     );
     let next = 0;
     const failures: string[] = [];
