@@ -4,8 +4,9 @@
  * the mean of squared deviations) rather than E[x^2] - E[x]^2, which loses digits when the
  * mean is large against the spread; the row is held in registers between passes.
  *
- * A row is handled by TPR threads (32 for C <= 256, else 256) each holding up to VPT values;
- * a 256-thread workgroup handles 256 / TPR rows.
+ * A row is handled by TPR threads each holding up to VPT values: 32 threads (8 rows per
+ * 256-thread workgroup) up to C = 1280, SAM's widest, so a row is one warp's work and the
+ * threads are not idle; 256 threads for wider rows.
  */
 import { type GpuContext, grid, type KernelSpec } from "../gpu/context.ts";
 import { emptyTensor, Params, type Tensor } from "../gpu/tensor.ts";
@@ -19,7 +20,7 @@ interface Shape {
   vpt: number;
 }
 
-const SHAPES: Shape[] = [{ tpr: 32, vpt: 8 }, { tpr: 256, vpt: 8 }, { tpr: 256, vpt: 32 }];
+const SHAPES: Shape[] = [{ tpr: 32, vpt: 8 }, { tpr: 32, vpt: 40 }, { tpr: 256, vpt: 32 }];
 
 function layerNormSpec({ tpr, vpt }: Shape): KernelSpec {
   return {

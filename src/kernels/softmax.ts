@@ -1,6 +1,6 @@
 /**
  * Row softmax over the last dim, numerically stable: exp(x - max) / sum exp(x - max).
- * TPR threads share a row (32 for rows up to 128 long, else 256), walking it in three
+ * TPR threads share a row (32 for rows up to 1024 long, else 256), walking it in three
  * strided passes (max, sum, write) with workgroup reductions between; rows of any length.
  */
 import { type GpuContext, grid, type KernelSpec } from "../gpu/context.ts";
@@ -66,8 +66,9 @@ export function softmax(ctx: GpuContext, x: Tensor, out?: Tensor): Tensor {
   const y = out ?? emptyTensor(ctx, x.shape, "softmax.out");
   if (y.size !== x.size) throw new Error(`softmax: out has ${y.size} elements, need ${x.size}`);
   if (y.buffer === x.buffer) throw new Error("softmax: out must not alias x");
-  const spec = L <= 128 ? NARROW : WIDE;
-  const tpr = L <= 128 ? 32 : 256;
+  // 32 threads per row unless rows are long: a 196-key row on 256 threads leaves most idle.
+  const spec = L <= 1024 ? NARROW : WIDE;
+  const tpr = L <= 1024 ? 32 : 256;
   const rows = x.size / L;
   const params = new Params().u32(rows, L).build();
   ctx.dispatch(spec, params, [x.buffer, y.buffer], grid(Math.ceil(rows / (WG / tpr))));

@@ -19,10 +19,15 @@ function softmaxRef(x: Float32Array, L: number): Float64Array {
 Deno.test("softmax matches float64 on short, long and huge-valued rows", async () => {
   const ctx = await getContext();
   // [rows, L, scale]: single element, narrow rows (32 threads/row, ragged 8-row groups),
-  // decoder token rows, a 4096-key row; scale 80 makes exp overflow without the max shift.
+  // decoder token rows, window-attention rows (196), the 256-thread rows (1025, 4096 keys);
+  // scale 80 makes exp overflow without the max shift.
   // Tolerance |gpu - ref| <= 1e-7 + 1e-5 |ref|.
   for (
-    const [rows, L, scale] of [[1, 1, 1], [9, 7, 5], [13, 128, 80], [7, 4096, 10], [3, 129, 1]]
+    const [rows, L, scale] of [[1, 1, 1], [9, 7, 5], [13, 128, 80], [7, 4096, 10], [3, 1025, 1], [
+      17,
+      196,
+      3,
+    ]]
   ) {
     const x = randomArray(rows * L, rows * L, scale);
     const got = await softmax(ctx, tensorFrom(ctx, x, [rows, L])).read();
