@@ -80,13 +80,17 @@ export function activationExpr(kind: Activation, v: string): string {
 
 const WG = 256;
 
-function activationSpec(kind: "gelu" | "relu"): KernelSpec {
+/**
+ * An elementwise kernel out[i] = expr(x[i]), with an f32 uniform `p.s` the expression may use
+ * (mul.ts's scale); `prelude` holds the WGSL functions it calls.
+ */
+export function unarySpec(name: string, expr: (x: string) => string, prelude = ""): KernelSpec {
   return {
-    name: `${kind}_f32`,
+    name,
     bindings: ["uniform", "read", "write"],
     code: () => /* wgsl */ `
-${ACTIVATION_WGSL}
-struct P { n: u32 }
+${prelude}
+struct P { n: u32, s: f32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
@@ -95,12 +99,32 @@ struct P { n: u32 }
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = gid.x + gid.y * nwg.x * ${WG}u;
   if (i >= p.n) { return; }
-  out[i] = ${activationExpr(kind, "x[i]")};
+  out[i] = ${expr("x[i]")};
 }`,
   };
 }
 
-const SPECS = { gelu: activationSpec("gelu"), relu: activationSpec("relu") };
+/** Dispatches a `unarySpec` kernel over x into a new tensor of x's shape or `out`. */
+export function unary(
+  ctx: GpuContext,
+  spec: KernelSpec,
+  op: string,
+  x: Tensor,
+  s: number,
+  out?: Tensor,
+): Tensor {
+  const y = out ?? emptyTensor(ctx, x.shape, `${op}.out`);
+  if (y.size !== x.size) throw new Error(`${op}: out has ${y.size} elements, need ${x.size}`);
+  if (y.buffer === x.buffer) throw new Error(`${op}: out must not alias x`);
+  const params = new Params().u32(x.size).f32(s).build();
+  ctx.dispatch(spec, params, [x.buffer, y.buffer], grid(Math.ceil(x.size / WG)));
+  return y;
+}
+
+const SPECS = {
+  gelu: unarySpec("gelu_f32", (x) => activationExpr("gelu", x), ACTIVATION_WGSL),
+  relu: unarySpec("relu_f32", (x) => activationExpr("relu", x), ACTIVATION_WGSL),
+};
 
 /** Elementwise GELU (exact) or ReLU of `x`, into a new tensor of x's shape or `out`. */
 export function activation(
@@ -111,12 +135,5 @@ export function activation(
 ): Tensor {
   const spec = SPECS[kind];
   if (!spec) throw new Error(`activation: unknown kind ${kind}`);
-  const y = out ?? emptyTensor(ctx, x.shape, `${kind}.out`);
-  if (y.size !== x.size) {
-    throw new Error(`activation: out has ${y.size} elements, need ${x.size}`);
-  }
-  if (y.buffer === x.buffer) throw new Error("activation: out must not alias x");
-  const params = new Params().u32(x.size).build();
-  ctx.dispatch(spec, params, [x.buffer, y.buffer], grid(Math.ceil(x.size / WG)));
-  return y;
+  return unary(ctx, spec, kind, x, 0, out);
 }

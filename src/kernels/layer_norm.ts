@@ -10,6 +10,7 @@
  */
 import { type GpuContext, grid, type KernelSpec } from "../gpu/context.ts";
 import { emptyTensor, Params, type Tensor } from "../gpu/tensor.ts";
+import { rowReduceWgsl } from "./softmax.ts";
 
 const WG = 256;
 
@@ -34,20 +35,7 @@ struct P { rows: u32, C: u32, eps: f32 }
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-var<workgroup> red: array<f32, ${WG}>;
-
-// Sum of value over the ${tpr} threads of this row; every thread gets it.
-fn row_sum(tid: u32, lane: u32, value: f32) -> f32 {
-  red[tid] = value;
-  workgroupBarrier();
-  for (var s = ${tpr / 2}u; s > 0u; s >>= 1u) {
-    if (lane < s) { red[tid] += red[tid + s]; }
-    workgroupBarrier();
-  }
-  let total = red[tid - lane];
-  workgroupBarrier();
-  return total;
-}
+${rowReduceWgsl(tpr)}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
@@ -64,13 +52,13 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
     v[i] = 0.0;
     if (valid && c < p.C) { v[i] = x[base + c]; s += v[i]; }
   }
-  let mean = row_sum(tid, lane, s) / f32(p.C);
+  let mean = row_reduce(tid, lane, s, false) / f32(p.C);
   var q = 0.0;
   for (var i = 0u; i < ${vpt}u; i++) {
     let c = lane + i * ${tpr}u;
     if (c < p.C) { let d = v[i] - mean; q += d * d; }
   }
-  let sd = sqrt(row_sum(tid, lane, q) / f32(p.C) + p.eps);
+  let sd = sqrt(row_reduce(tid, lane, q, false) / f32(p.C) + p.eps);
   if (!valid) { return; }
   for (var i = 0u; i < ${vpt}u; i++) {
     let c = lane + i * ${tpr}u;
@@ -81,6 +69,28 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
 }
 
 const SPECS = SHAPES.map((s) => ({ ...s, spec: layerNormSpec(s) }));
+
+/**
+ * Shared by layerNorm and layerNorm2d: checks weight and bias have C elements and returns
+ * the output (a new tensor of x's shape, or `out` once checked).
+ */
+export function normOutput(
+  ctx: GpuContext,
+  op: string,
+  x: Tensor,
+  weight: Tensor,
+  bias: Tensor,
+  C: number,
+  out?: Tensor,
+): Tensor {
+  if (weight.size !== C || bias.size !== C) {
+    throw new Error(`${op}: weight (${weight.size}) and bias (${bias.size}) need C=${C} elements`);
+  }
+  const y = out ?? emptyTensor(ctx, x.shape, `${op}.out`);
+  if (y.size !== x.size) throw new Error(`${op}: out has ${y.size} elements, need ${x.size}`);
+  if (y.buffer === x.buffer) throw new Error(`${op}: out must not alias x`);
+  return y;
+}
 
 /** LayerNorm of x [..., C] over C with weight, bias [C]; eps 1e-6 (SAM encoder) or 1e-5. */
 export function layerNorm(
@@ -93,19 +103,12 @@ export function layerNorm(
 ): Tensor {
   const C = x.shape[x.shape.length - 1];
   if (!C) throw new Error(`layerNorm: x [${x.shape}] has no last dim to normalise`);
-  if (weight.size !== C || bias.size !== C) {
-    throw new Error(
-      `layerNorm: weight (${weight.size}) and bias (${bias.size}) need C=${C} elements`,
-    );
-  }
   const chosen = SPECS.find((s) => C <= s.tpr * s.vpt);
   if (!chosen) {
     const max = SHAPES[SHAPES.length - 1];
     throw new Error(`layerNorm: C=${C} is over the supported ${max.tpr * max.vpt}`);
   }
-  const y = out ?? emptyTensor(ctx, x.shape, "layer_norm.out");
-  if (y.size !== x.size) throw new Error(`layerNorm: out has ${y.size} elements, need ${x.size}`);
-  if (y.buffer === x.buffer) throw new Error("layerNorm: out must not alias x");
+  const y = normOutput(ctx, "layerNorm", x, weight, bias, C, out);
   const rows = x.size / C;
   const params = new Params().u32(rows, C).f32(eps).build();
   const rowsPerGroup = WG / chosen.tpr;

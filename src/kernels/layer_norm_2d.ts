@@ -7,7 +7,8 @@
  * so every channel step is one coalesced read across the workgroup.
  */
 import { type GpuContext, grid, type KernelSpec } from "../gpu/context.ts";
-import { emptyTensor, Params, type Tensor } from "../gpu/tensor.ts";
+import { Params, type Tensor } from "../gpu/tensor.ts";
+import { normOutput } from "./layer_norm.ts";
 
 const WG = 256;
 
@@ -57,16 +58,7 @@ export function layerNorm2d(
     throw new Error(`layerNorm2d: x must be [B, C, H, W], got [${x.shape}]`);
   }
   const [B, C, H, W] = x.shape;
-  if (weight.size !== C || bias.size !== C) {
-    throw new Error(
-      `layerNorm2d: weight (${weight.size}) and bias (${bias.size}) need C=${C} elements`,
-    );
-  }
-  const y = out ?? emptyTensor(ctx, x.shape, "layer_norm_2d.out");
-  if (y.size !== x.size) {
-    throw new Error(`layerNorm2d: out has ${y.size} elements, need ${x.size}`);
-  }
-  if (y.buffer === x.buffer) throw new Error("layerNorm2d: out must not alias x");
+  const y = normOutput(ctx, "layerNorm2d", x, weight, bias, C, out);
   const total = B * H * W;
   const params = new Params().u32(H * W, C, total).f32(eps).build();
   ctx.dispatch(

@@ -8,19 +8,15 @@ import { emptyTensor, Params, type Tensor } from "../gpu/tensor.ts";
 
 const WG = 256;
 
-function softmaxSpec(tpr: number): KernelSpec {
-  return {
-    name: `softmax_t${tpr}_f32`,
-    bindings: ["uniform", "read", "write"],
-    code: () => /* wgsl */ `
-struct P { rows: u32, L: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-
+/**
+ * WGSL `row_reduce(tid, lane, value, is_max)`: the max or sum of `value` over the `tpr`
+ * consecutive threads of a 256-thread workgroup that share a row (lane = tid % tpr); every
+ * thread gets the result. Call it from uniform control flow (it holds barriers).
+ */
+export function rowReduceWgsl(tpr: number): string {
+  return /* wgsl */ `
 var<workgroup> red: array<f32, ${WG}>;
 
-// Max (is_max) or sum of value over the ${tpr} threads of this row; every thread gets it.
 fn row_reduce(tid: u32, lane: u32, value: f32, is_max: bool) -> f32 {
   red[tid] = value;
   workgroupBarrier();
@@ -34,8 +30,20 @@ fn row_reduce(tid: u32, lane: u32, value: f32, is_max: bool) -> f32 {
   let total = red[tid - lane];
   workgroupBarrier();
   return total;
+}`;
 }
 
+function softmaxSpec(tpr: number): KernelSpec {
+  return {
+    name: `softmax_t${tpr}_f32`,
+    bindings: ["uniform", "read", "write"],
+    code: () => /* wgsl */ `
+struct P { rows: u32, L: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+${rowReduceWgsl(tpr)}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) tid: u32) {
