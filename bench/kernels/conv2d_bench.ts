@@ -1,6 +1,9 @@
 /**
- * conv2d (im2col + linear) on the encoder's real shapes: ViT-B's patch embedding (3x1024x1024
- * CHW, 16x16 stride 16, 768 out) and the neck's 3x3 pad-1 conv (64x64x256 HWC, 256 out).
+ * conv2d (im2col + linear) on the encoder's shapes: ViT-B's patch embedding (3x1024x1024 CHW,
+ * 16x16 stride 16, 768 out) and the neck's 3x3 pad-1 conv (64x64x256 HWC, 256 out). On a
+ * software adapter (llvmpipe, ~0.1-1 GFLOP/s: about 5 GFLOP each would take minutes per run)
+ * the images are cut to 64 output rows' worth of tokens (1/8 of the height for the patch
+ * embedding, an 8x8 grid for the neck): the same kernels, channels and K.
  */
 import { getContext } from "../../src/gpu/context.ts";
 import { emptyTensor, tensorFrom } from "../../src/gpu/tensor.ts";
@@ -8,18 +11,23 @@ import { conv2d } from "../../src/kernels/conv2d.ts";
 import { benchKernel } from "../util.ts";
 
 const ctx = await getContext();
+const software = /llvmpipe|swiftshader|lavapipe/i.test(ctx.gpu.description);
+// Patch embedding input height and neck grid side.
+const imageH = software ? 128 : 1024;
+const grid = software ? 8 : 64;
 const fill = (n: number) =>
   Float32Array.from({ length: n }, (_, i) => ((i * 7919) % 200) / 100 - 1);
 
-const image = tensorFrom(ctx, fill(3 * 1024 * 1024), [3, 1024, 1024]);
+const image = tensorFrom(ctx, fill(3 * imageH * 1024), [3, imageH, 1024]);
+const patches = (imageH / 16) * 64;
 const patchW = tensorFrom(ctx, fill(768 * 3 * 16 * 16), [768, 3, 16, 16]);
 const patchB = tensorFrom(ctx, fill(768), [768]);
-const patchOut = emptyTensor(ctx, [64, 64, 768]);
-const patchCols = emptyTensor(ctx, [4096, 768]);
+const patchOut = emptyTensor(ctx, [imageH / 16, 64, 768]);
+const patchCols = emptyTensor(ctx, [patches, 768]);
 benchKernel({
-  name: "conv2d patch embed 3x1024x1024 -> 64x64x768 (16x16/16)",
+  name: `conv2d patch embed 3x${imageH}x1024 -> ${imageH / 16}x64x768 (16x16/16)`,
   ctx,
-  flops: 2 * 4096 * 768 * 768,
+  flops: 2 * patches * 768 * 768,
   run: () =>
     conv2d(ctx, image, "chw", patchW, patchB, {
       stride: 16,
@@ -29,14 +37,14 @@ benchKernel({
     }),
 });
 
-const tokens = tensorFrom(ctx, fill(64 * 64 * 256), [64, 64, 256]);
+const tokens = tensorFrom(ctx, fill(grid * grid * 256), [grid, grid, 256]);
 const neckW = tensorFrom(ctx, fill(256 * 256 * 9), [256, 256, 3, 3]);
-const neckOut = emptyTensor(ctx, [64, 64, 256]);
-const neckCols = emptyTensor(ctx, [4096, 2304]);
+const neckOut = emptyTensor(ctx, [grid, grid, 256]);
+const neckCols = emptyTensor(ctx, [grid * grid, 2304]);
 benchKernel({
-  name: "conv2d neck 3x3 pad 1, 64x64x256 -> 256",
+  name: `conv2d neck 3x3 pad 1, ${grid}x${grid}x256 -> 256`,
   ctx,
-  flops: 2 * 4096 * 2304 * 256,
+  flops: 2 * grid * grid * 2304 * 256,
   run: () =>
     conv2d(ctx, tokens, "hwc", neckW, null, {
       stride: 1,
