@@ -126,13 +126,13 @@ export async function runLoad(
 
     const rssBefore = Deno.memoryUsage().rss;
     const t0 = performance.now();
-    // A third uploads (decoding and hashing; their embeddings are cached), the rest prompts.
+    // Half uploads (decoding and hashing; their embeddings are cached), half prompts.
     const uploads = templates.filter((t) => t.kind === "upload");
     const prompts = templates.filter((t) => t.kind === "segment");
     const pick = <T>(list: T[]) => list[Math.floor(random() * list.length)];
     const plan = Array.from(
       { length: total },
-      () => random() < 1 / 3 ? pick(uploads) : pick(prompts),
+      () => random() < 1 / 2 ? pick(uploads) : pick(prompts),
     );
     let next = 0;
     const failures: string[] = [];

@@ -70,7 +70,11 @@ Deno.test({
       child.kill("SIGTERM");
       const status = await child.status;
       // Drain what is left so that no stream stays open.
-      while (!(await reader.read()).done) { /* drain */ }
+      while (true) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        buffer += value;
+      }
       await errDone;
       assert.equal(status.code, 0, `exit ${status.code}; stderr: ${errText}`);
     }
