@@ -161,7 +161,7 @@ export function createApp(options: AppOptions): AppHandler {
       id: result.id,
       width: image.width,
       height: image.height,
-      encodeMs: result.encodeMs,
+      encodeMs: Math.round(result.encodeMs * 10) / 10,
       cached: result.cached,
     });
   }
