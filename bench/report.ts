@@ -395,7 +395,7 @@ export function parseArgs(args: readonly string[]): ReportOptions {
 // ---------------------------------------------------------------------------------------------
 
 /** The API of src/encoder/image_encoder.ts this script uses. */
-interface EncoderModule {
+export interface EncoderModule {
   ImageEncoder: {
     fromStateDict(ctx: GpuContext, sd: StateDict, arch: SamArch): {
       encode(input: Float32Array): Tensor;
@@ -405,7 +405,7 @@ interface EncoderModule {
 }
 
 /** The API of src/decoder/mask_decoder.ts this script uses. */
-interface DecoderModule {
+export interface DecoderModule {
   SamDecoder: {
     create(ctx: GpuContext, sd: StateDict, arch: SamArch): {
       predict(embedding: Tensor, prompts: readonly Prompt[], opts: {
@@ -419,7 +419,7 @@ interface DecoderModule {
 }
 
 /** The API of src/amg (generator, model-backed mask source, SamModelBackend) this script uses. */
-interface AmgModules {
+export interface AmgModules {
   generator: {
     AutomaticMaskGenerator: {
       fromOfficialParams(p: Record<string, unknown>): {
@@ -438,7 +438,7 @@ interface AmgModules {
 }
 
 /** Imports one of our modules by path, or returns why it cannot be used. */
-async function importOurs<T>(path: string, exportsNeeded: string[]): Promise<T | string> {
+export async function importOurs<T>(path: string, exportsNeeded: string[]): Promise<T | string> {
   const url = new URL(path, import.meta.url);
   try {
     Deno.statSync(url);
@@ -502,7 +502,7 @@ async function timeOurs(
   };
 }
 
-async function importAmg(): Promise<AmgModules | string> {
+export async function importAmg(): Promise<AmgModules | string> {
   const generator = await importOurs<AmgModules["generator"]>(
     "../src/amg/automatic_mask_generator.ts",
     ["AutomaticMaskGenerator"],
@@ -531,7 +531,11 @@ function toRgb(image: RgbImage): RgbImage {
  * Random weights in the official layout for `arch`, the tensors whose names pass `keep`:
  * U(-1, 1) / sqrt(fan in), norms 1 and 0. Timing only: what they compute means nothing.
  */
-function randomStateDict(arch: SamArch, keep: (name: string) => boolean, seed = 1): StateDict {
+export function randomStateDict(
+  arch: SamArch,
+  keep: (name: string) => boolean,
+  seed = 1,
+): StateDict {
   const sd: StateDict = new Map();
   let x = seed >>> 0;
   for (const [name, shape] of expectedShapes(arch)) {
@@ -572,12 +576,14 @@ function encoderInput(size: number): Float32Array {
   return a;
 }
 
-async function oursEncoder(
+/** Ours: the image encoder on a normalised input, embedding read back. */
+export async function measureOursEncoder(
   ctx: GpuContext,
   mod: EncoderModule,
   sd: StateDict,
   arch: SamArch,
-  opts: ReportOptions,
+  warmup: number,
+  runs: number,
 ): Promise<Measure> {
   const enc = mod.ImageEncoder.fromStateDict(ctx, sd, arch);
   try {
@@ -587,9 +593,73 @@ async function oursEncoder(
       await ctx.read(emb.buffer); // (1, D, s, s) back on the CPU, as the peer's output
       emb.destroy();
     };
-    return await timeOurs(ctx, work, opts.warmup, opts.encoderRuns);
+    return await timeOurs(ctx, work, warmup, runs);
   } finally {
     enc.dispose();
+  }
+}
+
+/**
+ * Ours: one SamDecoder.predict call with `prompts` on a given embedding, all 4 mask tokens (as
+ * the official export); upscaled: float logits at `origHw` read back; else low-res only.
+ */
+export async function measureOursDecoder(
+  ctx: GpuContext,
+  decoder: ReturnType<DecoderModule["SamDecoder"]["create"]>,
+  embedding: Tensor,
+  origHw: [number, number],
+  prompts: Prompt[],
+  upscaled: boolean,
+  warmup: number,
+  runs: number,
+): Promise<Measure> {
+  const work = async () => {
+    await decoder.predict(embedding, prompts, {
+      originalSize: origHw,
+      output: upscaled ? "logits" : "none",
+      allTokens: true,
+    });
+  };
+  return await timeOurs(ctx, work, warmup, runs, prompts.length);
+}
+
+/**
+ * Ours: the automatic mask generator over the model (encoder + decoder + GPU postprocess and
+ * statistics + NMS + RLE) on `image`, pointsPerSide^2 points, thresholds lowered so that
+ * random-weight masks survive as a trained model's do.
+ */
+export async function measureOursAmg(
+  ctx: GpuContext,
+  mods: AmgModules,
+  sd: StateDict,
+  arch: SamArch,
+  image: RgbImage,
+  pointsPerSide: number,
+  warmup: number,
+  runs: number,
+): Promise<Measure> {
+  const backend = mods.backend.SamModelBackend.fromStateDict(ctx, sd, arch, "benchmark");
+  try {
+    const rgb = toRgb(image);
+    const generator = mods.generator.AutomaticMaskGenerator.fromOfficialParams({
+      points_per_side: pointsPerSide,
+      pred_iou_thresh: 0,
+      stability_score_thresh: 0.3,
+    });
+    let masks = 0;
+    const m = await timeOurs(
+      ctx,
+      async () => {
+        const source = new mods.source.ModelMaskSource(backend);
+        masks = (await generator.generate(rgb, source)).length;
+      },
+      warmup,
+      runs,
+    );
+    if (m.status === "ok") m.detail = { masks };
+    return m;
+  } finally {
+    backend.dispose();
   }
 }
 
@@ -812,29 +882,30 @@ export async function runReport(opts: ReportOptions): Promise<{ env: Env; rows: 
         try {
           for (const upscaled of [true, false]) {
             const tag = upscaled ? "upscaled" : "lowres";
-            const run = (prompts: Prompt[]) => async () => {
-              await decoder.predict(embedding, prompts, {
-                originalSize: ORIG_HW,
-                output: upscaled ? "logits" : "none",
-                allTokens: true,
-              });
-            };
+            const run = (prompts: Prompt[], warmup: number) =>
+              measureOursDecoder(
+                ctx,
+                decoder,
+                embedding,
+                ORIG_HW,
+                prompts,
+                upscaled,
+                warmup,
+                opts.decoderRuns,
+              );
             log(`ours: decoder, 1 prompt, ${tag}`);
             // The low-res case runs the same pipelines as the upscaled one before it, already
             // compiled and warm: no second warm-up (on llvmpipe one costs a minute).
             const warmup = upscaled || ours.get("decoder_1p_upscaled")?.status !== "ok"
               ? opts.warmup
               : 0;
-            const one = await timeOurs(ctx, run([oursPrompt()]), warmup, opts.decoderRuns);
+            const one = await run([oursPrompt()], warmup);
             ours.set(`decoder_1p_${tag}`, one);
             const est = one.status === "ok" ? one.ms * 64 * (1 + opts.decoderRuns) : Infinity;
             if (est <= opts.budgetMs) {
               log(`ours: decoder, 64 prompts, ${tag}`);
               const prompts = Array.from({ length: 64 }, (_, k) => oursPrompt(k));
-              ours.set(
-                `decoder_64p_${tag}`,
-                await timeOurs(ctx, run(prompts), opts.warmup, opts.decoderRuns, 64),
-              );
+              ours.set(`decoder_64p_${tag}`, await run(prompts, opts.warmup));
             } else {
               ours.set(
                 `decoder_64p_${tag}`,
@@ -896,7 +967,7 @@ export async function runReport(opts: ReportOptions): Promise<{ env: Env; rows: 
         const { sd, arch } = await loadSam(miniPth);
         miniArch = arch;
         log("ours: encoder sam-mini");
-        miniMeasure = await oursEncoder(ctx, enc, sd, arch, opts);
+        miniMeasure = await measureOursEncoder(ctx, enc, sd, arch, opts.warmup, opts.encoderRuns);
       } catch (e) {
         miniMeasure = notMeasured(`ours: failed: ${firstLine(e)}`);
       }
@@ -929,13 +1000,8 @@ export async function runReport(opts: ReportOptions): Promise<{ env: Env; rows: 
       } else {
         try {
           log(`ours: encoder ${id} (random weights)`);
-          oursM = await oursEncoder(
-            ctx,
-            enc,
-            randomStateDict(arch, (n) => n.startsWith("image_encoder.")),
-            arch,
-            opts,
-          );
+          const sd = randomStateDict(arch, (n) => n.startsWith("image_encoder."));
+          oursM = await measureOursEncoder(ctx, enc, sd, arch, opts.warmup, opts.encoderRuns);
         } catch (e) {
           oursM = notMeasured(`ours: failed: ${firstLine(e)}`);
         }
@@ -1028,36 +1094,19 @@ export async function runReport(opts: ReportOptions): Promise<{ env: Env; rows: 
           ? { sd: randomStateDict(arch, () => true), arch }
           : await loadSam(miniPth!);
         flops = flopsAmg(loaded.arch, 32);
-        const backend = mods.backend.SamModelBackend.fromStateDict(
+        log(`ours: AMG 32x32 (${arch ? "ViT-B random weights" : "sam-mini"})`);
+        oursM = await measureOursAmg(
           ctx,
+          mods,
           loaded.sd,
           loaded.arch,
-          arch ? "vit_b random" : "sam-mini",
+          await readImageFile(photo),
+          32,
+          opts.warmup,
+          opts.encoderRuns,
         );
-        try {
-          const image = toRgb(await readImageFile(photo));
-          // Random weights: thresholds low enough that masks survive, as a trained model's do.
-          const generator = mods.generator.AutomaticMaskGenerator.fromOfficialParams({
-            points_per_side: 32,
-            pred_iou_thresh: 0,
-            stability_score_thresh: 0.3,
-          });
-          let masks = 0;
-          log(`ours: AMG 32x32 (${arch ? "ViT-B random weights" : "sam-mini"})`);
-          oursM = await timeOurs(
-            ctx,
-            async () => {
-              const source = new mods.source.ModelMaskSource(backend);
-              masks = (await generator.generate(image, source)).length;
-            },
-            opts.warmup,
-            opts.encoderRuns,
-          );
-          if (oursM.status === "ok") {
-            oursM.detail = { model: arch ? "vit_b random weights" : "sam-mini", masks };
-          }
-        } finally {
-          backend.dispose();
+        if (oursM.status === "ok") {
+          oursM.detail = { ...oursM.detail, model: arch ? "vit_b random weights" : "sam-mini" };
         }
       } catch (e) {
         oursM = notMeasured(`ours: failed: ${firstLine(e)}`);
