@@ -725,8 +725,19 @@ interface Env {
   loadavgStart: number[];
   loadavgEnd?: number[];
   os: string;
+  /** The peer's package, from deno.json's import map (e.g. "npm:onnxruntime-web@1.23.2"). */
+  peer: string;
   /** The checkout measured: HEAD, and our source files that differ from it (measured as they were). */
   git: { head: string; uncommitted: string[] } | null;
+}
+
+async function peerPackage(): Promise<string> {
+  try {
+    const config = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+    return String(config.imports?.["onnxruntime-web"] ?? "onnxruntime-web");
+  } catch {
+    return "onnxruntime-web";
+  }
 }
 
 /** HEAD and the uncommitted files under src/, or null outside a git checkout. */
@@ -777,6 +788,7 @@ export async function runReport(opts: ReportOptions): Promise<{ env: Env; rows: 
     loadavgStart: loadavg(),
     os: `${Deno.build.os} ${Deno.build.arch}`,
     git: await gitState(),
+    peer: await peerPackage(),
   };
   log(`adapter: ${adapter}${software ? " (software)" : ""}; load ${env.loadavgStart.join(" ")}`);
   const rows: Row[] = [];
@@ -1180,7 +1192,7 @@ export function formatReport(
     }warm-up ${opts.warmup}, timed runs: encoders ${opts.encoderRuns}, decoder ${opts.decoderRuns} (medians); per-case budget ${
       opts.budgetMs / 1000
     } s`,
-    "- peer: onnxruntime-web 1.23.2 on the real models' shape-only graphs " +
+    `- peer: ${env.peer} on the real models' shape-only graphs ` +
     "(wasm: all CPU threads; WebGPU EP: wasm side single-threaded)",
     "",
     "ms: median wall time per iteration including the readback of the outputs. GFLOP/s: the " +
@@ -1208,6 +1220,7 @@ if (import.meta.main) {
   await Deno.mkdir(opts.outDir, { recursive: true });
   const base = opts.outDir.replace(/\/?$/, "/") + slug;
   const json = {
+    args: Deno.args,
     env,
     settings: opts && { ...opts, only: [...opts.only] },
     totalSeconds: Math.round((performance.now() - t0) / 1000),
