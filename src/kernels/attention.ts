@@ -1,17 +1,26 @@
 /**
  * Fused multi-head attention: out = softmax(scale * q k^T + bias) v, per (batch, head).
  *
- * FlashAttention-style: one workgroup owns a block of BQ queries of one (batch, head); it
- * streams over the keys in tiles of BK held in workgroup memory and keeps a running row max
- * and row sum (online softmax), so no (heads, nq, nk) score matrix ever exists. Each tile
- * is two small register-blocked matmuls: S = Qs Ks^T (4 rows x BK/8 keys per thread), then
- * O = O * corr + P Vs (4 rows x C vec4 columns per thread). K and V share one tile buffer
- * so the largest variant (headDim <= 128) stays under 32 KB of workgroup memory, the
- * smallest limit among our adapters (llvmpipe).
+ * FlashAttention-style: one workgroup (8 x 8 threads) owns a block of BQ queries of one
+ * (batch, head); it streams over the keys in tiles of BK held in workgroup memory and keeps
+ * a running row max and row sum (online softmax), so no (heads, nq, nk) score matrix ever
+ * exists (ViT-H global attention would need 1 GB for one). Each key tile is two small
+ * register-blocked matmuls, fully unrolled so the blocks are registers:
+ *   S = Qs Ks^T   each thread `rows` query rows x `keys` keys, one vec4 read per row / key
+ *                 feeding rows * keys dot products;
+ *   O = O * corr + P Vs   each thread `rows` rows x c vec4 columns of the output.
+ * Between them one thread per row folds the tile into the running max / sum and turns the
+ * scores into probabilities. K and V share one tile buffer so the largest variant (headDim
+ * 128) stays under 32 KB of workgroup memory, the smallest limit among our adapters.
  *
- * Variants: the padded head dim DP = 32 * C, C in 1..4 (headDim 1..128), with and without
- * SAM's decomposed relative-position bias. Shared reads are vec4; global loads are scalar
- * because a HeadsView's offset and row stride need not be multiples of 4.
+ * Variants (named, built on first use): padded head dim 32c (headDim 1..128), rows 4 (BQ 32)
+ * or 1 for at most 8 queries (decoder prompt tokens), keys 4 / 2 (BK 32 / 16 by head size)
+ * or 1 for at most 8 keys, vec4 or scalar global access (a HeadsView's offset and stride
+ * need not be multiples of 4), with or without SAM's decomposed rel-pos bias, which is
+ * added to the scores on the fly from its two factors relH, relW.
+ *
+ * On llvmpipe every workgroup-memory read inside a loop costs far more than the arithmetic
+ * it feeds, so the register blocks (reads per dot product) decide the speed there.
  */
 import { type GpuContext, grid, type KernelSpec } from "../gpu/context.ts";
 import { emptyTensor, Params, type Tensor } from "../gpu/tensor.ts";
@@ -249,8 +258,218 @@ ${unroll(c, (i) => store(r, i))}
   };
 }
 
+/** Most queries and largest padded head dim of the few-query kernel. */
+const FEW_Q = 8;
+const FEW_Q_MAX_DP = 32;
+
+/**
+ * Few queries (the decoder's prompt tokens attending 4096 image tokens, up to 64 prompts):
+ * one workgroup per (batch, head) splits the KEYS over its 64 threads. Each thread keeps all
+ * (<= 8) query rows, their running max / sum and outputs in registers and streams its keys
+ * (lid, lid + 64, ...) straight from memory, one online-softmax step per key; the 64 partial
+ * results are then merged through workgroup memory, row by row. Every K / V read serves all
+ * queries, where the tiled kernel would run blocks of 8 query rows that are mostly empty.
+ * Head dims up to 32 (padded to 16 or 32), no rel-pos bias (the decoder has none).
+ */
+function fewQuerySpec(dp: number, v4: boolean): KernelSpec {
+  const d4 = dp / 4;
+  const name = `attention_fewq_d${dp}${v4 ? "_v4" : ""}_f32`;
+  const elem = v4 ? "vec4<f32>" : "f32";
+  const R = Array.from({ length: FEW_Q }, (_, r) => r);
+  const I = Array.from({ length: d4 }, (_, i) => i);
+  const row = (buf: string, base: string, i: number, ok: string) =>
+    loadVec4(v4, buf, base, `${i}u`, ok);
+  return {
+    name,
+    bindings: ["uniform", "read", "read", "read", "write"],
+    code: () => /* wgsl */ `
+struct P {
+  batch: u32, heads: u32, headDim: u32, nq: u32, nk: u32,
+  qOff: u32, qStride: u32, kOff: u32, kStride: u32, vOff: u32, vStride: u32,
+  scale: f32, nqb: u32, d4n: u32, kH: u32, kW: u32, invKW: f32,
+}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> qBuf: array<${elem}>;
+@group(0) @binding(2) var<storage, read> kBuf: array<${elem}>;
+@group(0) @binding(3) var<storage, read> vBuf: array<${elem}>;
+@group(0) @binding(4) var<storage, read_write> outBuf: array<${elem}>;
+
+// One row's 64 partial results: max, sum, output vec4s.
+var<workgroup> partM: array<f32, 64>;
+var<workgroup> partL: array<f32, 64>;
+var<workgroup> partO: array<vec4<f32>, ${64 * d4}>;  // [thread, D4]
+var<workgroup> rowScale: array<f32, 64>;            // exp(m_t - M) / L per thread
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let bh = wg.x + wg.y * nwg.x;
+  if (bh >= p.batch * p.heads) { return; }  // workgroup-uniform: padding of the folded grid
+  let b = bh / p.heads;
+  let h = bh % p.heads;
+${
+      R.map((r) =>
+        `  let qb${r} = p.qOff + (b * p.nq + min(${r}u, p.nq - 1u)) * p.qStride + h * p.headDim;\n` +
+        I.map((i) => `  let q${r}_${i} = ${row("qBuf", `qb${r}`, i, `${r}u < p.nq`)} * p.scale;`)
+          .join("\n") +
+        `\n  var m${r} = ${NEG_BIG};\n  var l${r} = 0.0;\n` +
+        I.map((i) => `  var o${r}_${i} = vec4<f32>(0.0);`).join("\n")
+      ).join("\n")
+    }
+
+  for (var j = lid; j < p.nk; j += 64u) {
+    let kb = p.kOff + (b * p.nk + j) * p.kStride + h * p.headDim;
+    let vb = p.vOff + (b * p.nk + j) * p.vStride + h * p.headDim;
+${I.map((i) => `    let k${i} = ${row("kBuf", "kb", i, "true")};`).join("\n")}
+${I.map((i) => `    let v${i} = ${row("vBuf", "vb", i, "true")};`).join("\n")}
+${
+      R.map((r) =>
+        `    {
+      let s = ${I.map((i) => `dot(q${r}_${i}, k${i})`).join(" + ")};
+      let mn = max(m${r}, s);
+      let corr = exp(m${r} - mn);
+      let pj = exp(s - mn);
+      l${r} = l${r} * corr + pj;
+${I.map((i) => `      o${r}_${i} = o${r}_${i} * corr + pj * v${i};`).join("\n")}
+      m${r} = mn;
+    }`
+      ).join("\n")
+    }
+  }
+
+  // Merge the 64 partial softmaxes of each query row: M = max m_t, L = sum l_t e^(m_t - M),
+  // O = sum o_t e^(m_t - M) / L.
+${
+      R.map((r) =>
+        `  if (${r}u < p.nq) {
+    workgroupBarrier();  // the previous row's merge is done with the partials
+    partM[lid] = m${r};
+    partL[lid] = l${r};
+${I.map((i) => `    partO[lid * ${d4}u + ${i}u] = o${r}_${i};`).join("\n")}
+    workgroupBarrier();
+    var mAll = ${NEG_BIG};
+    for (var t = 0u; t < 64u; t++) { mAll = max(mAll, partM[t]); }
+    var lAll = 0.0;
+    for (var t = 0u; t < 64u; t++) { lAll += partL[t] * exp(partM[t] - mAll); }
+    rowScale[lid] = exp(m${r} - mAll) / lAll;
+    workgroupBarrier();
+    if (lid < ${d4}u && lid * 4u < p.headDim) {
+      var o = vec4<f32>(0.0);
+      for (var t = 0u; t < 64u; t++) { o += partO[t * ${d4}u + lid] * rowScale[t]; }
+      let base = (b * p.nq + ${r}u) * p.heads * p.headDim + h * p.headDim + lid * 4u;
+      ${
+          v4
+            ? "outBuf[base / 4u] = o;"
+            : "for (var e = 0u; e < 4u; e++) { if (lid * 4u + e < p.headDim) { outBuf[base + e] = o[e]; } }"
+        }
+    }
+  }`
+      ).join("\n")
+    }
+}`,
+  };
+}
+
 /** Variants, built on first use and kept (the name is the pipeline cache key). */
 const SPECS = new Map<string, KernelSpec>();
+
+/** Most keys of the few-key kernel. */
+const FEW_K = 8;
+
+/**
+ * Few keys (the decoder's 4096 image tokens attending its 7 prompt tokens): all K and V rows
+ * (<= 8) go to workgroup memory once; then each thread handles one query in straight-line
+ * code: 8 scores (keys past nk masked), an exact softmax, and the weighted sum of V. Every
+ * workgroup-memory read has the same address in all threads (a broadcast). Head dims up to
+ * 32, no rel-pos bias.
+ */
+function fewKeySpec(dp: number, v4: boolean): KernelSpec {
+  const d4 = dp / 4;
+  const name = `attention_fewk_d${dp}${v4 ? "_v4" : ""}_f32`;
+  const elem = v4 ? "vec4<f32>" : "f32";
+  const J = Array.from({ length: FEW_K }, (_, j) => j);
+  const I = Array.from({ length: d4 }, (_, i) => i);
+  const store = v4
+    ? I.map((i) => `  if (${4 * i}u < p.headDim) { outBuf[ob / 4u + ${i}u] = o${i} * inv; }`)
+      .join("\n")
+    : I.map((i) =>
+      `  for (var e = 0u; e < 4u; e++) {
+    if (${4 * i}u + e < p.headDim) { outBuf[ob + ${4 * i}u + e] = o${i}[e] * inv; }
+  }`
+    ).join("\n");
+  return {
+    name,
+    bindings: ["uniform", "read", "read", "read", "write"],
+    code: () => /* wgsl */ `
+struct P {
+  batch: u32, heads: u32, headDim: u32, nq: u32, nk: u32,
+  qOff: u32, qStride: u32, kOff: u32, kStride: u32, vOff: u32, vStride: u32,
+  scale: f32, nqb: u32, d4n: u32, kH: u32, kW: u32, invKW: f32,
+}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> qBuf: array<${elem}>;
+@group(0) @binding(2) var<storage, read> kBuf: array<${elem}>;
+@group(0) @binding(3) var<storage, read> vBuf: array<${elem}>;
+@group(0) @binding(4) var<storage, read_write> outBuf: array<${elem}>;
+
+var<workgroup> ks: array<vec4<f32>, ${FEW_K * d4}>;  // [FEW_K, D4], zero past nk
+var<workgroup> vs: array<vec4<f32>, ${FEW_K * d4}>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let flat = wg.x + wg.y * nwg.x;
+  let bh = flat / p.nqb;
+  if (bh >= p.batch * p.heads) { return; }  // workgroup-uniform: padding of the folded grid
+  let b = bh / p.heads;
+  let h = bh % p.heads;
+  for (var i = lid; i < ${FEW_K * d4}u; i += 64u) {
+    let t = i / ${d4}u;
+    let kb = p.kOff + (b * p.nk + min(t, p.nk - 1u)) * p.kStride + h * p.headDim;
+    let vb = p.vOff + (b * p.nk + min(t, p.nk - 1u)) * p.vStride + h * p.headDim;
+    ks[i] = ${loadVec4(v4, "kBuf", "kb", `(i % ${d4}u)`, "t < p.nk")};
+    vs[i] = ${loadVec4(v4, "vBuf", "vb", `(i % ${d4}u)`, "t < p.nk")};
+  }
+  workgroupBarrier();
+  let n = (flat % p.nqb) * 64u + lid;  // this thread's query
+  if (n >= p.nq) { return; }
+  let qb = p.qOff + (b * p.nq + n) * p.qStride + h * p.headDim;
+${
+      I.map((i) => `  let q${i} = ${loadVec4(v4, "qBuf", "qb", `${i}u`, "true")} * p.scale;`).join(
+        "\n",
+      )
+    }
+${
+      J.map((j) =>
+        `  let s${j} = select(${NEG_BIG}, ${
+          I.map((i) => `dot(q${i}, ks[${j * d4 + i}u])`).join(" + ")
+        }, ${j}u < p.nk);`
+      ).join("\n")
+    }
+  let m = max(${J.map((j) => `s${j}`).reduce((a, x) => `max(${a}, ${x})`)}, ${NEG_BIG});
+${J.map((j) => `  let p${j} = select(0.0, exp(s${j} - m), ${j}u < p.nk);`).join("\n")}
+  let inv = 1.0 / (${J.map((j) => `p${j}`).join(" + ")});
+${
+      I.map((i) => `  let o${i} = ${J.map((j) => `p${j} * vs[${j * d4 + i}u]`).join(" + ")};`).join(
+        "\n",
+      )
+    }
+  let ob = (b * p.nq + n) * p.heads * p.headDim + h * p.headDim;
+${store}
+}`,
+  };
+}
+
+function fewKeySpecFor(headDim: number, v4: boolean) {
+  const dp = 16 * Math.ceil(headDim / 16);
+  const key = `fewk/${dp}/${v4}`;
+  let spec = SPECS.get(key);
+  if (!spec) {
+    spec = fewKeySpec(dp, v4);
+    SPECS.set(key, spec);
+  }
+  return { spec, bq: 64 };
+}
 
 /**
  * Picks the register block: 4 query rows per thread (BQ 32) unless there are at most 8
@@ -274,6 +493,17 @@ function specFor(headDim: number, nq: number, nk: number, v4: boolean, relPos: b
     SPECS.set(key, spec);
   }
   return { spec, bq: 8 * vt.rows };
+}
+
+function fewQuerySpecFor(headDim: number, v4: boolean) {
+  const dp = 16 * Math.ceil(headDim / 16);
+  const key = `fewq/${dp}/${v4}`;
+  let spec = SPECS.get(key);
+  if (!spec) {
+    spec = fewQuerySpec(dp, v4);
+    SPECS.set(key, spec);
+  }
+  return { spec, bq: FEW_Q };
 }
 
 function checkView(label: string, v: HeadsView, dims: AttentionDims, tokens: number): void {
@@ -358,7 +588,13 @@ export function attention(
   // vec4 access needs every row start on a 16-byte boundary.
   const v4 = [headDim, q.offset, q.rowStride, k.offset, k.rowStride, v.offset, v.rowStride]
     .every((x) => x % 4 === 0);
-  const { spec, bq } = specFor(headDim, nq, nk, v4, rel !== undefined);
+  // The decoder's cross attentions have their own kernels (head dims <= 32, no rel pos).
+  const small = !rel && headDim <= FEW_Q_MAX_DP;
+  const { spec, bq } = small && nq <= FEW_Q
+    ? fewQuerySpecFor(headDim, v4)
+    : small && nk <= FEW_K
+    ? fewKeySpecFor(headDim, v4)
+    : specFor(headDim, nq, nk, v4, rel !== undefined);
   const nqb = Math.ceil(nq / bq);
   const params = new Params()
     .u32(batch, heads, headDim, nq, nk)

@@ -184,6 +184,10 @@ Deno.test("attention: tiny and awkward shapes match the float64 reference", asyn
     { batch: 1, heads: 2, headDim: 33, nq: 65, nk: 65, fused: true, pad: 2 },
     { batch: 2, heads: 4, headDim: 64, nq: 31, nk: 31, fused: true },
     { batch: 1, heads: 8, headDim: 2, nq: 9, nk: 100, scale: 0.3 },
+    // The decoder kernels: few keys (scalar and vec4), few queries with keys past 64 threads.
+    { batch: 2, heads: 3, headDim: 5, nq: 70, nk: 3, pad: 1 },
+    { batch: 1, heads: 2, headDim: 32, nq: 65, nk: 8 },
+    { batch: 2, heads: 2, headDim: 12, nq: 8, nk: 130 },
     { batch: 1, heads: 1, headDim: 96, nq: 1, nk: 47, rel: { kH: 1, kW: 47 } },
     { batch: 2, heads: 2, headDim: 16, nq: 35, nk: 35, rel: { kH: 5, kW: 7 } },
   ];
