@@ -5,6 +5,7 @@
  */
 import { createApp, MEANINGLESS_WARNING } from "./server/app.ts";
 import { findDefaultModel, parseConfig, USAGE } from "./server/config.ts";
+import { loadServerDetector, type ServerDetector } from "./server/detector.ts";
 import { loadSamEngine } from "./server/sam_engine.ts";
 
 async function main(): Promise<number> {
@@ -18,6 +19,22 @@ async function main(): Promise<number> {
   if (config.help) {
     console.log(USAGE);
     return 0;
+  }
+
+  // The detector first: a bad file fails at once, before the slower SAM model loads.
+  let detector: ServerDetector | null = null;
+  if (config.detector) {
+    try {
+      detector = await loadServerDetector(config.detector);
+    } catch (e) {
+      console.error(`error: --detector: ${(e as Error).message}`);
+      return 2;
+    }
+    const d = detector.info();
+    console.log(
+      `detector: ${d.path} (${d.layout}, input ${d.input_size.join("x")}, ` +
+        `${d.classes.length} classes, on ${d.execution_provider})`,
+    );
   }
 
   let model = config.model;
@@ -47,6 +64,7 @@ async function main(): Promise<number> {
 
   const app = createApp({
     engine,
+    detector,
     limits: {
       maxQueue: config.maxQueue,
       requestTimeoutMs: Math.round(config.timeoutS * 1000),
@@ -85,6 +103,7 @@ async function main(): Promise<number> {
   }
   await server.finished;
   engine.dispose();
+  await detector?.dispose();
   return 0;
 }
 

@@ -9,22 +9,25 @@
  *   DELETE /api/images/:id            forget a stored image
  *   POST   /api/images/:id/segment    prompts -> masks (PNG or COCO RLE) + low-res handles
  *   POST   /api/images/:id/everything automatic mask generation -> COCO RLE annotations
+ *   POST   /api/images/:id/detect     detector boxes -> SAM masks -> COCO RLE annotations
  *   GET    /api/images/:id/embedding  the image embedding as .npy
  *
  * Every error is JSON `{ "error": "..." }`; unexpected exceptions are logged and become a 500.
  */
 import type { Prediction, Prompt, RgbImage } from "../types.ts";
 import { AutomaticMaskGenerator, cocoEncodeRle, type MaskSource, maskToRle } from "../amg/mod.ts";
+import { cocoJson, detectAndSegment, resolveClassIds, UnknownClassError } from "../detect/mod.ts";
+import { ByteLru } from "../util/lru.ts";
 import { encodeNpyF32 } from "../util/npy.ts";
 import { readImageUpload, readJsonObject } from "./body.ts";
-import { decodeImageLimited } from "./decode.ts";
+import { decodeUpload } from "./decode.ts";
+import type { ServerDetector } from "./detector.ts";
 import { type Engine, predictorMaskSource } from "./engine.ts";
 import { errorResponse, HttpError, jsonResponse } from "./errors.ts";
 import { DEFAULT_LIMITS, type Limits } from "./limits.ts";
-import { ByteLru } from "./lru.ts";
-import { encodeMaskPng, toBase64 } from "./png.ts";
+import { encodeMaskPng } from "./png.ts";
 import { WorkQueue } from "./queue.ts";
-import { parseEverythingRequest, parseSegmentRequest } from "./validate.ts";
+import { parseDetectRequest, parseEverythingRequest, parseSegmentRequest } from "./validate.ts";
 
 export const SERVER_NAME = "wgsam";
 export const SERVER_VERSION = "0.1.0";
@@ -35,6 +38,8 @@ export const MEANINGLESS_WARNING =
 
 export interface AppOptions {
   engine: Engine;
+  /** The object detector of POST /api/images/:id/detect; absent: that route answers 404. */
+  detector?: ServerDetector | null;
   limits?: Partial<Limits>;
   /** Where log lines go (default console.log); tests pass a no-op or a collector. */
   log?: (line: string) => void;
@@ -75,8 +80,9 @@ export function createApp(options: AppOptions): AppHandler {
   const queue = new WorkQueue(limits.maxQueue);
   // Decoding runs on this thread anyway; one at a time bounds the memory of large photos.
   const decodeQueue = new WorkQueue(limits.maxQueue);
-  const images = new ByteLru<StoredImage>(limits.imageCacheBytes, (s) => s.image.data.byteLength);
-  const handles = new ByteLru<LowResEntry>(limits.handleCacheBytes, (e) => e.logits.byteLength);
+  const detector = options.detector ?? null;
+  const images = new ByteLru<string, StoredImage>(limits.imageCacheBytes);
+  const handles = new ByteLru<string, LowResEntry>(limits.handleCacheBytes);
   const startedAt = Date.now();
   let requests = 0;
 
@@ -112,6 +118,17 @@ export function createApp(options: AppOptions): AppHandler {
       });
   }
 
+  /**
+   * GPU work on a stored image: the engine's current image may have changed since it was
+   * uploaded (another request), so it is set again first (cheap: the embedding is cached).
+   */
+  function onImage<T>(stored: StoredImage, job: () => Promise<T>): Promise<T> {
+    return onGpu(async () => {
+      await engine.setImage(stored.image);
+      return await job();
+    });
+  }
+
   function info() {
     return {
       server: {
@@ -126,6 +143,7 @@ export function createApp(options: AppOptions): AppHandler {
         meaningless: engine.info.meaningless,
       },
       adapter: engine.info.adapter,
+      detector: detector?.info() ?? null,
       warning: engine.info.meaningless ? MEANINGLESS_WARNING : null,
       queue: queue.stats(),
       cache: {
@@ -150,11 +168,11 @@ export function createApp(options: AppOptions): AppHandler {
 
   async function upload(req: Request): Promise<Response> {
     const bytes = await readImageUpload(req, limits.maxUploadBytes);
-    const image = await decodeQueue.run(() => decodeImageLimited(bytes, limits), {
+    const image = await decodeQueue.run(() => decodeUpload(bytes, limits), {
       timeoutMs: limits.requestTimeoutMs,
     });
     const result = await onGpu(() => engine.setImage(image));
-    if (!images.set(result.id, { id: result.id, image })) {
+    if (!images.set(result.id, { id: result.id, image }, image.data.byteLength)) {
       throw new HttpError(413, "image is larger than the whole image cache (--cache-mb)");
     }
     return jsonResponse({
@@ -182,8 +200,7 @@ export function createApp(options: AppOptions): AppHandler {
       }
       prompts = prompts.map((p) => ({ ...p, maskInput: entry.logits }));
     }
-    const predictions = await onGpu(async () => {
-      await engine.setImage(stored.image);
+    const predictions = await onImage(stored, async () => {
       try {
         if (parsed.batched) return await engine.predictBatch(prompts);
         return [await engine.predict(prompts[0])];
@@ -214,7 +231,8 @@ export function createApp(options: AppOptions): AppHandler {
     let best = 0;
     for (let i = 0; i < pred.masks.length; i++) {
       const handle = crypto.randomUUID().replaceAll("-", "");
-      handles.set(handle, { imageId, logits: pred.lowResLogits.slice(i * plane, (i + 1) * plane) });
+      const logits = pred.lowResLogits.slice(i * plane, (i + 1) * plane);
+      handles.set(handle, { imageId, logits }, logits.byteLength);
       const score = pred.scores[i];
       if (score > pred.scores[best]) best = i;
       const mask = pred.masks[i];
@@ -225,7 +243,7 @@ export function createApp(options: AppOptions): AppHandler {
         area,
         low_res_handle: handle,
         ...(format === "png"
-          ? { png_base64: toBase64(await encodeMaskPng(mask, pred.width, pred.height)) }
+          ? { png_base64: (await encodeMaskPng(mask, pred.width, pred.height)).toBase64() }
           : { rle: cocoEncodeRle(maskToRle(mask, pred.height, pred.width)) }),
       });
     }
@@ -273,16 +291,51 @@ export function createApp(options: AppOptions): AppHandler {
 
   async function embedding(id: string): Promise<Response> {
     const stored = lookupImage(id);
-    const emb = await onGpu(async () => {
-      await engine.setImage(stored.image);
-      return await engine.getImageEmbedding();
-    });
+    const emb = await onImage(stored, () => engine.getImageEmbedding());
     return new Response(encodeNpyF32(emb.data, emb.shape) as Uint8Array<ArrayBuffer>, {
       headers: {
         "content-type": "application/octet-stream",
         "content-disposition": `attachment; filename="${stored.id.slice(0, 16)}_embedding.npy"`,
         "cache-control": "no-store",
       },
+    });
+  }
+
+  async function detect(req: Request, id: string): Promise<Response> {
+    if (!detector) {
+      throw new HttpError(
+        404,
+        "no detector configured: start the server with --detector PATH.onnx (or WGSAM_DETECTOR)",
+      );
+    }
+    const stored = lookupImage(id);
+    const body = await readJsonObject(req, limits.maxJsonBytes);
+    const opts = parseDetectRequest(body, limits);
+    const classNames = detector.detector.classNames;
+    try {
+      resolveClassIds(opts.classes, classNames); // refused before waiting for the GPU
+    } catch (e) {
+      if (e instanceof UnknownClassError) throw new HttpError(400, e.message);
+      throw e;
+    }
+    const t0 = performance.now();
+    // detectAndSegment sets the image itself (and skips SAM when nothing is detected).
+    const result = await onGpu(() =>
+      detectAndSegment(stored.image, detector.detector, engine, opts).catch((e) => {
+        if (e instanceof UnknownClassError || e instanceof RangeError) {
+          throw new HttpError(400, e.message);
+        }
+        throw e;
+      })
+    );
+    const coco = cocoJson(result, classNames);
+    return jsonResponse({
+      width: result.width,
+      height: result.height,
+      ms: Math.round(performance.now() - t0),
+      detections: result.annotations.length,
+      annotations: coco.annotations,
+      categories: coco.categories,
     });
   }
 
@@ -310,7 +363,7 @@ export function createApp(options: AppOptions): AppHandler {
       if (method !== "POST") methodNotAllowed(["POST"]);
       return await upload(req);
     }
-    const m = /^\/api\/images\/([^/]+)(?:\/(segment|everything|embedding))?\/?$/.exec(path);
+    const m = /^\/api\/images\/([^/]+)(?:\/(segment|everything|embedding|detect))?\/?$/.exec(path);
     if (m) {
       let id = "";
       try {
@@ -339,6 +392,9 @@ export function createApp(options: AppOptions): AppHandler {
         case "embedding":
           if (method !== "GET") methodNotAllowed(["GET"]);
           return await embedding(id);
+        case "detect":
+          if (method !== "POST") methodNotAllowed(["POST"]);
+          return await detect(req, id);
       }
     }
     throw new HttpError(404, `no route ${path.slice(0, 200)}`);

@@ -35,13 +35,7 @@ export async function readBodyLimited(
     if (e instanceof HttpError) throw e;
     throw new HttpError(400, `could not read the request body: ${(e as Error).message}`);
   }
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.byteLength;
-  }
-  return out;
+  return new Uint8Array(await new Blob(chunks as Uint8Array<ArrayBuffer>[]).arrayBuffer());
 }
 
 function tooLarge(maxBytes: number): HttpError {

@@ -6,6 +6,8 @@
  *   --model / WGSAM_MODEL      checkpoint path or registry name (vit_b, vit_l, vit_h, sam-tiny);
  *                              default: the first weights/*.safetensors, else weights/*.pth,
  *                              else the bundled sam-tiny test model
+ *   --detector / WGSAM_DETECTOR  an ONNX object detector (YOLO-NAS / YOLOv8 / YOLO11) for
+ *                              POST /api/images/:id/detect; none by default
  *   --cache-mb / WGSAM_CACHE_MB  MiB for the embedding cache and, again, for decoded images (512)
  *   --timeout-s / WGSAM_TIMEOUT_S  time limit of one GPU request, waiting included (300)
  *   --max-queue / WGSAM_MAX_QUEUE  requests that may wait for the GPU (16)
@@ -17,6 +19,8 @@ export interface ServerConfig {
   port: number;
   /** As given; null when neither flag nor env names one. */
   model: string | null;
+  /** The detector's .onnx path; null: no detect endpoint. */
+  detector: string | null;
   cacheMb: number;
   timeoutS: number;
   maxQueue: number;
@@ -27,13 +31,16 @@ export interface ServerConfig {
 
 export const USAGE = `wgsam server: Segment Anything on WebGPU over HTTP
 
-usage: deno task serve [--host H] [--port P] [--model PATH|NAME] [--cache-mb N]
-                       [--timeout-s S] [--max-queue N] [--max-upload-mb N] [--max-pixels N]
+usage: deno task serve [--host H] [--port P] [--model PATH|NAME] [--detector PATH.onnx]
+                       [--cache-mb N] [--timeout-s S] [--max-queue N] [--max-upload-mb N]
+                       [--max-pixels N]
 
 Each flag can also be set by the environment: WGSAM_HOST, WGSAM_PORT, WGSAM_MODEL,
-WGSAM_CACHE_MB, WGSAM_TIMEOUT_S, WGSAM_MAX_QUEUE, WGSAM_MAX_UPLOAD_MB, WGSAM_MAX_PIXELS.
+WGSAM_DETECTOR, WGSAM_CACHE_MB, WGSAM_TIMEOUT_S, WGSAM_MAX_QUEUE, WGSAM_MAX_UPLOAD_MB,
+WGSAM_MAX_PIXELS.
 Without a model, the first weights/*.safetensors or weights/*.pth is used, else the bundled
-sam-tiny test model (random weights: meaningless masks).`;
+sam-tiny test model (random weights: meaningless masks). With --detector (an ONNX YOLO-NAS,
+YOLOv8 or YOLO11 detector), POST /api/images/:id/detect segments what it detects.`;
 
 const FLAGS: Record<
   string,
@@ -42,6 +49,7 @@ const FLAGS: Record<
   host: { env: "WGSAM_HOST", key: "host", kind: "string" },
   port: { env: "WGSAM_PORT", key: "port", kind: "int" },
   model: { env: "WGSAM_MODEL", key: "model", kind: "string" },
+  detector: { env: "WGSAM_DETECTOR", key: "detector", kind: "string" },
   "cache-mb": { env: "WGSAM_CACHE_MB", key: "cacheMb", kind: "num" },
   "timeout-s": { env: "WGSAM_TIMEOUT_S", key: "timeoutS", kind: "num" },
   "max-queue": { env: "WGSAM_MAX_QUEUE", key: "maxQueue", kind: "int" },
@@ -53,6 +61,7 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   host: "127.0.0.1",
   port: 8787,
   model: null,
+  detector: null,
   cacheMb: 512,
   timeoutS: 300,
   maxQueue: 16,

@@ -2,11 +2,12 @@
  * The real engine: SamModel + SamPredictor (src/predictor.ts) behind the server's Engine
  * interface. "Segment everything" runs the generator's GPU mask source (ModelMaskSource:
  * statistics and kept masks computed next to the logits) on the predictor's cached embedding,
- * so an image already uploaded is not encoded again.
+ * so an image already uploaded is not encoded again, with the decoder's low-res logits kept
+ * on the GPU (`lowResOut`) instead of read back and uploaded again.
  */
 import { SamModel, SamPredictor } from "../predictor.ts";
 import { ModelMaskSource, type SamGpuBackend } from "../amg/model_source.ts";
-import { tensorFrom } from "../gpu/tensor.ts";
+import { emptyTensor } from "../gpu/tensor.ts";
 import type { Engine, EngineInfo } from "./engine.ts";
 
 export type SamEngine = Engine & { dispose(): void };
@@ -36,21 +37,23 @@ class PredictorBackend implements SamGpuBackend {
       labels: [1],
       multimask: true,
     }));
-    const results = await this.model.decoder.predict(embedding, prompts, {
-      originalSize: [current.height, current.width],
-      multimask: true,
-      output: "none",
-    });
-    // (N, 3, l, l) low-res logits back on the GPU for the source's postprocess and statistics.
-    const side = this.model.decoder.lowResSize, plane = side * side;
-    const count = results[0]?.count ?? 3;
-    const low = new Float32Array(n * count * plane);
-    const iou = new Float32Array(n * count);
-    results.forEach((r, i) => {
-      low.set(r.lowRes, i * count * plane);
-      iou.set(r.iou, i * count);
-    });
-    return { lowRes: tensorFrom(this.ctx, low, [n, count, side, side], "server.amg.low_res"), iou };
+    // (N, 3, l, l) low-res logits stay on the GPU for the source's postprocess and statistics.
+    const side = this.model.decoder.lowResSize;
+    const lowRes = emptyTensor(this.ctx, [n, 3, side, side], "server.amg.low_res");
+    try {
+      const results = await this.model.decoder.predict(embedding, prompts, {
+        originalSize: [current.height, current.width],
+        multimask: true,
+        output: "none",
+        lowResOut: lowRes,
+      });
+      const iou = new Float32Array(n * 3);
+      results.forEach((r, i) => iou.set(r.iou, i * 3));
+      return { lowRes, iou };
+    } catch (e) {
+      lowRes.destroy();
+      throw e;
+    }
   }
 }
 

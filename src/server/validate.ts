@@ -253,3 +253,58 @@ function parsePointGrids(value: unknown, limits: Limits): number[][][] {
     });
   });
 }
+
+export interface DetectRequest {
+  /** Class names to keep; undefined keeps every class (names are checked by the caller). */
+  classes?: string[];
+  scoreThreshold: number;
+  iouThreshold: number;
+  maxDetections: number;
+}
+
+const DETECT_KEYS = new Set(["classes", "score_threshold", "iou_threshold", "max_detections"]);
+
+/**
+ * The options of a POST /api/images/:id/detect body. Every detection becomes one box prompt
+ * of a batched SAM pass, so max_detections is bounded like a `boxes` request (limits.maxBoxes,
+ * also the default).
+ */
+export function parseDetectRequest(body: Record<string, unknown>, limits: Limits): DetectRequest {
+  for (const key of Object.keys(body)) {
+    if (!DETECT_KEYS.has(key)) {
+      throw bad(`unknown field "${key.slice(0, 40)}" (known: ${[...DETECT_KEYS].join(", ")})`);
+    }
+  }
+  const unit = (key: string, fallback: number) => {
+    if (body[key] === undefined) return fallback;
+    const v = finiteNumber(body[key], key);
+    if (v < 0 || v > 1) throw bad(`${key} must be in [0, 1], got ${v}`);
+    return v;
+  };
+  let maxDetections = limits.maxBoxes;
+  if (body.max_detections !== undefined) {
+    maxDetections = finiteNumber(body.max_detections, "max_detections");
+    if (!Number.isInteger(maxDetections) || maxDetections < 1 || maxDetections > limits.maxBoxes) {
+      throw bad(`max_detections must be an integer in [1, ${limits.maxBoxes}]`);
+    }
+  }
+  let classes: string[] | undefined;
+  if (body.classes !== undefined) {
+    const value = body.classes;
+    if (!Array.isArray(value) || value.length > 1000) {
+      throw bad("classes must be an array of class names (at most 1000)");
+    }
+    classes = value.map((name, i) => {
+      if (typeof name !== "string" || name.trim() === "" || name.length > 200) {
+        throw bad(`classes[${i}] must be a class name, got ${describe(name)}`);
+      }
+      return name.trim();
+    });
+  }
+  return {
+    classes,
+    scoreThreshold: unit("score_threshold", 0.35),
+    iouThreshold: unit("iou_threshold", 0.5),
+    maxDetections,
+  };
+}

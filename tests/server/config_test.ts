@@ -30,12 +30,18 @@ Deno.test("config: defaults, env, flags win, bad values refused", () => {
     10,
   ]);
   assert.equal(parseConfig(["--help"], none).help, true);
+  assert.equal(
+    parseConfig([], (n) => (n === "WGSAM_DETECTOR" ? "d.onnx" : undefined)).detector,
+    "d.onnx",
+  );
+  assert.equal(parseConfig(["--detector=e.onnx"], (n) => env[n]).detector, "e.onnx");
   for (
     const bad of [
       ["--port", "abc"],
       ["--port", "70000"],
       ["--port", "1.5"],
       ["--port"],
+      ["--detector"],
       ["--cache-mb", "-1"],
       ["--bogus", "1"],
       ["serve"],

@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { AutomaticMaskGenerator, maskToRle } from "../../src/amg/mod.ts";
 import { predictorMaskSource } from "../../src/server/engine.ts";
 import { createApp } from "../../src/server/app.ts";
+import { decodeImage } from "../../src/image.ts";
 import { parseNpy } from "../../src/util/npy.ts";
 import { fixtureDir, fixtureJson, loadGolden } from "../util/fixtures.ts";
 import { countDiff, decodeCocoMask, decodePngMask, FIXTURE_IMAGE } from "./helpers.ts";
@@ -166,7 +167,7 @@ async function endToEnd(engine: Engine & { dispose(): void }, pointsPerSide: num
         const r = await post(`/api/images/${image.id}/everything`, params);
         assert.equal(r.status, 200, JSON.stringify(r.json));
         assert.ok(r.json.count > 0);
-        const pixels = await decodeFixturePixels();
+        const pixels = (await decodeImage(await Deno.readFile(FIXTURE_IMAGE))).data;
         const direct = await AutomaticMaskGenerator.fromOfficialParams({
           ...params,
           output_mode: "binary_mask",
@@ -224,15 +225,3 @@ Deno.test({
     await endToEnd(engine, 4);
   },
 });
-
-async function decodeFixturePixels(): Promise<Uint8Array> {
-  const { Image } = await import("imagescript");
-  const img = await Image.decode(await Deno.readFile(FIXTURE_IMAGE)) as InstanceType<typeof Image>;
-  const out = new Uint8Array(img.width * img.height * 3);
-  for (let p = 0, q = 0; q < out.length; p += 4, q += 3) {
-    out[q] = img.bitmap[p];
-    out[q + 1] = img.bitmap[p + 1];
-    out[q + 2] = img.bitmap[p + 2];
-  }
-  return out;
-}

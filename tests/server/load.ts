@@ -6,22 +6,18 @@
 import assert from "node:assert/strict";
 import { createApp } from "../../src/server/app.ts";
 import type { Engine } from "../../src/server/engine.ts";
+import { randomArray } from "../util/compare.ts";
 import { FIXTURE_IMAGE, makePng } from "./helpers.ts";
 
 type Template =
   | { kind: "upload"; image: number }
   | { kind: "segment"; image: number; body: Record<string, unknown> };
 
-/** A small seeded generator (mulberry32). */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+/** Seeded numbers in [0, 1), a stream over the tests' shared generator (randomArray). */
+function rng(seed: number, count = 4096) {
+  const values = randomArray(count, seed, 0.5); // [-0.5, 0.5]: float32 may round up to 0.5
+  let at = 0;
+  return () => Math.min(values[at++ % count] + 0.5, 1 - 2 ** -24);
 }
 
 /** What must be equal between the answer alone and under load (handles are fresh each time). */

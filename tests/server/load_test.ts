@@ -1,7 +1,7 @@
 /** Bounded load on loopback (see load.ts): the stand-in engine, then sam-tiny on WebGPU. */
 import { FakeEngine } from "./fake_engine.ts";
 import { runLoad } from "./load.ts";
-import { loadTestEngine } from "./test_engine.ts";
+import { withTestEngine } from "./test_engine.ts";
 
 Deno.test("load: 8 clients x 200 requests on loopback, stand-in engine", async () => {
   const engine = new FakeEngine();
@@ -14,18 +14,11 @@ Deno.test("load: 8 clients x 200 requests on loopback, stand-in engine", async (
 });
 
 Deno.test("load: 8 clients x 200 requests on loopback, sam-tiny", async () => {
-  const engine = await loadTestEngine();
-  if (!engine) {
-    console.warn("SKIP: src/predictor.ts is not there yet");
-    return;
-  }
-  try {
+  await withTestEngine(async (engine) => {
     const report = await runLoad(engine, { rssBoundMb: 128 });
     console.log(
       `sam-tiny: ${report.requests} requests in ${Math.round(report.wallMs)} ms, ` +
         `RSS ${report.rssGrowthMb.toFixed(1)} MiB`,
     );
-  } finally {
-    engine.dispose();
-  }
+  });
 });

@@ -10,7 +10,7 @@ import { createApp } from "../../src/server/app.ts";
 import type { Engine } from "../../src/server/engine.ts";
 import { FakeEngine } from "./fake_engine.ts";
 import { FIXTURE_IMAGE, makePng } from "./helpers.ts";
-import { loadTestEngine } from "./test_engine.ts";
+import { withTestEngine } from "./test_engine.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const ARTIFACTS = new URL("../../test-artifacts/", import.meta.url);
@@ -188,17 +188,5 @@ Deno.test({
   ignore: !hasChromium(),
   sanitizeOps: false,
   sanitizeResources: false,
-  fn: async (t) => {
-    const engine = await loadTestEngine();
-    if (!engine) {
-      console.warn("SKIP: src/predictor.ts is not there yet");
-      return;
-    }
-    try {
-      await drivePage(engine, "sam_tiny", 4);
-    } finally {
-      engine.dispose();
-    }
-    void t;
-  },
+  fn: () => withTestEngine((engine) => drivePage(engine, "sam_tiny", 4)),
 });

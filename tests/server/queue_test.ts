@@ -1,7 +1,6 @@
-/** The work queue and the byte-bounded LRU on their own. */
+/** The work queue on its own (the LRU is src/util/lru.ts, tested in tests/util/lru_test.ts). */
 import assert from "node:assert/strict";
 import { HttpError } from "../../src/server/errors.ts";
-import { ByteLru } from "../../src/server/lru.ts";
 import { WorkQueue } from "../../src/server/queue.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -48,22 +47,4 @@ Deno.test("queue: FIFO, one at a time, errors do not jam it, abort while waiting
   assert.equal(order.includes(11), false);
   const s = q.stats();
   assert.deepEqual([s.running, s.waiting, s.failed], [false, 0, 2]);
-});
-
-Deno.test("lru: evicts least recently used by bytes and by count; refuses oversize", () => {
-  const lru = new ByteLru<Uint8Array>(100, (v) => v.length, 3);
-  lru.set("a", new Uint8Array(40));
-  lru.set("b", new Uint8Array(40));
-  assert.ok(lru.get("a")); // a is now the most recent
-  lru.set("c", new Uint8Array(40)); // 120 > 100: evicts b
-  assert.deepEqual([lru.has("a"), lru.has("b"), lru.has("c")], [true, false, true]);
-  assert.equal(lru.bytes, 80);
-  lru.set("d", new Uint8Array(1));
-  lru.set("e", new Uint8Array(1)); // 4 entries > 3: evicts a
-  assert.equal(lru.has("a"), false);
-  assert.equal(lru.size, 3);
-  assert.equal(lru.set("huge", new Uint8Array(101)), false);
-  assert.equal(lru.has("huge"), false);
-  lru.set("c", new Uint8Array(10)); // replacing updates the byte count
-  assert.equal(lru.bytes, 12);
 });

@@ -4,6 +4,7 @@
  * answers, and stops cleanly on SIGTERM.
  */
 import assert from "node:assert/strict";
+import { sharedFixture } from "../util/fixtures.ts";
 
 const SERVER = new URL("../../src/server.ts", import.meta.url).pathname;
 const PERMS = ["--allow-read", "--allow-write", "--allow-net", "--allow-env", "--allow-ffi"];
@@ -28,15 +29,37 @@ Deno.test("serve: bad flags exit 2, --help exits 0", async () => {
   const help = await run(["--help"]);
   assert.equal(help.code, 0);
   assert.match(new TextDecoder().decode(help.stdout), /WGSAM_PORT/);
+  assert.match(new TextDecoder().decode(help.stdout), /--detector/);
+});
+
+Deno.test("serve: an unusable --detector is a startup error, exit 2, before the model loads", async () => {
+  const image = new URL("../fixtures/sam-tiny/image.png", import.meta.url).pathname;
+  for (
+    const [args, message] of [
+      [["--detector", "/nonexistent/det.onnx"], /--detector: detector: cannot read \/nonexistent/],
+      [["--detector", image], /--detector: detector: .*image\.png is not a loadable ONNX model/],
+    ] as const
+  ) {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", ...PERMS, SERVER, "--port", "0", "--model", "sam-tiny", ...args],
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 2, stderr);
+    assert.match(stderr, message);
+    assert.doesNotMatch(new TextDecoder().decode(out.stdout), /listening/);
+  }
 });
 
 Deno.test({
-  name: "serve: sam-tiny on port 0, warning logged, answers, stops on SIGTERM",
+  name:
+    "serve: sam-tiny (+ the fixture detector) on port 0, warning logged, answers, stops on SIGTERM",
   ignore: !hasPredictor(),
   fn: async () => {
+    const detector = sharedFixture("detector/yolov8_raw.onnx");
     const child = new Deno.Command(Deno.execPath(), {
       args: ["run", ...PERMS, SERVER, "--port", "0", "--model", "sam-tiny"],
-      env: { WGSAM_HOST: "127.0.0.1" },
+      // With the fixture detector when there is one (by env, as a deployment would set it).
+      env: { WGSAM_HOST: "127.0.0.1", ...(detector ? { WGSAM_DETECTOR: detector.pathname } : {}) },
       stdout: "piped",
       stderr: "piped",
     }).spawn();
@@ -60,6 +83,7 @@ Deno.test({
       assert.ok(port > 0, `no "listening" line; stdout: ${buffer}; stderr: ${errText}`);
       const info = await (await fetch(`http://127.0.0.1:${port}/api/info`)).json();
       assert.equal(info.model.meaningless, true);
+      assert.equal(info.detector?.layout ?? null, detector ? "yolov8" : null);
       const page = await fetch(`http://127.0.0.1:${port}/`);
       assert.equal(page.status, 200);
       assert.match(await page.text(), /wgsam/);

@@ -9,3 +9,17 @@ export async function loadTestEngine(): Promise<SamEngine | null> {
   }
   return await loadSamEngine("sam-tiny", { cacheBytes: 64 * 1024 * 1024, quiet: true });
 }
+
+/** Runs `fn` on a fresh sam-tiny engine and disposes of it; skips, saying so, without one. */
+export async function withTestEngine(fn: (engine: SamEngine) => Promise<void>): Promise<void> {
+  const engine = await loadTestEngine();
+  if (!engine) {
+    console.warn("SKIP: src/predictor.ts is not there yet");
+    return;
+  }
+  try {
+    await fn(engine);
+  } finally {
+    engine.dispose();
+  }
+}
