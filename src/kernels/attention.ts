@@ -590,10 +590,11 @@ export function attention(
     .every((x) => x % 4 === 0);
   // The decoder's cross attentions have their own kernels (head dims <= 32, no rel pos).
   const small = !rel && headDim <= FEW_Q_MAX_DP;
-  const { spec, bq } = small && nq <= FEW_Q
-    ? fewQuerySpecFor(headDim, v4)
-    : small && nk <= FEW_K
+  // Few keys first: the few-query kernel would leave most of its threads without a key.
+  const { spec, bq } = small && nk <= FEW_K
     ? fewKeySpecFor(headDim, v4)
+    : small && nq <= FEW_Q
+    ? fewQuerySpecFor(headDim, v4)
     : specFor(headDim, nq, nk, v4, rel !== undefined);
   const nqb = Math.ceil(nq / bq);
   const params = new Params()
