@@ -19,7 +19,7 @@ const state = {
   current: 0,
   /** Index of the candidate with the highest predicted IoU. */
   best: 0,
-  /** Last answer of /everything. */
+  /** Last answer of /everything or /detect (kind "detect": masks drawn with their labels). */
   everything: null,
   /** Sequence number of the newest segment request; older answers are ignored. */
   seq: 0,
@@ -52,6 +52,10 @@ async function loadInfo() {
   try {
     const info = await api("GET", "/api/info");
     $("model-name").textContent = `${info.model.name} on ${info.adapter}`;
+    if (info.detector) {
+      $("detect-tools").hidden = false;
+      $("classes").title = `The detector knows: ${info.detector.classes.join(", ")}`;
+    }
     if (info.warning) {
       const banner = $("banner");
       banner.textContent = "⚠ " + info.warning;
@@ -89,6 +93,7 @@ async function openFile(file) {
     fitStage();
     clearPrompts();
     $("everything").disabled = false;
+    $("detect").disabled = false;
     const took = Math.round(performance.now() - t0);
     setStatus(
       `${info.width}×${info.height} ready (${
@@ -254,9 +259,12 @@ function showScores() {
   const el = $("scores");
   el.textContent = "";
   if (state.masks.length === 0) {
-    el.textContent = state.everything
-      ? `${state.everything.count} masks (segment everything)`
-      : "No mask yet.";
+    const e = state.everything;
+    el.textContent = !e
+      ? "No mask yet."
+      : e.kind === "detect"
+      ? `${detections(e.count)}: ${e.annotations.map((a) => a.category_name).join(", ")}`
+      : `${e.count} masks (segment everything)`;
     return;
   }
   state.masks.forEach((m, i) => {
@@ -373,14 +381,15 @@ function decodeCocoRle(rle) {
   return mask;
 }
 
-function drawEverything(annotations) {
+/** Every annotation's mask in its own colour; with `labelled`, its box and "name score" too. */
+function drawEverything(annotations, labelled = false) {
   const ctx = overlayCanvas.getContext("2d");
   const out = ctx.createImageData(state.width, state.height);
   // Largest first, so that small masks stay visible on top.
   const sorted = [...annotations].sort((a, b) => b.area - a.area);
+  const colours = sorted.map((_, k) => hslToRgb(((k * 137.508) % 360) / 360, 0.75, 0.55));
   sorted.forEach((ann, k) => {
-    const hue = (k * 137.508) % 360;
-    const [r, g, b] = hslToRgb(hue / 360, 0.75, 0.55);
+    const [r, g, b] = colours[k];
     const mask = decodeCocoRle(ann.segmentation);
     for (let i = 0; i < mask.length; i++) {
       if (!mask[i]) continue;
@@ -391,6 +400,22 @@ function drawEverything(annotations) {
     }
   });
   ctx.putImageData(out, 0, 0);
+  if (!labelled) return;
+  const px = Math.max(10, Math.round(Math.max(state.width, state.height) / 50));
+  ctx.font = `${px}px sans-serif`;
+  ctx.lineWidth = Math.max(1, px / 6);
+  sorted.forEach((ann, k) => {
+    const [x, y, w, h] = ann.bbox;
+    const colour = `rgb(${colours[k].join(",")})`;
+    ctx.strokeStyle = colour;
+    ctx.strokeRect(x, y, w, h);
+    const label = `${ann.category_name} ${ann.score.toFixed(2)}`;
+    const ty = y >= px + 2 ? y - 2 : y + px + 2;
+    ctx.fillStyle = colour;
+    ctx.fillRect(x, ty - px, ctx.measureText(label).width + 4, px + 2);
+    ctx.fillStyle = "#fff";
+    ctx.fillText(label, x + 2, ty - 1);
+  });
 }
 
 function hslToRgb(h, s, l) {
@@ -423,6 +448,34 @@ $("everything").addEventListener("click", async () => {
     setStatus(`Segment everything failed: ${e.message}`, true);
   }
   $("everything").disabled = false;
+  updateButtons();
+});
+
+const detections = (n) => `${n} detection${n === 1 ? "" : "s"}`;
+
+$("detect").addEventListener("click", async () => {
+  if (!state.imageId) return;
+  const classes = $("classes").value.split(",").map((c) => c.trim()).filter((c) => c);
+  state.actions = [];
+  state.masks = [];
+  state.seq++;
+  drawMarks();
+  $("detect").disabled = true;
+  setStatus(`Detecting ${classes.length ? classes.join(", ") : "objects"}…`);
+  try {
+    const answer = await api(
+      "POST",
+      `/api/images/${state.imageId}/detect`,
+      classes.length ? { classes } : {},
+    );
+    state.everything = { kind: "detect", count: answer.detections, ...answer };
+    drawEverything(answer.annotations, true);
+    showScores();
+    setStatus(`${detections(answer.detections)} in ${answer.ms} ms.`);
+  } catch (e) {
+    setStatus(`Detect failed: ${e.message}`, true);
+  }
+  $("detect").disabled = false;
   updateButtons();
 });
 

@@ -7,6 +7,13 @@
  */
 import type { ImageInfo, Prediction, Prompt, RgbImage } from "../../src/types.ts";
 import type { Engine } from "../../src/server/engine.ts";
+import type { ServerDetector } from "../../src/server/detector.ts";
+import {
+  COCO_CLASSES,
+  type Detection,
+  type DetectorLike,
+  resolveClassIds,
+} from "../../src/detect/mod.ts";
 
 export const FAKE_LOW_RES = 8;
 
@@ -120,4 +127,48 @@ function concat(header: Uint32Array, data: Uint8Array): Uint8Array<ArrayBuffer> 
   out.set(new Uint8Array(header.buffer), 0);
   out.set(data, header.byteLength);
   return out;
+}
+
+/**
+ * A stand-in detector (no ONNX Runtime): a dog and a car at fixed places of the fixture photo
+ * (clipped to the image), filtered by class and score threshold as the real one filters.
+ */
+export function fakeDetector(): ServerDetector {
+  const planted = [
+    { box: [10, 10, 60, 50], score: 0.9, classId: 16 },
+    { box: [80, 40, 150, 100], score: 0.6, classId: 2 },
+  ];
+  const detector: DetectorLike = {
+    classNames: COCO_CLASSES,
+    detect: (image, opts = {}) => {
+      const keep = resolveClassIds(opts.classes, COCO_CLASSES);
+      const clip = (v: number, hi: number) => Math.max(0, Math.min(v, hi));
+      return Promise.resolve(
+        planted.filter((d) =>
+          (!keep || keep.has(d.classId)) && d.score > (opts.scoreThreshold ?? 0.35)
+        )
+          .map((d) => {
+            const [x0, y0, x1, y1] = d.box;
+            const box: Detection["box"] = [
+              clip(x0, image.width),
+              clip(y0, image.height),
+              clip(x1, image.width),
+              clip(y1, image.height),
+            ];
+            return { ...d, box, inputBox: box, className: COCO_CLASSES[d.classId] };
+          }),
+      );
+    },
+  };
+  return {
+    detector,
+    info: () => ({
+      path: "fake.onnx",
+      layout: "yolov8",
+      input_size: [640, 640],
+      execution_provider: "wasm",
+      classes: COCO_CLASSES,
+    }),
+    dispose: () => Promise.resolve(),
+  };
 }

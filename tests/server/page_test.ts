@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 import { createApp } from "../../src/server/app.ts";
 import type { Engine } from "../../src/server/engine.ts";
-import { FakeEngine } from "./fake_engine.ts";
+import type { ServerDetector } from "../../src/server/detector.ts";
+import { fakeDetector, FakeEngine } from "./fake_engine.ts";
 import { FIXTURE_IMAGE, makePng } from "./helpers.ts";
 import { withTestEngine } from "./test_engine.ts";
 
@@ -23,8 +24,13 @@ function hasChromium(): boolean {
   }
 }
 
-async function drivePage(engine: Engine, tag: string, pointsPerSide: number) {
-  const app = createApp({ engine, log: () => {} });
+async function drivePage(
+  engine: Engine,
+  tag: string,
+  pointsPerSide: number,
+  detector: ServerDetector | null = null,
+) {
+  const app = createApp({ engine, detector, log: () => {} });
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, app);
   const url = `http://127.0.0.1:${server.addr.port}/`;
   const browser = await chromium.launch({
@@ -165,6 +171,31 @@ async function drivePage(engine: Engine, tag: string, pointsPerSide: number) {
 
     await page.click("#clear");
     assert.equal(await overlayPixels(), 0);
+
+    // Detect: shown only with a detector; masks and labels of the kept classes.
+    assert.equal(await page.locator("#detect").isVisible(), detector !== null);
+    if (detector) {
+      await page.fill("#classes", "dog");
+      before = await status();
+      await page.click("#detect");
+      assert.match(await settled(before), /^1 detection in/);
+      assert.equal(await page.locator("#scores").textContent(), "1 detection: dog");
+      assert.ok(await overlayPixels() > 0, "no overlay after Detect");
+      await page.screenshot({ path: new URL(`page_${tag}_detect.png`, ARTIFACTS).pathname });
+      // An unknown class: the server's 400 (which the browser logs) shown in the status.
+      assert.deepEqual(errors, []);
+      await page.fill("#classes", "dgo");
+      await page.click("#detect");
+      await page.waitForFunction(
+        `/Detect failed/.test(document.getElementById("status").textContent)`,
+      );
+      assert.match(await status(), /did you mean "dog"/);
+      await page.click("#clear");
+      assert.equal(await overlayPixels(), 0);
+      assert.deepEqual(errors.splice(0), [
+        "Failed to load resource: the server responded with a status of 400 (Bad Request)",
+      ]);
+    }
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();
@@ -179,7 +210,7 @@ Deno.test({
   sanitizeResources: false,
   fn: async () => {
     const engine = new FakeEngine();
-    await drivePage(engine, "fake", 8);
+    await drivePage(engine, "fake", 8, fakeDetector());
   },
 });
 
