@@ -2,13 +2,14 @@
  * ModelMaskSource (GPU postprocess, mask_stats, packed read-back) on sam-tiny's amg.json,
  * with the official decoder export (`decoder.onnx`, ONNX Runtime) as the decoder: its
  * low-res logits are uploaded and everything after them runs on our GPU kernels. This checks
- * the model source's GPU path on real decoder output; the end-to-end test with our own
- * encoder and decoder is amg_sam_tiny_e2e_test.ts.
+ * the model source's GPU path on real decoder output, and the generator's CPU path
+ * (predictPoints) on the same logits; the end-to-end test with our own encoder and decoder is
+ * amg_sam_tiny_e2e_test.ts.
  */
 import assert from "node:assert/strict";
 import * as ort from "onnxruntime-web";
 import { AutomaticMaskGenerator, type MaskRecord } from "../../src/amg/automatic_mask_generator.ts";
-import { maskBatchFromLogits } from "../../src/amg/mask_source.ts";
+import { maskBatchFromLogits, type MaskSource } from "../../src/amg/mask_source.ts";
 import { ModelMaskSource, type SamGpuBackend } from "../../src/amg/model_source.ts";
 import { rleToMask, type UncompressedRle } from "../../src/amg/rle.ts";
 import { getContext, type GpuContext } from "../../src/gpu/context.ts";
@@ -147,6 +148,15 @@ Deno.test("sam-tiny amg.json through ModelMaskSource (GPU postprocess + mask_sta
   );
   assert.equal(backend.decodedPoints, decoded, "the second run reuses the decoder outputs");
   assert.deepEqual(chunked, records);
+
+  // The generator's CPU path on the same logits (read back through predictPoints; statistics
+  // and masks by maskBatchFromLogits) gives the same records too.
+  const gpuSource = new ModelMaskSource(backend);
+  const cpuPath: MaskSource = {
+    setImage: (im) => gpuSource.setImage(im),
+    predictPoints: (points, n) => gpuSource.predictPoints(points, n),
+  };
+  assert.deepEqual(await generator.generate(image, cpuPath), records, "CPU path");
   await session.release();
 });
 
