@@ -112,12 +112,14 @@ function attentionSpec(vt: Variant): KernelSpec {
     tokens: string,
     row0: string,
     n: number,
+    dstStride: number,
     scale = "",
   ) =>
     `for (var i = lid; i < ${n * d4}u; i += 64u) {
       let t = ${row0} + i / ${d4}u;
       let base = ${off} + (b * ${tokens} + min(t, ${tokens} - 1u)) * ${stride} + h * p.headDim;
-      ${dst}[i] = ${loadVec4(v4, buf, "base", `(i % ${d4}u)`, `t < ${tokens}`)}${scale};
+      ${dst}[(i / ${d4}u) * ${dstStride}u + i % ${d4}u] =
+        ${loadVec4(v4, buf, "base", `(i % ${d4}u)`, `t < ${tokens}`)}${scale};
     }`;
   // kh = kj / kW without an integer division per score: (kj + 0.5) / kW is at least
   // 0.5 / kW away from an integer, far more than float32 error for kj < 2^20.
@@ -126,7 +128,7 @@ function attentionSpec(vt: Variant): KernelSpec {
     const bias = relPos
       ? ` + relH[rowH${r} + kh${j}] + relW[rowW${r} + ${key} - kh${j} * p.kW]`
       : "";
-    return `ss[(ty + ${8 * r}u) * ${bk}u + tx + ${
+    return `ss[(ty + ${8 * r}u) * SS + tx + ${
       8 * j
     }u] = select(${NEG_BIG}, s${r}_${j}${bias}, ${key} < p.nk);`;
   };
@@ -159,9 +161,13 @@ ${relDecl}
 const D4 = ${d4}u;
 const BQ = ${bq}u;
 const BK = ${bk}u;
-var<workgroup> qs: array<vec4<f32>, ${bq * d4}>;   // [BQ, D4], pre-scaled
-var<workgroup> kvs: array<vec4<f32>, ${bk * d4}>;  // [BK, D4], K tile then V tile
-var<workgroup> ss: array<f32, ${bq * bk}>;         // [BQ, BK], scores then probabilities
+// Row strides padded by one so the 8 key rows a warp reads in the score phase, and the
+// rows the softmax threads walk, fall in different memory banks.
+const KS = ${d4 + 1}u;
+const SS = ${bk + 1}u;
+var<workgroup> qs: array<vec4<f32>, ${bq * d4}>;         // [BQ, D4], pre-scaled
+var<workgroup> kvs: array<vec4<f32>, ${bk * (d4 + 1)}>;  // [BK, KS], K tile then V tile
+var<workgroup> ss: array<f32, ${bq * (bk + 1)}>;         // [BQ, SS], scores, then P
 var<workgroup> rowCorr: array<f32, ${bq}>;         // per-row rescale of O for this tile
 var<workgroup> rowInv: array<f32, ${bq}>;          // 1 / row sum at the end
 
@@ -186,7 +192,7 @@ ${
     }
 
   // Q tile, scaled once here instead of per score.
-  ${loadTile("qs", "qBuf", "p.qOff", "p.qStride", "p.nq", "q0", bq, " * p.scale")}
+  ${loadTile("qs", "qBuf", "p.qOff", "p.qStride", "p.nq", "q0", bq, d4, " * p.scale")}
 
   var m = ${NEG_BIG};  // running max of row lid (threads lid < BQ own one row each)
   var l = 0.0;         // running sum of exp(s - m) of that row
@@ -194,14 +200,14 @@ ${R.map((r) => I.map((i) => `  var o${r}_${i} = vec4<f32>(0.0);`).join("\n")).jo
 
   for (var k0 = 0u; k0 < p.nk; k0 += BK) {
     workgroupBarrier();  // the previous tile's P V is done with kvs and ss
-    ${loadTile("kvs", "kBuf", "p.kOff", "p.kStride", "p.nk", "k0", bk)}
+    ${loadTile("kvs", "kBuf", "p.kOff", "p.kStride", "p.nk", "k0", bk, d4 + 1)}
     workgroupBarrier();
 
     // S = Qs Ks^T: each thread a rows x keys block, each vec4 read feeding several dots.
 ${R.map((r) => J.map((j) => `    var s${r}_${j} = 0.0;`).join("\n")).join("\n")}
     for (var d = 0u; d < p.d4n; d++) {
 ${unroll(rows, (r) => `      let q${r} = qs[(ty + ${8 * r}u) * D4 + d];`)}
-${unroll(keys, (j) => `      let k${j} = kvs[(tx + ${8 * j}u) * D4 + d];`)}
+${unroll(keys, (j) => `      let k${j} = kvs[(tx + ${8 * j}u) * KS + d];`)}
 ${R.map((r) => J.map((j) => `      s${r}_${j} += dot(q${r}, k${j});`).join("\n")).join("\n")}
     }
 ${
@@ -216,19 +222,19 @@ ${R.map((r) => J.map((j) => `    ${score(r, j)}`).join("\n")).join("\n")}
     let kn = min(BK, p.nk - k0);
     if (lid < BQ) {
       var tmax = m;
-      for (var j = 0u; j < kn; j++) { tmax = max(tmax, ss[lid * BK + j]); }
+      for (var j = 0u; j < kn; j++) { tmax = max(tmax, ss[lid * SS + j]); }
       let corr = exp(m - tmax);
       var sum = 0.0;
       for (var j = 0u; j < kn; j++) {
-        let pj = exp(ss[lid * BK + j] - tmax);
-        ss[lid * BK + j] = pj;
+        let pj = exp(ss[lid * SS + j] - tmax);
+        ss[lid * SS + j] = pj;
         sum += pj;
       }
       l = l * corr + sum;
       m = tmax;
       rowCorr[lid] = corr;
     }
-    ${loadTile("kvs", "vBuf", "p.vOff", "p.vStride", "p.nk", "k0", bk)}
+    ${loadTile("kvs", "vBuf", "p.vOff", "p.vStride", "p.nk", "k0", bk, d4 + 1)}
     workgroupBarrier();
 
     // O = O * corr + P Vs: each thread a rows x c-vec4 block.
@@ -238,8 +244,8 @@ ${
         unroll(c, (i) => `    o${r}_${i} *= c${r};`))
     }
     for (var j = 0u; j < kn; j++) {
-${unroll(rows, (r) => `      let p${r} = ss[(ty + ${8 * r}u) * BK + j];`)}
-${unroll(c, (i) => `      let v${i} = kvs[j * D4 + tx + ${8 * i}u];`)}
+${unroll(rows, (r) => `      let p${r} = ss[(ty + ${8 * r}u) * SS + j];`)}
+${unroll(c, (i) => `      let v${i} = kvs[j * KS + tx + ${8 * i}u];`)}
 ${R.map((r) => I.map((i) => `      o${r}_${i} += p${r} * v${i};`).join("\n")).join("\n")}
     }
   }
