@@ -19,6 +19,11 @@
  * need not be multiples of 4), with or without SAM's decomposed rel-pos bias, which is
  * added to the scores on the fly from its two factors relH, relW.
  *
+ * The decoder's cross attentions (7 prompt tokens <-> 4096 image tokens, head dims <= 32,
+ * no rel pos) have two kernels of their own, below: few keys (all K/V in workgroup memory,
+ * one query per thread in straight-line code) and few queries (the keys split over the 64
+ * threads, partial softmaxes merged at the end).
+ *
  * On llvmpipe every workgroup-memory read inside a loop costs far more than the arithmetic
  * it feeds, so the register blocks (reads per dot product) decide the speed there.
  */
