@@ -25,7 +25,7 @@ import type { ServerDetector } from "./detector.ts";
 import { type Engine, predictorMaskSource } from "./engine.ts";
 import { errorResponse, HttpError, jsonResponse } from "./errors.ts";
 import { DEFAULT_LIMITS, type Limits } from "./limits.ts";
-import { encodeMaskPng } from "./png.ts";
+import { encodeMaskPng } from "../image.ts";
 import { WorkQueue } from "./queue.ts";
 import { parseDetectRequest, parseEverythingRequest, parseSegmentRequest } from "./validate.ts";
 

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { createApp } from "../../src/server/app.ts";
-import { encodeMaskPng } from "../../src/server/png.ts";
+import { encodeMaskPng } from "../../src/image.ts";
 import { parseNpy } from "../../src/util/npy.ts";
 import { FakeEngine } from "./fake_engine.ts";
 import {
