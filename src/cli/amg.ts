@@ -16,6 +16,7 @@ import { AutomaticMaskGenerator, type MaskRecord } from "../amg/automatic_mask_g
 import type { AmgProgress } from "../amg/automatic_mask_generator.ts";
 import { ModelMaskSource } from "../amg/model_source.ts";
 import { SamModelBackend } from "../amg/sam_backend.ts";
+import { SamModel } from "../predictor.ts";
 import { encodeMaskPng, readImageFile } from "../image.ts";
 
 const USAGE = `Usage: deno task amg --input <image or folder> --output <dir> [options]
@@ -288,13 +289,21 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 
   if (!args.quiet) console.log(`Loading model ${args.model}...`);
-  let backend: SamModelBackend;
+  let model: SamModel;
   try {
-    backend = await SamModelBackend.load(args.model);
+    model = await SamModel.load(args.model, { quiet: args.quiet });
   } catch (e) {
     console.error(`amg: error: could not load the model: ${(e as Error).message}`);
     return 1;
   }
+  if (!args.quiet) console.log(`Model ${model.name} on ${model.adapter}`);
+  const backend = SamModelBackend.fromModules(
+    model.ctx,
+    model.arch,
+    model.encoder,
+    model.decoder,
+    model.name,
+  );
   await Deno.mkdir(args.output, { recursive: true });
   const source = new ModelMaskSource(backend);
   try {
@@ -334,6 +343,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     }
   } finally {
     backend.dispose();
+    model.dispose();
   }
   console.log("Done!");
   return 0;
