@@ -204,9 +204,9 @@ Deno.test("sam-tiny decoder matches decoder.onnx and decoder_single.onnx on 9 ra
   await checkAgainstOnnx("sam-tiny", 2024, { secondPass: true });
 });
 
-Deno.test("sam-mini decoder (width 256) matches the ONNX exports on a point and a box + points prompt", async () => {
-  // Two prompts only: sam-mini costs about 3.5 GFLOP a prompt (llvmpipe: seconds each).
-  await checkAgainstOnnx("sam-mini", 77, { only: [1, 5], secondPass: false });
+Deno.test("sam-mini decoder (width 256) matches the ONNX exports on a box + two points prompt", async () => {
+  // One prompt only: sam-mini costs about 3.5 GFLOP a prompt (llvmpipe: seconds each).
+  await checkAgainstOnnx("sam-mini", 77, { only: [5], secondPass: false });
 });
 
 Deno.test("a mask-only prompt and an empty prompt run with no sparse tokens, as SamPredictor allows", async () => {
