@@ -2,13 +2,12 @@
  * Our SAM on the GPU (src/encoder ImageEncoder + src/decoder SamDecoder) as the automatic
  * mask generator's model: `SamGpuBackend` for `ModelMaskSource`.
  *
- * The decoder hands its low-res logits back as host arrays (SamDecoder.predict), so they are
- * uploaded again here for the GPU postprocess and statistics: 3 x 256 x 256 floats a point
- * for the real models. A decoder entry point that leaves them on the GPU would save that
- * round trip; nothing else in the generator's per-mask work touches the CPU.
+ * The decoder writes its low-res logits into a GPU tensor (SamDecoder.predict's lowResOut),
+ * so of the per-mask work only the IoU predictions, the statistics and the kept masks' bits
+ * reach the CPU.
  */
 import { getContext, type GpuContext } from "../gpu/context.ts";
-import { type Tensor, tensorFrom } from "../gpu/tensor.ts";
+import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
 import { encodeImage, ImageEncoder } from "../encoder/image_encoder.ts";
 import { SamDecoder } from "../decoder/mask_decoder.ts";
 import { loadSam } from "../weights/load.ts";
@@ -89,21 +88,24 @@ export class SamModelBackend implements SamGpuBackend {
       labels: [1],
       multimask: true,
     }));
-    const results = await this.decoder.predict(this.embedding, prompts, {
-      originalSize: this.size,
-      multimask: true,
-      output: "none",
-    });
-    const side = this.decoder.lowResSize, plane = side * side;
-    const count = results[0]?.count ?? 3;
-    const low = new Float32Array(n * count * plane);
-    const iou = new Float32Array(n * count);
-    results.forEach((r, i) => {
-      low.set(r.lowRes, i * count * plane);
-      iou.set(r.iou, i * count);
-    });
-    const lowRes = tensorFrom(this.ctx, low, [n, count, side, side], "amg.low_res");
-    return { lowRes, iou };
+    // (N, 3, l, l) low-res logits written by the decoder straight into a GPU tensor for the
+    // source's postprocess and statistics: they never come back to the CPU.
+    const side = this.decoder.lowResSize;
+    const lowRes = emptyTensor(this.ctx, [n, 3, side, side], "amg.low_res");
+    try {
+      const results = await this.decoder.predict(this.embedding, prompts, {
+        originalSize: this.size,
+        multimask: true,
+        output: "none",
+        lowResOut: lowRes,
+      });
+      const iou = new Float32Array(n * 3);
+      results.forEach((r, i) => iou.set(r.iou, i * 3));
+      return { lowRes, iou };
+    } catch (err) {
+      lowRes.destroy();
+      throw err;
+    }
   }
 
   dispose(): void {
