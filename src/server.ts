@@ -54,7 +54,15 @@ async function main(): Promise<number> {
 
   const cacheBytes = Math.round(config.cacheMb * 1024 * 1024);
   const t0 = performance.now();
-  const engine = await loadSamEngine(model, { cacheBytes });
+  let engine;
+  try {
+    engine = await loadSamEngine(model, { cacheBytes });
+  } catch (e) {
+    // A missing, corrupt or foreign checkpoint: its message says what to do, no stack trace.
+    console.error(`error: --model ${model}: ${(e as Error).message}`);
+    await detector?.dispose();
+    return 2;
+  }
   console.log(
     `loaded ${engine.info.model} in ${
       Math.round(performance.now() - t0)
@@ -74,22 +82,34 @@ async function main(): Promise<number> {
     },
   });
 
-  const server = Deno.serve({
-    hostname: config.host,
-    port: config.port,
-    onListen: ({ hostname, port }) => {
-      const shown = hostname.includes(":") ? `[${hostname}]` : hostname;
-      console.log(`wgsam listening on http://${shown}:${port}/`);
-    },
-    onError: (e) => {
-      // createApp answers every error itself; this is a last resort that keeps serving.
-      console.error(`ERROR (unhandled): ${(e as Error)?.stack ?? e}`);
-      return new Response(JSON.stringify({ error: "internal error" }), {
-        status: 500,
-        headers: { "content-type": "application/json" },
-      });
-    },
-  }, app);
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = Deno.serve({
+      hostname: config.host,
+      port: config.port,
+      onListen: ({ hostname, port }) => {
+        const shown = hostname.includes(":") ? `[${hostname}]` : hostname;
+        console.log(`wgsam listening on http://${shown}:${port}/`);
+      },
+      onError: (e) => {
+        // createApp answers every error itself; this is a last resort that keeps serving.
+        console.error(`ERROR (unhandled): ${(e as Error)?.stack ?? e}`);
+        return new Response(JSON.stringify({ error: "internal error" }), {
+          status: 500,
+          headers: { "content-type": "application/json" },
+        });
+      },
+    }, app);
+  } catch (e) {
+    // Port taken, or no permission to bind: say which address, without a stack trace.
+    const reason = e instanceof Deno.errors.AddrInUse
+      ? "the address is already in use (another server on that port? try --port)"
+      : (e as Error).message;
+    console.error(`error: cannot listen on ${config.host}:${config.port}: ${reason}`);
+    engine.dispose();
+    await detector?.dispose();
+    return 2;
+  }
 
   const stop = () => {
     console.log("shutting down");

@@ -51,6 +51,39 @@ Deno.test("serve: an unusable --detector is a startup error, exit 2, before the 
 });
 
 Deno.test({
+  name: "serve: an unloadable --model and a taken port are one-line startup errors, exit 2",
+  ignore: !hasPredictor(),
+  fn: async () => {
+    const run = async (args: string[]) => {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", ...PERMS, SERVER, ...args],
+      }).output();
+      const stderr = new TextDecoder().decode(out.stderr);
+      assert.equal(out.code, 2, stderr);
+      assert.doesNotMatch(stderr, /Uncaught|\n\s+at /, "no stack trace");
+      assert.doesNotMatch(new TextDecoder().decode(out.stdout), /listening/);
+      return stderr;
+    };
+    const notCheckpoint = new URL("../fixtures/sam-tiny/image.png", import.meta.url).pathname;
+    assert.match(
+      await run(["--port", "0", "--model", notCheckpoint]),
+      /error: --model .*image\.png: .*neither a torch zip checkpoint nor safetensors/,
+    );
+    assert.match(await run(["--port", "0", "--model", "nosuch"]), /error: --model nosuch: /);
+    const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    try {
+      const port = (taken.addr as Deno.NetAddr).port;
+      assert.match(
+        await run(["--host", "127.0.0.1", "--port", String(port), "--model", "sam-tiny"]),
+        new RegExp(`error: cannot listen on 127\\.0\\.0\\.1:${port}: .*already in use`),
+      );
+    } finally {
+      taken.close();
+    }
+  },
+});
+
+Deno.test({
   name:
     "serve: sam-tiny (+ the fixture detector) on port 0, warning logged, answers, stops on SIGTERM",
   ignore: !hasPredictor(),
