@@ -69,7 +69,18 @@ export async function readJsonObject(
 
 const RAW_IMAGE_TYPES = ["image/png", "image/jpeg", "image/jpg", "application/octet-stream"];
 
-/** The image bytes of an upload, raw or from the multipart field "image". */
+const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+
+/** PNG signature or JPEG SOI marker at the start. */
+function looksLikeImage(bytes: Uint8Array): boolean {
+  if (PNG_SIGNATURE.every((b, i) => bytes[i] === b)) return true;
+  return bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff;
+}
+
+/**
+ * The image bytes of an upload, raw or from the multipart field "image". A raw body may also
+ * come as application/x-www-form-urlencoded (curl's default) when it starts as a PNG or JPEG.
+ */
 export async function readImageUpload(req: Request, maxBytes: number): Promise<Uint8Array> {
   const type = (req.headers.get("content-type") ?? "").split(";")[0].trim().toLowerCase();
   if (type === "multipart/form-data") {
@@ -93,6 +104,12 @@ export async function readImageUpload(req: Request, maxBytes: number): Promise<U
   }
   if (type === "" || RAW_IMAGE_TYPES.includes(type)) {
     return await readBodyLimited(req, maxBytes);
+  }
+  if (type === "application/x-www-form-urlencoded") {
+    // curl's --data-binary @photo.jpg sends this type unless told otherwise: a PNG or JPEG
+    // body under it is taken as the raw upload it is; anything else is still refused.
+    const bytes = await readBodyLimited(req, maxBytes);
+    if (looksLikeImage(bytes)) return bytes;
   }
   throw new HttpError(
     415,

@@ -70,6 +70,18 @@ Deno.test("info, page and upload (raw, multipart, JPEG, cached)", async () => {
   assert.equal(jpeg.status, 200);
   assert.deepEqual([jpeg.json.width, jpeg.json.height], [40, 30]);
 
+  // curl --data-binary @photo.png without -H: curl says form-urlencoded; the bytes say PNG.
+  const curlDefault = await call(app, "POST", "/api/images", await Deno.readFile(FIXTURE_IMAGE), {
+    "content-type": "application/x-www-form-urlencoded",
+  });
+  assert.equal(curlDefault.status, 200, JSON.stringify(curlDefault.json));
+  assert.equal(curlDefault.json.id, first.id);
+  const form415 = await call(app, "POST", "/api/images", "a=1&b=2", {
+    "content-type": "application/x-www-form-urlencoded",
+  });
+  assert.equal(form415.status, 415);
+  assert.match(String(form415.json.error), /unsupported Content-Type/);
+
   const got = await call(app, "GET", `/api/images/${first.id}`);
   assert.deepEqual(got.json, { id: first.id, width: 160, height: 107 });
 });
