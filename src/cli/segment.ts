@@ -168,6 +168,10 @@ export async function runSegment(args: SegmentArgs): Promise<void> {
 }
 
 if (import.meta.main) {
+  if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
+    console.log(USAGE);
+    Deno.exit(0);
+  }
   let args: SegmentArgs;
   try {
     args = parseSegmentArgs(Deno.args);

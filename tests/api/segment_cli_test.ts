@@ -63,6 +63,9 @@ Deno.test("segment CLI: bad arguments give a clear message and exit 2", async ()
   for (const [args, message] of cases) {
     assert.throws(() => parseSegmentArgs(args), message);
   }
+  const help = await runCli(["--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /Usage: deno task segment/);
   const r = await runCli(["--point", "1,2"]);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /no image given/);
