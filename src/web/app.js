@@ -48,6 +48,9 @@ async function api(method, path, body, headers = {}) {
   return json;
 }
 
+/** Adapters that run WebGPU on the CPU (Mesa llvmpipe/lavapipe, SwiftShader). */
+const SOFTWARE_ADAPTER = /llvmpipe|lavapipe|swiftshader|software/i;
+
 async function loadInfo() {
   try {
     const info = await api("GET", "/api/info");
@@ -55,6 +58,11 @@ async function loadInfo() {
     if (info.detector) {
       $("detect-tools").hidden = false;
       $("classes").title = `The detector knows: ${info.detector.classes.join(", ")}`;
+    }
+    if (SOFTWARE_ADAPTER.test(info.adapter ?? "")) {
+      // A CPU-emulated GPU: the official 32x32 grid would outlast the server's time limit.
+      $("pps").value = "4";
+      $("pps").title = `${info.adapter} is a software adapter: keep the grid small`;
     }
     if (info.warning) {
       const banner = $("banner");
@@ -119,11 +127,17 @@ drop.addEventListener("drop", (ev) => {
   openFile(ev.dataTransfer.files[0]);
 });
 
-/** Shows the photo as large as the window allows (small photos are scaled up). */
+/**
+ * Shows the photo as large as the window allows (small photos are scaled up), leaving the
+ * status line below it in view: the height left is measured, since the banner and the
+ * wrapping toolbar take more or less room.
+ */
 function fitStage() {
   if (!state.width) return;
   const maxW = Math.max(200, document.documentElement.clientWidth - 48);
-  const maxH = Math.max(200, globalThis.innerHeight - 260);
+  const above = drop.getBoundingClientRect().top + globalThis.scrollY;
+  const below = document.querySelector("footer").offsetHeight + 8; // + the drop zone's border
+  const maxH = Math.max(200, globalThis.innerHeight - above - below);
   const scale = Math.min(maxW / state.width, maxH / state.height);
   const stage = $("stage");
   stage.style.width = `${Math.floor(state.width * scale)}px`;

@@ -81,6 +81,12 @@ async function drivePage(
     await page.waitForFunction(`/ready/.test(document.getElementById("status").textContent)`);
     const box = (await page.locator("#marks").boundingBox())!;
     const scale = box.width / 160; // the fixture photo is 160 x 107
+    // The photo fills the window but leaves the status line below it in view.
+    const statusBox = (await page.locator("#status").boundingBox())!;
+    assert.ok(statusBox.y + statusBox.height <= 800, `status line at y=${statusBox.y}, off-screen`);
+    // On a CPU-emulated adapter the grid starts small (32x32 would outlast the time limit).
+    const software = /llvmpipe|lavapipe|swiftshader|software/i.test(engine.info.adapter);
+    assert.equal(await page.inputValue("#pps"), software ? "4" : "32");
     const at = (x: number, y: number) => ({ x: box.x + x * scale, y: box.y + y * scale });
 
     // The page's code runs in the browser: given as source text (the test is not type-checked with DOM types).
