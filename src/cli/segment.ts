@@ -125,10 +125,34 @@ export function promptsOf(args: SegmentArgs): Prompt[] {
   }];
 }
 
+/**
+ * Refuses points and box corners more than a quarter of the photo's longer side outside it
+ * (the server's rule): such a click is a typo (pixels of another photo, x and y swapped), and
+ * the model would silently answer it with a meaningless mask.
+ */
+export function checkPromptsInImage(args: SegmentArgs, width: number, height: number): void {
+  const margin = 0.25 * Math.max(width, height);
+  const check = (what: string, x: number, y: number) => {
+    if (x < -margin || x > width + margin || y < -margin || y > height + margin) {
+      throw new UsageError(
+        `${what} (${x}, ${y}) is outside the ${width}x${height} image ` +
+          `(at most ${margin} pixels beyond its edges)`,
+      );
+    }
+  };
+  args.points.forEach(([x, y]) => check("--point", x, y));
+  args.boxes.forEach(([x0, y0, x1, y1]) => {
+    check("--box corner", x0, y0);
+    check("--box corner", x1, y1);
+  });
+}
+
 export async function runSegment(args: SegmentArgs): Promise<void> {
   const image = await readImageFile(args.image);
-  await Deno.mkdir(args.out, { recursive: true });
+  checkPromptsInImage(args, image.width, image.height);
   const model = await SamModel.load(args.model);
+  // Only once the model loads, so that a missing model leaves no empty output folder behind.
+  await Deno.mkdir(args.out, { recursive: true });
   const predictor = new SamPredictor(model);
   try {
     const info = await predictor.setImage(image);
@@ -182,6 +206,10 @@ if (import.meta.main) {
   try {
     await runSegment(args);
   } catch (err) {
+    if (err instanceof UsageError) {
+      console.error(`segment: ${err.message}`);
+      Deno.exit(2);
+    }
     console.error(`segment: ${(err as Error).message}`);
     if (Deno.env.get("WGSAM_DEBUG") === "1") console.error(err);
     Deno.exit(1);

@@ -70,6 +70,18 @@ Deno.test("segment CLI: bad arguments give a clear message and exit 2", async ()
   assert.equal(r.code, 2);
   assert.match(r.stderr, /no image given/);
   assert.match(r.stderr, /Usage: deno task segment/);
+  // A click far outside the photo (160 x 107: at most 40 pixels beyond an edge) is an argument
+  // mistake, found once the photo's size is known: exit 2, no output folder, no model loaded.
+  const outside = `/tmp/wgsam-segment-outside-${Deno.pid}`;
+  const image = new URL("image.png", tiny).pathname;
+  const far = await runCli([image, "--point", "500,375", "--model", "nosuch", "--out", outside]);
+  assert.equal(far.code, 2, far.stderr);
+  assert.match(far.stderr, /--point \(500, 375\) is outside the 160x107 image/);
+  // A model that does not load (exit 1) leaves no empty output folder behind either.
+  const noModel = await runCli([image, "--point", "50,37", "--model", "nosuch", "--out", outside]);
+  assert.equal(noModel.code, 1, noModel.stderr);
+  assert.match(noModel.stderr, /nosuch/);
+  await assert.rejects(Deno.stat(outside), Deno.errors.NotFound);
   // A runtime failure (missing file) is exit 1 with one line, no stack trace.
   const missing = await runCli(["/nonexistent.png", "--point", "1,2", "--out", "/tmp/wgsam-x"]);
   assert.equal(missing.code, 1);
