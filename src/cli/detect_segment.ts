@@ -18,6 +18,7 @@ import {
   detectAndSegment,
   type DetectSegmentResult,
 } from "../detect/detect_segment.ts";
+import { UnknownClassError } from "../detect/mod.ts";
 import { Detector, type ExecutionProviderChoice } from "../detect/detector.ts";
 import { overlayItems, renderOverlayPng } from "../detect/overlay.ts";
 
@@ -172,6 +173,10 @@ export async function runDetectSegment(
 }
 
 if (import.meta.main) {
+  if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
+    console.log(USAGE);
+    Deno.exit(0);
+  }
   let args: DetectSegmentArgs;
   try {
     args = parseDetectSegmentArgs(Deno.args);
@@ -183,6 +188,7 @@ if (import.meta.main) {
     await runDetectSegment(args);
   } catch (e) {
     console.error(`error: ${(e as Error).message}`);
-    Deno.exit(1);
+    // A --classes name the detector does not know is an argument mistake, found once it loads.
+    Deno.exit(e instanceof UnknownClassError ? 2 : 1);
   }
 }

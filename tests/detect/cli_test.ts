@@ -172,8 +172,12 @@ Deno.test("detect-segment CLI: exit codes and messages of the real command", asy
       stderr: "piped",
       env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" },
     }).output();
-    return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
+    const text = new TextDecoder();
+    return { code: out.code, stdout: text.decode(out.stdout), stderr: text.decode(out.stderr) };
   };
+  const help = await run("--help");
+  assert.equal(help.code, 0, help.stderr);
+  assert.match(help.stdout, /^usage: deno task detect-segment/);
   const usage = await run("--score", "0.5");
   assert.equal(usage.code, 2);
   assert.match(usage.stderr, /error: no image given\nusage: deno task detect-segment/);
@@ -181,4 +185,20 @@ Deno.test("detect-segment CLI: exit codes and messages of the real command", asy
   const missing = await run(photo, "--detector", "/nonexistent.onnx", "--out", "/tmp/x");
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /error: detector: cannot read \/nonexistent\.onnx/);
+  const detector = sharedFixture("detector/yolov8_raw.onnx");
+  if (detector) {
+    // Known only once the detector is loaded, but still an argument mistake.
+    const out = `/tmp/wgsam-detect-unknown-${Deno.pid}`;
+    const unknown = await run(
+      photo,
+      "--detector",
+      detector.pathname,
+      "--classes",
+      "unicorn",
+      "--out",
+      out,
+    );
+    assert.equal(unknown.code, 2, unknown.stderr);
+    assert.match(unknown.stderr, /unknown class name "unicorn"/);
+  }
 });
