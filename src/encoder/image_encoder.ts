@@ -93,15 +93,15 @@ function isGlobal(arch: SamArch, i: number): boolean {
  *   the neck the im2col scratch.
  * - input: the (3, S, S) image tensor when given as a Float32Array.
  *
- * `transient`: what kernels without an `out` parameter allocate inside one block (the
- * partitioned norm1 output, the unpartitioned attention, the rel-pos bias relH and relW);
- * the encoder destroys them after each block, so at most one block's worth is alive.
+ * - relH, relW: the decomposed rel-pos bias factors of the block's attention.
+ *
+ * The windowed blocks' partitioned norm1 output lives in "attn" (dead once qkv is computed,
+ * before attention writes there) and their unpartitioned attention output in "tok" (norm1's
+ * output is dead by then), so a pass allocates nothing but its output embedding.
  */
 export interface EncoderBufferPlan {
   owned: Record<OwnedBuffer, number>;
-  /** The largest block's transient allocations, by kind. */
-  transient: Record<"partitioned" | "unpartitioned" | "relH" | "relW", number>;
-  /** Owned plus one block's transients, bytes: the peak activation memory of a pass. */
+  /** The owned buffers' bytes: the peak activation memory of a pass. */
   peakBytes: number;
   /** Bytes of the uploaded weights (float32, rel-pos tables gathered per block). */
   weightBytes: number;
@@ -109,7 +109,7 @@ export interface EncoderBufferPlan {
   outputBytes: number;
 }
 
-export type OwnedBuffer = "x" | "x2" | "tok" | "attn" | "big" | "input";
+export type OwnedBuffer = "x" | "x2" | "tok" | "attn" | "big" | "input" | "relH" | "relW";
 
 export function encoderBufferPlan(arch: SamArch): EncoderBufferPlan {
   const g = encoderGeometry(arch);
@@ -119,6 +119,11 @@ export function encoderBufferPlan(arch: SamArch): EncoderBufferPlan {
   const anyGlobal = blocks.some((global) => global);
   // Rows of a block's attention: padded windows for windowed blocks, the grid for global ones.
   const attnRows = Math.max(anyWindowed ? g.paddedTokens : 0, anyGlobal ? N : 0);
+  // relH: [batch * heads, nq, kH]: windows * heads * win^2 * win, or heads * N * grid.
+  const rel = Math.max(
+    anyWindowed ? g.windows * g.heads * g.win * g.win * g.win : 0,
+    anyGlobal ? g.heads * N * g.grid : 0,
+  );
   const owned = {
     x: N * C,
     x2: N * Math.max(C, D),
@@ -126,22 +131,10 @@ export function encoderBufferPlan(arch: SamArch): EncoderBufferPlan {
     attn: attnRows * C,
     big: Math.max(attnRows * 3 * C, N * g.mlpDim, N * 9 * D, N * g.patchCols),
     input: 3 * arch.imgSize * arch.imgSize,
-  };
-  // relH: [batch * heads, nq, kH]: windows * heads * win^2 * win, or heads * N * grid.
-  const rel = Math.max(
-    anyWindowed ? g.windows * g.heads * g.win * g.win * g.win : 0,
-    anyGlobal ? g.heads * N * g.grid : 0,
-  );
-  const windowed = (n: number) => anyWindowed ? n : 0;
-  const transient = {
-    partitioned: windowed(g.paddedTokens * C),
-    unpartitioned: windowed(N * C),
     relH: rel,
     relW: rel,
   };
-  const sum = (r: Record<string, number>) => Object.values(r).reduce((a, b) => a + b, 0);
-  // Windowed and global transients never coexist; the sum bounds the larger block's.
-  const peakBytes = 4 * (sum(owned) + sum(transient));
+  const peakBytes = 4 * Object.values(owned).reduce((a, b) => a + b, 0);
   // Weights as uploaded: every encoder tensor of the official table except the raw rel-pos
   // tables, which are uploaded gathered by get_rel_pos as [span, span, headDim].
   let weights = N * C + C * g.patchCols + C + D * C + 9 * D * D + 4 * D;
@@ -150,7 +143,7 @@ export function encoderBufferPlan(arch: SamArch): EncoderBufferPlan {
     weights += 4 * C + 4 * C * C + 4 * C + 2 * C * g.mlpDim + g.mlpDim + C;
     weights += 2 * span * span * g.headDim;
   }
-  return { owned, transient, peakBytes, weightBytes: 4 * weights, outputBytes: 4 * D * N };
+  return { owned, peakBytes, weightBytes: 4 * weights, outputBytes: 4 * D * N };
 }
 
 /** Stage names reported to `onStage`, matching the fixture files (act_block3.npy ...). */
@@ -332,9 +325,8 @@ export class ImageEncoder {
 
     for (let i = 0; i < this.blocks.length; i++) {
       x = this.block(this.blocks[i], x);
-      // A submit per block keeps command buffers modest and lets transient tensors go.
+      // A submit per block keeps command buffers modest.
       ctx.submit();
-      this.freeTransients();
       hook(`act_block${i}`, x);
     }
 
@@ -359,19 +351,6 @@ export class ImageEncoder {
     return out;
   }
 
-  private transients: Tensor[] = [];
-
-  /** Tensors that a kernel allocated itself (no `out` parameter): freed after the block. */
-  private transient(t: Tensor): Tensor {
-    this.transients.push(t);
-    return t;
-  }
-
-  private freeTransients(): void {
-    for (const t of this.transients) t.destroy();
-    this.transients = [];
-  }
-
   /**
    * One ViT block on the residual stream x (in buffer "x"); the block's intermediate residual
    * goes to "x2" and the result back into "x".
@@ -385,13 +364,16 @@ export class ImageEncoder {
     const span = w.global ? s : g.win;
     const batch = w.global ? 1 : g.windows;
     const rows = batch * span * span;
-    const attnIn = w.global ? xn : this.transient(windowPartition(ctx, xn, g.win));
+    const attnIn = w.global
+      ? xn
+      : windowPartition(ctx, xn, g.win, this.view("attn", [batch, span * span, C]));
     const qkv = linear(ctx, attnIn, ...w.qkv, { out: this.view("big", [rows, 3 * C]) });
     const dims = { batch, heads: g.heads, headDim: g.headDim, nq: span * span, nk: span * span };
     const view = (k: number): HeadsView => ({ tensor: qkv, offset: k * C, rowStride: 3 * C });
-    const rel = relPosBias(ctx, view(0), dims, span, span, w.rh, w.rw, span, span);
-    this.transient(rel.relH);
-    this.transient(rel.relW);
+    const rel = relPosBias(ctx, view(0), dims, span, span, w.rh, w.rw, span, span, {
+      relH: this.view("relH", [batch * g.heads, span * span, span]),
+      relW: this.view("relW", [batch * g.heads, span * span, span]),
+    });
     const attn = attention(ctx, view(0), view(1), view(2), dims, {
       relPos: rel,
       out: this.view("attn", [batch, span * span, C]),
@@ -399,7 +381,7 @@ export class ImageEncoder {
     // Back to [s, s, C] (dropping the padded tokens), then proj + residual into x2.
     const attnTokens = w.global
       ? attn.reshape([s, s, C])
-      : this.transient(windowUnpartition(ctx, attn, g.win, s, s));
+      : windowUnpartition(ctx, attn, g.win, s, s, this.view("tok", [s, s, C]));
     const x2 = linear(ctx, attnTokens, ...w.proj, {
       residual: x,
       out: this.view("x2", [s, s, C]),

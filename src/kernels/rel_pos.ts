@@ -141,7 +141,8 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 /**
  * relH[bh, (qh, qw), kh] = q[b, (qh, qw), h, :] . rh[qh, kh, :] and
  * relW[bh, (qh, qw), kw] = q[b, (qh, qw), h, :] . rw[qw, kw, :] (q unscaled, as SAM).
- * dims.nq must be qH * qW; dims.nk is not used (the keys are kH x kW).
+ * dims.nq must be qH * qW; dims.nk is not used (the keys are kH x kW). `out` lets a caller
+ * reuse its own buffers.
  */
 export function relPosBias(
   ctx: GpuContext,
@@ -153,6 +154,7 @@ export function relPosBias(
   rw: Tensor,
   kH: number,
   kW: number,
+  out?: { relH: Tensor; relW: Tensor },
 ): RelPosBias {
   const { batch, heads, headDim, nq } = dims;
   for (const [name, x] of Object.entries({ batch, heads, headDim, nq, qH, qW, kH, kW })) {
@@ -183,8 +185,19 @@ export function relPosBias(
       `relPosBias: q view reaches element ${last} of a tensor of ${q.tensor.size} ([${q.tensor.shape}])`,
     );
   }
-  const relH = emptyTensor(ctx, [batch * heads, nq, kH], "rel_pos.relH");
-  const relW = emptyTensor(ctx, [batch * heads, nq, kW], "rel_pos.relW");
+  const shapeH = [batch * heads, nq, kH], shapeW = [batch * heads, nq, kW];
+  const given = (t: Tensor, shape: number[], name: string) => {
+    if (t.size !== shape[0] * shape[1] * shape[2]) {
+      throw new Error(`relPosBias: out.${name} has ${t.size} elements, need [${shape}]`);
+    }
+    if (t.buffer === q.tensor.buffer) {
+      throw new Error(`relPosBias: out.${name} may not share q's buffer`);
+    }
+    return t.reshape(shape);
+  };
+  const relH = out ? given(out.relH, shapeH, "relH") : emptyTensor(ctx, shapeH, "rel_pos.relH");
+  const relW = out ? given(out.relW, shapeW, "relW") : emptyTensor(ctx, shapeW, "rel_pos.relW");
+  if (relH.buffer === relW.buffer) throw new Error("relPosBias: relH and relW share a buffer");
   const n = batch * heads * nq * (kH + kW);
   const params = new Params()
     .u32(n, heads, headDim, nq, q.offset, q.rowStride, qW, kH, kW)

@@ -77,15 +77,31 @@ function checkWin(fn: string, win: number): void {
   }
 }
 
-/** [H, W, C] -> [nWin, win*win, C] with nWin = ceil(H/win) * ceil(W/win), zero padding. */
-export function windowPartition(ctx: GpuContext, x: Tensor, win: number): Tensor {
+/** `out` viewed as `shape`; it must hold exactly that many elements and not alias `x`. */
+function checkOut(fn: string, out: Tensor, shape: number[], x: Tensor): Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (out.size !== n) {
+    throw new Error(`${fn}: out has ${out.size} elements, need [${shape}]`);
+  }
+  if (out.buffer === x.buffer) throw new Error(`${fn}: out may not share x's buffer`);
+  return out.reshape(shape);
+}
+
+/**
+ * [H, W, C] -> [nWin, win*win, C] with nWin = ceil(H/win) * ceil(W/win), zero padding. `out`
+ * (any tensor of that many elements) lets a caller reuse its own buffer.
+ */
+export function windowPartition(ctx: GpuContext, x: Tensor, win: number, out?: Tensor): Tensor {
   checkWin("windowPartition", win);
   if (x.shape.length !== 3) {
     throw new Error(`windowPartition: x must be [H, W, C], got [${x.shape}]`);
   }
   const [h, w, c] = x.shape;
   const nwy = Math.ceil(h / win), nwx = Math.ceil(w / win);
-  const y = emptyTensor(ctx, [nwy * nwx, win * win, c], "window_partition.out");
+  const shape = [nwy * nwx, win * win, c];
+  const y = out
+    ? checkOut("windowPartition", out, shape, x)
+    : emptyTensor(ctx, shape, "window_partition.out");
   const v4 = c % 4 === 0 ? 1 : 0;
   const n = v4 ? y.size / 4 : y.size;
   const params = new Params().u32(n, h, w, v4 ? c / 4 : c, win, nwx).build();
@@ -100,6 +116,7 @@ export function windowUnpartition(
   win: number,
   H: number,
   W: number,
+  out?: Tensor,
 ): Tensor {
   checkWin("windowUnpartition", win);
   const nwy = Math.ceil(H / win), nwx = Math.ceil(W / win);
@@ -113,7 +130,9 @@ export function windowUnpartition(
     );
   }
   const c = x.shape[2];
-  const y = emptyTensor(ctx, [H, W, c], "window_unpartition.out");
+  const y = out
+    ? checkOut("windowUnpartition", out, [H, W, c], x)
+    : emptyTensor(ctx, [H, W, c], "window_unpartition.out");
   const v4 = c % 4 === 0 ? 1 : 0;
   const n = v4 ? y.size / 4 : y.size;
   const params = new Params().u32(n, W, v4 ? c / 4 : c, win, nwx).build();

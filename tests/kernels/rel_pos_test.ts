@@ -133,6 +133,30 @@ Deno.test("relPosBias matches the einsum reference on a fused-qkv view", async (
     const tol = { atol: 1e-5, rtol: 1e-5 };
     assertClose(await got.relH.read(), ref.relH, { ...tol, label: `relH k${kH}x${kW}` });
     assertClose(await got.relW.read(), ref.relW, { ...tol, label: `relW k${kH}x${kW}` });
+    // The same into caller-owned buffers.
+    const out = {
+      relH: tensorFrom(ctx, new Float32Array(batch * heads * nq * kH).fill(9), [
+        batch * heads * nq * kH,
+      ]),
+      relW: tensorFrom(ctx, new Float32Array(batch * heads * nq * kW).fill(9), [
+        batch * heads * nq * kW,
+      ]),
+    };
+    const into = relPosBias(
+      ctx,
+      { tensor: qt, offset: 2, rowStride: stride },
+      { batch, heads, headDim: D, nq, nk: kH * kW },
+      qH,
+      qW,
+      tensorFrom(ctx, rh, [qH, kH, D]),
+      tensorFrom(ctx, rw, [qW, kW, D]),
+      kH,
+      kW,
+      out,
+    );
+    assert.equal(into.relH.buffer, out.relH.buffer);
+    assertClose(await into.relH.read(), ref.relH, { ...tol, label: `relH into out` });
+    assertClose(await into.relW.read(), ref.relW, { ...tol, label: `relW into out` });
   }
 });
 

@@ -1,6 +1,6 @@
 import { assertClose, randomArray } from "../util/compare.ts";
 import { getContext } from "../../src/gpu/context.ts";
-import { tensorFrom } from "../../src/gpu/tensor.ts";
+import { Tensor, tensorFrom } from "../../src/gpu/tensor.ts";
 import { windowPartition, windowUnpartition } from "../../src/kernels/window.ts";
 import assert from "node:assert/strict";
 
@@ -74,6 +74,29 @@ Deno.test("windowUnpartition ignores what the attention wrote into padding token
     }
   }
   assertClose(got, ref, { atol: 0, shape: [H, W, C], label: "windowUnpartition crop" });
+});
+
+Deno.test("window kernels write into a caller's buffer when given one", async () => {
+  const H = 5, W = 7, C = 4, win = 3;
+  const x = randomArray(H * W * C, 77);
+  const xt = tensorFrom(ctx, x, [H, W, C]);
+  // Stale contents in the caller's buffers must be fully overwritten (padding included).
+  const partsOut = tensorFrom(ctx, new Float32Array(6 * win * win * C).fill(7), [
+    6 * win * win * C,
+  ]);
+  const parts = windowPartition(ctx, xt, win, partsOut);
+  assert.equal(parts.buffer, partsOut.buffer);
+  assertClose(await parts.read(), partitionRef(x, H, W, C, win), { atol: 0, label: "into out" });
+  const backOut = tensorFrom(ctx, new Float32Array(H * W * C).fill(7), [H * W * C]);
+  const back = windowUnpartition(ctx, parts, win, H, W, backOut);
+  assert.equal(back.buffer, backOut.buffer);
+  assertClose(await back.read(), x, { atol: 0, label: "unpartition into out" });
+  assert.throws(
+    () => windowPartition(ctx, xt, win, tensorFrom(ctx, new Float32Array(5), [5])),
+    /out has 5 elements/,
+  );
+  const aliased = new Tensor(ctx, parts.buffer, [H, W, C]);
+  assert.throws(() => windowUnpartition(ctx, parts, win, H, W, aliased), /share x's buffer/);
 });
 
 Deno.test("window kernels refuse bad shapes", async () => {
