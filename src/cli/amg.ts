@@ -52,10 +52,14 @@ AMG settings (official defaults when omitted):
 export class UsageError extends Error {}
 
 type Kind = "int" | "float";
-/** Official flag -> [official keyword argument, type, smallest allowed value]. */
-const AMG_FLAGS: Record<string, [string, Kind, number]> = {
-  "points-per-side": ["points_per_side", "int", 1],
-  "points-per-batch": ["points_per_batch", "int", 1],
+/**
+ * Official flag -> [official keyword argument, type, smallest allowed value, largest]. The
+ * largest bounds are wgsam's: beyond them the point grid or one batch's logits no longer fit
+ * in memory (the official has none and fails deep inside torch).
+ */
+const AMG_FLAGS: Record<string, [string, Kind, number, number?]> = {
+  "points-per-side": ["points_per_side", "int", 1, 1024],
+  "points-per-batch": ["points_per_batch", "int", 1, 1024],
   "pred-iou-thresh": ["pred_iou_thresh", "float", -Infinity],
   "stability-score-thresh": ["stability_score_thresh", "float", -Infinity],
   "stability-score-offset": ["stability_score_offset", "float", -Infinity],
@@ -64,7 +68,7 @@ const AMG_FLAGS: Record<string, [string, Kind, number]> = {
   "crop-nms-thresh": ["crop_nms_thresh", "float", -Infinity],
   // The official declares this one type=int, which makes its default 512/1500 unreachable
   // from the command line; a fraction is what it means.
-  "crop-overlap-ratio": ["crop_overlap_ratio", "float", 0],
+  "crop-overlap-ratio": ["crop_overlap_ratio", "float", 0, 0.99],
   "crop-n-points-downscale-factor": ["crop_n_points_downscale_factor", "int", 1],
   "min-mask-region-area": ["min_mask_region_area", "int", 0],
 };
@@ -137,7 +141,7 @@ export function parseAmgArgs(argv: readonly string[]): AmgCliArgs {
       `--model-type must be one of ${MODEL_TYPES.join(", ")}, got '${modelType}'`,
     );
   }
-  for (const [flag, [kwarg, kind, min]] of Object.entries(AMG_FLAGS)) {
+  for (const [flag, [kwarg, kind, min, max]] of Object.entries(AMG_FLAGS)) {
     const text = values.get(flag);
     if (text === undefined) continue;
     const v = Number(text);
@@ -149,6 +153,9 @@ export function parseAmgArgs(argv: readonly string[]): AmgCliArgs {
       );
     }
     if (v < min) throw new UsageError(`--${flag} must be at least ${min}, got ${v}`);
+    if (max !== undefined && v > max) {
+      throw new UsageError(`--${flag} must be at most ${max}, got ${v}`);
+    }
     out.amg[kwarg] = v;
   }
   return out;

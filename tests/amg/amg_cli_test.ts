@@ -60,6 +60,15 @@ Deno.test("amg CLI: argument parsing and metadata.csv formatting (in process)", 
     /model-type/,
   );
   assert.throws(() => parseAmgArgs(["--input", "a", "--input", "b", "--output", "c"]), /twice/);
+  // A grid that cannot be allocated is refused by name (it was "Array buffer allocation failed").
+  assert.throws(
+    () => parseAmgArgs(["--input", "a", "--output", "b", "--points-per-side", "100000"]),
+    /--points-per-side must be at most 1024, got 100000/,
+  );
+  assert.throws(
+    () => parseAmgArgs(["--input", "a", "--output", "b", "--crop-overlap-ratio", "5"]),
+    /--crop-overlap-ratio must be at most 0.99/,
+  );
   // Python's str(float).
   assert.deepEqual(
     [10, 0.5, 1.5e-5, 0.0001, 0.9512345790863037, NaN].map(pyFloat),
