@@ -82,12 +82,18 @@ async function openFile(file) {
   state.fileName = file.name.replace(/\.[^.]*$/, "") || "image";
   setStatus(`Uploading ${file.name} and computing its embedding…`);
   try {
-    const bitmap = await createImageBitmap(file);
     const type = file.type === "image/png" || file.type === "image/jpeg"
       ? file.type
       : "application/octet-stream";
     const t0 = performance.now();
+    // The server's answer first: its refusals name the reason (size limits, not a PNG/JPEG),
+    // where the browser's own decoder only says "could not be decoded".
+    const decoding = createImageBitmap(file).catch((e) => e);
     const info = await api("POST", "/api/images", file, { "content-type": type });
+    const bitmap = await decoding;
+    if (bitmap instanceof Error) {
+      throw new Error(`this browser cannot display the photo (${bitmap.message})`);
+    }
     state.imageId = info.id;
     state.width = info.width;
     state.height = info.height;

@@ -75,6 +75,21 @@ async function drivePage(
       ),
       [64, 128],
     );
+    // A refused upload shows the server's reason (here: not a PNG or JPEG), not the browser's.
+    const notImage = await page.evaluateHandle(`(() => {
+      const dt = new DataTransfer();
+      dt.items.add(new File([new Uint8Array(64)], "zeros.png", { type: "image/png" }));
+      return dt;
+    })()`);
+    await page.dispatchEvent("#drop", "drop", { dataTransfer: notImage });
+    await page.waitForFunction(`/failed/.test(document.getElementById("status").textContent)`);
+    assert.match(
+      await page.locator("#status").textContent() ?? "",
+      /Upload failed: undecodable image: not a PNG or JPEG/,
+    );
+    assert.deepEqual(errors.splice(0), [
+      "Failed to load resource: the server responded with a status of 400 (Bad Request)",
+    ]);
     // ...then the fixture photo through the file input.
     await page.evaluate(`document.getElementById("status").textContent = "waiting"`);
     await page.setInputFiles("#file", FIXTURE_IMAGE.pathname);
