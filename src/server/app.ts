@@ -171,6 +171,10 @@ export function createApp(options: AppOptions): AppHandler {
     const image = await decodeQueue.run(() => decodeUpload(bytes, limits), {
       timeoutMs: limits.requestTimeoutMs,
     });
+    // Refused before the encoder runs: it could never be stored for the prompts to come.
+    if (image.data.byteLength > images.maxBytes) {
+      throw new HttpError(413, "image is larger than the whole image cache (--cache-mb)");
+    }
     const result = await onGpu(() => engine.setImage(image));
     if (!images.set(result.id, { id: result.id, image }, image.data.byteLength)) {
       throw new HttpError(413, "image is larger than the whole image cache (--cache-mb)");

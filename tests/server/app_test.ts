@@ -478,6 +478,14 @@ Deno.test("image store and handles are bounded LRUs", async () => {
   };
   assert.equal(cache.images.count, 2);
   assert.ok(cache.images.bytes <= 120_000);
+  // An image larger than the whole store is refused before the encoder runs.
+  const { app: small, engine: smallEngine } = setup({ imageCacheBytes: 10_000 });
+  const tooBig = await call(small, "POST", "/api/images", await makePng(160, 107, 0), {
+    "content-type": "image/png",
+  });
+  assert.equal(tooBig.status, 413);
+  assert.match(String(tooBig.json.error), /larger than the whole image cache/);
+  assert.equal(smallEngine.calls, 0);
 
   // Four handles fit; the fifth evicts the first.
   const seg = `/api/images/${ids[2]}/segment`;
