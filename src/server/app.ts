@@ -384,6 +384,11 @@ export function createApp(options: AppOptions): AppHandler {
           if (method === "DELETE") {
             lookupImage(id);
             images.delete(id);
+            // Its low_res_handles go too. Every handle is visited in recency order and each
+            // kept one re-inserted in turn, so their relative order (eviction) is unchanged.
+            for (const handle of handles.keys()) {
+              if (handles.get(handle)?.imageId === id) handles.delete(handle);
+            }
             return jsonResponse({ deleted: id });
           }
           return methodNotAllowed(["GET", "DELETE"]);

@@ -502,3 +502,29 @@ Deno.test("image store and handles are bounded LRUs", async () => {
   });
   assert.ok(other.status === 400);
 });
+
+Deno.test("DELETE forgets the image and its low_res_handles, and only those", async () => {
+  const { app } = setup();
+  const ids: string[] = [];
+  for (let k = 0; k < 2; k++) {
+    const r = await call(app, "POST", "/api/images", await makePng(40, 30, k), {
+      "content-type": "image/png",
+    });
+    ids.push(r.json.id as string);
+  }
+  const segment = (id: string, body: Record<string, unknown>) =>
+    call(app, "POST", `/api/images/${id}/segment`, body);
+  const gone = await segment(ids[0], { points: [[5, 5]], multimask: false });
+  const kept = await segment(ids[1], { points: [[5, 5]], multimask: false });
+  assert.equal((await call(app, "DELETE", `/api/images/${ids[0]}`)).status, 200);
+  assert.equal((await call(app, "GET", `/api/images/${ids[0]}`)).status, 404);
+  // Uploaded again (same pixels, same id): the old handle is no longer valid.
+  await call(app, "POST", "/api/images", await makePng(40, 30, 0), {
+    "content-type": "image/png",
+  });
+  const reused = await segment(ids[0], { mask_input: gone.json.low_res_handle as string });
+  assert.equal(reused.status, 400);
+  assert.match(String(reused.json.error), /unknown or expired/);
+  const other = await segment(ids[1], { mask_input: kept.json.low_res_handle as string });
+  assert.equal(other.status, 200, JSON.stringify(other.json));
+});
