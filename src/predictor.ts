@@ -241,6 +241,15 @@ export class SamPredictor {
     return this.current?.embedding ?? null;
   }
 
+  /**
+   * Drops one image's cached embedding (by the id `setImage` returned); true when it was
+   * cached. The current image stays usable until another one is set.
+   */
+  forget(id: string): boolean {
+    this.checkUsable();
+    return this.cache.delete(id);
+  }
+
   /** Frees every cached embedding. The model stays loaded. */
   dispose(): void {
     if (this.disposed) return;

@@ -37,6 +37,9 @@ function finite(v: unknown): v is number {
   return typeof v === "number" && Number.isFinite(v);
 }
 
+/** How far outside the image a point or box corner may lie, as a fraction of the long side. */
+export const COORD_MARGIN = 0.25;
+
 /**
  * Checks a prompt and maps it to the resized input frame (apply_coords / apply_boxes:
  * new = old * (new_side / old_side) in float64, then float32 as torch.as_tensor does).
@@ -58,7 +61,12 @@ export function toFramePrompt(
   const sx = newW / w, sy = newH / h;
   const out: FramePrompt = {};
   const points = p.points ?? [];
-  const labels = p.labels ?? [];
+  // Labels default to foreground, one per point.
+  const labels = p.labels ?? points.map(() => 1);
+  // SAM itself takes any coordinate; one far outside the photo is a caller's mistake.
+  const margin = COORD_MARGIN * Math.max(h, w);
+  const inRange = (x: number, y: number) =>
+    x >= -margin && x <= w + margin && y >= -margin && y <= h + margin;
   if (points.length !== labels.length) {
     throw new RangeError(
       `decoder: ${where} has ${points.length} points and ${labels.length} labels; need one label per point`,
@@ -73,6 +81,12 @@ export function toFramePrompt(
       if (pt.length !== 2 || !finite(pt[0]) || !finite(pt[1])) {
         throw new RangeError(
           `decoder: ${where} point ${i} must be two finite numbers, got [${pt.join(", ")}]`,
+        );
+      }
+      if (!inRange(pt[0], pt[1])) {
+        throw new RangeError(
+          `decoder: ${where} point ${i} [${pt.join(", ")}] lies outside the ${w}x${h} image ` +
+            `(more than ${COORD_MARGIN} of its long side beyond an edge)`,
         );
       }
       coords[2 * i] = pt[0] * sx;
@@ -95,6 +109,17 @@ export function toFramePrompt(
         `decoder: ${where} box must be four finite numbers [x0, y0, x1, y1], got ${
           JSON.stringify(b)
         }`,
+      );
+    }
+    if (b[2] < b[0] || b[3] < b[1]) {
+      throw new RangeError(
+        `decoder: ${where} box needs x0 <= x1 and y0 <= y1, got [${b.join(", ")}]`,
+      );
+    }
+    if (!inRange(b[0], b[1]) || !inRange(b[2], b[3])) {
+      throw new RangeError(
+        `decoder: ${where} box [${b.join(", ")}] lies outside the ${w}x${h} image ` +
+          `(more than ${COORD_MARGIN} of its long side beyond an edge)`,
       );
     }
     out.box = Float32Array.from([b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy]);

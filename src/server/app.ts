@@ -384,6 +384,8 @@ export function createApp(options: AppOptions): AppHandler {
           if (method === "DELETE") {
             lookupImage(id);
             images.delete(id);
+            // The embedding goes too, from inside the queue so no running job loses it.
+            if (engine.forget) await onGpu(() => Promise.resolve(engine.forget!(id)));
             // Its low_res_handles go too. Every handle is visited in recency order and each
             // kept one re-inserted in turn, so their relative order (eviction) is unchanged.
             for (const handle of handles.keys()) {

@@ -25,6 +25,8 @@ export interface Engine {
   predict(prompt: Prompt, opts?: { returnLogits?: boolean }): Promise<Prediction>;
   predictBatch(prompts: Prompt[], opts?: { returnLogits?: boolean }): Promise<Prediction[]>;
   getImageEmbedding(): Promise<{ data: Float32Array; shape: number[] }>;
+  /** Drops an image's cached embedding (DELETE /api/images/:id); true when it was cached. */
+  forget?(id: string): boolean;
   /** A mask source for "segment everything"; the default is `predictorMaskSource(this)`. */
   maskSource?(): MaskSource;
 }

@@ -87,6 +87,7 @@ export async function loadSamEngine(
     predict: (prompt, o) => predictor.predict(prompt, o),
     predictBatch: (prompts, o) => predictor.predictBatch(prompts, o),
     getImageEmbedding: () => predictor.getImageEmbedding(),
+    forget: (id) => predictor.forget(id),
     maskSource: () => new ModelMaskSource(backend),
     dispose: () => {
       predictor.dispose();

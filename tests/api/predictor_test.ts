@@ -84,6 +84,25 @@ Deno.test("SamPredictor on sam-tiny: image file in, the fixture's masks out", as
       await assert.rejects(() =>
         predictor.predict({ points: [[3, 3]], labels: [1], maskInput: new Float32Array(5) })
       );
+      await assert.rejects(
+        () => predictor.predict({ points: [[1e30, 1e30]], labels: [1] }),
+        /outside the 160x107 image/,
+      );
+      await assert.rejects(() => predictor.predict({ box: [100, 10, 20, 90] }), /x0 <= x1/);
+      await assert.rejects(() => predictor.predict({ box: [-500, 0, 20, 90] }), /outside/);
+      // A point a little outside the photo (within a quarter of its long side) is fine.
+      assert.equal(
+        (await predictor.predict({ points: [[-20, 110]], multimask: false })).masks.length,
+        1,
+      );
+      // Labels default to foreground.
+      const implicit = await predictor.predict({ points: [[88, 53.5]], multimask: false });
+      const explicit = await predictor.predict({
+        points: [[88, 53.5]],
+        labels: [1],
+        multimask: false,
+      });
+      assert.deepEqual(implicit.scores, explicit.scores);
       // The predictor still answers after the refusals.
       const ok = await predictor.predict({ points: [[88, 53.5]], labels: [1], multimask: false });
       assert.equal(ok.masks.length, 1);
@@ -109,6 +128,12 @@ Deno.test("SamPredictor: the embedding LRU evicts by bytes; evicted images are e
     assert.notEqual(a.id, b.id);
     assert.equal((await predictor.setImage(variant(0))).cached, true);
     await predictor.setImage(variant(2)); // evicts b, the least recently used
+    assert.equal((await predictor.setImage(variant(1))).cached, false);
+    // forget drops one embedding: the next setImage of those pixels runs the encoder again.
+    // (b is current: it stays usable until another image is set.)
+    assert.equal(predictor.forget(b.id), true);
+    assert.equal(predictor.forget(b.id), false);
+    assert.equal((await predictor.predict({ box: [16, 21.4, 112, 90.95] })).masks.length, 1);
     assert.equal((await predictor.setImage(variant(1))).cached, false);
     // The current image still answers after evictions around it.
     const p = await predictor.predict({ box: [16, 21.4, 112, 90.95], multimask: false });

@@ -205,6 +205,20 @@ async function endToEnd(engine: Engine & { dispose(): void }, pointsPerSide: num
         assert.equal(after.status, 200);
         assert.equal((await after.json()).queue.running, false);
       }
+      {
+        // DELETE forgets the embedding too: the same photo uploaded again is encoded again.
+        const again = async () =>
+          await (await fetch(`${base}/api/images`, {
+            method: "POST",
+            body: await Deno.readFile(FIXTURE_IMAGE),
+            headers: { "content-type": "image/png" },
+          })).json();
+        assert.equal((await again()).cached, true);
+        const del = await fetch(`${base}/api/images/${image.id}`, { method: "DELETE" });
+        assert.equal(del.status, 200);
+        await del.body?.cancel();
+        assert.equal((await again()).cached, false);
+      }
     } finally {
       await server.shutdown();
       engine.dispose();
