@@ -1,7 +1,8 @@
 /**
  * `deno task convert <in.pth> <out.safetensors>`: converts an official SAM checkpoint to
  * wgsam safetensors (float32, validated, architecture in the metadata), showing progress on
- * stderr. Exits 1 with a message on any error.
+ * stderr. `--help` prints the usage; a wrong argument count exits 2; any other error exits 1
+ * with a message.
  */
 import { convertCheckpoint } from "./load.ts";
 
@@ -11,9 +12,14 @@ function size(bytes: number, total: number): string {
 }
 
 async function main(args: string[]): Promise<number> {
-  if (args.length !== 2 || args.some((a) => a === "-h" || a === "--help")) {
-    console.error("usage: deno task convert <in.pth> <out.safetensors>");
-    return 1;
+  const usage = "usage: deno task convert <in.pth> <out.safetensors>";
+  if (args.some((a) => a === "-h" || a === "--help")) {
+    console.log(usage);
+    return 0;
+  }
+  if (args.length !== 2) {
+    console.error(usage);
+    return 2;
   }
   const [inPath, outPath] = args;
   const encoder = new TextEncoder();

@@ -193,6 +193,25 @@ function asFloat32(t: LazyTensor): LazyTensor {
   };
 }
 
+/** Writing the output over the input would destroy the checkpoint being read. */
+async function refuseSameFile(inPath: string, outPath: string): Promise<void> {
+  let outReal: string;
+  try {
+    outReal = await Deno.realPath(outPath);
+  } catch {
+    return; // the output does not exist yet: it cannot be the input
+  }
+  let inReal: string;
+  try {
+    inReal = await Deno.realPath(inPath);
+  } catch {
+    return; // a missing input gets its own error from openCheckpoint
+  }
+  if (inReal === outReal) {
+    throw new Error(`convert: the output ${outPath} is the input checkpoint; choose another path`);
+  }
+}
+
 /**
  * Converts a checkpoint (`.pth` or safetensors) into wgsam safetensors: validated, float32,
  * official names in official order, architecture in the metadata. Streams tensor by tensor;
@@ -203,6 +222,7 @@ export async function convertCheckpoint(
   outPath: string,
   onProgress?: (p: WriteProgress) => void,
 ): Promise<SamArch> {
+  await refuseSameFile(inPath, outPath);
   const ckpt = await openCheckpoint(inPath);
   try {
     const shapes = shapesOf(ckpt.tensors);

@@ -163,10 +163,11 @@ async function runCli(...args: string[]) {
     stdout: "piped",
     stderr: "piped",
   }).output();
-  return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
+  const text = new TextDecoder();
+  return { code: out.code, stdout: text.decode(out.stdout), stderr: text.decode(out.stderr) };
 }
 
-Deno.test("convert CLI: progress on stderr, exit 1 with a message on bad input", async () => {
+Deno.test("convert CLI: progress on stderr, exit 1 with a message on bad input, 2 on usage", async () => {
   await withTempDir(async (dir) => {
     const out = `${dir}/tiny.safetensors`;
     const ok = await runCli(TINY.pathname, out);
@@ -180,7 +181,17 @@ Deno.test("convert CLI: progress on stderr, exit 1 with a message on bad input",
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /convert: error: pickle: refusing global 'posix\.system'/);
     const usage = await runCli(TINY.pathname);
-    assert.equal(usage.code, 1);
+    assert.equal(usage.code, 2);
     assert.match(usage.stderr, /usage: deno task convert <in\.pth> <out\.safetensors>/);
+    const help = await runCli("--help");
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /usage: deno task convert/);
+    // The output may not be the input: the checkpoint must survive a slip of the keyboard.
+    const copy = `${dir}/copy.pth`;
+    await Deno.copyFile(TINY, copy);
+    const same = await runCli(copy, copy);
+    assert.equal(same.code, 1);
+    assert.match(same.stderr, /is the input checkpoint/);
+    assert.deepEqual(await Deno.readFile(copy), await Deno.readFile(TINY));
   });
 });
