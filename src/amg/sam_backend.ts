@@ -81,31 +81,9 @@ export class SamModelBackend implements SamGpuBackend {
     return Promise.resolve();
   }
 
-  async decodePoints(points: Float32Array, n: number) {
+  decodePoints(points: Float32Array, n: number): Promise<{ lowRes: Tensor; iou: Float32Array }> {
     if (!this.embedding) throw new Error("SamModelBackend: setImage first");
-    const prompts = Array.from({ length: n }, (_, i) => ({
-      points: [[points[2 * i], points[2 * i + 1]] as const],
-      labels: [1],
-      multimask: true,
-    }));
-    // (N, 3, l, l) low-res logits written by the decoder straight into a GPU tensor for the
-    // source's postprocess and statistics: they never come back to the CPU.
-    const side = this.decoder.lowResSize;
-    const lowRes = emptyTensor(this.ctx, [n, 3, side, side], "amg.low_res");
-    try {
-      const results = await this.decoder.predict(this.embedding, prompts, {
-        originalSize: this.size,
-        multimask: true,
-        output: "none",
-        lowResOut: lowRes,
-      });
-      const iou = new Float32Array(n * 3);
-      results.forEach((r, i) => iou.set(r.iou, i * 3));
-      return { lowRes, iou };
-    } catch (err) {
-      lowRes.destroy();
-      throw err;
-    }
+    return decodePointPrompts(this.ctx, this.decoder, this.embedding, points, n, this.size);
   }
 
   dispose(): void {
@@ -114,5 +92,42 @@ export class SamModelBackend implements SamGpuBackend {
     if (!this.ownsModules) return;
     this.encoder.dispose();
     this.decoder.dispose();
+  }
+}
+
+/**
+ * N one-point foreground prompts (x, y in the pixels of an image of `originalSize` [h, w]),
+ * multimask, through the decoder: the (N, 3, l, l) low-res logits are written straight into a
+ * GPU tensor (owned by the caller) for the mask source's postprocess and statistics, so they
+ * never come back to the CPU; the IoU predictions (N, 3) do.
+ */
+export async function decodePointPrompts(
+  ctx: GpuContext,
+  decoder: SamDecoder,
+  embedding: Tensor,
+  points: Float32Array,
+  n: number,
+  originalSize: readonly [number, number],
+): Promise<{ lowRes: Tensor; iou: Float32Array }> {
+  const prompts = Array.from({ length: n }, (_, i) => ({
+    points: [[points[2 * i], points[2 * i + 1]] as const],
+    labels: [1],
+    multimask: true,
+  }));
+  const side = decoder.lowResSize;
+  const lowRes = emptyTensor(ctx, [n, 3, side, side], "amg.low_res");
+  try {
+    const results = await decoder.predict(embedding, prompts, {
+      originalSize,
+      multimask: true,
+      output: "none",
+      lowResOut: lowRes,
+    });
+    const iou = new Float32Array(n * 3);
+    results.forEach((r, i) => iou.set(r.iou, i * 3));
+    return { lowRes, iou };
+  } catch (err) {
+    lowRes.destroy();
+    throw err;
   }
 }

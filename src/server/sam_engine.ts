@@ -7,7 +7,8 @@
  */
 import { SamModel, SamPredictor } from "../predictor.ts";
 import { ModelMaskSource, type SamGpuBackend } from "../amg/model_source.ts";
-import { emptyTensor } from "../gpu/tensor.ts";
+import type { Tensor } from "../gpu/tensor.ts";
+import { decodePointPrompts } from "../amg/sam_backend.ts";
 import type { Engine, EngineInfo } from "./engine.ts";
 
 export type SamEngine = Engine & { dispose(): void };
@@ -28,32 +29,14 @@ class PredictorBackend implements SamGpuBackend {
     await this.predictor.setImage({ ...image, channels: 3 });
   }
 
-  async decodePoints(points: Float32Array, n: number) {
+  decodePoints(points: Float32Array, n: number): Promise<{ lowRes: Tensor; iou: Float32Array }> {
     const embedding = this.predictor.embeddingTensor;
     const current = this.predictor.currentImage;
     if (!embedding || !current) throw new Error("decodePoints: setImage first");
-    const prompts = Array.from({ length: n }, (_, i) => ({
-      points: [[points[2 * i], points[2 * i + 1]] as const],
-      labels: [1],
-      multimask: true,
-    }));
-    // (N, 3, l, l) low-res logits stay on the GPU for the source's postprocess and statistics.
-    const side = this.model.decoder.lowResSize;
-    const lowRes = emptyTensor(this.ctx, [n, 3, side, side], "server.amg.low_res");
-    try {
-      const results = await this.model.decoder.predict(embedding, prompts, {
-        originalSize: [current.height, current.width],
-        multimask: true,
-        output: "none",
-        lowResOut: lowRes,
-      });
-      const iou = new Float32Array(n * 3);
-      results.forEach((r, i) => iou.set(r.iou, i * 3));
-      return { lowRes, iou };
-    } catch (e) {
-      lowRes.destroy();
-      throw e;
-    }
+    return decodePointPrompts(this.ctx, this.model.decoder, embedding, points, n, [
+      current.height,
+      current.width,
+    ]);
   }
 }
 
