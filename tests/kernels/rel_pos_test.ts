@@ -1,6 +1,6 @@
 import { assertClose, randomArray } from "../util/compare.ts";
 import { getContext } from "../../src/gpu/context.ts";
-import { tensorFrom } from "../../src/gpu/tensor.ts";
+import { type Tensor, tensorFrom } from "../../src/gpu/tensor.ts";
 import { attention } from "../../src/kernels/attention.ts";
 import { getRelPos, relPosBias } from "../../src/kernels/rel_pos.ts";
 import assert from "node:assert/strict";
@@ -115,17 +115,20 @@ Deno.test("relPosBias matches the einsum reference on a fused-qkv view", async (
   const qt = tensorFrom(ctx, qkv, [qkv.length]);
   for (const [kH, kW] of [[4, 5], [6, 3]]) {
     const rh = randomArray(qH * kH * D, kH), rw = randomArray(qW * kW * D, kW + 50);
-    const got = relPosBias(
-      ctx,
-      { tensor: qt, offset: 2, rowStride: stride },
-      { batch, heads, headDim: D, nq, nk: kH * kW },
-      qH,
-      qW,
-      tensorFrom(ctx, rh, [qH, kH, D]),
-      tensorFrom(ctx, rw, [qW, kW, D]),
-      kH,
-      kW,
-    );
+    const run = (out?: { relH: Tensor; relW: Tensor }) =>
+      relPosBias(
+        ctx,
+        { tensor: qt, offset: 2, rowStride: stride },
+        { batch, heads, headDim: D, nq, nk: kH * kW },
+        qH,
+        qW,
+        tensorFrom(ctx, rh, [qH, kH, D]),
+        tensorFrom(ctx, rw, [qW, kW, D]),
+        kH,
+        kW,
+        out,
+      );
+    const got = run();
     assert.deepEqual(got.relH.shape, [batch * heads, nq, kH]);
     assert.deepEqual(got.relW.shape, [batch * heads, nq, kW]);
     const ref = relPosBiasRef(qkv, 2, stride, batch, heads, D, qH, qW, rh, rw, kH, kW);
@@ -142,18 +145,7 @@ Deno.test("relPosBias matches the einsum reference on a fused-qkv view", async (
         batch * heads * nq * kW,
       ]),
     };
-    const into = relPosBias(
-      ctx,
-      { tensor: qt, offset: 2, rowStride: stride },
-      { batch, heads, headDim: D, nq, nk: kH * kW },
-      qH,
-      qW,
-      tensorFrom(ctx, rh, [qH, kH, D]),
-      tensorFrom(ctx, rw, [qW, kW, D]),
-      kH,
-      kW,
-      out,
-    );
+    const into = run(out);
     assert.equal(into.relH.buffer, out.relH.buffer);
     assertClose(await into.relH.read(), ref.relH, { ...tol, label: `relH into out` });
     assertClose(await into.relW.read(), ref.relW, { ...tol, label: `relW into out` });
