@@ -44,8 +44,10 @@ async function drivePage(
       "--no-first-run",
     ],
   });
+  const page = await browser.newPage({ viewport: { width: 1000, height: 800 } });
+  // A cold Chromium on a busy 2-core machine can take longer than Playwright's 30 s default.
+  page.setDefaultTimeout(90_000);
   try {
-    const page = await browser.newPage({ viewport: { width: 1000, height: 800 } });
     const errors: string[] = [];
     page.on("pageerror", (e) => errors.push(String(e)));
     page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
@@ -218,6 +220,13 @@ async function drivePage(
       ]);
     }
     assert.deepEqual(errors, []);
+  } catch (e) {
+    // Leave what the page showed when it failed, to tell a slow machine from a page bug.
+    const shown = await page.locator("#status").textContent().catch(() => "(unreadable)");
+    await Deno.mkdir(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: new URL(`page_${tag}_failure.png`, ARTIFACTS).pathname })
+      .catch(() => {});
+    throw new Error(`page test (${tag}) failed with status "${shown}": ${(e as Error).message}`);
   } finally {
     await browser.close();
     await server.shutdown();
