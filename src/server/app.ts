@@ -220,11 +220,9 @@ export function createApp(options: AppOptions): AppHandler {
     }
     const body0 = { width, height, format: parsed.format };
     if (parsed.batched) {
-      return jsonResponse({
-        ...body0,
-        results,
-        masks: results.flatMap((r, box) => r.masks.map((m) => ({ ...m, box_index: box }))),
-      });
+      // One entry per box, each with its masks (not repeated in a flat list: 64 boxes of
+      // three candidates are megabytes already).
+      return jsonResponse({ ...body0, results });
     }
     return jsonResponse({ ...body0, ...results[0] });
   }
