@@ -6,9 +6,13 @@
  */
 import { HttpError } from "./errors.ts";
 
+/** How long a client may take to send its whole body: a slow client must not hold a request open forever. */
+export const BODY_TIMEOUT_MS = 60_000;
+
 export async function readBodyLimited(
   req: Request,
   maxBytes: number,
+  timeoutMs: number = BODY_TIMEOUT_MS,
 ): Promise<Uint8Array<ArrayBuffer>> {
   const declared = req.headers.get("content-length");
   if (declared !== null) {
@@ -20,9 +24,16 @@ export async function readBodyLimited(
   const chunks: Uint8Array[] = [];
   let total = 0;
   const reader = req.body.getReader();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new HttpError(408, `request body not received within ${timeoutMs / 1000} s`)),
+      timeoutMs,
+    );
+  });
   try {
     while (true) {
-      const { done, value } = await reader.read();
+      const { done, value } = await Promise.race([reader.read(), deadline]);
       if (done) break;
       total += value.byteLength;
       if (total > maxBytes) {
@@ -32,8 +43,13 @@ export async function readBodyLimited(
       chunks.push(value);
     }
   } catch (e) {
-    if (e instanceof HttpError) throw e;
+    if (e instanceof HttpError) {
+      await reader.cancel().catch(() => {});
+      throw e;
+    }
     throw new HttpError(400, `could not read the request body: ${(e as Error).message}`);
+  } finally {
+    clearTimeout(timer);
   }
   return new Uint8Array(await new Blob(chunks as Uint8Array<ArrayBuffer>[]).arrayBuffer());
 }
