@@ -21,6 +21,7 @@
  * predictable from an earlier one (a 64-prompt batch from one prompt; ViT-L from ViT-B) and
  * exceeds the per-case budget, it is skipped with the estimate as the reason.
  */
+import { isSoftwareAdapter as isSoftwareDevice } from "../src/gpu/device.ts";
 import { getContext, type GpuContext } from "../src/gpu/context.ts";
 import type { Tensor } from "../src/gpu/tensor.ts";
 import { tensorFrom } from "../src/gpu/tensor.ts";
@@ -188,9 +189,9 @@ export function adapterSlug(description: string): string {
   return slug || "unknown-adapter";
 }
 
-/** True for CPU-emulated WebGPU adapters (Mesa llvmpipe / lavapipe, SwiftShader, WARP). */
+/** True for CPU-emulated WebGPU adapters, from the adapter's description. */
 export function isSoftwareAdapter(description: string): boolean {
-  return /llvmpipe|lavapipe|softpipe|swiftshader|software|warp/i.test(description);
+  return isSoftwareDevice({ description });
 }
 
 /** How many times faster ours is than the peer (peer ms / ours ms); null unless both ran. */

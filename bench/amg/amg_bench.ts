@@ -15,6 +15,7 @@
  * packed read-back of the kept masks (64 points x 3 masks on a 900x600 crop, the decoder's
  * low-res logits given).
  */
+import { sharedFixture } from "../../tests/util/fixtures.ts";
 import { AutomaticMaskGenerator } from "../../src/amg/automatic_mask_generator.ts";
 import { ModelMaskSource, type SamGpuBackend } from "../../src/amg/model_source.ts";
 import { SamModelBackend } from "../../src/amg/sam_backend.ts";
@@ -27,17 +28,7 @@ import type { HostTensor, StateDict } from "../../src/weights/types.ts";
 
 const ctx = await getContext();
 const adapter = ctx.gpu.description;
-const software = /llvmpipe|swiftshader|software/i.test(adapter);
-const shared = new URL("../../../shared/fixtures/", import.meta.url);
-
-function exists(url: URL): boolean {
-  try {
-    Deno.statSync(url);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const software = ctx.gpu.software;
 
 /** Runs the generator once, timing the encoder, the decoder and the rest. */
 async function timedAmg(
@@ -109,12 +100,12 @@ function randomStateDict(shapes: Map<string, number[]>, seed: number): StateDict
   return sd;
 }
 
-const miniPth = new URL("sam-mini/sam-mini.pth", shared);
+const miniPth = sharedFixture("sam-mini/sam-mini.pth");
 const pointsPerSide = Number(Deno.env.get("WGSAM_AMG_BENCH_POINTS") ?? (software ? 1 : 8));
-if (exists(miniPth) && pointsPerSide > 0) {
+if (miniPth && pointsPerSide > 0) {
   const { sd, arch } = await loadSam(miniPth);
   const backend = SamModelBackend.fromStateDict(ctx, sd, arch, "sam-mini");
-  const image = rgb(await readImageFile(new URL("sam-mini/image.png", shared)));
+  const image = rgb(await readImageFile(sharedFixture("sam-mini/image.png")!));
   await timedAmg(`sam-mini 900x600, ${pointsPerSide}x${pointsPerSide} points`, backend, image, {
     points_per_side: pointsPerSide,
     // Random weights: keep every mask (the default thresholds drop most of them), so the
@@ -127,8 +118,8 @@ if (exists(miniPth) && pointsPerSide > 0) {
   console.warn("SKIP: amg bench on sam-mini: ../shared/fixtures/sam-mini is not present");
 }
 
-const truck = new URL("images/truck.jpg", shared);
-if (!software && exists(truck)) {
+const truck = sharedFixture("images/truck.jpg");
+if (!software && truck) {
   const arch = OFFICIAL_ARCHS.vit_b;
   const backend = SamModelBackend.fromStateDict(
     ctx,

@@ -16,8 +16,7 @@ import { relPosBias } from "../../src/kernels/rel_pos.ts";
 import { benchKernel } from "../util.ts";
 
 const ctx = await getContext();
-const cpuAdapter = ctx.gpu.info.isFallbackAdapter ||
-  /llvmpipe|swiftshader|lavapipe/i.test(ctx.gpu.description);
+const cpuAdapter = ctx.gpu.software;
 
 function fill(n: number, seed: number): Float32Array {
   const a = new Float32Array(n);

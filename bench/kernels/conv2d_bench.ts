@@ -11,7 +11,7 @@ import { conv2d } from "../../src/kernels/conv2d.ts";
 import { benchKernel } from "../util.ts";
 
 const ctx = await getContext();
-const software = /llvmpipe|swiftshader|lavapipe/i.test(ctx.gpu.description);
+const software = ctx.gpu.software;
 // Patch embedding input height and neck grid side.
 const imageH = software ? 128 : 1024;
 const grid = software ? 8 : 64;

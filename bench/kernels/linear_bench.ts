@@ -7,7 +7,7 @@ const ctx = await getContext();
 // The encoder's linears run on 4096 tokens. A software adapter (llvmpipe, ~0.1-1 GFLOP/s)
 // would take minutes per ViT-H run, so there the encoder shapes run on 64 tokens (one row tile): full K
 // and N, the same kernel, the throughput of the same inner loop.
-const software = /llvmpipe|swiftshader|lavapipe/i.test(ctx.gpu.description);
+const software = ctx.gpu.software;
 const tokens = software ? 64 : 4096;
 
 interface Case {

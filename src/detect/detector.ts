@@ -11,6 +11,7 @@
  * only on a hardware adapter (`adapter.info.isFallbackAdapter` false) and falls back to wasm
  * when creating the WebGPU session or its first run fails; "webgpu" forces it.
  */
+import { isSoftwareAdapter } from "../gpu/device.ts";
 import * as ort from "onnxruntime-web/webgpu";
 import type { RgbImage } from "../types.ts";
 import { COCO_CLASSES, resolveClassIds } from "./coco_classes.ts";
@@ -92,9 +93,7 @@ export async function webgpuAdapterInfo(): Promise<
     const adapter = globalThis.navigator?.gpu && await navigator.gpu.requestAdapter();
     if (!adapter) return null;
     const info = adapter.info;
-    // isFallbackAdapter: true for llvmpipe / SwiftShader (Deno reports it on the info).
-    const software = !!(info as { isFallbackAdapter?: boolean }).isFallbackAdapter ||
-      /llvmpipe|swiftshader|lavapipe|software/i.test(info.description ?? "");
+    const software = isSoftwareAdapter(info as GPUAdapterInfo & { isFallbackAdapter?: boolean });
     return { description: info.description || info.vendor || "unknown adapter", software };
   } catch {
     return null;

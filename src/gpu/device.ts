@@ -12,6 +12,14 @@ export interface GpuDevice {
   readonly info: GPUAdapterInfo;
   /** True where the adapter offers `timestamp-query`, so benchmarks can read GPU time. */
   readonly hasTimestamps: boolean;
+  /** True for a CPU-emulated adapter (llvmpipe and the like): benches shrink their shapes. */
+  readonly software: boolean;
+}
+
+/** True for CPU-emulated WebGPU adapters (Mesa llvmpipe / lavapipe, SwiftShader, WARP). */
+export function isSoftwareAdapter(info: { description?: string; isFallbackAdapter?: boolean }) {
+  return !!info.isFallbackAdapter ||
+    /llvmpipe|lavapipe|softpipe|swiftshader|software|warp/i.test(info.description ?? "");
 }
 
 const NO_ADAPTER_HELP =
@@ -63,7 +71,11 @@ async function createDevice(): Promise<GpuDevice> {
   if (envFlag("WGSAM_QUIET") !== "1") {
     console.error(`wgsam: WebGPU adapter: ${description}`);
   }
-  return { adapter, device, description, info, hasTimestamps };
+  const software = isSoftwareAdapter({
+    description,
+    isFallbackAdapter: (info as { isFallbackAdapter?: boolean }).isFallbackAdapter,
+  });
+  return { adapter, device, description, info, hasTimestamps, software };
 }
 
 /** Reads an environment variable without failing when env access was not granted. */
