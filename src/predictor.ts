@@ -140,6 +140,15 @@ export class SamPredictor {
   /** The current embedding was evicted from the cache: free it when it stops being current. */
   private currentEvicted = false;
   private disposed = false;
+  /**
+   * Ids of pixel arrays already hashed. A server sets the same stored image before every
+   * prompt, and hashing megabytes each time would cost more than the decoder; so pixels are
+   * taken as immutable once given (pass a new array for new pixels).
+   */
+  private readonly knownIds = new WeakMap<
+    Uint8Array,
+    { id: string; width: number; height: number; channels: number }
+  >();
 
   constructor(readonly model: SamModel, opts: { cacheBytes?: number } = {}) {
     this.cache = new ByteLru(opts.cacheBytes ?? DEFAULT_CACHE_BYTES, (entry) => {
@@ -150,13 +159,19 @@ export class SamPredictor {
 
   /**
    * Makes `image` current: its embedding comes from the cache when these pixels were seen
-   * before, else from the encoder (SamPredictor.set_image).
+   * before, else from the encoder (SamPredictor.set_image). The pixel array is taken as
+   * immutable once given: setting the same array again skips even the content hash.
    */
   async setImage(image: RgbImage): Promise<ImageInfo> {
     this.checkUsable();
     const rgb: RgbImage = { ...image, channels: 3, data: toRgb(image) };
-    const id = await imageId(rgb);
     const { width, height } = rgb;
+    const known = this.knownIds.get(image.data);
+    const id = known && known.width === width && known.height === height &&
+        known.channels === image.channels
+      ? known.id
+      : await imageId(rgb);
+    this.knownIds.set(image.data, { id, width, height, channels: image.channels });
     const hit = this.cache.get(id);
     if (hit) {
       this.makeCurrent(id, hit);

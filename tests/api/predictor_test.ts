@@ -144,6 +144,22 @@ Deno.test("SamPredictor: the embedding LRU evicts by bytes; evicted images are e
       rgba.set(photo.data.subarray(3 * i, 3 * i + 3), 4 * i);
       rgba[4 * i + 3] = i % 256;
     }
+    // Setting the same pixel array again (as the server does before every prompt) is not
+    // hashed again: the id of a known array is remembered.
+    const digest = crypto.subtle.digest.bind(crypto.subtle);
+    let digests = 0;
+    crypto.subtle.digest = (...args: Parameters<SubtleCrypto["digest"]>) => {
+      digests++;
+      return digest(...args);
+    };
+    try {
+      const once = await predictor.setImage(photo);
+      const twice = await predictor.setImage(photo);
+      assert.equal(twice.id, once.id);
+      assert.equal(digests, 1);
+    } finally {
+      crypto.subtle.digest = digest;
+    }
     const fromRgb = await predictor.setImage(photo);
     const fromRgba = await predictor.setImage({ ...photo, channels: 4, data: rgba });
     assert.equal(fromRgba.id, fromRgb.id);
