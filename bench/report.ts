@@ -19,7 +19,9 @@
  * Cases that cannot run here, or whose module has not landed, are written as "not measured"
  * with the reason; no number is ever estimated into the table. Where a case's time is
  * predictable from an earlier one (a 64-prompt batch from one prompt; ViT-L from ViT-B) and
- * exceeds the per-case budget, it is skipped with the estimate as the reason.
+ * exceeds the per-case budget, it is skipped with the estimate as the reason. On a software
+ * adapter such a case estimated over a minute a run runs once without warm-up (planRuns), so
+ * `--budget` alone decides how far a CPU-emulated run goes.
  */
 import { isSoftwareAdapter as isSoftwareDevice } from "../src/gpu/device.ts";
 import { getContext, type GpuContext } from "../src/gpu/context.ts";
@@ -179,6 +181,39 @@ export interface Row {
 
 export const notMeasured = (reason: string): Measure => ({ status: "not measured", reason });
 
+/** On a software adapter, a case whose one run is estimated over this runs once, with no
+ * warm-up: the smaller case before it compiled the same kernel variants, and a warm-up would
+ * double a wait of many minutes. Its table cell says so. */
+export const SOFTWARE_SINGLE_RUN_MS = 60_000;
+
+export interface RunPlan {
+  warmup: number;
+  runs: number;
+  /** Estimated wall ms of warm-up + runs. */
+  totalMs: number;
+  /** One cold run instead of the configured warm-up and runs. */
+  single: boolean;
+}
+
+/** How many warm-up and timed runs a case gets, given one run's estimated ms. */
+export function planRuns(
+  software: boolean,
+  oneRunMs: number,
+  warmup: number,
+  runs: number,
+): RunPlan {
+  if (software && oneRunMs > SOFTWARE_SINGLE_RUN_MS) {
+    return { warmup: 0, runs: 1, totalMs: oneRunMs, single: true };
+  }
+  return { warmup, runs, totalMs: oneRunMs * (warmup + runs), single: false };
+}
+
+/** Marks a measurement taken by a single-run plan, for the table and the JSON. */
+function markSingle(m: Measure, plan: RunPlan): Measure {
+  if (m.status === "ok" && plan.single) m.detail = { ...m.detail, singleColdRun: true };
+  return m;
+}
+
 /**
  * A file-name-safe slug of the adapter description: lower case, runs of anything but a-z0-9
  * become one "-", trimmed, at most 64 characters.
@@ -237,7 +272,10 @@ export function formatTable(rows: readonly Row[]): string {
     if (m.status !== "ok") return note(m);
     const g = formatGflops(gflops(flops, m.ms));
     const per = m.perPromptMs !== undefined ? `, ${formatMs(m.perPromptMs)}/prompt` : "";
-    return `${formatMs(m.ms)}${g ? ` (${g} GFLOP/s${per})` : per ? ` (${per.slice(2)})` : ""}`;
+    const single = m.detail?.singleColdRun ? " ¹" : "";
+    return `${formatMs(m.ms)}${
+      g ? ` (${g} GFLOP/s${per})` : per ? ` (${per.slice(2)})` : ""
+    }${single}`;
   };
   const lines = [
     "| case | GFLOP | ours ms | ours GPU ms | peer wasm ms | peer WebGPU ms | ours vs wasm | ours vs WebGPU |",
@@ -251,6 +289,14 @@ export function formatTable(rows: readonly Row[]): string {
       } | ${gpu} | ${cell(r.peerWasm, r.flops)} | ${cell(r.peerWebgpu, r.flops)} | ${
         formatRatio(ratio(r.peerWasm, r.ours))
       } | ${formatRatio(ratio(r.peerWebgpu, r.ours))} |`,
+    );
+  }
+  if (rows.some((r) => r.ours.status === "ok" && r.ours.detail?.singleColdRun)) {
+    lines.push(
+      "",
+      `¹ one run, no warm-up (software adapter, a run estimated over ${
+        SOFTWARE_SINGLE_RUN_MS / 1000
+      } s): the kernel variants were compiled by the smaller case before it.`,
     );
   }
   if (notes.length) {
@@ -821,8 +867,17 @@ export async function runReport(opts: ReportOptions): Promise<{ env: Env; rows: 
       );
     }
   };
-  const peerOf = (backend: PeerBackend, id: string): Measure =>
-    opts.peer ? peerMeasure(peerResults.get(`${backend}/${id}`)) : noPeer;
+  /** Peer cases run by a single-run plan (planRuns). */
+  const singlePeerRuns = new Set<string>();
+  const peerOf = (backend: PeerBackend, id: string): Measure => {
+    if (!opts.peer) return noPeer;
+    const key = `${backend}/${id}`;
+    const m = peerMeasure(peerResults.get(key));
+    if (m.status === "ok" && singlePeerRuns.has(key)) {
+      m.detail = { ...m.detail, singleColdRun: true };
+    }
+    return m;
+  };
   const okMs = (backend: PeerBackend, id: string): number | null => {
     const r = peerResults.get(`${backend}/${id}`);
     return r?.status === "ok" ? r.medianMs : null;
@@ -846,14 +901,17 @@ export async function runReport(opts: ReportOptions): Promise<{ env: Env; rows: 
           runs: backend === "webgpu" && software ? 1 : opts.decoderRuns,
         }]);
         const one = okMs(backend, "decoder_1p_upscaled");
-        const est = one === null ? null : one * 64 * (opts.warmup + opts.decoderRuns);
-        if (one !== null && est !== null && est <= opts.budgetMs) {
+        const plan = one === null
+          ? null
+          : planRuns(software, one * 64, opts.warmup, opts.decoderRuns);
+        if (plan !== null && plan.totalMs <= opts.budgetMs) {
           await runPeerCases(backend, decGraph, [{
             name: "decoder_64p_upscaled",
             decoder: { prompts: 64, origHw: ORIG_HW },
-            warmup: opts.warmup,
-            runs: opts.decoderRuns,
+            warmup: plan.warmup,
+            runs: plan.runs,
           }]);
+          if (plan.single) singlePeerRuns.add(`${backend}/decoder_64p_upscaled`);
         } else {
           peerResults.set(`${backend}/decoder_64p_upscaled`, {
             case: "decoder_64p_upscaled",
@@ -862,9 +920,9 @@ export async function runReport(opts: ReportOptions): Promise<{ env: Env; rows: 
             status: "unavailable",
             reason: one === null
               ? "skipped: the 1-prompt case did not run"
-              : `skipped: estimated ${(est! / 1000).toFixed(0)} s (64 x the 1-prompt median x ${
-                opts.warmup + opts.decoderRuns
-              } iterations) exceeds the per-case budget of ${opts.budgetMs / 1000} s`,
+              : `skipped: estimated ${(plan!.totalMs / 1000).toFixed(0)} s (64 x the 1-prompt ` +
+                `median x ${plan!.warmup + plan!.runs} iterations) exceeds the per-case budget ` +
+                `of ${opts.budgetMs / 1000} s`,
           });
         }
       }
@@ -895,7 +953,7 @@ export async function runReport(opts: ReportOptions): Promise<{ env: Env; rows: 
         try {
           for (const upscaled of [true, false]) {
             const tag = upscaled ? "upscaled" : "lowres";
-            const run = (prompts: Prompt[], warmup: number) =>
+            const run = (prompts: Prompt[], warmup: number, runs = opts.decoderRuns) =>
               measureOursDecoder(
                 ctx,
                 decoder,
@@ -904,7 +962,7 @@ export async function runReport(opts: ReportOptions): Promise<{ env: Env; rows: 
                 prompts,
                 upscaled,
                 warmup,
-                opts.decoderRuns,
+                runs,
               );
             log(`ours: decoder, 1 prompt, ${tag}`);
             // The low-res case runs the same pipelines as the upscaled one before it, already
@@ -914,18 +972,27 @@ export async function runReport(opts: ReportOptions): Promise<{ env: Env; rows: 
               : 0;
             const one = await run([oursPrompt()], warmup);
             ours.set(`decoder_1p_${tag}`, one);
-            const est = one.status === "ok" ? one.ms * 64 * (1 + opts.decoderRuns) : Infinity;
-            if (est <= opts.budgetMs) {
+            const plan = one.status === "ok"
+              ? planRuns(software, one.ms * 64, opts.warmup, opts.decoderRuns)
+              : null;
+            if (plan && plan.totalMs <= opts.budgetMs) {
               log(`ours: decoder, 64 prompts, ${tag}`);
               const prompts = Array.from({ length: 64 }, (_, k) => oursPrompt(k));
-              ours.set(`decoder_64p_${tag}`, await run(prompts, opts.warmup));
+              ours.set(
+                `decoder_64p_${tag}`,
+                markSingle(await run(prompts, plan.warmup, plan.runs), plan),
+              );
             } else {
               ours.set(
                 `decoder_64p_${tag}`,
                 notMeasured(
-                  `ours: skipped: estimated ${(est / 1000).toFixed(0)} s (64 x the 1-prompt ` +
-                    `median x ${1 + opts.decoderRuns} iterations) exceeds the per-case budget ` +
-                    `of ${opts.budgetMs / 1000} s`,
+                  plan === null
+                    ? "ours: skipped: the 1-prompt case did not run"
+                    : `ours: skipped: estimated ${
+                      (plan.totalMs / 1000).toFixed(0)
+                    } s (64 x the 1-prompt median x ${
+                      plan.warmup + plan.runs
+                    } iterations) exceeds the per-case budget of ${opts.budgetMs / 1000} s`,
                 ),
               );
             }
@@ -996,6 +1063,11 @@ export async function runReport(opts: ReportOptions): Promise<{ env: Env; rows: 
       peerWebgpu: peerNa,
     });
 
+    // Ours on a software adapter: each ViT is estimated from the throughput of the last
+    // encoder that ran (sam-mini first), and runs when the estimate fits the budget.
+    let oursGflops = miniMeasure.status === "ok" && miniArch
+      ? gflops(flopsEncoder(miniArch), miniMeasure.ms)
+      : null;
     const wgpuDecoderMs = okMs("webgpu", "decoder_1p_upscaled");
     let wasmGflops: number | null = null; // from the first encoder the wasm peer finished
     for (const id of ["vit_b", "vit_l", "vit_h"] as const) {
@@ -1005,18 +1077,35 @@ export async function runReport(opts: ReportOptions): Promise<{ env: Env; rows: 
       const caseId = `encoder_${id}`;
       let oursM: Measure;
       if (typeof enc === "string") oursM = notMeasured(`ours: ${enc}`);
-      else if (software) {
+      else if (software && oursGflops === null) {
         oursM = notMeasured(
-          `ours: not run on a software adapter (${adapter}): ` +
-            `${(flops / 1e9).toFixed(0)} GFLOP per pass`,
+          `ours: not run on a software adapter (${adapter}) without a smaller encoder's ` +
+            `throughput to estimate its ${(flops / 1e9).toFixed(0)} GFLOP from`,
         );
       } else {
-        try {
-          log(`ours: encoder ${id} (random weights)`);
-          const sd = randomStateDict(arch, (n) => n.startsWith("image_encoder."));
-          oursM = await measureOursEncoder(ctx, enc, sd, arch, opts.warmup, opts.encoderRuns);
-        } catch (e) {
-          oursM = notMeasured(`ours: failed: ${firstLine(e)}`);
+        const plan = software
+          ? planRuns(true, flops / (oursGflops! * 1e6), opts.warmup, opts.encoderRuns)
+          : { warmup: opts.warmup, runs: opts.encoderRuns, totalMs: 0, single: false };
+        if (plan.totalMs > opts.budgetMs) {
+          oursM = notMeasured(
+            `ours: skipped: estimated ${(plan.totalMs / 1000).toFixed(0)} s (${
+              plan.warmup + plan.runs
+            } run${plan.warmup + plan.runs > 1 ? "s" : ""} at the smaller encoder's ${
+              oursGflops!.toFixed(2)
+            } GFLOP/s) exceeds the per-case budget of ${opts.budgetMs / 1000} s`,
+          );
+        } else {
+          try {
+            log(`ours: encoder ${id} (random weights)`);
+            const sd = randomStateDict(arch, (n) => n.startsWith("image_encoder."));
+            oursM = markSingle(
+              await measureOursEncoder(ctx, enc, sd, arch, plan.warmup, plan.runs),
+              plan,
+            );
+            if (oursM.status === "ok") oursGflops = gflops(flops, oursM.ms);
+          } catch (e) {
+            oursM = notMeasured(`ours: failed: ${firstLine(e)}`);
+          }
         }
       }
       const peer: Record<PeerBackend, Measure> = {

@@ -14,8 +14,10 @@ import {
   type Measure,
   notMeasured,
   parseArgs,
+  planRuns,
   ratio,
   type Row,
+  SOFTWARE_SINGLE_RUN_MS,
 } from "../../bench/report.ts";
 import { OFFICIAL_ARCHS } from "../../src/weights/arch.ts";
 import type { SamArch } from "../../src/weights/types.ts";
@@ -160,4 +162,44 @@ Deno.test("judgeTargets: verdicts follow the numbers, never the hopes", () => {
   assert.equal(gpu[0].verdict, "met");
   assert.equal(gpu[1].verdict, "met");
   assert.equal(gpu[2].verdict, "not met"); // 1.5x
+});
+
+Deno.test("planRuns: one cold run only for long cases on a software adapter", () => {
+  const long = SOFTWARE_SINGLE_RUN_MS + 1;
+  assert.deepEqual(planRuns(true, long, 1, 5), {
+    warmup: 0,
+    runs: 1,
+    totalMs: long,
+    single: true,
+  });
+  // At or under the threshold, and on a hardware adapter at any length: the configured runs.
+  assert.deepEqual(planRuns(true, 1000, 1, 5), {
+    warmup: 1,
+    runs: 5,
+    totalMs: 6000,
+    single: false,
+  });
+  assert.deepEqual(planRuns(false, 10 * long, 2, 3), {
+    warmup: 2,
+    runs: 3,
+    totalMs: 50 * long,
+    single: false,
+  });
+});
+
+Deno.test("formatTable: a single cold run is marked and explained", () => {
+  const row = (id: string, ours: Measure): Row => ({
+    id,
+    group: "encoder",
+    label: id,
+    flops: 1e9,
+    ours,
+    peerWasm: notMeasured("n/a"),
+    peerWebgpu: notMeasured("n/a"),
+  });
+  const marked = formatTable([row("a", ok(1000, { detail: { singleColdRun: true } }))]);
+  assert.match(marked, /\| a \| 1\.0 \| 1000 \(1\.0 GFLOP\/s\) ¹ \|/);
+  assert.match(marked, /¹ one run, no warm-up/);
+  const plain = formatTable([row("b", ok(1000))]);
+  assert.doesNotMatch(plain, /¹/);
 });
