@@ -7,8 +7,11 @@
  * Batching: prompts are grouped by (sparse token count, multimask); each group runs in
  * passes of up to `maxBatch` prompts (bounded by the storage-binding limit). Prompts with
  * different token counts cannot share a pass exactly: extra padding tokens would take part
- * in the attention. The image embedding is repeated per prompt as the official
- * repeat_interleave does; prompts without a mask input share one (image + no_mask_embed).
+ * in the attention. Prompts with a mask input get src = image + their dense embedding, per
+ * prompt, as the official repeat_interleave does. Prompts without one all have the same src
+ * (image + no_mask_embed), so it and layer 0's projections of it are prompt-independent:
+ * they are computed once per image embedding and kept for later calls (a small LRU keyed by
+ * the embedding's GPU buffer; see `releaseEmbedding`).
  *
  * Layout: everything is token-major. The image tokens are (HW, D); the output upscaling
  * runs on (B, s, s, D) -> (B, 2s, 2s, D/4) -> (B, 4s, 4s, D/8), so LayerNorm2d is a LayerNorm
@@ -17,7 +20,7 @@
  * directly; masks = hyper_in @ upscaled^T.
  */
 import type { GpuContext } from "../gpu/context.ts";
-import { type Tensor, tensorFrom } from "../gpu/tensor.ts";
+import { emptyTensor, type Tensor, tensorFrom } from "../gpu/tensor.ts";
 import { activation } from "../kernels/activation.ts";
 import { add } from "../kernels/add.ts";
 import {
@@ -44,7 +47,7 @@ import {
   preprocessShape,
   toFramePrompt,
 } from "./transforms.ts";
-import { Scratch, TwoWayTransformer } from "./two_way_transformer.ts";
+import { Scratch, type SharedImage, TwoWayTransformer } from "./two_way_transformer.ts";
 
 export type { DecoderPrompt } from "./transforms.ts";
 
@@ -52,6 +55,8 @@ export type { DecoderPrompt } from "./transforms.ts";
 const LN2D_EPS = 1e-6;
 /** Prompts per pass at most (memory: about 30 tensors of HW x D floats per prompt live at once). */
 const MAX_BATCH = 16;
+/** Image embeddings whose prompt-independent work is kept (about 3.5 HW x D floats each). */
+const IMAGE_CACHE_ENTRIES = 2;
 
 export interface DecoderOptions {
   /** Default for prompts without their own `multimask`; unset: SAM's guidance per prompt. */
@@ -68,6 +73,12 @@ export interface DecoderOptions {
    * back). For consumers that postprocess on the GPU themselves (the AMG).
    */
   lowResOut?: Tensor;
+  /**
+   * Default true: the prompt-independent image side (src without a mask input, layer 0's
+   * image projections) is computed once per embedding and kept for later calls. false:
+   * every prompt computes it, as the official does (tests and benches compare the two).
+   */
+  reuseImage?: boolean;
 }
 
 export interface DecoderResult {
@@ -86,6 +97,25 @@ export interface DecoderResult {
 interface Lin {
   w: Tensor;
   b: Tensor;
+}
+
+/**
+ * The prompt-independent decoder inputs of one image embedding. Keyed by its GPU buffer:
+ * the cache holds the buffer object, so a new embedding (even one allocated after this one
+ * was destroyed) is always a new key; contents rewritten in place need `releaseEmbedding`.
+ */
+interface ImageEntry {
+  buffer: GPUBuffer;
+  /** (HW, D): the embedding token-major, for prompts with a mask input. */
+  imageTokens: Tensor;
+  /** (HW, D): imageTokens + no_mask_embed, the src of every prompt without a mask input. */
+  srcNoMask: Tensor;
+  /** Layer 0's image projections of srcNoMask; made by the first pass that needs them. */
+  layer0: SharedImage | null;
+  /** predict calls using the entry now: it is destroyed only once none is. */
+  users: number;
+  /** Out of the cache (evicted, released, or uncached): destroy when users reach 0. */
+  dropped: boolean;
 }
 
 /** Block-diagonal weight [T*N, T*K] and bias [T*N] of T linears [N, K] applied to T row blocks. */
@@ -119,6 +149,8 @@ export class SamDecoder {
   private readonly upscale3: PackedConvTranspose2d;
   private readonly hyper: Lin[];
   private readonly iouHead: Lin[];
+  /** Least recently used first. */
+  private readonly images = new Map<GPUBuffer, ImageEntry>();
 
   private constructor(private readonly ctx: GpuContext, sd: StateDict, arch: SamArch) {
     this.arch = arch;
@@ -232,25 +264,20 @@ export class SamDecoder {
     const frames = prompts.map((p, i) =>
       toFramePrompt(p, opts.originalSize, this.arch.imgSize, this.lowResSize, i)
     );
-    // Groups of prompt indices sharing (sparse token count, multimask).
+    // Groups of prompt indices sharing (mask input or not, sparse token count, multimask):
+    // a pass without mask inputs runs on the shared image side.
     const groups = new Map<string, number[]>();
     prompts.forEach((p, i) => {
       const multi = p.multimask ?? opts.multimask ?? defaultMultimask(p);
-      const key = `${sparseTokenCount(frames[i])}:${opts.allTokens ? "all" : multi}`;
+      const mask = p.maskInput ? "mask" : "none";
+      const key = `${mask}:${sparseTokenCount(frames[i])}:${opts.allTokens ? "all" : multi}`;
       const g = groups.get(key);
       if (g) g.push(i);
       else groups.set(key, [i]);
     });
-    const ctx = this.ctx;
-    const shared = new Scratch(ctx);
-    // (D, HW) -> (HW, D) image tokens; + no_mask_embed, shared by prompts without a mask.
-    const imageTokens = shared.t(stridedCopy(ctx, embedding, {
-      offset: 0,
-      shape: [hw, D],
-      strides: [1, hw],
-    }));
-    const noMask = shared.t(tensorFrom(ctx, this.promptEncoder.noMaskEmbed, [D], "no_mask_embed"));
-    const srcNoMask = shared.t(add(ctx, imageTokens, noMask)); // (HW, D), no_mask_embed broadcast
+    if (prompts.length === 0) return [];
+    const reuse = opts.reuseImage ?? true;
+    const entry = this.acquireImage(embedding, reuse);
     const results: DecoderResult[] = new Array(prompts.length);
     try {
       for (const [key, members] of groups) {
@@ -262,18 +289,103 @@ export class SamDecoder {
             chunk,
             chunk.map((i) => frames[i]),
             chunk.map((i) => prompts[i].maskInput),
-            imageTokens,
-            srcNoMask,
+            entry,
+            reuse,
             all ? "all" : multi ? "multi" : "single",
             opts,
           );
           chunk.forEach((i, j) => results[i] = out[j]);
         }
       }
+    } catch (err) {
+      // Work of a failed call may be what filled the entry: never keep it.
+      this.dropImage(entry);
+      throw err;
     } finally {
-      shared.flush();
+      this.unpinImage(entry);
     }
     return results;
+  }
+
+  /**
+   * The entry of `embedding`, pinned for one call: from the cache, or made now (and cached
+   * when `cache`, evicting the least recently used beyond IMAGE_CACHE_ENTRIES).
+   */
+  private acquireImage(embedding: Tensor, cache: boolean): ImageEntry {
+    const hit = cache ? this.images.get(embedding.buffer) : undefined;
+    if (hit) {
+      this.images.delete(hit.buffer); // re-inserted: most recently used
+      this.images.set(hit.buffer, hit);
+      hit.users++;
+      return hit;
+    }
+    const ctx = this.ctx, D = this.dim, hw = this.embedSize * this.embedSize;
+    // (D, HW) -> (HW, D) image tokens.
+    const imageTokens = stridedCopy(ctx, embedding, {
+      offset: 0,
+      shape: [hw, D],
+      strides: [1, hw],
+    });
+    // (HW, D) + (D) no_mask_embed broadcast.
+    const srcNoMask = add(ctx, imageTokens, this.promptEncoder.noMaskEmbedGpu());
+    const entry: ImageEntry = {
+      buffer: embedding.buffer,
+      imageTokens,
+      srcNoMask,
+      layer0: null,
+      users: 1,
+      dropped: !cache,
+    };
+    if (cache) {
+      this.images.set(entry.buffer, entry);
+      for (const old of this.images.values()) {
+        if (this.images.size <= IMAGE_CACHE_ENTRIES) break;
+        this.dropImage(old);
+      }
+    }
+    return entry;
+  }
+
+  /** Takes an entry out of the cache; its tensors go once no call uses them. */
+  private dropImage(entry: ImageEntry): void {
+    if (this.images.get(entry.buffer) === entry) this.images.delete(entry.buffer);
+    entry.dropped = true;
+    if (entry.users === 0) this.destroyImage(entry);
+  }
+
+  private unpinImage(entry: ImageEntry): void {
+    entry.users--;
+    if (entry.dropped && entry.users === 0) this.destroyImage(entry);
+  }
+
+  private destroyImage(entry: ImageEntry): void {
+    this.ctx.submit(); // recorded work may still read them
+    entry.imageTokens.destroy();
+    entry.srcNoMask.destroy();
+    const l0 = entry.layer0;
+    if (l0) { for (const x of [l0.k, l0.v, l0.q]) x.destroy(); }
+    entry.layer0 = null;
+  }
+
+  /**
+   * Forgets what was computed from `embedding` (call it before destroying the embedding or
+   * rewriting its buffer in place; the predictor does). True when something was kept.
+   */
+  releaseEmbedding(embedding: Tensor): boolean {
+    const entry = this.images.get(embedding.buffer);
+    if (!entry) return false;
+    this.dropImage(entry);
+    return true;
+  }
+
+  /** Whether the prompt-independent work of `embedding` is kept (for tests). */
+  hasImageCached(embedding: Tensor): boolean {
+    return this.images.has(embedding.buffer);
+  }
+
+  /** Number of image embeddings whose prompt-independent work is kept. */
+  get cachedImages(): number {
+    return this.images.size;
   }
 
   /** One decoder pass over B prompts with the same token count. */
@@ -281,8 +393,8 @@ export class SamDecoder {
     indices: number[],
     frames: FramePrompt[],
     maskInputs: (Float32Array | undefined)[],
-    imageTokens: Tensor,
-    srcNoMask: Tensor,
+    image: ImageEntry,
+    reuse: boolean,
     mode: "single" | "multi" | "all",
     opts: DecoderOptions,
   ): Promise<DecoderResult[]> {
@@ -300,26 +412,29 @@ export class SamDecoder {
         tokens.set(this.promptEncoder.sparse(fp), (b * nt + 1 + T) * D);
       });
       const queryPe = t(tensorFrom(ctx, tokens, [B, nt, D], "decoder.tokens"));
-      // keys (B, HW, D): image + dense prompt embedding, repeated per prompt.
-      const src = t(stridedCopy(ctx, srcNoMask, { offset: 0, shape: [B, hw * D], strides: [0, 1] }))
-        .reshape([B, hw, D]);
-      maskInputs.forEach((m, b) => {
-        if (!m) return;
-        const side = this.lowResSize;
-        const mask = t(tensorFrom(ctx, m, [1, side, side], "decoder.mask_input"));
-        const dense = t(this.promptEncoder.embedMask(mask, scratch.list)); // (HW, D)
-        const withImage = t(add(ctx, imageTokens, dense));
-        ctx.copy(withImage.buffer, 0, src.buffer, b * hw * D * 4, hw * D * 4);
-      });
       // The dense PE (HW, D) is broadcast over the batch by `add`, never repeated.
       const pe = this.promptEncoder.densePeGpu(); // (HW, D)
-      const anyMask = maskInputs.some((m) => m !== undefined);
-      const { queries, keys } = this.transformer.forward(
-        queryPe,
-        src,
-        pe,
-        anyMask ? undefined : srcNoMask,
-      );
+      let forwardImage: { keys: Tensor } | { shared: SharedImage };
+      if (reuse && maskInputs.every((m) => m === undefined)) {
+        // Every prompt's src is srcNoMask: layer 0's image side is made once per embedding.
+        image.layer0 ??= this.transformer.projectSharedImage(image.srcNoMask, pe);
+        forwardImage = { shared: image.layer0 };
+      } else {
+        // keys (B, HW, D): image + dense prompt embedding, per prompt.
+        const src = t(emptyTensor(ctx, [B, hw, D], "decoder.src"));
+        maskInputs.forEach((m, b) => {
+          let row = image.srcNoMask;
+          if (m) {
+            const side = this.lowResSize;
+            const mask = t(tensorFrom(ctx, m, [1, side, side], "decoder.mask_input"));
+            const dense = t(this.promptEncoder.embedMask(mask, scratch.list)); // (HW, D)
+            row = t(add(ctx, image.imageTokens, dense));
+          }
+          ctx.copy(row.buffer, 0, src.buffer, b * hw * D * 4, hw * D * 4);
+        });
+        forwardImage = { keys: src };
+      }
+      const { queries, keys } = this.transformer.forward(queryPe, forwardImage, pe);
       t(queries);
       t(keys);
       // Output upscaling: (B, s, s, D) -> (B, 2s, 2s, D/4) -> LN2d, GELU -> (B, 4s, 4s, D/8), GELU,
@@ -433,6 +548,7 @@ export class SamDecoder {
   }
 
   dispose(): void {
+    for (const entry of [...this.images.values()]) this.dropImage(entry);
     this.promptEncoder.dispose();
     this.transformer.dispose();
     for (const l of [this.upscaleNorm, ...this.hyper, ...this.iouHead]) {

@@ -83,6 +83,7 @@ export class PromptEncoder {
   readonly noMaskEmbed: Float32Array;
   private readonly maskDown: MaskDownscaling;
   private densePeTokens: Tensor | null = null;
+  private noMaskTensor: Tensor | null = null;
 
   private constructor(
     private readonly ctx: GpuContext,
@@ -178,6 +179,17 @@ export class PromptEncoder {
     return this.densePeTokens;
   }
 
+  /** no_mask_embed uploaded once: (D), broadcast over the image tokens by `add`. */
+  noMaskEmbedGpu(): Tensor {
+    this.noMaskTensor ??= tensorFrom(
+      this.ctx,
+      this.noMaskEmbed,
+      [this.embedDim],
+      "prompt_encoder.no_mask_embed",
+    );
+    return this.noMaskTensor;
+  }
+
   /**
    * Sparse embeddings (N, D) of one prompt, N = sparseTokenCount(p): the points (+0.5,
    * PE, label embedding; label -1 is not_a_point with zero PE), the padding point when there
@@ -248,5 +260,7 @@ export class PromptEncoder {
     }
     this.densePeTokens?.destroy();
     this.densePeTokens = null;
+    this.noMaskTensor?.destroy();
+    this.noMaskTensor = null;
   }
 }

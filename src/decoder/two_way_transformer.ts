@@ -3,14 +3,14 @@
  * of B prompts with the same number of tokens:
  *   queries (B, Nt, D): output tokens + sparse prompt tokens (query_pe = their initial value)
  *   keys    (B, HW, D): image embedding + dense prompt embedding, token-major
- *   key_pe  (B, HW, D): the dense PE repeated per prompt
+ *   key_pe  (HW, D): the dense PE, broadcast over the prompts
  * Each layer: self attention of the tokens (layer 0 without the PE add and without the
  * residual, as the official), token->image cross attention, ReLU MLP, image->token cross
  * attention, LayerNorms (eps 1e-5) after each. Then a final token->image attention and
  * norm_final_attn. The cross attentions project to the downsampled internal width.
  */
 import type { GpuContext } from "../gpu/context.ts";
-import type { Tensor } from "../gpu/tensor.ts";
+import { Tensor } from "../gpu/tensor.ts";
 import { add } from "../kernels/add.ts";
 import { attention } from "../kernels/attention.ts";
 import { layerNorm } from "../kernels/layer_norm.ts";
@@ -47,6 +47,24 @@ interface LayerWeights {
   norm3: Norm;
   norm4: Norm;
   imageToToken: AttnWeights;
+}
+
+/** An attention input: a tensor to project, or its projection already made. */
+type AttnInput = Tensor | { projected: Tensor };
+
+/**
+ * Layer 0's image side when every prompt's keys are the same src (no mask inputs): it is
+ * prompt-independent, so it is projected once per image embedding (not per prompt).
+ */
+export interface SharedImage {
+  /** (HW, D): image embedding + no_mask_embed, the keys of every prompt. */
+  src: Tensor;
+  /** (HW, I): token->image k_proj(src + key_pe). */
+  k: Tensor;
+  /** (HW, I): token->image v_proj(src). */
+  v: Tensor;
+  /** (HW, I): image->token q_proj(src + key_pe). */
+  q: Tensor;
 }
 
 /** Collects a pass's intermediate tensors; `flush` submits the work, then frees them. */
@@ -112,23 +130,25 @@ export class TwoWayTransformer {
 
   /**
    * Attention(q, k, v) of SAM's decoder: projections, multi-head attention, out_proj, with
-   * `residual` added to the output when given. q: (B, Nq, D), k and v: (B, Nk, D).
+   * `residual` added to the output when given. q: (B, Nq, D), k and v: (B, Nk, D); an input
+   * given as `{ projected }` (B, N, I) was already projected (shared image side) and is used
+   * as is.
    */
   private attend(
     s: Scratch,
     w: AttnWeights,
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
+    q: AttnInput,
+    k: AttnInput,
+    v: AttnInput,
     residual?: Tensor,
-    projected: { q?: Tensor; k?: Tensor; v?: Tensor } = {},
   ): Tensor {
     const ctx = this.ctx;
-    const [batch, nq] = q.shape, nk = k.shape[1];
-    // A projection given in `projected` (already computed for a shared input) is used as is.
-    const qp = projected.q ?? s.t(linear(ctx, q, w.q.w, w.q.b)); // (B, Nq, I)
-    const kp = projected.k ?? s.t(linear(ctx, k, w.k.w, w.k.b)); // (B, Nk, I)
-    const vp = projected.v ?? s.t(linear(ctx, v, w.v.w, w.v.b)); // (B, Nk, I)
+    const proj = (x: AttnInput, l: Lin) =>
+      x instanceof Tensor ? s.t(linear(ctx, x, l.w, l.b)) : x.projected;
+    const qp = proj(q, w.q); // (B, Nq, I)
+    const kp = proj(k, w.k); // (B, Nk, I)
+    const vp = proj(v, w.v); // (B, Nk, I)
+    const [batch, nq] = qp.shape, nk = kp.shape[1];
     const I = w.internal;
     const o = s.t(attention(
       ctx,
@@ -141,25 +161,46 @@ export class TwoWayTransformer {
   }
 
   /**
-   * Runs the transformer. queryPe: (B, Nt, D) (the initial tokens), keys: (B, HW, D),
-   * keyPe: (HW, D), the same for every prompt (broadcast by `add`). Returns the processed tokens (B, Nt, D) and image tokens (B, HW, D);
-   * the caller owns both (and its own inputs).
-   *
-   * `sharedSrc` (HW, D): when every prompt's keys0 is this same tensor repeated (no mask
-   * inputs), layer 0's projections of the image side (k and v of token->image, q of
-   * image->token) are computed once and repeated instead of once per prompt.
+   * Layer 0's image side for keys = `src` (HW, D) in every prompt: token->image k and v,
+   * image->token q, each (HW, I). The caller owns the result (not `src`).
+   */
+  projectSharedImage(src: Tensor, keyPe: Tensor): SharedImage {
+    const ctx = this.ctx, L = this.layers[0];
+    const kPe = add(ctx, src, keyPe); // (HW, D): keys + key_pe
+    try {
+      const a = L.tokenToImage, b = L.imageToToken;
+      return {
+        src,
+        k: linear(ctx, kPe, a.k.w, a.k.b),
+        v: linear(ctx, src, a.v.w, a.v.b),
+        q: linear(ctx, kPe, b.q.w, b.q.b),
+      };
+    } finally {
+      // Freed once the recorded work is submitted.
+      this.ctx.submit();
+      kPe.destroy();
+    }
+  }
+
+  /**
+   * Runs the transformer on B prompts. queryPe: (B, Nt, D) (the initial tokens); the image
+   * side is either `keys` (B, HW, D), one src per prompt, or `shared`: the same src for every
+   * prompt with layer 0's image projections done once (projectSharedImage). keyPe: (HW, D),
+   * the same for every prompt (broadcast by `add`). Returns the processed tokens (B, Nt, D)
+   * and image tokens (B, HW, D); the caller owns both (and its own inputs).
    */
   forward(
     queryPe: Tensor,
-    keys0: Tensor,
+    image: { keys: Tensor } | { shared: SharedImage },
     keyPe: Tensor,
-    sharedSrc?: Tensor,
   ): { queries: Tensor; keys: Tensor } {
     const ctx = this.ctx;
-    const batch = keys0.shape[0];
+    const batch = queryPe.shape[0];
     const repeat = (s: Scratch, x: Tensor) =>
       s.t(stridedCopy(ctx, x, { offset: 0, shape: [batch, x.size], strides: [0, 1] }))
         .reshape([batch, ...x.shape]); // (HW, I) -> (B, HW, I)
+    const shared = "shared" in image ? image.shared : null;
+    const keys0 = "keys" in image ? image.keys : null;
     let queries = queryPe;
     let keys = keys0;
     for (let i = 0; i < this.layers.length; i++) {
@@ -167,7 +208,7 @@ export class TwoWayTransformer {
       const s = new Scratch(ctx);
       // The previous layer's outputs are this layer's temporaries (never the caller's inputs).
       if (queries !== queryPe) s.t(queries);
-      if (keys !== keys0) s.t(keys);
+      if (keys && keys !== keys0) s.t(keys);
       // (1) self attention of the tokens.
       let attnOut: Tensor;
       if (i === 0) {
@@ -180,21 +221,17 @@ export class TwoWayTransformer {
       queries = s.t(layerNorm(ctx, attnOut, L.norm1.w, L.norm1.b, LN_EPS));
       // (2) tokens attend to the image.
       const qPe = s.t(add(ctx, queries, queryPe)); // (B, Nt, D)
-      // Layer 0 with one shared image side: project it once, repeat per prompt. Then the
-      // per-prompt keys + key_pe is never read (only its shape is, so `keys` stands in).
-      const share = i === 0 && sharedSrc !== undefined && batch > 1;
-      const kPe = share ? keys : s.t(add(ctx, keys, keyPe)); // (B, HW, D) + (HW, D) broadcast
-      let t2i = {}, i2t = {};
-      if (share) {
-        const kPe1 = s.t(add(ctx, sharedSrc, keyPe)); // (HW, D)
-        const a = L.tokenToImage, b = L.imageToToken;
-        t2i = {
-          k: repeat(s, s.t(linear(ctx, kPe1, a.k.w, a.k.b))),
-          v: repeat(s, s.t(linear(ctx, sharedSrc, a.v.w, a.v.b))),
-        };
-        i2t = { q: repeat(s, s.t(linear(ctx, kPe1, b.q.w, b.q.b))) };
-      }
-      const cross = s.t(this.attend(s, L.tokenToImage, qPe, kPe, keys, queries, t2i));
+      // Layer 0 on a shared src: its projections are repeated per prompt, never recomputed.
+      const sh = keys ? null : shared!;
+      const kPe: AttnInput = sh ? { projected: repeat(s, sh.q) } : s.t(add(ctx, keys!, keyPe)); // (B, HW, D) + (HW, D) broadcast
+      const cross = s.t(this.attend(
+        s,
+        L.tokenToImage,
+        qPe,
+        sh ? { projected: repeat(s, sh.k) } : kPe,
+        sh ? { projected: repeat(s, sh.v) } : keys!,
+        queries,
+      ));
       queries = s.t(layerNorm(ctx, cross, L.norm2.w, L.norm2.b, LN_EPS));
       // (3) MLP on the tokens (ReLU), residual fused into lin2.
       const hidden = s.t(linear(ctx, queries, L.mlp1.w, L.mlp1.b, { activation: "relu" }));
@@ -202,18 +239,20 @@ export class TwoWayTransformer {
       queries = layerNorm(ctx, mlp, L.norm3.w, L.norm3.b, LN_EPS); // kept: next layer's input
       // (4) the image attends to the tokens: q = keys + key_pe, k = queries + query_pe, v = queries.
       const qPe2 = s.t(add(ctx, queries, queryPe));
-      const back = s.t(this.attend(s, L.imageToToken, kPe, qPe2, queries, keys, i2t));
+      let back = s.t(this.attend(s, L.imageToToken, kPe, qPe2, queries, keys ?? undefined));
+      // The shared src is (HW, D): added broadcast over the batch rather than repeated.
+      if (sh) back = s.t(add(ctx, back, sh.src)); // (B, HW, D)
       keys = layerNorm(ctx, back, L.norm4.w, L.norm4.b, LN_EPS); // (B, HW, D), kept
       s.flush();
     }
     const s = new Scratch(ctx);
     if (queries !== queryPe) s.t(queries);
     const qPe = s.t(add(ctx, queries, queryPe));
-    const kPe = s.t(add(ctx, keys, keyPe));
-    const fin = s.t(this.attend(s, this.finalAttn, qPe, kPe, keys, queries));
+    const kPe = s.t(add(ctx, keys!, keyPe));
+    const fin = s.t(this.attend(s, this.finalAttn, qPe, kPe, keys!, queries));
     const out = layerNorm(ctx, fin, this.normFinal.w, this.normFinal.b, LN_EPS);
     s.flush();
-    return { queries: out, keys };
+    return { queries: out, keys: keys! };
   }
 
   /** Self attention where q and k are the same tensor (projected separately), v another. */
