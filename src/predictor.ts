@@ -153,7 +153,7 @@ export class SamPredictor {
   constructor(readonly model: SamModel, opts: { cacheBytes?: number } = {}) {
     this.cache = new ByteLru(opts.cacheBytes ?? DEFAULT_CACHE_BYTES, (entry) => {
       if (this.current && entry.embedding === this.current.embedding) this.currentEvicted = true;
-      else entry.embedding.destroy();
+      else this.destroyEmbedding(entry.embedding);
     });
   }
 
@@ -195,7 +195,7 @@ export class SamPredictor {
   private makeCurrent(id: string, entry: CachedEmbedding): void {
     const previous = this.current;
     if (previous && previous.embedding !== entry.embedding && this.currentEvicted) {
-      previous.embedding.destroy();
+      this.destroyEmbedding(previous.embedding);
     }
     this.currentEvicted = false;
     this.current = { id, ...entry };
@@ -272,7 +272,13 @@ export class SamPredictor {
     const current = this.current;
     this.current = null;
     this.cache.clear();
-    if (current && this.currentEvicted) current.embedding.destroy();
+    if (current && this.currentEvicted) this.destroyEmbedding(current.embedding);
+  }
+
+  /** Frees an embedding and what the decoder computed from it (never stale, never kept). */
+  private destroyEmbedding(embedding: Tensor): void {
+    this.model.decoder.releaseEmbedding(embedding);
+    embedding.destroy();
   }
 
   private checkUsable(): void {

@@ -175,6 +175,49 @@ Deno.test("SamPredictor: the embedding LRU evicts by bytes; evicted images are e
   await assert.rejects(() => predictor.predict({ points: [[1, 1]], labels: [1] }), /after dispose/);
 });
 
+Deno.test("SamPredictor: the decoder's per-image work goes with its embedding (forget, eviction, dispose)", async () => {
+  const model = await SamModel.load("sam-tiny");
+  const embeddingBytes = 32 * 16 * 16 * 4;
+  const predictor = new SamPredictor(model, { cacheBytes: 2 * embeddingBytes });
+  const decoder = model.decoder;
+  try {
+    const photo = await readImageFile(new URL("image.png", tiny));
+    const variant = (k: number) => ({
+      ...photo,
+      data: photo.data.map((v, i) => (i === k ? v ^ 1 : v)),
+    });
+    const box = { box: [16, 21.4, 112, 90.95] as [number, number, number, number] };
+    const a = await predictor.setImage(variant(0));
+    const embA = predictor.embeddingTensor!;
+    const first = await predictor.predict(box);
+    assert.ok(decoder.hasImageCached(embA));
+    await predictor.setImage(variant(1));
+    const embB = predictor.embeddingTensor!;
+    await predictor.predict(box);
+    assert.ok(decoder.hasImageCached(embA) && decoder.hasImageCached(embB));
+    // Forgetting a (not current) frees its embedding, and the decoder's work on it.
+    assert.equal(predictor.forget(a.id), true);
+    assert.ok(!decoder.hasImageCached(embA));
+    assert.ok(decoder.hasImageCached(embB));
+    // Eviction by the LRU: b, c fill it; b goes (destroyed) once d is set.
+    await predictor.setImage(variant(2));
+    await predictor.predict(box);
+    await predictor.setImage(variant(3));
+    assert.ok(!decoder.hasImageCached(embB));
+    // The same pixels again: encoded anew, the answer unchanged (nothing stale).
+    await predictor.setImage(variant(0));
+    assert.notEqual(predictor.embeddingTensor, embA);
+    const again = await predictor.predict(box);
+    assert.deepEqual(again.scores, first.scores);
+    assert.deepEqual(again.lowResLogits, first.lowResLogits);
+    assert.ok(decoder.cachedImages > 0);
+  } finally {
+    predictor.dispose();
+  }
+  assert.equal(decoder.cachedImages, 0);
+  model.dispose();
+});
+
 Deno.test("SamModel.load: unknown names and missing files say what to do", async () => {
   await assert.rejects(() => SamModel.load("vit_q"), /vit_q/);
   await assert.rejects(() => SamModel.load("/nonexistent/model.pth"), /nonexistent/);
