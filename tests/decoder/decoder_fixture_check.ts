@@ -5,12 +5,12 @@
 import assert from "node:assert/strict";
 import { getContext } from "../../src/gpu/context.ts";
 import { tensorFrom } from "../../src/gpu/tensor.ts";
-import { SamDecoder } from "../../src/decoder/mask_decoder.ts";
+import { type DecoderResult, SamDecoder } from "../../src/decoder/mask_decoder.ts";
 import { loadSam } from "../../src/weights/load.ts";
 import { assertClose } from "../util/compare.ts";
 import { loadGolden } from "../util/fixtures.ts";
 import { toFramePrompt } from "../../src/decoder/transforms.ts";
-import { loadFixtureCases } from "./fixture_cases.ts";
+import { type FixtureCase, loadFixtureCases } from "./fixture_cases.ts";
 
 export async function openDecoder(dir: URL, name: string) {
   const ctx = await getContext();
@@ -50,6 +50,50 @@ export async function checkPromptEncoderGoldens(
   assertClose(expanded, dense.data as Float32Array, { atol: 1e-4, label: "point1_dense" });
 }
 
+/**
+ * One prompt's result against its case's goldens (prompt `b` of the case): low-res logits,
+ * IoU (1e-3), logits (5e-3), masks (0.1%). Returns a one-line report.
+ */
+export function checkCaseResult(
+  label: string,
+  r: DecoderResult,
+  c: FixtureCase,
+  b: number,
+  hw: readonly [number, number],
+  low: number,
+): string {
+  const [h, w] = hw;
+  const C = c.multimask ? 3 : 1;
+  assert.equal(r.count, C, `${label}: mask count`);
+  const lowRep = assertClose(
+    r.lowRes,
+    c.lowRes.subarray(b * C * low * low, (b + 1) * C * low * low),
+    {
+      atol: 1e-3,
+      shape: [C, low, low],
+      label: `${label} low-res logits`,
+    },
+  );
+  const iouRep = assertClose(r.iou, c.iou.subarray(b * C, (b + 1) * C), {
+    atol: 1e-3,
+    label: `${label} IoU`,
+  });
+  const ref = c.masks.subarray(b * C * h * w, (b + 1) * C * h * w);
+  const logitRep = assertClose(r.logits!, ref, {
+    atol: 5e-3,
+    shape: [C, h, w],
+    label: `${label} logits`,
+  });
+  let differ = 0;
+  r.masks!.forEach((m, k) => {
+    for (let q = 0; q < h * w; q++) if (m[q] !== (ref[k * h * w + q] > 0 ? 1 : 0)) differ++;
+  });
+  assert.ok(differ <= 0.001 * C * h * w, `${label}: ${differ} mask pixels differ`);
+  return `${label}: max abs low-res ${lowRep.maxAbs.toExponential(1)}, IoU ${
+    iouRep.maxAbs.toExponential(1)
+  }, logits ${logitRep.maxAbs.toExponential(1)}; ${differ} mask pixels differ`;
+}
+
 /** Every fixture.json prompt case: low-res logits, IoU (1e-3), logits (5e-3), masks (0.1%). */
 export async function checkFixtureCases(dir: URL, name: string) {
   const { decoder, embedding } = await openDecoder(dir, name);
@@ -63,40 +107,9 @@ export async function checkFixtureCases(dir: URL, name: string) {
         originalSize: [h, w],
         output: "both",
       });
-      const C = c.multimask ? 3 : 1;
-      const low = decoder.lowResSize;
       results.forEach((r, b) => {
-        assert.equal(r.count, C, `${name} ${c.name}: mask count`);
         const label = `${name} ${c.name}[${b}]`;
-        const lowRep = assertClose(
-          r.lowRes,
-          c.lowRes.subarray(b * C * low * low, (b + 1) * C * low * low),
-          {
-            atol: 1e-3,
-            shape: [C, low, low],
-            label: `${label} low-res logits`,
-          },
-        );
-        const iouRep = assertClose(r.iou, c.iou.subarray(b * C, (b + 1) * C), {
-          atol: 1e-3,
-          label: `${label} IoU`,
-        });
-        const ref = c.masks.subarray(b * C * h * w, (b + 1) * C * h * w);
-        const logitRep = assertClose(r.logits!, ref, {
-          atol: 5e-3,
-          shape: [C, h, w],
-          label: `${label} logits`,
-        });
-        let differ = 0;
-        r.masks!.forEach((m, k) => {
-          for (let q = 0; q < h * w; q++) if (m[q] !== (ref[k * h * w + q] > 0 ? 1 : 0)) differ++;
-        });
-        assert.ok(differ <= 0.001 * C * h * w, `${label}: ${differ} mask pixels differ`);
-        console.log(
-          `${label}: max abs low-res ${lowRep.maxAbs.toExponential(1)}, IoU ${
-            iouRep.maxAbs.toExponential(1)
-          }, logits ${logitRep.maxAbs.toExponential(1)}; ${differ} mask pixels differ`,
-        );
+        console.log(checkCaseResult(label, r, c, b, imageSizeHw, decoder.lowResSize));
       });
       console.log(`${name} ${c.name}: ok (${(performance.now() - t0).toFixed(0)} ms)`);
     }
