@@ -93,16 +93,35 @@ function describeTensors(zip: ZipReader, prefix: string, root: PyValue, path: st
     throw new Error(`pth: ${path} holds a pickled ${typeof root}, not a state dict`);
   }
   const tensors: LazyTensor[] = [];
+  const storageBytes = new Map<string, number>(); // zip entry -> bytes
+  let tensorBytes = 0;
   for (const [name, value] of root) {
     if (typeof name !== "string") throw new Error(`pth: state dict key ${String(name)} not a str`);
     if (!(value instanceof PickledTensor)) {
       const wrapped = value instanceof Map ? " (a nested dict: is the state dict wrapped?)" : "";
       throw new Error(`pth: entry '${name}' of ${path} is not a tensor${wrapped}`);
     }
-    tensors.push(describeTensor(zip, prefix, name, value));
+    const lazy = describeTensor(zip, prefix, name, value);
+    const entry = zip.entries.get(`${prefix}data/${(value.storage as TorchStorageRef).key}`)!;
+    storageBytes.set(entry.name, entry.uncompressedSize);
+    tensorBytes += lazy.byteLength;
+    tensors.push(lazy);
+  }
+  // Tensors may share a storage (tied weights, views), but not so often that the archive's
+  // bytes are multiplied: together they may need at most MAX_STORAGE_REUSE times the bytes of
+  // the storages they view.
+  const stored = [...storageBytes.values()].reduce((a, b) => a + b, 0);
+  if (tensorBytes > MAX_STORAGE_REUSE * stored) {
+    throw new Error(
+      `pth: ${path}: the tensors need ${tensorBytes} bytes but the storages they view hold ` +
+        `${stored}: views reusing storage over ${MAX_STORAGE_REUSE} times are refused`,
+    );
   }
   return tensors;
 }
+
+/** How many times over the tensors of a checkpoint may view its storage bytes, in total. */
+export const MAX_STORAGE_REUSE = 4;
 
 function describeTensor(zip: ZipReader, prefix: string, name: string, t: PickledTensor) {
   const storage = t.storage;
@@ -124,6 +143,15 @@ function describeTensor(zip: ZipReader, prefix: string, name: string, t: Pickled
       `pth: tensor '${name}' of shape [${t.shape}] (storage offset ${t.storageOffset}) needs ` +
         `${extent} elements of storage '${storage.key}', which holds only ${available} ` +
         `(${entry.uncompressedSize} bytes of ${storage.dtype})`,
+    );
+  }
+  // A view that reads some storage elements more than once (stride 0: an expanded tensor,
+  // or overlapping strides) would let a few bytes of file stand for gigabytes of tensor.
+  if (count > 0 && count > extent - t.storageOffset) {
+    throw new Error(
+      `pth: tensor '${name}' of shape [${t.shape}] with strides [${t.stride}] reads ` +
+        `${extent - t.storageOffset} storage elements ${count} times: overlapping or broadcast ` +
+        `views are refused (save a contiguous copy)`,
     );
   }
   const contiguous = isContiguous(t.shape, t.stride);

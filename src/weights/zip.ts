@@ -33,6 +33,11 @@ const U32_MAX = 0xffffffff;
 const U16_MAX = 0xffff;
 /** A torch checkpoint's directory is ~100 bytes per tensor; far more means corruption. */
 const MAX_DIRECTORY_BYTES = 64 << 20;
+/** Weights deflate by a few percent and pickles by ~10x, while a run of zeros deflates
+ * ~1000x: past this ratio (plus a small allowance) a deflated entry is taken for a zip bomb,
+ * so a small file cannot claim gigabytes of memory. */
+export const MAX_DEFLATE_RATIO = 32;
+const DEFLATE_ALLOWANCE = 1 << 20;
 
 /** Reads exactly `length` bytes at `position`; a short read is an error naming the offset. */
 export async function readAt(
@@ -376,6 +381,13 @@ async function readCentralDirectory(
       throw new Error(
         `zip: stored entry '${name}' has compressed size ${compressedSize} != size ` +
           `${uncompressedSize}`,
+      );
+    }
+    if (method === 8 && uncompressedSize > MAX_DEFLATE_RATIO * compressedSize + DEFLATE_ALLOWANCE) {
+      throw new Error(
+        `zip: deflated entry '${name}' claims ${uncompressedSize} bytes from ${compressedSize}: ` +
+          `over ${MAX_DEFLATE_RATIO}x is refused as a zip bomb (torch stores entries ` +
+          `uncompressed; re-save the checkpoint with torch.save)`,
       );
     }
     if (localHeaderOffset + LOCAL_HEADER_SIZE + compressedSize > size) {

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { fixtureDir, fixtureJson, skipIfMissing } from "../util/fixtures.ts";
 import { inferArch } from "../../src/weights/arch.ts";
 import { loadSam, loadStateDict, tensorF32 } from "../../src/weights/load.ts";
-import { PthArchive, readPth } from "../../src/weights/pth.ts";
+import { MAX_STORAGE_REUSE, PthArchive, readPth } from "../../src/weights/pth.ts";
+import { MAX_DEFLATE_RATIO } from "../../src/weights/zip.ts";
 import type { SamArch, StateDict } from "../../src/weights/types.ts";
 import {
   buildPth,
@@ -269,6 +270,55 @@ Deno.test("deflated entries may not inflate past their declared size, nor be cor
     await assert.rejects(
       readPth(await writeTemp(dir, "corrupt.pth", corrupt)),
       /entry 'archive\/data\.pkl': corrupt deflate data/,
+    );
+  });
+});
+
+Deno.test("a few bytes of file cannot stand for gigabytes of tensor", async () => {
+  await withTempDir(async (dir) => {
+    const one = { "0": f32Bytes([1]) };
+    // An expanded (stride 0) view: one float read 2^26 times, 256 MiB from a 4-byte storage.
+    const broadcast = await buildPth(
+      stateDictPickle([{ name: "big", key: "0", storageNumel: 1, shape: [1 << 26], stride: [0] }]),
+      one,
+    );
+    await assert.rejects(
+      readPth(await writeTemp(dir, "broadcast.pth", broadcast)),
+      /tensor 'big' of shape \[67108864\] with strides \[0\] reads 1 storage elements 67108864 times/,
+    );
+    // Overlapping strides: a (3, 3) view of 5 elements.
+    const overlap = await buildPth(
+      stateDictPickle([{ ...EXTRA, name: "o", shape: [3, 3], stride: [1, 1] }]),
+      { "0": f32Bytes([1, 2, 3, 4, 5, 6]) },
+    );
+    await assert.rejects(readPth(await writeTemp(dir, "overlap.pth", overlap)), /'o'.*overlapping/);
+
+    // Whole-storage views: MAX_STORAGE_REUSE of them load, one more is refused.
+    const views = (n: number) =>
+      Array.from({ length: n }, (_, i) => ({ ...EXTRA, name: `v${i}`, shape: [6] }));
+    const values = { "0": f32Bytes([1, 2, 3, 4, 5, 6]) };
+    const fine = await buildPth(stateDictPickle(views(MAX_STORAGE_REUSE)), values);
+    const sd = await readPth(await writeTemp(dir, "fine.pth", fine));
+    assert.deepEqual([...tensorF32(sd.get(`v${MAX_STORAGE_REUSE - 1}`)!)], [1, 2, 3, 4, 5, 6]);
+    const reused = await buildPth(stateDictPickle(views(MAX_STORAGE_REUSE + 1)), values);
+    await assert.rejects(
+      readPth(await writeTemp(dir, "reused.pth", reused)),
+      new RegExp(
+        `need ${(MAX_STORAGE_REUSE + 1) * 24} bytes.*hold 24.*over ${MAX_STORAGE_REUSE} times`,
+      ),
+    );
+
+    // A deflated storage of 64 MiB of zeros (~64 KB in the file): a zip bomb by its ratio.
+    const zeros = new Uint8Array(64 << 20);
+    const bomb = await buildPth(
+      stateDictPickle([{ name: "z", key: "0", storageNumel: 16 << 20, shape: [16 << 20] }]),
+      { "0": zeros },
+      { method: 8 },
+    );
+    assert.ok(bomb.length < (64 << 20) / MAX_DEFLATE_RATIO, `bomb is ${bomb.length} bytes`);
+    await assert.rejects(
+      readPth(await writeTemp(dir, "bomb.pth", bomb)),
+      /deflated entry 'archive\/data\/0' claims 67108864 bytes.*zip bomb/,
     );
   });
 });
