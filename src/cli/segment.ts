@@ -9,6 +9,7 @@
  * with the masks tinted) and result.json (scores, sizes, files). Argument mistakes exit with
  * status 2 before any model is loaded; runtime failures exit 1 with a one-line message.
  */
+import { getPreprocessShape } from "../encoder/preprocess.ts";
 import { encodeMaskPng, encodeOverlayPng, readImageFile } from "../image.ts";
 import { SamModel, SamPredictor } from "../predictor.ts";
 import type { Prompt } from "../types.ts";
@@ -151,6 +152,15 @@ export async function runSegment(args: SegmentArgs): Promise<void> {
   const image = await readImageFile(args.image);
   checkPromptsInImage(args, image.width, image.height);
   const model = await SamModel.load(args.model);
+  try {
+    // An image too thin for the model's input (its short side would be 0 px) is refused here,
+    // with the model's input size, before the output folder or any GPU work.
+    getPreprocessShape(image.height, image.width, model.arch.imgSize);
+  } catch (e) {
+    model.dispose();
+    if (e instanceof RangeError) throw new UsageError(`${args.image}: ${e.message}`);
+    throw e;
+  }
   // Only once the model loads, so that a missing model leaves no empty output folder behind.
   await Deno.mkdir(args.out, { recursive: true });
   const predictor = new SamPredictor(model);

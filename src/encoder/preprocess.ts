@@ -26,14 +26,31 @@ export interface Rgb8 {
 /**
  * ResizeLongestSide.get_preprocess_shape: the (height, width) whose longer side is
  * `longSide`, each rounded half up (Python's int(x + 0.5)).
+ *
+ * Throws a RangeError for a size that is not a positive integer and for an image so thin that
+ * its short side would round to 0 px (e.g. 2049x1 at 1024 px): the official code would hand
+ * PIL an empty size there. Callers check an image with it before any pixel work.
  */
 export function getPreprocessShape(
   oldH: number,
   oldW: number,
   longSide: number,
 ): [number, number] {
+  if (!Number.isInteger(longSide) || longSide < 1) {
+    throw new RangeError(`preprocess: bad model input size ${longSide}`);
+  }
+  if (!Number.isInteger(oldH) || !Number.isInteger(oldW) || oldH < 1 || oldW < 1) {
+    throw new RangeError(`preprocess: bad image size ${oldW}x${oldH}`);
+  }
   const scale = (longSide * 1.0) / Math.max(oldH, oldW);
-  return [Math.trunc(oldH * scale + 0.5), Math.trunc(oldW * scale + 0.5)];
+  const shape: [number, number] = [Math.trunc(oldH * scale + 0.5), Math.trunc(oldW * scale + 0.5)];
+  if (shape[0] < 1 || shape[1] < 1) {
+    throw new RangeError(
+      `image ${oldW}x${oldH} is too thin: its short side would be 0 px at the model's ` +
+        `${longSide} px input (the long side may be at most ${2 * longSide} times the short one)`,
+    );
+  }
+  return shape;
 }
 
 /** Drops alpha (RGBA input) and checks the buffer size; returns packed RGB. */

@@ -168,14 +168,21 @@ export function createApp(options: AppOptions): AppHandler {
 
   async function upload(req: Request): Promise<Response> {
     const bytes = await readImageUpload(req, limits.maxUploadBytes);
-    const image = await decodeQueue.run(() => decodeUpload(bytes, limits), {
-      timeoutMs: limits.requestTimeoutMs,
-    });
+    const image = await decodeQueue.run(
+      () => decodeUpload(bytes, { ...limits, imgSize: engine.info.imgSize }),
+      { timeoutMs: limits.requestTimeoutMs },
+    );
     // Refused before the encoder runs: it could never be stored for the prompts to come.
     if (image.data.byteLength > images.maxBytes) {
       throw new HttpError(413, "image is larger than the whole image cache (--cache-mb)");
     }
-    const result = await onGpu(() => engine.setImage(image));
+    const result = await onGpu(() =>
+      engine.setImage(image).catch((e) => {
+        // The preprocessing's refusal of an image that the checks above let through.
+        if (e instanceof RangeError) throw new HttpError(400, e.message);
+        throw e;
+      })
+    );
     if (!images.set(result.id, { id: result.id, image }, image.data.byteLength)) {
       throw new HttpError(413, "image is larger than the whole image cache (--cache-mb)");
     }

@@ -17,6 +17,11 @@ export interface EngineInfo {
   adapter: string;
   /** True for the bundled random-weight test model: its masks mean nothing. */
   meaningless: boolean;
+  /**
+   * The model's square input size (ResizeLongestSide's long side, e.g. 1024); when given, an
+   * upload too thin for it is refused before any GPU work.
+   */
+  imgSize?: number;
 }
 
 export interface Engine {

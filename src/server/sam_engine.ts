@@ -63,6 +63,7 @@ export async function loadSamEngine(
     },
     adapter: model.adapter,
     meaningless: model.name === "sam-tiny",
+    imgSize: arch.imgSize,
   };
   return {
     info,
