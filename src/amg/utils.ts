@@ -56,6 +56,11 @@ export interface CropBoxes {
 /**
  * Crop boxes of an imH x imW image: the image, then for layer i (1-based) a 2^i x 2^i grid of
  * overlapping crops, x0 outer and y0 inner as the official `itertools.product` order.
+ *
+ * One departure from the official `generate_crop_boxes`: on a very small image (a side near or
+ * below 2^i px), the grid's last crops start at or past the image's edge and would be empty
+ * (0 px wide or high, e.g. 64x3 at two layers); those are left out, so the generator runs on
+ * the crops that exist. Every other box is exactly the official one, in the official order.
  */
 export function generateCropBoxes(
   imH: number,
@@ -77,7 +82,9 @@ export function generateCropBoxes(
     const y0s = Array.from({ length: nPerSide }, (_, i) => Math.trunc((cropH - overlap) * i));
     for (const x0 of x0s) {
       for (const y0 of y0s) {
-        boxes.push([x0, y0, Math.min(x0 + cropW, imW), Math.min(y0 + cropH, imH)]);
+        const x1 = Math.min(x0 + cropW, imW), y1 = Math.min(y0 + cropH, imH);
+        if (x1 <= x0 || y1 <= y0) continue; // empty: past the edge of a very small image
+        boxes.push([x0, y0, x1, y1]);
         layerIdxs.push(layer + 1);
       }
     }
