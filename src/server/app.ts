@@ -129,6 +129,15 @@ export function createApp(options: AppOptions): AppHandler {
     });
   }
 
+  /** Drops an image's cached embedding in its turn on the GPU queue; it cannot be refused. */
+  function forgetEmbedding(id: string): void {
+    const forget = engine.forget?.bind(engine);
+    if (!forget) return;
+    queue.always(() => forget(id)).catch((e) => {
+      log(`ERROR forgetting the embedding of ${id}: ${(e as Error)?.stack ?? e}`);
+    });
+  }
+
   function info() {
     return {
       server: {
@@ -388,14 +397,17 @@ export function createApp(options: AppOptions): AppHandler {
           }
           if (method === "DELETE") {
             lookupImage(id);
+            // All or nothing, and never a 503: the image and its low_res_handles go at once
+            // (CPU side). Every handle is visited in recency order and each kept one
+            // re-inserted in turn, so their relative order (eviction) is unchanged.
             images.delete(id);
-            // The embedding goes too, from inside the queue so no running job loses it.
-            if (engine.forget) await onGpu(() => Promise.resolve(engine.forget!(id)));
-            // Its low_res_handles go too. Every handle is visited in recency order and each
-            // kept one re-inserted in turn, so their relative order (eviction) is unchanged.
             for (const handle of handles.keys()) {
               if (handles.get(handle)?.imageId === id) handles.delete(handle);
             }
+            // The embedding goes too, from inside the GPU queue so no running job loses it:
+            // after the jobs already waiting, never refused for a full queue and with no time
+            // limit (at once when the queue is idle); the response does not wait for it.
+            forgetEmbedding(id);
             return jsonResponse({ deleted: id });
           }
           return methodNotAllowed(["GET", "DELETE"]);

@@ -4,6 +4,8 @@
  * limit from the moment it is submitted: if it is still waiting when the limit passes it leaves
  * the queue unrun (503); if it is running, the caller gets a 504 at once but the job keeps its
  * slot until the work really ends, so the next job never overlaps GPU work still in flight.
+ * Short bookkeeping jobs that must not be lost (`always`) wait their turn like any other but are
+ * never refused and have no time limit.
  */
 import { HttpError } from "./errors.ts";
 
@@ -49,9 +51,27 @@ export class WorkQueue {
    * while waiting (499-like; the client is gone, so the status matters little).
    */
   run<T>(job: () => Promise<T>, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<T> {
-    const { timeoutMs, signal } = opts;
+    return this.submit(job, opts.timeoutMs, opts.signal, false);
+  }
+
+  /**
+   * Runs `job` in its turn, after the jobs already waiting, like `run`, but it is never refused
+   * for a full queue and has no time limit: for short work that must not be lost, such as
+   * forgetting a deleted image's embedding. When the queue is idle it starts at once. Callers
+   * bound how many they submit (one per stored image deleted).
+   */
+  always<T>(job: () => T | Promise<T>): Promise<T> {
+    return this.submit(async () => await job(), Infinity, undefined, true);
+  }
+
+  private submit<T>(
+    job: () => Promise<T>,
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+    always: boolean,
+  ): Promise<T> {
     if (signal?.aborted) return Promise.reject(new HttpError(499, "client closed the request"));
-    if (this.busy && this.waiting.length >= this.maxWaiting) {
+    if (!always && this.busy && this.waiting.length >= this.maxWaiting) {
       this.rejected++;
       return Promise.reject(
         new HttpError(503, `server busy: ${this.waiting.length} requests already waiting`, {
@@ -100,7 +120,7 @@ export class WorkQueue {
         if (i >= 0) this.waiting.splice(i, 1);
         settle(() => reject(err));
       };
-      const timer = setTimeout(() => {
+      const onTimeout = () => {
         this.timedOut++;
         if (started) {
           leave(new HttpError(504, `request took longer than ${timeoutMs} ms`));
@@ -111,7 +131,9 @@ export class WorkQueue {
             }),
           );
         }
-      }, timeoutMs);
+      };
+      // No timer for `always` jobs (setTimeout would take Infinity for 0).
+      const timer = Number.isFinite(timeoutMs) ? setTimeout(onTimeout, timeoutMs) : undefined;
       const onAbort = () => {
         if (!started) leave(new HttpError(499, "client closed the request"));
       };
