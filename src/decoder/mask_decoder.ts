@@ -4,14 +4,14 @@
  * image embedding (1, D, s, s) on the GPU, and returns per prompt the low-res logits, the
  * IoU predictions and, when asked, masks or logits at the original size.
  *
- * Batching: prompts are grouped by (sparse token count, multimask); each group runs in
- * passes of up to `maxBatch` prompts (bounded by the storage-binding limit). Prompts with
- * different token counts cannot share a pass exactly: extra padding tokens would take part
- * in the attention. Prompts with a mask input get src = image + their dense embedding, per
- * prompt, as the official repeat_interleave does. Prompts without one all have the same src
- * (image + no_mask_embed), so it and layer 0's projections of it are prompt-independent:
- * they are computed once per image embedding and kept for later calls (a small LRU keyed by
- * the embedding's GPU buffer; see `releaseEmbedding`).
+ * Batching: prompts are grouped by (mask input or not, sparse token count, multimask); each
+ * group runs in passes of up to `maxBatch` prompts (bounded by the storage-binding limit).
+ * Prompts with different token counts cannot share a pass exactly: extra padding tokens would
+ * take part in the attention. Prompts with a mask input get src = image + their dense
+ * embedding, per prompt, as the official repeat_interleave does. Prompts without one all have
+ * the same src (image + no_mask_embed), so it and layer 0's projections of it are
+ * prompt-independent: they are computed once per image embedding and kept for later calls (a
+ * small LRU keyed by the embedding's GPU buffer; see `releaseEmbedding`).
  *
  * Layout: everything is token-major. The image tokens are (HW, D); the output upscaling
  * runs on (B, s, s, D) -> (B, 2s, 2s, D/4) -> (B, 4s, 4s, D/8), so LayerNorm2d is a LayerNorm
