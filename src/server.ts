@@ -78,6 +78,7 @@ async function main(): Promise<number> {
       requestTimeoutMs: Math.round(config.timeoutS * 1000),
       maxUploadBytes: Math.round(config.maxUploadMb * 1024 * 1024),
       maxPixels: config.maxPixels,
+      maxMaskPixels: config.maxMaskPixels,
       imageCacheBytes: cacheBytes,
     },
   });

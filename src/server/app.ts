@@ -171,6 +171,7 @@ export function createApp(options: AppOptions): AppHandler {
         request_timeout_ms: limits.requestTimeoutMs,
         max_points_per_side: limits.maxPointsPerSide,
         max_crop_layers: limits.maxCropLayers,
+        max_mask_pixels: limits.maxMaskPixels,
       },
     };
   }

@@ -13,7 +13,11 @@
  *   --max-queue / WGSAM_MAX_QUEUE  requests that may wait for the GPU (16)
  *   --max-upload-mb / WGSAM_MAX_UPLOAD_MB  largest upload (32)
  *   --max-pixels / WGSAM_MAX_PIXELS  largest image, width * height (16777216)
+ *   --max-mask-pixels / WGSAM_MAX_MASK_PIXELS  full-size mask pixels one segment request may
+ *                              ask for: prompts * masks per prompt * width * height (268435456)
  */
+import { DEFAULT_LIMITS } from "./limits.ts";
+
 export interface ServerConfig {
   host: string;
   port: number;
@@ -26,6 +30,7 @@ export interface ServerConfig {
   maxQueue: number;
   maxUploadMb: number;
   maxPixels: number;
+  maxMaskPixels: number;
   help: boolean;
 }
 
@@ -33,11 +38,12 @@ export const USAGE = `wgsam server: Segment Anything on WebGPU over HTTP
 
 usage: deno task serve [--host H] [--port P] [--model PATH|NAME] [--detector PATH.onnx]
                        [--cache-mb N] [--timeout-s S] [--max-queue N] [--max-upload-mb N]
-                       [--max-pixels N]
+                       [--max-pixels N] [--max-mask-pixels N]
 
 Each flag can also be set by the environment: WGSAM_HOST, WGSAM_PORT, WGSAM_MODEL,
 WGSAM_DETECTOR, WGSAM_CACHE_MB, WGSAM_TIMEOUT_S, WGSAM_MAX_QUEUE, WGSAM_MAX_UPLOAD_MB,
-WGSAM_MAX_PIXELS.
+WGSAM_MAX_PIXELS, WGSAM_MAX_MASK_PIXELS.
+--max-mask-pixels bounds one segment request: prompts x masks per prompt x width x height.
 Without a model, the first weights/*.safetensors or weights/*.pth is used, else the bundled
 sam-tiny test model (random weights: meaningless masks). With --detector (an ONNX YOLO-NAS,
 YOLOv8 or YOLO11 detector), POST /api/images/:id/detect segments what it detects.`;
@@ -55,6 +61,7 @@ const FLAGS: Record<
   "max-queue": { env: "WGSAM_MAX_QUEUE", key: "maxQueue", kind: "int" },
   "max-upload-mb": { env: "WGSAM_MAX_UPLOAD_MB", key: "maxUploadMb", kind: "num" },
   "max-pixels": { env: "WGSAM_MAX_PIXELS", key: "maxPixels", kind: "int" },
+  "max-mask-pixels": { env: "WGSAM_MAX_MASK_PIXELS", key: "maxMaskPixels", kind: "int" },
 };
 
 export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
@@ -67,6 +74,7 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   maxQueue: 16,
   maxUploadMb: 32,
   maxPixels: 4096 * 4096,
+  maxMaskPixels: DEFAULT_LIMITS.maxMaskPixels,
   help: false,
 });
 

@@ -28,6 +28,11 @@ export interface Limits {
   maxCropLayers: number;
   /** Floats of logits one "everything" batch may hold (points_per_batch * 3 * H * W), at most. */
   maxBatchLogitFloats: number;
+  /**
+   * Full-size mask pixels one segment request may ask for (prompts * masks per prompt * W * H),
+   * at most: the answer's masks, and the logits behind them, grow with it.
+   */
+  maxMaskPixels: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
@@ -45,4 +50,6 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxPointsPerSide: 64,
   maxCropLayers: 2,
   maxBatchLogitFloats: 64 * 1024 * 1024,
+  // 64 single-mask boxes on a 2048x2048 image, or 16 on a 4096x4096 one.
+  maxMaskPixels: 256 * 1024 * 1024,
 });

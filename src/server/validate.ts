@@ -156,6 +156,25 @@ export function parseSegmentRequest(
 
   const base: Prompt = { multimask, ...(points ? { points, labels } : {}) };
   const prompts = boxes ? boxes.map((box) => ({ ...base, box })) : [base];
+  // Every mask comes back at the image's full size: bound the answer before any GPU work.
+  const perPrompt = multimask ? 3 : 1;
+  const maskPixels = prompts.length * perPrompt * width * height;
+  if (maskPixels > limits.maxMaskPixels) {
+    throw bad(
+      `${prompts.length} prompt(s) x ${perPrompt} mask(s) of ${width}x${height} pixels = ` +
+        `${maskPixels} mask pixels, over the limit of ${limits.maxMaskPixels} a request ` +
+        `(--max-mask-pixels)` +
+        (prompts.length > 1 || multimask
+          ? `: send ${
+            [
+              prompts.length > 1 ? "fewer boxes per request" : "",
+              multimask ? '"multimask": false' : "",
+            ]
+              .filter((h) => h).join(" or ")
+          }`
+          : ""),
+    );
+  }
   return { prompts, batched, format, maskInputHandle };
 }
 
