@@ -223,7 +223,10 @@ export class TwoWayTransformer {
       const qPe = s.t(add(ctx, queries, queryPe)); // (B, Nt, D)
       // Layer 0 on a shared src: its projections are repeated per prompt, never recomputed.
       const sh = keys ? null : shared!;
-      const kPe: AttnInput = sh ? { projected: repeat(s, sh.q) } : s.t(add(ctx, keys!, keyPe)); // (B, HW, D) + (HW, D) broadcast
+      // keys + key_pe; on a shared src only its image->token q projection is ever needed.
+      const kPe: AttnInput = sh
+        ? { projected: repeat(s, sh.q) } // (B, HW, I)
+        : s.t(add(ctx, keys!, keyPe)); // (B, HW, D) + (HW, D) broadcast
       const cross = s.t(this.attend(
         s,
         L.tokenToImage,
