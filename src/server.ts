@@ -52,7 +52,7 @@ async function main(): Promise<number> {
     }
   }
 
-  const cacheBytes = Math.round(config.cacheMb * 1024 * 1024);
+  const cacheBytes = Math.max(1, Math.round(config.cacheMb * 1024 * 1024));
   const t0 = performance.now();
   let engine;
   try {
@@ -75,8 +75,9 @@ async function main(): Promise<number> {
     detector,
     limits: {
       maxQueue: config.maxQueue,
-      requestTimeoutMs: Math.round(config.timeoutS * 1000),
-      maxUploadBytes: Math.round(config.maxUploadMb * 1024 * 1024),
+      // At least 1 ms and 1 byte: a tiny positive flag never rounds to "refuse everything".
+      requestTimeoutMs: Math.max(1, Math.round(config.timeoutS * 1000)),
+      maxUploadBytes: Math.max(1, Math.round(config.maxUploadMb * 1024 * 1024)),
       maxPixels: config.maxPixels,
       maxMaskPixels: config.maxMaskPixels,
       imageCacheBytes: cacheBytes,

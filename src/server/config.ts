@@ -48,20 +48,44 @@ Without a model, the first weights/*.safetensors or weights/*.pth is used, else 
 sam-tiny test model (random weights: meaningless masks). With --detector (an ONNX YOLO-NAS,
 YOLOv8 or YOLO11 detector), POST /api/images/:id/detect segments what it detects.`;
 
-const FLAGS: Record<
-  string,
-  { env: string; key: keyof ServerConfig; kind: "string" | "int" | "num" }
-> = {
+interface FlagSpec {
+  env: string;
+  key: keyof ServerConfig;
+  kind: "string" | "int" | "num";
+  /** Must be above 0: 0 would make every request fail (a 504 at once, a 413, a 400...). */
+  positive?: boolean;
+  /** Largest value allowed. */
+  max?: number;
+}
+
+const FLAGS: Record<string, FlagSpec> = {
   host: { env: "WGSAM_HOST", key: "host", kind: "string" },
-  port: { env: "WGSAM_PORT", key: "port", kind: "int" },
+  port: { env: "WGSAM_PORT", key: "port", kind: "int", max: 65535 },
   model: { env: "WGSAM_MODEL", key: "model", kind: "string" },
   detector: { env: "WGSAM_DETECTOR", key: "detector", kind: "string" },
-  "cache-mb": { env: "WGSAM_CACHE_MB", key: "cacheMb", kind: "num" },
-  "timeout-s": { env: "WGSAM_TIMEOUT_S", key: "timeoutS", kind: "num" },
+  "cache-mb": { env: "WGSAM_CACHE_MB", key: "cacheMb", kind: "num", positive: true },
+  // setTimeout fires at once past 2^31 - 1 ms (about 24.8 days).
+  "timeout-s": {
+    env: "WGSAM_TIMEOUT_S",
+    key: "timeoutS",
+    kind: "num",
+    positive: true,
+    max: 2_147_483,
+  },
   "max-queue": { env: "WGSAM_MAX_QUEUE", key: "maxQueue", kind: "int" },
-  "max-upload-mb": { env: "WGSAM_MAX_UPLOAD_MB", key: "maxUploadMb", kind: "num" },
-  "max-pixels": { env: "WGSAM_MAX_PIXELS", key: "maxPixels", kind: "int" },
-  "max-mask-pixels": { env: "WGSAM_MAX_MASK_PIXELS", key: "maxMaskPixels", kind: "int" },
+  "max-upload-mb": {
+    env: "WGSAM_MAX_UPLOAD_MB",
+    key: "maxUploadMb",
+    kind: "num",
+    positive: true,
+  },
+  "max-pixels": { env: "WGSAM_MAX_PIXELS", key: "maxPixels", kind: "int", positive: true },
+  "max-mask-pixels": {
+    env: "WGSAM_MAX_MASK_PIXELS",
+    key: "maxMaskPixels",
+    kind: "int",
+    positive: true,
+  },
 };
 
 export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
@@ -78,20 +102,25 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   help: false,
 });
 
-function parseValue(flag: string, kind: "string" | "int" | "num", text: string): string | number {
+function parseValue(flag: string, spec: FlagSpec, text: string): string | number {
+  const { kind } = spec;
   if (kind === "string") {
     if (text === "") throw new Error(`--${flag} needs a value`);
     return text;
   }
   const n = Number(text);
-  const ok = text.trim() !== "" && Number.isFinite(n) && n >= 0 &&
+  const ok = text.trim() !== "" && Number.isFinite(n) && (spec.positive ? n > 0 : n >= 0) &&
     (kind === "num" || Number.isInteger(n));
   if (!ok) {
     throw new Error(
-      `--${flag} must be a non-negative ${kind === "int" ? "integer" : "number"}, got "${text}"`,
+      `--${flag} must be a ${spec.positive ? "positive" : "non-negative"} ${
+        kind === "int" ? "integer" : "number"
+      }, got "${text}"`,
     );
   }
-  if (flag === "port" && n > 65535) throw new Error(`--port must be at most 65535, got ${n}`);
+  if (spec.max !== undefined && n > spec.max) {
+    throw new Error(`--${flag} must be at most ${spec.max}, got ${n}`);
+  }
   return n;
 }
 
@@ -104,7 +133,7 @@ export function parseConfig(
   for (const [flag, spec] of Object.entries(FLAGS)) {
     const value = env(spec.env);
     if (value !== undefined && value !== "") {
-      config[spec.key] = parseValue(flag, spec.kind, value);
+      config[spec.key] = parseValue(flag, spec, value);
     }
   }
   for (let i = 0; i < args.length; i++) {
@@ -121,7 +150,7 @@ export function parseConfig(
       if (i + 1 >= args.length) throw new Error(`--${m[1]} needs a value`);
       value = args[++i];
     }
-    config[spec.key] = parseValue(m[1], spec.kind, value);
+    config[spec.key] = parseValue(m[1], spec, value);
   }
   return config as unknown as ServerConfig;
 }
