@@ -7,6 +7,7 @@ import { createApp, MEANINGLESS_WARNING } from "./server/app.ts";
 import { findDefaultModel, parseConfig, USAGE } from "./server/config.ts";
 import { loadServerDetector, type ServerDetector } from "./server/detector.ts";
 import { loadSamEngine } from "./server/sam_engine.ts";
+import { weightsDirFrom } from "./weights/registry.ts";
 
 async function main(): Promise<number> {
   let config;
@@ -39,12 +40,14 @@ async function main(): Promise<number> {
 
   let model = config.model;
   if (!model) {
-    model = findDefaultModel(new URL("../weights/", import.meta.url));
+    // The folder `deno task weights` installs into: $WGSAM_WEIGHTS_DIR, else weights/.
+    const weightsDir = weightsDirFrom();
+    model = findDefaultModel(weightsDir);
     if (model) {
-      console.log(`model: ${model} (found in weights/)`);
+      console.log(`model: ${model} (found in ${weightsDir}/)`);
     } else {
       console.warn(
-        "No model configured (--model / WGSAM_MODEL) and none in weights/.\n" +
+        `No model configured (--model / WGSAM_MODEL) and none in ${weightsDir}/.\n` +
           "  Get one with:  deno task weights vit_b\n" +
           "  Falling back to the bundled sam-tiny test model.",
       );

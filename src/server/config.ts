@@ -4,8 +4,9 @@
  *   --host / WGSAM_HOST        interface to listen on (127.0.0.1)
  *   --port / WGSAM_PORT        port (8787; 0 picks a free one)
  *   --model / WGSAM_MODEL      checkpoint path or registry name (vit_b, vit_l, vit_h, sam-tiny);
- *                              default: the first weights/*.safetensors, else weights/*.pth,
- *                              else the bundled sam-tiny test model
+ *                              default: the first *.safetensors, else *.pth, of the folder
+ *                              `deno task weights` installs into ($WGSAM_WEIGHTS_DIR, else
+ *                              weights/), else the bundled sam-tiny test model
  *   --detector / WGSAM_DETECTOR  an ONNX object detector (YOLO-NAS / YOLOv8 / YOLO11) for
  *                              POST /api/images/:id/detect; none by default
  *   --cache-mb / WGSAM_CACHE_MB  MiB for the embedding cache and, again, for decoded images (512)
@@ -44,7 +45,8 @@ Each flag can also be set by the environment: WGSAM_HOST, WGSAM_PORT, WGSAM_MODE
 WGSAM_DETECTOR, WGSAM_CACHE_MB, WGSAM_TIMEOUT_S, WGSAM_MAX_QUEUE, WGSAM_MAX_UPLOAD_MB,
 WGSAM_MAX_PIXELS, WGSAM_MAX_MASK_PIXELS.
 --max-mask-pixels bounds one segment request: prompts x masks per prompt x width x height.
-Without a model, the first weights/*.safetensors or weights/*.pth is used, else the bundled
+Without a model, the first weights/*.safetensors or weights/*.pth is used (WGSAM_WEIGHTS_DIR
+names another folder, as for \`deno task weights\`), else the bundled
 sam-tiny test model (random weights: meaningless masks). With --detector (an ONNX YOLO-NAS,
 YOLOv8 or YOLO11 detector), POST /api/images/:id/detect segments what it detects.`;
 
