@@ -67,9 +67,16 @@ export class SamModelBackend implements SamGpuBackend {
     return new SamModelBackend(ctx, arch, encoder, decoder, source, false);
   }
 
-  setImage(image: { width: number; height: number; data: Uint8Array }): Promise<void> {
-    this.embedding?.destroy();
+  /** Frees the current embedding and the decoder's per-image work kept for it. */
+  private dropEmbedding(): void {
+    if (!this.embedding) return;
+    this.decoder.releaseEmbedding(this.embedding);
+    this.embedding.destroy();
     this.embedding = null;
+  }
+
+  setImage(image: { width: number; height: number; data: Uint8Array }): Promise<void> {
+    this.dropEmbedding();
     const encoded = encodeImage(this.encoder, {
       width: image.width,
       height: image.height,
@@ -87,8 +94,7 @@ export class SamModelBackend implements SamGpuBackend {
   }
 
   dispose(): void {
-    this.embedding?.destroy();
-    this.embedding = null;
+    this.dropEmbedding();
     if (!this.ownsModules) return;
     this.encoder.dispose();
     this.decoder.dispose();
