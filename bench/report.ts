@@ -317,6 +317,17 @@ export interface Target {
  * ViT-B encoder <= 40 ms on an H100-class GPU; ours >= 2x onnxruntime-web's WebGPU EP.
  */
 export function judgeTargets(rows: readonly Row[], adapter: string): Target[] {
+  const verdicts = judgeMeasured(rows, adapter);
+  if (!isSoftwareAdapter(adapter)) return verdicts;
+  // The targets are for GPUs: a CPU-emulated adapter's numbers are reported, never judged.
+  return verdicts.map((t) => ({
+    name: t.name,
+    verdict: "not measured here",
+    detail: `a software adapter (${adapter}), the targets are for a GPU; measured: ${t.detail}`,
+  }));
+}
+
+function judgeMeasured(rows: readonly Row[], adapter: string): Target[] {
   const out: Target[] = [];
   const find = (id: string) => rows.find((r) => r.id === id);
   // Decoder: the best per-prompt figure we have for a full upscaled prediction.
@@ -338,9 +349,7 @@ export function judgeTargets(rows: readonly Row[], adapter: string): Target[] {
     out.push({
       name: "decoder <= 2 ms per prompt",
       verdict: per <= 2 ? "met" : "not met",
-      detail: `ours ${formatMs(per)} ms per prompt on ${adapter}${
-        isSoftwareAdapter(adapter) ? "; a software adapter: the target is for a GPU" : ""
-      }`,
+      detail: `ours ${formatMs(per)} ms per prompt on ${adapter}`,
     });
   }
   const vitb = find("encoder_vit_b");
