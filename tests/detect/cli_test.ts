@@ -13,6 +13,7 @@ import {
 import { cocoDecodeRle, rleToMask } from "../../src/amg/rle.ts";
 import type { Prompt, RgbImage } from "../../src/types.ts";
 import { fixtureDir, sharedFixture, skipIfMissing } from "../util/fixtures.ts";
+import { runDeno } from "../util/run_deno.ts";
 
 Deno.test("detect-segment CLI: arguments", () => {
   const a = parseDetectSegmentArgs([
@@ -155,26 +156,8 @@ Deno.test("detect-segment CLI: writes overlay.png and annotations.json", async (
 
 Deno.test("detect-segment CLI: exit codes and messages of the real command", async () => {
   const cli = new URL("../../src/cli/detect_segment.ts", import.meta.url).pathname;
-  const run = async (...args: string[]) => {
-    const out = await new Deno.Command(Deno.execPath(), {
-      // The flags of deno.json's detect-segment task (imagescript's codecs need --allow-ffi).
-      args: [
-        "run",
-        "--allow-read",
-        "--allow-write",
-        "--allow-net",
-        "--allow-env",
-        "--allow-ffi",
-        cli,
-        ...args,
-      ],
-      stdout: "piped",
-      stderr: "piped",
-      env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" },
-    }).output();
-    const text = new TextDecoder();
-    return { code: out.code, stdout: text.decode(out.stdout), stderr: text.decode(out.stderr) };
-  };
+  const run = (...args: string[]) =>
+    runDeno(cli, args, { env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" } });
   const help = await run("--help");
   assert.equal(help.code, 0, help.stderr);
   assert.match(help.stdout, /^usage: deno task detect-segment/);

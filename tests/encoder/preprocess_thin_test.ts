@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { Image } from "imagescript";
 import { getPreprocessShape, resizeLongestSide } from "../../src/encoder/preprocess.ts";
+import { runDeno } from "../util/run_deno.ts";
 
 Deno.test("getPreprocessShape: a short side that rounds to 0 px is a clear RangeError", () => {
   for (
@@ -39,41 +40,19 @@ Deno.test("resizeLongestSide: a too thin image fails with the shape's message, n
 
 Deno.test({
   name: "segment CLI: a too thin image exits with a one-line message, no stack trace",
-  ignore: (() => {
-    try {
-      Deno.statSync(new URL("../../src/predictor.ts", import.meta.url));
-      return false;
-    } catch {
-      return true;
-    }
-  })(),
   fn: async () => {
     const dir = await Deno.makeTempDir({ prefix: "wgsam-thin-" });
     try {
       const png = new Image(8000, 1);
       png.fill(0x808080ff);
       await Deno.writeFile(`${dir}/thin.png`, await png.encode(1));
-      const cli = new URL("../../src/cli/segment.ts", import.meta.url).pathname;
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "--allow-read",
-          "--allow-write",
-          "--allow-env",
-          "--allow-ffi",
-          cli,
-          `${dir}/thin.png`,
-          "--point",
-          "10,0",
-          "--model",
-          "sam-tiny",
-          "--out",
-          `${dir}/out`,
-        ],
-        env: { WGSAM_QUIET: "1" },
-      }).output();
-      const stderr = new TextDecoder().decode(out.stderr);
-      assert.equal(out.code, 2, stderr);
+      const cli = new URL("../../src/cli/segment.ts", import.meta.url);
+      const { code, stderr } = await runDeno(
+        cli,
+        [`${dir}/thin.png`, "--point", "10,0", "--model", "sam-tiny", "--out", `${dir}/out`],
+        { env: { WGSAM_QUIET: "1" } },
+      );
+      assert.equal(code, 2, stderr);
       assert.match(stderr, /segment: .*thin\.png: image 8000x1 is too thin/);
       assert.doesNotMatch(stderr, /Uncaught|\n\s+at /, "no stack trace");
       assert.throws(() => Deno.statSync(`${dir}/out`), Deno.errors.NotFound, "no output folder");

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { parseConfig } from "../../src/server/config.ts";
+import { runDeno } from "../util/run_deno.ts";
 
 const none = () => undefined;
 const POSITIVE: [flag: string, env: string][] = [
@@ -43,21 +44,10 @@ Deno.test("config: 0 is refused where it makes no sense, by flag and by environm
 });
 
 Deno.test("serve: --timeout-s 0 exits 2 with a one-line message", async () => {
-  const server = new URL("../../src/server.ts", import.meta.url).pathname;
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-read",
-      "--allow-write",
-      "--allow-net",
-      "--allow-env",
-      "--allow-ffi",
-      server,
-      "--timeout-s",
-      "0",
-    ],
-  }).output();
-  const stderr = new TextDecoder().decode(out.stderr);
-  assert.equal(out.code, 2, stderr);
+  const { code, stderr } = await runDeno(new URL("../../src/server.ts", import.meta.url), [
+    "--timeout-s",
+    "0",
+  ]);
+  assert.equal(code, 2, stderr);
   assert.match(stderr, /^error: --timeout-s must be a positive number, got "0"\n$/);
 });
