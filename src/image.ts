@@ -85,7 +85,16 @@ export async function decodeImage(
   try {
     image = await Image.decode(bytes);
   } catch (err) {
-    throw new ImageDecodeError(`${format} could not be decoded: ${(err as Error).message ?? err}`);
+    // imagescript's PNG decoder refuses some valid zlib streams (seen: its own encoder's, of
+    // thin images) that zlib reads: once more with the image data re-deflated by zlib.
+    const again = format === "png" ? await repackPng(bytes, width, height) : null;
+    const retried = again ? await Image.decode(again).catch(() => null) : null;
+    if (!retried) {
+      throw new ImageDecodeError(
+        `${format} could not be decoded: ${(err as Error).message ?? err}`,
+      );
+    }
+    image = retried;
   }
   if (image.width !== width || image.height !== height) {
     throw new ImageDecodeError(
@@ -93,6 +102,78 @@ export async function decodeImage(
     );
   }
   return rgbaToRgb(image.bitmap, width, height);
+}
+
+/**
+ * The PNG with its IDAT stream inflated and deflated again (one IDAT, chunks before the first
+ * IDAT kept, ancillary chunks after it dropped), or null where the file is not a well-formed
+ * PNG or its data inflates past what `width` x `height` at 16-bit RGBA could need.
+ */
+async function repackPng(bytes: Uint8Array, width: number, height: number) {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const head: Uint8Array[] = [];
+  const idat: Uint8Array[] = [];
+  let ihdr: Uint8Array | null = null;
+  for (let at = 8; at + 12 <= bytes.length;) {
+    const length = view.getUint32(at);
+    const type = String.fromCharCode(...bytes.subarray(at + 4, at + 8));
+    if (at + 12 + length > bytes.length) return null;
+    const data = bytes.subarray(at + 8, at + 8 + length);
+    if (type === "IHDR") ihdr = data;
+    else if (type === "IDAT") idat.push(data);
+    else if (type === "IEND") break;
+    else if (idat.length === 0) head.push(bytes.subarray(at, at + 12 + length));
+    at += 12 + length;
+  }
+  if (!ihdr || idat.length === 0) return null;
+  // Filter byte + 8 bytes a pixel per row, and as much again for interlacing's extra rows.
+  const limit = 2 * height * (1 + 8 * width) + 1024;
+  const raw = await inflateZlib(idat, limit);
+  if (!raw) return null;
+  const parts = [
+    bytes.subarray(0, 8),
+    pngChunk("IHDR", ihdr),
+    ...head,
+    pngChunk("IDAT", await zlibDeflate(raw)),
+    pngChunk("IEND", new Uint8Array(0)),
+  ];
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+/** zlib-inflates the concatenated parts; null on corrupt data or past `limit` bytes. */
+async function inflateZlib(parts: Uint8Array[], limit: number): Promise<Uint8Array | null> {
+  const stream = new Blob(parts as Uint8Array<ArrayBuffer>[]).stream()
+    .pipeThrough(new DecompressionStream("deflate"));
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  try {
+    while (true) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      total += value.length;
+      if (total > limit) {
+        await reader.cancel();
+        return null;
+      }
+      chunks.push(value);
+    }
+  } catch {
+    return null;
+  }
+  const out = new Uint8Array(total);
+  let o = 0;
+  for (const c of chunks) {
+    out.set(c, o);
+    o += c.length;
+  }
+  return out;
 }
 
 /** Drops the alpha channel of RGBA pixels. */

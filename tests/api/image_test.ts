@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { Image } from "imagescript";
 import {
   decodeImage,
   encodeMaskPng,
@@ -75,4 +76,28 @@ Deno.test("mask and overlay PNGs round-trip through the decoder", async () => {
     assert.equal(tinted, mask[i] === 1, `pixel ${i}`);
   }
   await assert.rejects(() => encodeMaskPng(mask, w, h + 1), /expected 7x6/);
+});
+
+Deno.test("decodeImage: a valid PNG that imagescript's decoder refuses is read through zlib", async () => {
+  // imagescript encodes this 300x1 noise image; its own decoder then fails on the zlib stream
+  // ("png: failed to decode (-8)"), which zlib itself reads.
+  const w = 300;
+  const png = new Image(w, 1);
+  for (let i = 0; i < w; i++) {
+    const v = (i * 2654435761 + 97) >>> 0;
+    png.bitmap.set([v & 255, (v >> 8) & 255, (v >> 16) & 255, 255], 4 * i);
+  }
+  const bytes = new Uint8Array(await png.encode(1));
+  await assert.rejects(Image.decode(bytes), /failed to decode/, "the codec's failure, as seen");
+  const rgb = await decodeImage(bytes);
+  assert.deepEqual([rgb.width, rgb.height], [w, 1]);
+  for (let i = 0; i < w; i++) {
+    const want = [...png.bitmap.subarray(4 * i, 4 * i + 3)];
+    assert.deepEqual([...rgb.data.subarray(3 * i, 3 * i + 3)], want, `pixel ${i}`);
+  }
+  // Still refused: a PNG whose image data is not zlib at all.
+  const broken = bytes.slice();
+  const idat = String.fromCharCode(...broken).indexOf("IDAT");
+  broken.fill(0x55, idat + 4, idat + 40);
+  await assert.rejects(decodeImage(broken), ImageDecodeError);
 });
