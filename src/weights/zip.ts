@@ -34,8 +34,8 @@ const U16_MAX = 0xffff;
 /** A torch checkpoint's directory is ~100 bytes per tensor; far more means corruption. */
 const MAX_DIRECTORY_BYTES = 64 << 20;
 /** Weights deflate by a few percent and pickles by ~10x, while a run of zeros deflates
- * ~1000x: past this ratio (plus a small allowance) a deflated entry is taken for a zip bomb,
- * so a small file cannot claim gigabytes of memory. */
+ * ~1000x: where the deflated entries of an archive together inflate past this ratio (plus one
+ * small allowance) it is taken for a zip bomb, so a small file cannot claim gigabytes. */
 export const MAX_DEFLATE_RATIO = 32;
 const DEFLATE_ALLOWANCE = 1 << 20;
 
@@ -318,6 +318,7 @@ async function readCentralDirectory(
   const view = new DataView(cd.buffer);
   const decoder = new TextDecoder("utf-8", { fatal: false });
   const entries = new Map<string, ZipEntry>();
+  const deflated = { compressed: 0, inflated: 0 };
   let p = 0;
   for (let i = 0; i < loc.count; i++) {
     const at = loc.offset + p;
@@ -383,12 +384,17 @@ async function readCentralDirectory(
           `${uncompressedSize}`,
       );
     }
-    if (method === 8 && uncompressedSize > MAX_DEFLATE_RATIO * compressedSize + DEFLATE_ALLOWANCE) {
-      throw new Error(
-        `zip: deflated entry '${name}' claims ${uncompressedSize} bytes from ${compressedSize}: ` +
-          `over ${MAX_DEFLATE_RATIO}x is refused as a zip bomb (torch stores entries ` +
-          `uncompressed; re-save the checkpoint with torch.save)`,
-      );
+    if (method === 8) {
+      // Summed over the archive: a per-entry allowance would let many small bombs add up.
+      deflated.compressed += compressedSize;
+      deflated.inflated += uncompressedSize;
+      if (deflated.inflated > MAX_DEFLATE_RATIO * deflated.compressed + DEFLATE_ALLOWANCE) {
+        throw new Error(
+          `zip: the deflated entries up to '${name}' claim ${deflated.inflated} bytes from ` +
+            `${deflated.compressed}: over ${MAX_DEFLATE_RATIO}x is refused as a zip bomb ` +
+            `(torch stores entries uncompressed; re-save the checkpoint with torch.save)`,
+        );
+      }
     }
     if (localHeaderOffset + LOCAL_HEADER_SIZE + compressedSize > size) {
       throw new Error(
