@@ -104,10 +104,44 @@ export async function decodeImage(
   return rgbaToRgb(image.bitmap, width, height);
 }
 
+/** Adam7 interlacing: the first column and row, and the steps, of each of the 7 passes. */
+const ADAM7_PASSES = [
+  [0, 0, 8, 8],
+  [4, 0, 8, 8],
+  [0, 4, 4, 8],
+  [2, 0, 4, 4],
+  [0, 2, 2, 4],
+  [1, 0, 2, 2],
+  [0, 1, 1, 2],
+];
+
+/** Samples per pixel of each PNG colour type (grey, RGB, palette, grey+alpha, RGBA). */
+const PNG_CHANNELS: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
+
 /**
- * The PNG with its IDAT stream inflated and deflated again (one IDAT, chunks before the first
- * IDAT kept, ancillary chunks after it dropped), or null where the file is not a well-formed
- * PNG or its data inflates past what `width` x `height` at 16-bit RGBA could need.
+ * Bytes of a PNG's inflated image data: per row, a filter byte and the packed samples; with
+ * Adam7 interlacing, the rows of each of the seven reduced images. Null for a bad IHDR.
+ */
+export function pngRawSize(ihdr: Uint8Array): number | null {
+  if (ihdr.length !== 13) return null;
+  const view = new DataView(ihdr.buffer, ihdr.byteOffset, 13);
+  const width = view.getUint32(0), height = view.getUint32(4);
+  const depth = ihdr[8], channels = PNG_CHANNELS[ihdr[9]], interlace = ihdr[12];
+  if (!channels || ![1, 2, 4, 8, 16].includes(depth) || interlace > 1) return null;
+  const rows = (w: number, h: number) =>
+    w === 0 || h === 0 ? 0 : h * (1 + Math.ceil((w * channels * depth) / 8));
+  if (interlace === 0) return rows(width, height);
+  return ADAM7_PASSES.reduce(
+    (n, [x0, y0, dx, dy]) => n + rows(Math.ceil((width - x0) / dx), Math.ceil((height - y0) / dy)),
+    0,
+  );
+}
+
+/**
+ * The PNG with its IDAT stream inflated and deflated again (one IDAT, the chunks between IHDR
+ * and the first IDAT kept, ancillary chunks after it dropped), or null where the file is not a
+ * well-formed PNG of `width` x `height` (IHDR first, once) or its data does not inflate to
+ * exactly the size that IHDR implies.
  */
 async function repackPng(bytes: Uint8Array, width: number, height: number) {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -119,6 +153,7 @@ async function repackPng(bytes: Uint8Array, width: number, height: number) {
     const type = String.fromCharCode(...bytes.subarray(at + 4, at + 8));
     if (at + 12 + length > bytes.length) return null;
     const data = bytes.subarray(at + 8, at + 8 + length);
+    if ((type === "IHDR") !== (at === 8)) return null; // first, and only first
     if (type === "IHDR") ihdr = data;
     else if (type === "IDAT") idat.push(data);
     else if (type === "IEND") break;
@@ -126,9 +161,13 @@ async function repackPng(bytes: Uint8Array, width: number, height: number) {
     at += 12 + length;
   }
   if (!ihdr || idat.length === 0) return null;
-  // Filter byte + 8 bytes a pixel per row, and as much again for interlacing's extra rows.
-  const limit = 2 * height * (1 + 8 * width) + 1024;
-  const raw = await inflateZlib(idat, limit);
+  const ihdrView = new DataView(ihdr.buffer, ihdr.byteOffset, ihdr.length);
+  if (ihdr.length !== 13 || ihdrView.getUint32(0) !== width || ihdrView.getUint32(4) !== height) {
+    return null;
+  }
+  const size = pngRawSize(ihdr);
+  if (size === null) return null;
+  const raw = await inflateZlib(idat, size);
   if (!raw) return null;
   const parts = [
     bytes.subarray(0, 8),
@@ -146,34 +185,29 @@ async function repackPng(bytes: Uint8Array, width: number, height: number) {
   return out;
 }
 
-/** zlib-inflates the concatenated parts; null on corrupt data or past `limit` bytes. */
-async function inflateZlib(parts: Uint8Array[], limit: number): Promise<Uint8Array | null> {
+/** zlib-inflates the concatenated parts into exactly `size` bytes; null on corrupt data or
+ * any other length (the stream is stopped as soon as it runs past `size`). */
+async function inflateZlib(parts: Uint8Array[], size: number): Promise<Uint8Array | null> {
   const stream = new Blob(parts as Uint8Array<ArrayBuffer>[]).stream()
     .pipeThrough(new DecompressionStream("deflate"));
   const reader = stream.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
+  const out = new Uint8Array(size);
+  let filled = 0;
   try {
     while (true) {
       const { done, value } = await reader.read();
       if (done) break;
-      total += value.length;
-      if (total > limit) {
+      if (filled + value.length > size) {
         await reader.cancel();
         return null;
       }
-      chunks.push(value);
+      out.set(value, filled);
+      filled += value.length;
     }
   } catch {
     return null;
   }
-  const out = new Uint8Array(total);
-  let o = 0;
-  for (const c of chunks) {
-    out.set(c, o);
-    o += c.length;
-  }
-  return out;
+  return filled === size ? out : null;
 }
 
 /** Drops the alpha channel of RGBA pixels. */

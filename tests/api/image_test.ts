@@ -6,6 +6,7 @@ import {
   encodeOverlayPng,
   ImageDecodeError,
   peekImageSize,
+  pngRawSize,
 } from "../../src/image.ts";
 import { LOCAL_FIXTURES, sharedFixture } from "../util/fixtures.ts";
 import { readNpy } from "../../src/util/npy.ts";
@@ -100,4 +101,25 @@ Deno.test("decodeImage: a valid PNG that imagescript's decoder refuses is read t
   const idat = String.fromCharCode(...broken).indexOf("IDAT");
   broken.fill(0x55, idat + 4, idat + 40);
   await assert.rejects(decodeImage(broken), ImageDecodeError);
+});
+
+Deno.test("pngRawSize: filter bytes and packed samples per row, Adam7 passes", () => {
+  const ihdr = (w: number, h: number, depth: number, colour: number, interlace = 0) => {
+    const b = new Uint8Array(13);
+    const v = new DataView(b.buffer);
+    v.setUint32(0, w);
+    v.setUint32(4, h);
+    b.set([depth, colour, 0, 0, interlace], 8);
+    return b;
+  };
+  assert.equal(pngRawSize(ihdr(300, 1, 8, 6)), 1 + 1200);
+  assert.equal(pngRawSize(ihdr(10, 3, 1, 0)), 3 * (1 + 2)); // 10 one-bit samples: 2 bytes
+  assert.equal(pngRawSize(ihdr(5, 2, 16, 2)), 2 * (1 + 30));
+  // 8x8 RGB interlaced: passes of 1x1, 1x1, 2x1, 2x2, 4x2, 4x4, 8x4 pixels.
+  assert.equal(pngRawSize(ihdr(8, 8, 8, 2, 1)), 4 + 4 + 7 + 14 + 26 + 52 + 100);
+  // 1x1 interlaced: only the first pass has a pixel.
+  assert.equal(pngRawSize(ihdr(1, 1, 8, 0, 1)), 2);
+  assert.equal(pngRawSize(ihdr(4, 4, 3, 2)), null); // no 3-bit depth
+  assert.equal(pngRawSize(ihdr(4, 4, 8, 5)), null); // no colour type 5
+  assert.equal(pngRawSize(new Uint8Array(12)), null);
 });
