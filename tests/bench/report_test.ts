@@ -207,6 +207,12 @@ Deno.test("formatTable: a single cold run is marked and explained", () => {
   const marked = formatTable([row("a", ok(1000, { detail: { singleColdRun: true } }))]);
   assert.match(marked, /\| a \| 1\.0 \| 1000 \(1\.0 GFLOP\/s\) ¹ \|/);
   assert.match(marked, /¹ one run, no warm-up/);
+  const peerOnly = formatTable([{
+    ...row("c", ok(10)),
+    peerWebgpu: ok(90000, { detail: { singleColdRun: true } }),
+  }]);
+  assert.match(peerOnly, /90000 \(0\.011 GFLOP\/s\) ¹/);
+  assert.match(peerOnly, /¹ one run, no warm-up/, "a marked peer cell gets the footnote too");
   const plain = formatTable([row("b", ok(1000))]);
   assert.doesNotMatch(plain, /¹/);
 });
