@@ -246,12 +246,17 @@ export function createApp(options: AppOptions): AppHandler {
 
   async function describePrediction(pred: Prediction, imageId: string, format: "png" | "rle") {
     const plane = pred.lowResSize * pred.lowResSize;
+    // An image deleted while this job waited gets no handles: nothing would ever free them.
+    const keepHandles = images.has(imageId);
     const masks = [];
     let best = 0;
     for (let i = 0; i < pred.masks.length; i++) {
-      const handle = crypto.randomUUID().replaceAll("-", "");
-      const logits = pred.lowResLogits.slice(i * plane, (i + 1) * plane);
-      handles.set(handle, { imageId, logits }, logits.byteLength);
+      let handle: string | null = null;
+      if (keepHandles) {
+        handle = crypto.randomUUID().replaceAll("-", "");
+        const logits = pred.lowResLogits.slice(i * plane, (i + 1) * plane);
+        handles.set(handle, { imageId, logits }, logits.byteLength);
+      }
       const score = pred.scores[i];
       if (score > pred.scores[best]) best = i;
       const mask = pred.masks[i];

@@ -105,3 +105,26 @@ Deno.test("WorkQueue.always: never refused, no time limit, in arrival order", as
   assert.equal(await q.run(() => Promise.resolve(1), { timeoutMs: 100 }), 1);
   assert.equal(q.stats().running, false);
 });
+
+Deno.test("a segment job that finishes after its image was deleted leaves no handles behind", async () => {
+  const engine = new ForgettingEngine();
+  const app = createApp({ engine, log: () => {}, limits: { maxQueue: 4 } });
+  const up = await call(app, "POST", "/api/images", await makePng(40, 30, 7), {
+    "content-type": "image/png",
+  });
+  const id = up.json.id as string;
+  engine.delayMs = 100;
+  const pending = call(app, "POST", `/api/images/${id}/segment`, {
+    points: [[5, 5]],
+    multimask: true,
+  });
+  await new Promise((r) => setTimeout(r, 20)); // the job is on the GPU queue
+  assert.equal((await call(app, "DELETE", `/api/images/${id}`)).status, 200);
+  const late = await pending;
+  // The job had its pixels already; its answer stands, without handles to a deleted image.
+  assert.equal(late.status, 200, JSON.stringify(late.json));
+  assert.equal(late.json.low_res_handle, null);
+  const info = await call(app, "GET", "/api/info");
+  const cache = info.json.cache as { low_res_handles: { count: number } };
+  assert.equal(cache.low_res_handles.count, 0);
+});
