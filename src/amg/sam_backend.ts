@@ -71,6 +71,8 @@ export class SamModelBackend implements SamGpuBackend {
   private dropEmbedding(): void {
     if (!this.embedding) return;
     this.decoder.releaseEmbedding(this.embedding);
+    // The encoder's pass that writes it may still be recorded, not submitted: submit first.
+    this.ctx.submit();
     this.embedding.destroy();
     this.embedding = null;
   }

@@ -34,6 +34,12 @@ Deno.test("SamModelBackend releases the decoder's per-image work with each embed
     assert.equal(decoder.cachedImages, 0, "replacing the image frees the old image's work");
     await decodeOne();
     assert.equal(decoder.cachedImages, 1);
+    // An image replaced before any prompt: its encoder pass was recorded, maybe not yet
+    // submitted, when its embedding is dropped; the next prompt must still run cleanly.
+    await backend.setImage(image(3));
+    await backend.setImage(image(5));
+    await decodeOne();
+    await ctx.sync();
     backend.dispose();
     assert.equal(decoder.cachedImages, 0, "dispose frees it, though the decoder lives on");
   } finally {
