@@ -151,6 +151,14 @@ Deno.test("image work is never stale, at most 2 embeddings are kept, an evicted 
     const fromB = await decoder.predict(b, onePoint, opts);
     assertSame(fromB, await fresh(b), "new embedding");
     assert.ok(fromB[0].lowRes.some((v, i) => Math.abs(v - a[0].lowRes[i]) > 1e-3));
+    // Destroyed without releaseEmbedding (a caller that forgot): the next embedding is still
+    // a new buffer, never served the old one's work.
+    const gone = scaled(0.6);
+    await decoder.predict(gone, onePoint, opts);
+    gone.destroy();
+    const next = scaled(0.7);
+    made.push(next);
+    assertSame(await decoder.predict(next, onePoint, opts), await fresh(next), "after a destroy");
 
     const c = scaled(0.8), d = scaled(1.2);
     made.push(c, d);
