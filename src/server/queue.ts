@@ -21,6 +21,8 @@ export interface QueueStats {
 
 interface Waiter {
   start: () => void;
+  /** An `always` job: it takes no request's place in the queue. */
+  always: boolean;
 }
 
 export class WorkQueue {
@@ -71,10 +73,11 @@ export class WorkQueue {
     always: boolean,
   ): Promise<T> {
     if (signal?.aborted) return Promise.reject(new HttpError(499, "client closed the request"));
-    if (!always && this.busy && this.waiting.length >= this.maxWaiting) {
+    const requestsWaiting = this.waiting.filter((w) => !w.always).length;
+    if (!always && this.busy && requestsWaiting >= this.maxWaiting) {
       this.rejected++;
       return Promise.reject(
-        new HttpError(503, `server busy: ${this.waiting.length} requests already waiting`, {
+        new HttpError(503, `server busy: ${requestsWaiting} requests already waiting`, {
           "retry-after": String(this.retryAfterS),
         }),
       );
@@ -90,6 +93,7 @@ export class WorkQueue {
         fn();
       };
       const waiter: Waiter = {
+        always,
         start: () => {
           started = true;
           this.busy = true;

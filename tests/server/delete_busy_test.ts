@@ -128,3 +128,17 @@ Deno.test("a segment job that finishes after its image was deleted leaves no han
   const cache = info.json.cache as { low_res_handles: { count: number } };
   assert.equal(cache.low_res_handles.count, 0);
 });
+
+Deno.test("WorkQueue: waiting `always` jobs take no request's place", async () => {
+  const q = new WorkQueue(1);
+  let release = () => {};
+  const running = q.run(() => new Promise<void>((r) => release = r), { timeoutMs: 1000 });
+  const forgets = [q.always(() => 1), q.always(() => 2)];
+  // Two bookkeeping jobs wait; the one request place is still free.
+  const request = q.run(() => Promise.resolve("served"), { timeoutMs: 1000 });
+  await assert.rejects(q.run(() => Promise.resolve(), { timeoutMs: 1000 }), /1 requests/);
+  release();
+  await running;
+  assert.deepEqual(await Promise.all(forgets), [1, 2]);
+  assert.equal(await request, "served");
+});
