@@ -6,6 +6,7 @@
 import { Image } from "imagescript";
 import type { RgbImage } from "./types.ts";
 import { crc32 } from "./weights/zip.ts";
+import { inflateExactly } from "./util/inflate.ts";
 
 /** Default pixel limit: a 64-megapixel photo is already far beyond what SAM looks at. */
 export const DEFAULT_MAX_PIXELS = 64 * 1024 * 1024;
@@ -167,7 +168,7 @@ async function repackPng(bytes: Uint8Array, width: number, height: number) {
   }
   const size = pngRawSize(ihdr);
   if (size === null) return null;
-  const raw = await inflateZlib(idat, size);
+  const raw = await inflateExactly(idat, "deflate", size).catch(() => null);
   if (!raw) return null;
   const parts = [
     bytes.subarray(0, 8),
@@ -183,31 +184,6 @@ async function repackPng(bytes: Uint8Array, width: number, height: number) {
     o += p.length;
   }
   return out;
-}
-
-/** zlib-inflates the concatenated parts into exactly `size` bytes; null on corrupt data or
- * any other length (the stream is stopped as soon as it runs past `size`). */
-async function inflateZlib(parts: Uint8Array[], size: number): Promise<Uint8Array | null> {
-  const stream = new Blob(parts as Uint8Array<ArrayBuffer>[]).stream()
-    .pipeThrough(new DecompressionStream("deflate"));
-  const reader = stream.getReader();
-  const out = new Uint8Array(size);
-  let filled = 0;
-  try {
-    while (true) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      if (filled + value.length > size) {
-        await reader.cancel();
-        return null;
-      }
-      out.set(value, filled);
-      filled += value.length;
-    }
-  } catch {
-    return null;
-  }
-  return filled === size ? out : null;
 }
 
 /** Drops the alpha channel of RGBA pixels. */

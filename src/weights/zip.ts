@@ -5,6 +5,7 @@
  * Only the central directory and the byte ranges asked for are ever read, so a multi-GB
  * checkpoint is never held in memory at once.
  */
+import { InflateError, inflateExactly } from "../util/inflate.ts";
 
 /** One file inside the archive, as the central directory describes it. */
 export interface ZipEntry {
@@ -87,38 +88,20 @@ export function crc32(bytes: Uint8Array): number {
   return (c ^ 0xffffffff) >>> 0;
 }
 
-async function inflateRaw(bytes: Uint8Array, expected: number, name: string): Promise<Uint8Array> {
-  const stream = new Blob([bytes as Uint8Array<ArrayBuffer>]).stream()
-    .pipeThrough(new DecompressionStream("deflate-raw"));
-  const reader = stream.getReader();
-  const out = new Uint8Array(expected);
-  let filled = 0;
+/** A deflated entry's data, inflated to exactly its declared size. */
+async function inflateEntry(bytes: Uint8Array, expected: number, name: string) {
   try {
-    while (true) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      // Stop as soon as the data outgrows its declared size (a zip bomb, or corruption).
-      if (filled + value.length > expected) {
-        throw new Error(`zip: entry '${name}' inflates past its declared ${expected} bytes`);
-      }
-      out.set(value, filled);
-      filled += value.length;
-    }
+    return await inflateExactly([bytes], "deflate-raw", expected);
   } catch (e) {
-    await reader.cancel().catch(() => {});
-    const message = (e as Error).message;
+    if (!(e instanceof InflateError)) throw e;
     throw new Error(
-      message.startsWith("zip:")
-        ? message
-        : `zip: entry '${name}': corrupt deflate data (${message})`,
+      e.kind === "overflow"
+        ? `zip: entry '${name}' inflates past its declared ${expected} bytes`
+        : e.kind === "short"
+        ? `zip: entry '${name}': inflated to ${e.filled} bytes, central directory says ${expected}`
+        : `zip: entry '${name}': ${e.message}`,
     );
   }
-  if (filled !== expected) {
-    throw new Error(
-      `zip: entry '${name}': inflated to ${filled} bytes, central directory says ${expected}`,
-    );
-  }
-  return out;
 }
 
 export class ZipReader {
@@ -197,7 +180,7 @@ export class ZipReader {
     const raw = await readAt(this.file, start, entry.compressedSize, `zip: entry '${entry.name}'`);
     const out = entry.method === 0
       ? raw
-      : await inflateRaw(raw, entry.uncompressedSize, entry.name);
+      : await inflateEntry(raw, entry.uncompressedSize, entry.name);
     if (checkCrc && crc32(out) !== entry.crc32) {
       throw new Error(`zip: CRC mismatch in entry '${entry.name}' (data at offset ${start})`);
     }
