@@ -170,20 +170,7 @@ async function repackPng(bytes: Uint8Array, width: number, height: number) {
   if (size === null) return null;
   const raw = await inflateExactly(idat, "deflate", size).catch(() => null);
   if (!raw) return null;
-  const parts = [
-    bytes.subarray(0, 8),
-    pngChunk("IHDR", ihdr),
-    ...head,
-    pngChunk("IDAT", await zlibDeflate(raw)),
-    pngChunk("IEND", new Uint8Array(0)),
-  ];
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return await pngFile(ihdr, raw, head);
 }
 
 /** Drops the alpha channel of RGBA pixels. */
@@ -214,6 +201,23 @@ function pngChunk(type: string, data: Uint8Array): Uint8Array {
   out.set(data, 8);
   view.setUint32(8 + data.length, crc32(out.subarray(4, 8 + data.length)));
   return out;
+}
+
+/** A PNG file: signature, IHDR, `extra` chunks as they are, `raw` image data deflated into one
+ * IDAT, IEND. */
+async function pngFile(
+  ihdr: Uint8Array,
+  raw: Uint8Array,
+  extra: Uint8Array[] = [],
+): Promise<Uint8Array<ArrayBuffer>> {
+  const parts = [
+    new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    pngChunk("IHDR", ihdr),
+    ...extra,
+    pngChunk("IDAT", await zlibDeflate(raw)),
+    pngChunk("IEND", new Uint8Array(0)),
+  ];
+  return new Uint8Array(await new Blob(parts as Uint8Array<ArrayBuffer>[]).arrayBuffer());
 }
 
 async function zlibDeflate(data: Uint8Array): Promise<Uint8Array> {
@@ -249,13 +253,7 @@ export async function encodeMaskPng(
   view.setUint32(4, height);
   ihdr[8] = 8; // bit depth
   ihdr[9] = 0; // greyscale
-  const parts = [
-    new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    pngChunk("IHDR", ihdr),
-    pngChunk("IDAT", await zlibDeflate(raw)),
-    pngChunk("IEND", new Uint8Array(0)),
-  ];
-  return new Uint8Array(await new Blob(parts as Uint8Array<ArrayBuffer>[]).arrayBuffer());
+  return await pngFile(ihdr, raw);
 }
 
 /** A colour for mask k, spread around the hue circle (golden angle) so neighbours differ. */
