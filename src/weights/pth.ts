@@ -49,7 +49,8 @@ function gather(span: Uint8Array, shape: number[], stride: number[], esize: numb
 /** An open `.pth` checkpoint. */
 export class PthArchive {
   private constructor(
-    private readonly zip: ZipReader,
+    /** The archive (its `inflations` count shows each deflated storage inflated once). */
+    readonly zip: ZipReader,
     /** The archive's folder name, with its trailing slash. */
     readonly prefix: string,
     /** Tensors in state-dict order. */
@@ -72,7 +73,7 @@ export class PthArchive {
       if (order && new TextDecoder().decode(await zip.read(order)).trim() !== "little") {
         throw new Error(`pth: ${path} was saved big-endian; only little-endian is supported`);
       }
-      const root = unpickle(await zip.read(pickles[0], true), {
+      const root = unpickle(await zip.read(pickles[0]), {
         persistentLoad: torchPersistentLoad,
       });
       const tensors = describeTensors(zip, prefix, root, String(path));
@@ -154,6 +155,8 @@ function describeTensor(zip: ZipReader, prefix: string, name: string, t: Pickled
         `views are refused (save a contiguous copy)`,
     );
   }
+  // Views of one storage share one read (and inflation) of its entry.
+  if (count > 0) zip.expectReads(entry, 1);
   const contiguous = isContiguous(t.shape, t.stride);
   const start = t.storageOffset * esize;
   const read = async () => {

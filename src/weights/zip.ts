@@ -2,9 +2,15 @@
  * ZIP archive reader over random-access file reads, enough for torch.save checkpoints:
  * central directory, local headers, ZIP64 (archives or entries past 4 GiB), stored entries
  * (method 0, what torch writes) and deflated ones (method 8, decompressed whole in memory).
- * Only the central directory and the byte ranges asked for are ever read, so a multi-GB
- * checkpoint is never held in memory at once.
+ * Only the central directory and the entries asked for are ever read, one at a time, so a
+ * multi-GB checkpoint is never held in memory at once.
+ *
+ * Hostile archives are bounded: entries may not share or overlap bytes of the file, deflated
+ * entries may not claim more than MAX_DEFLATE_RATIO times their size, each entry's content is
+ * checked against its CRC-32 as it is read, and an entry read in several ranges (tensor views
+ * of one storage) is read and inflated once for all of them.
  */
+import { crc32 as zlibCrc32 } from "node:zlib";
 import { InflateError, inflateExactly } from "../util/inflate.ts";
 
 /** One file inside the archive, as the central directory describes it. */
@@ -17,6 +23,8 @@ export interface ZipEntry {
   crc32: number;
   /** Offset of the entry's local file header. */
   localHeaderOffset: number;
+  /** Where the next entry (or the central directory) starts: the entry's data must end here. */
+  dataLimit: number;
 }
 
 const SIG_LOCAL = 0x04034b50;
@@ -71,21 +79,9 @@ function u64(view: DataView, at: number): number {
   return Number(value);
 }
 
-const CRC_TABLE = (() => {
-  const table = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    table[n] = c >>> 0;
-  }
-  return table;
-})();
-
-/** CRC-32 (IEEE), as stored in ZIP headers. */
+/** CRC-32 (IEEE), as stored in ZIP headers (zlib's, native: GB/s, so every entry is checked). */
 export function crc32(bytes: Uint8Array): number {
-  let c = 0xffffffff;
-  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
+  return zlibCrc32(bytes) >>> 0;
 }
 
 /** A deflated entry's data, inflated to exactly its declared size. */
@@ -104,11 +100,22 @@ async function inflateEntry(bytes: Uint8Array, expected: number, name: string) {
   }
 }
 
+/** An entry's whole content, kept while more range reads of it are expected. */
+interface HeldContent {
+  bytes: Promise<Uint8Array>;
+  /** Range reads still expected; the content is dropped when this reaches 0. */
+  reads: number;
+}
+
 export class ZipReader {
   /** Entries by name, in central directory order. */
   readonly entries: Map<string, ZipEntry>;
   readonly fileSize: number;
+  /** Deflated entries inflated so far (each read of a deflated entry not held counts one). */
+  inflations = 0;
   private readonly dataOffsets = new Map<string, number>();
+  private readonly held = new Map<string, HeldContent>();
+  private readonly expected = new Map<string, number>();
 
   private constructor(
     private readonly file: Deno.FsFile,
@@ -135,6 +142,7 @@ export class ZipReader {
 
   close(): void {
     this.file.close();
+    this.held.clear();
   }
 
   /** The entry, or an error naming the missing file. */
@@ -169,27 +177,45 @@ export class ZipReader {
           `the end of the file (${this.fileSize} bytes); truncated archive?`,
       );
     }
+    if (start + entry.compressedSize > entry.dataLimit) {
+      throw new Error(
+        `zip: data of '${entry.name}' (offset ${start}, ${entry.compressedSize} bytes) overlaps ` +
+          `what follows it at offset ${entry.dataLimit}: entries may not share bytes`,
+      );
+    }
     this.dataOffsets.set(entry.name, start);
     return start;
   }
 
-  /** The whole (decompressed) content of an entry. */
-  async read(nameOrEntry: string | ZipEntry, checkCrc = false): Promise<Uint8Array> {
+  /** The whole (decompressed) content of an entry, checked against its CRC-32. */
+  async read(nameOrEntry: string | ZipEntry): Promise<Uint8Array> {
     const entry = typeof nameOrEntry === "string" ? this.entry(nameOrEntry) : nameOrEntry;
     const start = await this.dataOffset(entry);
     const raw = await readAt(this.file, start, entry.compressedSize, `zip: entry '${entry.name}'`);
-    const out = entry.method === 0
-      ? raw
-      : await inflateEntry(raw, entry.uncompressedSize, entry.name);
-    if (checkCrc && crc32(out) !== entry.crc32) {
+    let out = raw;
+    if (entry.method !== 0) {
+      this.inflations++;
+      out = await inflateEntry(raw, entry.uncompressedSize, entry.name);
+    }
+    if (crc32(out) !== entry.crc32) {
       throw new Error(`zip: CRC mismatch in entry '${entry.name}' (data at offset ${start})`);
     }
     return out;
   }
 
   /**
-   * `length` bytes of an entry's content starting at `start`. Stored entries read just that
-   * range from the file; deflated ones are inflated whole first.
+   * Announces `reads` more readRange calls on `entry` (say, one per tensor viewing a storage):
+   * where there are several, its content is read, inflated and checked once and kept until
+   * the last of them. Reads beyond those announced read the entry again.
+   */
+  expectReads(entry: ZipEntry, reads: number): void {
+    this.expected.set(entry.name, (this.expected.get(entry.name) ?? 0) + reads);
+  }
+
+  /**
+   * `length` bytes of an entry's content starting at `start`, in a fresh array. The entry is
+   * read whole (so that its CRC can be checked), once for all the reads announced with
+   * expectReads.
    */
   async readRange(entry: ZipEntry, start: number, length: number): Promise<Uint8Array> {
     if (start < 0 || length < 0 || start + length > entry.uncompressedSize) {
@@ -198,9 +224,25 @@ export class ZipReader {
           `(${entry.uncompressedSize} bytes)`,
       );
     }
-    if (entry.method !== 0) return (await this.read(entry)).slice(start, start + length);
-    const dataStart = await this.dataOffset(entry);
-    return await readAt(this.file, dataStart + start, length, `zip: entry '${entry.name}'`);
+    let held = this.held.get(entry.name);
+    if (!held) {
+      const reads = this.expected.get(entry.name) ?? 0;
+      this.expected.delete(entry.name);
+      held = { bytes: this.read(entry), reads: Math.max(reads, 1) };
+      this.held.set(entry.name, held);
+    }
+    const last = --held.reads === 0;
+    if (last) this.held.delete(entry.name);
+    let whole: Uint8Array;
+    try {
+      whole = await held.bytes;
+    } catch (e) {
+      this.held.delete(entry.name);
+      throw e;
+    }
+    // The last reader of the whole content may take it without a copy.
+    if (last && start === 0 && length === whole.length) return whole;
+    return whole.slice(start, start + length);
   }
 }
 
@@ -393,8 +435,41 @@ async function readCentralDirectory(
       uncompressedSize,
       crc32: crc,
       localHeaderOffset,
+      dataLimit: size,
     });
     p = next;
   }
+  refuseOverlaps(entries, loc, size);
   return entries;
+}
+
+/**
+ * Entries may not share bytes of the file (many names over one region would multiply what a
+ * small file stands for): each one's local header, name and data (at least 30 + name + data
+ * bytes; the exact span is checked against `dataLimit` once its local header is read) must
+ * end before the next entry or the central directory begins.
+ */
+function refuseOverlaps(entries: Map<string, ZipEntry>, cd: DirectoryLocation, size: number) {
+  const regions = [...entries.values()].map((e) => ({
+    start: e.localHeaderOffset,
+    minEnd: e.localHeaderOffset + LOCAL_HEADER_SIZE + e.compressedSize,
+    entry: e as ZipEntry | null,
+  }));
+  regions.push({ start: cd.offset, minEnd: cd.offset + cd.size, entry: null });
+  regions.sort((a, b) => a.start - b.start);
+  for (let i = 0; i < regions.length; i++) {
+    const { start, minEnd, entry } = regions[i];
+    const next = regions[i + 1];
+    const limit = next ? next.start : size;
+    if (minEnd > limit) {
+      const what = (r: typeof regions[number]) =>
+        r.entry ? `entry '${r.entry.name}'` : "the central directory";
+      throw new Error(
+        `zip: ${what(regions[i])} (offset ${start}, at least ${minEnd - start} bytes) overlaps ` +
+          `${next ? `${what(next)} at offset ${next.start}` : "the end of the file"}: entries ` +
+          `may not share bytes`,
+      );
+    }
+    if (entry) entry.dataLimit = limit;
+  }
 }

@@ -10,6 +10,12 @@ export interface ZipFile {
   data: Uint8Array;
   /** 0 = stored (default), 8 = deflate. */
   method?: 0 | 8;
+  /** The entry's bytes as written, instead of `data` deflated (for bombs: `data` is then only
+   * what the headers declare, its size and CRC). */
+  compressed?: Uint8Array;
+  /** A central-directory entry under `name` for an earlier file's local header and data (an
+   * alias of it, as hostile archives make); `data`, `method` and `compressed` are ignored. */
+  aliasOf?: string;
 }
 
 export interface ZipOptions {
@@ -17,6 +23,22 @@ export interface ZipOptions {
   zip64?: boolean;
   /** Pad local headers (with an extra field) so each entry's data starts at a multiple. */
   alignData?: number;
+}
+
+/** Deflated `total` zero bytes (~1/1000 of that), made without holding them in memory. */
+export async function deflateZeros(
+  total: number,
+  format: "deflate" | "deflate-raw",
+): Promise<Uint8Array> {
+  const zeros = new Uint8Array(Math.min(total, 1 << 20));
+  const stream = new CompressionStream(format);
+  const writer = stream.writable.getWriter();
+  const out = new Response(stream.readable).arrayBuffer();
+  for (let done = 0; done < total; done += zeros.length) {
+    await writer.write(zeros.subarray(0, Math.min(zeros.length, total - done)));
+  }
+  await writer.close();
+  return new Uint8Array(await out);
 }
 
 async function deflateRaw(data: Uint8Array): Promise<Uint8Array> {
@@ -70,11 +92,26 @@ export async function buildZip(files: ZipFile[], options: ZipOptions = {}): Prom
   let offset = 0;
   const z64 = options.zip64 ?? false;
   const sat32 = (v: number) => (z64 ? 0xffffffff : v);
+  const written = new Map<
+    string,
+    { offset: number; method: number; stored: number; size: number; crc: number }
+  >();
   for (const f of files) {
     const method = f.method ?? 0;
-    const stored = method === 8 ? await deflateRaw(f.data) : f.data;
     const name = enc.encode(f.name);
     const crc = crc32(f.data);
+    const alias = f.aliasOf === undefined ? undefined : written.get(f.aliasOf);
+    if (alias) {
+      central.push(
+        new ByteWriter()
+          .u32(0x02014b50).u16(20).u16(20).u16(0).u16(alias.method).u16(0).u16(0)
+          .u32(alias.crc).u32(alias.stored).u32(alias.size).u16(name.length)
+          .u16(0).u16(0).u16(0).u16(0).u32(0).u32(alias.offset).bytes(name).done(),
+      );
+      continue;
+    }
+    const stored = f.compressed ?? (method === 8 ? await deflateRaw(f.data) : f.data);
+    written.set(f.name, { offset, method, stored: stored.length, size: f.data.length, crc });
     let pad = 0;
     if (options.alignData) {
       const dataAt = offset + 30 + name.length + 4;
