@@ -59,16 +59,20 @@ export type PyValue =
   | PickledTensor
   | TorchStorageRef;
 
-/** torch's legacy typed storage classes (still what torch.save names), by element dtype. */
-export const TORCH_STORAGE_DTYPES: Readonly<Record<string, DType>> = {
-  FloatStorage: "float32",
-  HalfStorage: "float16",
-  BFloat16Storage: "bfloat16",
-  DoubleStorage: "float64",
-  LongStorage: "int64",
-  IntStorage: "int32",
-  ByteStorage: "uint8",
-};
+/**
+ * torch's legacy typed storage classes (still what torch.save names), by element dtype. A Map,
+ * as every allow-list here: names from the file must not find `constructor` or `__proto__`
+ * on an object's prototype.
+ */
+export const TORCH_STORAGE_DTYPES: ReadonlyMap<string, DType> = new Map([
+  ["FloatStorage", "float32"],
+  ["HalfStorage", "float16"],
+  ["BFloat16Storage", "bfloat16"],
+  ["DoubleStorage", "float64"],
+  ["LongStorage", "int64"],
+  ["IntStorage", "int32"],
+  ["ByteStorage", "uint8"],
+]);
 
 /** Storage classes that are harmless but whose dtype this project has no use for. */
 const UNSUPPORTED_STORAGES = new Set([
@@ -89,17 +93,17 @@ function allowGlobal(module: string, name: string): PyGlobal {
   if (full === ORDERED_DICT || full === REBUILD_TENSOR || full === REBUILD_PARAMETER) {
     return new PyGlobal(module, name);
   }
-  if (module === "torch" && name in TORCH_STORAGE_DTYPES) return new PyGlobal(module, name);
+  if (module === "torch" && TORCH_STORAGE_DTYPES.has(name)) return new PyGlobal(module, name);
   if (module === "torch" && UNSUPPORTED_STORAGES.has(name)) {
     throw new Error(
       `pickle: tensor storage type '${full}' is not supported (supported: ` +
-        `${Object.keys(TORCH_STORAGE_DTYPES).map((n) => `torch.${n}`).join(", ")})`,
+        `${[...TORCH_STORAGE_DTYPES.keys()].map((n) => `torch.${n}`).join(", ")})`,
     );
   }
   throw new Error(`pickle: refusing global '${full}' (only state-dict globals are allowed)`);
 }
 
-const OPCODE_NAMES: Record<number, string> = {
+const OPCODE_NAMES: Readonly<Record<number, string>> = {
   0x81: "NEWOBJ",
   0x92: "NEWOBJ_EX",
   0x69: "INST",
@@ -213,16 +217,17 @@ export function torchPersistentLoad(pid: PyValue): PyValue {
     throw new Error("pickle: unexpected persistent id (expected a torch storage tuple)");
   }
   const [, type, key, location, count] = pid.items;
-  if (!(type instanceof PyGlobal) || type.module !== "torch" || !TORCH_STORAGE_DTYPES[type.name]) {
-    throw new Error("pickle: storage id without a torch storage type");
-  }
+  const dtype = type instanceof PyGlobal && type.module === "torch"
+    ? TORCH_STORAGE_DTYPES.get(type.name)
+    : undefined;
+  if (!dtype) throw new Error("pickle: storage id without a torch storage type");
   if (typeof key !== "string" || typeof location !== "string") {
     throw new Error("pickle: storage id with a non-string key or location");
   }
   if (typeof count !== "number" || !Number.isInteger(count) || count < 0) {
     throw new Error(`pickle: storage '${key}' has a bad element count`);
   }
-  return new TorchStorageRef(key, TORCH_STORAGE_DTYPES[type.name], location, count);
+  return new TorchStorageRef(key, dtype, location, count);
 }
 
 /** Decodes a pickle (protocols 2-5) under the allow-list above; returns the root object. */
@@ -411,9 +416,10 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions = {}): PyVa
         listOf(top()).push(value);
         break;
       }
-      case 0x65: { // APPENDS
+      case 0x65: { // APPENDS (one at a time: push(...items) overflows the call stack)
         const items = popMark();
-        listOf(top()).push(...items);
+        const list = listOf(top());
+        for (const item of items) list.push(item);
         break;
       }
       case 0x58: // BINUNICODE

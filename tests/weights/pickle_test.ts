@@ -1,12 +1,14 @@
 import assert from "node:assert/strict";
 import {
   PickledTensor,
-  type PyTuple,
+  PyGlobal,
+  PyTuple,
   torchPersistentLoad,
   TorchStorageRef,
   unpickle,
 } from "../../src/weights/pickle.ts";
-import { PickleWriter, stateDictPickle } from "./helpers.ts";
+import { readPth } from "../../src/weights/pth.ts";
+import { buildPth, PickleWriter, stateDictPickle, withTempDir, writeTemp } from "./helpers.ts";
 
 const load = (bytes: Uint8Array) => unpickle(bytes, { persistentLoad: torchPersistentLoad });
 
@@ -103,4 +105,44 @@ Deno.test("plain values decode: ints, longs, floats, lists, tuples, memo", () =>
   assert.equal(list[7], true);
   assert.deepEqual((list[8] as PyTuple).items, [1, 2]);
   assert.equal((root.items[1] as PyTuple).items[0], list, "memo returns the same object");
+});
+
+Deno.test("names on Object.prototype are not on the allow-lists", async () => {
+  for (const name of ["constructor", "__proto__", "toString", "hasOwnProperty", "valueOf"]) {
+    const p = new PickleWriter().proto(2).global("torch", name).stop().done();
+    assert.throws(() => load(p), new RegExp(`refusing global 'torch\\.${name}'`), name);
+    const s = new PickleWriter().proto(4).shortStr("torch").shortStr(name).stackGlobal().stop()
+      .done();
+    assert.throws(() => load(s), new RegExp(`refusing global 'torch\\.${name}'`), name);
+    // Even handed a global that way, the storage loader finds no dtype for it.
+    const pid = new PyTuple(["storage", new PyGlobal("torch", name), "0", "cpu", 1]);
+    assert.throws(() => torchPersistentLoad(pid), /storage id without a torch storage type/, name);
+  }
+  // The finding: a storage typed torch.constructor loaded as pixel_mean, of NaN bytes.
+  const pth = await buildPth(
+    stateDictPickle([{
+      name: "pixel_mean",
+      key: "0",
+      storageNumel: 3,
+      storageType: "constructor",
+      shape: [3, 1, 1],
+    }]),
+    { "0": new Uint8Array(12) },
+  );
+  await withTempDir(async (dir) => {
+    await assert.rejects(
+      readPth(await writeTemp(dir, "proto.pth", pth)),
+      /refusing global 'torch\.constructor'/,
+    );
+  });
+});
+
+Deno.test("a 300,000-item APPENDS decodes (no call-stack overflow)", () => {
+  const count = 300_000;
+  const p = new PickleWriter().proto(2).op(0x5d).mark(); // EMPTY_LIST, MARK
+  for (let i = 0; i < count; i++) p.int(i % 200);
+  const list = unpickle(p.op(0x65).stop().done()); // APPENDS
+  assert.ok(Array.isArray(list));
+  assert.equal(list.length, count);
+  assert.equal(list[count - 1], (count - 1) % 200);
 });
