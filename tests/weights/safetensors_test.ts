@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  MAX_HEADER_BYTES,
   parseSafetensorsHeader,
   readSafetensors,
   SafetensorsFile,
@@ -162,4 +163,36 @@ Deno.test("a header padded with spaces (as the spec allows) parses", () => {
   );
   const { entries } = parseSafetensorsHeader(header, 2);
   assert.deepEqual(entries, [{ name: "a", dtype: "uint8", shape: [2], begin: 0, end: 2 }]);
+});
+
+Deno.test("a 59 MB header is refused before it is read; dtype and metadata names are data", async () => {
+  await withTempDir(async (dir) => {
+    // Length field, "{", then (sparse) zeros: a header as large as the file allows.
+    const headerLen = 59_000_000;
+    const path = `${dir}/huge.safetensors`;
+    const head = new Uint8Array(9);
+    new DataView(head.buffer).setBigUint64(0, BigInt(headerLen), true);
+    head[8] = 0x7b;
+    await Deno.writeFile(path, head);
+    await Deno.truncate(path, 8 + headerLen + 16);
+    await assert.rejects(
+      SafetensorsFile.open(path),
+      new RegExp(`header length ${headerLen} is over the limit of ${MAX_HEADER_BYTES} bytes`),
+    );
+  });
+  const data16 = new Uint8Array(16);
+  for (const dtype of ["constructor", "toString", "__proto__", "hasOwnProperty"]) {
+    const header = JSON.stringify({ a: { dtype, shape: [4], data_offsets: [0, 16] } });
+    assert.throws(
+      () => parseSafetensorsHeader(new TextEncoder().encode(header), 16),
+      new RegExp(`tensor 'a' has unsupported dtype ${dtype}`),
+    );
+  }
+  const withProto = new TextEncoder().encode(
+    '{"__metadata__": {"__proto__": "x", "format": "y"}, ' +
+      '"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}',
+  );
+  const { metadata } = parseSafetensorsHeader(withProto, data16.length);
+  assert.deepEqual(Object.entries(metadata), [["__proto__", "x"], ["format", "y"]]);
+  assert.equal(Object.getPrototypeOf(metadata), Object.prototype);
 });
