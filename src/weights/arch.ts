@@ -103,7 +103,7 @@ export function inferArch(sd: TensorShapes): SamArch {
     );
   }
   if (iouHeadDepth < 2) throw new Error(`inferArch: IoU head depth ${iouHeadDepth} < 2`);
-  return {
+  return validateArch({
     imgSize: grid * patchSize,
     patchSize,
     embedDim,
@@ -120,7 +120,73 @@ export function inferArch(sd: TensorShapes): SamArch {
     iouHeadHiddenDim: dims(sd, "mask_decoder.iou_prediction_head.layers.0.weight", 2)[0],
     iouHeadDepth,
     numMultimaskOutputs: dims(sd, "mask_decoder.mask_tokens.weight", 2)[0] - 1,
+  });
+}
+
+/** Where each width or count of SamArch is read from, for the messages of validateArch. */
+const ARCH_SOURCES: ReadonlyMap<keyof SamArch, string> = new Map<keyof SamArch, string>([
+  ["imgSize", "the image size, pos_embed grid x patch size"],
+  ["patchSize", "the patch size, from image_encoder.patch_embed.proj.weight"],
+  ["embedDim", "the image encoder's width, from image_encoder.pos_embed"],
+  ["depth", "the number of image_encoder.blocks"],
+  ["numHeads", "the image encoder's attention heads"],
+  ["encoderMlpDim", "the image encoder's MLP width, from image_encoder.blocks.0.mlp.lin1.weight"],
+  ["promptEmbedDim", "the prompt embedding width, from image_encoder.neck.0.weight"],
+  [
+    "decoderMlpDim",
+    "the mask decoder's MLP width, from mask_decoder.transformer.layers.0.mlp.lin1.weight",
+  ],
+  ["decoderDepth", "the number of mask_decoder.transformer.layers"],
+  ["decoderNumHeads", "the mask decoder's attention heads"],
+  [
+    "decoderCrossAttnDim",
+    "the mask decoder's cross-attention width, from its cross_attn_token_to_image.q_proj.weight",
+  ],
+  [
+    "iouHeadHiddenDim",
+    "the IoU head's width, from mask_decoder.iou_prediction_head.layers.0.weight",
+  ],
+  ["iouHeadDepth", "the number of mask_decoder.iou_prediction_head.layers"],
+  [
+    "numMultimaskOutputs",
+    "the multimask outputs, rows of mask_decoder.mask_tokens.weight minus one",
+  ],
+]);
+
+/**
+ * Refuses an architecture that could not run: every width and count a positive integer (a
+ * width of 0 made zero-sized GPU buffers, a panic, and a [1, D] mask_tokens gave multimask no
+ * masks), widths divisible by the heads that split them, the prompt width by 8 (the mask
+ * upscaling's D/4 and D/8 channels), and global blocks within the encoder. Returns `arch`.
+ */
+export function validateArch(arch: SamArch): SamArch {
+  const problems: string[] = [];
+  for (const [field, what] of ARCH_SOURCES) {
+    const v = arch[field] as number;
+    if (!Number.isSafeInteger(v) || v < 1) problems.push(`${what} is ${v}, expected at least 1`);
+  }
+  if (!Number.isSafeInteger(arch.windowSize) || arch.windowSize < 0) {
+    problems.push(`the window size is ${arch.windowSize}`);
+  }
+  const divides = (what: string, width: number, by: number, byWhat: string) => {
+    if (width >= 1 && by >= 1 && width % by !== 0) {
+      problems.push(`${what} ${width} is not divisible by ${byWhat} ${by}`);
+    }
   };
+  divides("the image encoder's width", arch.embedDim, arch.numHeads, "its heads");
+  divides("the image size", arch.imgSize, arch.patchSize, "the patch size");
+  divides("the prompt embedding width", arch.promptEmbedDim, 8, "8 (mask upscaling channels)");
+  divides("the prompt embedding width", arch.promptEmbedDim, arch.decoderNumHeads, "heads");
+  divides("the cross-attention width", arch.decoderCrossAttnDim, arch.decoderNumHeads, "heads");
+  for (const i of arch.globalAttnIndexes) {
+    if (!Number.isSafeInteger(i) || i < 0 || i >= arch.depth) {
+      problems.push(`global attention block ${i} is outside the encoder's ${arch.depth} blocks`);
+    }
+  }
+  if (problems.length > 0) {
+    throw new Error(`inferArch: degenerate SAM architecture: ${problems.join("; ")}`);
+  }
+  return arch;
 }
 
 /** Every tensor of the official model for `arch`, name -> shape, in state-dict order. */
