@@ -102,7 +102,8 @@ const OFFICIAL_NAMES: Record<string, keyof AmgParams> = {
 export function officialToAmgParams(official: Record<string, unknown>): Partial<AmgParams> {
   const out: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(official)) {
-    const field = OFFICIAL_NAMES[name];
+    // Own names only: "toString" or "constructor" must not find Object.prototype's.
+    const field = Object.hasOwn(OFFICIAL_NAMES, name) ? OFFICIAL_NAMES[name] : undefined;
     if (!field) throw new Error(`unknown automatic mask generator parameter "${name}"`);
     if (field === "pointGrids" && value !== null) {
       out[field] = (value as ArrayLike<number>[] | number[][][]).map((grid) =>

@@ -197,7 +197,8 @@ export function parseEverythingRequest(
   height: number,
   limits: Limits,
 ): AmgParams {
-  const official: Record<string, unknown> = {};
+  // No prototype: a "__proto__" field is then a (refused) name, not silently dropped.
+  const official: Record<string, unknown> = Object.create(null);
   for (const [key, value] of Object.entries(body)) {
     if (key === "output_mode") {
       if (value !== "coco_rle") throw bad('output_mode must be "coco_rle" (the only one served)');
