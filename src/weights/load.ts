@@ -144,11 +144,15 @@ function checkMetadataArch(metadata: Record<string, string>, arch: SamArch, path
   } catch {
     throw new Error(`checkpoint: ${path}: __metadata__.wgsam_arch is not valid JSON`);
   }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new Error(`checkpoint: ${path}: __metadata__.wgsam_arch is not a JSON object`);
+  }
   const record = parsed as Record<string, unknown>;
   for (const [key, value] of Object.entries(arch)) {
-    if (JSON.stringify(record[key]) !== JSON.stringify(value)) {
+    const storedValue = Object.hasOwn(record, key) ? record[key] : undefined;
+    if (JSON.stringify(storedValue) !== JSON.stringify(value)) {
       throw new Error(
-        `checkpoint: ${path}: stored architecture says ${key} = ${JSON.stringify(record[key])}, ` +
+        `checkpoint: ${path}: stored architecture says ${key} = ${JSON.stringify(storedValue)}, ` +
           `the tensors say ${JSON.stringify(value)}`,
       );
     }

@@ -50,7 +50,7 @@ function parseArgs(argv: string[]): Args {
     const arg = argv[i];
     const eq = arg.indexOf("=");
     const flag = arg.startsWith("--") && eq > 0 ? arg.slice(0, eq) : arg;
-    if (flag in valued) {
+    if (Object.hasOwn(valued, flag)) {
       const value = eq > 0 && arg.startsWith("--") ? arg.slice(eq + 1) : argv[++i];
       if (value === undefined || value === "") throw new UsageError(`${flag} needs a value`);
       args[valued[flag as keyof typeof valued]] = value;

@@ -142,6 +142,12 @@ Deno.test("files that are neither format, or lie about their architecture, are r
       loadSam(lying),
       /stored architecture says imgSize = 1024, the tensors say 256/,
     );
+    // A stored architecture that is not a JSON object.
+    for (const stored of ["null", "[1]"]) {
+      const path = `${dir}/stored-arch.safetensors`;
+      await writeSafetensors(path, [...sd.values()], { format: WGSAM_FORMAT, wgsam_arch: stored });
+      await assert.rejects(loadSam(path), /wgsam_arch is not a JSON object/, stored);
+    }
     // A valid archive that is not SAM: refused by inferArch, conversion writes nothing.
     const other = await buildPth(
       stateDictPickle([{ name: "fc.weight", key: "0", storageNumel: 4, shape: [2, 2] }]),
