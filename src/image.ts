@@ -3,7 +3,10 @@
  * read from the file header first so that a decompression bomb is refused before any pixel
  * is inflated; and mask/overlay PNG encoding.
  */
-import { Image } from "imagescript";
+// Versioned npm: specifier, not a bare one: mod.ts must import from any folder without our
+// deno.json (tests/api/mod_import_test.ts; versions kept equal to deno.json's imports).
+// deno-lint-ignore no-import-prefix
+import { Image } from "npm:imagescript@1.3.1";
 import type { RgbImage } from "./types.ts";
 import { crc32 } from "./weights/zip.ts";
 import { inflateExactly } from "./util/inflate.ts";
@@ -278,6 +281,8 @@ export function maskColour(k: number): [number, number, number] {
 export async function encodeOverlayPng(
   image: RgbImage,
   masks: readonly Uint8Array[],
+  /** Draws on top of the tinted photo (RGBA, row-major), e.g. the prompts. */
+  drawOnTop?: (rgba: Uint8Array | Uint8ClampedArray, width: number, height: number) => void,
 ): Promise<Uint8Array> {
   const { width, height } = image;
   const out = new Image(width, height);
@@ -300,5 +305,6 @@ export async function encodeOverlayPng(
       px[4 * i + 2] = (px[4 * i + 2] + b) >> 1;
     }
   });
+  drawOnTop?.(px, width, height);
   return await out.encode(1);
 }

@@ -142,6 +142,53 @@ export interface AmgProgress {
   crops: number;
 }
 
+/**
+ * Where the candidate masks went: how many were predicted (points x masks per point, over all
+ * crops), how many each filter dropped, in the order they run, and how many were kept. Says why
+ * a run returned no mask (e.g. every candidate under pred_iou_thresh on a weak model).
+ */
+export interface AmgFilterCounts {
+  candidates: number;
+  dropped: {
+    /** predicted IoU not above pred_iou_thresh */
+    pred_iou_thresh: number;
+    /** stability score below stability_score_thresh */
+    stability_score_thresh: number;
+    /** box touching a crop edge that is not an image edge */
+    near_crop_edge: number;
+    /** duplicates within a crop (box IoU above box_nms_thresh) */
+    box_nms_thresh: number;
+    /** duplicates across crops (crop_nms_thresh) */
+    crop_nms_thresh: number;
+    /** duplicates after small-region cleanup (min_mask_region_area) */
+    min_mask_region_area: number;
+  };
+  kept: number;
+}
+
+/** All zero. */
+export function emptyFilterCounts(): AmgFilterCounts {
+  return {
+    candidates: 0,
+    dropped: {
+      pred_iou_thresh: 0,
+      stability_score_thresh: 0,
+      near_crop_edge: 0,
+      box_nms_thresh: 0,
+      crop_nms_thresh: 0,
+      min_mask_region_area: 0,
+    },
+    kept: 0,
+  };
+}
+
+/** One line for people: "1024 candidate masks; dropped: 1000 by pred_iou_thresh ...; 3 kept". */
+export function describeFilterCounts(c: AmgFilterCounts): string {
+  const drops = Object.entries(c.dropped).filter(([, n]) => n > 0).map(([k, n]) => `${n} by ${k}`);
+  return `${c.candidates} candidate masks` +
+    (drops.length ? `; dropped ${drops.join(", ")}` : "") + `; ${c.kept} kept`;
+}
+
 /** Masks kept so far, one entry per mask in each list (the official MaskData). */
 class MaskData {
   rles: UncompressedRle[] = [];
@@ -225,16 +272,29 @@ export class AutomaticMaskGenerator {
     source: MaskSource,
     onProgress?: (progress: AmgProgress) => void,
   ): Promise<MaskRecord[]> {
+    return (await this.generateWithCounts(image, source, onProgress)).records;
+  }
+
+  /** generate(), and how many candidates each filter dropped. */
+  async generateWithCounts(
+    image: AmgImage,
+    source: MaskSource,
+    onProgress?: (progress: AmgProgress) => void,
+  ): Promise<{ records: MaskRecord[]; counts: AmgFilterCounts }> {
     const p = this.params;
-    let data = await this.generateMasks(image, source, onProgress);
+    const counts = emptyFilterCounts();
+    let data = await this.generateMasks(image, source, counts, onProgress);
     if (p.minMaskRegionArea > 0) {
+      const before = data.length;
       data = AutomaticMaskGenerator.postprocessSmallRegions(
         data,
         p.minMaskRegionArea,
         Math.max(p.boxNmsThresh, p.cropNmsThresh),
       );
+      counts.dropped.min_mask_region_area = before - data.length;
     }
-    return data.rles.map((rle, i) => ({
+    counts.kept = data.length;
+    const records = data.rles.map((rle, i): MaskRecord => ({
       segmentation: p.outputMode === "coco_rle"
         ? cocoEncodeRle(rle)
         : p.outputMode === "binary_mask"
@@ -247,11 +307,13 @@ export class AutomaticMaskGenerator {
       stability_score: data.stability[i],
       crop_box: boxXyxyToXywh(data.cropBoxes[i]),
     }));
+    return { records, counts };
   }
 
   private async generateMasks(
     image: AmgImage,
     source: MaskSource,
+    counts: AmgFilterCounts,
     onProgress?: (progress: AmgProgress) => void,
   ): Promise<MaskData> {
     const p = this.params;
@@ -274,13 +336,23 @@ export class AutomaticMaskGenerator {
     for (let c = 0; c < cropBoxes.length; c++) {
       progress.crop = c;
       data.cat(
-        await this.processCrop(image, source, cropBoxes[c], layerIdxs[c], progress, onProgress),
+        await this.processCrop(
+          image,
+          source,
+          cropBoxes[c],
+          layerIdxs[c],
+          progress,
+          counts,
+          onProgress,
+        ),
       );
     }
     if (cropBoxes.length > 1) {
       // Prefer masks from smaller crops: score = 1 / crop area, a float32 in torch.
       const scores = new Float32Array(data.cropBoxes.map((b) => 1 / boxArea(b)));
+      const before = data.length;
       data.select(batchedNms(data.flatBoxes(), scores, p.cropNmsThresh));
+      counts.dropped.crop_nms_thresh = before - data.length;
     }
     return data;
   }
@@ -291,6 +363,7 @@ export class AutomaticMaskGenerator {
     cropBox: Box,
     layerIdx: number,
     progress: AmgProgress,
+    counts: AmgFilterCounts,
     onProgress?: (progress: AmgProgress) => void,
   ): Promise<MaskData> {
     const p = this.params;
@@ -311,14 +384,22 @@ export class AutomaticMaskGenerator {
     for (let start = 0; start < nPoints; start += p.pointsPerBatch) {
       const end = Math.min(nPoints, start + p.pointsPerBatch);
       data.cat(
-        await this.processBatch(points.subarray(2 * start, 2 * end), source, cropBox, image),
+        await this.processBatch(
+          points.subarray(2 * start, 2 * end),
+          source,
+          cropBox,
+          image,
+          counts,
+        ),
       );
       progress.batchesDone++;
       onProgress?.({ ...progress });
     }
 
     // Remove duplicates within the crop.
+    const before = data.length;
     data.select(batchedNms(data.flatBoxes(), new Float32Array(data.iouPreds), p.boxNmsThresh));
+    counts.dropped.box_nms_thresh += before - data.length;
 
     // Back to the image frame.
     data.boxes = data.boxes.map((b) => uncropBox(b, cropBox));
@@ -332,6 +413,7 @@ export class AutomaticMaskGenerator {
     source: MaskSource,
     cropBox: Box,
     image: AmgImage,
+    counts: AmgFilterCounts,
   ): Promise<MaskData> {
     const p = this.params;
     const [x0, y0, x1, y1] = cropBox;
@@ -353,11 +435,22 @@ export class AutomaticMaskGenerator {
     const imageBox = [0, 0, image.width, image.height];
 
     const keep: number[] = [];
+    counts.candidates += n * perPoint;
+    const dropped = counts.dropped;
     for (let i = 0; i < n * perPoint; i++) {
-      if (p.predIouThresh > 0 && !(batch.iou[i] > iouThresh)) continue;
-      if (p.stabilityScoreThresh > 0 && !(batch.stability[i] >= stabilityThresh)) continue;
+      if (p.predIouThresh > 0 && !(batch.iou[i] > iouThresh)) {
+        dropped.pred_iou_thresh++;
+        continue;
+      }
+      if (p.stabilityScoreThresh > 0 && !(batch.stability[i] >= stabilityThresh)) {
+        dropped.stability_score_thresh++;
+        continue;
+      }
       const box = Array.from(batch.boxes.subarray(4 * i, 4 * i + 4));
-      if (isBoxNearCropEdge(box, cropBox, imageBox)) continue;
+      if (isBoxNearCropEdge(box, cropBox, imageBox)) {
+        dropped.near_crop_edge++;
+        continue;
+      }
       keep.push(i);
     }
 

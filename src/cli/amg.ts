@@ -12,12 +12,21 @@
  * Arguments, the input and the output paths are all checked before the model is loaded;
  * mistakes exit with status 2 and a message naming the flag.
  */
-import { AutomaticMaskGenerator, type MaskRecord } from "../amg/automatic_mask_generator.ts";
+import {
+  AutomaticMaskGenerator,
+  describeFilterCounts,
+  type MaskRecord,
+} from "../amg/automatic_mask_generator.ts";
 import type { AmgProgress } from "../amg/automatic_mask_generator.ts";
 import { ModelMaskSource } from "../amg/model_source.ts";
 import { SamModelBackend } from "../amg/sam_backend.ts";
 import { SamModel } from "../predictor.ts";
 import { encodeMaskPng, readImageFile } from "../image.ts";
+import { numberFlag, parseFlags, runCli, UsageError, wantsHelp } from "./args.ts";
+import { chooseModel, MODEL_HELP, warnIfMeaningless } from "./model.ts";
+import { checkOutputFiles, writeOutput } from "./output.ts";
+
+export { UsageError };
 
 const USAGE = `Usage: deno task amg --input <image or folder> --output <dir> [options]
 
@@ -27,13 +36,14 @@ JSON per image.
 
   --input PATH          an image (PNG or JPEG) or a folder of images (required)
   --output DIR          where the results go; created if missing (required)
-  --model NAME|PATH     vit_b, vit_l, vit_h, sam-tiny (the bundled test model, random
-                        weights) or a checkpoint path (.pth / .safetensors); default vit_b
+  --model NAME|PATH     ${MODEL_HELP}
   --checkpoint PATH     the same as --model PATH (the official script's flag)
   --model-type TYPE     accepted for compatibility (default, vit_h, vit_l, vit_b); the
                         architecture is read from the checkpoint
   --convert-to-rle      write COCO RLEs in a single JSON per image instead of PNGs
+  --overwrite           replace results of an earlier run (default: refuse)
   --quiet               no progress display
+  -h, --help            this text
 
 AMG settings (official defaults when omitted):
   --points-per-side N               points sampled along one side of the image (32)
@@ -47,9 +57,11 @@ AMG settings (official defaults when omitted):
   --crop-overlap-ratio F            overlap of neighbouring crops (512/1500)
   --crop-n-points-downscale-factor N  points per side shrink by this per layer (1)
   --min-mask-region-area N          remove holes and islands smaller than this (0)
-`;
 
-export class UsageError extends Error {}
+After each image it prints how many candidate masks each threshold dropped, so that an empty
+result says which threshold to lower. Exit status: 0 done, 1 a runtime failure, 2 a bad
+argument (unknown flag, missing input, output that exists, model that does not load).
+`;
 
 type Kind = "int" | "float";
 /**
@@ -72,16 +84,16 @@ const AMG_FLAGS: Record<string, [string, Kind, number, number?]> = {
   "crop-n-points-downscale-factor": ["crop_n_points_downscale_factor", "int", 1],
   "min-mask-region-area": ["min_mask_region_area", "int", 0],
 };
-const VALUE_FLAGS = new Set(["input", "output", "model", "checkpoint", "model-type"]);
-const BOOLEAN_FLAGS = new Set(["convert-to-rle", "quiet", "help"]);
 const MODEL_TYPES = ["default", "vit_h", "vit_l", "vit_b"];
 
 export interface AmgCliArgs {
   input: string;
   output: string;
-  model: string;
+  /** Undefined: the installed model, else sam-tiny (chooseModel). */
+  model?: string;
   convertToRle: boolean;
   quiet: boolean;
+  overwrite: boolean;
   help: boolean;
   /** Official keyword arguments given on the command line (snake_case). */
   amg: Record<string, number>;
@@ -89,43 +101,33 @@ export interface AmgCliArgs {
 
 /** Parses the command line (`--flag value` or `--flag=value`); throws UsageError. */
 export function parseAmgArgs(argv: readonly string[]): AmgCliArgs {
-  const values = new Map<string, string>();
-  const flags = new Set<string>();
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === "-h") {
-      flags.add("help");
-      continue;
-    }
-    if (!arg.startsWith("--")) throw new UsageError(`unexpected argument '${arg}'`);
-    const eq = arg.indexOf("=");
-    const name = arg.slice(2, eq < 0 ? undefined : eq);
-    if (BOOLEAN_FLAGS.has(name)) {
-      if (eq >= 0) throw new UsageError(`--${name} takes no value`);
-      flags.add(name);
-      continue;
-    }
-    if (!VALUE_FLAGS.has(name) && !(name in AMG_FLAGS)) {
-      throw new UsageError(`unknown option --${name}`);
-    }
-    let value: string | undefined;
-    if (eq >= 0) value = arg.slice(eq + 1);
-    else {
-      value = argv[++i];
-      if (value === undefined || (value.startsWith("--") && value.length > 2)) {
-        throw new UsageError(`--${name} needs a value`);
-      }
-    }
-    if (values.has(name)) throw new UsageError(`--${name} given twice`);
-    values.set(name, value);
-  }
-  const help = flags.has("help");
+  const amgOptions = Object.fromEntries(
+    Object.keys(AMG_FLAGS).map((flag) => [flag, { type: "string" as const }]),
+  );
+  const { values: flags, positionals } = parseFlags(argv, {
+    input: { type: "string" },
+    output: { type: "string" },
+    model: { type: "string" },
+    checkpoint: { type: "string" },
+    "model-type": { type: "string" },
+    "convert-to-rle": { type: "boolean" },
+    quiet: { type: "boolean" },
+    overwrite: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+    ...amgOptions,
+  });
+  if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  const values = new Map(
+    Object.entries(flags).filter(([, v]) => typeof v === "string") as [string, string][],
+  );
+  const help = flags.help === true;
   const out: AmgCliArgs = {
     input: values.get("input") ?? "",
     output: values.get("output") ?? "",
-    model: values.get("model") ?? values.get("checkpoint") ?? "vit_b",
-    convertToRle: flags.has("convert-to-rle"),
-    quiet: flags.has("quiet"),
+    model: values.get("model") ?? values.get("checkpoint"),
+    convertToRle: flags["convert-to-rle"] === true,
+    quiet: flags.quiet === true,
+    overwrite: flags.overwrite === true,
     help,
     amg: {},
   };
@@ -144,18 +146,7 @@ export function parseAmgArgs(argv: readonly string[]): AmgCliArgs {
   for (const [flag, [kwarg, kind, min, max]] of Object.entries(AMG_FLAGS)) {
     const text = values.get(flag);
     if (text === undefined) continue;
-    const v = Number(text);
-    const ok = text.trim() !== "" && Number.isFinite(v) &&
-      (kind === "float" || Number.isInteger(v));
-    if (!ok) {
-      throw new UsageError(
-        `--${flag} must be ${kind === "int" ? "an integer" : "a number"}, got '${text}'`,
-      );
-    }
-    if (v < min) throw new UsageError(`--${flag} must be at least ${min}, got ${v}`);
-    if (max !== undefined && v > max) {
-      throw new UsageError(`--${flag} must be at most ${max}, got ${v}`);
-    }
+    const v = numberFlag(flag, text, { min, max, integer: kind === "int" });
     out.amg[kwarg] = v;
   }
   return out;
@@ -251,59 +242,87 @@ function progressDisplay(label: string, quiet: boolean): ProgressDisplay {
   };
 }
 
+/** Where one input's results go: a folder of PNGs, or with --convert-to-rle one JSON file. */
+function destination(args: AmgCliArgs, target: string): string {
+  return join(args.output, baseName(target) + (args.convertToRle ? ".json" : ""));
+}
+
+/**
+ * Checks every image's destination before any work. The official refuses an existing mask
+ * folder (os.makedirs(exist_ok=False)); here an existing result of either kind needs
+ * --overwrite, and a symbolic link is never written through.
+ */
+async function checkDestinations(args: AmgCliArgs, targets: readonly string[]): Promise<void> {
+  const seen = new Set<string>();
+  for (const t of targets) {
+    const dest = destination(args, t);
+    if (seen.has(dest)) throw new UsageError(`two inputs would both write ${dest}`);
+    seen.add(dest);
+    if (args.convertToRle) {
+      await checkOutputFiles([dest], args.overwrite);
+      continue;
+    }
+    let info: Deno.FileInfo | null = null;
+    try {
+      info = await Deno.lstat(dest);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    if (!info) continue;
+    if (info.isSymlink) {
+      throw new UsageError(
+        `--output: ${dest} is a symbolic link; wgsam does not write through links`,
+      );
+    }
+    if (!info.isDirectory) throw new UsageError(`--output: ${dest} exists and is not a folder`);
+    if (!args.overwrite) {
+      throw new UsageError(
+        `--output: ${dest} already exists; pass --overwrite to replace its files, or choose ` +
+          `another --output`,
+      );
+    }
+    const files = [...Deno.readDirSync(dest)].filter((e) =>
+      e.name === "metadata.csv" || /^\d+\.png$/.test(e.name)
+    );
+    await checkOutputFiles(files.map((e) => join(dest, e.name)), true);
+  }
+}
+
+/** The command; returns its exit status (UsageError: thrown, exit 2 by runCli). */
 export async function main(argv: readonly string[]): Promise<number> {
-  let args: AmgCliArgs;
-  let targets: string[];
+  const args = parseAmgArgs(argv);
+  if (args.help) {
+    console.log(USAGE);
+    return 0;
+  }
   let generator: AutomaticMaskGenerator;
   try {
-    args = parseAmgArgs(argv);
-    if (args.help) {
-      console.log(USAGE);
-      return 0;
-    }
-    try {
-      generator = AutomaticMaskGenerator.fromOfficialParams({
-        ...args.amg,
-        output_mode: args.convertToRle ? "coco_rle" : "binary_mask",
-      });
-    } catch (e) {
-      throw new UsageError((e as Error).message);
-    }
-    targets = await listTargets(args.input);
-    const out = await statOrNull(args.output);
-    if (out && !out.isDirectory) {
-      throw new UsageError(`--output: ${args.output} exists and is not a folder`);
-    }
-    // The official refuses to overwrite a mask folder (os.makedirs(exist_ok=False)): check
-    // every image's destination before any work.
-    const seen = new Set<string>();
-    for (const t of targets) {
-      const dest = join(args.output, baseName(t) + (args.convertToRle ? ".json" : ""));
-      if (seen.has(dest)) throw new UsageError(`two inputs would both write ${dest}`);
-      seen.add(dest);
-      if (!args.convertToRle && await statOrNull(dest)) {
-        throw new UsageError(
-          `--output: ${dest} already exists; remove it or choose another --output`,
-        );
-      }
-    }
+    generator = AutomaticMaskGenerator.fromOfficialParams({
+      ...args.amg,
+      output_mode: args.convertToRle ? "coco_rle" : "binary_mask",
+    });
   } catch (e) {
-    if (e instanceof UsageError) {
-      console.error(`amg: error: ${e.message}\nRun with --help for usage.`);
-      return 2;
-    }
-    throw e;
+    throw new UsageError((e as Error).message);
   }
+  const targets = await listTargets(args.input);
+  const out = await statOrNull(args.output);
+  if (out && !out.isDirectory) {
+    throw new UsageError(`--output: ${args.output} exists and is not a folder`);
+  }
+  await checkDestinations(args, targets);
 
-  if (!args.quiet) console.log(`Loading model ${args.model}...`);
+  const log = (line: string) => args.quiet || console.log(line);
+  const modelName = chooseModel(args.model, (line) => console.error(line));
+  log(`Loading model ${modelName}...`);
   let model: SamModel;
   try {
-    model = await SamModel.load(args.model, { quiet: args.quiet });
+    model = await SamModel.load(modelName, { quiet: args.quiet });
   } catch (e) {
-    console.error(`amg: error: could not load the model: ${(e as Error).message}`);
-    return 1;
+    // What serve does with a --model it cannot load: an argument mistake, in one line.
+    throw new UsageError(`could not load the model ${modelName}: ${(e as Error).message}`);
   }
-  if (!args.quiet) console.log(`Model ${model.name} on ${model.adapter}`);
+  warnIfMeaningless(model.name, (line) => console.error(line));
+  log(`Model ${model.name} on ${model.adapter}`);
   const backend = SamModelBackend.fromModules(
     model.ctx,
     model.arch,
@@ -315,7 +334,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   const source = new ModelMaskSource(backend);
   try {
     for (const [k, t] of targets.entries()) {
-      if (!args.quiet) console.log(`Processing '${t}'...`);
+      log(`Processing '${t}'...`);
       let image;
       try {
         image = await readImageFile(t);
@@ -327,26 +346,26 @@ export async function main(argv: readonly string[]): Promise<number> {
         ? image.data
         : dropAlpha(image.data, image.width * image.height);
       const progress = progressDisplay(`[${k + 1}/${targets.length}] ${baseName(t)}`, args.quiet);
-      const records = await generator.generate(
+      const { records, counts } = await generator.generateWithCounts(
         { width: image.width, height: image.height, data: rgb },
         source,
         (p) => progress.update(p),
       );
       progress.done();
-      const base = join(args.output, baseName(t));
+      const dest = destination(args, t);
       if (args.convertToRle) {
-        await Deno.writeTextFile(`${base}.json`, JSON.stringify(records));
+        await writeOutput(dest, JSON.stringify(records), args.overwrite);
       } else {
-        await Deno.mkdir(base);
+        await Deno.mkdir(dest, { recursive: args.overwrite });
         for (const [i, r] of records.entries()) {
           const png = await encodeMaskPng(r.segmentation as Uint8Array, image.width, image.height);
-          await Deno.writeFile(join(base, `${i}.png`), png);
+          await writeOutput(join(dest, `${i}.png`), png, args.overwrite);
         }
-        await Deno.writeTextFile(join(base, "metadata.csv"), metadataCsv(records));
+        await writeOutput(join(dest, "metadata.csv"), metadataCsv(records), args.overwrite);
       }
-      if (!args.quiet) {
-        console.log(`${records.length} masks -> ${base}${args.convertToRle ? ".json" : "/"}`);
-      }
+      log(`${records.length} masks -> ${dest}${args.convertToRle ? "" : "/"}`);
+      // Why there are this many: an empty result names the threshold that emptied it.
+      log(`  ${describeFilterCounts(counts)}`);
     }
   } finally {
     backend.dispose();
@@ -363,5 +382,5 @@ function dropAlpha(rgba: Uint8Array, pixels: number): Uint8Array {
 }
 
 if (import.meta.main) {
-  Deno.exit(await main(Deno.args));
+  await runCli("amg", () => main(wantsHelp(Deno.args) ? ["--help"] : Deno.args));
 }

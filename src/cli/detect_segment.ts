@@ -8,9 +8,8 @@
  * <dir>/annotations.json (a COCO instances file: images, annotations with compressed-RLE
  * segmentations, categories).
  */
-import { parseArgs } from "node:util";
 import { basename, join } from "node:path";
-import { readImageFile } from "../image.ts";
+import { ImageDecodeError, readImageFile } from "../image.ts";
 import { SamModel, SamPredictor } from "../predictor.ts";
 import {
   type BoxPredictor,
@@ -21,17 +20,39 @@ import {
 import { UnknownClassError } from "../detect/mod.ts";
 import { Detector, type ExecutionProviderChoice } from "../detect/detector.ts";
 import { overlayItems, renderOverlayPng } from "../detect/overlay.ts";
+import { DEFAULT_LIMITS } from "../server/limits.ts";
+import { numberFlag, parseFlags, requireInputFile, runCli, UsageError, wantsHelp } from "./args.ts";
+import { chooseModel, MODEL_HELP, warnIfMeaningless } from "./model.ts";
+import { checkOutputDir, checkOutputFiles, writeOutput } from "./output.ts";
+
+/** The most detections one run segments (each is a full-size mask). */
+export const MAX_DETECTIONS = 1000;
 
 export const USAGE =
-  `usage: deno task detect-segment <image> --detector <model.onnx> --out <dir> [options]
-  --detector <file>     YOLO-NAS (no NMS head) or YOLOv8/YOLO11 detector exported to ONNX
-  --out <dir>           writes overlay.png and annotations.json there (created if missing)
-  --classes a,b         COCO class names to keep (default: all), e.g. dog,car,"traffic light"
-  --score <t>           score threshold, default 0.35
-  --iou <t>             NMS IoU threshold (per class), default 0.5
-  --max-det <n>         at most n detections, default 300
-  --model <name|path>   SAM model: sam-tiny, vit_b, vit_l, vit_h or a .pth/.safetensors file (default vit_b)
-  --provider <p>        detector execution provider: auto (default), webgpu or wasm`;
+  `Usage: deno task detect-segment <image> --detector <model.onnx> --out <dir> [options]
+
+Detects objects with a YOLO ONNX model, segments each box with SAM (one batched pass) and writes
+<dir>/overlay.png (masks tinted, boxes, labels) and <dir>/annotations.json (COCO instances with
+compressed-RLE segmentations).
+
+  --detector FILE         YOLO-NAS (no NMS head) or YOLOv8/YOLO11 detector exported to ONNX
+                          (required)
+  --out DIR               where the two files go; created if missing (required)
+  --classes a,b           COCO class names to keep (default: all), e.g. dog,car,"traffic light"
+  --score T               score threshold, default 0.35
+  --iou T                 NMS IoU threshold (per class), default 0.5
+  --max-det N             at most N detections (1 to ${MAX_DETECTIONS}), default 300
+  --max-mask-pixels N     at most N full-size mask pixels in memory (detections x width x
+                          height), default ${DEFAULT_LIMITS.maxMaskPixels} as the server's: on a
+                          large photo fewer than --max-det detections are segmented (the best
+                          scores), and the log says so
+  --model NAME|PATH       SAM model: ${MODEL_HELP}
+  --provider P            detector execution provider: auto (default), webgpu or wasm
+  --overwrite             replace the files of an earlier run in DIR (default: refuse)
+  -h, --help              this text
+
+Exit status: 0 done, 1 a runtime failure, 2 a bad argument (unknown flag, missing image,
+unknown class, output that exists, SAM model that does not load).`;
 
 export interface DetectSegmentArgs {
   image: string;
@@ -41,45 +62,37 @@ export interface DetectSegmentArgs {
   score: number;
   iou: number;
   maxDetections: number;
-  model: string;
+  maxMaskPixels: number;
+  /** Undefined: the installed model, else sam-tiny (chooseModel). */
+  model?: string;
   provider: ExecutionProviderChoice;
+  overwrite: boolean;
 }
 
-/** Parses the command line; throws an Error whose message says what is wrong (then USAGE). */
+/** Parses the command line; throws a UsageError whose message says what is wrong. */
 export function parseDetectSegmentArgs(argv: readonly string[]): DetectSegmentArgs {
-  const { values, positionals } = parseArgs({
-    args: [...argv],
-    allowPositionals: true,
-    options: {
-      detector: { type: "string" },
-      out: { type: "string" },
-      classes: { type: "string" },
-      score: { type: "string", default: "0.35" },
-      iou: { type: "string", default: "0.5" },
-      "max-det": { type: "string", default: "300" },
-      model: { type: "string", default: "vit_b" },
-      provider: { type: "string", default: "auto" },
-    },
+  const { values, positionals } = parseFlags(argv, {
+    detector: { type: "string" },
+    out: { type: "string" },
+    classes: { type: "string" },
+    score: { type: "string", default: "0.35" },
+    iou: { type: "string", default: "0.5" },
+    "max-det": { type: "string", default: "300" },
+    "max-mask-pixels": { type: "string", default: String(DEFAULT_LIMITS.maxMaskPixels) },
+    model: { type: "string" },
+    provider: { type: "string", default: "auto" },
+    overwrite: { type: "boolean" },
   });
   if (positionals.length !== 1) {
-    throw new Error(
+    throw new UsageError(
       positionals.length ? `one image expected, got ${positionals.join(" ")}` : "no image given",
     );
   }
-  if (!values.detector) throw new Error("--detector <model.onnx> is required");
-  if (!values.out) throw new Error("--out <dir> is required");
-  const num = (name: string, v: string, lo: number, hi: number) => {
-    const x = Number(v);
-    if (v.trim() === "" || !(x >= lo && x <= hi)) {
-      throw new Error(`--${name} must be a number in [${lo}, ${hi}], got ${v}`);
-    }
-    return x;
-  };
-  const maxDetections = num("max-det", values["max-det"], 1, 1e6);
-  if (!Number.isInteger(maxDetections)) throw new Error(`--max-det must be an integer`);
+  if (!values.detector) throw new UsageError("--detector <model.onnx> is required");
+  if (!values.out) throw new UsageError("--out <dir> is required");
   const provider = values.provider as ExecutionProviderChoice;
   if (!["auto", "webgpu", "wasm"].includes(provider)) {
-    throw new Error(`--provider must be auto, webgpu or wasm, got ${provider}`);
+    throw new UsageError(`--provider must be auto, webgpu or wasm, got ${provider}`);
   }
   const classes = values.classes?.split(",").map((s) => s.trim()).filter((s) => s.length);
   return {
@@ -87,12 +100,32 @@ export function parseDetectSegmentArgs(argv: readonly string[]): DetectSegmentAr
     detector: values.detector,
     out: values.out,
     classes: classes?.length ? classes : undefined,
-    score: num("score", values.score, 0, 1),
-    iou: num("iou", values.iou, 0, 1),
-    maxDetections,
-    model: values.model,
+    score: numberFlag("score", values.score, { min: 0, max: 1 }),
+    iou: numberFlag("iou", values.iou, { min: 0, max: 1 }),
+    maxDetections: numberFlag("max-det", values["max-det"], {
+      min: 1,
+      max: MAX_DETECTIONS,
+      integer: true,
+    }),
+    maxMaskPixels: numberFlag("max-mask-pixels", values["max-mask-pixels"], {
+      min: 1,
+      integer: true,
+    }),
+    model: values.model || undefined,
     provider,
+    overwrite: values.overwrite ?? false,
   };
+}
+
+/**
+ * The detections to segment on a width x height photo: --max-det, lowered so that their masks
+ * (one full-size byte mask each) stay within --max-mask-pixels.
+ */
+export function detectionsThatFit(args: DetectSegmentArgs, width: number, height: number) {
+  return Math.max(
+    1,
+    Math.min(args.maxDetections, Math.floor(args.maxMaskPixels / (width * height))),
+  );
 }
 
 /** A SAM predictor and how to release it. */
@@ -102,12 +135,16 @@ export interface LoadedPredictor extends BoxPredictor {
 
 /** SamModel.load (registry name or checkpoint path) + a SamPredictor on it. */
 export async function loadSamPredictor(model: string): Promise<LoadedPredictor> {
-  const sam = await SamModel.load(model);
+  let sam: SamModel;
+  try {
+    sam = await SamModel.load(model);
+  } catch (e) {
+    // What serve does with a --model it cannot load: an argument mistake, in one line.
+    throw new UsageError(`--model ${model}: ${(e as Error).message}`);
+  }
   const predictor = new SamPredictor(sam);
-  console.log(
-    `SAM ${sam.name} on ${sam.adapter}` +
-      (sam.name === "sam-tiny" ? " (random-weight test model: its masks mean nothing)" : ""),
-  );
+  console.log(`SAM ${sam.name} on ${sam.adapter}`);
+  warnIfMeaningless(sam.name, (line) => console.error(line));
   return {
     setImage: (image) => predictor.setImage(image),
     predictBatch: (prompts) => predictor.predictBatch(prompts),
@@ -127,12 +164,33 @@ export async function runDetectSegment(
   loadPredictor: (model: string) => Promise<LoadedPredictor> = loadSamPredictor,
   log: (line: string) => void = console.log,
 ): Promise<DetectSegmentResult> {
-  const image = await readImageFile(args.image);
+  // What the arguments alone decide first (exit 2, nothing loaded or written).
+  await requireInputFile(args.image, "image");
+  await requireInputFile(args.detector, "--detector");
+  const outPath = (name: string) => join(args.out, name);
+  await checkOutputDir(args.out, "--out");
+  await checkOutputFiles([outPath("annotations.json"), outPath("overlay.png")], args.overwrite);
+  let image;
+  try {
+    image = await readImageFile(args.image);
+  } catch (e) {
+    if (e instanceof ImageDecodeError) throw new UsageError(`${args.image}: ${e.message}`);
+    throw e;
+  }
+  const maxDetections = detectionsThatFit(args, image.width, image.height);
+  if (maxDetections < args.maxDetections) {
+    log(
+      `at most ${maxDetections} detections on this ${image.width}x${image.height} photo ` +
+        `(--max-det ${args.maxDetections}): their masks must fit in --max-mask-pixels ` +
+        `${args.maxMaskPixels}`,
+    );
+  }
   const detector = await Detector.load(args.detector, { executionProvider: args.provider });
+  const modelName = chooseModel(args.model, (line) => console.error(line));
   let loaded: LoadedPredictor | null = null;
   const lazy: BoxPredictor = {
     async setImage(img) {
-      loaded ??= await loadPredictor(args.model);
+      loaded ??= await loadPredictor(modelName);
       return await loaded.setImage(img);
     },
     predictBatch: (prompts) => loaded!.predictBatch(prompts),
@@ -146,13 +204,13 @@ export async function runDetectSegment(
       classes: args.classes,
       scoreThreshold: args.score,
       iouThreshold: args.iou,
-      maxDetections: args.maxDetections,
+      maxDetections,
     });
     await Deno.mkdir(args.out, { recursive: true });
     const json = cocoJson(result, detector.classNames, basename(args.image));
-    await Deno.writeTextFile(join(args.out, "annotations.json"), JSON.stringify(json) + "\n");
+    await writeOutput(outPath("annotations.json"), JSON.stringify(json) + "\n", args.overwrite);
     const png = await renderOverlayPng(image, overlayItems(result.detections, result.masks));
-    await Deno.writeFile(join(args.out, "overlay.png"), png);
+    await writeOutput(outPath("overlay.png"), png, args.overwrite);
     const t = result.timings;
     log(
       `${result.annotations.length} objects in ${image.width}x${image.height}` +
@@ -173,22 +231,14 @@ export async function runDetectSegment(
 }
 
 if (import.meta.main) {
-  if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
-    console.log(USAGE);
-    Deno.exit(0);
-  }
-  let args: DetectSegmentArgs;
-  try {
-    args = parseDetectSegmentArgs(Deno.args);
-  } catch (e) {
-    console.error(`error: ${(e as Error).message}\n${USAGE}`);
-    Deno.exit(2);
-  }
-  try {
-    await runDetectSegment(args);
-  } catch (e) {
-    console.error(`error: ${(e as Error).message}`);
-    // A --classes name the detector does not know is an argument mistake, found once it loads.
-    Deno.exit(e instanceof UnknownClassError ? 2 : 1);
-  }
+  await runCli("detect-segment", async () => {
+    if (wantsHelp(Deno.args)) return console.log(USAGE);
+    try {
+      await runDetectSegment(parseDetectSegmentArgs(Deno.args));
+    } catch (e) {
+      // A --classes name the detector does not know is an argument mistake, found once it loads.
+      if (e instanceof UnknownClassError) throw new UsageError(e.message);
+      throw e;
+    }
+  });
 }

@@ -10,30 +10,45 @@
  * status 2 before any model is loaded; runtime failures exit 1 with a one-line message.
  */
 import { getPreprocessShape } from "../encoder/preprocess.ts";
-import { encodeMaskPng, encodeOverlayPng, readImageFile } from "../image.ts";
+import { encodeMaskPng, encodeOverlayPng, ImageDecodeError, readImageFile } from "../image.ts";
 import { SamModel, SamPredictor } from "../predictor.ts";
 import type { Prompt } from "../types.ts";
+import { parseFlags, requireInputFile, runCli, UsageError, wantsHelp } from "./args.ts";
+import { chooseModel, MODEL_HELP, warnIfMeaningless } from "./model.ts";
+import { checkOutputDir, checkOutputFiles, writeOutput } from "./output.ts";
+import { drawPrompts } from "./prompt_marks.ts";
 
-const USAGE = `Usage: deno task segment <image> [prompts] --out <dir> [options]
+export { UsageError };
+
+export const USAGE = `Usage: deno task segment <image> [prompts] --out <dir> [options]
+
+Prompts SAM on one photo (PNG or JPEG). Writes mask_<prompt>_<k>.png per mask (0/255),
+overlay.png (the photo with each prompt's best mask tinted and the prompts drawn: foreground
+points green, background points red, boxes yellow) and result.json (scores, sizes, files).
 
 Prompts (in pixels of the original image):
-  --point x,y[,label]   a click; label 1 = foreground (default), 0 = background; repeatable
+  --point x,y[,label]   a click; label 1 = foreground (default), 0 = background; repeatable.
+                        A negative coordinate needs '=': --point=-5,10
   --box x0,y0,x1,y1     a box; repeatable (several boxes without points: one mask each)
   --multimask           three candidate masks per prompt instead of one
 
 Options:
-  --model NAME|PATH     vit_b, vit_l, vit_h, sam-tiny (bundled test model, random weights)
-                        or a .pth / .safetensors path; default vit_b
-  --out DIR             where mask PNGs, overlay.png and result.json go (required)
-`;
+  --out DIR             where the files go; created if missing (required)
+  --model NAME|PATH     ${MODEL_HELP}
+  --overwrite           replace files of an earlier run in DIR (default: refuse)
+  -h, --help            this text
 
-export class UsageError extends Error {}
+Exit status: 0 done, 1 a runtime failure, 2 a bad argument (unknown flag, missing image,
+prompt outside the photo, output that exists, model that does not load).
+`;
 
 export interface SegmentArgs {
   image: string;
   out: string;
-  model: string;
+  /** Undefined: the installed model, else sam-tiny (chooseModel). */
+  model?: string;
   multimask: boolean;
+  overwrite: boolean;
   points: [number, number][];
   labels: number[];
   boxes: [number, number, number, number][];
@@ -54,56 +69,45 @@ function numbers(flag: string, text: string, count: number[]): number[] {
 }
 
 /** Parses the command line; throws UsageError with a message naming the flag. */
-export function parseSegmentArgs(argv: string[]): SegmentArgs {
+export function parseSegmentArgs(argv: readonly string[]): SegmentArgs {
+  const { values, positionals } = parseFlags(argv, {
+    point: { type: "string", multiple: true },
+    box: { type: "string", multiple: true },
+    multimask: { type: "boolean" },
+    model: { type: "string" },
+    out: { type: "string" },
+    overwrite: { type: "boolean" },
+  });
   const args: SegmentArgs = {
     image: "",
-    out: "",
-    model: "vit_b",
-    multimask: false,
+    out: values.out ?? "",
+    model: values.model,
+    multimask: values.multimask ?? false,
+    overwrite: values.overwrite ?? false,
     points: [],
     labels: [],
     boxes: [],
   };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    const value = () => {
-      const v = argv[++i];
-      if (v === undefined || v.startsWith("--")) throw new UsageError(`${arg} needs a value`);
-      return v;
-    };
-    switch (arg) {
-      case "--point": {
-        const [x, y, label = 1] = numbers(arg, value(), [2, 3]);
-        if (label !== 0 && label !== 1) {
-          throw new UsageError(`--point label must be 1 (foreground) or 0 (background)`);
-        }
-        args.points.push([x, y]);
-        args.labels.push(label);
-        break;
-      }
-      case "--box": {
-        const [x0, y0, x1, y1] = numbers(arg, value(), [4]);
-        if (x1 < x0 || y1 < y0) throw new UsageError(`--box needs x0 <= x1 and y0 <= y1`);
-        args.boxes.push([x0, y0, x1, y1]);
-        break;
-      }
-      case "--multimask":
-        args.multimask = true;
-        break;
-      case "--model":
-        args.model = value();
-        break;
-      case "--out":
-        args.out = value();
-        break;
-      default:
-        if (arg.startsWith("--")) throw new UsageError(`unknown flag ${arg}`);
-        if (args.image) throw new UsageError(`one image only (got '${args.image}' and '${arg}')`);
-        args.image = arg;
+  for (const text of values.point ?? []) {
+    const [x, y, label = 1] = numbers("--point", text, [2, 3]);
+    if (label !== 0 && label !== 1) {
+      throw new UsageError(`--point label must be 1 (foreground) or 0 (background)`);
     }
+    args.points.push([x, y]);
+    args.labels.push(label);
   }
+  for (const text of values.box ?? []) {
+    const [x0, y0, x1, y1] = numbers("--box", text, [4]);
+    if (x1 < x0 || y1 < y0) throw new UsageError(`--box needs x0 <= x1 and y0 <= y1`);
+    args.boxes.push([x0, y0, x1, y1]);
+  }
+  if (positionals.length > 1) {
+    throw new UsageError(`one image only (got ${positionals.map((p) => `'${p}'`).join(", ")})`);
+  }
+  args.image = positionals[0] ?? "";
   if (!args.image) throw new UsageError("no image given");
   if (!args.out) throw new UsageError("--out <dir> is required");
+  if (args.model === "") throw new UsageError("--model needs a value");
   if (args.points.length === 0 && args.boxes.length === 0) {
     throw new UsageError("give at least one --point or --box");
   }
@@ -148,10 +152,42 @@ export function checkPromptsInImage(args: SegmentArgs, width: number, height: nu
   });
 }
 
-export async function runSegment(args: SegmentArgs): Promise<void> {
-  const image = await readImageFile(args.image);
+/** The files runSegment writes into --out, known before any work. */
+export function outputFiles(args: SegmentArgs): string[] {
+  const perPrompt = args.multimask ? 3 : 1;
+  const files = ["overlay.png", "result.json"];
+  promptsOf(args).forEach((_, p) => {
+    for (let k = 0; k < perPrompt; k++) files.push(`mask_${p}_${k}.png`);
+  });
+  return files;
+}
+
+export async function runSegment(
+  args: SegmentArgs,
+  log: (line: string) => void = console.error,
+): Promise<void> {
+  // Everything the arguments alone decide is checked first (exit 2, nothing written).
+  await requireInputFile(args.image, "image");
+  const out = (name: string) => `${args.out.replace(/\/+$/, "")}/${name}`;
+  await checkOutputDir(args.out, "--out");
+  await checkOutputFiles(outputFiles(args).map(out), args.overwrite);
+  let image;
+  try {
+    image = await readImageFile(args.image);
+  } catch (e) {
+    if (e instanceof ImageDecodeError) throw new UsageError(`${args.image}: ${e.message}`);
+    throw e;
+  }
   checkPromptsInImage(args, image.width, image.height);
-  const model = await SamModel.load(args.model);
+  let model: SamModel;
+  const modelName = chooseModel(args.model, log);
+  try {
+    model = await SamModel.load(modelName);
+  } catch (e) {
+    // What serve does with a --model it cannot load: an argument mistake, in one line.
+    throw new UsageError(`--model ${modelName}: ${(e as Error).message}`);
+  }
+  warnIfMeaningless(model.name, log);
   try {
     // An image too thin for the model's input (its short side would be 0 px) is refused here,
     // with the model's input size, before the output folder or any GPU work.
@@ -172,17 +208,24 @@ export async function runSegment(args: SegmentArgs): Promise<void> {
     for (const [p, prediction] of predictions.entries()) {
       for (const [k, mask] of prediction.masks.entries()) {
         const file = `mask_${p}_${k}.png`;
-        await Deno.writeFile(
-          `${args.out}/${file}`,
+        await writeOutput(
+          out(file),
           await encodeMaskPng(mask, info.width, info.height),
+          args.overwrite,
         );
         files.push({ prompt: p, mask: k, file, score: prediction.scores[k] });
         allMasks.push(mask);
       }
     }
-    // The overlay shows each prompt's best mask, so candidates don't hide one another.
+    // The overlay shows each prompt's best mask, so candidates don't hide one another, and the
+    // prompts themselves on top.
     const best = predictions.map((p) => p.masks[p.scores.indexOf(Math.max(...p.scores))]);
-    await Deno.writeFile(`${args.out}/overlay.png`, await encodeOverlayPng(image, best));
+    const overlay = await encodeOverlayPng(
+      image,
+      best,
+      (rgba, width, height) => drawPrompts(rgba, width, height, args),
+    );
+    await writeOutput(out("overlay.png"), overlay, args.overwrite);
     const result = {
       image: args.image,
       model: model.name,
@@ -193,7 +236,7 @@ export async function runSegment(args: SegmentArgs): Promise<void> {
       prompts: promptsOf(args),
       masks: files,
     };
-    await Deno.writeTextFile(`${args.out}/result.json`, JSON.stringify(result, null, 2) + "\n");
+    await writeOutput(out("result.json"), JSON.stringify(result, null, 2) + "\n", args.overwrite);
     console.log(`wrote ${allMasks.length} mask(s), overlay.png and result.json to ${args.out}`);
   } finally {
     predictor.dispose();
@@ -202,26 +245,8 @@ export async function runSegment(args: SegmentArgs): Promise<void> {
 }
 
 if (import.meta.main) {
-  if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
-    console.log(USAGE);
-    Deno.exit(0);
-  }
-  let args: SegmentArgs;
-  try {
-    args = parseSegmentArgs(Deno.args);
-  } catch (err) {
-    console.error(`segment: ${(err as Error).message}\n\n${USAGE}`);
-    Deno.exit(2);
-  }
-  try {
-    await runSegment(args);
-  } catch (err) {
-    if (err instanceof UsageError) {
-      console.error(`segment: ${err.message}`);
-      Deno.exit(2);
-    }
-    console.error(`segment: ${(err as Error).message}`);
-    if (Deno.env.get("WGSAM_DEBUG") === "1") console.error(err);
-    Deno.exit(1);
-  }
+  await runCli("segment", async () => {
+    if (wantsHelp(Deno.args)) return console.log(USAGE);
+    await runSegment(parseSegmentArgs(Deno.args));
+  });
 }

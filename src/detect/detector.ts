@@ -12,7 +12,10 @@
  * when creating the WebGPU session or its first run fails; "webgpu" forces it.
  */
 import { isSoftwareAdapter } from "../gpu/device.ts";
-import * as ort from "onnxruntime-web/webgpu";
+// Versioned npm: specifier, not a bare one: mod.ts must import from any folder without our
+// deno.json (tests/api/mod_import_test.ts; versions kept equal to deno.json's imports).
+// deno-lint-ignore no-import-prefix
+import * as ort from "npm:onnxruntime-web@1.23.2/webgpu";
 import type { RgbImage } from "../types.ts";
 import { COCO_CLASSES, resolveClassIds } from "./coco_classes.ts";
 import { boxToSource, type Letterbox, letterboxGeometry, letterboxImage } from "./letterbox.ts";
@@ -134,6 +137,12 @@ export class Detector implements DetectorLike {
     const choice = opts.executionProvider ?? "auto";
     if (!["auto", "webgpu", "wasm"].includes(choice)) {
       throw new Error(`detector: execution provider must be auto, webgpu or wasm, got ${choice}`);
+    }
+    // onnxruntime logs warnings to stderr on every load ("Unknown CPU vendor" where cpuinfo
+    // cannot name the CPU, e.g. in a VM); they say nothing to a user. Errors stay visible, and a
+    // level set by the caller is kept.
+    if (ort.env.logLevel === undefined || ort.env.logLevel === "warning") {
+      ort.env.logLevel = "error";
     }
     if (ort.env.wasm.numThreads === undefined || ort.env.wasm.numThreads === 0) {
       ort.env.wasm.numThreads = opts.wasmThreads ?? 1;

@@ -3,7 +3,10 @@
  * colour (outline solid), its detector box, and a label "class 0.92" on a filled tag above
  * the box (inside it when the box touches the top edge). Encoded as PNG with imagescript.
  */
-import { Image } from "imagescript";
+// Versioned npm: specifier, not a bare one: mod.ts must import from any folder without our
+// deno.json (tests/api/mod_import_test.ts; versions kept equal to deno.json's imports).
+// deno-lint-ignore no-import-prefix
+import { Image } from "npm:imagescript@1.3.1";
 import type { RgbImage } from "../types.ts";
 import { rasterizeText, textSize } from "./bitmap_font.ts";
 

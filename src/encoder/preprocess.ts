@@ -251,7 +251,9 @@ export function preprocessImage(image: RgbImage, imgSize: number): Preprocessed 
  * Only format detection and decoding; size limits are the caller's policy.
  */
 export async function decodeImageBytes(bytes: Uint8Array): Promise<RgbImage> {
-  const { decode, Image } = await import("imagescript");
+  // A versioned npm: specifier, as in src/image.ts, so that mod.ts imports without our deno.json.
+  // deno-lint-ignore no-import-prefix
+  const { decode, Image } = await import("npm:imagescript@1.3.1");
   const decoded = await decode(bytes);
   if (!(decoded instanceof Image)) {
     throw new Error("decodeImageBytes: animated images (GIF) are not supported");

@@ -2,6 +2,7 @@
  * The one place that brings up WebGPU for wgsam: adapter, device, the limits SAM needs,
  * and a clear error when the host has no adapter at all.
  */
+import { ensureRuntimeDir } from "./runtime_dir.ts";
 
 /** What the rest of the code needs to know about the device it runs on. */
 export interface GpuDevice {
@@ -42,6 +43,7 @@ async function createDevice(): Promise<GpuDevice> {
   if (typeof navigator === "undefined" || !("gpu" in navigator)) {
     throw new Error(NO_ADAPTER_HELP);
   }
+  ensureRuntimeDir(); // before the adapter is listed: see runtime_dir.ts
   const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
   if (!adapter) throw new Error(NO_ADAPTER_HELP);
   const a = adapter.limits;

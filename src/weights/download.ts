@@ -70,6 +70,17 @@ const READ_CHUNK = 1 << 20;
 /** Errors after which retrying cannot help (HTTP 404, wrong size or digest, ...). */
 class FatalDownloadError extends Error {}
 
+/** An error's message followed by its causes' ("fetch failed: error sending request ..."). */
+export function errorChain(e: unknown): string {
+  const parts: string[] = [];
+  for (let err = e, depth = 0; err !== undefined && err !== null && depth < 5; depth++) {
+    const message = err instanceof Error ? err.message : String(err);
+    if (message && !parts.includes(message)) parts.push(message);
+    err = err instanceof Error ? err.cause : undefined;
+  }
+  return parts.join(": ");
+}
+
 async function exists(path: string): Promise<Deno.FileInfo | null> {
   try {
     return await Deno.stat(path);
@@ -280,8 +291,9 @@ async function fetchVerified(
         await removeIfPresent(partial.path);
         throw new Error(`download of ${entry.name} failed: ${e.message}`);
       }
+      // fetch's own message is just "fetch failed"; the cause says why (DNS, refused, TLS).
+      const reason = errorChain(e);
       if (opts.signal?.aborted || attempt >= retries) {
-        const reason = (e as Error).message;
         const kept = partial.length > 0
           ? `; ${formatBytes(partial.length)} kept in ${partial.path}: run the same command ` +
             "again to resume"
@@ -292,8 +304,10 @@ async function fetchVerified(
         );
       }
       note(
-        `connection lost at ${formatBytes(partial.length)} (${(e as Error).message}); ` +
-          `retrying (${attempt + 1}/${retries})`,
+        (counters.received === 0
+          ? `could not download from ${new URL(url).host} (${reason})`
+          : `connection lost at ${formatBytes(partial.length)} (${reason})`) +
+          `; retrying (${attempt + 1}/${retries})`,
       );
       await delay(opts.retryDelayMs ?? 1000, opts.signal);
     }

@@ -10,6 +10,7 @@ import { PthArchive } from "./pth.ts";
 import { SafetensorsFile, type WriteProgress, writeSafetensors } from "./safetensors.ts";
 import type { HostTensor, SamArch, StateDict } from "./types.ts";
 import { readAt } from "./zip.ts";
+import { checkpointError } from "./checkpoint_errors.ts";
 
 /** `__metadata__.format` of files written by convertCheckpoint. */
 export const WGSAM_FORMAT = "wgsam-1";
@@ -51,7 +52,9 @@ export interface OpenCheckpoint {
 export async function openCheckpoint(path: string | URL): Promise<OpenCheckpoint> {
   const kind = await detectCheckpointKind(path);
   if (kind === "pth") {
-    const pth = await PthArchive.open(path);
+    const pth = await PthArchive.open(path).catch((e) => {
+      throw checkpointError(path, e);
+    });
     return { kind, tensors: pth.tensors, metadata: {}, close: () => pth.close() };
   }
   const st = await SafetensorsFile.open(path);
@@ -65,6 +68,15 @@ async function readAll(ckpt: OpenCheckpoint): Promise<StateDict> {
     sd.set(t.name, { name: t.name, dtype: t.dtype, shape: t.shape, bytes: await t.read() });
   }
   return sd;
+}
+
+/** inferArch, its error saying which file is not a SAM model. */
+function archOf(path: string | URL, shapes: TensorShapes): SamArch {
+  try {
+    return inferArch(shapes);
+  } catch (e) {
+    throw checkpointError(path, e);
+  }
 }
 
 /** Loads every tensor of a `.pth` or safetensors checkpoint. */
@@ -168,7 +180,7 @@ export async function loadSam(path: string | URL): Promise<{ sd: StateDict; arch
   try {
     // Shapes are checked before any tensor data is read.
     const shapes = shapesOf(ckpt.tensors);
-    const arch = inferArch(shapes);
+    const arch = archOf(path, shapes);
     validateStateDict(shapes, arch);
     checkMetadataArch(ckpt.metadata, arch, path);
     return { sd: await readAll(ckpt), arch };
@@ -230,7 +242,7 @@ export async function convertCheckpoint(
   const ckpt = await openCheckpoint(inPath);
   try {
     const shapes = shapesOf(ckpt.tensors);
-    const arch = inferArch(shapes);
+    const arch = archOf(inPath, shapes);
     validateStateDict(shapes, arch);
     const byName = new Map(ckpt.tensors.map((t) => [t.name, t]));
     const ordered = [...expectedShapes(arch).keys()].map((name) => asFloat32(byName.get(name)!));

@@ -4,6 +4,7 @@
  * installed. Exit status: 0 done, 1 a download or conversion failed, 2 bad usage. Expected
  * failures print one clear message, no stack trace ($WGSAM_DEBUG=1 adds it).
  */
+import { parseFlags, runCli, UsageError, wantsHelp } from "../cli/args.ts";
 import { downloadModel, progressBar } from "./download.ts";
 import {
   checkpointPath,
@@ -16,7 +17,7 @@ import {
   weightsDirFrom,
 } from "./registry.ts";
 
-const USAGE = `usage: deno task weights [options] <model>...
+export const USAGE = `Usage: deno task weights [options] <model>...
        deno task weights --list [options]
 
 Downloads, verifies (size and MD5) and converts SAM checkpoints into the weights folder:
@@ -26,40 +27,40 @@ resume where they stopped; finished steps are skipped.
 models: vit_b (375 MB), vit_l (1.25 GB), vit_h (2.56 GB)
 
 options:
-  --list            show the models and what is installed
+  -l, --list        show the models and what is installed
   --dir <path>      weights folder (default $WGSAM_WEIGHTS_DIR, else ./weights)
   --url <base>      mirror holding the .pth files (default $WGSAM_WEIGHTS_URL, else Meta's)
   --registry <json> extra models: {"models": [{"name", "fileName", "bytes", "md5", "url"?}]}
-  -h, --help        this text`;
+  -h, --help        this text
 
-class UsageError extends Error {}
+Exit status: 0 done, 1 a download or conversion failed (the message gives the cause and how to
+install the file by hand), 2 a bad argument (unknown flag or model name).`;
 
 interface Args {
   list: boolean;
-  help: boolean;
   dir?: string;
   url?: string;
   registry?: string;
   names: string[];
 }
 
-function parseArgs(argv: string[]): Args {
-  const args: Args = { list: false, help: false, names: [] };
-  const valued = { "--dir": "dir", "--url": "url", "--registry": "registry" } as const;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    const eq = arg.indexOf("=");
-    const flag = arg.startsWith("--") && eq > 0 ? arg.slice(0, eq) : arg;
-    if (Object.hasOwn(valued, flag)) {
-      const value = eq > 0 && arg.startsWith("--") ? arg.slice(eq + 1) : argv[++i];
-      if (value === undefined || value === "") throw new UsageError(`${flag} needs a value`);
-      args[valued[flag as keyof typeof valued]] = value;
-    } else if (arg === "--list" || arg === "-l") args.list = true;
-    else if (arg === "--help" || arg === "-h") args.help = true;
-    else if (arg.startsWith("-")) throw new UsageError(`unknown option ${arg}`);
-    else args.names.push(arg);
+export function parseWeightsArgs(argv: readonly string[]): Args {
+  const { values, positionals } = parseFlags(argv, {
+    list: { type: "boolean", short: "l" },
+    dir: { type: "string" },
+    url: { type: "string" },
+    registry: { type: "string" },
+  });
+  for (const flag of ["dir", "url", "registry"] as const) {
+    if (values[flag] === "") throw new UsageError(`--${flag} needs a value`);
   }
-  return args;
+  return {
+    list: values.list ?? false,
+    dir: values.dir,
+    url: values.url,
+    registry: values.registry,
+    names: positionals,
+  };
 }
 
 async function sizeOf(path: string): Promise<number | null> {
@@ -94,11 +95,11 @@ async function list(entries: ModelEntry[], dir: string) {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const args = parseArgs(argv);
-  if (args.help) {
+  if (wantsHelp(argv)) {
     console.log(USAGE);
     return 0;
   }
+  const args = parseWeightsArgs(argv);
   const extra = args.registry
     ? parseRegistry(await Deno.readTextFile(args.registry), args.registry)
     : [];
@@ -148,18 +149,5 @@ async function main(argv: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
-  let code: number;
-  try {
-    code = await main(Deno.args);
-  } catch (e) {
-    const err = e as Error;
-    let debug = false;
-    try {
-      debug = Deno.env.get("WGSAM_DEBUG") === "1";
-    } catch { /* no --allow-env */ }
-    console.error(`weights: error: ${debug ? err.stack : err.message}`);
-    if (e instanceof UsageError) console.error("run with --help for usage");
-    code = e instanceof UsageError ? 2 : 1;
-  }
-  Deno.exit(code);
+  await runCli("weights", () => main(Deno.args));
 }
