@@ -59,8 +59,10 @@ AMG settings (official defaults when omitted):
   --min-mask-region-area N          remove holes and islands smaller than this (0)
 
 After each image it prints how many candidate masks each threshold dropped, so that an empty
-result says which threshold to lower. Exit status: 0 done, 1 a runtime failure, 2 a bad
-argument (unknown flag, missing input, output that exists, model that does not load).
+result says which threshold to lower.
+
+Exit status: 0 done, 1 a runtime failure, 2 a bad argument (unknown flag, missing input,
+output that exists, model that does not load).
 `;
 
 type Kind = "int" | "float";

@@ -70,6 +70,8 @@ const STATIC_FILES: Record<string, [file: string, type: string]> = {
   "/index.html": ["index.html", "text/html; charset=utf-8"],
   "/app.js": ["app.js", "text/javascript; charset=utf-8"],
   "/style.css": ["style.css", "text/css; charset=utf-8"],
+  "/favicon.svg": ["favicon.svg", "image/svg+xml"],
+  "/favicon.ico": ["favicon.svg", "image/svg+xml"], // browsers ask for it unprompted
 };
 
 export function createApp(options: AppOptions): AppHandler {
@@ -286,9 +288,9 @@ export function createApp(options: AppOptions): AppHandler {
       throw new HttpError(400, (e as Error).message);
     }
     const t0 = performance.now();
-    const records = await onGpu((signal) => {
+    const { records, counts } = await onGpu((signal) => {
       const source = stoppable(engine.maskSource?.() ?? predictorMaskSource(engine), signal);
-      return generator.generate({ width, height, data: stored.image.data }, source);
+      return generator.generateWithCounts({ width, height, data: stored.image.data }, source);
     });
     return jsonResponse({
       width,
@@ -310,6 +312,7 @@ export function createApp(options: AppOptions): AppHandler {
         output_mode: "coco_rle",
       },
       annotations: records,
+      filtered: counts, // why there are this many: candidates dropped per threshold
     });
   }
 

@@ -450,6 +450,12 @@ function hslToRgb(h, s, l) {
 $("everything").addEventListener("click", async () => {
   if (!state.imageId) return;
   const pps = Number($("pps").value) || 32;
+  const threshold = (id, fallback) => {
+    const v = Number($(id).value);
+    return $(id).value.trim() !== "" && v >= 0 && v <= 1 ? v : fallback;
+  };
+  const predIou = threshold("pred-iou", 0.88);
+  const stability = threshold("stability", 0.95);
   state.actions = [];
   state.masks = [];
   state.seq++;
@@ -459,17 +465,43 @@ $("everything").addEventListener("click", async () => {
   try {
     const answer = await api("POST", `/api/images/${state.imageId}/everything`, {
       points_per_side: pps,
+      pred_iou_thresh: predIou,
+      stability_score_thresh: stability,
     });
     state.everything = answer;
     drawEverything(answer.annotations);
     showScores();
-    setStatus(`${answer.count} masks in ${answer.ms} ms.`);
+    setStatus(`${answer.count} masks in ${answer.ms} ms. ${describeFiltered(answer)}`);
   } catch (e) {
     setStatus(`Segment everything failed: ${e.message}`, true);
   }
   $("everything").disabled = false;
   updateButtons();
 });
+
+/**
+ * Where the candidate masks went (the answer's `filtered` counts), with a hint when a
+ * threshold removed everything: sam-tiny's random masks never pass the official defaults.
+ */
+function describeFiltered(answer) {
+  const f = answer.filtered;
+  if (!f) return "";
+  const names = {
+    pred_iou_thresh: "below the IoU threshold",
+    stability_score_thresh: "below the stability threshold",
+    near_crop_edge: "touching a crop edge",
+    box_nms_thresh: "duplicates",
+    crop_nms_thresh: "duplicates across crops",
+    min_mask_region_area: "duplicates after small-region cleanup",
+  };
+  const drops = Object.entries(f.dropped).filter(([, n]) => n > 0)
+    .map(([k, n]) => `${n} ${names[k] ?? k}`);
+  let text = `${f.candidates} candidates` + (drops.length ? `: ${drops.join(", ")}` : "") + ".";
+  if (answer.count === 0 && (f.dropped.pred_iou_thresh || f.dropped.stability_score_thresh)) {
+    text += " Lower the IoU and stability thresholds to keep more.";
+  }
+  return text;
+}
 
 const detections = (n) => `${n} detection${n === 1 ? "" : "s"}`;
 
