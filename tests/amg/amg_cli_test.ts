@@ -7,7 +7,7 @@ import { metadataCsv, parseAmgArgs, pyFloat } from "../../src/cli/amg.ts";
 import { fixtureDir } from "../util/fixtures.ts";
 import { runCli } from "./cli_runner.ts";
 
-Deno.test("amg CLI: bad arguments exit 2 with a clear message, before loading a model; a bad model exits 1", async () => {
+Deno.test("amg CLI: bad arguments exit 2 with a clear message, before loading a model; so does a model that does not load", async () => {
   const dir = await Deno.makeTempDir();
   const image = new URL("image.png", fixtureDir("sam-tiny")!).pathname;
   const cases: [string[], RegExp][] = [
@@ -26,10 +26,10 @@ Deno.test("amg CLI: bad arguments exit 2 with a clear message, before loading a 
     assert.match(r.stderr, message);
     assert.doesNotMatch(r.stdout, /Loading model/);
   }
-  // A model that cannot be loaded: exit 1, saying why.
+  // A model that cannot be loaded: exit 2 as serve does, saying why.
   const r = await runCli(["--input", image, "--output", dir, "--model", "no_such_model"]);
-  assert.equal(r.code, 1, r.stderr);
-  assert.match(r.stderr, /could not load the model: 'no_such_model' is neither a model name/);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /could not load the model no_such_model: 'no_such_model' is neither/);
   await Deno.remove(dir, { recursive: true });
 });
 
@@ -52,7 +52,7 @@ Deno.test("amg CLI: argument parsing and metadata.csv formatting (in process)", 
   );
   assert.deepEqual(a.amg, { crop_overlap_ratio: 0.25, points_per_side: 16 });
   assert.throws(
-    () => parseAmgArgs(["--input", "a", "--output", "b", "--crop-n-layers", "-1"]),
+    () => parseAmgArgs(["--input", "a", "--output", "b", "--crop-n-layers=-1"]),
     /at least 0/,
   );
   assert.throws(

@@ -58,7 +58,7 @@ Deno.test("segment CLI: bad arguments give a clear message and exit 2", async ()
     [["a.png", "--out", "/tmp/x", "--point", "1,nan"], /not a finite number/],
     [["a.png", "--out", "/tmp/x", "--point", "1,2,5"], /label must be 1/],
     [["a.png", "--out", "/tmp/x", "--box", "5,5,1,1"], /x0 <= x1/],
-    [["a.png", "--out", "/tmp/x", "--frobnicate"], /unknown flag --frobnicate/],
+    [["a.png", "--out", "/tmp/x", "--frobnicate"], /unknown option --frobnicate/],
   ];
   for (const [args, message] of cases) {
     assert.throws(() => parseSegmentArgs(args), message);
@@ -68,8 +68,7 @@ Deno.test("segment CLI: bad arguments give a clear message and exit 2", async ()
   assert.match(help.stdout, /Usage: deno task segment/);
   const r = await runCli(["--point", "1,2"]);
   assert.equal(r.code, 2);
-  assert.match(r.stderr, /no image given/);
-  assert.match(r.stderr, /Usage: deno task segment/);
+  assert.match(r.stderr, /^segment: error: no image given\nRun 'deno task segment --help'/);
   // A click far outside the photo (160 x 107: at most 40 pixels beyond an edge) is an argument
   // mistake, found once the photo's size is known: exit 2, no output folder, no model loaded.
   const outside = `/tmp/wgsam-segment-outside-${Deno.pid}`;
@@ -77,15 +76,15 @@ Deno.test("segment CLI: bad arguments give a clear message and exit 2", async ()
   const far = await runCli([image, "--point", "500,375", "--model", "nosuch", "--out", outside]);
   assert.equal(far.code, 2, far.stderr);
   assert.match(far.stderr, /--point \(500, 375\) is outside the 160x107 image/);
-  // A model that does not load (exit 1) leaves no empty output folder behind either.
+  // A model that does not load (exit 2, as serve) leaves no empty output folder behind either.
   const noModel = await runCli([image, "--point", "50,37", "--model", "nosuch", "--out", outside]);
-  assert.equal(noModel.code, 1, noModel.stderr);
+  assert.equal(noModel.code, 2, noModel.stderr);
   assert.match(noModel.stderr, /nosuch/);
   await assert.rejects(Deno.stat(outside), Deno.errors.NotFound);
-  // A runtime failure (missing file) is exit 1 with one line, no stack trace.
+  // A missing photo is an argument mistake too: exit 2 with one line, no stack trace.
   const missing = await runCli(["/nonexistent.png", "--point", "1,2", "--out", "/tmp/wgsam-x"]);
-  assert.equal(missing.code, 1);
-  assert.match(missing.stderr, /segment: .*nonexistent\.png/);
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr, /segment: error: image: no such file: \/nonexistent\.png/);
   assert.doesNotMatch(missing.stderr, /at .*\.ts:\d+/);
 });
 

@@ -34,8 +34,10 @@ Deno.test("detect-segment CLI: arguments", () => {
     score: 0.5,
     iou: 0.5,
     maxDetections: 300,
-    model: "vit_b",
+    maxMaskPixels: 256 * 1024 * 1024,
+    model: undefined,
     provider: "auto",
+    overwrite: false,
   });
   const base = ["p.png", "--detector", "d.onnx", "--out", "o"];
   assert.equal(parseDetectSegmentArgs([...base, "--classes", ""]).classes, undefined);
@@ -50,9 +52,14 @@ Deno.test("detect-segment CLI: arguments", () => {
   );
   assert.throws(
     () => parseDetectSegmentArgs([...base, "--score", "x"]),
-    /--score must be a number in \[0, 1\], got x/,
+    /--score must be a number, got 'x'/,
   );
-  assert.throws(() => parseDetectSegmentArgs([...base, "--iou", "1.5"]), /--iou must be/);
+  assert.throws(() => parseDetectSegmentArgs([...base, "--iou", "1.5"]), /--iou must be at most 1/);
+  // Each detection is a full-size mask: a million of them was 1.3 GB at 2000 (issue 21.12).
+  assert.throws(
+    () => parseDetectSegmentArgs([...base, "--max-det", "1000000"]),
+    /--max-det must be at most 1000, got 1000000/,
+  );
   assert.throws(
     () => parseDetectSegmentArgs([...base, "--max-det", "2.5"]),
     /--max-det must be an integer/,
@@ -142,10 +149,15 @@ Deno.test("detect-segment CLI: writes overlay.png and annotations.json", async (
     const overlay = await Image.decode(await Deno.readFile(`${out}/overlay.png`));
     assert.deepEqual([overlay.width, overlay.height], [160, 107]);
 
-    // Nothing of the wanted class: SAM is never loaded, the files are still written.
+    // Nothing of the wanted class: SAM is never loaded, the files are still written
+    // (--overwrite: they replace the first run's).
     calls.length = 0;
     await Deno.remove(`${out}/annotations.json`);
-    await runDetectSegment({ ...args, classes: ["giraffe"] }, boxFillLoader(calls), () => {});
+    await runDetectSegment(
+      { ...args, classes: ["giraffe"], overwrite: true },
+      boxFillLoader(calls),
+      () => {},
+    );
     assert.deepEqual(calls, []);
     const empty = JSON.parse(await Deno.readTextFile(`${out}/annotations.json`));
     assert.deepEqual(empty.annotations, []);
@@ -160,14 +172,14 @@ Deno.test("detect-segment CLI: exit codes and messages of the real command", asy
     runDeno(cli, args, { env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" } });
   const help = await run("--help");
   assert.equal(help.code, 0, help.stderr);
-  assert.match(help.stdout, /^usage: deno task detect-segment/);
+  assert.match(help.stdout, /^Usage: deno task detect-segment/);
   const usage = await run("--score", "0.5");
   assert.equal(usage.code, 2);
-  assert.match(usage.stderr, /error: no image given\nusage: deno task detect-segment/);
+  assert.match(usage.stderr, /error: no image given\nRun 'deno task detect-segment --help'/);
   const photo = new URL("image.png", fixtureDir("sam-tiny")!).pathname;
   const missing = await run(photo, "--detector", "/nonexistent.onnx", "--out", "/tmp/x");
-  assert.equal(missing.code, 1);
-  assert.match(missing.stderr, /error: detector: cannot read \/nonexistent\.onnx/);
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr, /error: --detector: no such file: \/nonexistent\.onnx/);
   const detector = sharedFixture("detector/yolov8_raw.onnx");
   if (detector) {
     // Known only once the detector is loaded, but still an argument mistake.
@@ -183,5 +195,34 @@ Deno.test("detect-segment CLI: exit codes and messages of the real command", asy
     );
     assert.equal(unknown.code, 2, unknown.stderr);
     assert.match(unknown.stderr, /unknown class name "unicorn"/);
+  }
+});
+
+Deno.test("detect-segment CLI: --max-mask-pixels bounds the masks held (fewer detections, said in the log)", async () => {
+  const detectorFile = sharedFixture("detector/yolo_nas_raw.onnx");
+  if (skipIfMissing(detectorFile, "detector fixtures")) return;
+  const photo = new URL("image.png", fixtureDir("sam-tiny")!).pathname; // 160 x 107, 3 objects
+  const out = await Deno.makeTempDir({ prefix: "wgsam_detect_bound_" });
+  try {
+    const args = parseDetectSegmentArgs([
+      photo,
+      ...["--detector", detectorFile!.pathname, "--out", out, "--provider", "wasm"],
+      ...["--max-mask-pixels", String(2 * 160 * 107 + 5)],
+    ]);
+    const calls: string[] = [];
+    const lines: string[] = [];
+    await runDetectSegment(args, boxFillLoader(calls), (l) => lines.push(l));
+    assert.deepEqual(calls.filter((c) => c.startsWith("batch")), ["batch 2"]);
+    assert.match(
+      lines.join("\n"),
+      /at most 2 detections on this 160x107 photo \(--max-det 300\): their masks must fit in --max-mask-pixels 34245/,
+    );
+    const coco = JSON.parse(await Deno.readTextFile(`${out}/annotations.json`));
+    assert.deepEqual(coco.annotations.map((a: { score: number }) => a.score.toFixed(2)), [
+      "0.92",
+      "0.88",
+    ]);
+  } finally {
+    await Deno.remove(out, { recursive: true });
   }
 });

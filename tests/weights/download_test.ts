@@ -317,3 +317,30 @@ Deno.test("weights CLI: downloads with progress; clear errors and non-zero exits
     for (const r of [bad, notFound]) assert.doesNotMatch(r.stderr, /^\s+at /m, "no stack trace");
   });
 });
+
+Deno.test("offline: the notes and the error give fetch's underlying cause, not 'connection lost at 0.0 MB'", async () => {
+  await withTempDir(async (dir) => {
+    const notes: string[] = [];
+    const offline = () =>
+      Promise.reject(
+        new TypeError("fetch failed", {
+          cause: new Error("dns error: failed to lookup address information"),
+        }),
+      );
+    await assert.rejects(
+      downloadModel(ENTRY, {
+        weightsDir: dir,
+        baseUrl: "http://mirror.invalid",
+        retries: 1,
+        retryDelayMs: 1,
+        fetch: offline,
+        onNote: (n) => notes.push(n),
+      }),
+      /failed after 2 attempt\(s\) \(fetch failed: dns error: failed to lookup address information\)/,
+    );
+    assert.deepEqual(notes, [
+      "could not download from mirror.invalid (fetch failed: dns error: failed to lookup " +
+      "address information); retrying (1/1)",
+    ]);
+  });
+});

@@ -185,19 +185,28 @@ Deno.test("convert CLI: progress on stderr, exit 1 with a message on bad input, 
     const evilPath = await writeTemp(dir, "evil.pth", await buildPth(evil, {}));
     const bad = await runCli(evilPath, `${dir}/evil.safetensors`);
     assert.equal(bad.code, 1);
-    assert.match(bad.stderr, /convert: error: pickle: refusing global 'posix\.system'/);
+    assert.match(
+      bad.stderr,
+      /convert: error: .*evil\.pth is a zip file but not a PyTorch checkpoint wgsam can read \(its data\.pkl: pickle: refusing global 'posix\.system'/,
+    );
     const usage = await runCli(TINY.pathname);
     assert.equal(usage.code, 2);
-    assert.match(usage.stderr, /usage: deno task convert <in\.pth> <out\.safetensors>/);
+    assert.match(usage.stderr, /convert: error: expected an input checkpoint and an output path/);
     const help = await runCli("--help");
     assert.equal(help.code, 0);
-    assert.match(help.stdout, /usage: deno task convert/);
+    assert.match(
+      help.stdout,
+      /Usage: deno task convert <in\.pth\|in\.safetensors> <out\.safetensors>/,
+    );
     // The output may not be the input: the checkpoint must survive a slip of the keyboard.
     const copy = `${dir}/copy.pth`;
     await Deno.copyFile(TINY, copy);
     const same = await runCli(copy, copy);
-    assert.equal(same.code, 1);
-    assert.match(same.stderr, /is the input checkpoint/);
+    assert.equal(same.code, 2);
+    assert.match(same.stderr, /copy\.pth already exists; pass --overwrite/);
+    const sameOverwrite = await runCli(copy, copy, "--overwrite");
+    assert.equal(sameOverwrite.code, 1);
+    assert.match(sameOverwrite.stderr, /is the input checkpoint/);
     assert.deepEqual(await Deno.readFile(copy), await Deno.readFile(TINY));
   });
 });
