@@ -183,12 +183,17 @@ async function drivePage(
     await page.waitForFunction(`document.getElementById("scores").textContent === "No mask yet."`);
     assert.equal(await overlayPixels(), 0);
 
-    // Segment everything: a coloured overlay of all masks.
+    // Segment everything: a coloured overlay of all masks, and where the candidates went.
     await page.fill("#pps", String(pointsPerSide));
+    assert.equal(await page.inputValue("#pred-iou"), "0.88");
+    assert.equal(await page.inputValue("#stability"), "0.95");
+    await page.fill("#pred-iou", "0");
+    await page.fill("#stability", "0");
     before = await status();
     await page.click("#everything");
     const done = await settled(before);
     assert.match(done, /\d+ masks in/);
+    assert.match(done, new RegExp(`${pointsPerSide * pointsPerSide * 3} candidates`));
     if (!/^0 masks/.test(done)) assert.ok(await overlayPixels() > 0);
     await page.screenshot({ path: new URL(`page_${tag}_everything.png`, ARTIFACTS).pathname });
 
