@@ -23,6 +23,7 @@
  * adapter such a case estimated over a minute a run runs once without warm-up (planRuns), so
  * `--budget` alone decides how far a CPU-emulated run goes.
  */
+import { parseFlags, UsageError, wantsHelp } from "../src/cli/args.ts";
 import { isSoftwareAdapter as isSoftwareDevice } from "../src/gpu/device.ts";
 import { getContext, type GpuContext } from "../src/gpu/context.ts";
 import type { Tensor } from "../src/gpu/tensor.ts";
@@ -406,36 +407,54 @@ export interface ReportOptions {
   outDir: string;
 }
 
+export const USAGE = `Usage: deno task bench:report [options]
+
+Measures wgsam against onnxruntime-web (wasm and its WebGPU provider) on the same inputs and
+writes bench/results/<adapter>.{json,md} (see bench/README.md).
+
+  --quick           one run per case, smaller budget (120 s a case)
+  --only GROUPS     comma-separated: encoder, decoder, amg (default: all)
+  --runs N          timed runs per case (default 5 encoder, 20 decoder; 1 with --quick)
+  --budget SECONDS  per-case budget: cases estimated beyond it are skipped (default 900)
+  --no-peer         ours only
+  --out DIR         where the results go (default bench/results/)
+  -h, --help        this text
+
+Exit status: 0 done, 1 a runtime failure, 2 a bad argument (unknown flag, bad value).`;
+
+/** The options; a UsageError (exit 2) for a bad argument. */
 export function parseArgs(args: readonly string[]): ReportOptions {
-  const quick = args.includes("--quick");
-  const value = (flag: string): string | undefined => {
-    const i = args.indexOf(flag);
-    if (i < 0) return undefined;
-    const v = args[i + 1];
-    if (v === undefined || v.startsWith("--")) throw new Error(`${flag} needs a value`);
-    return v;
-  };
-  const known = new Set(["--quick", "--only", "--runs", "--budget", "--no-peer", "--out"]);
-  for (const a of args) {
-    if (a.startsWith("--") && !known.has(a)) throw new Error(`unknown option ${a}`);
-  }
+  const { values, positionals } = parseFlags(args, {
+    quick: { type: "boolean" },
+    only: { type: "string" },
+    runs: { type: "string" },
+    budget: { type: "string" },
+    "no-peer": { type: "boolean" },
+    out: { type: "string" },
+  });
+  if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  const quick = values.quick ?? false;
+  const value = (flag: "--only" | "--runs" | "--budget" | "--out"): string | undefined =>
+    values[flag.slice(2) as "only" | "runs" | "budget" | "out"];
   const groups: Group[] = ["encoder", "decoder", "amg"];
   const onlyArg = value("--only");
   const only = new Set<Group>();
   for (const g of onlyArg ? onlyArg.split(",").map((s) => s.trim()).filter(Boolean) : groups) {
     if (!groups.includes(g as Group)) {
-      throw new Error(`--only takes ${groups.join(",")}; got ${g}`);
+      throw new UsageError(`--only takes ${groups.join(",")}; got ${g}`);
     }
     only.add(g as Group);
   }
   const runsArg = value("--runs");
   const runs = runsArg === undefined ? undefined : Number(runsArg);
   if (runs !== undefined && !(Number.isInteger(runs) && runs >= 1)) {
-    throw new Error(`--runs must be a positive integer, got ${runsArg}`);
+    throw new UsageError(`--runs must be a positive integer, got ${runsArg}`);
   }
   const budgetArg = value("--budget");
   const budgetS = budgetArg === undefined ? (quick ? 120 : 900) : Number(budgetArg);
-  if (!(budgetS > 0)) throw new Error(`--budget must be positive seconds, got ${budgetArg}`);
+  if (!(budgetS > 0)) {
+    throw new UsageError(`--budget must be positive seconds, got ${budgetArg}`);
+  }
   return {
     quick,
     only,
@@ -443,7 +462,7 @@ export function parseArgs(args: readonly string[]): ReportOptions {
     decoderRuns: runs ?? (quick ? 1 : 20),
     warmup: 1,
     budgetMs: budgetS * 1000,
-    peer: !args.includes("--no-peer"),
+    peer: !values["no-peer"],
     outDir: value("--out") ?? new URL("./results/", import.meta.url).pathname,
   };
 }
@@ -1317,7 +1336,20 @@ export function formatReport(
 }
 
 if (import.meta.main) {
-  const opts = parseArgs(Deno.args);
+  if (wantsHelp(Deno.args)) {
+    console.log(USAGE);
+    Deno.exit(0);
+  }
+  let opts: ReportOptions;
+  try {
+    opts = parseArgs(Deno.args);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    console.error(
+      `bench:report: error: ${e.message}\nRun 'deno task bench:report --help' for usage.`,
+    );
+    Deno.exit(2);
+  }
   const t0 = performance.now();
   const { env, rows } = await runReport(opts);
   const slug = adapterSlug(env.adapter);

@@ -24,6 +24,12 @@ const CLIS: [string, string, string[], (input: string, out: string) => string[]]
   ],
   ["convert", "weights/convert_cli.ts", ["--allow-read", "--allow-write"], (i, o) => [i, o]],
   ["weights", "weights/weights_cli.ts", TASK_PERMISSIONS, () => ["vit_b", "--dir", "/tmp"]],
+  [
+    "bench:report",
+    "../bench/report.ts",
+    [...TASK_PERMISSIONS, "--allow-run", "--allow-sys"],
+    () => ["--quick"],
+  ],
 ];
 
 Deno.test("every CLI: --help, unknown flags and missing inputs, the same way", async () => {
@@ -45,7 +51,7 @@ Deno.test("every CLI: --help, unknown flags and missing inputs, the same way", a
         unknown.stderr,
         `${name}: error: unknown option --frobnicate\nRun 'deno task ${name} --help' for usage.\n`,
       );
-      if (name === "weights") continue; // no input file
+      if (name === "weights" || name === "bench:report") continue; // no input file
 
       const missing = await run(line(`${dir}/no-such-input.png`, `${dir}/out-${name}`));
       assert.equal(missing.code, 2, `${name} with a missing input: ${missing.stderr}`);
