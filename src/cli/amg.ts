@@ -22,7 +22,7 @@ import { ModelMaskSource } from "../amg/model_source.ts";
 import { SamModelBackend } from "../amg/sam_backend.ts";
 import { SamModel } from "../predictor.ts";
 import { encodeMaskPng, readImageFile } from "../image.ts";
-import { numberFlag, parseFlags, runCli, UsageError, wantsHelp } from "./args.ts";
+import { GPU_FLAGS, numberFlag, parseFlags, runCli, UsageError, wantsHelp } from "./args.ts";
 import { chooseModel, MODEL_HELP, warnIfMeaningless } from "./model.ts";
 import { checkOutputFiles, writeOutput } from "./output.ts";
 
@@ -117,6 +117,7 @@ export function parseAmgArgs(argv: readonly string[]): AmgCliArgs {
     overwrite: { type: "boolean" },
     help: { type: "boolean", short: "h" },
     ...amgOptions,
+    ...GPU_FLAGS,
   });
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   const values = new Map(
@@ -359,6 +360,15 @@ export async function main(argv: readonly string[]): Promise<number> {
         await writeOutput(dest, JSON.stringify(records), args.overwrite);
       } else {
         await Deno.mkdir(dest, { recursive: args.overwrite });
+        if (args.overwrite) {
+          // An earlier run's masks go, so the folder matches its new metadata.csv (links were
+          // refused up front; removing one removes the link, not its target).
+          for (const e of [...Deno.readDirSync(dest)]) {
+            if (e.name === "metadata.csv" || /^\d+\.png$/.test(e.name)) {
+              await Deno.remove(join(dest, e.name));
+            }
+          }
+        }
         for (const [i, r] of records.entries()) {
           const png = await encodeMaskPng(r.segmentation as Uint8Array, image.width, image.height);
           await writeOutput(join(dest, `${i}.png`), png, args.overwrite);

@@ -12,6 +12,12 @@ export class UsageError extends Error {}
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
+/**
+ * Flags shared by every command that runs the GPU, spread into each one's parseFlags options
+ * (segment, amg, detect-segment): the one place to add a device choice such as `--gpu`.
+ */
+export const GPU_FLAGS = {} as const;
+
 /** True when the user asked for help (`--help` or `-h` anywhere before a `--`). */
 export function wantsHelp(argv: readonly string[]): boolean {
   for (const a of argv) {

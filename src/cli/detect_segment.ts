@@ -1,7 +1,7 @@
 /**
  * deno task detect-segment <image> --detector <model.onnx> [--classes dog,car] [--score 0.35]
- *   [--iou 0.5] [--max-det 300] [--model sam-tiny|vit_b|path] [--provider auto|webgpu|wasm]
- *   --out <dir>
+ *   [--iou 0.5] [--max-det 300] [--max-mask-pixels N] [--model sam-tiny|vit_b|path]
+ *   [--provider auto|webgpu|wasm] [--overwrite] --out <dir>
  *
  * Detects objects with a YOLO-NAS / YOLOv8 ONNX model, segments each box with SAM (one
  * batched pass) and writes <dir>/overlay.png (masks tinted, boxes, labels) and
@@ -21,7 +21,15 @@ import { UnknownClassError } from "../detect/mod.ts";
 import { Detector, type ExecutionProviderChoice } from "../detect/detector.ts";
 import { overlayItems, renderOverlayPng } from "../detect/overlay.ts";
 import { DEFAULT_LIMITS } from "../server/limits.ts";
-import { numberFlag, parseFlags, requireInputFile, runCli, UsageError, wantsHelp } from "./args.ts";
+import {
+  GPU_FLAGS,
+  numberFlag,
+  parseFlags,
+  requireInputFile,
+  runCli,
+  UsageError,
+  wantsHelp,
+} from "./args.ts";
 import { chooseModel, MODEL_HELP, warnIfMeaningless } from "./model.ts";
 import { checkOutputDir, checkOutputFiles, writeOutput } from "./output.ts";
 
@@ -82,6 +90,7 @@ export function parseDetectSegmentArgs(argv: readonly string[]): DetectSegmentAr
     model: { type: "string" },
     provider: { type: "string", default: "auto" },
     overwrite: { type: "boolean" },
+    ...GPU_FLAGS,
   });
   if (positionals.length !== 1) {
     throw new UsageError(

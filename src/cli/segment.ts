@@ -2,18 +2,19 @@
  * `deno task segment`: prompt SAM on one photo from the command line.
  *
  *   deno task segment <image> --point x,y[,label]... [--box x0,y0,x1,y1]... [--multimask]
- *     [--model sam-tiny|vit_b|<path>] --out <dir>
+ *     [--model sam-tiny|vit_b|<path>] [--overwrite] --out <dir>
  *
  * Points and one box make one prompt; several boxes (and no points) make one prompt per box,
  * decoded in one batch. Writes mask_<prompt>_<k>.png per mask (0/255), overlay.png (the photo
- * with the masks tinted) and result.json (scores, sizes, files). Argument mistakes exit with
- * status 2 before any model is loaded; runtime failures exit 1 with a one-line message.
+ * with the masks tinted and the prompts drawn) and result.json (scores, sizes, files). Argument
+ * mistakes exit with status 2 before any model is loaded where they can be known; runtime
+ * failures exit 1 with a one-line message.
  */
 import { getPreprocessShape } from "../encoder/preprocess.ts";
 import { encodeMaskPng, encodeOverlayPng, ImageDecodeError, readImageFile } from "../image.ts";
 import { SamModel, SamPredictor } from "../predictor.ts";
 import type { Prompt } from "../types.ts";
-import { parseFlags, requireInputFile, runCli, UsageError, wantsHelp } from "./args.ts";
+import { GPU_FLAGS, parseFlags, requireInputFile, runCli, UsageError, wantsHelp } from "./args.ts";
 import { chooseModel, MODEL_HELP, warnIfMeaningless } from "./model.ts";
 import { checkOutputDir, checkOutputFiles, writeOutput } from "./output.ts";
 import { drawPrompts } from "./prompt_marks.ts";
@@ -77,6 +78,7 @@ export function parseSegmentArgs(argv: readonly string[]): SegmentArgs {
     model: { type: "string" },
     out: { type: "string" },
     overwrite: { type: "boolean" },
+    ...GPU_FLAGS,
   });
   const args: SegmentArgs = {
     image: "",

@@ -146,6 +146,15 @@ Deno.test("amg CLI on sam-tiny: PNG folder + metadata.csv, and COCO RLE JSON, ag
   // The PNG folder is not overwritten.
   const again = await runCli(["--input", inputs, "--output", `${dir}/png`, ...common]);
   assert.equal(again.code, 2);
-  assert.match(again.stderr, /already exists/);
+  assert.match(again.stderr, /already exists; pass --overwrite/);
+  // With --overwrite it is: an earlier run's extra masks go, so the folder matches metadata.csv.
+  await Deno.writeFile(`${dir}/png/dog/99.png`, new Uint8Array(1));
+  const over = await runCli([
+    ...["--input", inputs, "--output", `${dir}/png`, "--overwrite", "--quiet"],
+    ...common,
+  ]);
+  assert.equal(over.code, 0, over.stderr);
+  const names = [...Deno.readDirSync(`${dir}/png/dog`)].map((e) => e.name).sort();
+  assert.deepEqual(names, [...rows.map((_, i) => `${i}.png`), "metadata.csv"].sort());
   await Deno.remove(dir, { recursive: true });
 });
