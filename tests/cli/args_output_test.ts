@@ -31,6 +31,9 @@ Deno.test("parseFlags: one wording for unknown flags, missing values, switches w
   assert.equal(ok.values.quiet, true);
   const fails: [string[], RegExp][] = [
     [["--frobnicate"], /^unknown option --frobnicate$/],
+    // Names of Object.prototype are no flags (issue 21.10's allow-list finding).
+    [["--__proto__", "x"], /^unknown option --__proto__$/],
+    [["--toString"], /^unknown option --toString$/],
     [["--out"], /^--out needs a value$/],
     [
       ["--point", "-5,3"],
