@@ -137,6 +137,7 @@ export function parseAmgArgs(argv: readonly string[]): AmgCliArgs {
   if (help) return out;
   if (!out.input) throw new UsageError("--input is required (an image or a folder of images)");
   if (!out.output) throw new UsageError("--output is required (a folder for the results)");
+  if (out.model === "") throw new UsageError("--model needs a value");
   if (values.has("model") && values.has("checkpoint")) {
     throw new UsageError("give either --model or --checkpoint, not both");
   }

@@ -99,6 +99,7 @@ export function parseDetectSegmentArgs(argv: readonly string[]): DetectSegmentAr
   }
   if (!values.detector) throw new UsageError("--detector <model.onnx> is required");
   if (!values.out) throw new UsageError("--out <dir> is required");
+  if (values.model === "") throw new UsageError("--model needs a value");
   const provider = values.provider as ExecutionProviderChoice;
   if (!["auto", "webgpu", "wasm"].includes(provider)) {
     throw new UsageError(`--provider must be auto, webgpu or wasm, got ${provider}`);
@@ -120,7 +121,7 @@ export function parseDetectSegmentArgs(argv: readonly string[]): DetectSegmentAr
       min: 1,
       integer: true,
     }),
-    model: values.model || undefined,
+    model: values.model,
     provider,
     overwrite: values.overwrite ?? false,
   };

@@ -5,6 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { numberFlag, parseFlags, UsageError, wantsHelp } from "../../src/cli/args.ts";
+import { parseSegmentArgs } from "../../src/cli/segment.ts";
+import { parseAmgArgs } from "../../src/cli/amg.ts";
+import { parseDetectSegmentArgs } from "../../src/cli/detect_segment.ts";
 import { checkOutputFiles, writeOutput } from "../../src/cli/output.ts";
 import { chooseModel, MEANINGLESS_WARNING } from "../../src/cli/model.ts";
 import { MEANINGLESS_WARNING as SERVER_WARNING } from "../../src/server/app.ts";
@@ -50,6 +53,19 @@ Deno.test("parseFlags: one wording for unknown flags, missing values, switches w
     });
   }
   assert.deepEqual(parseFlags(["--point=-5,3"], options).values.point, ["-5,3"]);
+  // An empty --model is a mistake, not "the default model".
+  assert.throws(
+    () => parseSegmentArgs(["a.png", "--out", "o", "--box", "0,0,1,1", "--model="]),
+    /--model needs a value/,
+  );
+  assert.throws(
+    () => parseAmgArgs(["--input", "a", "--output", "o", "--model", ""]),
+    /--model needs a value/,
+  );
+  assert.throws(
+    () => parseDetectSegmentArgs(["a.png", "--detector", "d", "--out", "o", "--model="]),
+    /--model needs a value/,
+  );
   assert.equal(wantsHelp(["a", "-h"]), true);
   assert.equal(wantsHelp(["--", "--help"]), false);
   assert.equal(numberFlag("n", "3", { integer: true, min: 1 }), 3);
