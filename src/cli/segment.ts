@@ -201,6 +201,14 @@ export async function runSegment(
   }
   // Only once the model loads, so that a missing model leaves no empty output folder behind.
   await Deno.mkdir(args.out, { recursive: true });
+  if (args.overwrite) {
+    // An earlier run's masks go (e.g. three candidates where this run makes one), so the
+    // folder matches the new result.json; links were refused above, and removing one removes
+    // the link, not its target.
+    for (const e of [...Deno.readDirSync(args.out)]) {
+      if (/^mask_\d+_\d+\.png$/.test(e.name)) await Deno.remove(out(e.name));
+    }
+  }
   const predictor = new SamPredictor(model);
   try {
     const info = await predictor.setImage(image);

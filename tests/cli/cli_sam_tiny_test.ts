@@ -56,6 +56,13 @@ Deno.test("segment on a fresh checkout: sam-tiny with its warning, no XDG noise,
     assert.match(again.stderr, /already exists; pass --overwrite to replace it/);
     assert.equal(await Deno.readTextFile(`${out}/result.json`), before);
 
+    // With --overwrite: replaced, and an earlier run's extra masks go with it.
+    await Deno.writeFile(`${out}/mask_0_2.png`, new Uint8Array(1));
+    const over = await fresh("cli/segment.ts", [...args, "--overwrite"], `${dir}/weights`);
+    assert.equal(over.code, 0, over.stderr);
+    const files = [...Deno.readDirSync(out)].map((e) => e.name).sort();
+    assert.deepEqual(files, ["mask_0_0.png", "overlay.png", "result.json"]);
+
     // A link planted at result.json: never written through, even with --overwrite.
     const target = `${dir}/precious.txt`;
     await Deno.writeTextFile(target, "keep me");

@@ -63,6 +63,22 @@ Deno.test("every CLI: --help, unknown flags and missing inputs, the same way", a
   }
 });
 
+Deno.test("segment: a file that is no image is an argument mistake (exit 2), before the model loads", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "wgsam-notimage-" });
+  try {
+    await Deno.writeTextFile(`${dir}/notes.png`, "not an image");
+    const r = await runDeno(src("cli/segment.ts"), [
+      `${dir}/notes.png`,
+      ...["--point", "1,1", "--model", "no_such_model", "--out", `${dir}/out`],
+    ]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^segment: error: .*notes\.png: /);
+    assert.doesNotMatch(r.stderr, /no_such_model/, "refused before the model is looked at");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("convert: a missing output folder is named; progress lines without \\r off a terminal", async () => {
   const dir = await Deno.makeTempDir({ prefix: "wgsam-convert-" });
   try {
