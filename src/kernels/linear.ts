@@ -6,7 +6,7 @@
 import type { GpuContext } from "../gpu/context.ts";
 import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
 import type { Activation } from "./activation.ts";
-import { dispatchGemm, gemmSpec, tileFor } from "./matmul.ts";
+import { runGemm } from "./matmul.ts";
 
 export type { Activation } from "./activation.ts";
 
@@ -16,6 +16,8 @@ export interface LinearOptions {
   /** Added after the activation; same number of elements as the output. */
   residual?: Tensor;
   out?: Tensor;
+  /** A GEMM variant by name ("tile64", "reg_m8x8w16"), overriding the tuned / default one. */
+  variant?: string;
 }
 
 /**
@@ -56,28 +58,32 @@ export function linear(
       throw new Error(`linear: out must not share a buffer with ${what}`);
     }
   }
-  const tile = tileFor(M);
-  const spec = gemmSpec("linear", {
-    bLayout: "nk",
-    vecA: K % 4 === 0,
-    vecB: K % 4 === 0,
-    bias: bias !== null,
-    activation,
-    residual: residual !== undefined,
-    tile,
-  });
   const buffers = [x.buffer, weight.buffer];
   if (bias) buffers.push(bias.buffer);
   if (residual) buffers.push(residual.buffer);
   buffers.push(y.buffer);
-  dispatchGemm(ctx, spec, tile, {
-    batch: 1,
-    M,
-    N,
-    K,
-    strideA: 0,
-    strideB: 0,
-    strideOut: 0,
-  }, buffers);
+  runGemm(
+    ctx,
+    "linear",
+    {
+      bLayout: "nk",
+      vecA: K % 4 === 0,
+      vecB: K % 4 === 0,
+      bias: bias !== null,
+      activation,
+      residual: residual !== undefined,
+    },
+    {
+      batch: 1,
+      M,
+      N,
+      K,
+      strideA: 0,
+      strideB: 0,
+      strideOut: 0,
+    },
+    buffers,
+    opts.variant,
+  );
   return y;
 }

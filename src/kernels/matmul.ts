@@ -16,6 +16,8 @@
 import { type GpuContext, type KernelSpec, MAX_WORKGROUPS_PER_DIM } from "../gpu/context.ts";
 import { emptyTensor, Params, type Tensor } from "../gpu/tensor.ts";
 import { type Activation, ACTIVATION_WGSL, activationExpr } from "./activation.ts";
+import { parseRegisterTile, registerBlock, registerGemmSpec } from "./gemm_register.ts";
+import { variantFor } from "./tuning.ts";
 
 /** Output tile of a workgroup and the register block of a thread (TN is 4: one vec4). */
 export interface GemmTile {
@@ -60,11 +62,6 @@ export interface GemmDims {
   strideA: number;
   strideB: number;
   strideOut: number;
-}
-
-/** The tile to use for M rows. */
-export function tileFor(M: number): GemmTile {
-  return M <= TILE_16.bm ? TILE_16 : M >= 512 ? TILE_128 : TILE_64;
 }
 
 /**
@@ -280,12 +277,81 @@ export function dispatchGemm(
   ctx.dispatch(spec, params, buffers, [tilesN, tilesM, d.batch]);
 }
 
+/** Named GEMM variants: the shared-memory tiles above, and register blocks (gemm_register.ts). */
+const TILES: Record<string, GemmTile> = { tile16: TILE_16, tile64: TILE_64, tile128: TILE_128 };
+
+/** The default variant for M rows: tiled on GPUs; register-blocked on CPU adapters, with
+ * invocations over rows when there are enough of them, else over columns. */
+export function defaultGemmVariant(software: boolean, M: number): string {
+  if (!software) return M <= TILE_16.bm ? "tile16" : M >= 512 ? "tile128" : "tile64";
+  return M >= 64 ? "reg_m8x8w16" : "reg_n8x4w16";
+}
+
+/** Variants `deno task tune` times for a GEMM of M rows. */
+export function gemmCandidates(M: number): string[] {
+  const names = ["tile16", "tile64", "tile128", "reg_m4x8w16", "reg_m8x8w16", "reg_m8x16w16"];
+  names.push("reg_m4x4w64", "reg_n8x4w16", "reg_n4x8w16", "reg_n8x8w16");
+  return M <= 16 ? names.filter((n) => n !== "tile128") : names;
+}
+
+/** Tune-cache key of a GEMM shape. */
+export function gemmKey(bLayout: "nk" | "kn", d: GemmDims): string {
+  return `gemm|${bLayout}|${d.batch}x${d.M}x${d.N}x${d.K}`;
+}
+
+/** The parts of a variant that the op fixes; the tile comes from the variant name. */
+export type GemmEpilogue = Omit<GemmVariant, "tile">;
+
+/**
+ * Records one GEMM with the variant named `variant`, else the tuned or default one for this
+ * shape on this adapter. `buffers` follow the spec's bindings after the uniform.
+ */
+export function runGemm(
+  ctx: GpuContext,
+  prefix: string,
+  base: GemmEpilogue,
+  d: GemmDims,
+  buffers: GPUBuffer[],
+  variant?: string,
+): void {
+  const name = variant ??
+    variantFor(ctx, gemmKey(base.bLayout, d), defaultGemmVariant(ctx.gpu.software, d.M));
+  const tiled = TILES[name];
+  if (tiled) {
+    dispatchGemm(ctx, gemmSpec(prefix, { ...base, tile: tiled }), tiled, d, buffers);
+    return;
+  }
+  const reg = name.startsWith("reg_") ? parseRegisterTile(name.slice(4)) : null;
+  if (!reg) throw new Error(`${prefix}: unknown GEMM variant "${name}"`);
+  const { bm, bn } = registerBlock(reg);
+  const tilesN = Math.ceil(d.N / bn);
+  const tilesM = Math.ceil(d.M / bm);
+  if (
+    tilesN > MAX_WORKGROUPS_PER_DIM || tilesM > MAX_WORKGROUPS_PER_DIM ||
+    d.batch > MAX_WORKGROUPS_PER_DIM
+  ) {
+    // Too many blocks for one grid: the 128-row tile covers the most.
+    dispatchGemm(ctx, gemmSpec(prefix, { ...base, tile: TILE_128 }), TILE_128, d, buffers);
+    return;
+  }
+  const params = new Params()
+    .u32(d.M, d.N, d.K, d.strideA, d.strideB, d.strideOut)
+    .build();
+  ctx.dispatch(registerGemmSpec(prefix, { ...base, tile: reg }), params, buffers, [
+    tilesN,
+    tilesM,
+    d.batch,
+  ]);
+}
+
 export interface MatmulOptions {
   /** b is [B, N, K] (its last two dims transposed). */
   transposeB?: boolean;
   /** b has batch 1 and is shared by every batch of a. */
   broadcastB?: boolean;
   out?: Tensor;
+  /** A GEMM variant by name ("tile64", "reg_m8x8w16"), overriding the tuned / default one. */
+  variant?: string;
 }
 
 /**
@@ -324,24 +390,28 @@ export function matmul(ctx: GpuContext, a: Tensor, b: Tensor, opts: MatmulOption
     throw new Error("matmul: out must not alias an input");
   }
   const bLayout = opts.transposeB ? "nk" : "kn";
-  const tile = tileFor(M);
-  const spec = gemmSpec(opts.transposeB ? "matmul_nt" : "matmul_nn", {
-    bLayout,
-    vecA: K % 4 === 0,
-    vecB: bLayout === "nk" ? K % 4 === 0 : N % 4 === 0,
-    bias: false,
-    activation: "none",
-    residual: false,
-    tile,
-  });
-  dispatchGemm(ctx, spec, tile, {
-    batch,
-    M,
-    N,
-    K,
-    strideA: M * K,
-    strideB: opts.broadcastB ? 0 : K * N,
-    strideOut: M * N,
-  }, [a.buffer, b.buffer, y.buffer]);
+  runGemm(
+    ctx,
+    opts.transposeB ? "matmul_nt" : "matmul_nn",
+    {
+      bLayout,
+      vecA: K % 4 === 0,
+      vecB: bLayout === "nk" ? K % 4 === 0 : N % 4 === 0,
+      bias: false,
+      activation: "none",
+      residual: false,
+    },
+    {
+      batch,
+      M,
+      N,
+      K,
+      strideA: M * K,
+      strideB: opts.broadcastB ? 0 : K * N,
+      strideOut: M * N,
+    },
+    [a.buffer, b.buffer, y.buffer],
+    opts.variant,
+  );
   return y;
 }
