@@ -29,6 +29,14 @@
  */
 import { type GpuContext, grid, type KernelSpec } from "../gpu/context.ts";
 import { emptyTensor, Params, type Tensor } from "../gpu/tensor.ts";
+import { ATTENTION_PARAMS_WGSL, loadVec4, NEG_BIG, unroll } from "./attention_wgsl.ts";
+import {
+  attentionRowsSpec,
+  parseRowsName,
+  ROWS_MAX_REL,
+  type RowsVariant,
+} from "./attention_rows.ts";
+import { variantFor } from "./tuning.ts";
 
 /** [batch, tokens, heads, headDim] inside a buffer: (b, n, h, d) is at
  * offset + (b * tokens + n) * rowStride + h * headDim + d. */
@@ -57,30 +65,6 @@ export interface RelPosBias {
 
 /** Largest supported head dim. */
 export const MAX_HEAD_DIM = 128;
-/** Sentinel for the running max before the first key; WGSL does not guarantee infinities. */
-const NEG_BIG = "-1.0e30";
-
-/** Repeats `f(i)` for i in [0, n) as generated WGSL: shaders are unrolled over the thread's
- * register block so accumulators are plain registers, never dynamically indexed arrays. */
-function unroll(n: number, f: (i: number) => string, sep = "\n"): string {
-  return Array.from({ length: n }, (_, i) => f(i)).join(sep);
-}
-
-/** WGSL for vec4 number `d4` of a head row starting at element `base` of `buf`; dims >=
- * headDim and invalid rows read 0, branch-free (their clamped reads are harmless). With
- * `v4` the buffer is array<vec4<f32>> and base, headDim are multiples of 4. */
-function loadVec4(v4: boolean, buf: string, base: string, d4: string, ok: string): string {
-  if (v4) {
-    return `select(vec4<f32>(0.0), ${buf}[(${base}) / 4u + ${d4}], ${ok} && ${d4} * 4u < p.headDim)`;
-  }
-  return `vec4<f32>(${
-    unroll(4, (e) => {
-      const d = `${d4} * 4u + ${e}u`;
-      return `select(0.0, ${buf}[${base} + ${d}], ${ok} && ${d} < p.headDim)`;
-    }, ", ")
-  })`;
-}
-
 /** A shader variant's shape. */
 interface Variant {
   /** Padded head dim / 32: the thread owns `c` vec4 columns of O (headDim <= 32c). */
@@ -151,11 +135,7 @@ function attentionSpec(vt: Variant): KernelSpec {
       ? ["uniform", "read", "read", "read", "read", "read", "write"]
       : ["uniform", "read", "read", "read", "write"],
     code: () => /* wgsl */ `
-struct P {
-  batch: u32, heads: u32, headDim: u32, nq: u32, nk: u32,
-  qOff: u32, qStride: u32, kOff: u32, kStride: u32, vOff: u32, vStride: u32,
-  scale: f32, nqb: u32, d4n: u32, kH: u32, kW: u32, invKW: f32,
-}
+${ATTENTION_PARAMS_WGSL}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> qBuf: array<${elem}>;
 @group(0) @binding(2) var<storage, read> kBuf: array<${elem}>;
@@ -294,11 +274,7 @@ function fewQuerySpec(dp: number, v4: boolean): KernelSpec {
     name,
     bindings: ["uniform", "read", "read", "read", "write"],
     code: () => /* wgsl */ `
-struct P {
-  batch: u32, heads: u32, headDim: u32, nq: u32, nk: u32,
-  qOff: u32, qStride: u32, kOff: u32, kStride: u32, vOff: u32, vStride: u32,
-  scale: f32, nqb: u32, d4n: u32, kH: u32, kW: u32, invKW: f32,
-}
+${ATTENTION_PARAMS_WGSL}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> qBuf: array<${elem}>;
 @group(0) @binding(2) var<storage, read> kBuf: array<${elem}>;
@@ -412,11 +388,7 @@ function fewKeySpec(dp: number, v4: boolean): KernelSpec {
     name,
     bindings: ["uniform", "read", "read", "read", "write"],
     code: () => /* wgsl */ `
-struct P {
-  batch: u32, heads: u32, headDim: u32, nq: u32, nk: u32,
-  qOff: u32, qStride: u32, kOff: u32, kStride: u32, vOff: u32, vStride: u32,
-  scale: f32, nqb: u32, d4n: u32, kH: u32, kW: u32, invKW: f32,
-}
+${ATTENTION_PARAMS_WGSL}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> qBuf: array<${elem}>;
 @group(0) @binding(2) var<storage, read> kBuf: array<${elem}>;
@@ -539,6 +511,30 @@ function checkView(label: string, v: HeadsView, dims: AttentionDims, tokens: num
   }
 }
 
+export interface AttentionOptions {
+  scale?: number;
+  relPos?: RelPosBias;
+  out?: Tensor;
+  /** A variant by name ("tiled", "rows2w16"), overriding the tuned / default one. */
+  variant?: string;
+}
+
+/** Tune-cache key of an attention shape. */
+export function attentionKey(dims: AttentionDims, relPos: boolean): string {
+  const { batch, heads, headDim, nq, nk } = dims;
+  return `attention|${batch * heads}x${nq}x${nk}x${headDim}${relPos ? "|relpos" : ""}`;
+}
+
+/** Variants `deno task tune` times (the decoder's few-query / few-key cases keep "tiled"). */
+export const ATTENTION_CANDIDATES = ["tiled", "rows1w16", "rows2w16", "rows4w16", "rows2w32"];
+
+/** The default: the tiled kernel on GPUs, row-wise on CPU adapters where it applies. */
+export function defaultAttentionVariant(software: boolean): string {
+  return software ? "rows2w16" : "tiled";
+}
+
+const ROWS_SPECS = new Map<string, KernelSpec>();
+
 /**
  * softmax(scale * q k^T + relPos) v for every (batch, head); returns [batch, nq, heads*headDim]
  * with heads interleaved as in the input (ready for the output projection).
@@ -549,7 +545,7 @@ export function attention(
   k: HeadsView,
   v: HeadsView,
   dims: AttentionDims,
-  opts: { scale?: number; relPos?: RelPosBias; out?: Tensor } = {},
+  opts: AttentionOptions = {},
 ): Tensor {
   const { batch, heads, headDim, nq, nk } = dims;
   for (const [key, x] of Object.entries({ batch, heads, headDim, nq, nk })) {
@@ -600,13 +596,37 @@ export function attention(
   const v4 = [headDim, q.offset, q.rowStride, k.offset, k.rowStride, v.offset, v.rowStride]
     .every((x) => x % 4 === 0);
   // The decoder's cross attentions have their own kernels (head dims <= 32, no rel pos).
-  const small = !rel && headDim <= FEW_Q_MAX_DP;
-  // Few keys first: the few-query kernel would leave most of its threads without a key.
-  const { spec, bq } = small && nk <= FEW_K
-    ? fewKeySpecFor(headDim, v4)
-    : small && nq <= FEW_Q
-    ? fewQuerySpecFor(headDim, v4)
-    : specFor(headDim, nq, nk, v4, rel !== undefined);
+  const small = !rel && headDim <= FEW_Q_MAX_DP && (nk <= FEW_K || nq <= FEW_Q);
+  const name = opts.variant ??
+    (small ? "tiled" : variantFor(
+      ctx,
+      attentionKey(dims, rel !== undefined),
+      defaultAttentionVariant(ctx.gpu.software),
+    ));
+  const rowsShape = name === "tiled" ? null : parseRowsName(name);
+  if (name !== "tiled" && !rowsShape) throw new Error(`attention: unknown variant "${name}"`);
+  const rowsFit = rowsShape && (!rel || (rel.kH <= ROWS_MAX_REL && rel.kW <= ROWS_MAX_REL));
+  let spec: KernelSpec;
+  let bq: number;
+  if (rowsShape && rowsFit) {
+    const rv: RowsVariant = {
+      ...rowsShape,
+      dp: 16 * Math.ceil(headDim / 16),
+      v4,
+      relPos: rel !== undefined,
+    };
+    const key = JSON.stringify(rv);
+    spec = ROWS_SPECS.get(key) ?? attentionRowsSpec(rv);
+    ROWS_SPECS.set(key, spec);
+    bq = rv.rows * rv.wg;
+  } else {
+    // Few keys first: the few-query kernel would leave most of its threads without a key.
+    ({ spec, bq } = small && nk <= FEW_K
+      ? fewKeySpecFor(headDim, v4)
+      : small && nq <= FEW_Q
+      ? fewQuerySpecFor(headDim, v4)
+      : specFor(headDim, nq, nk, v4, rel !== undefined));
+  }
   const nqb = Math.ceil(nq / bq);
   const params = new Params()
     .u32(batch, heads, headDim, nq, nk)

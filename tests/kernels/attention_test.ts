@@ -1,7 +1,12 @@
 import { assertClose, randomArray } from "../util/compare.ts";
 import { getContext } from "../../src/gpu/context.ts";
 import { tensorFrom } from "../../src/gpu/tensor.ts";
-import { attention, type AttentionDims, type HeadsView } from "../../src/kernels/attention.ts";
+import {
+  attention,
+  ATTENTION_CANDIDATES,
+  type AttentionDims,
+  type HeadsView,
+} from "../../src/kernels/attention.ts";
 import assert from "node:assert/strict";
 
 const ctx = await getContext();
@@ -151,7 +156,7 @@ function build(c: Case, seed: number): Built {
   };
 }
 
-function run(c: Case, b: Built) {
+function run(c: Case, b: Built, variant?: string) {
   const relPos = b.rel
     ? {
       relH: tensorFrom(ctx, b.rel.relH, [c.batch * c.heads, c.nq, b.rel.kH]),
@@ -160,7 +165,7 @@ function run(c: Case, b: Built) {
       kW: b.rel.kW,
     }
     : undefined;
-  return attention(ctx, b.views.q, b.views.k, b.views.v, c, { scale: c.scale, relPos });
+  return attention(ctx, b.views.q, b.views.k, b.views.v, c, { scale: c.scale, relPos, variant });
 }
 
 function label(c: Case): string {
@@ -202,6 +207,36 @@ Deno.test("attention: tiny and awkward shapes match the float64 reference", asyn
       label: label(c),
     });
   }
+});
+
+Deno.test("attention: every named variant on awkward shapes, rel pos, vec4 and scalar", async () => {
+  // The default and tuned choices pick among these names, so each must be right on its own:
+  // ragged query blocks and key groups of 4, head dims off every padding step (SlimSAM's 14,
+  // ViT-H's 80), scalar and vec4 access, rel pos on a non-square grid.
+  const cases: Case[] = [
+    { batch: 2, heads: 3, headDim: 14, nq: 37, nk: 23, pad: 1 },
+    { batch: 1, heads: 2, headDim: 80, nq: 70, nk: 70, fused: true },
+    { batch: 2, heads: 1, headDim: 32, nq: 35, nk: 35, rel: { kH: 5, kW: 7 }, pad: 2 },
+    { batch: 1, heads: 2, headDim: 64, nq: 40, nk: 42, rel: { kH: 6, kW: 7 }, scale: 3 },
+  ];
+  for (const variant of ATTENTION_CANDIDATES) {
+    for (const [i, c] of cases.entries()) {
+      const b = build(c, 900 + 10 * i);
+      const got = await run(c, b, variant).read();
+      const ref = attentionRef(b.host.q, b.host.k, b.host.v, c, b.scale, b.rel);
+      assertClose(got, ref, {
+        atol: ATOL * (c.scale ?? 1),
+        rtol: 1e-5,
+        shape: [c.batch, c.nq, c.heads * c.headDim],
+        label: `${variant} ${label(c)}`,
+      });
+    }
+  }
+  const t = tensorFrom(ctx, new Float32Array(64), [64]);
+  const view = { tensor: t, offset: 0, rowStride: 8 };
+  const dims = { batch: 1, heads: 2, headDim: 4, nq: 8, nk: 8 };
+  assert.throws(() => attention(ctx, view, view, view, dims, { variant: "rows3w16" }), /unknown/);
+  await ctx.sync();
 });
 
 Deno.test("attention: large scores stay finite (online softmax rescaling)", async () => {
