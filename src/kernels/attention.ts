@@ -526,11 +526,11 @@ export function attentionKey(dims: AttentionDims, relPos: boolean): string {
 }
 
 /** Variants `deno task tune` times (the decoder's few-query / few-key cases keep "tiled"). */
-export const ATTENTION_CANDIDATES = ["tiled", "rows1w16", "rows2w16", "rows4w16", "rows2w32"];
+export const ATTENTION_CANDIDATES = ["tiled", "rows2w8", "rows4w8", "rows8w8", "rows4w16"];
 
 /** The default: the tiled kernel on GPUs, row-wise on CPU adapters where it applies. */
 export function defaultAttentionVariant(software: boolean): string {
-  return software ? "rows2w16" : "tiled";
+  return software ? "rows4w8" : "tiled";
 }
 
 const ROWS_SPECS = new Map<string, KernelSpec>();

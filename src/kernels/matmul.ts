@@ -284,13 +284,13 @@ const TILES: Record<string, GemmTile> = { tile16: TILE_16, tile64: TILE_64, tile
  * invocations over rows when there are enough of them, else over columns. */
 export function defaultGemmVariant(software: boolean, M: number): string {
   if (!software) return M <= TILE_16.bm ? "tile16" : M >= 512 ? "tile128" : "tile64";
-  return M >= 64 ? "reg_m8x8w16" : "reg_n8x4w16";
+  return M >= 64 ? "reg_m8x8w8" : "reg_n8x4w16";
 }
 
 /** Variants `deno task tune` times for a GEMM of M rows. */
 export function gemmCandidates(M: number): string[] {
-  const names = ["tile16", "tile64", "tile128", "reg_m4x8w16", "reg_m8x8w16", "reg_m8x16w16"];
-  names.push("reg_m4x4w64", "reg_n8x4w16", "reg_n4x8w16", "reg_n8x8w16");
+  const names = ["tile16", "tile64", "tile128", "reg_m8x8w8", "reg_m8x8w16", "reg_m8x16w8"];
+  names.push("reg_m4x8w16", "reg_n8x4w16", "reg_n8x4w8", "reg_n4x8w16");
   return M <= 16 ? names.filter((n) => n !== "tile128") : names;
 }
 
