@@ -26,7 +26,8 @@ import type { Tensor } from "./gpu/tensor.ts";
 import { encodeImage, ImageEncoder } from "./encoder/image_encoder.ts";
 import { type DecoderResult, SamDecoder } from "./decoder/mask_decoder.ts";
 import { loadSam } from "./weights/load.ts";
-import { resolveModel } from "./weights/registry.ts";
+import { resolveModel, weightsDirFrom } from "./weights/registry.ts";
+import { loadTuneCache, tuneCachePath } from "./kernels/tuning.ts";
 import type { SamArch } from "./weights/types.ts";
 import { ByteLru } from "./util/lru.ts";
 import type { ImageInfo, Prediction, Prompt, RgbImage } from "./types.ts";
@@ -56,6 +57,8 @@ export class SamModel {
     const path = await resolveModel(source);
     const { sd, arch } = await loadSam(path);
     const ctx = await getContext();
+    // Kernel variants measured by `deno task tune` on this adapter, if any (else defaults).
+    await loadTuneCache(ctx, tuneCachePath(weightsDirFrom()));
     const encoder = ImageEncoder.fromStateDict(ctx, sd, arch);
     let decoder: SamDecoder;
     try {

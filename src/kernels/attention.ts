@@ -520,9 +520,10 @@ export interface AttentionOptions {
 }
 
 /** Tune-cache key of an attention shape. */
-export function attentionKey(dims: AttentionDims, relPos: boolean): string {
+export function attentionKey(dims: AttentionDims, relPos?: { kH: number; kW: number }): string {
   const { batch, heads, headDim, nq, nk } = dims;
-  return `attention|${batch * heads}x${nq}x${nk}x${headDim}${relPos ? "|relpos" : ""}`;
+  const rel = relPos ? `|relpos${relPos.kH}x${relPos.kW}` : "";
+  return `attention|${batch * heads}x${nq}x${nk}x${headDim}${rel}`;
 }
 
 /** Variants `deno task tune` times (the decoder's few-query / few-key cases keep "tiled"). */
@@ -600,7 +601,7 @@ export function attention(
   const name = opts.variant ??
     (small ? "tiled" : variantFor(
       ctx,
-      attentionKey(dims, rel !== undefined),
+      attentionKey(dims, rel),
       defaultAttentionVariant(ctx.gpu.software),
     ));
   const rowsShape = name === "tiled" ? null : parseRowsName(name);

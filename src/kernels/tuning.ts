@@ -31,10 +31,40 @@ function tuningDisabled(): boolean {
   }
 }
 
-/** The tuned variant for `key` ("gemm|nk|4096x768x768"), or `fallback`. */
+/** Keys asked for while a recording runs (`recordShapes`), per context. */
+const recordings = new WeakMap<GpuContext, Set<string>>();
+
+/** How many dispatches took a variant from the table, per context (for tests and logs). */
+const hits = new WeakMap<GpuContext, number>();
+
+/** The tuned variant for `key` ("gemm|nk|1x4096x768x768"), or `fallback`. */
 export function variantFor(ctx: GpuContext, key: string, fallback: string): string {
+  recordings.get(ctx)?.add(key);
   if (tuningDisabled()) return fallback;
-  return tables.get(ctx)?.get(key) ?? fallback;
+  const tuned = tables.get(ctx)?.get(key);
+  if (tuned === undefined) return fallback;
+  hits.set(ctx, (hits.get(ctx) ?? 0) + 1);
+  return tuned;
+}
+
+/** Dispatches so far that ran a tuned variant instead of the default. */
+export function tunedDispatches(ctx: GpuContext): number {
+  return hits.get(ctx) ?? 0;
+}
+
+/** Runs `work` and returns every tunable shape key it dispatched, in first-use order. */
+export async function recordShapes(
+  ctx: GpuContext,
+  work: () => Promise<void>,
+): Promise<string[]> {
+  const keys = new Set<string>();
+  recordings.set(ctx, keys);
+  try {
+    await work();
+  } finally {
+    recordings.delete(ctx);
+  }
+  return [...keys];
 }
 
 /** Installs a table of winners for this context (replacing any earlier one). */

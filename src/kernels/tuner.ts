@@ -1,0 +1,161 @@
+/**
+ * Times every candidate variant of a tunable shape on this adapter and picks the fastest.
+ *
+ * A shape is a tune key (see matmul.ts `gemmKey`, attention.ts `attentionKey`); it holds all
+ * the sizes, so the inputs are made here (random, the shape's real sizes) rather than taken
+ * from a model. GPU time comes from timestamp queries where the adapter has them, else wall
+ * time around a sync (which on Deno's WebGPU includes a poll of up to ~10 ms, small beside a
+ * software adapter's kernels).
+ */
+import type { GpuContext } from "../gpu/context.ts";
+import { emptyTensor, type Tensor, tensorFrom } from "../gpu/tensor.ts";
+import { attention, ATTENTION_CANDIDATES } from "./attention.ts";
+import { linear } from "./linear.ts";
+import { gemmCandidates, matmul } from "./matmul.ts";
+
+/** One timed candidate. */
+export interface TuneResult {
+  key: string;
+  variant: string;
+  ms: number;
+  gflops: number;
+}
+
+/** A key's sizes, as the tuner needs them. */
+type Parsed =
+  | { op: "gemm"; layout: "nk" | "kn"; batch: number; M: number; N: number; K: number }
+  | { op: "attention"; bh: number; nq: number; nk: number; d: number; kH: number; kW: number };
+
+/** Reads a tune key back into sizes; null for a key this tuner does not know. */
+export function parseTuneKey(key: string): Parsed | null {
+  let m = /^gemm\|(nk|kn)\|(\d+)x(\d+)x(\d+)x(\d+)$/.exec(key);
+  if (m) {
+    const [batch, M, N, K] = m.slice(2).map(Number);
+    return { op: "gemm", layout: m[1] as "nk" | "kn", batch, M, N, K };
+  }
+  m = /^attention\|(\d+)x(\d+)x(\d+)x(\d+)(?:\|relpos(\d+)x(\d+))?$/.exec(key);
+  if (m) {
+    const [bh, nq, nk, d] = m.slice(1, 5).map(Number);
+    return { op: "attention", bh, nq, nk, d, kH: Number(m[5] ?? 0), kW: Number(m[6] ?? 0) };
+  }
+  return null;
+}
+
+/** Floating-point operations of one run of a shape. */
+export function tuneKeyFlops(p: Parsed): number {
+  return p.op === "gemm" ? 2 * p.batch * p.M * p.N * p.K : 4 * p.bh * p.nq * p.nk * p.d;
+}
+
+/** Variants worth timing for a shape. */
+export function candidatesFor(p: Parsed): string[] {
+  return p.op === "gemm" ? gemmCandidates(p.M) : ATTENTION_CANDIDATES;
+}
+
+function random(ctx: GpuContext, shape: number[], seed: number): Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const data = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    data[i] = s / 2 ** 32 - 0.5;
+  }
+  return tensorFrom(ctx, data, shape);
+}
+
+/** Inputs for a shape and a function recording one run of `variant` into `ctx`. */
+function makeRunner(ctx: GpuContext, p: Parsed): {
+  run: (variant: string) => void;
+  dispose: () => void;
+} {
+  if (p.op === "gemm") {
+    const a = random(ctx, [p.batch, p.M, p.K], 1);
+    const b = random(ctx, p.layout === "nk" ? [p.batch, p.N, p.K] : [p.batch, p.K, p.N], 2);
+    const out = emptyTensor(ctx, [p.batch, p.M, p.N], "tune.out");
+    const weight = p.batch === 1 && p.layout === "nk" ? b.reshape([p.N, p.K]) : null;
+    return {
+      run: (variant) => {
+        if (weight) linear(ctx, a.reshape([p.M, p.K]), weight, null, { out, variant });
+        else matmul(ctx, a, b, { transposeB: p.layout === "nk", out, variant });
+      },
+      dispose: () => [a, b, out].forEach((t) => t.destroy()),
+    };
+  }
+  const q = random(ctx, [p.bh, p.nq, p.d], 3);
+  const k = random(ctx, [p.bh, p.nk, p.d], 4);
+  const v = random(ctx, [p.bh, p.nk, p.d], 5);
+  const rel = p.kH > 0
+    ? {
+      relH: random(ctx, [p.bh, p.nq, p.kH], 6),
+      relW: random(ctx, [p.bh, p.nq, p.kW], 7),
+      kH: p.kH,
+      kW: p.kW,
+    }
+    : undefined;
+  const out = emptyTensor(ctx, [p.bh, p.nq, p.d], "tune.out");
+  const view = (t: Tensor) => ({ tensor: t, offset: 0, rowStride: p.d });
+  const dims = { batch: p.bh, heads: 1, headDim: p.d, nq: p.nq, nk: p.nk };
+  return {
+    run: (variant) =>
+      attention(ctx, view(q), view(k), view(v), dims, { relPos: rel, out, variant }),
+    dispose: () => [q, k, v, out, rel?.relH, rel?.relW].forEach((t) => t?.destroy()),
+  };
+}
+
+/** Milliseconds of one run: GPU time where the adapter has timestamps, else wall time. */
+async function timeRun(ctx: GpuContext, run: () => void): Promise<number> {
+  if (ctx.gpu.hasTimestamps) {
+    const ms = await ctx.timeGpu(run);
+    if (ms !== null) return ms;
+  }
+  const t0 = performance.now();
+  run();
+  await ctx.sync();
+  return performance.now() - t0;
+}
+
+export interface TuneOptions {
+  /** Stop repeating a candidate once its runs add up to this many ms (default 200). */
+  minMs?: number;
+  /** Most timed runs of one candidate (default 10). */
+  maxRuns?: number;
+  /** Called after each candidate, for progress. */
+  onResult?: (r: TuneResult) => void;
+}
+
+/**
+ * Times each candidate of `key` (one warm-up run, then runs until `minMs`) and returns the
+ * results, fastest first (median of the timed runs).
+ */
+export async function tuneKey(
+  ctx: GpuContext,
+  key: string,
+  opts: TuneOptions = {},
+): Promise<TuneResult[]> {
+  const p = parseTuneKey(key);
+  if (!p) throw new Error(`tune: unknown shape key "${key}"`);
+  const flops = tuneKeyFlops(p);
+  const { run, dispose } = makeRunner(ctx, p);
+  const results: TuneResult[] = [];
+  try {
+    for (const variant of candidatesFor(p)) {
+      const once = () => run(variant);
+      await timeRun(ctx, once); // compile + warm up
+      const times: number[] = [];
+      let total = 0;
+      while (times.length < (opts.maxRuns ?? 10) && total < (opts.minMs ?? 200)) {
+        const ms = await timeRun(ctx, once);
+        times.push(ms);
+        total += ms;
+      }
+      times.sort((a, b) => a - b);
+      const ms = times[Math.floor(times.length / 2)];
+      const r = { key, variant, ms, gflops: flops / ms / 1e6 };
+      results.push(r);
+      opts.onResult?.(r);
+    }
+  } finally {
+    await ctx.sync();
+    dispose();
+  }
+  return results.sort((a, b) => a.ms - b.ms);
+}
