@@ -11,7 +11,11 @@
  */
 import { getContext } from "../../src/gpu/context.ts";
 import { tensorFrom } from "../../src/gpu/tensor.ts";
-import { attention, type AttentionDims } from "../../src/kernels/attention.ts";
+import {
+  attention,
+  ATTENTION_CANDIDATES,
+  type AttentionDims,
+} from "../../src/kernels/attention.ts";
 import { relPosBias } from "../../src/kernels/rel_pos.ts";
 import { benchKernel } from "../util.ts";
 
@@ -44,13 +48,17 @@ function encoder(
   const relPos = relPosBias(ctx, view(0), dims, side, side, rh, rw, side, side);
   const out = tensorFrom(ctx, new Float32Array(batch * n * C), [batch, n, C]);
   const headsNote = heads === allHeads ? `${heads} heads` : `${heads} of ${allHeads} heads`;
-  benchKernel({
-    name: `attention ${label} ${batch}x${n} tokens, ${headsNote} x ${headDim}, rel pos`,
-    group: "encoder",
-    ctx,
-    flops: 4 * batch * heads * n * n * headDim,
-    run: () => attention(ctx, view(0), view(1), view(2), dims, { relPos, out }),
-  });
+  // Every named variant (the default picks one per adapter; `deno task tune` per shape).
+  for (const variant of ATTENTION_CANDIDATES) {
+    benchKernel({
+      name:
+        `attention ${variant} ${label} ${batch}x${n} tokens, ${headsNote} x ${headDim}, rel pos`,
+      group: "encoder",
+      ctx,
+      flops: 4 * batch * heads * n * n * headDim,
+      run: () => attention(ctx, view(0), view(1), view(2), dims, { relPos, out, variant }),
+    });
+  }
   benchKernel({
     name: `relPosBias ${label} ${batch}x${n} tokens, ${headsNote} x ${headDim}`,
     group: "rel pos",

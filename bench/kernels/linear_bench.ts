@@ -1,6 +1,7 @@
 import { getContext } from "../../src/gpu/context.ts";
 import { tensorFrom } from "../../src/gpu/tensor.ts";
 import { type Activation, linear } from "../../src/kernels/linear.ts";
+import { gemmCandidates } from "../../src/kernels/matmul.ts";
 import { benchKernel } from "../util.ts";
 
 const ctx = await getContext();
@@ -37,13 +38,17 @@ for (const c of cases) {
     : undefined;
   const out = tensorFrom(ctx, new Float32Array(c.M * c.N), [c.M, c.N]);
   const flops = 2 * c.M * c.N * c.K;
-  benchKernel({
-    name: `linear ${c.label} ${c.M}x${c.K} -> ${c.N}`,
-    ctx,
-    flops,
-    // One or two runs where a run takes seconds (software adapters, big shapes).
-    n: flops > 1e9 ? 1 : undefined,
-    warmup: flops > 1e9 ? 1 : undefined,
-    run: () => linear(ctx, x, w, bias, { activation: c.act, residual, out }),
-  });
+  // Every named GEMM variant for this M (the default picks one per adapter; `deno task tune`
+  // per shape).
+  for (const variant of gemmCandidates(c.M)) {
+    benchKernel({
+      name: `linear ${variant} ${c.label} ${c.M}x${c.K} -> ${c.N}`,
+      ctx,
+      flops,
+      // One or two runs where a run takes seconds (software adapters, big shapes).
+      n: flops > 1e9 ? 1 : undefined,
+      warmup: flops > 1e9 ? 1 : undefined,
+      run: () => linear(ctx, x, w, bias, { activation: c.act, residual, out, variant }),
+    });
+  }
 }
