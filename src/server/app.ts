@@ -7,9 +7,9 @@
  *   POST   /api/images                upload (raw PNG/JPEG or multipart field "image")
  *   GET    /api/images/:id            size of a stored image
  *   DELETE /api/images/:id            forget a stored image
- *   POST   /api/images/:id/segment    prompts -> masks (PNG or COCO RLE) + low-res handles
- *   POST   /api/images/:id/everything automatic mask generation -> COCO RLE annotations
- *   POST   /api/images/:id/detect     detector boxes -> SAM masks -> COCO RLE annotations
+ *   POST   /api/images/:id/segment    prompts -> masks (PNG, COCO RLE or polygons) + handles
+ *   POST   /api/images/:id/everything automatic mask generation -> COCO annotations (RLE or polygons)
+ *   POST   /api/images/:id/detect     detector boxes -> SAM masks -> COCO annotations (RLE or polygons)
  *   GET    /api/images/:id/embedding  the image embedding as .npy
  *
  * Every error is JSON `{ "error": "..." }`; unexpected exceptions are logged and become a 500.
@@ -27,7 +27,14 @@ import { errorResponse, HttpError, jsonResponse } from "./errors.ts";
 import { DEFAULT_LIMITS, type Limits } from "./limits.ts";
 import { encodeMaskPng } from "../image.ts";
 import { WorkQueue } from "./queue.ts";
-import { parseDetectRequest, parseEverythingRequest, parseSegmentRequest } from "./validate.ts";
+import {
+  type OutputFormat,
+  parseDetectRequest,
+  parseEverythingRequest,
+  parseOutputFormat,
+  parseSegmentRequest,
+} from "./validate.ts";
+import { maskPolygonFields, withPolygonSegmentation } from "./mask_output.ts";
 
 export const SERVER_NAME = "wgsam";
 export const SERVER_VERSION = "0.1.0";
@@ -235,7 +242,7 @@ export function createApp(options: AppOptions): AppHandler {
     });
     const results = [];
     for (const pred of predictions) {
-      results.push(await describePrediction(pred, stored.id, parsed.format));
+      results.push(await describePrediction(pred, stored.id, parsed));
     }
     const body0 = { width, height, format: parsed.format };
     if (parsed.batched) {
@@ -246,7 +253,8 @@ export function createApp(options: AppOptions): AppHandler {
     return jsonResponse({ ...body0, ...results[0] });
   }
 
-  async function describePrediction(pred: Prediction, imageId: string, format: "png" | "rle") {
+  async function describePrediction(pred: Prediction, imageId: string, output: OutputFormat) {
+    const format = output.format;
     const plane = pred.lowResSize * pred.lowResSize;
     // An image deleted while this job waited gets no handles: nothing would ever free them.
     const keepHandles = images.has(imageId);
@@ -270,6 +278,8 @@ export function createApp(options: AppOptions): AppHandler {
         low_res_handle: handle,
         ...(format === "png"
           ? { png_base64: (await encodeMaskPng(mask, pred.width, pred.height)).toBase64() }
+          : format === "polygon"
+          ? maskPolygonFields(mask, pred.width, pred.height, output.polygonTolerance)
           : { rle: cocoEncodeRle(maskToRle(mask, pred.height, pred.width)) }),
       });
     }
@@ -280,7 +290,8 @@ export function createApp(options: AppOptions): AppHandler {
     const stored = lookupImage(id);
     const { width, height } = stored.image;
     const body = await readJsonObject(req, limits.maxJsonBytes);
-    const params = parseEverythingRequest(body, width, height, limits);
+    const { output, rest } = parseOutputFormat(body, ["rle", "polygon"], "rle");
+    const params = parseEverythingRequest(rest, width, height, limits);
     let generator: AutomaticMaskGenerator;
     try {
       generator = new AutomaticMaskGenerator(params);
@@ -311,7 +322,10 @@ export function createApp(options: AppOptions): AppHandler {
         min_mask_region_area: params.minMaskRegionArea,
         output_mode: "coco_rle",
       },
-      annotations: records,
+      format: output.format,
+      annotations: output.format === "polygon"
+        ? records.map((r) => withPolygonSegmentation(r, output.polygonTolerance))
+        : records,
       filtered: counts, // why there are this many: candidates dropped per threshold
     });
   }
@@ -337,7 +351,8 @@ export function createApp(options: AppOptions): AppHandler {
     }
     const stored = lookupImage(id);
     const body = await readJsonObject(req, limits.maxJsonBytes);
-    const opts = parseDetectRequest(body, limits);
+    const { output, rest } = parseOutputFormat(body, ["rle", "polygon"], "rle");
+    const opts = parseDetectRequest(rest, limits);
     const classNames = detector.detector.classNames;
     try {
       resolveClassIds(opts.classes, classNames); // refused before waiting for the GPU
@@ -361,7 +376,12 @@ export function createApp(options: AppOptions): AppHandler {
       height: result.height,
       ms: Math.round(performance.now() - t0),
       detections: result.annotations.length,
-      annotations: coco.annotations,
+      format: output.format,
+      annotations: output.format === "polygon"
+        ? coco.annotations.map((a, i) =>
+          withPolygonSegmentation(a, output.polygonTolerance, result.masks[i])
+        )
+        : coco.annotations,
       categories: coco.categories,
     });
   }

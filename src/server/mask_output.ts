@@ -1,0 +1,40 @@
+/**
+ * Masks written as polygons (`"format": "polygon"`): a segment answer's masks get `polygons`
+ * and `polygon_parents`; a COCO annotation (everything, detect) gets its `segmentation` as
+ * COCO's polygon list and `segmentation_parents` beside it.
+ */
+import { cocoDecodeRle, type CocoRle, rleToMask, type UncompressedRle } from "../amg/rle.ts";
+import { maskToPolygons } from "../util/contours.ts";
+
+/** A mask's rings in COCO polygon form and which ring each one lies in (-1: none). */
+export function maskPolygonFields(
+  mask: Uint8Array,
+  width: number,
+  height: number,
+  tolerance: number,
+): { polygons: number[][]; polygon_parents: number[] } {
+  const p = maskToPolygons(mask, width, height, tolerance);
+  return { polygons: p.segmentation, polygon_parents: p.parents };
+}
+
+/**
+ * The annotation with its `segmentation` as polygons instead of RLE; `mask` is the decoded
+ * mask when the caller has it (else the RLE is decoded here).
+ */
+export function withPolygonSegmentation<
+  T extends { segmentation: CocoRle | UncompressedRle | unknown },
+>(
+  annotation: T,
+  tolerance: number,
+  mask?: Uint8Array,
+): Omit<T, "segmentation"> & { segmentation: number[][]; segmentation_parents: number[] } {
+  const rle = annotation.segmentation as CocoRle | UncompressedRle;
+  if (!rle || !Array.isArray(rle.size)) throw new Error("segmentation is not an RLE");
+  const [height, width] = rle.size;
+  const m = mask ??
+    rleToMask(
+      typeof rle.counts === "string" ? cocoDecodeRle(rle as CocoRle) : rle as UncompressedRle,
+    );
+  const p = maskToPolygons(m, width, height, tolerance);
+  return { ...annotation, segmentation: p.segmentation, segmentation_parents: p.parents };
+}
