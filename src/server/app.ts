@@ -14,7 +14,7 @@
  *
  * Every error is JSON `{ "error": "..." }`; unexpected exceptions are logged and become a 500.
  */
-import type { Prediction, Prompt, RgbImage } from "../types.ts";
+import type { Prediction, Prompt } from "../types.ts";
 import { AutomaticMaskGenerator, cocoEncodeRle, type MaskSource, maskToRle } from "../amg/mod.ts";
 import { cocoJson, detectAndSegment, resolveClassIds, UnknownClassError } from "../detect/mod.ts";
 import { ByteLru } from "../util/lru.ts";
@@ -27,6 +27,9 @@ import { errorResponse, HttpError, jsonResponse } from "./errors.ts";
 import { DEFAULT_LIMITS, type Limits } from "./limits.ts";
 import { encodeMaskPng } from "../image.ts";
 import { WorkQueue } from "./queue.ts";
+import type { ExtraRoutes, RouteContext, StoredImage } from "./route_context.ts";
+import { cvatRoutes } from "./cvat.ts";
+import { labelStudioRoutes } from "./label_studio.ts";
 import {
   type OutputFormat,
   parseDetectRequest,
@@ -58,11 +61,6 @@ export type AppHandler = ((req: Request) => Promise<Response>) & {
   readonly limits: Readonly<Limits>;
   readonly queue: WorkQueue;
 };
-
-interface StoredImage {
-  id: string;
-  image: RgbImage;
-}
 
 interface LowResEntry {
   imageId: string;
@@ -187,6 +185,18 @@ export function createApp(options: AppOptions): AppHandler {
 
   async function upload(req: Request): Promise<Response> {
     const bytes = await readImageUpload(req, limits.maxUploadBytes);
+    const { result, image } = await ingest(bytes);
+    return jsonResponse({
+      id: result.id,
+      width: image.width,
+      height: image.height,
+      encodeMs: Math.round(result.encodeMs * 10) / 10,
+      cached: result.cached,
+    });
+  }
+
+  /** Decodes, checks, encodes and stores an image (uploads, CVAT and Label Studio images). */
+  async function ingest(bytes: Uint8Array) {
     const image = await decodeQueue.run(
       () => decodeUpload(bytes, { ...limits, imgSize: engine.info.imgSize }),
       { timeoutMs: limits.requestTimeoutMs },
@@ -205,14 +215,24 @@ export function createApp(options: AppOptions): AppHandler {
     if (!images.set(result.id, { id: result.id, image }, image.data.byteLength)) {
       throw new HttpError(413, "image is larger than the whole image cache (--cache-mb)");
     }
-    return jsonResponse({
-      id: result.id,
-      width: image.width,
-      height: image.height,
-      encodeMs: Math.round(result.encodeMs * 10) / 10,
-      cached: result.cached,
-    });
+    return { result, image };
   }
+
+  // The CVAT (nuclio) and Label Studio ML backend surfaces, through this same handler.
+  const context: RouteContext = {
+    engine,
+    detector,
+    limits,
+    log,
+    ingestImage: async (bytes) => {
+      const { result, image } = await ingest(bytes);
+      return { id: result.id, image };
+    },
+    onImage,
+    onGpu,
+    maskSource: (signal) => stoppable(engine.maskSource?.() ?? predictorMaskSource(engine), signal),
+  };
+  const extraRoutes: ExtraRoutes[] = [cvatRoutes(context), labelStudioRoutes(context)];
 
   async function segment(req: Request, id: string): Promise<Response> {
     const stored = lookupImage(id);
@@ -393,6 +413,10 @@ export function createApp(options: AppOptions): AppHandler {
   }
 
   async function route(req: Request, method: string, path: string): Promise<Response> {
+    for (const extra of extraRoutes) {
+      const answer = await extra(req, method, path);
+      if (answer) return answer;
+    }
     const file = STATIC_FILES[path];
     if (file) {
       if (method !== "GET") methodNotAllowed(["GET"]);

@@ -17,6 +17,16 @@ export function maskPolygonFields(
   return { polygons: p.segmentation, polygon_parents: p.parents };
 }
 
+/** A generator record's segmentation (COCO RLE, uncompressed RLE or a mask) as a mask. */
+export function segmentationMask(segmentation: unknown): Uint8Array {
+  if (segmentation instanceof Uint8Array) return segmentation;
+  const rle = segmentation as CocoRle | UncompressedRle;
+  if (!rle || !Array.isArray(rle.size)) throw new Error("segmentation is not an RLE");
+  return rleToMask(
+    typeof rle.counts === "string" ? cocoDecodeRle(rle as CocoRle) : rle as UncompressedRle,
+  );
+}
+
 /**
  * The annotation with its `segmentation` as polygons instead of RLE; `mask` is the decoded
  * mask when the caller has it (else the RLE is decoded here).
@@ -31,10 +41,7 @@ export function withPolygonSegmentation<
   const rle = annotation.segmentation as CocoRle | UncompressedRle;
   if (!rle || !Array.isArray(rle.size)) throw new Error("segmentation is not an RLE");
   const [height, width] = rle.size;
-  const m = mask ??
-    rleToMask(
-      typeof rle.counts === "string" ? cocoDecodeRle(rle as CocoRle) : rle as UncompressedRle,
-    );
+  const m = mask ?? segmentationMask(rle);
   const p = maskToPolygons(m, width, height, tolerance);
   return { ...annotation, segmentation: p.segmentation, segmentation_parents: p.parents };
 }
