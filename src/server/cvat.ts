@@ -26,14 +26,13 @@
  */
 import type { Prompt } from "../types.ts";
 import { AutomaticMaskGenerator } from "../amg/mod.ts";
-import { segmentationMask } from "./mask_output.ts";
+import { largestPolygon, segmentationMask } from "./mask_output.ts";
 import {
   COCO_91_IDS,
   detectAndSegment,
   isCocoClassList,
   UnknownClassError,
 } from "../detect/mod.ts";
-import { maskToPolygons, ringArea2 } from "../util/contours.ts";
 import { readJsonObject } from "./body.ts";
 import type { EngineInfo } from "./engine.ts";
 import { HttpError, jsonResponse } from "./errors.ts";
@@ -79,21 +78,6 @@ export function cvatMask(mask: Uint8Array, width: number, height: number): numbe
   }
   out.push(xtl, ytl, xbr, ybr);
   return out;
-}
-
-/** The border of the mask's largest part, flat [x0, y0, ...]; empty for an empty mask. */
-export function largestPolygon(mask: Uint8Array, width: number, height: number): number[] {
-  const p = maskToPolygons(mask, width, height);
-  let best: number[] = [], bestArea = 0;
-  p.segmentation.forEach((ring, i) => {
-    if (p.parents[i] !== -1) return;
-    const area = Math.abs(ringArea2(ring));
-    if (area > bestArea) {
-      bestArea = area;
-      best = ring;
-    }
-  });
-  return best;
 }
 
 interface CvatFunction {

@@ -4,7 +4,7 @@
  * COCO's polygon list and `segmentation_parents` beside it.
  */
 import { cocoDecodeRle, type CocoRle, rleToMask, type UncompressedRle } from "../amg/rle.ts";
-import { maskToPolygons } from "../util/contours.ts";
+import { maskToPolygons, ringArea2 } from "../util/contours.ts";
 
 /** A mask's rings in COCO polygon form and which ring each one lies in (-1: none). */
 export function maskPolygonFields(
@@ -44,4 +44,19 @@ export function withPolygonSegmentation<
   const m = mask ?? segmentationMask(rle);
   const p = maskToPolygons(m, width, height, tolerance);
   return { ...annotation, segmentation: p.segmentation, segmentation_parents: p.parents };
+}
+
+/** The border of the mask's largest part, flat [x0, y0, ...]; empty for an empty mask. */
+export function largestPolygon(mask: Uint8Array, width: number, height: number): number[] {
+  const p = maskToPolygons(mask, width, height);
+  let best: number[] = [], bestArea = 0;
+  p.segmentation.forEach((ring, i) => {
+    if (p.parents[i] !== -1) return;
+    const area = Math.abs(ringArea2(ring));
+    if (area > bestArea) {
+      bestArea = area;
+      best = ring;
+    }
+  });
+  return best;
 }
