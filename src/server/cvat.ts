@@ -362,9 +362,11 @@ export function cvatRoutes(ctx: RouteContext): ExtraRoutes {
       }
       return await invoke(req, f);
     }
-    if (path === "/" && method === "POST") {
-      // CVAT's "direct" invocation posts the payload to the function's port, path "/": every
-      // function here shares one port, so the payload says which: an interactor's has points.
+    const json = (req.headers.get("content-type") ?? "").toLowerCase().includes("application/json");
+    if (path === "/" && method === "POST" && json) {
+      // CVAT's "direct" invocation posts its JSON payload to the function's port, path "/":
+      // every function here shares one port, so the payload says which: an interactor's has
+      // points. Anything else posted to / is the page's 405.
       const body = await readJsonObject(req, base64JsonLimit(limits));
       const f = "pos_points" in body || "neg_points" in body || "obj_bbox" in body
         ? interactor

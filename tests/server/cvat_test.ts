@@ -196,6 +196,8 @@ Deno.test("CVAT: ViT-H interactor lists as pth-facebookresearch-sam-vit-h; blob 
   }
   assert.equal((await call(app, "GET", "/api/function_invocations")).status, 405);
   assert.equal((await call(app, "POST", "/api/functions")).status, 405);
+  // Only a JSON body posted to / is an invocation; anything else is still the page's 405.
+  assert.equal((await call(app, "POST", "/", "x")).status, 405);
   // The page is still GET /.
   assert.equal((await app(new Request("http://wgsam.test/"))).status, 200);
 });
