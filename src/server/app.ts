@@ -37,7 +37,7 @@ import {
   parseOutputFormat,
   parseSegmentRequest,
 } from "./validate.ts";
-import { maskPolygonFields, withPolygonSegmentation } from "./mask_output.ts";
+import { maskPolygonFields, withPolygonSegmentation } from "../util/polygon_export.ts";
 
 export const SERVER_NAME = "wgsam";
 export const SERVER_VERSION = "0.1.0";

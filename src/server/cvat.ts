@@ -26,7 +26,7 @@
  */
 import type { Prompt } from "../types.ts";
 import { AutomaticMaskGenerator } from "../amg/mod.ts";
-import { largestPolygon, segmentationMask } from "./mask_output.ts";
+import { largestPolygon, segmentationMask } from "../util/polygon_export.ts";
 import {
   COCO_91_IDS,
   detectAndSegment,

@@ -21,7 +21,7 @@ import { maskToBrushRle } from "../util/brush_rle.ts";
 import { readJsonObject } from "./body.ts";
 import { HttpError, jsonResponse } from "./errors.ts";
 import { fetchTaskImage, type LabelStudioConnection, labelStudioFromEnv } from "./ls_image.ts";
-import { largestPolygon } from "./mask_output.ts";
+import { largestPolygon } from "../util/polygon_export.ts";
 import type { ExtraRoutes, RouteContext } from "./route_context.ts";
 
 export const LS_PREFIX = "/ls";

@@ -1,10 +1,11 @@
 /**
- * Masks written as polygons (`"format": "polygon"`): a segment answer's masks get `polygons`
- * and `polygon_parents`; a COCO annotation (everything, detect) gets its `segmentation` as
- * COCO's polygon list and `segmentation_parents` beside it.
+ * Masks written as polygons, for the server's `"format": "polygon"` and the CLIs'
+ * `--format polygon`: a mask's rings with their nesting (`polygons`, `polygon_parents`), a COCO
+ * annotation with its `segmentation` as COCO's polygon list (`segmentation_parents` beside it),
+ * a mask's largest part (CVAT, Label Studio) and YOLO-seg label files.
  */
 import { cocoDecodeRle, type CocoRle, rleToMask, type UncompressedRle } from "../amg/rle.ts";
-import { maskToPolygons, ringArea2 } from "../util/contours.ts";
+import { maskToPolygons, ringArea2, yoloSegLine } from "./contours.ts";
 
 /** A mask's rings in COCO polygon form and which ring each one lies in (-1: none). */
 export function maskPolygonFields(
@@ -59,4 +60,23 @@ export function largestPolygon(mask: Uint8Array, width: number, height: number):
     }
   });
   return best;
+}
+
+/**
+ * A YOLO-seg label file: one line per object (`class x y x y ...`, normalized), each object's
+ * rings joined into one polygon; empty masks give no line.
+ */
+export function yoloSegText(
+  objects: readonly { mask: Uint8Array; classIndex: number }[],
+  width: number,
+  height: number,
+  tolerance: number,
+): string {
+  const lines: string[] = [];
+  for (const { mask, classIndex } of objects) {
+    const rings = maskToPolygons(mask, width, height, tolerance).segmentation;
+    const line = yoloSegLine(classIndex, rings, width, height);
+    if (line) lines.push(line);
+  }
+  return lines.length ? lines.join("\n") + "\n" : "";
 }
