@@ -5,7 +5,7 @@
  * a mask's largest part (CVAT, Label Studio) and YOLO-seg label files.
  */
 import { cocoDecodeRle, type CocoRle, rleToMask, type UncompressedRle } from "../amg/rle.ts";
-import { maskToPolygons, ringArea2, yoloSegLine } from "./contours.ts";
+import { DEFAULT_POLYGON_TOLERANCE, maskToPolygons, ringArea2, yoloSegLine } from "./contours.ts";
 
 /** A mask's rings in COCO polygon form and which ring each one lies in (-1: none). */
 export function maskPolygonFields(
@@ -79,4 +79,30 @@ export function yoloSegText(
     if (line) lines.push(line);
   }
   return lines.length ? lines.join("\n") + "\n" : "";
+}
+
+/**
+ * The CLIs' `--format` (one of `formats`, the first the default) and `--polygon-tolerance`
+ * values; throws an Error naming the flag.
+ */
+export function parseFormatFlags(
+  format: string | undefined,
+  tolerance: string | undefined,
+  formats: readonly string[],
+): { format: string; polygonTolerance: number } {
+  const f = format ?? formats[0];
+  if (!formats.includes(f)) {
+    throw new Error(`--format must be ${formats.join(" or ")}, got '${f}'`);
+  }
+  let polygonTolerance = DEFAULT_POLYGON_TOLERANCE;
+  if (tolerance !== undefined) {
+    if (f !== "polygon") throw new Error("--polygon-tolerance goes with --format polygon");
+    polygonTolerance = Number(tolerance);
+    if (tolerance.trim() === "" || !(polygonTolerance >= 0 && polygonTolerance <= 100)) {
+      throw new Error(
+        `--polygon-tolerance must be a number of pixels in [0, 100], got '${tolerance}'`,
+      );
+    }
+  }
+  return { format: f, polygonTolerance };
 }
