@@ -22,7 +22,7 @@ import { readJsonObject } from "./body.ts";
 import { HttpError, jsonResponse } from "./errors.ts";
 import { fetchTaskImage, type LabelStudioConnection, labelStudioFromEnv } from "./ls_image.ts";
 import { largestPolygon } from "../util/polygon_export.ts";
-import type { ExtraRoutes, RouteContext } from "./route_context.ts";
+import { base64JsonLimit, type ExtraRoutes, type RouteContext } from "./route_context.ts";
 
 export const LS_PREFIX = "/ls";
 const MODEL_CLASS = "WgsamSamBackend";
@@ -164,7 +164,8 @@ export function labelStudioRoutes(
   const modelVersion = `wgsam-${engine.info.model}`;
 
   async function predict(req: Request): Promise<Response> {
-    const body = await readJsonObject(req, limits.maxJsonBytes);
+    // A task may carry its image inline as a data: URL.
+    const body = await readJsonObject(req, base64JsonLimit(limits));
     const tasks = body.tasks;
     if (!Array.isArray(tasks) || tasks.length === 0) {
       throw new HttpError(400, "tasks must be a non-empty array of Label Studio tasks");
