@@ -162,6 +162,18 @@ export function labelStudioRoutes(
 ): ExtraRoutes {
   const { engine, limits } = ctx;
   const modelVersion = `wgsam-${engine.info.model}`;
+  // What Label Studio's setup call says about itself, per project ({hostname, access_token}:
+  // its own address and the project creator's token); LABEL_STUDIO_URL and
+  // LABEL_STUDIO_API_KEY take precedence.
+  const learned = new Map<string, LabelStudioConnection>();
+  const projectId = (project: unknown) => String(project ?? "").split(".", 1)[0];
+  function connectionFor(project: unknown): LabelStudioConnection {
+    const told = learned.get(projectId(project));
+    return {
+      url: connection.url || told?.url || "",
+      apiKey: connection.apiKey || told?.apiKey || "",
+    };
+  }
 
   async function predict(req: Request): Promise<Response> {
     // A task may carry its image inline as a data: URL.
@@ -188,7 +200,7 @@ export function labelStudioRoutes(
         `the task has no data field "${tags.image.field}" (the Image tag's value)`,
       );
     }
-    const bytes = await fetchTaskImage(data[tags.image.field], connection, {
+    const bytes = await fetchTaskImage(data[tags.image.field], connectionFor(body.project), {
       maxBytes: limits.maxUploadBytes,
       taskId: task.id,
     });
@@ -255,6 +267,13 @@ export function labelStudioRoutes(
         only("POST");
         const body = await readJsonObject(req, limits.maxJsonBytes);
         if (typeof body.schema === "string" && body.schema.trim()) outputTags(body.schema);
+        if (typeof body.hostname === "string" && typeof body.access_token === "string") {
+          if (learned.size >= 1000) learned.delete(learned.keys().next().value!);
+          learned.set(projectId(body.project), {
+            url: body.hostname.trim(),
+            apiKey: body.access_token.trim(),
+          });
+        }
         return jsonResponse({ model_version: modelVersion });
       }
       case "/predict":

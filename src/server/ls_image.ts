@@ -10,6 +10,9 @@
  *   endpoint `/tasks/<task id>/presign/?fileuri=...`.
  * - Other http(s) URLs are fetched as they are; the key goes only to Label Studio's own host.
  *
+ * Where LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY are unset, the routes pass what Label
+ * Studio's setup call said (its hostname and the project creator's token).
+ *
  * The key is sent as `Authorization: Token <key>`, or `Bearer <key>` for a JWT (Label Studio's
  * personal access tokens), as the SDK does.
  */
@@ -87,7 +90,8 @@ export function resolveTaskImageUrl(
         400,
         `task image "${value.slice(0, 200)}" is stored in Label Studio: start wgsam with ` +
           `LABEL_STUDIO_URL=http://<label-studio-host>:8080 (as this server reaches it) and ` +
-          `LABEL_STUDIO_API_KEY=<your access token from Account & Settings>`,
+          `LABEL_STUDIO_API_KEY=<your access token from Account & Settings>, or connect the ` +
+          `model again in Label Studio (its setup call tells wgsam both)`,
       );
     }
     if (!/^https?:\/\//i.test(ls.url)) {

@@ -365,6 +365,30 @@ Deno.test("Label Studio: task images from data: URLs, and clear errors", async (
     assert.equal(abs.status, 200, JSON.stringify(abs.json));
     assert.equal(seen.auth.at(-1), "Token secret-key");
   });
+  // No environment: Label Studio's own setup call (hostname, access_token) is used for the
+  // project it names.
+  await withLabelStudio(async (lsUrl, seen) => {
+    const app = appWith({});
+    const setup = await call(app, "POST", "/ls/setup", {
+      project: "5.1700000000",
+      schema: CONFIG,
+      hostname: lsUrl,
+      access_token: "secret-key",
+      extra_params: null,
+    });
+    assert.equal(setup.status, 200);
+    const other = await call(app, "POST", "/ls/predict", {
+      ...body("/data/upload/1/photo.png"),
+      project: "6.1",
+    });
+    assert.equal(other.status, 400, "another project learned nothing");
+    const r = await call(app, "POST", "/ls/predict", {
+      ...body("/data/upload/1/photo.png"),
+      project: "5.1700000000",
+    });
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    assert.deepEqual(seen.auth, ["Token secret-key"]);
+  });
   // Label Studio not running there.
   const down = appWith({ LABEL_STUDIO_URL: "http://127.0.0.1:9", LABEL_STUDIO_API_KEY: "k" });
   await expectError(
