@@ -36,7 +36,12 @@ import {
 import { readJsonObject } from "./body.ts";
 import type { EngineInfo } from "./engine.ts";
 import { HttpError, jsonResponse } from "./errors.ts";
-import { base64JsonLimit, type ExtraRoutes, type RouteContext } from "./route_context.ts";
+import {
+  base64JsonLimit,
+  checkPromptInImage,
+  type ExtraRoutes,
+  type RouteContext,
+} from "./route_context.ts";
 import { parseEverythingRequest } from "./validate.ts";
 
 /** The one function name CVAT's SAM plugin decodes (cvat-ui/plugins/sam/src/ts/index.tsx). */
@@ -167,6 +172,8 @@ export function cvatRoutes(ctx: RouteContext): ExtraRoutes {
         throw bad("give at least one point in pos_points or an obj_bbox");
       }
       const points = [...pos, ...neg];
+      const { width, height } = stored.image;
+      checkPromptInImage([...points, ...bbox], width, height, limits, "point");
       const prompt: Prompt = {
         multimask: bbox.length === 0 && points.length === 1,
         ...(points.length ? { points, labels: [...pos.map(() => 1), ...neg.map(() => 0)] } : {}),

@@ -22,7 +22,12 @@ import { readJsonObject } from "./body.ts";
 import { HttpError, jsonResponse } from "./errors.ts";
 import { fetchTaskImage, type LabelStudioConnection, labelStudioFromEnv } from "./ls_image.ts";
 import { largestPolygon } from "../util/polygon_export.ts";
-import { base64JsonLimit, type ExtraRoutes, type RouteContext } from "./route_context.ts";
+import {
+  base64JsonLimit,
+  checkPromptInImage,
+  type ExtraRoutes,
+  type RouteContext,
+} from "./route_context.ts";
 
 export const LS_PREFIX = "/ls";
 const MODEL_CLASS = "WgsamSamBackend";
@@ -207,6 +212,8 @@ export function labelStudioRoutes(
     const stored = await ctx.ingestImage(bytes);
     const { width, height } = stored.image;
     const { prompt, label } = contextPrompt(context.result, width, height, limits.maxPoints);
+    const corners = prompt.box ? [prompt.box.slice(0, 2), prompt.box.slice(2)] : [];
+    checkPromptInImage([...(prompt.points ?? []), ...corners], width, height, limits, "context");
     const pred = await ctx.onImage(stored, () =>
       engine.predict(prompt).catch((e) => {
         if (e instanceof RangeError) throw new HttpError(400, e.message);

@@ -9,6 +9,7 @@ import type { MaskSource } from "../amg/mod.ts";
 import type { Engine } from "./engine.ts";
 import type { ServerDetector } from "./detector.ts";
 import type { Limits } from "./limits.ts";
+import { HttpError } from "./errors.ts";
 
 export interface StoredImage {
   id: string;
@@ -36,4 +37,27 @@ export type ExtraRoutes = (req: Request, method: string, path: string) => Promis
 /** Largest JSON body carrying one base64 image: the upload bound, grown by base64's 4/3. */
 export function base64JsonLimit(limits: Readonly<Limits>): number {
   return Math.ceil(limits.maxUploadBytes * 4 / 3) + 1024 * 1024;
+}
+
+/**
+ * Refuses prompt coordinates more than `coordMargin` of the longer side outside the image (the
+ * rule of /segment): a click there is a mistake, not a prompt.
+ */
+export function checkPromptInImage(
+  coords: readonly (readonly number[])[],
+  width: number,
+  height: number,
+  limits: Readonly<Limits>,
+  what: string,
+): void {
+  const margin = limits.coordMargin * Math.max(width, height);
+  for (const [x, y] of coords) {
+    if (x < -margin || x > width + margin || y < -margin || y > height + margin) {
+      throw new HttpError(
+        400,
+        `${what} (${x}, ${y}) is outside the ${width}x${height} image ` +
+          `(at most ${margin} pixels beyond its edges)`,
+      );
+    }
+  }
 }

@@ -238,6 +238,14 @@ Deno.test("CVAT: another model is not named for the plugin, says why, and decode
     seg.json.best as number
   ];
   assert.deepEqual(mask.flat().map((v) => v ? 1 : 0), [...decodeCocoMask(best.rle)]);
+  const far = await call(app, "POST", "/", {
+    image: b64,
+    pos_points: [[4000, 30]],
+    neg_points: [],
+    obj_bbox: null,
+  });
+  assert.equal(far.status, 400);
+  assert.match(String(far.json.error), /outside the 160x107 image/);
   const points = r.json.points as [number, number][];
   assert.ok(points.length >= 3 && points.every((p) => p.length === 2));
 });

@@ -337,6 +337,9 @@ Deno.test("Label Studio: task images from data: URLs, and clear errors", async (
   );
   await expectError(bare, { ...body("x"), label_config: 5 }, 400, /label_config/);
   await expectError(bare, { tasks: [], params: {} }, 400, /tasks must be a non-empty array/);
+  const dataUrl = `data:image/png;base64,${png.toBase64()}`;
+  const far = { ...body(dataUrl), params: { context: keypointContext(900, 28, 160, 107) } };
+  await expectError(bare, far, 400, /context \(1440, [\d.]+\) is outside the 160x107 image/);
   const noField = { ...body("x"), tasks: [{ id: 1, data: { img: "x" } }] };
   await expectError(bare, noField, 400, /no data field "image"/);
   const noKey = appWith({ LABEL_STUDIO_URL: "http://127.0.0.1:9" });
