@@ -322,9 +322,12 @@ export function cvatRoutes(ctx: RouteContext): ExtraRoutes {
     };
   }
 
+  /** The port CVAT reached us at (the Host header: the URL may be a local socket's). */
   function portOf(req: Request): number {
     const url = new URL(req.url);
-    return Number(url.port) || (url.protocol === "https:" ? 443 : 80);
+    const host = req.headers.get("host");
+    const port = host ? /:(\d+)$/.exec(host)?.[1] : url.port;
+    return Number(port) || (url.protocol === "https:" ? 443 : 80);
   }
 
   async function invoke(req: Request, f: CvatFunction): Promise<Response> {

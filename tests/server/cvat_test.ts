@@ -122,6 +122,13 @@ Deno.test("CVAT: ViT-H interactor lists as pth-facebookresearch-sam-vit-h; blob 
       version: 2,
     },
   );
+  // The port is the one in the Host header CVAT sent (its CVAT_NUCLIO_PORT).
+  const viaHost = await call(app, "GET", "/api/functions", undefined, {
+    ...NUCLIO_HEADERS,
+    host: "host.docker.internal:8787",
+  });
+  const described = viaHost.json["pth-facebookresearch-sam-vit-h"] as Record<string, unknown>;
+  assert.equal(parseLikeCvat(described).port, 8787);
   const one = await call(
     app,
     "GET",
