@@ -217,3 +217,33 @@ Deno.test("maskToPolygons: refuses a wrong size or tolerance", () => {
   }
   assert.ok(threw);
 });
+
+Deno.test("findContours: random noise (pinches everywhere): exact, nested, oriented", () => {
+  const random = rng(11);
+  for (let t = 0; t < 300; t++) {
+    const w = 1 + Math.floor(random() * 14), h = 1 + Math.floor(random() * 11);
+    const p = random();
+    const mask = new Uint8Array(w * h).map(() => random() < p ? 1 : 0);
+    const rings = findContours(mask, w, h);
+    const name = `case ${t} (${w}x${h})`;
+    assert.deepEqual(rasterizeEvenOdd(rings.map((r) => r.points), w, h), mask, name);
+    // Corners cut (every pinch cut twice), and all rings joined into one: still exact.
+    const cut = maskToPolygons(mask, w, h, 0).segmentation;
+    assert.deepEqual(rasterizeEvenOdd(cut, w, h), mask, `${name}: corners cut`);
+    assert.deepEqual(rasterizeEvenOdd([joinRings(cut)], w, h), mask, `${name}: joined`);
+    rings.forEach((r, i) => {
+      const area = ringArea2(r.points);
+      assert.ok(r.hole ? area < 0 : area > 0, `${name}: ring ${i} orientation`);
+      if (r.parent < 0) {
+        assert.equal(r.hole, false, `${name}: a top-level ring is an outer border`);
+        return;
+      }
+      const parent = rings[r.parent];
+      assert.notEqual(r.hole, parent.hole, `${name}: ring ${i} alternates with its parent`);
+      // What the ring encloses lies inside what its parent encloses.
+      const inner = rasterizeEvenOdd([r.points], w, h);
+      const outer = rasterizeEvenOdd([parent.points], w, h);
+      assert.ok(inner.every((v, k) => !v || outer[k]), `${name}: ring ${i} inside ${r.parent}`);
+    });
+  }
+});
