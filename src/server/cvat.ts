@@ -16,8 +16,8 @@
  *   [1, 256, 64, 64] in C order (serverless/pytorch/facebookresearch/sam/nuclio/main.py).
  *   wgsam uses that name only when its model is ViT-H: another model's embedding fed to the
  *   ViT-H decoder gives garbage masks (cvat #8158). With another model the interactor is named
- *   `wgsam-sam-<model>` and answers like CVAT's other interactors (HRNet):
- *   `{points: [[x, y], ...], mask: rows of 0/255}`, the mask decoded here.
+ *   `wgsam-sam-<model>` and answers like CVAT's other interactors (HRNet) and what the plugin
+ *   hands the UI: `{points: [[x, y], ...], mask: rows of 0/255, bounds}`, decoded here.
  * - `wgsam-segment-everything`: a detector ("run on a whole task", cvat #6217) that segments
  *   everything, and `wgsam-detect-segment` when the server has a detector (its boxes, then
  *   SAM). Both answer CVAT's detector shape: `[{label, type: "mask", points, mask, confidence}]`
@@ -207,7 +207,11 @@ export function cvatRoutes(ctx: RouteContext): ExtraRoutes {
           Array.from(mask.subarray(y * pred.width, (y + 1) * pred.width), (v) => v ? 255 : 0),
         );
       }
-      return { points: polygon, mask: rows };
+      // As CVAT's SAM plugin hands its decoded mask to the UI: the full-size mask and its
+      // bounds [xtl, ytl, xbr, ybr] (inclusive), here with the polygon HRNet also returns.
+      const cropped = cvatMask(mask, pred.width, pred.height);
+      const bounds = cropped ? cropped.slice(-4) : [0, 0, 0, 0];
+      return { points: polygon, mask: rows, bounds };
     },
   };
 

@@ -253,6 +253,12 @@ Deno.test("CVAT: another model is not named for the plugin, says why, and decode
   });
   assert.equal(far.status, 400);
   assert.match(String(far.json.error), /outside the 160x107 image/);
+  // bounds: the mask's inclusive box.
+  const [xtl, ytl, xbr, ybr] = r.json.bounds as number[];
+  const rowsSet = mask.map((row) => row.some((v) => v));
+  assert.deepEqual([ytl, ybr], [rowsSet.indexOf(true), rowsSet.lastIndexOf(true)]);
+  const colsSet = mask[0].map((_, x) => mask.some((row) => row[x]));
+  assert.deepEqual([xtl, xbr], [colsSet.indexOf(true), colsSet.lastIndexOf(true)]);
   const points = r.json.points as [number, number][];
   assert.ok(points.length >= 3 && points.every((p) => p.length === 2));
 });
