@@ -68,8 +68,7 @@ Deno.test("CLI flags: --format polygon and --polygon-tolerance", () => {
         "b",
         "--format",
         "polygon",
-        "--polygon-tolerance",
-        "-2",
+        "--polygon-tolerance=-2",
       ]),
     /polygon-tolerance must be a number/,
   );
