@@ -52,3 +52,12 @@ export {
 } from "./src/weights/download.ts";
 export * from "./src/amg/mod.ts";
 export * from "./src/detect/mod.ts";
+export {
+  DEFAULT_POLYGON_TOLERANCE,
+  findContours,
+  type MaskPolygons,
+  maskToPolygons,
+  type Ring,
+  simplifyRing,
+} from "./src/util/contours.ts";
+export { maskToBrushRle } from "./src/util/brush_rle.ts";

@@ -7,7 +7,8 @@
  *
  * Output per image (base name without extension): a folder of one PNG per mask (0/255) and
  * metadata.csv (the official's file name and columns), or with --convert-to-rle one
- * <base>.json holding the records with COCO compressed RLE segmentations.
+ * <base>.json holding the records with COCO compressed RLE segmentations, or with
+ * --format polygon <base>.json with COCO polygon segmentations and <base>.txt (YOLO-seg).
  *
  * Arguments, the input and the output paths are all checked before the model is loaded;
  * mistakes exit with status 2 and a message naming the flag.
@@ -25,6 +26,12 @@ import { encodeMaskPng, readImageFile } from "../image.ts";
 import { GPU_FLAGS, numberFlag, parseFlags, runCli, UsageError, wantsHelp } from "./args.ts";
 import { chooseModel, MODEL_HELP, warnIfMeaningless } from "./model.ts";
 import { checkOutputFiles, writeOutput } from "./output.ts";
+import {
+  parseFormatFlags,
+  segmentationMask,
+  withPolygonSegmentation,
+  yoloSegText,
+} from "../util/polygon_export.ts";
 
 export { UsageError };
 
@@ -41,6 +48,8 @@ JSON per image.
   --model-type TYPE     accepted for compatibility (default, vit_h, vit_l, vit_b); the
                         architecture is read from the checkpoint
   --convert-to-rle      write COCO RLEs in a single JSON per image instead of PNGs
+  --format polygon      write COCO polygons in a single JSON per image, and a YOLO-seg .txt
+  --polygon-tolerance F Douglas-Peucker tolerance of the polygons, pixels (0.5; 0: exact)
   --overwrite           replace results of an earlier run (default: refuse)
   --quiet               no progress display
   -h, --help            this text
@@ -94,6 +103,9 @@ export interface AmgCliArgs {
   /** Undefined: the installed model, else sam-tiny (chooseModel). */
   model?: string;
   convertToRle: boolean;
+  /** --format polygon: COCO polygons in <base>.json and a YOLO-seg <base>.txt. */
+  polygon: boolean;
+  polygonTolerance: number;
   quiet: boolean;
   overwrite: boolean;
   help: boolean;
@@ -113,6 +125,8 @@ export function parseAmgArgs(argv: readonly string[]): AmgCliArgs {
     checkpoint: { type: "string" },
     "model-type": { type: "string" },
     "convert-to-rle": { type: "boolean" },
+    format: { type: "string" },
+    "polygon-tolerance": { type: "string" },
     quiet: { type: "boolean" },
     overwrite: { type: "boolean" },
     help: { type: "boolean", short: "h" },
@@ -129,12 +143,27 @@ export function parseAmgArgs(argv: readonly string[]): AmgCliArgs {
     output: values.get("output") ?? "",
     model: values.get("model") ?? values.get("checkpoint"),
     convertToRle: flags["convert-to-rle"] === true,
+    polygon: false,
+    polygonTolerance: 0,
     quiet: flags.quiet === true,
     overwrite: flags.overwrite === true,
     help,
     amg: {},
   };
   if (help) return out;
+  try {
+    const f = parseFormatFlags(values.get("format"), values.get("polygon-tolerance"), [
+      "png",
+      "polygon",
+    ]);
+    out.polygon = f.format === "polygon";
+    out.polygonTolerance = f.polygonTolerance;
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  if (out.polygon && out.convertToRle) {
+    throw new UsageError("give --convert-to-rle or --format polygon, not both");
+  }
   if (!out.input) throw new UsageError("--input is required (an image or a folder of images)");
   if (!out.output) throw new UsageError("--output is required (a folder for the results)");
   if (out.model === "") throw new UsageError("--model needs a value");
@@ -246,9 +275,17 @@ function progressDisplay(label: string, quiet: boolean): ProgressDisplay {
   };
 }
 
-/** Where one input's results go: a folder of PNGs, or with --convert-to-rle one JSON file. */
+/**
+ * Where one input's results go: a folder of PNGs, or with --convert-to-rle or --format polygon
+ * one JSON file (and with polygons the .txt beside it).
+ */
 function destination(args: AmgCliArgs, target: string): string {
-  return join(args.output, baseName(target) + (args.convertToRle ? ".json" : ""));
+  return join(args.output, baseName(target) + (args.convertToRle || args.polygon ? ".json" : ""));
+}
+
+/** The YOLO-seg file beside a --format polygon JSON. */
+function yoloDestination(args: AmgCliArgs, target: string): string {
+  return join(args.output, baseName(target) + ".txt");
 }
 
 /**
@@ -262,8 +299,9 @@ async function checkDestinations(args: AmgCliArgs, targets: readonly string[]): 
     const dest = destination(args, t);
     if (seen.has(dest)) throw new UsageError(`two inputs would both write ${dest}`);
     seen.add(dest);
-    if (args.convertToRle) {
-      await checkOutputFiles([dest], args.overwrite);
+    if (args.convertToRle || args.polygon) {
+      const files = args.polygon ? [dest, yoloDestination(args, t)] : [dest];
+      await checkOutputFiles(files, args.overwrite);
       continue;
     }
     let info: Deno.FileInfo | null = null;
@@ -303,7 +341,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   try {
     generator = AutomaticMaskGenerator.fromOfficialParams({
       ...args.amg,
-      output_mode: args.convertToRle ? "coco_rle" : "binary_mask",
+      output_mode: args.convertToRle || args.polygon ? "coco_rle" : "binary_mask",
     });
   } catch (e) {
     throw new UsageError((e as Error).message);
@@ -359,6 +397,16 @@ export async function main(argv: readonly string[]): Promise<number> {
       const dest = destination(args, t);
       if (args.convertToRle) {
         await writeOutput(dest, JSON.stringify(records), args.overwrite);
+      } else if (args.polygon) {
+        const tol = args.polygonTolerance;
+        const polys = records.map((r) => withPolygonSegmentation(r, tol));
+        await writeOutput(dest, JSON.stringify(polys), args.overwrite);
+        const objects = records.map((r) => ({
+          mask: segmentationMask(r.segmentation),
+          classIndex: 0,
+        }));
+        const txt = yoloSegText(objects, image.width, image.height, tol);
+        await writeOutput(yoloDestination(args, t), txt, args.overwrite);
       } else {
         await Deno.mkdir(dest, { recursive: args.overwrite });
         if (args.overwrite) {
@@ -376,7 +424,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         }
         await writeOutput(join(dest, "metadata.csv"), metadataCsv(records), args.overwrite);
       }
-      log(`${records.length} masks -> ${dest}${args.convertToRle ? "" : "/"}`);
+      const to = args.polygon ? ` and ${yoloDestination(args, t)}` : args.convertToRle ? "" : "/";
+      log(`${records.length} masks -> ${dest}${to}`);
       // Why there are this many: an empty result names the threshold that emptied it.
       log(`  ${describeFilterCounts(counts)}`);
     }

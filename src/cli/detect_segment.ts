@@ -6,7 +6,8 @@
  * Detects objects with a YOLO-NAS / YOLOv8 ONNX model, segments each box with SAM (one
  * batched pass) and writes <dir>/overlay.png (masks tinted, boxes, labels) and
  * <dir>/annotations.json (a COCO instances file: images, annotations with compressed-RLE
- * segmentations, categories).
+ * segmentations, categories); with --format polygon the segmentations are COCO polygons and
+ * <dir>/<image>.txt holds the objects as YOLO-seg lines.
  */
 import { basename, join } from "node:path";
 import { ImageDecodeError, readImageFile } from "../image.ts";
@@ -32,6 +33,7 @@ import {
 } from "./args.ts";
 import { chooseModel, MODEL_HELP, warnIfMeaningless } from "./model.ts";
 import { checkOutputDir, checkOutputFiles, writeOutput } from "./output.ts";
+import { parseFormatFlags, withPolygonSegmentation, yoloSegText } from "../util/polygon_export.ts";
 
 /** The most detections one run segments (each is a full-size mask). */
 export const MAX_DETECTIONS = 1000;
@@ -56,6 +58,9 @@ compressed-RLE segmentations).
                           scores), and the log says so
   --model NAME|PATH       SAM model: ${MODEL_HELP}
   --provider P            detector execution provider: auto (default), webgpu or wasm
+  --format F              rle (default) or polygon: COCO polygons, and <image>.txt in YOLO-seg
+                          (classes: the detector's 0-based indices)
+  --polygon-tolerance T   Douglas-Peucker tolerance of the polygons, pixels (0.5; 0: exact)
   --overwrite             replace the files of an earlier run in DIR (default: refuse)
   -h, --help              this text
 
@@ -75,6 +80,8 @@ export interface DetectSegmentArgs {
   model?: string;
   provider: ExecutionProviderChoice;
   overwrite: boolean;
+  format: "rle" | "polygon";
+  polygonTolerance: number;
 }
 
 /** Parses the command line; throws a UsageError whose message says what is wrong. */
@@ -90,8 +97,16 @@ export function parseDetectSegmentArgs(argv: readonly string[]): DetectSegmentAr
     model: { type: "string" },
     provider: { type: "string", default: "auto" },
     overwrite: { type: "boolean" },
+    format: { type: "string" },
+    "polygon-tolerance": { type: "string" },
     ...GPU_FLAGS,
   });
+  let format;
+  try {
+    format = parseFormatFlags(values.format, values["polygon-tolerance"], ["rle", "polygon"]);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
   if (positionals.length !== 1) {
     throw new UsageError(
       positionals.length ? `one image expected, got ${positionals.join(" ")}` : "no image given",
@@ -124,6 +139,8 @@ export function parseDetectSegmentArgs(argv: readonly string[]): DetectSegmentAr
     model: values.model,
     provider,
     overwrite: values.overwrite ?? false,
+    format: format.format as "rle" | "polygon",
+    polygonTolerance: format.polygonTolerance,
   };
 }
 
@@ -179,7 +196,10 @@ export async function runDetectSegment(
   await requireInputFile(args.detector, "--detector");
   const outPath = (name: string) => join(args.out, name);
   await checkOutputDir(args.out, "--out");
-  await checkOutputFiles([outPath("annotations.json"), outPath("overlay.png")], args.overwrite);
+  const yoloFile = outPath(basename(args.image).replace(/\.[^.]*$/, "") + ".txt");
+  const written = [outPath("overlay.png"), outPath("annotations.json")];
+  if (args.format === "polygon") written.push(yoloFile);
+  await checkOutputFiles(written, args.overwrite);
   let image;
   try {
     image = await readImageFile(args.image);
@@ -218,7 +238,22 @@ export async function runDetectSegment(
     });
     await Deno.mkdir(args.out, { recursive: true });
     const json = cocoJson(result, detector.classNames, basename(args.image));
-    await writeOutput(outPath("annotations.json"), JSON.stringify(json) + "\n", args.overwrite);
+    if (args.format === "polygon") {
+      const tol = args.polygonTolerance;
+      const annotations = json.annotations.map((a, i) =>
+        withPolygonSegmentation(a, tol, result.masks[i])
+      );
+      const text = JSON.stringify({ ...json, annotations }) + "\n";
+      await writeOutput(outPath("annotations.json"), text, args.overwrite);
+      const objects = result.annotations.map((a, i) => ({
+        mask: result.masks[i],
+        classIndex: a.class_index,
+      }));
+      const yolo = yoloSegText(objects, image.width, image.height, tol);
+      await writeOutput(yoloFile, yolo, args.overwrite);
+    } else {
+      await writeOutput(outPath("annotations.json"), JSON.stringify(json) + "\n", args.overwrite);
+    }
     const png = await renderOverlayPng(image, overlayItems(result.detections, result.masks));
     await writeOutput(outPath("overlay.png"), png, args.overwrite);
     const t = result.timings;
@@ -232,7 +267,7 @@ export async function runDetectSegment(
         ` (detect ${t.detectMs.toFixed(0)} ms, SAM encode ${t.encodeMs.toFixed(0)} ms, ` +
         `decode ${t.decodeMs.toFixed(0)} ms)`,
     );
-    log(`wrote ${join(args.out, "overlay.png")} and ${join(args.out, "annotations.json")}`);
+    log(`wrote ${written.join(", ")}`);
     return result;
   } finally {
     await detector.dispose();

@@ -6,7 +6,9 @@
  *
  * Points and one box make one prompt; several boxes (and no points) make one prompt per box,
  * decoded in one batch. Writes mask_<prompt>_<k>.png per mask (0/255), overlay.png (the photo
- * with the masks tinted and the prompts drawn) and result.json (scores, sizes, files). Argument
+ * with the masks tinted and the prompts drawn) and result.json (scores, sizes, files); with
+ * --format polygon also each mask's polygons in result.json and <image>.txt (each prompt's best
+ * mask as a YOLO-seg line). Argument
  * mistakes exit with status 2 before any model is loaded where they can be known; runtime
  * failures exit 1 with a one-line message.
  */
@@ -18,6 +20,7 @@ import { GPU_FLAGS, parseFlags, requireInputFile, runCli, UsageError, wantsHelp 
 import { chooseModel, MODEL_HELP, warnIfMeaningless } from "./model.ts";
 import { checkOutputDir, checkOutputFiles, writeOutput } from "./output.ts";
 import { drawPrompts } from "./prompt_marks.ts";
+import { maskPolygonFields, parseFormatFlags, yoloSegText } from "../util/polygon_export.ts";
 
 export { UsageError };
 
@@ -37,6 +40,8 @@ Options:
   --out DIR             where the files go; created if missing (required)
   --model NAME|PATH     ${MODEL_HELP}
   --overwrite           replace files of an earlier run in DIR (default: refuse)
+  --format polygon      also each mask's polygons in result.json, and <image>.txt (YOLO-seg)
+  --polygon-tolerance F Douglas-Peucker tolerance of the polygons, pixels (0.5; 0: exact)
   -h, --help            this text
 
 Exit status: 0 done, 1 a runtime failure, 2 a bad argument (unknown flag, missing image,
@@ -53,6 +58,9 @@ export interface SegmentArgs {
   points: [number, number][];
   labels: number[];
   boxes: [number, number, number, number][];
+  /** --format polygon: polygons in result.json and a YOLO-seg <image>.txt. */
+  polygon: boolean;
+  polygonTolerance: number;
 }
 
 function numbers(flag: string, text: string, count: number[]): number[] {
@@ -78,8 +86,16 @@ export function parseSegmentArgs(argv: readonly string[]): SegmentArgs {
     model: { type: "string" },
     out: { type: "string" },
     overwrite: { type: "boolean" },
+    format: { type: "string" },
+    "polygon-tolerance": { type: "string" },
     ...GPU_FLAGS,
   });
+  let format;
+  try {
+    format = parseFormatFlags(values.format, values["polygon-tolerance"], ["png", "polygon"]);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
   const args: SegmentArgs = {
     image: "",
     out: values.out ?? "",
@@ -89,6 +105,8 @@ export function parseSegmentArgs(argv: readonly string[]): SegmentArgs {
     points: [],
     labels: [],
     boxes: [],
+    polygon: format.format === "polygon",
+    polygonTolerance: format.polygonTolerance,
   };
   for (const text of values.point ?? []) {
     const [x, y, label = 1] = numbers("--point", text, [2, 3]);
@@ -158,10 +176,16 @@ export function checkPromptsInImage(args: SegmentArgs, width: number, height: nu
 export function outputFiles(args: SegmentArgs): string[] {
   const perPrompt = args.multimask ? 3 : 1;
   const files = ["overlay.png", "result.json"];
+  if (args.polygon) files.push(yoloFileName(args.image));
   promptsOf(args).forEach((_, p) => {
     for (let k = 0; k < perPrompt; k++) files.push(`mask_${p}_${k}.png`);
   });
   return files;
+}
+
+/** The YOLO-seg label file of an image: its base name with .txt. */
+function yoloFileName(image: string): string {
+  return image.replace(/^.*[\\/]/, "").replace(/\.[^.]*$/, "") + ".txt";
 }
 
 export async function runSegment(
@@ -214,6 +238,7 @@ export async function runSegment(
     const info = await predictor.setImage(image);
     const predictions = await predictor.predictBatch(promptsOf(args));
     const files: { prompt: number; mask: number; file: string; score: number }[] = [];
+    const polygons: ReturnType<typeof maskPolygonFields>[] = [];
     const allMasks: Uint8Array[] = [];
     for (const [p, prediction] of predictions.entries()) {
       for (const [k, mask] of prediction.masks.entries()) {
@@ -224,6 +249,9 @@ export async function runSegment(
           args.overwrite,
         );
         files.push({ prompt: p, mask: k, file, score: prediction.scores[k] });
+        if (args.polygon) {
+          polygons.push(maskPolygonFields(mask, info.width, info.height, args.polygonTolerance));
+        }
         allMasks.push(mask);
       }
     }
@@ -244,8 +272,16 @@ export async function runSegment(
       height: info.height,
       encode_ms: Math.round(info.encodeMs),
       prompts: promptsOf(args),
-      masks: files,
+      masks: args.polygon ? files.map((f, i) => ({ ...f, ...polygons[i] })) : files,
     };
+    if (args.polygon) {
+      const objects = best.map((mask) => ({ mask, classIndex: 0 }));
+      await writeOutput(
+        out(yoloFileName(args.image)),
+        yoloSegText(objects, info.width, info.height, args.polygonTolerance),
+        args.overwrite,
+      );
+    }
     await writeOutput(out("result.json"), JSON.stringify(result, null, 2) + "\n", args.overwrite);
     console.log(`wrote ${allMasks.length} mask(s), overlay.png and result.json to ${args.out}`);
   } finally {

@@ -1,9 +1,9 @@
 /**
  * COCO's 80 object classes as YOLO-family detectors (Ultralytics YOLOv8, YOLO-NAS) number
  * them: contiguous ids 0..79 in the order of the score channels (person = 0, car = 2,
- * dog = 16). These are the ids the detector fixtures' truth.json uses and the
- * `category_id`s wgsam writes. The official COCO annotation ids (1..90 with gaps, dog = 18)
- * are `COCO_91_IDS[classId]`.
+ * dog = 16). These are the ids the detector fixtures' truth.json uses (wgsam's `class_index`).
+ * The official COCO annotation ids (1..90 with gaps, dog = 18), the `category_id`s wgsam
+ * writes, are `COCO_91_IDS[classId]`.
  */
 export const COCO_CLASSES: readonly string[] = Object.freeze([
   "person",
@@ -171,6 +171,45 @@ export const COCO_91_IDS: readonly number[] = Object.freeze([
   89,
   90,
 ]);
+
+/** The supercategory of each contiguous class id, as COCO's instances files name them. */
+const COCO_SUPERCATEGORY_RUNS: [string, number][] = [
+  ["person", 1],
+  ["vehicle", 8],
+  ["outdoor", 5],
+  ["animal", 10],
+  ["accessory", 5],
+  ["sports", 10],
+  ["kitchen", 7],
+  ["food", 10],
+  ["furniture", 6],
+  ["electronic", 6],
+  ["appliance", 5],
+  ["indoor", 7],
+];
+
+export interface CocoCategory {
+  /** The official id (1..90 with gaps). */
+  id: number;
+  name: string;
+  supercategory: string;
+}
+
+/** COCO's standard category list (instances_val2017.json's `categories`), in id order. */
+export const COCO_CATEGORIES: readonly CocoCategory[] = Object.freeze(
+  COCO_SUPERCATEGORY_RUNS.flatMap(([sup, n]) => Array<string>(n).fill(sup)).map((sup, i) => ({
+    id: COCO_91_IDS[i],
+    name: COCO_CLASSES[i],
+    supercategory: sup,
+  })),
+);
+
+/** True when a detector's class list is COCO's 80 classes in the usual order. */
+export function isCocoClassList(classNames: readonly string[]): boolean {
+  return classNames === COCO_CLASSES ||
+    (classNames.length === COCO_CLASSES.length &&
+      classNames.every((n, i) => n === COCO_CLASSES[i]));
+}
 
 /** Lower case, "_" and "-" as spaces, runs of spaces collapsed: "Teddy_Bear" -> "teddy bear". */
 export function normalizeClassName(name: string): string {

@@ -9,7 +9,7 @@
  */
 import { areaFromRle, cocoEncodeRle, type CocoRle, maskToRle } from "../amg/rle.ts";
 import type { ImageInfo, Prediction, Prompt, RgbImage } from "../types.ts";
-import { COCO_91_IDS, COCO_CLASSES } from "./coco_classes.ts";
+import { COCO_91_IDS, COCO_CATEGORIES, isCocoClassList } from "./coco_classes.ts";
 import type { Detection, DetectOptions, DetectorLike } from "./detector.ts";
 
 /** What detect-then-segment needs of a SAM predictor (SamPredictor satisfies it). */
@@ -23,11 +23,14 @@ export interface DetectSegmentAnnotation {
   /** 1-based, in detection order (best score first). */
   id: number;
   image_id: number;
-  /** The detector's contiguous class id (COCO: 0..79, person 0, car 2, dog 16). */
+  /**
+   * With COCO's class list the official COCO category id (1..90 with gaps: person 1, car 3,
+   * dog 18); with any other class list, the class index.
+   */
   category_id: number;
   category_name: string;
-  /** The official COCO category id (1..90, dog 18); only with COCO's class list. */
-  coco_category_id?: number;
+  /** The detector's contiguous class index (COCO: 0..79, person 0, car 2, dog 16). */
+  class_index: number;
   /** The detector's score. */
   score: number;
   /** The detector's box in photo pixels, [x, y, width, height]. */
@@ -91,9 +94,7 @@ export function toAnnotations(
   classNames: readonly string[],
   imageId = 1,
 ): { annotations: DetectSegmentAnnotation[]; masks: Uint8Array[] } {
-  const isCoco = classNames === COCO_CLASSES ||
-    (classNames.length === COCO_CLASSES.length &&
-      classNames.every((n, i) => n === COCO_CLASSES[i]));
+  const isCoco = isCocoClassList(classNames);
   const annotations: DetectSegmentAnnotation[] = [];
   const masks: Uint8Array[] = [];
   detections.forEach((d, i) => {
@@ -106,9 +107,9 @@ export function toAnnotations(
     annotations.push({
       id: i + 1,
       image_id: imageId,
-      category_id: d.classId,
+      category_id: isCoco ? COCO_91_IDS[d.classId] : d.classId,
       category_name: d.className,
-      ...(isCoco ? { coco_category_id: COCO_91_IDS[d.classId] } : {}),
+      class_index: d.classId,
       score: d.score,
       bbox: xyxyToXywh(d.box),
       segmentation: cocoEncodeRle(rle),
@@ -165,12 +166,13 @@ export async function detectAndSegment(
 export interface CocoInstances {
   images: { id: number; width: number; height: number; file_name?: string }[];
   annotations: DetectSegmentResult["annotations"];
-  categories: { id: number; name: string }[];
+  categories: { id: number; name: string; supercategory?: string }[];
 }
 
 /**
  * The result as a COCO instances file (loadable by pycocotools' COCO()): one image, the
- * annotations, and the detector's categories (ids as in the annotations).
+ * annotations, and the categories (ids as in the annotations): COCO's standard list for a
+ * COCO detector, else the detector's classes numbered by index.
  */
 export function cocoJson(
   result: DetectSegmentResult,
@@ -186,6 +188,8 @@ export function cocoJson(
       ...(fileName ? { file_name: fileName } : {}),
     }],
     annotations: result.annotations,
-    categories: classNames.map((name, id) => ({ id, name })),
+    categories: isCocoClassList(classNames)
+      ? COCO_CATEGORIES.map((c) => ({ ...c }))
+      : classNames.map((name, id) => ({ id, name })),
   };
 }

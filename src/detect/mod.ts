@@ -6,7 +6,10 @@
 export {
   closeClassNames,
   COCO_91_IDS,
+  COCO_CATEGORIES,
   COCO_CLASSES,
+  type CocoCategory,
+  isCocoClassList,
   resolveClassIds,
   UnknownClassError,
 } from "./coco_classes.ts";

@@ -7,14 +7,14 @@
  *   POST   /api/images                upload (raw PNG/JPEG or multipart field "image")
  *   GET    /api/images/:id            size of a stored image
  *   DELETE /api/images/:id            forget a stored image
- *   POST   /api/images/:id/segment    prompts -> masks (PNG or COCO RLE) + low-res handles
- *   POST   /api/images/:id/everything automatic mask generation -> COCO RLE annotations
- *   POST   /api/images/:id/detect     detector boxes -> SAM masks -> COCO RLE annotations
+ *   POST   /api/images/:id/segment    prompts -> masks (PNG, COCO RLE or polygons) + handles
+ *   POST   /api/images/:id/everything automatic mask generation -> COCO annotations (RLE or polygons)
+ *   POST   /api/images/:id/detect     detector boxes -> SAM masks -> COCO annotations (RLE or polygons)
  *   GET    /api/images/:id/embedding  the image embedding as .npy
  *
  * Every error is JSON `{ "error": "..." }`; unexpected exceptions are logged and become a 500.
  */
-import type { Prediction, Prompt, RgbImage } from "../types.ts";
+import type { Prediction, Prompt } from "../types.ts";
 import { AutomaticMaskGenerator, cocoEncodeRle, type MaskSource, maskToRle } from "../amg/mod.ts";
 import { cocoJson, detectAndSegment, resolveClassIds, UnknownClassError } from "../detect/mod.ts";
 import { ByteLru } from "../util/lru.ts";
@@ -27,7 +27,17 @@ import { errorResponse, HttpError, jsonResponse } from "./errors.ts";
 import { DEFAULT_LIMITS, type Limits } from "./limits.ts";
 import { encodeMaskPng } from "../image.ts";
 import { WorkQueue } from "./queue.ts";
-import { parseDetectRequest, parseEverythingRequest, parseSegmentRequest } from "./validate.ts";
+import type { ExtraRoutes, RouteContext, StoredImage } from "./route_context.ts";
+import { cvatRoutes } from "./cvat.ts";
+import { labelStudioRoutes } from "./label_studio.ts";
+import {
+  type OutputFormat,
+  parseDetectRequest,
+  parseEverythingRequest,
+  parseOutputFormat,
+  parseSegmentRequest,
+} from "./validate.ts";
+import { maskPolygonFields, withPolygonSegmentation } from "../util/polygon_export.ts";
 
 export const SERVER_NAME = "wgsam";
 export const SERVER_VERSION = "0.1.0";
@@ -51,11 +61,6 @@ export type AppHandler = ((req: Request) => Promise<Response>) & {
   readonly limits: Readonly<Limits>;
   readonly queue: WorkQueue;
 };
-
-interface StoredImage {
-  id: string;
-  image: RgbImage;
-}
 
 interface LowResEntry {
   imageId: string;
@@ -180,6 +185,18 @@ export function createApp(options: AppOptions): AppHandler {
 
   async function upload(req: Request): Promise<Response> {
     const bytes = await readImageUpload(req, limits.maxUploadBytes);
+    const { result, image } = await ingest(bytes);
+    return jsonResponse({
+      id: result.id,
+      width: image.width,
+      height: image.height,
+      encodeMs: Math.round(result.encodeMs * 10) / 10,
+      cached: result.cached,
+    });
+  }
+
+  /** Decodes, checks, encodes and stores an image (uploads, CVAT and Label Studio images). */
+  async function ingest(bytes: Uint8Array) {
     const image = await decodeQueue.run(
       () => decodeUpload(bytes, { ...limits, imgSize: engine.info.imgSize }),
       { timeoutMs: limits.requestTimeoutMs },
@@ -198,14 +215,24 @@ export function createApp(options: AppOptions): AppHandler {
     if (!images.set(result.id, { id: result.id, image }, image.data.byteLength)) {
       throw new HttpError(413, "image is larger than the whole image cache (--cache-mb)");
     }
-    return jsonResponse({
-      id: result.id,
-      width: image.width,
-      height: image.height,
-      encodeMs: Math.round(result.encodeMs * 10) / 10,
-      cached: result.cached,
-    });
+    return { result, image };
   }
+
+  // The CVAT (nuclio) and Label Studio ML backend surfaces, through this same handler.
+  const context: RouteContext = {
+    engine,
+    detector,
+    limits,
+    log,
+    ingestImage: async (bytes) => {
+      const { result, image } = await ingest(bytes);
+      return { id: result.id, image };
+    },
+    onImage,
+    onGpu,
+    maskSource: (signal) => stoppable(engine.maskSource?.() ?? predictorMaskSource(engine), signal),
+  };
+  const extraRoutes: ExtraRoutes[] = [cvatRoutes(context), labelStudioRoutes(context)];
 
   async function segment(req: Request, id: string): Promise<Response> {
     const stored = lookupImage(id);
@@ -235,7 +262,7 @@ export function createApp(options: AppOptions): AppHandler {
     });
     const results = [];
     for (const pred of predictions) {
-      results.push(await describePrediction(pred, stored.id, parsed.format));
+      results.push(await describePrediction(pred, stored.id, parsed));
     }
     const body0 = { width, height, format: parsed.format };
     if (parsed.batched) {
@@ -246,7 +273,8 @@ export function createApp(options: AppOptions): AppHandler {
     return jsonResponse({ ...body0, ...results[0] });
   }
 
-  async function describePrediction(pred: Prediction, imageId: string, format: "png" | "rle") {
+  async function describePrediction(pred: Prediction, imageId: string, output: OutputFormat) {
+    const format = output.format;
     const plane = pred.lowResSize * pred.lowResSize;
     // An image deleted while this job waited gets no handles: nothing would ever free them.
     const keepHandles = images.has(imageId);
@@ -270,6 +298,8 @@ export function createApp(options: AppOptions): AppHandler {
         low_res_handle: handle,
         ...(format === "png"
           ? { png_base64: (await encodeMaskPng(mask, pred.width, pred.height)).toBase64() }
+          : format === "polygon"
+          ? maskPolygonFields(mask, pred.width, pred.height, output.polygonTolerance)
           : { rle: cocoEncodeRle(maskToRle(mask, pred.height, pred.width)) }),
       });
     }
@@ -280,7 +310,8 @@ export function createApp(options: AppOptions): AppHandler {
     const stored = lookupImage(id);
     const { width, height } = stored.image;
     const body = await readJsonObject(req, limits.maxJsonBytes);
-    const params = parseEverythingRequest(body, width, height, limits);
+    const { output, rest } = parseOutputFormat(body, ["rle", "polygon"], "rle");
+    const params = parseEverythingRequest(rest, width, height, limits);
     let generator: AutomaticMaskGenerator;
     try {
       generator = new AutomaticMaskGenerator(params);
@@ -311,7 +342,10 @@ export function createApp(options: AppOptions): AppHandler {
         min_mask_region_area: params.minMaskRegionArea,
         output_mode: "coco_rle",
       },
-      annotations: records,
+      format: output.format,
+      annotations: output.format === "polygon"
+        ? records.map((r) => withPolygonSegmentation(r, output.polygonTolerance))
+        : records,
       filtered: counts, // why there are this many: candidates dropped per threshold
     });
   }
@@ -337,7 +371,8 @@ export function createApp(options: AppOptions): AppHandler {
     }
     const stored = lookupImage(id);
     const body = await readJsonObject(req, limits.maxJsonBytes);
-    const opts = parseDetectRequest(body, limits);
+    const { output, rest } = parseOutputFormat(body, ["rle", "polygon"], "rle");
+    const opts = parseDetectRequest(rest, limits);
     const classNames = detector.detector.classNames;
     try {
       resolveClassIds(opts.classes, classNames); // refused before waiting for the GPU
@@ -361,7 +396,12 @@ export function createApp(options: AppOptions): AppHandler {
       height: result.height,
       ms: Math.round(performance.now() - t0),
       detections: result.annotations.length,
-      annotations: coco.annotations,
+      format: output.format,
+      annotations: output.format === "polygon"
+        ? coco.annotations.map((a, i) =>
+          withPolygonSegmentation(a, output.polygonTolerance, result.masks[i])
+        )
+        : coco.annotations,
       categories: coco.categories,
     });
   }
@@ -373,6 +413,10 @@ export function createApp(options: AppOptions): AppHandler {
   }
 
   async function route(req: Request, method: string, path: string): Promise<Response> {
+    for (const extra of extraRoutes) {
+      const answer = await extra(req, method, path);
+      if (answer) return answer;
+    }
     const file = STATIC_FILES[path];
     if (file) {
       if (method !== "GET") methodNotAllowed(["GET"]);

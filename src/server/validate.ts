@@ -6,16 +6,49 @@
  */
 import type { Prompt } from "../types.ts";
 import { type AmgParams, DEFAULT_AMG_PARAMS, officialToAmgParams } from "../amg/mod.ts";
+import { DEFAULT_POLYGON_TOLERANCE } from "../util/contours.ts";
 import { HttpError } from "./errors.ts";
 import type { Limits } from "./limits.ts";
 
-export type MaskFormat = "png" | "rle";
+export type MaskFormat = "png" | "rle" | "polygon";
+
+/** How masks are written: `format`, and for polygons the Douglas-Peucker tolerance. */
+export interface OutputFormat {
+  format: MaskFormat;
+  /** Pixels (`polygon_tolerance`); 0 keeps every corner. */
+  polygonTolerance: number;
+}
+
+/**
+ * The `format` and `polygon_tolerance` fields of a body (one of `allowed`, else `fallback`),
+ * and the rest of the body for the route's own parser.
+ */
+export function parseOutputFormat(
+  body: Record<string, unknown>,
+  allowed: readonly MaskFormat[],
+  fallback: MaskFormat,
+): { output: OutputFormat; rest: Record<string, unknown> } {
+  const { format = fallback, polygon_tolerance, ...rest } = body;
+  if (typeof format !== "string" || !(allowed as string[]).includes(format)) {
+    throw bad(`format must be ${allowed.map((f) => `"${f}"`).join(" or ")}`);
+  }
+  let polygonTolerance = DEFAULT_POLYGON_TOLERANCE;
+  if (polygon_tolerance !== undefined) {
+    if (format !== "polygon") throw bad('polygon_tolerance goes with "format": "polygon"');
+    polygonTolerance = finiteNumber(polygon_tolerance, "polygon_tolerance");
+    if (polygonTolerance < 0 || polygonTolerance > 100) {
+      throw bad(`polygon_tolerance must be in [0, 100] pixels, got ${polygonTolerance}`);
+    }
+  }
+  return { output: { format: format as MaskFormat, polygonTolerance }, rest };
+}
 
 export interface SegmentRequest {
   /** One prompt, or one per box of a batched `boxes` request (same points for each). */
   prompts: Prompt[];
   batched: boolean;
   format: MaskFormat;
+  polygonTolerance: number;
   /** The handle named by `mask_input`, if any (resolved by the caller). */
   maskInputHandle: string | null;
 }
@@ -28,6 +61,7 @@ const SEGMENT_KEYS = new Set([
   "mask_input",
   "multimask",
   "format",
+  "polygon_tolerance",
 ]);
 
 function bad(message: string): HttpError {
@@ -151,8 +185,8 @@ export function parseSegmentRequest(
     throw bad("multimask must be true or false");
   }
 
-  const format = body.format ?? "png";
-  if (format !== "png" && format !== "rle") throw bad('format must be "png" or "rle"');
+  const { format, polygonTolerance } =
+    parseOutputFormat(body, ["png", "rle", "polygon"], "png").output;
 
   const base: Prompt = { multimask, ...(points ? { points, labels } : {}) };
   const prompts = boxes ? boxes.map((box) => ({ ...base, box })) : [base];
@@ -175,7 +209,7 @@ export function parseSegmentRequest(
           : ""),
     );
   }
-  return { prompts, batched, format, maskInputHandle };
+  return { prompts, batched, format, polygonTolerance, maskInputHandle };
 }
 
 const INT_PARAMS = new Set([

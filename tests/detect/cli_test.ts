@@ -38,6 +38,8 @@ Deno.test("detect-segment CLI: arguments", () => {
     model: undefined,
     provider: "auto",
     overwrite: false,
+    format: "rle",
+    polygonTolerance: 0.5,
   });
   const base = ["p.png", "--detector", "d.onnx", "--out", "o"];
   assert.equal(parseDetectSegmentArgs([...base, "--classes", ""]).classes, undefined);

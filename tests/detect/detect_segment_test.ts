@@ -99,8 +99,9 @@ Deno.test("detectAndSegment: one batched box pass, COCO annotations", async () =
   assert.deepEqual(prompts, result.detections.map((d) => ({ box: d.box, multimask: false })));
   // The landscape boxes of detector_test: dog, car, person.
   assert.deepEqual(result.annotations.map((a) => a.category_name), ["dog", "car", "person"]);
-  assert.deepEqual(result.annotations.map((a) => a.category_id), [16, 2, 0]);
-  assert.deepEqual(result.annotations.map((a) => a.coco_category_id), [18, 3, 1]);
+  // Official COCO ids (dog 18, car 3, person 1); the detector's index beside them.
+  assert.deepEqual(result.annotations.map((a) => a.category_id), [18, 3, 1]);
+  assert.deepEqual(result.annotations.map((a) => a.class_index), [16, 2, 0]);
   assert.deepEqual(result.annotations[0].bbox, [156.25, 62.5, 312.5, 343.75]);
   result.annotations.forEach((a, i) => {
     assert.equal(a.id, i + 1);
@@ -118,7 +119,7 @@ Deno.test("detectAndSegment: one batched box pass, COCO annotations", async () =
   const coco = cocoJson(result, COCO_CLASSES, "photo.png");
   assert.deepEqual(coco.images, [{ id: 1, width: 1000, height: 500, file_name: "photo.png" }]);
   assert.equal(coco.categories.length, 80);
-  assert.deepEqual(coco.categories[16], { id: 16, name: "dog" });
+  assert.deepEqual(coco.categories[16], { id: 18, name: "dog", supercategory: "animal" });
   JSON.parse(JSON.stringify(coco)); // plain JSON
 
   // Only cars: one box; an unknown class fails before SAM is touched.

@@ -62,7 +62,7 @@ Deno.test({
         // Same boxes and the same RLE, field for field (JSON round trip of the same numbers).
         assert.deepEqual(anns, JSON.parse(JSON.stringify(local.annotations)));
         const categories = all.json.categories as { id: number; name: string }[];
-        assert.deepEqual(categories[16], { id: 16, name: "dog" });
+        assert.deepEqual(categories[16], { id: 18, name: "dog", supercategory: "animal" });
 
         // Class filtering, names as the detector knows them (case and "_" ignored).
         const dogs = await call(app, "POST", path, { classes: ["Dog", "person"] });
