@@ -89,7 +89,19 @@ export class PthArchive {
   }
 }
 
-function describeTensors(zip: ZipReader, prefix: string, root: PyValue, path: string) {
+/**
+ * The state dict inside a checkpoint's root object: the root itself, or the value of its only
+ * key "model" (`torch.save({"model": state_dict})`, the layout of Meta's SAM 2 `.pt` files).
+ */
+function stateDictOf(root: PyValue): PyValue {
+  if (root instanceof Map && root.size === 1 && root.get("model") instanceof Map) {
+    return root.get("model")!;
+  }
+  return root;
+}
+
+function describeTensors(zip: ZipReader, prefix: string, pickled: PyValue, path: string) {
+  const root = stateDictOf(pickled);
   if (!(root instanceof Map)) {
     throw new Error(`pth: ${path} holds a pickled ${typeof root}, not a state dict`);
   }
