@@ -4,7 +4,7 @@
  * The architecture is read from the tensor shapes (src/sam2/arch.ts) and the image encoder's
  * tensors are checked name by name, shape by shape, before any data is read.
  */
-import { type TensorShapes } from "../weights/arch.ts";
+import type { TensorShapes } from "../weights/arch.ts";
 import { openCheckpoint } from "../weights/load.ts";
 import type { StateDict } from "../weights/types.ts";
 import { inferSam2Arch, isSam2Checkpoint, type Sam2Arch, type Sam2ArchHints } from "./arch.ts";
