@@ -1,6 +1,7 @@
 /**
  * conv2d (im2col + linear) on the encoder's shapes: ViT-B's patch embedding (3x1024x1024 CHW,
- * 16x16 stride 16, 768 out) and the neck's 3x3 pad-1 conv (64x64x256 HWC, 256 out). On a
+ * 16x16 stride 16, 768 out), the neck's 3x3 pad-1 conv (64x64x256 HWC, 256 out) and SAM 2.1
+ * Hiera-B+'s patch embedding (7x7 stride 4 pad 3, 112 out: K = 147 over 256x256 tokens). On a
  * software adapter (llvmpipe, ~0.1-1 GFLOP/s: about 5 GFLOP each would take minutes per run)
  * the images are cut to 64 output rows' worth of tokens (1/8 of the height for the patch
  * embedding, an 8x8 grid for the neck): the same kernels, channels and K.
@@ -51,5 +52,24 @@ benchKernel({
       padding: 1,
       out: neckOut,
       scratch: neckCols,
+    }),
+});
+
+// Hiera-B+ patch embedding, the same cut of the image height on a software adapter.
+const hieraRows = imageH / 4;
+const hieraW = tensorFrom(ctx, fill(112 * 3 * 7 * 7), [112, 3, 7, 7]);
+const hieraB = tensorFrom(ctx, fill(112), [112]);
+const hieraOut = emptyTensor(ctx, [hieraRows, 256, 112]);
+const hieraCols = emptyTensor(ctx, [hieraRows * 256, 147]);
+benchKernel({
+  name: `conv2d Hiera patch embed 3x${imageH}x1024 -> ${hieraRows}x256x112 (7x7/4 pad 3)`,
+  ctx,
+  flops: 2 * hieraRows * 256 * 147 * 112,
+  run: () =>
+    conv2d(ctx, image, "chw", hieraW, hieraB, {
+      stride: 4,
+      padding: 3,
+      out: hieraOut,
+      scratch: hieraCols,
     }),
 });

@@ -23,6 +23,15 @@ export class BufferSet<Name extends string> {
   /** A view of buffer `name` as `shape` (allocating the set on first use). */
   view(name: Name, shape: readonly number[]): Tensor {
     if (!this.buffers) {
+      const limit = this.ctx.device.limits.maxStorageBufferBindingSize;
+      for (const [k, n] of Object.entries<number>(this.sizes)) {
+        if (4 * n > limit) {
+          throw new Error(
+            `${this.label}: activation '${k}' needs ${4 * n} bytes, over this device's ` +
+              `storage binding limit of ${limit} (a smaller image size or another adapter)`,
+          );
+        }
+      }
       const entries = Object.entries<number>(this.sizes).map(([k, n]) => [
         k,
         this.ctx.device.createBuffer({

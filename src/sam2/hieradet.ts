@@ -18,14 +18,14 @@
 import type { GpuContext } from "../gpu/context.ts";
 import { type Tensor, tensorFrom } from "../gpu/tensor.ts";
 import { add } from "../kernels/add.ts";
-import { attention } from "../kernels/attention.ts";
+import { attention, type HeadsView } from "../kernels/attention.ts";
 import { conv2d } from "../kernels/conv2d.ts";
 import { layerNorm } from "../kernels/layer_norm.ts";
 import { linear } from "../kernels/linear.ts";
 import { maxPool2x2 } from "../kernels/max_pool.ts";
 import { windowPartition, windowUnpartition } from "../kernels/window.ts";
 import { tensorF32 } from "../weights/load.ts";
-import type { StateDict } from "../weights/types.ts";
+import type { HostTensor, StateDict } from "../weights/types.ts";
 import { type Sam2Arch, stageEndsOf } from "./arch.ts";
 import { BufferSet } from "./buffers.ts";
 
@@ -116,7 +116,9 @@ export type HieraBuffer =
   | "big"
   | "q"
   | "attn"
-  | "short";
+  | "short"
+  | "k"
+  | "v";
 
 /** Elements of each activation buffer (see the lifetimes in HieraTrunk.block). */
 export function hieraBufferSizes(arch: Sam2Arch): Record<HieraBuffer, number> {
@@ -132,6 +134,8 @@ export function hieraBufferSizes(arch: Sam2Arch): Record<HieraBuffer, number> {
     q: 0,
     attn: 0,
     short: 0,
+    k: 0,
+    v: 0,
   };
   const grow = (k: HieraBuffer, n: number) => (sizes[k] = Math.max(sizes[k], n));
   for (const b of hieraBlocks(arch)) {
@@ -141,7 +145,15 @@ export function hieraBufferSizes(arch: Sam2Arch): Record<HieraBuffer, number> {
     grow("tok", Math.max(inTok * b.dimIn, outTok * b.dimOut));
     const rows = b.window > 0 ? b.batch * b.nk : inTok;
     if (b.window > 0) grow("part", rows * b.dimIn);
-    grow("big", Math.max(rows * 3 * b.dimOut, outTok * b.dimOut * arch.trunk.mlpRatio));
+    // q-pool blocks: q, k, v apart (see HieraTrunk.block); the others: one fused qkv.
+    grow(
+      "big",
+      Math.max(rows * (b.pool ? 1 : 3) * b.dimOut, outTok * b.dimOut * arch.trunk.mlpRatio),
+    );
+    if (b.pool) {
+      grow("k", rows * b.dimOut);
+      grow("v", rows * b.dimOut);
+    }
     if (b.dimIn !== b.dimOut) grow("big", inTok * b.dimOut);
     if (b.pool) grow("q", b.batch * b.nq * b.dimOut);
     if (b.dimIn !== b.dimOut) grow("short", outTok * b.dimOut);
@@ -153,7 +165,10 @@ export function hieraBufferSizes(arch: Sam2Arch): Record<HieraBuffer, number> {
 interface BlockWeights {
   plan: HieraBlockPlan;
   norm1: [Tensor, Tensor];
-  qkv: [Tensor, Tensor];
+  /** The fused qkv projection (blocks that do not pool). */
+  qkv: [Tensor, Tensor] | null;
+  /** Its q, k and v rows as three projections (q-pool blocks; see block()). */
+  qkvSplit: [Tensor, Tensor][] | null;
   attnProj: [Tensor, Tensor];
   norm2: [Tensor, Tensor];
   mlp0: [Tensor, Tensor];
@@ -262,7 +277,10 @@ export class HieraTrunk {
       this.blockWeights.push({
         plan,
         norm1: pair(`${b}norm1`),
-        qkv: pair(`${b}attn.qkv`),
+        qkv: plan.pool ? null : pair(`${b}attn.qkv`),
+        qkvSplit: plan.pool
+          ? this.splitQkv(host(`${b}attn.qkv.weight`), host(`${b}attn.qkv.bias`))
+          : null,
         attnProj: pair(`${b}attn.proj`),
         norm2: pair(`${b}norm2`),
         mlp0: pair(`${b}mlp.layers.0`),
@@ -270,6 +288,23 @@ export class HieraTrunk {
         proj: plan.dimIn !== plan.dimOut ? pair(`${b}proj`) : null,
       });
     }
+  }
+
+  /** qkv.weight [3 * D, dimIn] and bias [3 * D] -> q, k, v weight / bias pairs (row blocks). */
+  private splitQkv(weight: HostTensor, bias: HostTensor): [Tensor, Tensor][] {
+    const [rows3, dimIn] = weight.shape, D = rows3 / 3;
+    const wAll = tensorF32(weight), bAll = tensorF32(bias);
+    return [0, 1, 2].map((j) => {
+      const wt = tensorFrom(
+        this.ctx,
+        wAll.slice(j * D * dimIn, (j + 1) * D * dimIn),
+        [D, dimIn],
+        `${weight.name}[${j}]`,
+      );
+      const bt = tensorFrom(this.ctx, bAll.slice(j * D, (j + 1) * D), [D], `${bias.name}[${j}]`);
+      this.weights.push(wt, bt);
+      return [wt, bt];
+    });
   }
 
   /** Bytes of the uploaded weights (pos embed as interpolated). */
@@ -337,24 +372,43 @@ export class HieraTrunk {
       ? windowPartition(ctx, xn, window, v.view("part", [b.batch, window * window, dimIn]))
       : xn.reshape([1, h * wd, dimIn]);
     const rows = b.batch * b.nk;
-    const qkv = linear(ctx, attnIn, ...w.qkv, { out: v.view("big", [rows, 3 * dimOut]) });
-    const kv = (k: number) => ({ tensor: qkv, offset: k * dimOut, rowStride: 3 * dimOut });
-    // Queries, pooled 2x2 inside each window (or over the grid when global) at a q-pool block.
     const side = window > 0 ? window : h, sideW = window > 0 ? window : wd;
-    const q = b.pool
-      ? {
-        tensor: maxPool2x2(
-          ctx,
-          qkv,
-          { batch: b.batch, h: side, w: sideW, channels: dimOut, rowStride: 3 * dimOut },
-          v.view("q", [b.batch, b.nq, dimOut]),
-        ),
+    let q: HeadsView, k: HeadsView, val: HeadsView;
+    if (w.qkvSplit) {
+      // A q-pool block runs on the un-pooled grid at the doubled width, where one fused qkv
+      // [rows, 3 * dimOut] would be the largest activation of all (151 MB for Hiera-T at
+      // 1024, over a 128 MB storage binding limit): q, k and v are three products instead.
+      const [wq, wk, wv] = w.qkvSplit;
+      const qFull = linear(ctx, attnIn, ...wq, { out: v.view("big", [rows, dimOut]) });
+      k = {
+        tensor: linear(ctx, attnIn, ...wk, { out: v.view("k", [rows, dimOut]) }),
         offset: 0,
         rowStride: dimOut,
-      }
-      : kv(0);
+      };
+      val = {
+        tensor: linear(ctx, attnIn, ...wv, { out: v.view("v", [rows, dimOut]) }),
+        offset: 0,
+        rowStride: dimOut,
+      };
+      // Queries pooled 2x2 inside each window (over the grid when global).
+      const pooled = maxPool2x2(
+        ctx,
+        qFull,
+        { batch: b.batch, h: side, w: sideW, channels: dimOut },
+        v.view("q", [b.batch, b.nq, dimOut]),
+      );
+      q = { tensor: pooled, offset: 0, rowStride: dimOut };
+    } else {
+      const qkv = linear(ctx, attnIn, ...w.qkv!, { out: v.view("big", [rows, 3 * dimOut]) });
+      // (b, n, h, d) of q / k / v inside the fused rows.
+      [q, k, val] = [0, 1, 2].map((j) => ({
+        tensor: qkv,
+        offset: j * dimOut,
+        rowStride: 3 * dimOut,
+      }));
+    }
     const dims = { batch: b.batch, heads: b.heads, headDim: dimOut / b.heads, nq: b.nq, nk: b.nk };
-    const attn = attention(ctx, q, kv(1), kv(2), dims, {
+    const attn = attention(ctx, q, k, val, dims, {
       out: v.view("attn", [b.batch, b.nq, dimOut]),
     });
     // Back to the [ho, wo, dimOut] grid, dropping the padding (pooled windows: side / 2).

@@ -62,6 +62,12 @@ function countIndexed(sd: TensorShapes, prefix: string): number {
 
 /** Reads the SAM architecture from tensor names and shapes (no tensor data is touched). */
 export function inferArch(sd: TensorShapes): SamArch {
+  if (sd.has("image_encoder.trunk.patch_embed.proj.weight")) {
+    throw new Error(
+      "inferArch: this is a SAM 2 checkpoint (image_encoder.trunk.*); load it with loadSam2 " +
+        "(src/sam2/load.ts)",
+    );
+  }
   const [, grid, gridW, embedDim] = dims(sd, "image_encoder.pos_embed", 4);
   if (grid !== gridW) throw new Error(`inferArch: pos_embed grid ${grid}x${gridW} is not square`);
   const [, inChans, patchSize, patchW] = dims(sd, "image_encoder.patch_embed.proj.weight", 4);

@@ -128,6 +128,19 @@ const CASES: Case[] = [
     bias: true,
   },
   {
+    // SAM 2's Hiera patch embedding: 7x7, stride 4, pad 3 (odd sizes: the last window clips).
+    name: "Hiera patch embed 7x7/4 pad 3",
+    layout: "chw",
+    cin: 3,
+    h: 33,
+    w: 30,
+    cout: 12,
+    k: 7,
+    stride: 4,
+    padding: 3,
+    bias: true,
+  },
+  {
     name: "1x1 from chw",
     layout: "chw",
     cin: 8,
