@@ -406,3 +406,49 @@ export function sam2HintsFromFixture(architecture: {
     qPool: architecture.trunk.q_pool_blocks.length,
   };
 }
+
+/** The four released sam2.1 models' architectures (configs/sam2.1/*.yaml, build_sam2). */
+export function officialSam2Arch(name: keyof typeof OFFICIAL_SAM2_CONFIGS): Sam2Arch {
+  const c = OFFICIAL_SAM2_CONFIGS[name];
+  if (!c) throw new Error(`officialSam2Arch: no official config '${name}'`);
+  const stageDims = c.stages.map((_, k) => c.embedDim * 2 ** k);
+  const stageEnds = stageEndsOf(c.stages);
+  return {
+    family: "sam2",
+    imgSize: c.imgSize,
+    dModel: 256,
+    backboneStride: 16,
+    trunk: {
+      embedDim: c.embedDim,
+      numHeads: c.numHeads,
+      stages: [...c.stages],
+      stageDims,
+      stageHeads: c.stages.map((_, k) => c.numHeads * 2 ** k),
+      qPool: c.qPool,
+      qPoolBlocks: stageEnds.slice(0, -1).map((e) => e + 1).slice(0, c.qPool),
+      windowSpec: [...c.windowSpec],
+      globalAttBlocks: [...c.globalAttBlocks],
+      blockWindowSizes: blockWindowSizes(c.stages, c.windowSpec, c.globalAttBlocks),
+      posEmbedBkg: [...c.posEmbedBkg],
+      mlpRatio: 4,
+      channelList: [...stageDims].reverse(),
+    },
+    neck: { backboneChannelList: [...stageDims].reverse(), fpnTopDownLevels: [2, 3], scalp: 1 },
+    decoder: {
+      depth: 2,
+      mlpDim: 2048,
+      numHeads: SAM2_DECODER_NUM_HEADS,
+      crossAttnDim: 128,
+      iouHeadHiddenDim: 256,
+      iouHeadDepth: 3,
+      numMultimaskOutputs: 3,
+      predObjScores: true,
+      objScoreHeadDepth: 3,
+      useHighResFeatures: true,
+      iouUseSigmoid: true,
+      dynamicMultimaskViaStability: true,
+      stabilityDelta: 0.05,
+      stabilityThresh: 0.98,
+    },
+  };
+}

@@ -8,7 +8,7 @@ import {
   blockWindowSizes,
   inferSam2Arch,
   OFFICIAL_SAM2_CONFIGS,
-  type Sam2Arch,
+  officialSam2Arch,
   sam2HintsFromFixture,
 } from "../../src/sam2/arch.ts";
 import {
@@ -78,33 +78,10 @@ Deno.test("blockWindowSizes: the first block of a stage keeps the previous stage
  * tensors (their widths do not enter the trunk's inference).
  */
 function officialShapes(name: string, decoder: Shapes): Shapes {
-  const c = OFFICIAL_SAM2_CONFIGS[name];
-  const stageDims = c.stages.map((_, k) => c.embedDim * 2 ** k);
-  const guess: Sam2Arch = {
-    family: "sam2",
-    imgSize: c.imgSize,
-    dModel: 256,
-    backboneStride: 16,
-    trunk: {
-      embedDim: c.embedDim,
-      numHeads: c.numHeads,
-      stages: c.stages,
-      stageDims,
-      stageHeads: [],
-      qPool: 3,
-      qPoolBlocks: [],
-      windowSpec: c.windowSpec,
-      globalAttBlocks: c.globalAttBlocks,
-      blockWindowSizes: [],
-      posEmbedBkg: c.posEmbedBkg,
-      mlpRatio: 4,
-      channelList: [...stageDims].reverse(),
-    },
-    neck: { backboneChannelList: [...stageDims].reverse(), fpnTopDownLevels: [2, 3], scalp: 1 },
-    decoder: {} as Sam2Arch["decoder"],
-  };
   const shapes: Shapes = new Map();
-  for (const [k, v] of expectedSam2EncoderShapes(guess)) shapes.set(k, { shape: v });
+  for (const [k, v] of expectedSam2EncoderShapes(officialSam2Arch(name))) {
+    shapes.set(k, { shape: v });
+  }
   for (const [k, v] of decoder) if (k.startsWith("sam_mask_decoder.")) shapes.set(k, v);
   return shapes;
 }
@@ -125,6 +102,9 @@ Deno.test("official sizes: the sam2.1 config is found from the shapes alone", as
     assert.deepEqual(arch.trunk.stageHeads, want.heads, name);
     assert.deepEqual(arch.trunk.windowSpec, want.windows, name);
     assert.deepEqual(arch.trunk.qPoolBlocks.length, 3, name);
+    const official = officialSam2Arch(name);
+    assert.deepEqual(arch.trunk, official.trunk, `${name}: inferred trunk = officialSam2Arch`);
+    assert.deepEqual(arch.neck, official.neck, name);
     for (const g of OFFICIAL_SAM2_CONFIGS[name].globalAttBlocks) {
       assert.equal(arch.trunk.blockWindowSizes[g], 0, `${name} block ${g} is global`);
     }

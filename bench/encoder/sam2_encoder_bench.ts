@@ -1,0 +1,131 @@
+/**
+ * SAM 2.1 image encoder speed (Hiera trunk + FPN neck + the predictor's conv_s0 / conv_s1):
+ * sam2-mini (1024 px, the real grids and windows, 8 wide) on any adapter; Hiera-T and
+ * Hiera-B+ shapes (officialSam2Arch, random weights) only where the adapter is not a software
+ * one (llvmpipe would need minutes each). Prints ms and GFLOP/s in official FLOPs
+ * (flopsSam2Encoder: the matrix products as the official code runs them, padding included).
+ *
+ *   deno bench -A bench/encoder/sam2_encoder_bench.ts
+ */
+import { getContext } from "../../src/gpu/context.ts";
+import { officialSam2Arch, type Sam2Arch, sam2HintsFromFixture } from "../../src/sam2/arch.ts";
+import { hieraBlocks } from "../../src/sam2/hieradet.ts";
+import { disposeSam2Features, Sam2ImageEncoder } from "../../src/sam2/image_encoder.ts";
+import { expectedSam2EncoderShapes, loadSam2 } from "../../src/sam2/load.ts";
+import type { StateDict } from "../../src/weights/types.ts";
+import { isSoftwareAdapter } from "../report.ts";
+
+const ctx = await getContext();
+const adapter = ctx.gpu.description;
+const software = isSoftwareAdapter(adapter);
+
+/**
+ * FLOPs of one official forward: patch embed, per block the shortcut projection, qkv and the
+ * attention projection over the padded window rows, q k^T and attn v, the MLP; the neck's 1x1
+ * convs and conv_s0 / conv_s1. Norms, pooling, adds: not counted.
+ */
+export function flopsSam2Encoder(arch: Sam2Arch): number {
+  const S = arch.imgSize, E = arch.trunk.embedDim, C = arch.dModel, r = arch.trunk.mlpRatio;
+  let f = 2 * (S / 4) ** 2 * 147 * E;
+  for (const b of hieraBlocks(arch)) {
+    const rows = b.batch * b.nk, qRows = b.batch * b.nq;
+    if (b.dimIn !== b.dimOut) f += 2 * b.h * b.w * b.dimIn * b.dimOut;
+    f += 2 * rows * b.dimIn * 3 * b.dimOut; // qkv
+    f += 2 * 2 * b.batch * b.nq * b.nk * b.dimOut; // q k^T and attn v over all heads
+    f += 2 * qRows * b.dimOut * b.dimOut; // attn.proj (before unpartition)
+    f += 2 * 2 * b.ho * b.wo * b.dimOut * b.dimOut * r; // MLP
+  }
+  arch.trunk.stageDims.forEach((d, k) => (f += 2 * (S / 4 / 2 ** k) ** 2 * d * C));
+  f += 2 * (S / 4) ** 2 * C * (C / 8) + 2 * (S / 8) ** 2 * C * (C / 4);
+  return f;
+}
+
+/** Random weights in the official shapes (uniform; LayerNorm weights 1). */
+function randomWeights(arch: Sam2Arch): StateDict {
+  const sd: StateDict = new Map();
+  let s = 12345;
+  for (const [name, shape] of expectedSam2EncoderShapes(arch)) {
+    const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
+    const isNormWeight = /norm[12]\.weight$/.test(name);
+    for (let i = 0; i < data.length; i++) {
+      s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+      data[i] = isNormWeight ? 1 : ((s >>> 8) / 2 ** 24 - 0.5) * 0.04;
+    }
+    sd.set(name, { name, dtype: "float32", shape, bytes: new Uint8Array(data.buffer) });
+  }
+  return sd;
+}
+
+function input(size: number): Float32Array {
+  const a = new Float32Array(3 * size * size);
+  for (let i = 0; i < a.length; i++) a[i] = ((i * 2654435761) % 1000) / 500 - 1;
+  return a;
+}
+
+function benchSam2Encoder(name: string, arch: Sam2Arch, load: () => Promise<StateDict>) {
+  let encoder: Sam2ImageEncoder | null = null;
+  let runs = 0;
+  const x = input(arch.imgSize);
+  const flops = flopsSam2Encoder(arch);
+  Deno.bench({
+    name,
+    group: "sam2_encoder",
+    n: software ? 1 : 3,
+    warmup: 0,
+    async fn(t) {
+      // Deno calls a bench at least 3 times; on a software adapter only the first measures.
+      if (software && runs++ > 0) return;
+      if (!encoder) {
+        encoder = Sam2ImageEncoder.fromStateDict(ctx, await load(), arch);
+        if (!software) {
+          disposeSam2Features(encoder.encode(x)); // compile pipelines, allocate buffers
+          await ctx.sync();
+        }
+      }
+      t.start();
+      const t0 = performance.now();
+      const f = encoder.encode(x);
+      await f.imageEmbed.read(); // features back on the CPU: the whole pass has run
+      const ms = performance.now() - t0;
+      t.end();
+      disposeSam2Features(f);
+      console.log(
+        `${name}: ${ms.toFixed(0)} ms, ${(flops / ms / 1e6).toFixed(2)} GFLOP/s ` +
+          `(${(flops / 1e9).toFixed(1)} GFLOP, ${adapter})`,
+      );
+    },
+  });
+  addEventListener("unload", () => (encoder as Sam2ImageEncoder | null)?.dispose());
+}
+
+const miniDir = new URL("../../../shared/fixtures/sam2-mini/", import.meta.url);
+let fixture: { architecture: Parameters<typeof sam2HintsFromFixture>[0] } | null = null;
+try {
+  fixture = JSON.parse(Deno.readTextFileSync(new URL("fixture.json", miniDir)));
+} catch {
+  console.warn("SKIP: sam2 encoder bench sam2-mini: ../shared/fixtures/sam2-mini is not present");
+}
+if (fixture) {
+  const { sd, arch } = await loadSam2(
+    new URL("sam2-mini.pt", miniDir),
+    sam2HintsFromFixture(fixture.architecture),
+  );
+  benchSam2Encoder(
+    "sam2 encoder sam2-mini (1024 px, Hiera 8 wide)",
+    arch,
+    () => Promise.resolve(sd),
+  );
+}
+
+if (software) {
+  console.warn(`SKIP: sam2 encoder bench Hiera-T/B+: software adapter (${adapter})`);
+} else {
+  for (const id of ["hiera_t", "hiera_b_plus"] as const) {
+    const arch = officialSam2Arch(id);
+    benchSam2Encoder(
+      `sam2.1 encoder ${id} shapes (random weights)`,
+      arch,
+      () => Promise.resolve(randomWeights(arch)),
+    );
+  }
+}
