@@ -3,9 +3,15 @@
  * the same safe zip/pickle reader as SAM 1's `.pth`) or safetensors with the official names.
  * The architecture is read from the tensor shapes (src/sam2/arch.ts) and the image encoder's
  * tensors are checked name by name, shape by shape, before any data is read.
+ *
+ * convertSam2Checkpoint writes wgsam safetensors (float32, the official names in file order)
+ * with the whole Sam2Arch in `__metadata__.wgsam_arch`: what no tensor shape tells (image size,
+ * heads, windows, global blocks) then travels with the weights, and loadSam2 takes it from
+ * there, checking it against the shapes.
  */
 import type { TensorShapes } from "../weights/arch.ts";
-import { openCheckpoint } from "../weights/load.ts";
+import { asFloat32, openCheckpoint, refuseSameFile, WGSAM_FORMAT } from "../weights/load.ts";
+import { type WriteProgress, writeSafetensors } from "../weights/safetensors.ts";
 import type { StateDict } from "../weights/types.ts";
 import { inferSam2Arch, isSam2Checkpoint, type Sam2Arch, type Sam2ArchHints } from "./arch.ts";
 
@@ -128,9 +134,58 @@ export function validateSam2Encoder(shapes: TensorShapes, arch: Sam2Arch): void 
   }
 }
 
+/** The hints a wgsam safetensors file stores (its Sam2Arch), or null for other files. */
+function storedHints(metadata: Record<string, string>, path: string | URL): Sam2Arch | null {
+  if (metadata.wgsam_arch === undefined) return null;
+  let stored: Sam2Arch;
+  try {
+    stored = JSON.parse(metadata.wgsam_arch);
+  } catch {
+    throw new Error(`${path}: __metadata__.wgsam_arch is not valid JSON`);
+  }
+  if (stored?.family !== "sam2") {
+    throw new Error(`${path}: its stored architecture is not a SAM 2 one`);
+  }
+  return stored;
+}
+
+/** Infers the arch of an open checkpoint: explicit hints, else the stored arch, else configs. */
+function archOf(
+  shapes: TensorShapes,
+  metadata: Record<string, string>,
+  hints: Sam2ArchHints,
+  path: string | URL,
+): Sam2Arch {
+  if (!isSam2Checkpoint(shapes)) {
+    throw new Error(`${path}: not a SAM 2 checkpoint (no image_encoder.trunk tensors)`);
+  }
+  const stored = storedHints(metadata, path);
+  const fromStored: Sam2ArchHints = stored
+    ? {
+      imgSize: stored.imgSize,
+      numHeads: stored.trunk.numHeads,
+      windowSpec: stored.trunk.windowSpec,
+      globalAttBlocks: stored.trunk.globalAttBlocks,
+      qPool: stored.trunk.qPool,
+    }
+    : {};
+  const arch = inferSam2Arch(shapes, { ...fromStored, ...hints });
+  if (
+    stored && Object.keys(hints).length === 0 && JSON.stringify(stored) !== JSON.stringify(arch)
+  ) {
+    throw new Error(
+      `${path}: the stored architecture ${metadata.wgsam_arch} disagrees with the tensors ` +
+        `(${JSON.stringify(arch)})`,
+    );
+  }
+  validateSam2Encoder(shapes, arch);
+  return arch;
+}
+
 /**
  * Loads a SAM 2 checkpoint (`.pt` / `.pth` zip or safetensors), infers its architecture
- * (`hints` for what no tensor shape tells; see arch.ts) and validates the encoder's tensors.
+ * (`hints` for what no tensor shape tells, else a converted file's stored arch, else the
+ * official config of its size; see arch.ts) and validates the encoder's tensors.
  */
 export async function loadSam2(
   path: string | URL,
@@ -139,17 +194,40 @@ export async function loadSam2(
   const ckpt = await openCheckpoint(path);
   try {
     const shapes: TensorShapes = new Map(ckpt.tensors.map((t) => [t.name, t]));
-    if (!isSam2Checkpoint(shapes)) {
-      throw new Error(`${path}: not a SAM 2 checkpoint (no image_encoder.trunk tensors)`);
-    }
-    const arch = inferSam2Arch(shapes, hints);
-    validateSam2Encoder(shapes, arch);
+    const arch = archOf(shapes, ckpt.metadata, hints, path);
     const sd: StateDict = new Map();
     for (const t of ckpt.tensors) {
       if (sd.has(t.name)) throw new Error(`checkpoint: tensor '${t.name}' appears twice`);
       sd.set(t.name, { name: t.name, dtype: t.dtype, shape: t.shape, bytes: await t.read() });
     }
     return { sd, arch };
+  } finally {
+    ckpt.close();
+  }
+}
+
+/**
+ * Converts a SAM 2 checkpoint into wgsam safetensors: float32, every tensor under its official
+ * name in the file's order, `format` and the whole Sam2Arch in the metadata. Streams tensor by
+ * tensor; `outPath` appears only once complete. Returns the architecture.
+ */
+export async function convertSam2Checkpoint(
+  inPath: string,
+  outPath: string,
+  hints: Sam2ArchHints = {},
+  onProgress?: (p: WriteProgress) => void,
+): Promise<Sam2Arch> {
+  await refuseSameFile(inPath, outPath);
+  const ckpt = await openCheckpoint(inPath);
+  try {
+    const shapes: TensorShapes = new Map(ckpt.tensors.map((t) => [t.name, t]));
+    if (shapes.size !== ckpt.tensors.length) {
+      throw new Error(`${inPath}: a tensor name appears twice`);
+    }
+    const arch = archOf(shapes, ckpt.metadata, hints, inPath);
+    const metadata = { format: WGSAM_FORMAT, wgsam_arch: JSON.stringify(arch) };
+    await writeSafetensors(outPath, ckpt.tensors.map(asFloat32), metadata, onProgress);
+    return arch;
   } finally {
     ckpt.close();
   }

@@ -1,20 +1,21 @@
 /**
- * `deno task convert <in.pth> <out.safetensors>`: converts an official SAM checkpoint to
+ * `deno task convert <in.pth> <out.safetensors>`: converts an official SAM or SAM 2.1 checkpoint to
  * wgsam safetensors (float32, validated, architecture in the metadata), showing progress on
  * stderr. Exit status: 0 done, 1 a runtime failure, 2 a bad argument (see USAGE).
  */
 import { parseFlags, requireInputFile, runCli, UsageError, wantsHelp } from "../cli/args.ts";
 import { checkOutputFiles } from "../cli/output.ts";
+import { checkpointFamily, convertSam2Checkpoint } from "../sam2/load.ts";
 import { convertCheckpoint } from "./load.ts";
 import type { WriteProgress } from "./safetensors.ts";
 
 export const USAGE = `Usage: deno task convert <in.pth|in.safetensors> <out.safetensors> [options]
 
-Converts a Segment Anything checkpoint (Meta's sam_vit_{b,l,h}_*.pth, or a safetensors file of
-the same tensors) into wgsam's safetensors: float32, official tensor names, every shape checked
-against the architecture read from the checkpoint, which is stored in the file's metadata. The
-output appears only once complete (written to <out>.partial, then renamed). No pickle code is
-ever executed.
+Converts a Segment Anything checkpoint (Meta's sam_vit_{b,l,h}_*.pth or sam2.1_hiera_*.pt, or a
+safetensors file of the same tensors) into wgsam's safetensors: float32, official tensor names,
+every shape checked against the architecture read from the checkpoint, which is stored in the
+file's metadata. The output appears only once complete (written to <out>.partial, then renamed).
+No pickle code is ever executed.
 
 Options:
   --overwrite   replace an existing <out.safetensors> (default: refuse)
@@ -98,18 +99,23 @@ export async function main(argv: readonly string[]): Promise<number> {
     Deno.stderr.isTerminal(),
     (text) => Deno.stderr.writeSync(encoder.encode(text)),
   );
-  let arch;
+  let summary: string;
   try {
-    arch = await convertCheckpoint(input, output, progress.update);
+    if (await checkpointFamily(input) === "sam2") {
+      // SAM 2.1: the official sizes need no hints (their configs are known by shape).
+      const a = await convertSam2Checkpoint(input, output, {}, progress.update);
+      summary = `SAM 2 Hiera ${a.trunk.embedDim} wide, stages [${a.trunk.stages}], ` +
+        `${a.trunk.numHeads} heads, image ${a.imgSize}`;
+    } else {
+      const arch = await convertCheckpoint(input, output, progress.update);
+      summary = `ViT ${arch.embedDim} wide, ${arch.depth} blocks, ${arch.numHeads} heads, ` +
+        `global blocks [${arch.globalAttnIndexes}], image ${arch.imgSize}`;
+    }
   } finally {
     progress.end();
   }
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
-  console.error(
-    `convert: wrote ${output} in ${seconds} s: ViT ${arch.embedDim} wide, ${arch.depth} ` +
-      `blocks, ${arch.numHeads} heads, global blocks [${arch.globalAttnIndexes}], ` +
-      `image ${arch.imgSize}`,
-  );
+  console.error(`convert: wrote ${output} in ${seconds} s: ${summary}`);
   return 0;
 }
 

@@ -190,7 +190,7 @@ export async function loadSam(path: string | URL): Promise<{ sd: StateDict; arch
 }
 
 /** Float32 bytes of a tensor read lazily (unchanged if it is float32 already). */
-function asFloat32(t: LazyTensor): LazyTensor {
+export function asFloat32(t: LazyTensor): LazyTensor {
   if (t.dtype === "float32") return t;
   return {
     name: t.name,
@@ -210,7 +210,7 @@ function asFloat32(t: LazyTensor): LazyTensor {
 }
 
 /** Writing the output over the input would destroy the checkpoint being read. */
-async function refuseSameFile(inPath: string, outPath: string): Promise<void> {
+export async function refuseSameFile(inPath: string, outPath: string): Promise<void> {
   let outReal: string;
   try {
     outReal = await Deno.realPath(outPath);
