@@ -3,42 +3,21 @@
  * sam2-mini (1024 px, the real grids and windows, 8 wide) on any adapter; Hiera-T and
  * Hiera-B+ shapes (officialSam2Arch, random weights) only where the adapter is not a software
  * one (llvmpipe would need minutes each). Prints ms and GFLOP/s in official FLOPs
- * (flopsSam2Encoder: the matrix products as the official code runs them, padding included).
+ * (flopsSam2Encoder in sam2_flops.ts: the matrix products as the official code runs them).
  *
  *   deno bench -A bench/encoder/sam2_encoder_bench.ts
  */
 import { getContext } from "../../src/gpu/context.ts";
 import { officialSam2Arch, type Sam2Arch, sam2HintsFromFixture } from "../../src/sam2/arch.ts";
-import { hieraBlocks } from "../../src/sam2/hieradet.ts";
 import { disposeSam2Features, Sam2ImageEncoder } from "../../src/sam2/image_encoder.ts";
 import { expectedSam2EncoderShapes, loadSam2 } from "../../src/sam2/load.ts";
 import type { StateDict } from "../../src/weights/types.ts";
 import { isSoftwareAdapter } from "../report.ts";
+import { flopsSam2Encoder } from "./sam2_flops.ts";
 
 const ctx = await getContext();
 const adapter = ctx.gpu.description;
 const software = isSoftwareAdapter(adapter);
-
-/**
- * FLOPs of one official forward: patch embed, per block the shortcut projection, qkv and the
- * attention projection over the padded window rows, q k^T and attn v, the MLP; the neck's 1x1
- * convs and conv_s0 / conv_s1. Norms, pooling, adds: not counted.
- */
-export function flopsSam2Encoder(arch: Sam2Arch): number {
-  const S = arch.imgSize, E = arch.trunk.embedDim, C = arch.dModel, r = arch.trunk.mlpRatio;
-  let f = 2 * (S / 4) ** 2 * 147 * E;
-  for (const b of hieraBlocks(arch)) {
-    const rows = b.batch * b.nk, qRows = b.batch * b.nq;
-    if (b.dimIn !== b.dimOut) f += 2 * b.h * b.w * b.dimIn * b.dimOut;
-    f += 2 * rows * b.dimIn * 3 * b.dimOut; // qkv
-    f += 2 * 2 * b.batch * b.nq * b.nk * b.dimOut; // q k^T and attn v over all heads
-    f += 2 * qRows * b.dimOut * b.dimOut; // attn.proj (before unpartition)
-    f += 2 * 2 * b.ho * b.wo * b.dimOut * b.dimOut * r; // MLP
-  }
-  arch.trunk.stageDims.forEach((d, k) => (f += 2 * (S / 4 / 2 ** k) ** 2 * d * C));
-  f += 2 * (S / 4) ** 2 * C * (C / 8) + 2 * (S / 8) ** 2 * C * (C / 4);
-  return f;
-}
 
 /** Random weights in the official shapes (uniform; LayerNorm weights 1). */
 function randomWeights(arch: Sam2Arch): StateDict {

@@ -70,7 +70,7 @@ export interface Sam2EncodeOptions {
   onStage?: (stage: Sam2EncoderStage, t: Tensor) => void;
 }
 
-type NeckBuffer =
+export type NeckBuffer =
   | "stage0"
   | "stage1"
   | "stage2"
@@ -82,10 +82,37 @@ type NeckBuffer =
   | "prev"
   | "out";
 
+/**
+ * Elements of the neck's buffers: the four kept stage outputs, the FPN levels, and one for the
+ * features before their NCHW transpose.
+ */
+export function neckBufferSizes(arch: Sam2Arch): Record<NeckBuffer, number> {
+  const S = arch.imgSize, C = arch.dModel;
+  const sides = [S / 4, S / 8, S / 16, S / 32];
+  const ch = arch.trunk.stageDims;
+  return {
+    stage0: sides[0] ** 2 * ch[0],
+    stage1: sides[1] ** 2 * ch[1],
+    stage2: sides[2] ** 2 * ch[2],
+    stage3: sides[3] ** 2 * ch[3],
+    lat: sides[2] ** 2 * C,
+    fpn0: sides[0] ** 2 * C,
+    fpn1: sides[1] ** 2 * C,
+    fpn2: sides[2] ** 2 * C,
+    prev: sides[3] ** 2 * C,
+    // image_embed + no_mem_embed, or a conv_s output, before the NCHW transpose.
+    out: Math.max(
+      sides[2] ** 2 * C,
+      sides[0] ** 2 * (C / 8),
+      sides[1] ** 2 * (C / 4),
+    ),
+  };
+}
+
 /** The SAM 2 image encoder of one model: weights on the GPU and its activation buffers. */
 export class Sam2ImageEncoder {
   readonly trunk: HieraTrunk;
-  private readonly neck: BufferSet<string>;
+  private readonly neck: BufferSet<NeckBuffer>;
   private readonly weights: Tensor[] = [];
   /** neck.convs.{i}: i = 0 is the deepest level. [Cout, Cin] 1x1 weights and biases. */
   private readonly convs: [Tensor, Tensor][] = [];
@@ -126,25 +153,7 @@ export class Sam2ImageEncoder {
     this.noMemEmbed = get("no_mem_embed", [C]);
     const S = arch.imgSize;
     this.sides = [S / 4, S / 8, S / 16, S / 32];
-    const ch = arch.trunk.stageDims;
-    const sizes: Record<NeckBuffer, number> = {
-      stage0: this.sides[0] ** 2 * ch[0],
-      stage1: this.sides[1] ** 2 * ch[1],
-      stage2: this.sides[2] ** 2 * ch[2],
-      stage3: this.sides[3] ** 2 * ch[3],
-      lat: this.sides[2] ** 2 * C,
-      fpn0: this.sides[0] ** 2 * C,
-      fpn1: this.sides[1] ** 2 * C,
-      fpn2: this.sides[2] ** 2 * C,
-      prev: this.sides[3] ** 2 * C,
-      // image_embed + no_mem_embed, or a conv_s output, before the NCHW transpose.
-      out: Math.max(
-        this.sides[2] ** 2 * C,
-        this.sides[0] ** 2 * (C / 8),
-        this.sides[1] ** 2 * (C / 4),
-      ),
-    };
-    this.neck = new BufferSet(ctx, "sam2_neck", sizes);
+    this.neck = new BufferSet(ctx, "sam2_neck", neckBufferSizes(arch));
   }
 
   /** Uploads the encoder's weights of a SAM 2 state dict (as loadSam2 returns it). */

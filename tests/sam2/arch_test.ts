@@ -17,6 +17,8 @@ import {
   familyOf,
   validateSam2Encoder,
 } from "../../src/sam2/load.ts";
+import { hieraBufferSizes } from "../../src/sam2/hieradet.ts";
+import { neckBufferSizes } from "../../src/sam2/image_encoder.ts";
 import { inferArch, type TensorShapes } from "../../src/weights/arch.ts";
 import { tensorF32 } from "../../src/weights/load.ts";
 import { fixtureDir } from "../util/fixtures.ts";
@@ -185,4 +187,22 @@ Deno.test("validateSam2Encoder names missing, misshapen and unknown tensors", as
     assert.match(e.message, /unknown tensor 'something_else'/);
     return true;
   });
+});
+
+Deno.test("activation plans: every buffer of Hiera-T/S/B+ at 1024 fits a 128 MB storage binding", () => {
+  // llvmpipe (and WebGPU's default) bind at most 128 MiB per storage buffer; the largest
+  // would be Hiera's fused qkv at the first q-pool block, which is why those blocks project
+  // q, k and v apart. Hiera-L's stage-1 MLP hidden layer (144 MiB) needs a larger limit.
+  const limit = 128 * 2 ** 20;
+  for (const name of ["hiera_t", "hiera_s", "hiera_b_plus", "hiera_l"]) {
+    const arch = officialSam2Arch(name);
+    const sizes = { ...hieraBufferSizes(arch), ...neckBufferSizes(arch) };
+    const [worst, n] = Object.entries(sizes).reduce((a, b) => (b[1] > a[1] ? b : a));
+    if (name === "hiera_l") {
+      assert.equal(worst, "big", name);
+      assert.equal(4 * n, 144 * 2 ** 20, name);
+    } else {
+      assert.ok(4 * n <= limit, `${name}: '${worst}' needs ${4 * n} bytes`);
+    }
+  }
 });
