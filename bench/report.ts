@@ -25,6 +25,10 @@
  */
 import { parseFlags, UsageError, wantsHelp } from "../src/cli/args.ts";
 import { isSoftwareAdapter as isSoftwareDevice } from "../src/gpu/device.ts";
+import { officialSam2Arch, type Sam2Arch, sam2HintsFromFixture } from "../src/sam2/arch.ts";
+import { disposeSam2Features, Sam2ImageEncoder } from "../src/sam2/image_encoder.ts";
+import { expectedSam2EncoderShapes, loadSam2 } from "../src/sam2/load.ts";
+import { flopsSam2Encoder } from "./encoder/sam2_flops.ts";
 import { getContext, type GpuContext } from "../src/gpu/context.ts";
 import type { Tensor } from "../src/gpu/tensor.ts";
 import { tensorFrom } from "../src/gpu/tensor.ts";
@@ -676,6 +680,141 @@ export async function measureOursEncoder(
   }
 }
 
+/** Ours: the SAM 2.1 image encoder on a normalised input, its three features read back. */
+export async function measureOursSam2Encoder(
+  ctx: GpuContext,
+  sd: StateDict,
+  arch: Sam2Arch,
+  warmup: number,
+  runs: number,
+): Promise<Measure> {
+  const enc = Sam2ImageEncoder.fromStateDict(ctx, sd, arch);
+  try {
+    const input = encoderInput(arch.imgSize);
+    const work = async () => {
+      const f = enc.encode(input);
+      for (const t of [f.imageEmbed, f.highRes0, f.highRes1]) await ctx.read(t.buffer);
+      disposeSam2Features(f);
+    };
+    return await timeOurs(ctx, work, warmup, runs);
+  } finally {
+    enc.dispose();
+  }
+}
+
+/** Random weights in the official shapes of a SAM 2 encoder (LayerNorms 1 / 0). */
+function randomSam2EncoderWeights(arch: Sam2Arch): StateDict {
+  const sd: StateDict = new Map();
+  let x = 7;
+  for (const [name, shape] of expectedSam2EncoderShapes(arch)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const data = new Float32Array(n);
+    if (/norm[12]\./.test(name)) data.fill(name.endsWith(".weight") ? 1 : 0);
+    else {
+      const scale = 1 / Math.sqrt(shape.length > 1 ? n / shape[0] : shape[0]);
+      for (let i = 0; i < n; i++) {
+        x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+        data[i] = (x / 2 ** 31 - 1) * scale;
+      }
+    }
+    sd.set(name, { name, dtype: "float32", shape, bytes: new Uint8Array(data.buffer) });
+  }
+  return sd;
+}
+
+/**
+ * SAM 2.1 encoder rows (Hiera trunk, FPN neck, conv_s0 / conv_s1): ours only, the peer has no
+ * ONNX graph of SAM 2's encoder. sam2-mini (fixture weights) first; Hiera-T and B+ in their
+ * official shapes with random weights, on a software adapter only when the estimate from the
+ * last measured throughput fits the budget.
+ */
+async function sam2EncoderRows(
+  ctx: GpuContext,
+  opts: ReportOptions,
+  software: boolean,
+): Promise<Row[]> {
+  const rows: Row[] = [];
+  const peerNa = notMeasured("peer: no ONNX graph of the SAM 2 image encoder");
+  const row = (id: string, flops: number | null, ours: Measure): Row => ({
+    id,
+    group: "encoder",
+    label: LABELS[id],
+    flops,
+    ours,
+    peerWasm: peerNa,
+    peerWebgpu: peerNa,
+  });
+  let oursGflops: number | null = null;
+  const pt = fixturePath("sam2-mini/sam2-mini.pt");
+  const fixture = fixturePath("sam2-mini/fixture.json");
+  if (!pt || !fixture) {
+    rows.push(
+      row("encoder_sam2_mini", null, notMeasured("ours: the sam2-mini fixture is missing")),
+    );
+  } else {
+    try {
+      const hints = sam2HintsFromFixture(JSON.parse(Deno.readTextFileSync(fixture)).architecture);
+      const { sd, arch } = await loadSam2(pt, hints);
+      log("ours: encoder sam2-mini");
+      const m = await measureOursSam2Encoder(ctx, sd, arch, opts.warmup, opts.encoderRuns);
+      const flops = flopsSam2Encoder(arch);
+      if (m.status === "ok") oursGflops = gflops(flops, m.ms);
+      rows.push(row("encoder_sam2_mini", flops, m));
+    } catch (e) {
+      rows.push(row("encoder_sam2_mini", null, notMeasured(`ours: failed: ${firstLine(e)}`)));
+    }
+  }
+  for (const id of ["hiera_t", "hiera_b_plus"] as const) {
+    const arch = officialSam2Arch(id);
+    const flops = flopsSam2Encoder(arch);
+    const caseId = `encoder_sam2_${id}`;
+    if (software && oursGflops === null) {
+      rows.push(row(
+        caseId,
+        flops,
+        notMeasured(
+          `ours: not run on a software adapter without a smaller encoder's throughput to ` +
+            `estimate its ${(flops / 1e9).toFixed(0)} GFLOP from`,
+        ),
+      ));
+      continue;
+    }
+    const plan = software
+      ? planRuns(true, flops / (oursGflops! * 1e6), opts.warmup, opts.encoderRuns)
+      : { warmup: opts.warmup, runs: opts.encoderRuns, totalMs: 0, single: false };
+    if (plan.totalMs > opts.budgetMs) {
+      rows.push(row(
+        caseId,
+        flops,
+        notMeasured(
+          `ours: skipped: estimated ${(plan.totalMs / 1000).toFixed(0)} s at the smaller ` +
+            `encoder's ${oursGflops!.toFixed(2)} GFLOP/s exceeds the per-case budget of ` +
+            `${opts.budgetMs / 1000} s`,
+        ),
+      ));
+      continue;
+    }
+    try {
+      log(`ours: encoder SAM 2.1 ${id} (random weights)`);
+      const m = markSingle(
+        await measureOursSam2Encoder(
+          ctx,
+          randomSam2EncoderWeights(arch),
+          arch,
+          plan.warmup,
+          plan.runs,
+        ),
+        plan,
+      );
+      if (m.status === "ok") oursGflops = gflops(flops, m.ms);
+      rows.push(row(caseId, flops, m));
+    } catch (e) {
+      rows.push(row(caseId, flops, notMeasured(`ours: failed: ${firstLine(e)}`)));
+    }
+  }
+  return rows;
+}
+
 /**
  * Ours: one SamDecoder.predict call with `prompts` on a given embedding, all 4 mask tokens (as
  * the official export); upscaled: float logits at `origHw` read back; else low-res only.
@@ -768,6 +907,9 @@ const LABELS: Record<string, string> = {
   encoder_vit_b: "encoder ViT-B",
   encoder_vit_l: "encoder ViT-L",
   encoder_vit_h: "encoder ViT-H",
+  encoder_sam2_mini: "encoder SAM 2.1 sam2-mini (1024 px, Hiera 8 wide)",
+  encoder_sam2_hiera_t: "encoder SAM 2.1 Hiera-T",
+  encoder_sam2_hiera_b_plus: "encoder SAM 2.1 Hiera-B+",
   decoder_1p_upscaled: "decoder, 1 prompt (2 points), 4 masks to 1200x1800",
   decoder_1p_lowres: "decoder, 1 prompt (2 points), low-res only",
   decoder_64p_upscaled: "decoder, 64 prompts, 4 masks each to 1200x1800",
@@ -1193,6 +1335,7 @@ export async function runReport(opts: ReportOptions): Promise<{ env: Env; rows: 
         peerWebgpu: peer.webgpu,
       });
     }
+    rows.push(...await sam2EncoderRows(ctx, opts, software));
   }
 
   // ------------------------------------------------------------------ AMG
