@@ -287,6 +287,12 @@ export function inferSam2Arch(shapes: TensorShapes, hints: Sam2ArchHints = {}): 
           `(imgSize, numHeads, windowSpec, globalAttBlocks, qPool)`,
       );
     }
+    // Hints come from callers and stored metadata: whole numbers, or lists of them.
+    const isCount = (n: unknown) => Number.isInteger(n) && (n as number) >= 0;
+    const ok = Array.isArray(v) ? v.every(isCount) : isCount(v);
+    if (!ok || (key === "windowSpec" || key === "globalAttBlocks") !== Array.isArray(v)) {
+      throw new Error(`SAM 2: hint '${key}' = ${JSON.stringify(v)} is not valid`);
+    }
     return v as NonNullable<Sam2ArchHints[K]>;
   };
   const imgSize = pick("imgSize");
@@ -294,6 +300,7 @@ export function inferSam2Arch(shapes: TensorShapes, hints: Sam2ArchHints = {}): 
   const windowSpec = [...pick("windowSpec")];
   const globalAttBlocks = [...pick("globalAttBlocks")];
   const qPool = pick("qPool");
+  if (numHeads < 1) throw new Error(`SAM 2: numHeads ${numHeads} must be at least 1`);
   if (windowSpec.length !== stages.length) {
     throw new Error(
       `SAM 2: window_spec [${windowSpec}] has not one entry per stage (${stages.length})`,

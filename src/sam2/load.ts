@@ -143,8 +143,12 @@ function storedHints(metadata: Record<string, string>, path: string | URL): Sam2
   } catch {
     throw new Error(`${path}: __metadata__.wgsam_arch is not valid JSON`);
   }
-  if (stored?.family !== "sam2") {
-    throw new Error(`${path}: its stored architecture is not a SAM 2 one`);
+  const isObject = (v: unknown) => typeof v === "object" && v !== null && !Array.isArray(v);
+  if (
+    !isObject(stored) || !Object.hasOwn(stored, "family") || stored.family !== "sam2" ||
+    !Object.hasOwn(stored, "trunk") || !isObject(stored.trunk)
+  ) {
+    throw new Error(`${path}: __metadata__.wgsam_arch is not a SAM 2 architecture`);
   }
   return stored;
 }

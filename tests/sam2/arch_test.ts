@@ -127,6 +127,13 @@ Deno.test("a shape matching no official config needs hints, and says which", asy
   );
   assert.throws(() => inferSam2Arch(shapes, { ...hints, imgSize: 240 }), /multiple of 32/);
   assert.throws(() => inferSam2Arch(shapes, { ...hints, numHeads: 3 }), /not divisible/);
+  assert.throws(() => inferSam2Arch(shapes, { ...hints, numHeads: 0 }), /at least 1/);
+  // Hints may come from stored metadata: anything but whole numbers is refused by name.
+  const bad = (h: unknown) => inferSam2Arch(shapes, { ...hints, ...(h as object) });
+  assert.throws(() => bad({ imgSize: "256" }), /hint 'imgSize' = "256" is not valid/);
+  assert.throws(() => bad({ windowSpec: 8 }), /hint 'windowSpec' = 8 is not valid/);
+  assert.throws(() => bad({ globalAttBlocks: [4.5] }), /hint 'globalAttBlocks'/);
+  assert.throws(() => bad({ qPool: [3] }), /hint 'qPool'/);
 });
 
 Deno.test("family by tensor names: SAM 1 vs SAM 2; SAM 1's inferArch names the mistake", async () => {

@@ -45,6 +45,17 @@ Deno.test("convertSam2Checkpoint: the safetensors loads without hints, same arch
       st.close();
     }
     await assert.rejects(loadSam2(forged), /stored architecture .* disagrees with the tensors/);
+    // Stored metadata that is not a SAM 2 architecture at all: a clear error, not a TypeError.
+    for (const junk of ["null", "[1]", '{"family":"sam2"}', '{"family":"sam"}', "7"]) {
+      const path = `${dir}/junk.safetensors`;
+      const src = await SafetensorsFile.open(out);
+      try {
+        await writeSafetensors(path, src.tensors, { ...src.metadata, wgsam_arch: junk });
+      } finally {
+        src.close();
+      }
+      await assert.rejects(loadSam2(path), /wgsam_arch is not a SAM 2 architecture/, junk);
+    }
   });
 });
 
