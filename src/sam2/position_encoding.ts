@@ -25,19 +25,19 @@ export function positionEmbeddingSine(channels: number, h: number, w: number): F
     const denom = f(n + 1e-6);
     return Array.from({ length: n }, (_, i) => f(f((i + 1) / denom) * scale));
   };
-  const ys = axis(h), xs = axis(w);
+  // enc[j][i]: the y (or x) half depends on one coordinate only: a table per axis.
+  const table = (vals: number[]) =>
+    Array.from({ length: half }, (_, j) =>
+      Float32Array.from(vals, (v) => {
+        const a = f(v / dimT[j]);
+        return j % 2 === 0 ? Math.sin(a) : Math.cos(a);
+      }));
+  const ty = table(axis(h)), tx = table(axis(w));
   const out = new Float32Array(channels * h * w);
-  const enc = (v: number, j: number) => {
-    const a = f(v / dimT[j]);
-    return j % 2 === 0 ? Math.sin(a) : Math.cos(a);
-  };
   for (let j = 0; j < half; j++) {
     for (let y = 0; y < h; y++) {
-      const vy = enc(ys[y], j);
-      for (let x = 0; x < w; x++) {
-        out[(j * h + y) * w + x] = vy;
-        out[((half + j) * h + y) * w + x] = enc(xs[x], j);
-      }
+      out.fill(ty[j][y], (j * h + y) * w, (j * h + y + 1) * w);
+      out.set(tx[j], ((half + j) * h + y) * w);
     }
   }
   return out;

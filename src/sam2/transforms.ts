@@ -62,10 +62,53 @@ export function antialiasTaps(inSize: number, outSize: number): AxisTaps {
   return { first, count, weights, maxTaps };
 }
 
+/** Taps that copy (a pass whose size does not change is skipped, as torch skips it). */
+function identityTaps(n: number): AxisTaps {
+  return {
+    first: Int32Array.from({ length: n }, (_, i) => i),
+    count: new Int32Array(n).fill(1),
+    weights: new Float32Array(n).fill(1),
+    maxTaps: 1,
+  };
+}
+
+function tapsFor(inSize: number, outSize: number): AxisTaps {
+  return inSize === outSize ? identityTaps(inSize) : antialiasTaps(inSize, outSize);
+}
+
+/**
+ * The height pass over `planes` planes of inH x w (row-major) to outH x w. Rows are
+ * accumulated tap by tap into a Float32Array, so every step is one float32 rounding of
+ * t + a * b (the product of two float32 is exact in float64): the FMA of torch's loop.
+ */
+function heightPass(
+  src: Float32Array,
+  planes: number,
+  inH: number,
+  w: number,
+  outH: number,
+): Float32Array {
+  if (inH === outH) return src;
+  const { first, count, weights, maxTaps } = antialiasTaps(inH, outH);
+  const out = new Float32Array(planes * outH * w);
+  for (let p = 0; p < planes; p++) {
+    for (let y = 0; y < outH; y++) {
+      const dst = out.subarray((p * outH + y) * w, (p * outH + y + 1) * w);
+      const k = y * maxTaps;
+      for (let j = 0; j < count[y]; j++) {
+        const row = src.subarray((p * inH + first[y] + j) * w, (p * inH + first[y] + j + 1) * w);
+        const wt = weights[k + j];
+        if (j === 0) { for (let x = 0; x < w; x++) dst[x] = row[x] * wt; }
+        else for (let x = 0; x < w; x++) dst[x] = dst[x] + row[x] * wt;
+      }
+    }
+  }
+  return out;
+}
+
 /**
  * Antialiased bilinear resize of `planes` float32 planes (planes x inH x inW, row-major) to
- * outH x outW, as torch's CPU kernel: width pass, then height pass (a pass whose size does
- * not change is skipped, as torch does).
+ * outH x outW, as torch's CPU kernel: width pass, then height pass.
  */
 export function resizeBilinearAntialias(
   src: Float32Array,
@@ -81,58 +124,58 @@ export function resizeBilinearAntialias(
   for (const v of [outH, outW]) {
     if (!Number.isInteger(v) || v < 1) throw new Error(`resizeBilinearAntialias: bad size ${v}`);
   }
-  let cur = src, w = inW;
+  let cur = src;
   if (outW !== inW) {
     const { first, count, weights, maxTaps } = antialiasTaps(inW, outW);
-    const out = new Float32Array(planes * inH * outW);
+    cur = new Float32Array(planes * inH * outW);
     for (let r = 0; r < planes * inH; r++) {
       const row = r * inW;
       for (let x = 0; x < outW; x++) {
         const k = x * maxTaps, base = row + first[x];
-        let t = f(cur[base] * weights[k]);
-        for (let j = 1; j < count[x]; j++) t = f(t + cur[base + j] * weights[k + j]);
-        out[r * outW + x] = t;
+        let t = f(src[base] * weights[k]);
+        for (let j = 1; j < count[x]; j++) t = f(t + src[base + j] * weights[k + j]);
+        cur[r * outW + x] = t;
       }
     }
-    cur = out;
-    w = outW;
   }
-  if (outH !== inH) {
-    const { first, count, weights, maxTaps } = antialiasTaps(inH, outH);
-    const out = new Float32Array(planes * outH * w);
-    for (let p = 0; p < planes; p++) {
-      const plane = p * inH * w;
-      for (let y = 0; y < outH; y++) {
-        const k = y * maxTaps, o = (p * outH + y) * w;
-        for (let x = 0; x < w; x++) {
-          const base = plane + first[y] * w + x;
-          let t = f(cur[base] * weights[k]);
-          for (let j = 1; j < count[y]; j++) t = f(t + cur[base + j * w] * weights[k + j]);
-          out[o + x] = t;
-        }
-      }
-    }
-    cur = out;
-  }
-  return cur === src ? src.slice() : cur;
+  const out = heightPass(cur, planes, inH, outW, outH);
+  return out === src ? src.slice() : out;
 }
+
+/** x / 255 in float32 for every byte (ToTensor's division). */
+const DIV255 = Float32Array.from({ length: 256 }, (_, v) => v / 255);
 
 /**
  * SAM2Transforms on an RGB(A) image (alpha ignored): the (3, S, S) float32 CHW tensor the
- * image encoder takes.
+ * image encoder takes. The width pass reads the interleaved bytes directly (ToTensor's
+ * x / 255 by table), so no full-size float copy of the photo is made.
  */
 export function sam2Transform(image: RgbImage, size: number): Float32Array {
   if (!Number.isInteger(size) || size < 1) throw new RangeError(`sam2Transform: bad size ${size}`);
   const rgb = toRgb8(image);
   const { width: W, height: H, data } = rgb;
-  // ToTensor: HWC uint8 -> CHW float32 / 255.
-  const chw = new Float32Array(3 * H * W);
-  for (let i = 0, n = H * W; i < n; i++) {
-    chw[i] = f(data[3 * i] / 255);
-    chw[n + i] = f(data[3 * i + 1] / 255);
-    chw[2 * n + i] = f(data[3 * i + 2] / 255);
+  // Width pass: HWC uint8 -> CHW float32 planes of H x size.
+  const { first, count, weights, maxTaps } = tapsFor(W, size);
+  const wide = new Float32Array(3 * H * size);
+  const planar = [new Float32Array(W), new Float32Array(W), new Float32Array(W)];
+  for (let y = 0; y < H; y++) {
+    const rowIn = y * W * 3;
+    for (let x = 0; x < W; x++) {
+      planar[0][x] = DIV255[data[rowIn + 3 * x]];
+      planar[1][x] = DIV255[data[rowIn + 3 * x + 1]];
+      planar[2][x] = DIV255[data[rowIn + 3 * x + 2]];
+    }
+    for (let c = 0; c < 3; c++) {
+      const src = planar[c], o = (c * H + y) * size;
+      for (let x = 0; x < size; x++) {
+        const k = x * maxTaps, base = first[x], n = count[x];
+        let t = f(src[base] * weights[k]);
+        for (let j = 1; j < n; j++) t = f(t + src[base + j] * weights[k + j]);
+        wide[o + x] = t;
+      }
+    }
   }
-  const out = resizeBilinearAntialias(chw, 3, H, W, size, size);
+  const out = heightPass(wide, 3, H, size, size);
   const n = size * size;
   for (let c = 0; c < 3; c++) {
     const mean = f(SAM2_MEAN[c]), std = f(SAM2_STD[c]);
