@@ -13,7 +13,8 @@
  *     x = shortcut + proj(attn);  x = x + mlp(norm2(x))   (GELU MLP, ratio 4)
  *   outputs: the last block of every stage, [H_k, W_k, C_k] token-major.
  *
- * Activations live in a fixed BufferSet sized from the arch (hieraPlan), reused by every pass.
+ * Activations live in a fixed BufferSet sized from the arch (hieraBufferSizes), reused by every
+ * pass.
  */
 import type { GpuContext } from "../gpu/context.ts";
 import { type Tensor, tensorFrom } from "../gpu/tensor.ts";

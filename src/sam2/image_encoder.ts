@@ -131,6 +131,13 @@ export class Sam2ImageEncoder {
         `Sam2ImageEncoder: ${levels} levels with scalp ${arch.neck.scalp}; expected 4 and 1`,
       );
     }
+    const top = arch.neck.fpnTopDownLevels;
+    if (top.some((l) => l < 2 || l > 3)) {
+      // Levels 0 and 1 take their lateral features alone in every official config.
+      throw new Error(
+        `Sam2ImageEncoder: top-down levels [${top}] other than 2, 3 are not supported`,
+      );
+    }
     const C = arch.dModel;
     if (C % 8 !== 0) throw new Error(`Sam2ImageEncoder: d_model ${C} is not a multiple of 8`);
     this.trunk = new HieraTrunk(ctx, arch, sd);
@@ -235,17 +242,13 @@ export class Sam2ImageEncoder {
     const lateral = (i: number, out: Tensor) =>
       linear(ctx, stages[i], ...this.convs[3 - i], { out }).reshape(out.shape);
     const top = this.arch.neck.fpnTopDownLevels;
-    let prev = lateral(3, n.view("prev", [s3, s3, C]));
+    const prev = lateral(3, n.view("prev", [s3, s3, C]));
     const fpn2 = top.includes(2)
       ? upsampleNearest2x(ctx, prev, {
         addend: lateral(2, n.view("lat", [s2, s2, C])),
         out: n.view("fpn2", [s2, s2, C]),
       })
       : lateral(2, n.view("fpn2", [s2, s2, C]));
-    prev = fpn2;
-    if (top.includes(1) || top.includes(0)) {
-      throw new Error(`Sam2ImageEncoder: top-down levels [${top}] below 2 are not supported`);
-    }
     const fpn1 = lateral(1, n.view("fpn1", [s1, s1, C]));
     const fpn0 = lateral(0, n.view("fpn0", [s0, s0, C]));
     hook("backbone_fpn_0", fpn0);
