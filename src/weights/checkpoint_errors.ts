@@ -4,8 +4,9 @@
  * not. The reader's message stays at the end, for a bug report.
  */
 
-const ACCEPTED = "wgsam reads Segment Anything checkpoints (Meta's sam_vit_{b,l,h}_*.pth, " +
-  "their safetensors conversions and models of the same layout such as sam-tiny)";
+const ACCEPTED = "wgsam reads Segment Anything checkpoints (Meta's sam_vit_{b,l,h}_*.pth and " +
+  "sam2.1_hiera_*.pt, their safetensors conversions and models of the same layout such as " +
+  "sam-tiny)";
 
 /** The error to show for `err`, raised while reading the checkpoint at `path`. */
 export function checkpointError(path: string | URL, err: unknown): unknown {
