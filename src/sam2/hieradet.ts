@@ -53,10 +53,28 @@ export interface HieraBlockPlan {
   batch: number;
   nq: number;
   nk: number;
+  /**
+   * The MLP's hidden columns in this many slices, so that no hidden activation exceeds the
+   * storage binding limit (1 but for Hiera-L's first stage on a 128 MB device).
+   */
+  mlpChunks: number;
 }
 
-/** Every block's sizes for the arch, in order. */
-export function hieraBlocks(arch: Sam2Arch): HieraBlockPlan[] {
+/**
+ * Slices of `hidden` columns of equal width (the last may be narrower) such that one slice of
+ * a hidden activation of `bytes` fits `limit`: ceil(hidden / width) with the widest width that
+ * fits.
+ */
+function mlpSliceCount(hidden: number, bytes: number, limit: number): number {
+  const wanted = Math.max(1, Math.ceil(bytes / limit));
+  return Math.ceil(hidden / Math.ceil(hidden / wanted));
+}
+
+/**
+ * Every block's sizes for the arch, in order; `maxBindingBytes` (the device's storage binding
+ * limit) decides how the MLP hidden layer is sliced.
+ */
+export function hieraBlocks(arch: Sam2Arch, maxBindingBytes = Infinity): HieraBlockPlan[] {
   const t = arch.trunk;
   const blocks: HieraBlockPlan[] = [];
   let h = arch.imgSize / 4, w = h, dim = t.embedDim, i = 0;
@@ -99,6 +117,11 @@ export function hieraBlocks(arch: Sam2Arch): HieraBlockPlan[] {
         batch,
         nq,
         nk,
+        mlpChunks: mlpSliceCount(
+          dimOut * t.mlpRatio,
+          4 * ho * wo * dimOut * t.mlpRatio,
+          maxBindingBytes,
+        ),
       });
       dim = dimOut;
       h = ho;
@@ -122,7 +145,10 @@ export type HieraBuffer =
   | "v";
 
 /** Elements of each activation buffer (see the lifetimes in HieraTrunk.block). */
-export function hieraBufferSizes(arch: Sam2Arch): Record<HieraBuffer, number> {
+export function hieraBufferSizes(
+  arch: Sam2Arch,
+  maxBindingBytes = Infinity,
+): Record<HieraBuffer, number> {
   const S = arch.imgSize, g0 = S / 4;
   const sizes: Record<HieraBuffer, number> = {
     input: 3 * S * S,
@@ -139,8 +165,9 @@ export function hieraBufferSizes(arch: Sam2Arch): Record<HieraBuffer, number> {
     v: 0,
   };
   const grow = (k: HieraBuffer, n: number) => (sizes[k] = Math.max(sizes[k], n));
-  for (const b of hieraBlocks(arch)) {
+  for (const b of hieraBlocks(arch, maxBindingBytes)) {
     const inTok = b.h * b.w, outTok = b.ho * b.wo;
+    const hiddenSlice = Math.ceil((b.dimOut * arch.trunk.mlpRatio) / b.mlpChunks);
     grow("x", Math.max(inTok * b.dimIn, outTok * b.dimOut));
     grow("x2", outTok * b.dimOut);
     grow("tok", Math.max(inTok * b.dimIn, outTok * b.dimOut));
@@ -149,7 +176,7 @@ export function hieraBufferSizes(arch: Sam2Arch): Record<HieraBuffer, number> {
     // q-pool blocks: q, k, v apart (see HieraTrunk.block); the others: one fused qkv.
     grow(
       "big",
-      Math.max(rows * (b.pool ? 1 : 3) * b.dimOut, outTok * b.dimOut * arch.trunk.mlpRatio),
+      Math.max(rows * (b.pool ? 1 : 3) * b.dimOut, outTok * hiddenSlice),
     );
     if (b.pool) {
       grow("k", rows * b.dimOut);
@@ -158,9 +185,19 @@ export function hieraBufferSizes(arch: Sam2Arch): Record<HieraBuffer, number> {
     if (b.dimIn !== b.dimOut) grow("big", inTok * b.dimOut);
     if (b.pool) grow("q", b.batch * b.nq * b.dimOut);
     if (b.dimIn !== b.dimOut) grow("short", outTok * b.dimOut);
-    grow("attn", b.batch * b.nq * b.dimOut);
+    // Also the second MLP accumulator of a sliced MLP: [outTok, dimOut] fits (padded rows).
+    grow("attn", Math.max(b.batch * b.nq, outTok) * b.dimOut);
   }
   return sizes;
+}
+
+/** One slice of hidden columns [c0, c1) of a block's MLP: layers.0 rows, layers.1 columns. */
+interface MlpSlice {
+  w0: Tensor;
+  b0: Tensor;
+  w1: Tensor;
+  /** layers.1's bias, on the first slice only. */
+  b1: Tensor | null;
 }
 
 interface BlockWeights {
@@ -172,8 +209,8 @@ interface BlockWeights {
   qkvSplit: [Tensor, Tensor][] | null;
   attnProj: [Tensor, Tensor];
   norm2: [Tensor, Tensor];
-  mlp0: [Tensor, Tensor];
-  mlp1: [Tensor, Tensor];
+  /** mlp.layers.0 / .1 as uploaded: whole, or sliced along the hidden columns. */
+  mlp: MlpSlice[];
   /** The dim-changing shortcut projection (width changes only). */
   proj: [Tensor, Tensor] | null;
 }
@@ -242,9 +279,15 @@ export class HieraTrunk {
   private readonly posEmbed: Tensor;
   private readonly blockWeights: BlockWeights[] = [];
 
-  constructor(readonly ctx: GpuContext, readonly arch: Sam2Arch, sd: StateDict) {
-    this.blocks = hieraBlocks(arch);
-    this.buffers = new BufferSet(ctx, "hiera", hieraBufferSizes(arch));
+  /** `maxBindingBytes`: the storage binding limit to plan for (default: the device's). */
+  constructor(
+    readonly ctx: GpuContext,
+    readonly arch: Sam2Arch,
+    sd: StateDict,
+    maxBindingBytes = ctx.device.limits.maxStorageBufferBindingSize,
+  ) {
+    this.blocks = hieraBlocks(arch, maxBindingBytes);
+    this.buffers = new BufferSet(ctx, "hiera", hieraBufferSizes(arch, maxBindingBytes));
     const p = "image_encoder.trunk.";
     const host = (name: string) => {
       const t = sd.get(p + name);
@@ -284,11 +327,42 @@ export class HieraTrunk {
           : null,
         attnProj: pair(`${b}attn.proj`),
         norm2: pair(`${b}norm2`),
-        mlp0: pair(`${b}mlp.layers.0`),
-        mlp1: pair(`${b}mlp.layers.1`),
+        mlp: this.mlpSlices(`${b}mlp.layers.`, host, plan.mlpChunks),
         proj: plan.dimIn !== plan.dimOut ? pair(`${b}proj`) : null,
       });
     }
+  }
+
+  /** mlp.layers.0 [hidden, D] / .1 [D, hidden] in `chunks` slices of the hidden columns. */
+  private mlpSlices(
+    prefix: string,
+    host: (name: string) => HostTensor,
+    chunks: number,
+  ): MlpSlice[] {
+    const w0 = host(`${prefix}0.weight`), b0 = host(`${prefix}0.bias`);
+    const w1 = host(`${prefix}1.weight`), b1 = host(`${prefix}1.bias`);
+    const [hidden, D] = w0.shape;
+    const w0a = tensorF32(w0), b0a = tensorF32(b0), w1a = tensorF32(w1);
+    const up = (data: Float32Array, shape: number[], label: string) => {
+      const t = tensorFrom(this.ctx, data, shape, label);
+      this.weights.push(t);
+      return t;
+    };
+    const slices: MlpSlice[] = [];
+    const width = Math.ceil(hidden / chunks);
+    for (let c0 = 0; c0 < hidden; c0 += width) {
+      const c1 = Math.min(c0 + width, hidden), n = c1 - c0;
+      // layers.1 columns c0..c1 of every row: [D, n].
+      const cols = new Float32Array(D * n);
+      for (let r = 0; r < D; r++) cols.set(w1a.subarray(r * hidden + c0, r * hidden + c1), r * n);
+      slices.push({
+        w0: up(w0a.slice(c0 * D, c1 * D), [n, D], `${w0.name}[${c0}:${c1}]`),
+        b0: up(b0a.slice(c0, c1), [n], `${b0.name}[${c0}:${c1}]`),
+        w1: up(cols, [D, n], `${w1.name}[:, ${c0}:${c1}]`),
+        b1: c0 === 0 ? up(tensorF32(b1).slice(), [D], b1.name) : null,
+      });
+    }
+    return slices;
   }
 
   /** qkv.weight [3 * D, dimIn] and bias [3 * D] -> q, k, v weight / bias pairs (row blocks). */
@@ -428,10 +502,22 @@ export class HieraTrunk {
       out: v.view("x2", [ho, wo, dimOut]),
     });
     const xn2 = layerNorm(ctx, x2, ...w.norm2, LN_EPS, v.view("tok", [ho, wo, dimOut]));
-    const hidden = linear(ctx, xn2, ...w.mlp0, {
-      activation: "gelu",
-      out: v.view("big", [ho * wo, dimOut * this.arch.trunk.mlpRatio]),
+    // x2 + mlp(xn2), the hidden layer in slices when it would not fit one binding: each
+    // slice's product adds onto the previous sum (bias once), alternating two buffers.
+    let acc = x2;
+    w.mlp.forEach((m, i) => {
+      const hidden = linear(ctx, xn2, m.w0, m.b0, {
+        activation: "gelu",
+        out: v.view("big", [ho * wo, m.w0.shape[0]]),
+      });
+      const into = i % 2 === 0 ? v.view("x", [ho, wo, dimOut]) : v.view("attn", [ho, wo, dimOut]);
+      acc = linear(ctx, hidden, m.w1, m.b1, { residual: acc, out: into }).reshape([ho, wo, dimOut]);
     });
-    return linear(ctx, hidden, ...w.mlp1, { residual: x2, out: v.view("x", [ho, wo, dimOut]) });
+    if (w.mlp.length % 2 === 0) {
+      const x = v.view("x", [ho, wo, dimOut]);
+      ctx.copy(acc.buffer, 0, x.buffer, 0, acc.size * 4);
+      return x;
+    }
+    return acc;
   }
 }

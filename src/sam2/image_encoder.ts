@@ -109,6 +109,14 @@ export function neckBufferSizes(arch: Sam2Arch): Record<NeckBuffer, number> {
   };
 }
 
+export interface Sam2EncoderOptions {
+  /**
+   * The storage binding limit the activations are planned for (default: the device's); a
+   * smaller one slices the largest MLP hidden layers (tests use it to exercise that path).
+   */
+  maxBindingBytes?: number;
+}
+
 /** The SAM 2 image encoder of one model: weights on the GPU and its activation buffers. */
 export class Sam2ImageEncoder {
   readonly trunk: HieraTrunk;
@@ -124,7 +132,12 @@ export class Sam2ImageEncoder {
   private readonly posEncCache = new Map<number, Float32Array>();
   private disposed = false;
 
-  private constructor(readonly ctx: GpuContext, readonly arch: Sam2Arch, sd: StateDict) {
+  private constructor(
+    readonly ctx: GpuContext,
+    readonly arch: Sam2Arch,
+    sd: StateDict,
+    opts: Sam2EncoderOptions,
+  ) {
     const levels = arch.trunk.stages.length;
     if (levels !== 4 || arch.neck.scalp !== 1) {
       throw new Error(
@@ -140,7 +153,7 @@ export class Sam2ImageEncoder {
     }
     const C = arch.dModel;
     if (C % 8 !== 0) throw new Error(`Sam2ImageEncoder: d_model ${C} is not a multiple of 8`);
-    this.trunk = new HieraTrunk(ctx, arch, sd);
+    this.trunk = new HieraTrunk(ctx, arch, sd, opts.maxBindingBytes);
     const get = (name: string, shape?: number[]): Tensor => {
       const host = sd.get(name);
       if (!host) throw new Error(`Sam2ImageEncoder: checkpoint has no tensor '${name}'`);
@@ -164,8 +177,13 @@ export class Sam2ImageEncoder {
   }
 
   /** Uploads the encoder's weights of a SAM 2 state dict (as loadSam2 returns it). */
-  static fromStateDict(ctx: GpuContext, sd: StateDict, arch: Sam2Arch): Sam2ImageEncoder {
-    return new Sam2ImageEncoder(ctx, arch, sd);
+  static fromStateDict(
+    ctx: GpuContext,
+    sd: StateDict,
+    arch: Sam2Arch,
+    opts: Sam2EncoderOptions = {},
+  ): Sam2ImageEncoder {
+    return new Sam2ImageEncoder(ctx, arch, sd, opts);
   }
 
   /** Bytes of the activation buffers (trunk and neck) one pass uses. */

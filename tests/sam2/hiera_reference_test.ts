@@ -365,29 +365,40 @@ Deno.test("an unseen SAM 2 shape (96 px, 2 heads, global q-pool, padded windows)
   const ref = referenceEncoder(arch, wt, input);
 
   const ctx = await getContext();
-  const encoder = Sam2ImageEncoder.fromStateDict(ctx, sd, arch);
-  try {
-    const kept: [string, Tensor][] = [];
-    const f = encoder.encode(input, { onStage: (s, t) => kept.push([s, cloneTensor(ctx, t, s)]) });
-    for (const [name, t] of kept) {
-      const r = ref.get(name);
-      assert.ok(r, `no reference for ${name}`);
-      let got = await t.read();
-      // Stages and levels come token-major [H, W, C]; the features NCHW already.
-      if (t.shape.length === 3) got = hwcToChw(got, t.shape[0], t.shape[1], t.shape[2]);
-      const want = hwcToChw(Float32Array.from(r.d), r.h, r.w, r.c);
-      const rep = assertClose(got, want, {
-        atol: 1e-4,
-        rtol: 1e-4,
-        shape: [r.c, r.h, r.w],
-        label: name,
-      });
-      console.log(`${name}: max |d| ${rep.maxAbs.toExponential(2)}`);
-      t.destroy();
+  // Planned for the device's binding limit (the MLPs whole), then for an 8 KiB one, which
+  // slices every MLP hidden layer (2 to 8 slices here: odd and even counts).
+  for (const maxBindingBytes of [undefined, 8 * 1024]) {
+    const encoder = Sam2ImageEncoder.fromStateDict(ctx, sd, arch, { maxBindingBytes });
+    if (maxBindingBytes) {
+      const slices = encoder.trunk.blocks.map((b) => b.mlpChunks);
+      assert.ok(slices.every((n) => n > 1), `slices ${slices}`);
+      assert.ok(slices.some((n) => n % 2 === 1) && slices.some((n) => n % 2 === 0), `${slices}`);
     }
-    assert.equal(kept.length, 10, "every stage reported");
-    disposeSam2Features(f);
-  } finally {
-    encoder.dispose();
+    try {
+      const kept: [string, Tensor][] = [];
+      const f = encoder.encode(input, {
+        onStage: (s, t) => kept.push([s, cloneTensor(ctx, t, s)]),
+      });
+      for (const [name, t] of kept) {
+        const r = ref.get(name);
+        assert.ok(r, `no reference for ${name}`);
+        let got = await t.read();
+        // Stages and levels come token-major [H, W, C]; the features NCHW already.
+        if (t.shape.length === 3) got = hwcToChw(got, t.shape[0], t.shape[1], t.shape[2]);
+        const want = hwcToChw(Float32Array.from(r.d), r.h, r.w, r.c);
+        const rep = assertClose(got, want, {
+          atol: 1e-4,
+          rtol: 1e-4,
+          shape: [r.c, r.h, r.w],
+          label: `${name} (binding limit ${maxBindingBytes ?? "of the device"})`,
+        });
+        console.log(`${name}: max |d| ${rep.maxAbs.toExponential(2)}`);
+        t.destroy();
+      }
+      assert.equal(kept.length, 10, "every stage reported");
+      disposeSam2Features(f);
+    } finally {
+      encoder.dispose();
+    }
   }
 });
