@@ -703,7 +703,7 @@ export async function measureOursSam2Encoder(
 }
 
 /** Random weights in the official shapes of a SAM 2 encoder (LayerNorms 1 / 0). */
-function randomSam2EncoderWeights(arch: Sam2Arch): StateDict {
+export function randomSam2EncoderWeights(arch: Sam2Arch): StateDict {
   const sd: StateDict = new Map();
   let x = 7;
   for (const [name, shape] of expectedSam2EncoderShapes(arch)) {

@@ -10,30 +10,14 @@
 import { getContext } from "../../src/gpu/context.ts";
 import { officialSam2Arch, type Sam2Arch, sam2HintsFromFixture } from "../../src/sam2/arch.ts";
 import { disposeSam2Features, Sam2ImageEncoder } from "../../src/sam2/image_encoder.ts";
-import { expectedSam2EncoderShapes, loadSam2 } from "../../src/sam2/load.ts";
+import { loadSam2 } from "../../src/sam2/load.ts";
 import type { StateDict } from "../../src/weights/types.ts";
-import { isSoftwareAdapter } from "../report.ts";
+import { isSoftwareAdapter, randomSam2EncoderWeights } from "../report.ts";
 import { flopsSam2Encoder } from "./sam2_flops.ts";
 
 const ctx = await getContext();
 const adapter = ctx.gpu.description;
 const software = isSoftwareAdapter(adapter);
-
-/** Random weights in the official shapes (uniform; LayerNorm weights 1). */
-function randomWeights(arch: Sam2Arch): StateDict {
-  const sd: StateDict = new Map();
-  let s = 12345;
-  for (const [name, shape] of expectedSam2EncoderShapes(arch)) {
-    const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-    const isNormWeight = /norm[12]\.weight$/.test(name);
-    for (let i = 0; i < data.length; i++) {
-      s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-      data[i] = isNormWeight ? 1 : ((s >>> 8) / 2 ** 24 - 0.5) * 0.04;
-    }
-    sd.set(name, { name, dtype: "float32", shape, bytes: new Uint8Array(data.buffer) });
-  }
-  return sd;
-}
 
 function input(size: number): Float32Array {
   const a = new Float32Array(3 * size * size);
@@ -104,7 +88,7 @@ if (software) {
     benchSam2Encoder(
       `sam2.1 encoder ${id} shapes (random weights)`,
       arch,
-      () => Promise.resolve(randomWeights(arch)),
+      () => Promise.resolve(randomSam2EncoderWeights(arch)),
     );
   }
 }
