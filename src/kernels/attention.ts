@@ -29,7 +29,14 @@
  */
 import { type GpuContext, grid, type KernelSpec } from "../gpu/context.ts";
 import { emptyTensor, Params, type Tensor } from "../gpu/tensor.ts";
-import { ATTENTION_PARAMS_WGSL, loadVec4, NEG_BIG, unroll } from "./attention_wgsl.ts";
+import {
+  ATTENTION_PARAMS_WGSL,
+  attentionBindings,
+  attentionHeader,
+  loadVec4,
+  NEG_BIG,
+  unroll,
+} from "./attention_wgsl.ts";
 import {
   attentionRowsSpec,
   parseRowsName,
@@ -88,11 +95,6 @@ function attentionSpec(vt: Variant): KernelSpec {
   const R = Array.from({ length: rows }, (_, r) => r); // thread rows ty + 8r
   const J = Array.from({ length: keys }, (_, j) => j); // thread keys tx + 8j (score phase)
   const I = Array.from({ length: c }, (_, i) => i); // thread O columns tx + 8i (vec4)
-  const relDecl = relPos
-    ? `@group(0) @binding(4) var<storage, read> relH: array<f32>;
-@group(0) @binding(5) var<storage, read> relW: array<f32>;`
-    : "";
-  const outBinding = relPos ? 6 : 4;
   const loadTile = (
     dst: string,
     buf: string,
@@ -131,17 +133,9 @@ function attentionSpec(vt: Variant): KernelSpec {
       for (var e = 0u; e < 4u; e++) { if (d + e < p.headDim) { outBuf[base + d + e] = o[e]; } } }`;
   return {
     name,
-    bindings: relPos
-      ? ["uniform", "read", "read", "read", "read", "read", "write"]
-      : ["uniform", "read", "read", "read", "write"],
+    bindings: attentionBindings(relPos),
     code: () => /* wgsl */ `
-${ATTENTION_PARAMS_WGSL}
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> qBuf: array<${elem}>;
-@group(0) @binding(2) var<storage, read> kBuf: array<${elem}>;
-@group(0) @binding(3) var<storage, read> vBuf: array<${elem}>;
-${relDecl}
-@group(0) @binding(${outBinding}) var<storage, read_write> outBuf: array<${elem}>;
+${attentionHeader(elem, relPos)}
 
 const D4 = ${d4}u;
 const BQ = ${bq}u;

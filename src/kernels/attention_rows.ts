@@ -20,7 +20,7 @@
  * SAM's 64x64 global grid).
  */
 import type { KernelSpec } from "../gpu/context.ts";
-import { ATTENTION_PARAMS_WGSL, loadVec4, NEG_BIG } from "./attention_wgsl.ts";
+import { attentionBindings, attentionHeader, loadVec4, NEG_BIG } from "./attention_wgsl.ts";
 
 /** Largest rel-pos grid side the private arrays hold. */
 export const ROWS_MAX_REL = 64;
@@ -57,11 +57,6 @@ export function attentionRowsSpec(v: RowsVariant): KernelSpec {
   const R = Array.from({ length: rows }, (_, r) => r);
   const I = Array.from({ length: d4 }, (_, i) => i);
   const G = [0, 1, 2, 3]; // keys of a group
-  const relDecl = relPos
-    ? `@group(0) @binding(4) var<storage, read> relH: array<f32>;
-@group(0) @binding(5) var<storage, read> relW: array<f32>;`
-    : "";
-  const outBinding = relPos ? 6 : 4;
   const bias = (r: number, g: number) => relPos ? ` + rh${r}[kh${g}] + rw${r}[kw${g}]` : "";
   const store = (r: number, i: number) =>
     v4
@@ -71,17 +66,9 @@ export function attentionRowsSpec(v: RowsVariant): KernelSpec {
       }`;
   return {
     name: rowsSpecName(v),
-    bindings: relPos
-      ? ["uniform", "read", "read", "read", "read", "read", "write"]
-      : ["uniform", "read", "read", "read", "write"],
+    bindings: attentionBindings(relPos),
     code: () => /* wgsl */ `
-${ATTENTION_PARAMS_WGSL}
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> qBuf: array<${elem}>;
-@group(0) @binding(2) var<storage, read> kBuf: array<${elem}>;
-@group(0) @binding(3) var<storage, read> vBuf: array<${elem}>;
-${relDecl}
-@group(0) @binding(${outBinding}) var<storage, read_write> outBuf: array<${elem}>;
+${attentionHeader(elem, relPos)}
 
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wgid: vec3u, @builtin(num_workgroups) nwg: vec3u,

@@ -18,7 +18,13 @@
  * spills across it) 2.6.
  */
 import type { KernelSpec } from "../gpu/context.ts";
-import { type Activation, ACTIVATION_WGSL, activationExpr } from "./activation.ts";
+import { ACTIVATION_WGSL } from "./activation.ts";
+import {
+  cachedGemmSpec,
+  gemmBindingDecls,
+  type GemmEpilogue,
+  gemmEpilogueExpr,
+} from "./gemm_epilogue.ts";
 
 /** A register variant's shape. */
 export interface RegisterTile {
@@ -31,13 +37,7 @@ export interface RegisterTile {
   wg: number;
 }
 
-export interface RegisterGemmVariant {
-  bLayout: "nk" | "kn";
-  vecA: boolean;
-  vecB: boolean;
-  bias: boolean;
-  activation: Activation;
-  residual: boolean;
+export interface RegisterGemmVariant extends GemmEpilogue {
   tile: RegisterTile;
 }
 
@@ -67,23 +67,7 @@ function registerGemmCode(v: RegisterGemmVariant): string {
   const t = v.tile;
   const R = range(t.rm);
   const C = range(t.rn);
-  let binding = 1;
-  const elemA = v.vecA ? "vec4<f32>" : "f32";
-  const elemB = v.vecB ? "vec4<f32>" : "f32";
-  const decls = [
-    `@group(0) @binding(${binding++}) var<storage, read> a: array<${elemA}>;`,
-    `@group(0) @binding(${binding++}) var<storage, read> b: array<${elemB}>;`,
-  ];
-  if (v.bias) decls.push(`@group(0) @binding(${binding++}) var<storage, read> bias: array<f32>;`);
-  if (v.residual) {
-    decls.push(`@group(0) @binding(${binding++}) var<storage, read> residual: array<f32>;`);
-  }
-  decls.push(`@group(0) @binding(${binding++}) var<storage, read_write> out: array<f32>;`);
-
-  let value = "acc";
-  if (v.bias) value = `(${value} + bias[n])`;
-  value = activationExpr(v.activation, value);
-  if (v.residual) value = `${value} + residual[o]`;
+  const value = gemmEpilogueExpr(v, "acc");
 
   // Row / column origins: the lane dimension differs per invocation, the other is uniform.
   const origin = t.lanes === "m"
@@ -152,7 +136,7 @@ function registerGemmCode(v: RegisterGemmVariant): string {
 ${v.activation === "none" ? "" : ACTIVATION_WGSL}
 struct P { M: u32, N: u32, K: u32, stride_a: u32, stride_b: u32, stride_out: u32 }
 @group(0) @binding(0) var<uniform> p: P;
-${decls.join("\n")}
+${gemmBindingDecls(v)}
 
 fn store(o_base: u32, m: u32, n: u32, acc: f32) {
   if (m < p.M && n < p.N) {
@@ -174,32 +158,13 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
 }`;
 }
 
-const specs = new Map<string, KernelSpec>();
-
 /** The cached KernelSpec of a register variant; `prefix` names the op ("linear", ...). */
 export function registerGemmSpec(prefix: string, v: RegisterGemmVariant): KernelSpec {
-  const parts = [prefix, "reg"];
-  if (v.bias) parts.push("bias");
-  if (v.activation !== "none") parts.push(v.activation);
-  if (v.residual) parts.push("residual");
-  parts.push("f32");
-  if (v.vecA) parts.push("a4");
-  if (v.vecB) parts.push("b4");
-  parts.push(registerTileName(v.tile));
-  const name = parts.join("_");
-  let spec = specs.get(name);
-  if (!spec) {
-    const bindings: KernelSpec["bindings"] = [
-      "uniform",
-      "read",
-      "read",
-      ...(v.bias ? ["read" as const] : []),
-      ...(v.residual ? ["read" as const] : []),
-      "write",
-    ];
-    const variant = { ...v, tile: { ...v.tile } };
-    spec = { name, bindings, code: () => registerGemmCode(variant) };
-    specs.set(name, spec);
-  }
-  return spec;
+  const variant = { ...v, tile: { ...v.tile } };
+  return cachedGemmSpec(
+    prefix,
+    v,
+    `reg_${registerTileName(v.tile)}`,
+    () => registerGemmCode(variant),
+  );
 }

@@ -15,8 +15,16 @@
  */
 import { type GpuContext, type KernelSpec, MAX_WORKGROUPS_PER_DIM } from "../gpu/context.ts";
 import { emptyTensor, Params, type Tensor } from "../gpu/tensor.ts";
-import { type Activation, ACTIVATION_WGSL, activationExpr } from "./activation.ts";
+import { ACTIVATION_WGSL } from "./activation.ts";
+import {
+  cachedGemmSpec,
+  gemmBindingDecls,
+  type GemmEpilogue,
+  gemmEpilogueExpr,
+} from "./gemm_epilogue.ts";
 import { parseRegisterTile, registerBlock, registerGemmSpec } from "./gemm_register.ts";
+
+export type { GemmEpilogue } from "./gemm_epilogue.ts";
 import { variantFor } from "./tuning.ts";
 
 /** Output tile of a workgroup and the register block of a thread (TN is 4: one vec4). */
@@ -39,17 +47,8 @@ export const TILE_128: GemmTile = { bm: 128, bn: 64, bk: 16, tm: 8 };
 export const TILE_16: GemmTile = { bm: 16, bn: 64, bk: 16, tm: 4 };
 const TN = 4;
 
-/** A GEMM shader variant. */
-export interface GemmVariant {
-  /** "nk": B is [N, K] (K contiguous: linear weights, transposeB); "kn": B is [K, N]. */
-  bLayout: "nk" | "kn";
-  /** A rows (K) load as vec4: K % 4 == 0. */
-  vecA: boolean;
-  /** B loads as vec4 along its contiguous dim: K % 4 == 0 for "nk", N % 4 == 0 for "kn". */
-  vecB: boolean;
-  bias: boolean;
-  activation: Activation;
-  residual: boolean;
+/** A GEMM shader variant: the op's layout and epilogue, and the tile. */
+export interface GemmVariant extends GemmEpilogue {
   tile: GemmTile;
 }
 
@@ -139,22 +138,7 @@ function gemmCode(v: GemmVariant): string {
   const t = v.tile;
   const tx = t.bn / TN; // threads along N
   const nt = threads(t);
-  const vecType = (vec: boolean) => (vec ? "vec4<f32>" : "f32");
-  let binding = 1;
-  const decls = [
-    `@group(0) @binding(${binding++}) var<storage, read> a: array<${vecType(v.vecA)}>;`,
-    `@group(0) @binding(${binding++}) var<storage, read> b: array<${vecType(v.vecB)}>;`,
-  ];
-  if (v.bias) decls.push(`@group(0) @binding(${binding++}) var<storage, read> bias: array<f32>;`);
-  if (v.residual) {
-    decls.push(`@group(0) @binding(${binding++}) var<storage, read> residual: array<f32>;`);
-  }
-  decls.push(`@group(0) @binding(${binding++}) var<storage, read_write> out: array<f32>;`);
-
-  let value = "acc[j]";
-  if (v.bias) value = `(${value} + bias[n])`;
-  value = activationExpr(v.activation, value);
-  if (v.residual) value = `${value} + residual[o]`;
+  const value = gemmEpilogueExpr(v, "acc[j]");
 
   const rows = Array.from({ length: t.tm }, (_, i) => i);
   const accDecl = rows.map((i) => `var acc${i} = vec4<f32>(0.0);`).join("\n  ");
@@ -175,7 +159,7 @@ function gemmCode(v: GemmVariant): string {
 ${v.activation === "none" ? "" : ACTIVATION_WGSL}
 struct P { M: u32, N: u32, K: u32, stride_a: u32, stride_b: u32, stride_out: u32 }
 @group(0) @binding(0) var<uniform> p: P;
-${decls.join("\n")}
+${gemmBindingDecls(v)}
 
 // K-major staging: As[k * BM/4 + m/4][m % 4], Bs[k * BN/4 + n/4][n % 4].
 var<workgroup> As: array<vec4<f32>, ${(t.bk * t.bm) / 4}>;
@@ -221,34 +205,11 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
 }`;
 }
 
-const gemmSpecs = new Map<string, KernelSpec>();
-
 /** The cached KernelSpec of a variant; `prefix` names the op ("linear", "matmul_nn", ...). */
 export function gemmSpec(prefix: string, v: GemmVariant): KernelSpec {
-  const parts = [prefix];
-  if (v.bias) parts.push("bias");
-  if (v.activation !== "none") parts.push(v.activation);
-  if (v.residual) parts.push("residual");
-  parts.push("f32");
-  if (v.vecA) parts.push("a4");
-  if (v.vecB) parts.push("b4");
-  parts.push(`${v.tile.bm}x${v.tile.bn}x${v.tile.bk}t${v.tile.tm}`);
-  const name = parts.join("_");
-  let spec = gemmSpecs.get(name);
-  if (!spec) {
-    const bindings: KernelSpec["bindings"] = [
-      "uniform",
-      "read",
-      "read",
-      ...(v.bias ? ["read" as const] : []),
-      ...(v.residual ? ["read" as const] : []),
-      "write",
-    ];
-    const variant = { ...v };
-    spec = { name, bindings, code: () => gemmCode(variant) };
-    gemmSpecs.set(name, spec);
-  }
-  return spec;
+  const t = v.tile;
+  const variant = { ...v };
+  return cachedGemmSpec(prefix, v, `${t.bm}x${t.bn}x${t.bk}t${t.tm}`, () => gemmCode(variant));
 }
 
 /** Records one GEMM dispatch; `buffers` follow the spec's bindings after the uniform. */
@@ -298,9 +259,6 @@ export function gemmCandidates(M: number): string[] {
 export function gemmKey(bLayout: "nk" | "kn", d: GemmDims): string {
   return `gemm|${bLayout}|${d.batch}x${d.M}x${d.N}x${d.K}`;
 }
-
-/** The parts of a variant that the op fixes; the tile comes from the variant name. */
-export type GemmEpilogue = Omit<GemmVariant, "tile">;
 
 /**
  * Records one GEMM with the variant named `variant`, else the tuned or default one for this
