@@ -22,7 +22,7 @@ import {
   STREAM,
 } from "./jobs.ts";
 import { JobRunner } from "./runner.ts";
-import type { Redis } from "../server/redis.ts";
+import { type Redis, redisUp } from "../server/redis.ts";
 
 export interface WorkerOptions {
   /** This worker's name in the consumer group (unique per process). */
@@ -50,7 +50,8 @@ export async function runWorker(redis: Redis, opts: WorkerOptions): Promise<void
       try {
         job = await nextJob(redis, consumer, opts.visibilityMs, 1000);
       } catch (e) {
-        log(`ERROR redis: ${(e as Error).message}; retrying`);
+        // An outage is logged once by the connection; other failures here.
+        if (redisUp(redis)) log(`ERROR redis: ${(e as Error).message}; retrying`);
         await sleep(1000);
         continue;
       }
