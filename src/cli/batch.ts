@@ -15,6 +15,7 @@ import { parseAmgArgs } from "./amg.ts";
 import { AutomaticMaskGenerator } from "../amg/automatic_mask_generator.ts";
 import { batchIds, type BatchStatus, batchStatus, submitBatch } from "../batch/jobs.ts";
 import type { BatchSpec } from "../batch/runner.ts";
+import { COCO_CLASSES, resolveClassIds, UnknownClassError } from "../detect/mod.ts";
 import { checkRedisUrl, openRedis, redactUrl, type Redis } from "../server/redis.ts";
 
 export const USAGE = `usage:
@@ -98,14 +99,23 @@ export function batchSpec(values: Values): BatchSpec {
     if (!["auto", "webgpu", "wasm"].includes(provider)) {
       throw new UsageError(`--provider must be auto, webgpu or wasm, got '${provider}'`);
     }
+    const classes = ((values.classes as string | undefined) ?? "").split(",")
+      .map((c) => c.trim()).filter(Boolean);
+    // The detector's class list is COCO's (as deno task detect-segment): checked here, not on
+    // every image by the workers.
+    try {
+      resolveClassIds(classes, COCO_CLASSES);
+    } catch (e) {
+      if (e instanceof UnknownClassError) throw new UsageError(e.message);
+      throw e;
+    }
     const maxDetections = number(values, "max-det", 300, 1, 1e6);
     if (!Number.isInteger(maxDetections)) throw new UsageError("--max-det must be an integer");
     return {
       model,
       mode: "detect",
       detector: resolve(values.detector as string),
-      classes: ((values.classes as string | undefined) ?? "").split(",").map((c) => c.trim())
-        .filter(Boolean),
+      classes,
       score: number(values, "score", 0.35, 0, 1),
       iou: number(values, "iou", 0.5, 0, 1),
       maxDetections,

@@ -5,7 +5,7 @@
  *   wgsam_http_requests_total{route,method,status}   requests answered
  *   wgsam_http_request_duration_seconds{route}       histogram, whole request
  *   wgsam_encode_seconds                             histogram, image encoder runs
- *   wgsam_decode_seconds                             histogram, prompt decoder calls
+ *   wgsam_decode_seconds                             histogram, decoder calls of segment/detect
  *   wgsam_encoder_runs_total                         encoder runs (= encode histogram count)
  *   wgsam_embedding_lookups_total{result}            local_hit, shared_hit (Redis) or miss
  *   wgsam_queue_depth / wgsam_queue_running          GPU work queue, now
@@ -140,7 +140,7 @@ export class Metrics {
     out.push("# HELP wgsam_encode_seconds Image encoder runs.");
     out.push("# TYPE wgsam_encode_seconds histogram");
     this.encode.render("wgsam_encode_seconds", "", out);
-    out.push("# HELP wgsam_decode_seconds Prompt decoder calls (one per segment request).");
+    out.push("# HELP wgsam_decode_seconds Prompt decoder calls (segment and detect requests).");
     out.push("# TYPE wgsam_decode_seconds histogram");
     this.decode.render("wgsam_decode_seconds", "", out);
     out.push("# HELP wgsam_encoder_runs_total Images encoded by this process.");

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { makePng } from "../server/helpers.ts";
 import { hasRedisServer, startRedis } from "../util/redis_server.ts";
 import { runDeno, TASK_PERMISSIONS } from "../util/run_deno.ts";
+import { sharedFixture } from "../util/fixtures.ts";
 
 const BATCH = new URL("../../src/cli/batch.ts", import.meta.url);
 const WORKER = new URL("../../src/cli/worker.ts", import.meta.url).pathname;
@@ -186,6 +187,56 @@ Deno.test({
         } catch { /* exited */ }
         await w.exit();
       }
+      await redis.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "batch: --detector mode (fixture YOLO-NAS) on one worker: merged COCO with its classes",
+  ignore: ignore || !sharedFixture("detector/yolo_nas_raw.onnx"),
+  sanitizeResources: false,
+  fn: async () => {
+    const detector = sharedFixture("detector/yolo_nas_raw.onnx")!.pathname;
+    const redis = await startRedis();
+    const dir = await Deno.makeTempDir();
+    try {
+      const photo = await Deno.readFile(new URL("../fixtures/sam-tiny/image.png", import.meta.url));
+      await Deno.writeFile(join(dir, "a.png"), photo);
+      await Deno.writeFile(join(dir, "b.png"), photo);
+      await Deno.writeTextFile(join(dir, "list.txt"), "# two photos\na.png\nb.png\n");
+      const base = ["submit", "--redis", redis.url, "--input", join(dir, "list.txt")];
+      const flags = ["--output", join(dir, "out"), "--model", "sam-tiny", "--detector", detector];
+      const unknown = await runDeno(BATCH, [...base, ...flags, "--classes", "unicorn"]);
+      assert.equal(unknown.code, 2, unknown.stderr);
+      assert.match(unknown.stderr, /unknown class name "unicorn"/);
+      const submit = await runDeno(BATCH, [
+        ...base,
+        ...flags,
+        "--classes",
+        "dog,car",
+        "--provider",
+        "wasm",
+      ]);
+      assert.equal(submit.code, 0, submit.stderr);
+      const worker = spawnWorker(redis.url, ["--until-empty"]);
+      assert.equal(await worker.exit(), 0, worker.log());
+      const merged = JSON.parse(await Deno.readTextFile(join(dir, "out", "annotations.json")));
+      assert.deepEqual(merged.images, [
+        { id: 1, file_name: "a.png", width: 160, height: 107 },
+        { id: 2, file_name: "b.png", width: 160, height: 107 },
+      ]);
+      // The fixture detector sees a dog and a car (and a person, not asked for) in each.
+      type Ann = { id: number; image_id: number; category_name: string; category_id: number };
+      assert.deepEqual(
+        merged.annotations.map((a: Ann) => [a.id, a.image_id, a.category_name, a.category_id]),
+        [[1, 1, "dog", 16], [2, 1, "car", 2], [3, 2, "dog", 16], [4, 2, "car", 2]],
+      );
+      assert.equal(merged.categories.length, 80);
+      assert.deepEqual(merged.categories[16], { id: 16, name: "dog" });
+      assert.deepEqual(merged.info.failed, []);
+    } finally {
       await redis.stop();
       await Deno.remove(dir, { recursive: true });
     }
