@@ -8,7 +8,7 @@ import { AutomaticMaskGenerator } from "../amg/automatic_mask_generator.ts";
 import type { CocoRle } from "../amg/rle.ts";
 import { ModelMaskSource } from "../amg/model_source.ts";
 import { SamModelBackend } from "../amg/sam_backend.ts";
-import { detectAndSegment } from "../detect/detect_segment.ts";
+import { cocoJson, detectAndSegment } from "../detect/detect_segment.ts";
 import { Detector, type ExecutionProviderChoice } from "../detect/detector.ts";
 import { readImageFile } from "../image.ts";
 import { SamModel, SamPredictor } from "../predictor.ts";
@@ -45,7 +45,7 @@ export interface CocoAnnotation {
 export interface CocoFile {
   images: { id: number; file_name: string; width: number; height: number }[];
   annotations: CocoAnnotation[];
-  categories: { id: number; name: string }[];
+  categories: { id: number; name: string; supercategory?: string }[];
   [extra: string]: unknown;
 }
 
@@ -119,10 +119,12 @@ export class JobRunner {
       iouThreshold: spec.iou,
       maxDetections: spec.maxDetections,
     });
+    // As deno task detect-segment writes it: COCO's ids and categories for a COCO detector.
+    const coco = cocoJson(result, this.detector!.classNames, fileName);
     return {
       images,
-      annotations: result.annotations.map((a) => ({ ...a })),
-      categories: this.detector!.classNames.map((name, id) => ({ id, name })),
+      annotations: coco.annotations.map((a) => ({ ...a })),
+      categories: coco.categories,
     };
   }
 

@@ -9,9 +9,9 @@
  * them, the input files exist, no two images share a stem) and prints the batch id. Paths are
  * stored absolute: the workers must see the same paths (a shared folder).
  */
-import { parseArgs } from "node:util";
 import { resolve } from "node:path";
 import { parseAmgArgs } from "./amg.ts";
+import { numberFlag, parseFlags, runCli, UsageError, wantsHelp } from "./args.ts";
 import { AutomaticMaskGenerator } from "../amg/automatic_mask_generator.ts";
 import { batchIds, type BatchStatus, batchStatus, submitBatch } from "../batch/jobs.ts";
 import type { BatchSpec } from "../batch/runner.ts";
@@ -51,13 +51,12 @@ const AMG_FLAGS = [
 const DETECT_FLAGS = ["classes", "score", "iou", "max-det", "provider"];
 const IMAGE_EXT = /\.(png|jpe?g)$/i;
 
-export class UsageError extends Error {}
-
 type Values = Record<string, string | boolean | undefined>;
 
 function parse(argv: readonly string[]): { command: string; values: Values } {
   const [command, ...rest] = argv;
   const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
+    // Under `batch status` the submit flags are refused below with a message of their own.
     redis: { type: "string" },
     input: { type: "string" },
     output: { type: "string" },
@@ -67,24 +66,16 @@ function parse(argv: readonly string[]): { command: string; values: Values } {
     help: { type: "boolean", short: "h" },
   };
   for (const f of [...AMG_FLAGS, ...DETECT_FLAGS]) options[f] = { type: "string" };
-  if (command === "--help" || command === "-h" || command === undefined) {
-    return { command: "help", values: {} };
-  }
-  try {
-    return { command, values: parseArgs({ args: rest, options }).values as Values };
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
+  if (command === undefined || wantsHelp(argv)) return { command: "help", values: {} };
+  const { values, positionals } = parseFlags(rest, options);
+  if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  return { command, values: values as Values };
 }
 
 function number(values: Values, flag: string, fallback: number, lo: number, hi: number): number {
   const text = values[flag] as string | undefined;
   if (text === undefined) return fallback;
-  const v = Number(text);
-  if (text.trim() === "" || !(v >= lo && v <= hi)) {
-    throw new UsageError(`--${flag} must be a number in [${lo}, ${hi}], got '${text}'`);
-  }
-  return v;
+  return numberFlag(flag, text, { min: lo, max: hi });
 }
 
 /** The batch's settings from the flags; throws UsageError. */
@@ -223,85 +214,65 @@ export async function main(
   argv: readonly string[],
   env: (name: string) => string | undefined = (n) => Deno.env.get(n),
 ): Promise<number> {
-  let command: string;
-  let values: Values;
-  let redisUrl = "";
-  let spec: BatchSpec | null = null;
-  let images: { stem: string; file: string }[] = [];
-  try {
-    ({ command, values } = parse(argv));
-    if (command === "help" || values.help) {
-      console.log(USAGE);
-      return 0;
-    }
-    if (command !== "submit" && command !== "status") {
-      throw new UsageError(`unknown command '${command}' (submit or status)`);
-    }
-    redisUrl = (values.redis as string | undefined) ?? env("WGSAM_REDIS") ?? "";
-    if (!redisUrl) throw new UsageError("--redis URL is required (or WGSAM_REDIS)");
-    try {
-      checkRedisUrl(redisUrl);
-    } catch (e) {
-      throw new UsageError((e as Error).message);
-    }
-    if (command === "submit") {
-      if (!values.input) throw new UsageError("--input DIR|list.txt is required");
-      if (!values.output) throw new UsageError("--output DIR is required");
-      if (values.batch !== undefined) throw new UsageError("--batch is a status flag");
-      spec = batchSpec(values);
-      if (spec.mode === "detect") {
-        try {
-          await Deno.stat(spec.detector);
-        } catch {
-          throw new UsageError(`--detector: no such file: ${spec.detector}`);
-        }
-      }
-      images = await listImages(values.input as string);
-    } else {
-      const extra = Object.keys(values).filter((k) => k !== "redis" && k !== "batch");
-      if (extra.length) throw new UsageError(`--${extra[0]} is a submit flag`);
-    }
-  } catch (e) {
-    if (!(e instanceof UsageError)) throw e;
-    console.error(`batch: error: ${e.message}\n\n${USAGE}`);
-    return 2;
-  }
-
-  try {
-    if (command === "submit") {
-      const output = resolve(values.output as string);
-      await Deno.mkdir(output, { recursive: true });
-      const id = await withRedis(redisUrl, (redis) => submitBatch(redis, spec!, output, images));
-      console.log(`batch ${id}: ${images.length} images queued; results in ${output}`);
-      console.log(
-        `watch it with: deno task batch status --redis ${redactUrl(redisUrl)} --batch ${id}`,
-      );
-      return 0;
-    }
-    const lines = await withRedis(redisUrl, async (redis) => {
-      const wanted = values.batch as string | undefined;
-      const ids = wanted ? [wanted] : await batchIds(redis);
-      const out: string[] = [];
-      let pending = 0;
-      for (const id of ids) {
-        const s = await batchStatus(redis, id);
-        if (!s) {
-          if (wanted) throw new Error(`no batch ${wanted}`);
-          continue;
-        }
-        out.push(...describeBatch(s));
-        pending += s.pending;
-      }
-      if (!ids.length) out.push("no batches");
-      out.push(`pending ${pending}`);
-      return out;
-    });
-    console.log(lines.join("\n"));
+  const { command, values } = parse(argv);
+  if (command === "help" || values.help) {
+    console.log(USAGE);
     return 0;
-  } catch (e) {
-    console.error(`batch: error: ${(e as Error).message}`);
-    return 1;
   }
+  if (command !== "submit" && command !== "status") {
+    throw new UsageError(`unknown command '${command}' (submit or status)`);
+  }
+  const redisUrl = (values.redis as string | undefined) ?? env("WGSAM_REDIS") ?? "";
+  if (!redisUrl) throw new UsageError("--redis URL is required (or WGSAM_REDIS)");
+  try {
+    checkRedisUrl(redisUrl);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  if (command === "submit") {
+    if (!values.input) throw new UsageError("--input DIR|list.txt is required");
+    if (!values.output) throw new UsageError("--output DIR is required");
+    if (values.batch !== undefined) throw new UsageError("--batch is a status flag");
+    const spec = batchSpec(values);
+    if (spec.mode === "detect") {
+      try {
+        await Deno.stat(spec.detector);
+      } catch {
+        throw new UsageError(`--detector: no such file: ${spec.detector}`);
+      }
+    }
+    const images = await listImages(values.input as string);
+    const output = resolve(values.output as string);
+    await Deno.mkdir(output, { recursive: true });
+    const id = await withRedis(redisUrl, (redis) => submitBatch(redis, spec, output, images));
+    console.log(`batch ${id}: ${images.length} images queued; results in ${output}`);
+    console.log(
+      `watch it with: deno task batch status --redis ${redactUrl(redisUrl)} --batch ${id}`,
+    );
+    return 0;
+  }
+  const extra = Object.keys(values).filter((k) => k !== "redis" && k !== "batch");
+  if (extra.length) throw new UsageError(`--${extra[0]} is a submit flag`);
+  const lines = await withRedis(redisUrl, async (redis) => {
+    const wanted = values.batch as string | undefined;
+    const ids = wanted ? [wanted] : await batchIds(redis);
+    const out: string[] = [];
+    let pending = 0;
+    for (const id of ids) {
+      const s = await batchStatus(redis, id);
+      if (!s) {
+        if (wanted) throw new Error(`no batch ${wanted}`);
+        continue;
+      }
+      out.push(...describeBatch(s));
+      pending += s.pending;
+    }
+    if (!ids.length) out.push("no batches");
+    out.push(`pending ${pending}`);
+    return out;
+  });
+  console.log(lines.join("\n"));
+  return 0;
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) await runCli("batch", () => main(Deno.args));

@@ -7,8 +7,8 @@
  * SIGINT / SIGTERM: finish the current job, then exit. A SIGKILLed worker's job goes to another
  * worker after --visibility-s.
  */
-import { parseArgs } from "node:util";
 import { runWorker } from "../batch/worker.ts";
+import { numberFlag, parseFlags, runCli, UsageError } from "./args.ts";
 import { checkRedisUrl, openRedis, redactUrl } from "../server/redis.ts";
 
 export const USAGE = `usage: deno task worker --redis URL [options]
@@ -27,8 +27,6 @@ export interface WorkerArgs {
   help: boolean;
 }
 
-export class UsageError extends Error {}
-
 /**
  * $HOSTNAME-pid-random: unique across hosts and containers (where every pid may be 1). Not
  * Deno.hostname(): it needs --allow-sys, which the task does not grant.
@@ -42,27 +40,20 @@ export function parseWorkerArgs(
   argv: readonly string[],
   env: (name: string) => string | undefined = () => undefined,
 ): WorkerArgs {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      options: {
-        redis: { type: "string" },
-        name: { type: "string" },
-        "visibility-s": { type: "string", default: "30" },
-        "max-attempts": { type: "string", default: "3" },
-        "until-empty": { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    }));
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
+  const { values, positionals } = parseFlags(argv, {
+    redis: { type: "string" },
+    name: { type: "string" },
+    "visibility-s": { type: "string", default: "30" },
+    "max-attempts": { type: "string", default: "3" },
+    "until-empty": { type: "boolean", default: false },
+    help: { type: "boolean", short: "h", default: false },
+  });
+  if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   const args: WorkerArgs = {
     redis: values.redis ?? env("WGSAM_REDIS") ?? "",
     name: values.name ?? defaultWorkerName(env),
-    visibilityS: Number(values["visibility-s"]),
-    maxAttempts: Number(values["max-attempts"]),
+    visibilityS: numberFlag("visibility-s", values["visibility-s"]!, { min: 0.001, max: 86400 }),
+    maxAttempts: numberFlag("max-attempts", values["max-attempts"]!, { min: 1, integer: true }),
     untilEmpty: values["until-empty"]!,
     help: values.help!,
   };
@@ -73,14 +64,6 @@ export function parseWorkerArgs(
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
-  if (!(args.visibilityS > 0 && args.visibilityS <= 86400)) {
-    throw new UsageError(
-      `--visibility-s must be a number in (0, 86400], got ${values["visibility-s"]}`,
-    );
-  }
-  if (!(Number.isInteger(args.maxAttempts) && args.maxAttempts >= 1)) {
-    throw new UsageError(`--max-attempts must be an integer >= 1, got ${values["max-attempts"]}`);
-  }
   if (!/^[A-Za-z0-9._:-]{1,100}$/.test(args.name)) {
     throw new UsageError("--name: letters, digits and . _ : - only (at most 100)");
   }
@@ -88,14 +71,7 @@ export function parseWorkerArgs(
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
-  let args: WorkerArgs;
-  try {
-    args = parseWorkerArgs(argv, (n) => Deno.env.get(n));
-  } catch (e) {
-    if (!(e instanceof UsageError)) throw e;
-    console.error(`worker: error: ${e.message}\n\n${USAGE}`);
-    return 2;
-  }
+  const args = parseWorkerArgs(argv, (n) => Deno.env.get(n));
   if (args.help) {
     console.log(USAGE);
     return 0;
@@ -105,9 +81,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     whenDown: "jobs wait in Redis; retrying in the background",
   });
   if (!await ready) {
-    console.error(`worker: error: cannot reach ${redactUrl(args.redis)}`);
     redis.disconnect();
-    return 1;
+    throw new Error(`cannot reach ${redactUrl(args.redis)}`);
   }
   const stop = new AbortController();
   const onSignal = () => {
@@ -136,4 +111,4 @@ export async function main(argv: readonly string[]): Promise<number> {
   return 0;
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) await runCli("worker", () => main(Deno.args));

@@ -77,6 +77,15 @@ const KNOWN_ROUTES = new Set([
   "/api/images",
   "/healthz",
   "/metrics",
+  // CVAT (src/server/cvat.ts) and Label Studio (src/server/label_studio.ts).
+  "/api/functions",
+  "/api/function_invocations",
+  "/ls",
+  "/ls/health",
+  "/ls/setup",
+  "/ls/predict",
+  "/ls/webhook",
+  "/ls/metrics",
 ]);
 
 /** The route pattern of a path: ids become `:id`, anything unknown is `other`. */
@@ -84,6 +93,7 @@ export function routeOf(path: string): string {
   if (KNOWN_ROUTES.has(path)) return path;
   const m = IMAGE_ROUTE.exec(path);
   if (m) return `/api/images/:id${m[2] ? `/${m[2]}` : ""}`;
+  if (/^\/api\/functions\/[^/]+\/?$/.test(path)) return "/api/functions/:name";
   return "other";
 }
 

@@ -231,10 +231,15 @@ Deno.test({
       type Ann = { id: number; image_id: number; category_name: string; category_id: number };
       assert.deepEqual(
         merged.annotations.map((a: Ann) => [a.id, a.image_id, a.category_name, a.category_id]),
-        [[1, 1, "dog", 16], [2, 1, "car", 2], [3, 2, "dog", 16], [4, 2, "car", 2]],
+        [[1, 1, "dog", 18], [2, 1, "car", 3], [3, 2, "dog", 18], [4, 2, "car", 3]],
       );
+      // COCO's own category list (ids 1..90 with gaps), as deno task detect-segment writes it.
       assert.equal(merged.categories.length, 80);
-      assert.deepEqual(merged.categories[16], { id: 16, name: "dog" });
+      assert.deepEqual(merged.categories.find((c: { id: number }) => c.id === 18), {
+        id: 18,
+        name: "dog",
+        supercategory: "animal",
+      });
       assert.deepEqual(merged.info.failed, []);
     } finally {
       await redis.stop();

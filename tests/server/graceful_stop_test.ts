@@ -8,7 +8,7 @@ import { FIXTURE_IMAGE } from "./helpers.ts";
 import { request, startServer } from "./server_process.ts";
 
 /** Slow enough on llvmpipe to still be running when the signal comes. */
-const SLOW = { points_per_side: 8, pred_iou_thresh: 0, stability_score_thresh: 0 };
+const SLOW = { points_per_side: 6, pred_iou_thresh: 0, stability_score_thresh: 0 };
 
 async function startSlowWork(base: string) {
   const up = await request(base, "POST", "/api/images", await Deno.readFile(FIXTURE_IMAGE));

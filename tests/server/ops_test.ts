@@ -33,6 +33,8 @@ Deno.test("ops: route labels are patterns, never raw ids", () => {
   assert.equal(routeOf("/api/info"), "/api/info");
   assert.equal(routeOf("/wp-admin/x"), "other");
   assert.equal(routeOf("/api/images/a/b/c"), "other");
+  assert.equal(routeOf("/api/functions/sam-x"), "/api/functions/:name");
+  assert.equal(routeOf("/ls/predict"), "/ls/predict");
 });
 
 Deno.test("ops: /healthz reports model, GPU and queue depth; 503 once the GPU is lost", async () => {
