@@ -122,6 +122,24 @@ async function main(): Promise<number> {
     },
     sharedImages: shared,
   });
+  if (shared) {
+    const store = shared;
+    const counters = ["hits", "misses", "writes", "errors", "evicted"] as const;
+    for (const name of counters) {
+      metrics.addGauge({
+        name: `wgsam_shared_store_${name}_total`,
+        help: `Shared (Redis) embedding store: ${name}.`,
+        type: "counter",
+        read: () => store.stats()[name],
+      });
+    }
+    metrics.addGauge({
+      name: "wgsam_shared_store_connected",
+      help: "1 while Redis is reachable.",
+      type: "gauge",
+      read: () => store.stats().connected ? 1 : 0,
+    });
+  }
   const handler = withOps({
     app,
     metrics,

@@ -46,6 +46,9 @@ Deno.test({
       assert.equal(metric(metricsA, "wgsam_encoder_runs_total"), 1);
       assert.equal(metric(metricsB, "wgsam_encoder_runs_total"), 0, metricsB);
       assert.equal(metric(metricsB, 'wgsam_embedding_lookups_total{result="shared_hit"}'), 1);
+      assert.equal(metric(metricsB, "wgsam_shared_store_hits_total"), 1);
+      assert.equal(metric(metricsB, "wgsam_shared_store_connected"), 1);
+      assert.equal(metric(metricsA, "wgsam_shared_store_writes_total"), 2); // file + embedding
       assert.equal(
         metric(
           metricsB,
