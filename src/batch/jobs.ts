@@ -20,6 +20,9 @@
  *   <id>:done / :failed     hash stem -> JSON {file, ...} / error text
  *   <id>:attempts           hash stem -> deliveries so far
  *   <id>:merging            lock while a worker writes annotations.json
+ *
+ * A finished job's stream entry is deleted with its acknowledgement; a merged batch's record
+ * expires after a week (KEEP_MERGED_S).
  */
 import type { Redis } from "../server/redis.ts";
 import type { BatchSpec } from "./runner.ts";
@@ -117,9 +120,15 @@ export async function batchStatus(redis: Redis, id: string): Promise<BatchStatus
   return { ...info, done, failed, pending: Math.max(0, info.total - done - failed), failures };
 }
 
-/** Batch ids, oldest first. */
-export function batchIds(redis: Redis): Promise<string[]> {
-  return redis.zrange(IDS, "0", "-1");
+/** Batch ids, oldest first; those whose record expired are dropped from the list. */
+export async function batchIds(redis: Redis): Promise<string[]> {
+  const ids = await redis.zrange(IDS, "0", "-1");
+  const live: string[] = [];
+  for (const id of ids) {
+    if (await redis.exists(batchKey(id))) live.push(id);
+    else await redis.zrem(IDS, id);
+  }
+  return live;
 }
 
 function parseEntries(raw: unknown): Job[] {
@@ -182,6 +191,7 @@ export async function markDone(redis: Redis, job: Job, detail: Record<string, un
     .hset(`${batchKey(job.batch)}:done`, job.stem, JSON.stringify({ file: job.file, ...detail }))
     .hdel(`${batchKey(job.batch)}:failed`, job.stem)
     .xack(STREAM, GROUP, job.entry)
+    .xdel(STREAM, job.entry)
     .exec();
 }
 
@@ -190,12 +200,12 @@ export async function markFailed(redis: Redis, job: Job, error: string) {
   const done = await redis.hexists(`${batchKey(job.batch)}:done`, job.stem);
   const tx = redis.multi();
   if (!done) tx.hset(`${batchKey(job.batch)}:failed`, job.stem, error);
-  await tx.xack(STREAM, GROUP, job.entry).exec();
+  await tx.xack(STREAM, GROUP, job.entry).xdel(STREAM, job.entry).exec();
 }
 
 /** Acknowledges a job without recording anything (its batch is gone). */
 export async function dropJob(redis: Redis, job: Job) {
-  await redis.xack(STREAM, GROUP, job.entry);
+  await redis.multi().xack(STREAM, GROUP, job.entry).xdel(STREAM, job.entry).exec();
 }
 
 /** The done images of a batch: stem -> detail. */
@@ -225,10 +235,18 @@ export async function lockMerge(
   return (await redis.set(`${batchKey(id)}:merging`, owner, "PX", ttlMs, "NX")) === "OK";
 }
 
+/** How long a merged batch's record stays for `batch status`. */
+export const KEEP_MERGED_S = 7 * 86400;
+
 export async function markMerged(redis: Redis, id: string): Promise<void> {
+  const key = batchKey(id);
   await redis.multi()
-    .hset(batchKey(id), "merged_ms", Date.now())
+    .hset(key, "merged_ms", Date.now())
     .srem(OPEN, id)
-    .del(`${batchKey(id)}:merging`)
+    .del(`${key}:merging`)
+    .expire(key, KEEP_MERGED_S)
+    .expire(`${key}:done`, KEEP_MERGED_S)
+    .expire(`${key}:failed`, KEEP_MERGED_S)
+    .expire(`${key}:attempts`, KEEP_MERGED_S)
     .exec();
 }

@@ -10,6 +10,8 @@ import { makePng } from "../server/helpers.ts";
 import { hasRedisServer, startRedis } from "../util/redis_server.ts";
 import { runDeno, TASK_PERMISSIONS } from "../util/run_deno.ts";
 import { sharedFixture } from "../util/fixtures.ts";
+import { openRedis } from "../../src/server/redis.ts";
+import { describeBatch } from "../../src/cli/batch.ts";
 
 const BATCH = new URL("../../src/cli/batch.ts", import.meta.url);
 const WORKER = new URL("../../src/cli/worker.ts", import.meta.url).pathname;
@@ -180,6 +182,17 @@ Deno.test({
         /total 6 {2}done 5 {2}failed 1 {2}pending 0 {2}rate [\d.]+\/s {2}eta 0s {2}merged/,
       );
       assert.match(status.stdout, /failed zz_bad: .+/);
+
+      // Nothing left in the queue: every entry was acknowledged and deleted, none pending.
+      const { redis: client, ready } = openRedis(redis.url, { log: () => {} });
+      try {
+        assert.equal(await ready, true);
+        assert.equal(await client.xlen("wgsam:batch:jobs"), 0);
+        const ttl = await client.ttl(`wgsam:batch:${id}`);
+        assert.ok(ttl > 0 && ttl <= 7 * 86400, `ttl ${ttl}`);
+      } finally {
+        client.disconnect();
+      }
     } finally {
       for (const w of workers) {
         try {
@@ -246,4 +259,39 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("batch status: rate over the time since the first job started, ETA from it", () => {
+  const lines = describeBatch({
+    id: "ab12cd34",
+    spec: { model: "vit_b", mode: "amg", amg: {} },
+    output: "/data/out",
+    total: 10,
+    submittedMs: 0,
+    startedMs: 1_000,
+    mergedMs: null,
+    done: 4,
+    failed: 1,
+    pending: 5,
+    failures: [{ stem: "broken", error: "not a PNG or JPEG" }],
+  }, 11_000);
+  assert.deepEqual(lines, [
+    "batch ab12cd34: segment everything with vit_b -> /data/out",
+    "  total 10  done 4  failed 1  pending 5  rate 0.50/s  eta 10s",
+    "  failed broken: not a PNG or JPEG",
+  ]);
+  const notStarted = describeBatch({
+    id: "x",
+    spec: { model: "vit_b", mode: "amg", amg: {} },
+    output: "/o",
+    total: 3,
+    submittedMs: 0,
+    startedMs: null,
+    mergedMs: null,
+    done: 0,
+    failed: 0,
+    pending: 3,
+    failures: [],
+  }, 5_000);
+  assert.match(notStarted[1], /rate 0\.00\/s {2}eta \?$/);
 });
