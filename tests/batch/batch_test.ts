@@ -295,3 +295,42 @@ Deno.test("batch status: rate over the time since the first job started, ETA fro
   }, 5_000);
   assert.match(notStarted[1], /rate 0\.00\/s {2}eta \?$/);
 });
+
+Deno.test({
+  name: "worker: SIGTERM finishes the job in hand, then exits 0",
+  ignore,
+  sanitizeResources: false,
+  fn: async () => {
+    const redis = await startRedis();
+    const dir = await Deno.makeTempDir();
+    try {
+      await Deno.writeFile(join(dir, "one.png"), await makePng(40, 32, 1));
+      const submit = await runDeno(BATCH, [
+        "submit",
+        "--redis",
+        redis.url,
+        "--input",
+        dir,
+        "--output",
+        join(dir, "out"),
+        "--model",
+        "sam-tiny",
+        "--points-per-side",
+        "2",
+      ]);
+      assert.equal(submit.code, 0, submit.stderr);
+      const worker = spawnWorker(redis.url, []);
+      const deadline = Date.now() + 60_000;
+      while (!/one: start/.test(worker.log()) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      worker.child.kill("SIGTERM");
+      assert.equal(await worker.exit(), 0, worker.log());
+      assert.match(worker.log(), /one: done[\s\S]*worker: stopped/);
+      await Deno.stat(join(dir, "out", "one.json"));
+    } finally {
+      await redis.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
