@@ -230,7 +230,9 @@ export class SamPredictor {
     this.onEmbedding({ kind: "encode", ms: encodeMs });
     if (this.shared) {
       // Awaited, so that once this image's id is known, every host can find its embedding.
-      await this.shared.put(id, { data: await embedding.read(), shape: [...embedding.shape] });
+      // Best effort: a failed readback costs the other hosts an encode, not this request.
+      const data = await embedding.read().catch(() => null);
+      if (data) await this.shared.put(id, { data, shape: [...embedding.shape] });
     }
     return { id, width, height, cached: false, encodeMs };
   }
