@@ -22,7 +22,7 @@
  * @module
  */
 import { getContext, type GpuContext } from "./gpu/context.ts";
-import type { Tensor } from "./gpu/tensor.ts";
+import { type Tensor, tensorFrom } from "./gpu/tensor.ts";
 import { encodeImage, ImageEncoder } from "./encoder/image_encoder.ts";
 import { type DecoderResult, SamDecoder } from "./decoder/mask_decoder.ts";
 import { loadSam } from "./weights/load.ts";
@@ -92,6 +92,20 @@ export class SamModel {
   }
 }
 
+/**
+ * A second-level embedding store behind the predictor's own cache, e.g. one shared by several
+ * hosts (src/server/embedding_store.ts). `get` resolves null when it has nothing usable (or is
+ * unreachable); `put` must not throw.
+ */
+export interface SharedEmbeddings {
+  get(id: string): Promise<{ data: Float32Array; shape: number[] } | null>;
+  /** Resolves once stored (or dropped); never rejects. */
+  put(id: string, embedding: { data: Float32Array; shape: number[] }): Promise<void>;
+}
+
+/** Where setImage found an embedding, and how long the encoder took (0 when it did not run). */
+export type EmbeddingEvent = { kind: "local-hit" | "shared-hit" | "encode"; ms: number };
+
 interface CachedEmbedding {
   embedding: Tensor;
   width: number;
@@ -153,7 +167,19 @@ export class SamPredictor {
     { id: string; width: number; height: number; channels: number }
   >();
 
-  constructor(readonly model: SamModel, opts: { cacheBytes?: number } = {}) {
+  private readonly shared: SharedEmbeddings | null;
+  private readonly onEmbedding: (event: EmbeddingEvent) => void;
+
+  constructor(
+    readonly model: SamModel,
+    opts: {
+      cacheBytes?: number;
+      shared?: SharedEmbeddings;
+      onEmbedding?: (event: EmbeddingEvent) => void;
+    } = {},
+  ) {
+    this.shared = opts.shared ?? null;
+    this.onEmbedding = opts.onEmbedding ?? (() => {});
     this.cache = new ByteLru(opts.cacheBytes ?? DEFAULT_CACHE_BYTES, (entry) => {
       if (this.current && entry.embedding === this.current.embedding) this.currentEvicted = true;
       else this.destroyEmbedding(entry.embedding);
@@ -178,6 +204,15 @@ export class SamPredictor {
     const hit = this.cache.get(id);
     if (hit) {
       this.makeCurrent(id, hit);
+      this.onEmbedding({ kind: "local-hit", ms: 0 });
+      return { id, width, height, cached: true, encodeMs: 0 };
+    }
+    const fromShared = await this.fromShared(id);
+    if (fromShared) {
+      const entry = { embedding: fromShared, width, height };
+      this.makeCurrent(id, entry);
+      this.cache.set(id, entry, fromShared.size * 4);
+      this.onEmbedding({ kind: "shared-hit", ms: 0 });
       return { id, width, height, cached: true, encodeMs: 0 };
     }
     const t0 = performance.now();
@@ -192,7 +227,31 @@ export class SamPredictor {
     const entry = { embedding, width, height };
     this.makeCurrent(id, entry);
     this.cache.set(id, entry, embedding.size * 4);
+    this.onEmbedding({ kind: "encode", ms: encodeMs });
+    if (this.shared) {
+      // Awaited, so that once this image's id is known, every host can find its embedding.
+      // Best effort: a failed readback costs the other hosts an encode, not this request.
+      const data = await embedding.read().catch(() => null);
+      if (data) await this.shared.put(id, { data, shape: [...embedding.shape] });
+    }
     return { id, width, height, cached: false, encodeMs };
+  }
+
+  /** The shared store's embedding of `id` on the GPU, or null (absent, or not this shape). */
+  private async fromShared(id: string): Promise<Tensor | null> {
+    if (!this.shared) return null;
+    const found = await this.shared.get(id);
+    if (!found) return null;
+    const { promptEmbedDim, imgSize, patchSize } = this.model.arch;
+    const side = imgSize / patchSize;
+    const expected = [1, promptEmbedDim, side, side];
+    if (
+      found.shape.join(",") !== expected.join(",") ||
+      found.data.length !== side * side * promptEmbedDim
+    ) {
+      return null;
+    }
+    return tensorFrom(this.model.ctx, found.data, expected, "shared embedding");
   }
 
   private makeCurrent(id: string, entry: CachedEmbedding): void {

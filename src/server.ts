@@ -7,7 +7,11 @@ import { createApp, MEANINGLESS_WARNING } from "./server/app.ts";
 import { findDefaultModel, parseConfig, USAGE } from "./server/config.ts";
 import { loadServerDetector, type ServerDetector } from "./server/detector.ts";
 import { loadSamEngine } from "./server/sam_engine.ts";
-import { weightsDirFrom } from "./weights/registry.ts";
+import { modelIdentity, SharedStore } from "./server/embedding_store.ts";
+import { Metrics, timedEngine } from "./server/metrics.ts";
+import { withOps } from "./server/ops.ts";
+import { checkRedisUrl, openRedis, redactUrl, type Redis } from "./server/redis.ts";
+import { resolveModel, weightsDirFrom } from "./weights/registry.ts";
 
 async function main(): Promise<number> {
   let config;
@@ -20,6 +24,14 @@ async function main(): Promise<number> {
   if (config.help) {
     console.log(USAGE);
     return 0;
+  }
+  if (config.redis) {
+    try {
+      checkRedisUrl(config.redis);
+    } catch (e) {
+      console.error(`error: ${(e as Error).message}`);
+      return 2;
+    }
   }
 
   // The detector first: a bad file fails at once, before the slower SAM model loads.
@@ -57,15 +69,38 @@ async function main(): Promise<number> {
 
   const cacheBytes = Math.max(1, Math.round(config.cacheMb * 1024 * 1024));
   const t0 = performance.now();
-  let engine;
+  const metrics = new Metrics();
+  let redis: Redis | null = null;
+  let shared: SharedStore | null = null;
+  let samEngine;
   try {
-    engine = await loadSamEngine(model, { cacheBytes });
+    if (config.redis) {
+      // Embeddings are keyed by the checkpoint's bytes, so two checkpoints never mix.
+      const identity = await modelIdentity(await resolveModel(model));
+      const conn = openRedis(config.redis, {
+        whenDown: "serving from this host's own cache, retrying in the background",
+      });
+      redis = conn.redis;
+      shared = new SharedStore(redis, {
+        model: identity,
+        ttlS: config.redisTtlS,
+        maxBytes: Math.round(config.redisMb * 1024 * 1024),
+      });
+      await conn.ready; // only for the log's order: an outage is logged, not fatal
+    }
+    samEngine = await loadSamEngine(model, {
+      cacheBytes,
+      shared: shared ?? undefined,
+      onEmbedding: (event) => metrics.embedding(event),
+    });
   } catch (e) {
     // A missing, corrupt or foreign checkpoint: its message says what to do, no stack trace.
     console.error(`error: --model ${model}: ${(e as Error).message}`);
+    redis?.disconnect();
     await detector?.dispose();
     return 2;
   }
+  const engine = timedEngine(samEngine, metrics);
   console.log(
     `loaded ${engine.info.model} in ${
       Math.round(performance.now() - t0)
@@ -85,6 +120,35 @@ async function main(): Promise<number> {
       maxMaskPixels: config.maxMaskPixels,
       imageCacheBytes: cacheBytes,
     },
+    sharedImages: shared,
+  });
+  if (shared) {
+    const store = shared;
+    const counters = ["hits", "misses", "writes", "errors", "evicted"] as const;
+    for (const name of counters) {
+      metrics.addGauge({
+        name: `wgsam_shared_store_${name}_total`,
+        help: `Shared (Redis) embedding store: ${name}.`,
+        type: "counter",
+        read: () => store.stats()[name],
+      });
+    }
+    metrics.addGauge({
+      name: "wgsam_shared_store_connected",
+      help: "1 while Redis is reachable.",
+      type: "gauge",
+      read: () => store.stats().connected ? 1 : 0,
+    });
+  }
+  const handler = withOps({
+    app,
+    metrics,
+    model: engine.info.model,
+    adapter: engine.info.adapter,
+    health: () => samEngine.health(),
+    redis: shared
+      ? () => ({ url: redactUrl(config.redis!), connected: shared.stats().connected })
+      : undefined,
   });
 
   let server: Deno.HttpServer<Deno.NetAddr>;
@@ -104,7 +168,7 @@ async function main(): Promise<number> {
           headers: { "content-type": "application/json" },
         });
       },
-    }, app);
+    }, handler);
   } catch (e) {
     // Port taken, or no permission to bind: say which address, without a stack trace.
     const reason = e instanceof Deno.errors.AddrInUse
@@ -112,13 +176,33 @@ async function main(): Promise<number> {
       : (e as Error).message;
     console.error(`error: cannot listen on ${config.host}:${config.port}: ${reason}`);
     engine.dispose();
+    redis?.disconnect();
     await detector?.dispose();
     return 2;
   }
 
+  // Graceful stop: no new connections, new requests on open ones get a 503, and the accepted
+  // ones (running or queued for the GPU) have --drain-s seconds to finish.
+  let stopping = false;
+  let exitCode = 0;
   const stop = () => {
-    console.log("shutting down");
-    server.shutdown();
+    if (stopping) return;
+    stopping = true;
+    console.log(
+      `shutting down: finishing ${handler.inFlight} accepted requests within ${config.drainS} s`,
+    );
+    handler.drain();
+    const deadline = setTimeout(() => {
+      console.error(
+        `ERROR shutdown: ${handler.inFlight} requests still unfinished after ${config.drainS} s; ` +
+          "exiting without them",
+      );
+      exitCode = 1;
+      engine.dispose();
+      redis?.disconnect();
+      Deno.exit(exitCode);
+    }, config.drainS * 1000);
+    server.shutdown().finally(() => clearTimeout(deadline));
   };
   try {
     Deno.addSignalListener("SIGINT", stop);
@@ -127,9 +211,11 @@ async function main(): Promise<number> {
     // Signals are not available on every platform.
   }
   await server.finished;
+  if (stopping) console.log("stopped: every accepted request answered");
   engine.dispose();
+  redis?.disconnect();
   await detector?.dispose();
-  return 0;
+  return exitCode;
 }
 
 if (import.meta.main) Deno.exit(await main());

@@ -26,6 +26,7 @@ import { type Engine, predictorMaskSource } from "./engine.ts";
 import { errorResponse, HttpError, jsonResponse } from "./errors.ts";
 import { DEFAULT_LIMITS, type Limits } from "./limits.ts";
 import { encodeMaskPng } from "../image.ts";
+import { imageId } from "../predictor.ts";
 import { WorkQueue } from "./queue.ts";
 import type { ExtraRoutes, RouteContext, StoredImage } from "./route_context.ts";
 import { cvatRoutes } from "./cvat.ts";
@@ -55,6 +56,15 @@ export interface AppOptions {
   log?: (line: string) => void;
   /** Folder of the page's files (default src/web/). */
   webDir?: URL;
+  /**
+   * Uploads shared with other hosts (`serve --redis`: src/server/embedding_store.ts): an id
+   * uploaded elsewhere is fetched from there on a local miss. Never rejects.
+   */
+  sharedImages?: {
+    getImage(id: string): Promise<Uint8Array | null>;
+    putImage(id: string, file: Uint8Array): Promise<void>;
+    forget(id: string): Promise<void>;
+  } | null;
 }
 
 export type AppHandler = ((req: Request) => Promise<Response>) & {
@@ -105,12 +115,26 @@ export function createApp(options: AppOptions): AppHandler {
     return staticCache.get(name)!;
   }
 
-  function lookupImage(id: string): StoredImage {
-    const stored = ID_PATTERN.test(id) ? images.get(id) : undefined;
+  async function lookupImage(id: string): Promise<StoredImage> {
+    const stored = ID_PATTERN.test(id) ? images.get(id) ?? await sharedImage(id) : undefined;
     if (!stored) {
       throw new HttpError(404, `unknown image id "${id.slice(0, 80)}" (upload it again)`);
     }
     return stored;
+  }
+
+  /** An image another host was sent (`--redis`), decoded here; null when unknown. */
+  async function sharedImage(id: string): Promise<StoredImage | undefined> {
+    const file = await options.sharedImages?.getImage(id);
+    if (!file) return undefined;
+    const image = await decodeQueue.run(
+      () => decodeUpload(file, { ...limits, imgSize: engine.info.imgSize }),
+      { timeoutMs: limits.requestTimeoutMs },
+    );
+    // The id is the content hash of the pixels: a file that decodes to others is not this one.
+    if (await imageId(image) !== id) return undefined;
+    const stored = { id, image };
+    return images.set(id, stored, image.data.byteLength) ? stored : undefined;
   }
 
   /** Runs GPU work through the queue under the request's time limit. */
@@ -215,6 +239,7 @@ export function createApp(options: AppOptions): AppHandler {
     if (!images.set(result.id, { id: result.id, image }, image.data.byteLength)) {
       throw new HttpError(413, "image is larger than the whole image cache (--cache-mb)");
     }
+    await options.sharedImages?.putImage(result.id, bytes);
     return { result, image };
   }
 
@@ -235,7 +260,7 @@ export function createApp(options: AppOptions): AppHandler {
   const extraRoutes: ExtraRoutes[] = [cvatRoutes(context), labelStudioRoutes(context)];
 
   async function segment(req: Request, id: string): Promise<Response> {
-    const stored = lookupImage(id);
+    const stored = await lookupImage(id);
     const { width, height } = stored.image;
     const body = await readJsonObject(req, limits.maxJsonBytes);
     const parsed = parseSegmentRequest(body, width, height, limits);
@@ -307,7 +332,7 @@ export function createApp(options: AppOptions): AppHandler {
   }
 
   async function everything(req: Request, id: string): Promise<Response> {
-    const stored = lookupImage(id);
+    const stored = await lookupImage(id);
     const { width, height } = stored.image;
     const body = await readJsonObject(req, limits.maxJsonBytes);
     const { output, rest } = parseOutputFormat(body, ["rle", "polygon"], "rle");
@@ -351,7 +376,7 @@ export function createApp(options: AppOptions): AppHandler {
   }
 
   async function embedding(id: string): Promise<Response> {
-    const stored = lookupImage(id);
+    const stored = await lookupImage(id);
     const emb = await onImage(stored, () => engine.getImageEmbedding());
     return new Response(encodeNpyF32(emb.data, emb.shape) as Uint8Array<ArrayBuffer>, {
       headers: {
@@ -369,7 +394,7 @@ export function createApp(options: AppOptions): AppHandler {
         "no detector configured: start the server with --detector PATH.onnx (or WGSAM_DETECTOR)",
       );
     }
-    const stored = lookupImage(id);
+    const stored = await lookupImage(id);
     const body = await readJsonObject(req, limits.maxJsonBytes);
     const { output, rest } = parseOutputFormat(body, ["rle", "polygon"], "rle");
     const opts = parseDetectRequest(rest, limits);
@@ -445,11 +470,11 @@ export function createApp(options: AppOptions): AppHandler {
       switch (m[2]) {
         case undefined:
           if (method === "GET") {
-            const s = lookupImage(id);
+            const s = await lookupImage(id);
             return jsonResponse({ id: s.id, width: s.image.width, height: s.image.height });
           }
           if (method === "DELETE") {
-            lookupImage(id);
+            await lookupImage(id);
             // All or nothing, and never a 503: the image and its low_res_handles go at once
             // (CPU side). Every handle is visited in recency order and each kept one
             // re-inserted in turn, so their relative order (eviction) is unchanged.
@@ -461,6 +486,7 @@ export function createApp(options: AppOptions): AppHandler {
             // after the jobs already waiting, never refused for a full queue and with no time
             // limit (at once when the queue is idle); the response does not wait for it.
             forgetEmbedding(id);
+            await options.sharedImages?.forget(id);
             return jsonResponse({ deleted: id });
           }
           return methodNotAllowed(["GET", "DELETE"]);

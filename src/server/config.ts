@@ -16,6 +16,11 @@
  *   --max-pixels / WGSAM_MAX_PIXELS  largest image, width * height (16777216)
  *   --max-mask-pixels / WGSAM_MAX_MASK_PIXELS  full-size mask pixels one segment request may
  *                              ask for: prompts * masks per prompt * width * height (268435456)
+ *   --redis / WGSAM_REDIS      redis://host:port shared by several servers: embeddings and
+ *                              uploads, so an image id is valid on every host (none)
+ *   --redis-ttl-s / WGSAM_REDIS_TTL_S  lifetime of an unused shared entry (86400)
+ *   --redis-mb / WGSAM_REDIS_MB  cap on what the servers store in Redis together (4096)
+ *   --drain-s / WGSAM_DRAIN_S  on SIGTERM, how long accepted requests may take to finish (30)
  */
 import { DEFAULT_LIMITS } from "./limits.ts";
 
@@ -32,6 +37,11 @@ export interface ServerConfig {
   maxUploadMb: number;
   maxPixels: number;
   maxMaskPixels: number;
+  /** A redis:// URL; null: nothing shared. */
+  redis: string | null;
+  redisTtlS: number;
+  redisMb: number;
+  drainS: number;
   help: boolean;
 }
 
@@ -40,10 +50,14 @@ export const USAGE = `wgsam server: Segment Anything on WebGPU over HTTP
 usage: deno task serve [--host H] [--port P] [--model PATH|NAME] [--detector PATH.onnx]
                        [--cache-mb N] [--timeout-s S] [--max-queue N] [--max-upload-mb N]
                        [--max-pixels N] [--max-mask-pixels N]
+                       [--redis URL] [--redis-ttl-s S] [--redis-mb N] [--drain-s S]
 
 Each flag can also be set by the environment: WGSAM_HOST, WGSAM_PORT, WGSAM_MODEL,
 WGSAM_DETECTOR, WGSAM_CACHE_MB, WGSAM_TIMEOUT_S, WGSAM_MAX_QUEUE, WGSAM_MAX_UPLOAD_MB,
-WGSAM_MAX_PIXELS, WGSAM_MAX_MASK_PIXELS.
+WGSAM_MAX_PIXELS, WGSAM_MAX_MASK_PIXELS, WGSAM_REDIS, WGSAM_REDIS_TTL_S, WGSAM_REDIS_MB,
+WGSAM_DRAIN_S.
+--redis redis://host:port shares embeddings and uploads between servers (see README, "Many
+hosts"). On SIGTERM the server stops accepting and gives accepted requests --drain-s seconds.
 --max-mask-pixels bounds one segment request: prompts x masks per prompt x width x height.
 Without a model, the first weights/*.safetensors or weights/*.pth is used (WGSAM_WEIGHTS_DIR
 names another folder, as for \`deno task weights\`), else the bundled
@@ -88,6 +102,16 @@ const FLAGS: Record<string, FlagSpec> = {
     kind: "int",
     positive: true,
   },
+  redis: { env: "WGSAM_REDIS", key: "redis", kind: "string" },
+  "redis-ttl-s": {
+    env: "WGSAM_REDIS_TTL_S",
+    key: "redisTtlS",
+    kind: "num",
+    positive: true,
+    max: 2_147_483,
+  },
+  "redis-mb": { env: "WGSAM_REDIS_MB", key: "redisMb", kind: "num", positive: true },
+  "drain-s": { env: "WGSAM_DRAIN_S", key: "drainS", kind: "num", max: 2_147_483 },
 };
 
 export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
@@ -101,6 +125,10 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   maxUploadMb: 32,
   maxPixels: 4096 * 4096,
   maxMaskPixels: DEFAULT_LIMITS.maxMaskPixels,
+  redis: null,
+  redisTtlS: 86400,
+  redisMb: 4096,
+  drainS: 30,
   help: false,
 });
 

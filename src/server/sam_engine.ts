@@ -5,13 +5,22 @@
  * so an image already uploaded is not encoded again, with the decoder's low-res logits kept
  * on the GPU (`lowResOut`) instead of read back and uploaded again.
  */
-import { SamModel, SamPredictor } from "../predictor.ts";
+import {
+  type EmbeddingEvent,
+  SamModel,
+  SamPredictor,
+  type SharedEmbeddings,
+} from "../predictor.ts";
 import { ModelMaskSource, type SamGpuBackend } from "../amg/model_source.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { decodePointPrompts } from "../amg/sam_backend.ts";
 import type { Engine, EngineInfo } from "./engine.ts";
 
-export type SamEngine = Engine & { dispose(): void };
+export type SamEngine = Engine & {
+  dispose(): void;
+  /** False once the GPU device is lost (then every GPU call fails). */
+  health(): { gpuUsable: boolean; gpuError: string | null };
+};
 
 /** SamGpuBackend over a predictor: setImage goes through its embedding cache. */
 class PredictorBackend implements SamGpuBackend {
@@ -43,10 +52,25 @@ class PredictorBackend implements SamGpuBackend {
 /** Loads a model (path or registry name) and wraps a predictor with the given embedding cache. */
 export async function loadSamEngine(
   source: string,
-  opts: { cacheBytes: number; quiet?: boolean },
+  opts: {
+    cacheBytes: number;
+    quiet?: boolean;
+    /** A store behind the local cache (Redis: src/server/embedding_store.ts). */
+    shared?: SharedEmbeddings;
+    /** Told where each embedding came from (metrics). */
+    onEmbedding?: (event: EmbeddingEvent) => void;
+  },
 ): Promise<SamEngine> {
   const model = await SamModel.load(source, { quiet: opts.quiet });
-  const predictor = new SamPredictor(model, { cacheBytes: opts.cacheBytes });
+  const predictor = new SamPredictor(model, {
+    cacheBytes: opts.cacheBytes,
+    shared: opts.shared,
+    onEmbedding: opts.onEmbedding,
+  });
+  let gpuError: string | null = null;
+  model.ctx.device.lost.then((lost) => {
+    if (lost.reason !== "destroyed") gpuError = `GPU device lost: ${lost.message || lost.reason}`;
+  });
   const backend = new PredictorBackend(model, predictor);
   const arch = model.arch;
   const info: EngineInfo = {
@@ -73,6 +97,7 @@ export async function loadSamEngine(
     getImageEmbedding: () => predictor.getImageEmbedding(),
     forget: (id) => predictor.forget(id),
     maskSource: () => new ModelMaskSource(backend),
+    health: () => ({ gpuUsable: gpuError === null, gpuError }),
     dispose: () => {
       predictor.dispose();
       model.dispose();
