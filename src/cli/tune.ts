@@ -10,7 +10,7 @@
  */
 import { SamModel, SamPredictor } from "../predictor.ts";
 import { recordShapes, saveTuneCache, tuneCachePath } from "../kernels/tuning.ts";
-import { tuneKey, type TuneResult } from "../kernels/tuner.ts";
+import { defaultVariantFor, tuneKey, type TuneResult } from "../kernels/tuner.ts";
 import { weightsDirFrom } from "../weights/registry.ts";
 import { GPU_FLAGS, numberFlag, parseFlags, runCli, UsageError, wantsHelp } from "./args.ts";
 import { chooseModel, MODEL_HELP } from "./model.ts";
@@ -74,6 +74,12 @@ export async function tuneModel(
   const keys = await recordShapes(model.ctx, async () => {
     await predictor.setImage(syntheticImage(size));
     await predictor.predict({ points: [[size / 2, size / 3]], labels: [1], multimask: true });
+    // A batch of boxes, as predictBatch, AMG and detect decode them (other GEMM rows).
+    const boxes = Array.from({ length: 16 }, (_, i) => ({
+      box: [i, i, size / 2 + i, size / 2 + i] as [number, number, number, number],
+      multimask: false,
+    }));
+    await predictor.predictBatch(boxes);
   });
   predictor.dispose();
   opts.log(`${keys.length} shapes to tune on ${model.adapter}`);
@@ -83,13 +89,16 @@ export async function tuneModel(
   const winners: Record<string, string> = {};
   const results: TuneResult[] = [];
   for (const key of keys) {
-    const rows = await tuneKey(model.ctx, key, {
+    const rows = await tuneKey(model.ctx, key, defaultVariantFor(model.ctx, key), {
       minMs: opts.minMs,
       onResult: (r) =>
         opts.log(
-          `${r.key.padEnd(44)} ${r.variant.padEnd(14)} ${r.ms.toFixed(3).padStart(10)} ${
-            r.gflops.toFixed(2).padStart(9)
-          }`,
+          r.agrees
+            ? `${r.key.padEnd(44)} ${r.variant.padEnd(14)} ${r.ms.toFixed(3).padStart(10)} ${
+              r.gflops.toFixed(2).padStart(9)
+            }`
+            : `${r.key.padEnd(44)} ${r.variant.padEnd(14)} ${"WRONG".padStart(10)} ` +
+              `(differs from the default by ${r.maxDiff}; never picked)`,
         ),
     });
     winners[key] = rows[0].variant;

@@ -597,6 +597,7 @@ export function attention(
       ctx,
       attentionKey(dims, rel),
       defaultAttentionVariant(ctx.gpu.software),
+      (tuned) => ATTENTION_CANDIDATES.includes(tuned),
     ));
   const rowsShape = name === "tiled" ? null : parseRowsName(name);
   if (name !== "tiled" && !rowsShape) throw new Error(`attention: unknown variant "${name}"`);

@@ -273,7 +273,12 @@ export function runGemm(
   variant?: string,
 ): void {
   const name = variant ??
-    variantFor(ctx, gemmKey(base.bLayout, d), defaultGemmVariant(ctx.gpu.software, d.M));
+    variantFor(
+      ctx,
+      gemmKey(base.bLayout, d),
+      defaultGemmVariant(ctx.gpu.software, d.M),
+      (tuned) => gemmCandidates(d.M).includes(tuned),
+    );
   const tiled = TILES[name];
   if (tiled) {
     dispatchGemm(ctx, gemmSpec(prefix, { ...base, tile: tiled }), tiled, d, buffers);

@@ -9,9 +9,9 @@
  */
 import type { GpuContext } from "../gpu/context.ts";
 import { emptyTensor, type Tensor, tensorFrom } from "../gpu/tensor.ts";
-import { attention, ATTENTION_CANDIDATES } from "./attention.ts";
+import { attention, ATTENTION_CANDIDATES, defaultAttentionVariant } from "./attention.ts";
 import { linear } from "./linear.ts";
-import { gemmCandidates, matmul } from "./matmul.ts";
+import { defaultGemmVariant, gemmCandidates, matmul } from "./matmul.ts";
 
 /** One timed candidate. */
 export interface TuneResult {
@@ -19,6 +19,10 @@ export interface TuneResult {
   variant: string;
   ms: number;
   gflops: number;
+  /** Its output agreed with the default variant's on the same inputs (else never picked). */
+  agrees: boolean;
+  /** Largest |candidate - default| over the output. */
+  maxDiff: number;
 }
 
 /** A key's sizes, as the tuner needs them. */
@@ -65,6 +69,7 @@ function random(ctx: GpuContext, shape: number[], seed: number): Tensor {
 /** Inputs for a shape and a function recording one run of `variant` into `ctx`. */
 function makeRunner(ctx: GpuContext, p: Parsed): {
   run: (variant: string) => void;
+  output: Tensor;
   dispose: () => void;
 } {
   if (p.op === "gemm") {
@@ -77,6 +82,7 @@ function makeRunner(ctx: GpuContext, p: Parsed): {
         if (weight) linear(ctx, a.reshape([p.M, p.K]), weight, null, { out, variant });
         else matmul(ctx, a, b, { transposeB: p.layout === "nk", out, variant });
       },
+      output: out,
       dispose: () => [a, b, out].forEach((t) => t.destroy()),
     };
   }
@@ -97,6 +103,7 @@ function makeRunner(ctx: GpuContext, p: Parsed): {
   return {
     run: (variant) =>
       attention(ctx, view(q), view(k), view(v), dims, { relPos: rel, out, variant }),
+    output: out,
     dispose: () => [q, k, v, out, rel?.relH, rel?.relW].forEach((t) => t?.destroy()),
   };
 }
@@ -113,6 +120,24 @@ async function timeRun(ctx: GpuContext, run: () => void): Promise<number> {
   return performance.now() - t0;
 }
 
+/** Largest absolute difference, and whether every element is within
+ * 1e-4 * (1 + max |ref|) + 1e-4 |ref| of the reference (float32 sums in another order). */
+function compareOutputs(
+  got: Float32Array,
+  ref: Float32Array,
+): { agrees: boolean; maxDiff: number } {
+  let scale = 0;
+  for (const r of ref) scale = Math.max(scale, Math.abs(r));
+  let maxDiff = 0;
+  let agrees = true;
+  for (let i = 0; i < ref.length; i++) {
+    const d = Math.abs(got[i] - ref[i]);
+    if (!(d <= 1e-4 * (1 + scale) + 1e-4 * Math.abs(ref[i]))) agrees = false;
+    if (!(d <= maxDiff)) maxDiff = d; // NaN propagates into maxDiff
+  }
+  return { agrees, maxDiff };
+}
+
 export interface TuneOptions {
   /** Stop repeating a candidate once its runs add up to this many ms (default 200). */
   minMs?: number;
@@ -123,33 +148,39 @@ export interface TuneOptions {
 }
 
 /**
- * Times each candidate of `key` (one warm-up run, then runs until `minMs`) and returns the
- * results, fastest first (median of the timed runs).
+ * Checks each candidate of `key` against the default variant's output on the same inputs,
+ * then times those that agree (one warm-up run, then runs until `minMs`) and returns the
+ * results, fastest first (median of the timed runs); a candidate that disagrees is listed
+ * last with `agrees: false` and is never picked, so a miscompiled variant cannot win.
  */
 export async function tuneKey(
   ctx: GpuContext,
   key: string,
+  defaultVariant: string,
   opts: TuneOptions = {},
 ): Promise<TuneResult[]> {
   const p = parseTuneKey(key);
   if (!p) throw new Error(`tune: unknown shape key "${key}"`);
   const flops = tuneKeyFlops(p);
-  const { run, dispose } = makeRunner(ctx, p);
+  const { run, output, dispose } = makeRunner(ctx, p);
   const results: TuneResult[] = [];
   try {
+    run(defaultVariant);
+    const reference = await output.read();
     for (const variant of candidatesFor(p)) {
       const once = () => run(variant);
       await timeRun(ctx, once); // compile + warm up
+      const { agrees, maxDiff } = compareOutputs(await output.read(), reference);
       const times: number[] = [];
       let total = 0;
-      while (times.length < (opts.maxRuns ?? 10) && total < (opts.minMs ?? 200)) {
+      while (agrees && times.length < (opts.maxRuns ?? 10) && total < (opts.minMs ?? 200)) {
         const ms = await timeRun(ctx, once);
         times.push(ms);
         total += ms;
       }
       times.sort((a, b) => a - b);
-      const ms = times[Math.floor(times.length / 2)];
-      const r = { key, variant, ms, gflops: flops / ms / 1e6 };
+      const ms = agrees ? times[Math.floor(times.length / 2)] : Infinity;
+      const r = { key, variant, ms, gflops: flops / ms / 1e6, agrees, maxDiff };
       results.push(r);
       opts.onResult?.(r);
     }
@@ -158,4 +189,13 @@ export async function tuneKey(
     dispose();
   }
   return results.sort((a, b) => a.ms - b.ms);
+}
+
+/** The default variant of a shape on this adapter (what runs without a tune cache). */
+export function defaultVariantFor(ctx: GpuContext, key: string): string {
+  const p = parseTuneKey(key);
+  if (!p) throw new Error(`tune: unknown shape key "${key}"`);
+  return p.op === "gemm"
+    ? defaultGemmVariant(ctx.gpu.software, p.M)
+    : defaultAttentionVariant(ctx.gpu.software);
 }

@@ -37,12 +37,34 @@ const recordings = new WeakMap<GpuContext, Set<string>>();
 /** How many dispatches took a variant from the table, per context (for tests and logs). */
 const hits = new WeakMap<GpuContext, number>();
 
-/** The tuned variant for `key` ("gemm|nk|1x4096x768x768"), or `fallback`. */
-export function variantFor(ctx: GpuContext, key: string, fallback: string): string {
+/** Tuned names already reported as unknown (one warning each). */
+const reported = new Set<string>();
+
+/**
+ * The tuned variant for `key` ("gemm|nk|1x4096x768x768"), or `fallback`. A tuned name that
+ * `known` refuses (a hand edit, or a cache from a release with other variants) falls back
+ * to the default with one warning, so a stale cache never breaks inference.
+ */
+export function variantFor(
+  ctx: GpuContext,
+  key: string,
+  fallback: string,
+  known: (name: string) => boolean,
+): string {
   recordings.get(ctx)?.add(key);
   if (tuningDisabled()) return fallback;
   const tuned = tables.get(ctx)?.get(key);
   if (tuned === undefined) return fallback;
+  if (!known(tuned)) {
+    if (!reported.has(`${key}=${tuned}`)) {
+      reported.add(`${key}=${tuned}`);
+      console.error(
+        `wgsam: tune cache names an unknown variant "${tuned}" for ${key}; using ` +
+          `"${fallback}" (run \`deno task tune\` again)`,
+      );
+    }
+    return fallback;
+  }
   hits.set(ctx, (hits.get(ctx) ?? 0) + 1);
   return tuned;
 }

@@ -9,7 +9,12 @@ import { getContext } from "../../src/gpu/context.ts";
 import { tensorFrom } from "../../src/gpu/tensor.ts";
 import { linear } from "../../src/kernels/linear.ts";
 import { defaultGemmVariant, gemmKey } from "../../src/kernels/matmul.ts";
-import { candidatesFor, parseTuneKey, tuneKey } from "../../src/kernels/tuner.ts";
+import {
+  candidatesFor,
+  defaultVariantFor,
+  parseTuneKey,
+  tuneKey,
+} from "../../src/kernels/tuner.ts";
 import {
   adapterKey,
   loadTuneCache,
@@ -28,13 +33,14 @@ Deno.test("tuning: tuner times every candidate of a GEMM and an attention shape"
   for (const key of ["gemm|nk|1x40x24x16", "attention|2x20x35x16|relpos5x7"]) {
     const parsed = parseTuneKey(key);
     assert.ok(parsed, key);
-    const rows = await tuneKey(ctx, key, { minMs: 1, maxRuns: 2 });
+    const rows = await tuneKey(ctx, key, defaultVariantFor(ctx, key), { minMs: 1, maxRuns: 2 });
     assert.deepEqual(rows.map((r) => r.variant).sort(), [...candidatesFor(parsed)].sort());
     for (let i = 1; i < rows.length; i++) assert.ok(rows[i - 1].ms <= rows[i].ms);
-    assert.ok(rows.every((r) => r.ms > 0 && Number.isFinite(r.gflops)));
+    assert.ok(rows.every((r) => r.agrees && r.ms > 0 && Number.isFinite(r.gflops)), key);
+    assert.ok(rows.every((r) => r.maxDiff < 1e-4), key);
   }
   assert.equal(parseTuneKey("gemm|xx|1x2x3x4"), null);
-  await assert.rejects(() => tuneKey(ctx, "conv|1"), /unknown shape key/);
+  await assert.rejects(() => tuneKey(ctx, "conv|1", "tile64"), /unknown shape key/);
 });
 
 Deno.test("tuning: cache file round trip per adapter, table used, WGSAM_TUNE=off ignores it", async () => {
@@ -55,7 +61,8 @@ Deno.test("tuning: cache file round trip per adapter, table used, WGSAM_TUNE=off
 
     setTuneTable(ctx, {});
     assert.equal(await loadTuneCache(ctx, path), 1);
-    assert.equal(variantFor(ctx, key, fallback), chosen);
+    const known = (name: string) => name === chosen || name === fallback;
+    assert.equal(variantFor(ctx, key, fallback, known), chosen);
     // A linear of that shape takes the tuned variant and still computes the same values.
     const x = tensorFrom(ctx, new Float32Array(72).map((_, i) => Math.sin(i)), [9, 8]);
     const w = tensorFrom(ctx, new Float32Array(48).map((_, i) => Math.cos(i)), [6, 8]);
@@ -67,11 +74,19 @@ Deno.test("tuning: cache file round trip per adapter, table used, WGSAM_TUNE=off
 
     Deno.env.set("WGSAM_TUNE", "off");
     try {
-      assert.equal(variantFor(ctx, key, fallback), fallback);
+      assert.equal(variantFor(ctx, key, fallback, known), fallback);
       assert.equal(await loadTuneCache(ctx, path), 0);
     } finally {
       Deno.env.delete("WGSAM_TUNE");
     }
+    // A name no release knows (hand edit, older cache) falls back to the default, and the
+    // dispatch still runs.
+    setTuneTable(ctx, { [key]: "tile99" });
+    assert.equal(variantFor(ctx, key, fallback, known), fallback);
+    const hitsBefore = tunedDispatches(ctx);
+    const stale = await linear(ctx, x, w, null).read();
+    assert.equal(tunedDispatches(ctx), hitsBefore);
+    for (let i = 0; i < stale.length; i++) assert.ok(Math.abs(stale[i] - plain[i]) < 1e-5);
     // A corrupt file is ignored, not fatal.
     await Deno.writeTextFile(path, "{not json");
     assert.equal(await loadTuneCache(ctx, path), 0);
