@@ -119,7 +119,7 @@ interface ImageEntry {
 }
 
 /** Block-diagonal weight [T*N, T*K] and bias [T*N] of T linears [N, K] applied to T row blocks. */
-function blockDiagonal(ws: Float32Array[], bs: Float32Array[], n: number, k: number) {
+export function blockDiagonal(ws: Float32Array[], bs: Float32Array[], n: number, k: number) {
   const t = ws.length;
   const w = new Float32Array(t * n * t * k);
   const b = new Float32Array(t * n);

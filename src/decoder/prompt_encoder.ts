@@ -70,6 +70,9 @@ interface MaskDownscaling {
   conv6: { w: Tensor; b: Tensor };
 }
 
+/** What the prompt encoder needs of an architecture (SAM's, or SAM 2's decoder side). */
+export type PromptEncoderArch = Pick<SamArch, "promptEmbedDim" | "imgSize" | "patchSize">;
+
 export class PromptEncoder {
   readonly embedDim: number;
   /** Side of the image embedding (s); mask prompts are 4s x 4s. */
@@ -88,9 +91,10 @@ export class PromptEncoder {
   private constructor(
     private readonly ctx: GpuContext,
     sd: StateDict,
-    arch: SamArch,
+    arch: PromptEncoderArch,
+    /** Tensor name prefix: "prompt_encoder." (SAM), "sam_prompt_encoder." (SAM 2). */
+    p: string,
   ) {
-    const p = "prompt_encoder.";
     this.embedDim = arch.promptEmbedDim;
     this.embedSize = arch.imgSize / arch.patchSize;
     this.imgSize = arch.imgSize;
@@ -120,8 +124,13 @@ export class PromptEncoder {
     };
   }
 
-  static create(ctx: GpuContext, sd: StateDict, arch: SamArch): PromptEncoder {
-    return new PromptEncoder(ctx, sd, arch);
+  static create(
+    ctx: GpuContext,
+    sd: StateDict,
+    arch: PromptEncoderArch,
+    prefix = "prompt_encoder.",
+  ): PromptEncoder {
+    return new PromptEncoder(ctx, sd, arch, prefix);
   }
 
   /**
@@ -226,6 +235,27 @@ export class PromptEncoder {
         this.peAt(x, y, out, row * D);
         addEmbedding(this.pointEmbeddings[2 + corner]);
       }
+    }
+    return out;
+  }
+
+  /**
+   * _embed_points without padding, for any mix of labels (N, D): -1 not_a_point (zero PE),
+   * 0 / 1 background / foreground, 2 / 3 box corners; coordinates in the input frame, +0.5
+   * applied here. SAM 2's image predictor gives its box this way, as two points labelled 2
+   * and 3 ahead of the clicks.
+   */
+  embedPoints(coords: Float32Array, labels: ArrayLike<number>): Float32Array {
+    const D = this.embedDim;
+    const out = new Float32Array(labels.length * D);
+    for (let i = 0; i < labels.length; i++) {
+      const label = labels[i];
+      if (label !== -1) {
+        this.peAt(f(coords[2 * i] + 0.5), f(coords[2 * i + 1] + 0.5), out, i * D);
+      }
+      const w = label === -1 ? this.notAPoint : this.pointEmbeddings[label];
+      if (!w) throw new Error(`prompt encoder: point label ${label} is not -1, 0, 1, 2 or 3`);
+      for (let c = 0; c < D; c++) out[i * D + c] = f(out[i * D + c] + w[c]);
     }
     return out;
   }

@@ -93,8 +93,13 @@ export class TwoWayTransformer {
   readonly heads: number;
   readonly dim: number;
 
-  constructor(private readonly ctx: GpuContext, sd: StateDict, arch: SamArch) {
-    const p = "mask_decoder.transformer.";
+  constructor(
+    private readonly ctx: GpuContext,
+    sd: StateDict,
+    arch: Pick<SamArch, "promptEmbedDim" | "decoderDepth" | "decoderNumHeads">,
+    /** Tensor name prefix: SAM's, or SAM 2's "sam_mask_decoder.transformer.". */
+    p = "mask_decoder.transformer.",
+  ) {
     const up = (n: string) => uploadWeight(ctx, sd, `${p}${n}`);
     const lin = (n: string): Lin => ({ w: up(`${n}.weight`), b: up(`${n}.bias`) });
     const attn = (n: string): AttnWeights => {
@@ -112,13 +117,15 @@ export class TwoWayTransformer {
     this.layers = [];
     for (let i = 0; i < arch.decoderDepth; i++) {
       const l = `layers.${i}.`;
+      // SAM names the MLP's linears lin1 / lin2; SAM 2 (its generic MLP) layers.0 / layers.1.
+      const sam2Mlp = sd.has(`${p}${l}mlp.layers.0.weight`);
       this.layers.push({
         selfAttn: attn(`${l}self_attn`),
         norm1: lin(`${l}norm1`),
         tokenToImage: attn(`${l}cross_attn_token_to_image`),
         norm2: lin(`${l}norm2`),
-        mlp1: lin(`${l}mlp.lin1`),
-        mlp2: lin(`${l}mlp.lin2`),
+        mlp1: lin(sam2Mlp ? `${l}mlp.layers.0` : `${l}mlp.lin1`),
+        mlp2: lin(sam2Mlp ? `${l}mlp.layers.1` : `${l}mlp.lin2`),
         norm3: lin(`${l}norm3`),
         norm4: lin(`${l}norm4`),
         imageToToken: attn(`${l}cross_attn_image_to_token`),

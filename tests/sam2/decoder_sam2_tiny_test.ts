@@ -1,0 +1,102 @@
+/**
+ * The SAM 2.1 prompt encoder and mask decoder on sam2-tiny, fed the features the official
+ * predictor keeps (image_embed, high_res_feats_0/1 goldens), against every prompt case.
+ * Tolerances: see sam2_cases.ts.
+ */
+import assert from "node:assert/strict";
+import { getContext } from "../../src/gpu/context.ts";
+import { tensorFrom } from "../../src/gpu/tensor.ts";
+import { Sam2Decoder, sam2DecoderArch, type Sam2Features } from "../../src/sam2/mask_decoder.ts";
+import { loadStateDict } from "../../src/weights/load.ts";
+import { assertClose } from "../util/compare.ts";
+import { fixtureDir, loadGolden } from "../util/fixtures.ts";
+import { checkSam2Result, loadSam2Cases } from "./sam2_cases.ts";
+
+const dir = fixtureDir("sam2-tiny")!;
+
+export async function openSam2Decoder(dir: URL, checkpoint: string) {
+  const ctx = await getContext();
+  const { imgSize } = await loadSam2Cases(dir);
+  const sd = await loadStateDict(new URL(checkpoint, dir));
+  const decoder = Sam2Decoder.create(ctx, sd, sam2DecoderArch(sd, imgSize));
+  const up = async (name: string) => {
+    const g = await loadGolden(dir, `${name}.npy`);
+    return tensorFrom(ctx, g.data as Float32Array, g.shape, name);
+  };
+  const features: Sam2Features = {
+    imageEmbed: await up("image_embed"),
+    highRes0: await up("high_res_feats_0"),
+    highRes1: await up("high_res_feats_1"),
+  };
+  const close = () => {
+    decoder.dispose();
+    for (const t of Object.values(features)) t.destroy();
+  };
+  return { ctx, decoder, features, close };
+}
+
+Deno.test("sam2-tiny decoder arch: read from the checkpoint as fixture.json lists it", async () => {
+  const { decoder, close } = await openSam2Decoder(dir, "sam2-tiny.pt");
+  try {
+    const a = decoder.arch;
+    assert.deepEqual(
+      [a.imgSize, a.promptEmbedDim, a.decoderMlpDim, a.decoderNumHeads, a.iouHeadHiddenDim],
+      [256, 32, 2048, 8, 256],
+    );
+    assert.equal(a.numMultimaskOutputs, 3);
+    assert.equal(a.objScoreDepth, 3);
+    assert.equal(decoder.lowResSize, 64);
+  } finally {
+    close();
+  }
+});
+
+Deno.test("sam2-tiny prompt encoder: image_pe, point1 sparse and dense embeddings within 1e-5", async () => {
+  const { decoder, close } = await openSam2Decoder(dir, "sam2-tiny.pt");
+  try {
+    const { cases, imageSizeHw } = await loadSam2Cases(dir);
+    // Computed on the CPU in float32 as torch does: only sin / cos rounding differs.
+    const pe = await loadGolden(dir, "image_pe.npy");
+    assertClose(decoder.promptEncoder.densePe(), pe.data as Float32Array, {
+      atol: 1e-5,
+      shape: pe.shape,
+      label: "image_pe",
+    });
+    const point1 = cases.find((c) => c.name === "point1_multi")!.prompts[0];
+    const sparse = await loadGolden(dir, "point1_sparse_embeddings.npy");
+    assert.deepEqual(sparse.shape, [1, 2, 32]);
+    assertClose(decoder.sparseEmbeddings(point1, imageSizeHw), sparse.data as Float32Array, {
+      atol: 1e-5,
+      shape: sparse.shape,
+      label: "point1_sparse_embeddings",
+    });
+    const dense = await loadGolden(dir, "point1_dense_embeddings.npy");
+    const [, D, s] = dense.shape;
+    const noMask = decoder.promptEncoder.noMaskEmbed;
+    const expanded = new Float32Array(D * s * s);
+    for (let c = 0; c < D; c++) expanded.fill(noMask[c], c * s * s, (c + 1) * s * s);
+    assertClose(expanded, dense.data as Float32Array, { atol: 0, label: "point1_dense" });
+  } finally {
+    close();
+  }
+});
+
+Deno.test("sam2-tiny decoder: every prompt case (masks, IoU, low-res, object score) matches", async () => {
+  const { decoder, features, close } = await openSam2Decoder(dir, "sam2-tiny.pt");
+  const { cases, imageSizeHw } = await loadSam2Cases(dir);
+  try {
+    for (const c of cases) {
+      const results = await decoder.predict(features, c.prompts, {
+        originalSize: imageSizeHw,
+        output: "both",
+      });
+      results.forEach((r, b) => {
+        console.log(
+          checkSam2Result(`${c.name}[${b}]`, r, c, b, imageSizeHw, decoder.lowResSize),
+        );
+      });
+    }
+  } finally {
+    close();
+  }
+});
