@@ -10,7 +10,7 @@ import { Sam2Decoder, sam2DecoderArch, type Sam2Features } from "../../src/sam2/
 import { loadStateDict } from "../../src/weights/load.ts";
 import { assertClose } from "../util/compare.ts";
 import { fixtureDir, loadGolden } from "../util/fixtures.ts";
-import { checkSam2Result, loadSam2Cases } from "./sam2_cases.ts";
+import { checkSam2Case, loadSam2Cases } from "./sam2_cases.ts";
 
 const dir = fixtureDir("sam2-tiny")!;
 
@@ -90,11 +90,7 @@ Deno.test("sam2-tiny decoder: every prompt case (masks, IoU, low-res, object sco
         originalSize: imageSizeHw,
         output: "both",
       });
-      results.forEach((r, b) => {
-        console.log(
-          checkSam2Result(`${c.name}[${b}]`, r, c, b, imageSizeHw, decoder.lowResSize),
-        );
-      });
+      console.log(checkSam2Case(c, results, imageSizeHw, decoder.lowResSize));
     }
   } finally {
     close();
