@@ -44,6 +44,7 @@ import { samPostprocessRead } from "../decoder/postprocess.ts";
 import { PromptEncoder, uploadWeight } from "../decoder/prompt_encoder.ts";
 import { type DecoderPrompt, defaultMultimask, toFramePrompt } from "../decoder/transforms.ts";
 import { Scratch, type SharedImage, TwoWayTransformer } from "../decoder/two_way_transformer.ts";
+import type { Sam2Arch } from "./arch.ts";
 import { removeSmallRegions } from "./regions.ts";
 
 const f = Math.fround;
@@ -55,13 +56,8 @@ const MAX_BATCH = 16;
 const IMAGE_CACHE_ENTRIES = 2;
 /** The image predictor's clamp of the low-res logits it returns. */
 export const LOW_RES_CLAMP = 32;
-/** dynamic_multimask_via_stability as build_sam2 sets it (delta, threshold). */
-export const STABILITY_DELTA = 0.05;
-export const STABILITY_THRESH = 0.98;
-/** Decoder heads: no tensor shape shows them; SAM2Base hard-codes 8. */
-export const SAM2_DECODER_HEADS = 8;
-/** SAM 2's backbone stride: the image embedding is S/16 a side. */
-export const SAM2_BACKBONE_STRIDE = 16;
+/** The object-score logit of a decoder without an object-score head (the official default). */
+const NO_OBJ_HEAD_SCORE = 10;
 
 /** What SAM2ImagePredictor keeps of an image (NCHW, batch 1), on the GPU. */
 export interface Sam2Features {
@@ -71,69 +67,6 @@ export interface Sam2Features {
   highRes0: Tensor;
   /** (1, C/4, 2s, 2s): conv_s1 of FPN level 1. */
   highRes1: Tensor;
-}
-
-/** The decoder side of a SAM 2 architecture, read from the `sam_*` tensor shapes. */
-export interface Sam2DecoderArch {
-  /** Square encoder input side S (1024 for the real models). */
-  imgSize: number;
-  /** Embedding stride (16): s = S / 16. */
-  patchSize: number;
-  /** Decoder width C (256 real). */
-  promptEmbedDim: number;
-  decoderMlpDim: number;
-  decoderDepth: number;
-  decoderNumHeads: number;
-  iouHeadHiddenDim: number;
-  iouHeadDepth: number;
-  numMultimaskOutputs: number;
-  /** Layers of the object-score head (3: pred_obj_scores_mlp; 1: a Linear). */
-  objScoreDepth: number;
-}
-
-function shapeOf(sd: StateDict, name: string): number[] {
-  const t = sd.get(name);
-  if (!t) throw new Error(`sam2 decoder: checkpoint has no tensor '${name}': not a SAM 2 model?`);
-  return t.shape;
-}
-
-function countIndexed(sd: StateDict, prefix: string): number {
-  let count = 0;
-  for (const name of sd.keys()) {
-    if (!name.startsWith(prefix)) continue;
-    const m = /^(\d+)\./.exec(name.slice(prefix.length));
-    if (m) count = Math.max(count, Number(m[1]) + 1);
-  }
-  return count;
-}
-
-/** Reads the decoder side of a SAM 2 checkpoint; `imgSize` comes from the encoder side. */
-export function sam2DecoderArch(sd: StateDict, imgSize: number): Sam2DecoderArch {
-  const p = "sam_mask_decoder.";
-  const [T, C] = shapeOf(sd, `${p}mask_tokens.weight`);
-  const iouHeadDepth = countIndexed(sd, `${p}iou_prediction_head.layers.`);
-  if (!sd.has(`${p}obj_score_token.weight`) || !sd.has(`${p}conv_s0.weight`)) {
-    throw new Error(
-      "sam2 decoder: the checkpoint has no object-score token or no high-res convs " +
-        "(pred_obj_scores / use_high_res_features_in_sam off): not a SAM 2.1 image model",
-    );
-  }
-  const objDepth = countIndexed(sd, `${p}pred_obj_score_head.layers.`);
-  if (!Number.isInteger(imgSize / SAM2_BACKBONE_STRIDE)) {
-    throw new Error(`sam2 decoder: image size ${imgSize} is not a multiple of 16`);
-  }
-  return {
-    imgSize,
-    patchSize: SAM2_BACKBONE_STRIDE,
-    promptEmbedDim: C,
-    decoderMlpDim: shapeOf(sd, `${p}transformer.layers.0.mlp.layers.0.weight`)[0],
-    decoderDepth: countIndexed(sd, `${p}transformer.layers.`),
-    decoderNumHeads: SAM2_DECODER_HEADS,
-    iouHeadHiddenDim: shapeOf(sd, `${p}iou_prediction_head.layers.0.weight`)[0],
-    iouHeadDepth,
-    numMultimaskOutputs: T - 1,
-    objScoreDepth: objDepth === 0 ? 1 : objDepth,
-  };
 }
 
 export interface Sam2DecoderOptions extends DecoderOptions {
@@ -181,15 +114,17 @@ interface Sam2FramePrompt {
 }
 
 export class Sam2Decoder {
-  readonly arch: Sam2DecoderArch;
+  readonly arch: Sam2Arch;
   readonly promptEncoder: PromptEncoder;
   readonly transformer: TwoWayTransformer;
   readonly embedSize: number;
   readonly dim: number;
   readonly numMaskTokens: number;
   readonly maxBatch: number;
-  /** obj_score_token, iou_token, mask_tokens: (2 + T, C). */
+  /** obj_score_token (when predObjScores), iou_token, mask_tokens: (nPre + T, C). */
   private readonly outputTokens: Float32Array;
+  /** Output tokens before the mask tokens: 2 (object score, IoU) or 1 (IoU). */
+  private readonly nPre: number;
   private readonly upscale0: PackedConvTranspose2d;
   private readonly upscaleNorm: Lin;
   private readonly upscale3: PackedConvTranspose2d;
@@ -198,22 +133,43 @@ export class Sam2Decoder {
   private readonly objHead: Lin[];
   private readonly images = new Map<GPUBuffer, ImageEntry>();
 
-  private constructor(private readonly ctx: GpuContext, sd: StateDict, arch: Sam2DecoderArch) {
+  private readonly dec: Sam2Arch["decoder"];
+
+  private constructor(private readonly ctx: GpuContext, sd: StateDict, arch: Sam2Arch) {
     this.arch = arch;
-    this.dim = arch.promptEmbedDim;
-    this.embedSize = arch.imgSize / arch.patchSize;
-    this.numMaskTokens = arch.numMultimaskOutputs + 1;
-    this.promptEncoder = PromptEncoder.create(ctx, sd, arch, "sam_prompt_encoder.");
+    const dec = this.dec = arch.decoder;
+    if (!dec.useHighResFeatures) {
+      throw new Error(
+        "sam2 decoder: no conv_s0 / conv_s1: models without high-res features are not supported",
+      );
+    }
+    this.dim = arch.dModel;
+    this.embedSize = arch.imgSize / arch.backboneStride;
+    this.numMaskTokens = dec.numMultimaskOutputs + 1;
+    // SAM 1's modules, under SAM 2's names and sizes.
+    const shared = {
+      imgSize: arch.imgSize,
+      patchSize: arch.backboneStride,
+      promptEmbedDim: arch.dModel,
+      decoderDepth: dec.depth,
+      decoderNumHeads: dec.numHeads,
+    };
+    this.promptEncoder = PromptEncoder.create(ctx, sd, shared, "sam_prompt_encoder.");
     const p = "sam_mask_decoder.";
-    this.transformer = new TwoWayTransformer(ctx, sd, arch, `${p}transformer.`);
+    this.transformer = new TwoWayTransformer(ctx, sd, shared, `${p}transformer.`);
+    const shapeOf = (n: string) => {
+      const t = sd.get(n);
+      if (!t) throw new Error(`sam2 decoder: checkpoint has no tensor '${n}'`);
+      return t.shape;
+    };
     const host = (n: string) => {
       const t = sd.get(n);
       if (!t) throw new Error(`sam2 decoder: checkpoint has no tensor '${n}'`);
       return tensorF32(t);
     };
-    const parts = ["obj_score_token", "iou_token", "mask_tokens"].map((n) =>
-      host(`${p}${n}.weight`)
-    );
+    this.nPre = dec.predObjScores ? 2 : 1;
+    const parts = [...(dec.predObjScores ? ["obj_score_token"] : []), "iou_token", "mask_tokens"]
+      .map((n) => host(`${p}${n}.weight`));
     this.outputTokens = new Float32Array(parts.reduce((a, x) => a + x.length, 0));
     let at = 0;
     for (const x of parts) {
@@ -225,7 +181,7 @@ export class Sam2Decoder {
       b: uploadWeight(ctx, sd, `${p}${n}.bias`),
     });
     const packConvT = (n: string) => {
-      const [cin, cout] = shapeOf(sd, `${p}${n}.weight`);
+      const [cin, cout] = shapeOf(`${p}${n}.weight`);
       return packConvTranspose2d(
         ctx,
         host(`${p}${n}.weight`),
@@ -244,7 +200,7 @@ export class Sam2Decoder {
       const names = [...Array(T).keys()].map((i) =>
         `${p}output_hypernetworks_mlps.${i}.layers.${j}`
       );
-      const [n, k] = shapeOf(sd, `${names[0]}.weight`);
+      const [n, k] = shapeOf(`${names[0]}.weight`);
       const bd = blockDiagonal(
         names.map((x) => host(`${x}.weight`)),
         names.map((x) => host(`${x}.bias`)),
@@ -257,19 +213,21 @@ export class Sam2Decoder {
       });
     }
     this.iouHead = [];
-    for (let j = 0; j < arch.iouHeadDepth; j++) {
+    for (let j = 0; j < dec.iouHeadDepth; j++) {
       this.iouHead.push(lin(`iou_prediction_head.layers.${j}`));
     }
-    this.objHead = arch.objScoreDepth === 1 && sd.has(`${p}pred_obj_score_head.weight`)
+    this.objHead = !dec.predObjScores
+      ? []
+      : dec.objScoreHeadDepth === 1
       ? [lin("pred_obj_score_head")]
-      : [...Array(arch.objScoreDepth).keys()].map((j) => lin(`pred_obj_score_head.layers.${j}`));
+      : [...Array(dec.objScoreHeadDepth).keys()].map((j) => lin(`pred_obj_score_head.layers.${j}`));
     const hw = this.embedSize * this.embedSize, D = this.dim;
     const perPrompt = Math.max(2 * hw * D, 4 * 16 * hw, hw * 2 * D) * 4;
     const limit = ctx.device.limits.maxStorageBufferBindingSize;
     this.maxBatch = Math.max(1, Math.min(MAX_BATCH, Math.floor(limit / perPrompt)));
   }
 
-  static create(ctx: GpuContext, sd: StateDict, arch: Sam2DecoderArch): Sam2Decoder {
+  static create(ctx: GpuContext, sd: StateDict, arch: Sam2Arch): Sam2Decoder {
     return new Sam2Decoder(ctx, sd, arch);
   }
 
@@ -494,7 +452,7 @@ export class Sam2Decoder {
     const t = <X extends Tensor>(x: X) => scratch.t(x);
     try {
       // Tokens (B, Nt, C): obj_score, iou, mask tokens, sparse prompt embeddings.
-      const nOut = 2 + T;
+      const pre = this.nPre, nOut = pre + T;
       const nt = nOut + frames[0].labels.length;
       const tokens = new Float32Array(B * nt * D);
       frames.forEach((fp, b) => {
@@ -537,36 +495,43 @@ export class Sam2Decoder {
       const dc2 = t(convTranspose2dGemm(ctx, act1, this.upscale3, { temps: scratch.list })); // (B, 4s, 4s, C/8)
       const sum2 = t(add(ctx, dc2.reshape([B, 16 * hw, c8]), image.highRes0));
       const up = t(activation(ctx, sum2, "gelu")); // (B, 16 HW, C/8)
-      // Hypernetworks on the T mask tokens (rows 2 .. 2+T) -> (B, T, C/8).
+      // Hypernetworks on the T mask tokens (rows pre .. pre+T) -> (B, T, C/8).
       const hIn = t(stridedCopy(ctx, queries, {
-        offset: 2 * D,
+        offset: pre * D,
         shape: [B, T * D],
         strides: [nt * D, 1],
       }));
       const h = this.mlp(scratch, hIn, this.hyper);
       const low = 16 * hw;
       const all = t(matmul(ctx, h.reshape([B, T, c8]), up, { transposeB: true })); // (B, T, 16 HW)
-      // IoU head on token 1, object-score head on token 0.
+      // IoU head on the token before the mask tokens, object-score head on token 0.
       const iouIn = t(
-        stridedCopy(ctx, queries, { offset: D, shape: [B, D], strides: [nt * D, 1] }),
+        stridedCopy(ctx, queries, { offset: (pre - 1) * D, shape: [B, D], strides: [nt * D, 1] }),
       );
       const iouLogits = this.mlp(scratch, iouIn, this.iouHead); // (B, T)
-      const objIn = t(
-        stridedCopy(ctx, queries, { offset: 0, shape: [B, D], strides: [nt * D, 1] }),
-      );
-      const objLogits = this.mlp(scratch, objIn, this.objHead); // (B, 1)
-      const iouAll = sigmoid(await iouLogits.read());
-      const objAll = await objLogits.read();
+      let objAll: Float32Array;
+      if (this.objHead.length > 0) {
+        const objIn = t(
+          stridedCopy(ctx, queries, { offset: 0, shape: [B, D], strides: [nt * D, 1] }),
+        );
+        objAll = await this.mlp(scratch, objIn, this.objHead).read(); // (B, 1)
+      } else {
+        objAll = new Float32Array(B).fill(NO_OBJ_HEAD_SCORE);
+      }
+      const iouRead = await iouLogits.read();
+      const iouAll = this.dec.iouUseSigmoid ? sigmoid(iouRead) : iouRead;
       // Which token each returned mask is.
       const count = this.countOf(mode);
       let chosen: number[][];
       let allRead: Float32Array | null = null;
-      if (mode === "single") {
+      if (mode === "single" && this.dec.dynamicMultimaskViaStability) {
         allRead = await all.read();
         chosen = [];
         for (let b = 0; b < B; b++) {
           const single = allRead.subarray(b * T * low, b * T * low + low);
-          if (stabilityScore(single) >= f(STABILITY_THRESH)) chosen.push([0]);
+          const stable = stabilityScore(single, this.dec.stabilityDelta) >=
+            f(this.dec.stabilityThresh);
+          if (stable) chosen.push([0]);
           else {
             let best = 1;
             for (let k = 2; k < T; k++) if (iouAll[b * T + k] > iouAll[b * T + best]) best = k;
@@ -574,7 +539,7 @@ export class Sam2Decoder {
           }
         }
       } else {
-        const first = mode === "multi" ? 1 : 0;
+        const first = mode === "multi" ? 1 : 0; // single without stability: token 0
         chosen = frames.map(() => [...Array(count).keys()].map((k) => first + k));
       }
       // The selected planes (B, count, l, l), unclamped.
@@ -701,7 +666,7 @@ function sigmoid(x: Float32Array): Float32Array {
  * MaskDecoder._get_stability_scores of one plane: (logits > delta) area over
  * (logits > -delta) area, 1 when the latter is empty, in float32.
  */
-export function stabilityScore(logits: Float32Array, delta = STABILITY_DELTA): number {
+export function stabilityScore(logits: Float32Array, delta: number): number {
   const hi = f(delta), lo = f(-delta);
   let inter = 0, union = 0;
   for (let q = 0; q < logits.length; q++) {

@@ -5,10 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { getContext } from "../../src/gpu/context.ts";
-import { Sam2Decoder, sam2DecoderArch } from "../../src/sam2/mask_decoder.ts";
-import { loadStateDict } from "../../src/weights/load.ts";
+import { Sam2Decoder } from "../../src/sam2/mask_decoder.ts";
+import { sam2HintsFromFixture } from "../../src/sam2/arch.ts";
+import { loadSam2 } from "../../src/sam2/load.ts";
 import { assertClose } from "../util/compare.ts";
-import { loadGolden, sharedFixture, skipIfMissing } from "../util/fixtures.ts";
+import { fixtureJson, loadGolden, sharedFixture, skipIfMissing } from "../util/fixtures.ts";
 import { loadSam2Cases } from "./sam2_cases.ts";
 import { checkProbe, loadProbes } from "./probes.ts";
 
@@ -17,12 +18,13 @@ const dir = sharedFixture("sam2-mini/");
 Deno.test("sam2-mini prompt encoder: arch, image_pe and point1 embeddings (probes)", async () => {
   if (skipIfMissing(dir, "sam2-mini prompt encoder")) return;
   const ctx = await getContext();
-  const sd = await loadStateDict(new URL("sam2-mini.pt", dir!));
-  const { cases, imageSizeHw, imgSize } = await loadSam2Cases(dir!);
-  const decoder = Sam2Decoder.create(ctx, sd, sam2DecoderArch(sd, imgSize));
+  const hints = sam2HintsFromFixture((await fixtureJson(dir!)).architecture);
+  const { sd, arch } = await loadSam2(new URL("sam2-mini.pt", dir!), hints);
+  const { cases, imageSizeHw } = await loadSam2Cases(dir!);
+  const decoder = Sam2Decoder.create(ctx, sd, arch);
   try {
     assert.deepEqual(
-      [decoder.arch.imgSize, decoder.dim, decoder.lowResSize, decoder.arch.decoderMlpDim],
+      [decoder.arch.imgSize, decoder.dim, decoder.lowResSize, decoder.arch.decoder.mlpDim],
       [1024, 256, 256, 2048],
     );
     const probes = await loadProbes(dir!);

@@ -6,19 +6,20 @@
 import assert from "node:assert/strict";
 import { getContext } from "../../src/gpu/context.ts";
 import { tensorFrom } from "../../src/gpu/tensor.ts";
-import { Sam2Decoder, sam2DecoderArch, type Sam2Features } from "../../src/sam2/mask_decoder.ts";
-import { loadStateDict } from "../../src/weights/load.ts";
+import { Sam2Decoder, type Sam2Features } from "../../src/sam2/mask_decoder.ts";
+import { sam2HintsFromFixture } from "../../src/sam2/arch.ts";
+import { loadSam2 } from "../../src/sam2/load.ts";
 import { assertClose } from "../util/compare.ts";
-import { fixtureDir, loadGolden } from "../util/fixtures.ts";
+import { fixtureDir, fixtureJson, loadGolden } from "../util/fixtures.ts";
 import { checkSam2Case, loadSam2Cases } from "./sam2_cases.ts";
 
 const dir = fixtureDir("sam2-tiny")!;
 
 export async function openSam2Decoder(dir: URL, checkpoint: string) {
   const ctx = await getContext();
-  const { imgSize } = await loadSam2Cases(dir);
-  const sd = await loadStateDict(new URL(checkpoint, dir));
-  const decoder = Sam2Decoder.create(ctx, sd, sam2DecoderArch(sd, imgSize));
+  const hints = sam2HintsFromFixture((await fixtureJson(dir)).architecture);
+  const { sd, arch } = await loadSam2(new URL(checkpoint, dir), hints);
+  const decoder = Sam2Decoder.create(ctx, sd, arch);
   const up = async (name: string) => {
     const g = await loadGolden(dir, `${name}.npy`);
     return tensorFrom(ctx, g.data as Float32Array, g.shape, name);
@@ -35,16 +36,16 @@ export async function openSam2Decoder(dir: URL, checkpoint: string) {
   return { ctx, decoder, features, close };
 }
 
-Deno.test("sam2-tiny decoder arch: read from the checkpoint as fixture.json lists it", async () => {
+Deno.test("sam2-tiny decoder: sizes as fixture.json lists them", async () => {
   const { decoder, close } = await openSam2Decoder(dir, "sam2-tiny.pt");
   try {
-    const a = decoder.arch;
+    const a = decoder.arch.decoder;
     assert.deepEqual(
-      [a.imgSize, a.promptEmbedDim, a.decoderMlpDim, a.decoderNumHeads, a.iouHeadHiddenDim],
+      [decoder.arch.imgSize, decoder.dim, a.mlpDim, a.numHeads, a.iouHeadHiddenDim],
       [256, 32, 2048, 8, 256],
     );
     assert.equal(a.numMultimaskOutputs, 3);
-    assert.equal(a.objScoreDepth, 3);
+    assert.equal(a.objScoreHeadDepth, 3);
     assert.equal(decoder.lowResSize, 64);
   } finally {
     close();
