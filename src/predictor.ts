@@ -23,10 +23,23 @@
  */
 import { getContext, type GpuContext } from "./gpu/context.ts";
 import { type Tensor, tensorFrom } from "./gpu/tensor.ts";
-import { encodeImage, ImageEncoder } from "./encoder/image_encoder.ts";
-import { type DecoderResult, SamDecoder } from "./decoder/mask_decoder.ts";
+import { ImageEncoder } from "./encoder/image_encoder.ts";
+import { SamDecoder } from "./decoder/mask_decoder.ts";
+import {
+  destroyFeatures,
+  type FamilyDecoder,
+  type FamilyEncoder,
+  featureBytes,
+  type ImageFeatures,
+  type ModelFamilyName,
+  samDecoder,
+  samEncoder,
+} from "./family.ts";
+import { loadSam2Modules } from "./sam2/model.ts";
+import type { Sam2Arch, Sam2ArchHints } from "./sam2/arch.ts";
+import { checkpointFamily } from "./sam2/load.ts";
 import { loadSam } from "./weights/load.ts";
-import { resolveModel, weightsDirFrom } from "./weights/registry.ts";
+import { findModel, resolveModel, weightsDirFrom } from "./weights/registry.ts";
 import { loadTuneCache, tuneCachePath } from "./kernels/tuning.ts";
 import type { SamArch } from "./weights/types.ts";
 import { ByteLru } from "./util/lru.ts";
@@ -35,30 +48,50 @@ import type { ImageInfo, Prediction, Prompt, RgbImage } from "./types.ts";
 /** Default bound of the embedding cache: 512 MiB (128 real-model embeddings of 4 MiB). */
 export const DEFAULT_CACHE_BYTES = 512 * 1024 * 1024;
 
-/** A SAM model on the GPU: the image encoder and the prompt decoder, weights uploaded once. */
+/**
+ * A SAM model on the GPU: the image encoder and the prompt decoder, weights uploaded once.
+ * SAM (ViT) and SAM 2.1 (Hiera) models both; `family` tells which, and everything else goes
+ * through the family seam (src/family.ts).
+ */
 export class SamModel {
   private disposed = false;
 
   private constructor(
-    /** Registry name ("vit_b", "sam-tiny") or the file's base name. */
+    /** Registry name ("vit_b", "sam-tiny", "sam2.1_hiera_tiny") or the file's base name. */
     readonly name: string,
-    readonly arch: SamArch,
+    readonly family: ModelFamilyName,
+    readonly arch: SamArch | Sam2Arch,
     readonly ctx: GpuContext,
-    readonly encoder: ImageEncoder,
-    readonly decoder: SamDecoder,
+    readonly encoder: FamilyEncoder,
+    readonly decoder: FamilyDecoder,
   ) {}
 
   /**
-   * Loads a model: a registry name (`vit_b`, `vit_l`, `vit_h` once downloaded with
-   * `deno task weights <name>`; `sam-tiny`, the bundled random-weight test model) or a path
-   * to a `.pth` or `.safetensors` checkpoint. The architecture is read from the tensors.
+   * Loads a model: a registry name (`vit_b`, `vit_l`, `vit_h`, `sam2.1_hiera_tiny` ... once
+   * downloaded with `deno task weights <name>`; `sam-tiny` and `sam2-tiny`, the bundled
+   * random-weight test models) or a path to a `.pth`, `.pt` or `.safetensors` checkpoint.
+   * The family and the architecture are read from the tensors; a SAM 2 checkpoint of a shape
+   * that no official config has needs `sam2Hints` for what no tensor shows (image size,
+   * heads, windows: see src/sam2/arch.ts).
    */
-  static async load(source: string, _opts: { quiet?: boolean } = {}): Promise<SamModel> {
+  static async load(
+    source: string,
+    opts: { quiet?: boolean; sam2Hints?: Sam2ArchHints } = {},
+  ): Promise<SamModel> {
     const path = await resolveModel(source);
-    const { sd, arch } = await loadSam(path);
     const ctx = await getContext();
     // Kernel variants measured by `deno task tune` on this adapter, if any (else defaults).
     await loadTuneCache(ctx, tuneCachePath(weightsDirFrom()));
+    const name = source.includes("/") || /\.(pth|pt|safetensors)$/.test(source)
+      ? source.split("/").pop()!.replace(/\.(pth|pt|safetensors)$/, "")
+      : source;
+    if (await checkpointFamily(path) === "sam2") {
+      const hints = opts.sam2Hints ?? findModel(source)?.sam2Hints;
+      const m = await loadSam2Modules(ctx, path, hints);
+      await ctx.sync();
+      return new SamModel(name, "sam2", m.arch, ctx, m.encoder, m.decoder);
+    }
+    const { sd, arch } = await loadSam(path);
     const encoder = ImageEncoder.fromStateDict(ctx, sd, arch);
     let decoder: SamDecoder;
     try {
@@ -68,10 +101,12 @@ export class SamModel {
       throw err;
     }
     await ctx.sync(); // surface any GPU error of the uploads here, not at the first prompt
-    const name = source.includes("/") || /\.(pth|safetensors)$/.test(source)
-      ? source.split("/").pop()!.replace(/\.(pth|safetensors)$/, "")
-      : source;
-    return new SamModel(name, arch, ctx, encoder, decoder);
+    return new SamModel(name, "sam", arch, ctx, samEncoder(encoder), samDecoder(decoder));
+  }
+
+  /** Square encoder input side (1024 for the real models). */
+  get imgSize(): number {
+    return this.arch.imgSize;
   }
 
   /** The GPU adapter, in words (e.g. "llvmpipe (LLVM 15.0.6, 256 bits)"). */
@@ -107,7 +142,7 @@ export interface SharedEmbeddings {
 export type EmbeddingEvent = { kind: "local-hit" | "shared-hit" | "encode"; ms: number };
 
 interface CachedEmbedding {
-  embedding: Tensor;
+  features: ImageFeatures;
   width: number;
   height: number;
 }
@@ -181,8 +216,8 @@ export class SamPredictor {
     this.shared = opts.shared ?? null;
     this.onEmbedding = opts.onEmbedding ?? (() => {});
     this.cache = new ByteLru(opts.cacheBytes ?? DEFAULT_CACHE_BYTES, (entry) => {
-      if (this.current && entry.embedding === this.current.embedding) this.currentEvicted = true;
-      else this.destroyEmbedding(entry.embedding);
+      if (this.current && entry.features === this.current.features) this.currentEvicted = true;
+      else this.destroyEmbedding(entry.features);
     });
   }
 
@@ -209,55 +244,76 @@ export class SamPredictor {
     }
     const fromShared = await this.fromShared(id);
     if (fromShared) {
-      const entry = { embedding: fromShared, width, height };
+      const entry = { features: fromShared, width, height };
       this.makeCurrent(id, entry);
-      this.cache.set(id, entry, fromShared.size * 4);
+      this.cache.set(id, entry, featureBytes(fromShared));
       this.onEmbedding({ kind: "shared-hit", ms: 0 });
       return { id, width, height, cached: true, encodeMs: 0 };
     }
     const t0 = performance.now();
-    const { embedding } = encodeImage(this.model.encoder, rgb);
+    const features = this.model.encoder.encode(rgb);
     try {
       await this.model.ctx.sync();
     } catch (err) {
-      embedding.destroy();
+      destroyFeatures(features);
       throw err;
     }
     const encodeMs = performance.now() - t0;
-    const entry = { embedding, width, height };
+    const entry = { features, width, height };
     this.makeCurrent(id, entry);
-    this.cache.set(id, entry, embedding.size * 4);
+    this.cache.set(id, entry, featureBytes(features));
     this.onEmbedding({ kind: "encode", ms: encodeMs });
-    if (this.shared) {
-      // Awaited, so that once this image's id is known, every host can find its embedding.
-      // Best effort: a failed readback costs the other hosts an encode, not this request.
-      const data = await embedding.read().catch(() => null);
-      if (data) await this.shared.put(id, { data, shape: [...embedding.shape] });
-    }
+    if (this.shared) await this.toShared(id, features);
     return { id, width, height, cached: false, encodeMs };
   }
 
-  /** The shared store's embedding of `id` on the GPU, or null (absent, or not this shape). */
-  private async fromShared(id: string): Promise<Tensor | null> {
-    if (!this.shared) return null;
-    const found = await this.shared.get(id);
-    if (!found) return null;
-    const { promptEmbedDim, imgSize, patchSize } = this.model.arch;
-    const side = imgSize / patchSize;
-    const expected = [1, promptEmbedDim, side, side];
-    if (
-      found.shape.join(",") !== expected.join(",") ||
-      found.data.length !== side * side * promptEmbedDim
-    ) {
-      return null;
+  /**
+   * Key of one feature tensor in the shared store: the image id for the embedding (SAM's only
+   * tensor), `<id>/<name>` for the others (SAM 2's high-res features).
+   */
+  private static sharedKey(id: string, index: number, name: string): string {
+    return index === 0 ? id : `${id}/${name}`;
+  }
+
+  /** Every feature tensor of an image into the shared store (best effort, awaited). */
+  private async toShared(id: string, features: ImageFeatures): Promise<void> {
+    // Awaited, so that once this image's id is known, every host can find its embedding.
+    // Best effort: a failed readback costs the other hosts an encode, not this request.
+    // The embedding goes last: a host that finds it finds the rest.
+    const order = [...features.tensors.keys()].reverse();
+    for (const i of order) {
+      const { name, tensor } = features.tensors[i];
+      const data = await tensor.read().catch(() => null);
+      if (!data) return;
+      await this.shared!.put(SamPredictor.sharedKey(id, i, name), {
+        data,
+        shape: [...tensor.shape],
+      });
     }
-    return tensorFrom(this.model.ctx, found.data, expected, "shared embedding");
+  }
+
+  /** The shared store's features of `id` on the GPU, or null (absent, or not these shapes). */
+  private async fromShared(id: string): Promise<ImageFeatures | null> {
+    if (!this.shared) return null;
+    const expected = this.model.encoder.featureShapes;
+    const found = [];
+    for (const [i, { name, shape }] of expected.entries()) {
+      const f = await this.shared.get(SamPredictor.sharedKey(id, i, name));
+      const n = shape.reduce((a, b) => a * b, 1);
+      if (!f || f.shape.join(",") !== shape.join(",") || f.data.length !== n) return null;
+      found.push({ name, data: f.data, shape });
+    }
+    const tensors = found.map(({ name, data, shape }) => ({
+      name,
+      tensor: tensorFrom(this.model.ctx, data, shape, `shared ${name}`),
+    }));
+    return { embedding: tensors[0].tensor, tensors };
   }
 
   private makeCurrent(id: string, entry: CachedEmbedding): void {
     const previous = this.current;
-    if (previous && previous.embedding !== entry.embedding && this.currentEvicted) {
-      this.destroyEmbedding(previous.embedding);
+    if (previous && previous.features !== entry.features && this.currentEvicted) {
+      this.destroyEmbedding(previous.features);
     }
     this.currentEvicted = false;
     this.current = { id, ...entry };
@@ -290,11 +346,11 @@ export class SamPredictor {
     if (!Array.isArray(prompts)) throw new TypeError("predictBatch: prompts must be an array");
     if (prompts.length === 0) return [];
     const { width, height } = current;
-    const results = await this.model.decoder.predict(current.embedding, prompts, {
+    const results = await this.model.decoder.predict(current.features, prompts, {
       originalSize: [height, width],
       output: opts.returnLogits ? "both" : "masks",
     });
-    return results.map((r: DecoderResult) => ({
+    return results.map((r) => ({
       width,
       height,
       masks: r.masks ?? [],
@@ -302,20 +358,45 @@ export class SamPredictor {
       lowResLogits: r.lowRes,
       lowResSize: this.model.decoder.lowResSize,
       logits: opts.returnLogits ? r.logits : undefined,
+      ...(r.objectScore !== undefined ? { objectScore: r.objectScore } : {}),
     }));
   }
 
-  /** The current image's embedding (1, D, s, s), NCHW: (1, 256, 64, 64) for the real models. */
+  /**
+   * The current image's embedding (1, D, s, s), NCHW: (1, 256, 64, 64) for the real models
+   * (SAM 2: image_embed, with no_mem_embed added; its decoder also needs the two high-res
+   * feature maps, see `getImageFeatures`).
+   */
   async getImageEmbedding(): Promise<{ data: Float32Array; shape: number[] }> {
     this.checkUsable();
     if (!this.current) throw new Error("getImageEmbedding: call setImage first");
-    const { embedding } = this.current;
+    const { embedding } = this.current.features;
     return { data: await embedding.read(), shape: [...embedding.shape] };
+  }
+
+  /**
+   * Every tensor the decoder reads for the current image, by official name, NCHW: SAM
+   * `image_embeddings`; SAM 2 `image_embed`, `high_res_feats_0` (1, C/8, 4s, 4s) and
+   * `high_res_feats_1` (1, C/4, 2s, 2s).
+   */
+  async getImageFeatures(): Promise<{ name: string; data: Float32Array; shape: number[] }[]> {
+    this.checkUsable();
+    if (!this.current) throw new Error("getImageFeatures: call setImage first");
+    const out = [];
+    for (const { name, tensor } of this.current.features.tensors) {
+      out.push({ name, data: await tensor.read(), shape: [...tensor.shape] });
+    }
+    return out;
   }
 
   /** The current embedding on the GPU (owned by the predictor: do not destroy it). */
   get embeddingTensor(): Tensor | null {
-    return this.current?.embedding ?? null;
+    return this.current?.features.embedding ?? null;
+  }
+
+  /** The current image's features on the GPU (owned by the predictor: do not destroy them). */
+  get currentFeatures(): ImageFeatures | null {
+    return this.current?.features ?? null;
   }
 
   /**
@@ -334,13 +415,13 @@ export class SamPredictor {
     const current = this.current;
     this.current = null;
     this.cache.clear();
-    if (current && this.currentEvicted) this.destroyEmbedding(current.embedding);
+    if (current && this.currentEvicted) this.destroyEmbedding(current.features);
   }
 
-  /** Frees an embedding and what the decoder computed from it (never stale, never kept). */
-  private destroyEmbedding(embedding: Tensor): void {
-    this.model.decoder.releaseEmbedding(embedding);
-    embedding.destroy();
+  /** Frees an image's features and what the decoder computed from them (never stale, never kept). */
+  private destroyEmbedding(features: ImageFeatures): void {
+    this.model.decoder.releaseEmbedding(features);
+    destroyFeatures(features);
   }
 
   private checkUsable(): void {

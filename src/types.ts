@@ -40,6 +40,11 @@ export interface Prediction {
   lowResSize: number;
   /** C x height x width logits at the original size, when asked for with `returnLogits`. */
   logits?: Float32Array;
+  /**
+   * SAM 2.1 only: the decoder's object-score logit (> 0: an object is there). The official
+   * image predictor computes it but neither returns it nor gates the masks with it; nor do we.
+   */
+  objectScore?: number;
 }
 
 /** What `setImage` reports about the image whose embedding is now current. */

@@ -284,7 +284,8 @@ export class AutomaticMaskGenerator {
     const p = this.params;
     const counts = emptyFilterCounts();
     let data = await this.generateMasks(image, source, counts, onProgress);
-    if (p.minMaskRegionArea > 0) {
+    // SAM 2's sources clean each low-res mask instead (SAM2AutomaticMaskGenerator).
+    if (p.minMaskRegionArea > 0 && !source.regionsInLowRes) {
       const before = data.length;
       data = AutomaticMaskGenerator.postprocessSmallRegions(
         data,
@@ -426,6 +427,7 @@ export class AutomaticMaskGenerator {
       predIouThresh: p.predIouThresh,
       stabilityScoreThresh: p.stabilityScoreThresh,
       stabilityScoreOffset: p.stabilityScoreOffset,
+      minMaskRegionArea: p.minMaskRegionArea,
     };
     const batch = await predictMaskBatch(source, request, cropH, cropW);
     const perPoint = batch.masksPerPoint;

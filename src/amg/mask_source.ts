@@ -54,6 +54,11 @@ export interface MaskBatchRequest {
   stabilityScoreThresh: number;
   /** Offset of the two thresholds of the stability score. */
   stabilityScoreOffset: number;
+  /**
+   * min_mask_region_area, for sources with `regionsInLowRes` (SAM 2): holes and islands of at
+   * most this many pixels are removed from each low-res mask before upscaling.
+   */
+  minMaskRegionArea?: number;
 }
 
 /**
@@ -78,6 +83,11 @@ export interface MaskBatch {
 }
 
 export interface MaskSource {
+  /**
+   * True when the source applies min_mask_region_area itself, to each low-res mask (SAM 2's
+   * predictor), so the generator skips its own pass (SAM2AutomaticMaskGenerator has none).
+   */
+  readonly regionsInLowRes?: boolean;
   /** Sets the (cropped) image the following predictions refer to; computes its embedding in the real model. */
   setImage(image: MaskSourceImage): Promise<void>;
   /** Points (N,2) x,y in the crop's own pixel frame; one foreground point per prompt, multimask.

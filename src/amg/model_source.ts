@@ -38,6 +38,12 @@ export interface SamGpuBackend {
   readonly ctx: GpuContext;
   /** Encoder input side (1024 for the real models). */
   readonly imgSize: number;
+  /**
+   * "sam2": the input is the image resized to a square (no padding), so the low-res masks
+   * map onto the whole image, and min_mask_region_area is applied by the decoder to each
+   * low-res mask (SAM2AutomaticMaskGenerator) instead of the generator's pass. Default "sam".
+   */
+  readonly family?: "sam" | "sam2";
   /** Computes the embedding of an RGB image (H x W x 3) and makes it current. */
   setImage(image: { width: number; height: number; data: Uint8Array }): Promise<void>;
   /**
@@ -46,7 +52,11 @@ export interface SamGpuBackend {
    * multimask output: low-res logits (N, 3, l, l) on the GPU, owned by the caller, and IoU
    * predictions (N, 3).
    */
-  decodePoints(points: Float32Array, n: number): Promise<{ lowRes: Tensor; iou: Float32Array }>;
+  decodePoints(
+    points: Float32Array,
+    n: number,
+    opts?: { minRegionArea?: number },
+  ): Promise<{ lowRes: Tensor; iou: Float32Array }>;
 }
 
 export interface ModelMaskSourceOptions {
@@ -70,6 +80,11 @@ export class ModelMaskSource implements MaskSource {
     this.chunkBytes = Math.min(opts.chunkBytes ?? 256 * 2 ** 20, limit);
   }
 
+  /** SAM 2: min_mask_region_area acts on the low-res masks, in the decoder. */
+  get regionsInLowRes(): boolean {
+    return this.backend.family === "sam2";
+  }
+
   async setImage(image: MaskSourceImage): Promise<void> {
     if (!image.data) throw new Error("ModelMaskSource: the image has no pixel data");
     if (image.data.length !== image.width * image.height * 3) {
@@ -83,22 +98,27 @@ export class ModelMaskSource implements MaskSource {
     this.height = image.height;
   }
 
-  /** The postprocess geometry of the current image. */
-  private geometry() {
+  /**
+   * The postprocess geometry of the current image: SAM's (low-res -> imgSize, crop to the
+   * resized image, -> original), or SAM 2's single bilinear from the low-res side (the fused
+   * kernel with an identity first stage).
+   */
+  private geometry(low: number) {
     const h = this.height, w = this.width;
     if (h === 0) throw new Error("ModelMaskSource: setImage first");
+    const originalSize: [number, number] = [h, w];
+    if (this.backend.family === "sam2") {
+      return { imgSize: low, inputSize: [low, low] as [number, number], originalSize };
+    }
     const imgSize = this.backend.imgSize;
-    return {
-      imgSize,
-      inputSize: resizedShape(h, w, imgSize),
-      originalSize: [h, w] as [number, number],
-    };
+    return { imgSize, inputSize: resizedShape(h, w, imgSize), originalSize };
   }
 
-  private async decode(points: Float32Array, n: number) {
-    const geo = this.geometry();
-    const out = await this.backend.decodePoints(points.subarray(0, 2 * n), n);
+  private async decode(points: Float32Array, n: number, minRegionArea = 0) {
+    if (this.height === 0) throw new Error("ModelMaskSource: setImage first");
+    const out = await this.backend.decodePoints(points.subarray(0, 2 * n), n, { minRegionArea });
     const s = out.lowRes.shape;
+    const geo = this.geometry(s[2]);
     if (s.length !== 4 || s[0] !== n || s[2] !== s[3] || out.iou.length !== n * s[1]) {
       throw new Error(
         `ModelMaskSource: decoder returned low-res [${s.join(", ")}] and ${out.iou.length} ` +
@@ -128,6 +148,7 @@ export class ModelMaskSource implements MaskSource {
     const { lowRes, iou, geo, masksPerPoint, low } = await this.decode(
       request.points,
       request.n,
+      this.regionsInLowRes ? request.minMaskRegionArea ?? 0 : 0,
     );
     const [h, w] = geo.originalSize;
     const count = request.n * masksPerPoint;

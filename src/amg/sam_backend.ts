@@ -1,6 +1,7 @@
 /**
- * Our SAM on the GPU (src/encoder ImageEncoder + src/decoder SamDecoder) as the automatic
- * mask generator's model: `SamGpuBackend` for `ModelMaskSource`.
+ * Our SAM on the GPU (a family's encoder and decoder, src/family.ts: SAM's ViT + decoder or
+ * SAM 2.1's Hiera + decoder) as the automatic mask generator's model: `SamGpuBackend` for
+ * `ModelMaskSource`.
  *
  * The decoder writes its low-res logits into a GPU tensor (SamDecoder.predict's lowResOut),
  * so of the per-mask work only the IoU predictions, the statistics and the kept masks' bits
@@ -8,22 +9,32 @@
  */
 import { getContext, type GpuContext } from "../gpu/context.ts";
 import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
-import { encodeImage, ImageEncoder } from "../encoder/image_encoder.ts";
+import { ImageEncoder } from "../encoder/image_encoder.ts";
 import { SamDecoder } from "../decoder/mask_decoder.ts";
+import {
+  destroyFeatures,
+  type FamilyDecoder,
+  type FamilyEncoder,
+  type ImageFeatures,
+  type ModelFamilyName,
+  samDecoder,
+  samEncoder,
+} from "../family.ts";
 import { loadSam } from "../weights/load.ts";
-import { resolveModel } from "../weights/registry.ts";
+import { findModel, resolveModel } from "../weights/registry.ts";
+import { checkpointFamily } from "../sam2/load.ts";
+import { loadSam2Modules } from "../sam2/model.ts";
 import type { SamArch, StateDict } from "../weights/types.ts";
 import type { SamGpuBackend } from "./model_source.ts";
 
 export class SamModelBackend implements SamGpuBackend {
-  private embedding: Tensor | null = null;
+  private embedding: ImageFeatures | null = null;
   private size: [number, number] = [0, 0];
 
   private constructor(
     readonly ctx: GpuContext,
-    readonly arch: SamArch,
-    readonly encoder: ImageEncoder,
-    readonly decoder: SamDecoder,
+    readonly encoder: FamilyEncoder,
+    readonly decoder: FamilyDecoder,
     /** Where the weights came from (checkpoint path). */
     readonly source: string,
     /** Whether dispose() frees the encoder and decoder (false when they are shared). */
@@ -31,12 +42,21 @@ export class SamModelBackend implements SamGpuBackend {
   ) {}
 
   get imgSize(): number {
-    return this.arch.imgSize;
+    return this.encoder.imgSize;
   }
 
-  /** A registry name ("sam-tiny", "vit_b", ...) or a checkpoint path (.pth / .safetensors). */
+  get family(): ModelFamilyName {
+    return this.decoder.family;
+  }
+
+  /** A registry name ("sam-tiny", "vit_b", "sam2-tiny", ...) or a checkpoint path (.pth / .pt / .safetensors). */
   static async load(source: string): Promise<SamModelBackend> {
     const path = await resolveModel(source);
+    if (await checkpointFamily(path) === "sam2") {
+      const ctx = await getContext();
+      const m = await loadSam2Modules(ctx, path, findModel(source)?.sam2Hints);
+      return new SamModelBackend(ctx, m.encoder, m.decoder, path);
+    }
     const { sd, arch } = await loadSam(path);
     return SamModelBackend.fromStateDict(await getContext(), sd, arch, path);
   }
@@ -50,7 +70,7 @@ export class SamModelBackend implements SamGpuBackend {
   ): SamModelBackend {
     const encoder = ImageEncoder.fromStateDict(ctx, sd, arch);
     const decoder = SamDecoder.create(ctx, sd, arch);
-    return new SamModelBackend(ctx, arch, encoder, decoder, source);
+    return new SamModelBackend(ctx, samEncoder(encoder), samDecoder(decoder), source);
   }
 
   /**
@@ -59,12 +79,22 @@ export class SamModelBackend implements SamGpuBackend {
    */
   static fromModules(
     ctx: GpuContext,
-    arch: SamArch,
+    _arch: SamArch,
     encoder: ImageEncoder,
     decoder: SamDecoder,
     source = "shared model",
   ): SamModelBackend {
-    return new SamModelBackend(ctx, arch, encoder, decoder, source, false);
+    return new SamModelBackend(ctx, samEncoder(encoder), samDecoder(decoder), source, false);
+  }
+
+  /** As fromModules, on any family's encoder and decoder (a loaded SamModel's). */
+  static fromFamily(
+    ctx: GpuContext,
+    encoder: FamilyEncoder,
+    decoder: FamilyDecoder,
+    source = "shared model",
+  ): SamModelBackend {
+    return new SamModelBackend(ctx, encoder, decoder, source, false);
   }
 
   /** Frees the current embedding and the decoder's per-image work kept for it. */
@@ -73,26 +103,29 @@ export class SamModelBackend implements SamGpuBackend {
     this.decoder.releaseEmbedding(this.embedding);
     // The encoder's pass that writes it may still be recorded, not submitted: submit first.
     this.ctx.submit();
-    this.embedding.destroy();
+    destroyFeatures(this.embedding);
     this.embedding = null;
   }
 
   setImage(image: { width: number; height: number; data: Uint8Array }): Promise<void> {
     this.dropEmbedding();
-    const encoded = encodeImage(this.encoder, {
+    this.embedding = this.encoder.encode({
       width: image.width,
       height: image.height,
       channels: 3,
       data: image.data,
     });
-    this.embedding = encoded.embedding;
     this.size = [image.height, image.width];
     return Promise.resolve();
   }
 
-  decodePoints(points: Float32Array, n: number): Promise<{ lowRes: Tensor; iou: Float32Array }> {
+  decodePoints(
+    points: Float32Array,
+    n: number,
+    opts: { minRegionArea?: number } = {},
+  ): Promise<{ lowRes: Tensor; iou: Float32Array }> {
     if (!this.embedding) throw new Error("SamModelBackend: setImage first");
-    return decodePointPrompts(this.ctx, this.decoder, this.embedding, points, n, this.size);
+    return decodePointPrompts(this.ctx, this.decoder, this.embedding, points, n, this.size, opts);
   }
 
   dispose(): void {
@@ -107,15 +140,18 @@ export class SamModelBackend implements SamGpuBackend {
  * N one-point foreground prompts (x, y in the pixels of an image of `originalSize` [h, w]),
  * multimask, through the decoder: the (N, 3, l, l) low-res logits are written straight into a
  * GPU tensor (owned by the caller) for the mask source's postprocess and statistics, so they
- * never come back to the CPU; the IoU predictions (N, 3) do.
+ * never come back to the CPU; the IoU predictions (N, 3) do. SAM 2 only: `minRegionArea`
+ * holes and islands are removed from each low-res mask first (SAM2AutomaticMaskGenerator's
+ * min_mask_region_area, which it hands to its predictor).
  */
 export async function decodePointPrompts(
   ctx: GpuContext,
-  decoder: SamDecoder,
-  embedding: Tensor,
+  decoder: FamilyDecoder,
+  features: ImageFeatures,
   points: Float32Array,
   n: number,
   originalSize: readonly [number, number],
+  opts: { minRegionArea?: number } = {},
 ): Promise<{ lowRes: Tensor; iou: Float32Array }> {
   const prompts = Array.from({ length: n }, (_, i) => ({
     points: [[points[2 * i], points[2 * i + 1]] as const],
@@ -125,11 +161,12 @@ export async function decodePointPrompts(
   const side = decoder.lowResSize;
   const lowRes = emptyTensor(ctx, [n, 3, side, side], "amg.low_res");
   try {
-    const results = await decoder.predict(embedding, prompts, {
+    const results = await decoder.predict(features, prompts, {
       originalSize,
       multimask: true,
       output: "none",
       lowResOut: lowRes,
+      minRegionArea: opts.minRegionArea,
     });
     const iou = new Float32Array(n * 3);
     results.forEach((r, i) => iou.set(r.iou, i * 3));

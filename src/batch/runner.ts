@@ -70,7 +70,7 @@ export class JobRunner {
     this.model = await SamModel.load(spec.model, { quiet: true });
     if (spec.mode === "amg") {
       const m = this.model;
-      this.backend = SamModelBackend.fromModules(m.ctx, m.arch, m.encoder, m.decoder, m.name);
+      this.backend = SamModelBackend.fromFamily(m.ctx, m.encoder, m.decoder, m.name);
     } else {
       this.predictor = new SamPredictor(this.model, { cacheBytes: 64 << 20 });
       this.detector = await Detector.load(spec.detector, { executionProvider: spec.provider });

@@ -365,13 +365,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
   warnIfMeaningless(model.name, (line) => console.error(line));
   log(`Model ${model.name} on ${model.adapter}`);
-  const backend = SamModelBackend.fromModules(
-    model.ctx,
-    model.arch,
-    model.encoder,
-    model.decoder,
-    model.name,
-  );
+  const backend = SamModelBackend.fromFamily(model.ctx, model.encoder, model.decoder, model.name);
   await Deno.mkdir(args.output, { recursive: true });
   const source = new ModelMaskSource(backend);
   try {

@@ -217,7 +217,7 @@ export async function runSegment(
   try {
     // An image too thin for the model's input (its short side would be 0 px) is refused here,
     // with the model's input size, before the output folder or any GPU work.
-    getPreprocessShape(image.height, image.width, model.arch.imgSize);
+    getPreprocessShape(image.height, image.width, model.imgSize);
   } catch (e) {
     model.dispose();
     if (e instanceof RangeError) throw new UsageError(`${args.image}: ${e.message}`);

@@ -179,6 +179,7 @@ export function createApp(options: AppOptions): AppHandler {
       },
       model: {
         name: engine.info.model,
+        family: engine.info.family ?? "sam",
         arch: engine.info.arch,
         meaningless: engine.info.meaningless,
       },
@@ -540,6 +541,7 @@ function stoppable(source: MaskSource, signal: AbortSignal): MaskSource {
     if (signal.aborted) throw new HttpError(504, "segment everything stopped: time limit");
   };
   return {
+    regionsInLowRes: source.regionsInLowRes,
     setImage: (image) => {
       check();
       return source.setImage(image);

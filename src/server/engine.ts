@@ -11,6 +11,8 @@ import type { MaskSource, MaskSourceImage, PointPrediction } from "../amg/mod.ts
 export interface EngineInfo {
   /** Model name (registry name or file name). */
   model: string;
+  /** "sam" (SAM 1 ViT, MobileSAM ...) or "sam2" (SAM 2.1 Hiera); absent: "sam". */
+  family?: "sam" | "sam2";
   /** Architecture summary (encoder width, depth, image size...). */
   arch: unknown;
   /** The GPU adapter, in words. */

@@ -31,21 +31,34 @@ class PredictorBackend implements SamGpuBackend {
   }
 
   get imgSize(): number {
-    return this.model.arch.imgSize;
+    return this.model.imgSize;
+  }
+
+  get family() {
+    return this.model.family;
   }
 
   async setImage(image: { width: number; height: number; data: Uint8Array }): Promise<void> {
     await this.predictor.setImage({ ...image, channels: 3 });
   }
 
-  decodePoints(points: Float32Array, n: number): Promise<{ lowRes: Tensor; iou: Float32Array }> {
-    const embedding = this.predictor.embeddingTensor;
+  decodePoints(
+    points: Float32Array,
+    n: number,
+    opts: { minRegionArea?: number } = {},
+  ): Promise<{ lowRes: Tensor; iou: Float32Array }> {
+    const features = this.predictor.currentFeatures;
     const current = this.predictor.currentImage;
-    if (!embedding || !current) throw new Error("decodePoints: setImage first");
-    return decodePointPrompts(this.ctx, this.model.decoder, embedding, points, n, [
-      current.height,
-      current.width,
-    ]);
+    if (!features || !current) throw new Error("decodePoints: setImage first");
+    return decodePointPrompts(
+      this.ctx,
+      this.model.decoder,
+      features,
+      points,
+      n,
+      [current.height, current.width],
+      opts,
+    );
   }
 }
 
@@ -75,18 +88,32 @@ export async function loadSamEngine(
   const arch = model.arch;
   const info: EngineInfo = {
     model: model.name,
-    arch: {
-      img_size: arch.imgSize,
-      encoder_width: arch.embedDim,
-      encoder_depth: arch.depth,
-      encoder_heads: arch.numHeads,
-      window_size: arch.windowSize,
-      global_attn_indexes: arch.globalAttnIndexes,
-      prompt_embed_dim: arch.promptEmbedDim,
-      low_res_size: model.decoder.lowResSize,
-    },
+    family: model.family,
+    arch: "family" in arch
+      ? {
+        family: "sam2",
+        img_size: arch.imgSize,
+        hiera_width: arch.trunk.embedDim,
+        hiera_stages: arch.trunk.stages,
+        hiera_heads: arch.trunk.numHeads,
+        window_spec: arch.trunk.windowSpec,
+        global_att_blocks: arch.trunk.globalAttBlocks,
+        prompt_embed_dim: arch.dModel,
+        low_res_size: model.decoder.lowResSize,
+      }
+      : {
+        family: "sam",
+        img_size: arch.imgSize,
+        encoder_width: arch.embedDim,
+        encoder_depth: arch.depth,
+        encoder_heads: arch.numHeads,
+        window_size: arch.windowSize,
+        global_attn_indexes: arch.globalAttnIndexes,
+        prompt_embed_dim: arch.promptEmbedDim,
+        low_res_size: model.decoder.lowResSize,
+      },
     adapter: model.adapter,
-    meaningless: model.name === "sam-tiny",
+    meaningless: model.name === "sam-tiny" || model.name === "sam2-tiny",
     imgSize: arch.imgSize,
   };
   return {

@@ -9,6 +9,7 @@
  * validated, architecture in the metadata) that `resolveModel` hands out.
  */
 import { fileURLToPath } from "node:url";
+import type { Sam2ArchHints } from "../sam2/arch.ts";
 
 /** One downloadable (or bundled) checkpoint. */
 export interface ModelEntry {
@@ -25,6 +26,8 @@ export interface ModelEntry {
   md5: string;
   /** Absolute path of a model that ships with the source tree (nothing to download). */
   bundledPath?: string;
+  /** SAM 2 only: what its tensor shapes do not tell (a model of no official config). */
+  sam2Hints?: Sam2ArchHints;
 }
 
 /** Directory of Meta's SAM v1 release; `--url` / $WGSAM_WEIGHTS_URL replace it with a mirror. */
@@ -90,6 +93,23 @@ const ENTRIES: ModelEntry[] = [
     bytes: 511_445,
     md5: "ed2fb18d86b6c1260389401fdff92cb9",
     bundledPath: bundled("../../tests/fixtures/sam-tiny/sam-tiny.pth"),
+  },
+  {
+    // SAM 2.1 at toy size (Hiera 16 wide, 256-pixel input): for tests and demos only. Size
+    // and MD5 measured on the fixture; its hints are fixture.json's `architecture`.
+    name: "sam2-tiny",
+    description: "bundled SAM 2.1 test model (random weights, 256-pixel input): masks mean nothing",
+    fileName: "sam2-tiny.pt",
+    bytes: 4_767_813,
+    md5: "cc7ea58ec486032a658e2a31a3d466cb",
+    bundledPath: bundled("../../tests/fixtures/sam2-tiny/sam2-tiny.pt"),
+    sam2Hints: {
+      imgSize: 256,
+      numHeads: 1,
+      windowSpec: [8, 4, 6, 3],
+      globalAttBlocks: [4],
+      qPool: 3,
+    },
   },
 ];
 
@@ -203,7 +223,7 @@ export async function resolveModel(
     if (path === undefined || (await fileSize(path)) === null) {
       throw new Error(
         `model '${entry.name}' ships only with a source checkout of wgsam ` +
-          `(tests/fixtures/sam-tiny/sam-tiny.pth); it is not present here`,
+          `(tests/fixtures/${entry.name}/${entry.fileName}); it is not present here`,
       );
     }
     return path;
