@@ -74,6 +74,10 @@ export interface FamilyDecoder {
   ): Promise<FamilyDecoderResult[]>;
   /** Forgets what was kept from `features` (call before destroying them). */
   releaseEmbedding(features: ImageFeatures): boolean;
+  /** Whether the prompt-independent work of the features with this embedding is kept (tests). */
+  hasImageCached(embedding: Tensor): boolean;
+  /** Number of images whose prompt-independent work is kept. */
+  readonly cachedImages: number;
   dispose(): void;
 }
 
@@ -103,6 +107,10 @@ export function samDecoder(decoder: SamDecoder): FamilyDecoder {
     squareInput: false,
     predict: (features, prompts, opts) => decoder.predict(features.embedding, prompts, opts),
     releaseEmbedding: (features) => decoder.releaseEmbedding(features.embedding),
+    hasImageCached: (embedding) => decoder.hasImageCached(embedding),
+    get cachedImages() {
+      return decoder.cachedImages;
+    },
     dispose: () => decoder.dispose(),
   };
 }
@@ -151,6 +159,10 @@ export function sam2Decoder(decoder: Sam2Decoder): FamilyDecoder {
       return results.map((r) => ({ ...r, objectScore: r.objScore }));
     },
     releaseEmbedding: (features) => decoder.releaseEmbedding(features.embedding),
+    hasImageCached: (embedding) => decoder.hasImageCached(embedding),
+    get cachedImages() {
+      return decoder.cachedImages;
+    },
     dispose: () => decoder.dispose(),
   };
 }

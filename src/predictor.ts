@@ -39,7 +39,7 @@ import { loadSam2Modules } from "./sam2/model.ts";
 import type { Sam2Arch, Sam2ArchHints } from "./sam2/arch.ts";
 import { checkpointFamily } from "./sam2/load.ts";
 import { loadSam } from "./weights/load.ts";
-import { findModel, resolveModel, weightsDirFrom } from "./weights/registry.ts";
+import { findModel, listModels, resolveModel, weightsDirFrom } from "./weights/registry.ts";
 import { loadTuneCache, tuneCachePath } from "./kernels/tuning.ts";
 import type { SamArch } from "./weights/types.ts";
 import { ByteLru } from "./util/lru.ts";
@@ -86,7 +86,7 @@ export class SamModel {
       ? source.split("/").pop()!.replace(/\.(pth|pt|safetensors)$/, "")
       : source;
     if (await checkpointFamily(path) === "sam2") {
-      const hints = opts.sam2Hints ?? findModel(source)?.sam2Hints;
+      const hints = opts.sam2Hints ?? findModel(source)?.sam2Hints ?? await bundledHints(path);
       const m = await loadSam2Modules(ctx, path, hints);
       await ctx.sync();
       return new SamModel(name, "sam2", m.arch, ctx, m.encoder, m.decoder);
@@ -140,6 +140,24 @@ export interface SharedEmbeddings {
 
 /** Where setImage found an embedding, and how long the encoder took (0 when it did not run). */
 export type EmbeddingEvent = { kind: "local-hit" | "shared-hit" | "encode"; ms: number };
+
+/** The registry's hints for a bundled SAM 2 model loaded by its path (sam2-tiny.pt). */
+async function bundledHints(path: string): Promise<Sam2ArchHints | undefined> {
+  const real = async (p: string) => {
+    try {
+      return await Deno.realPath(p);
+    } catch {
+      return null;
+    }
+  };
+  const target = await real(path);
+  for (const e of listModels()) {
+    if (e.sam2Hints && e.bundledPath && target && await real(e.bundledPath) === target) {
+      return e.sam2Hints;
+    }
+  }
+  return undefined;
+}
 
 interface CachedEmbedding {
   features: ImageFeatures;

@@ -94,6 +94,13 @@ const OFFICIAL_NAMES: Record<string, keyof AmgParams> = {
   output_mode: "outputMode",
 };
 
+/** SAM2AutomaticMaskGenerator's arguments beyond SAM's, with the only values we implement. */
+const SAM2_FIXED: Record<string, unknown> = {
+  mask_threshold: MASK_THRESHOLD,
+  use_m2m: false,
+  multimask_output: true,
+};
+
 /**
  * Official snake_case keyword arguments (as in SamAutomaticMaskGenerator(...) or an amg.json
  * `params` object) to AmgParams fields. Unknown names are an error; `point_grids` may be
@@ -102,6 +109,16 @@ const OFFICIAL_NAMES: Record<string, keyof AmgParams> = {
 export function officialToAmgParams(official: Record<string, unknown>): Partial<AmgParams> {
   const out: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(official)) {
+    // SAM2AutomaticMaskGenerator's extra arguments: accepted at the values implemented here.
+    if (Object.hasOwn(SAM2_FIXED, name)) {
+      if (value !== SAM2_FIXED[name]) {
+        throw new Error(
+          `automatic mask generator parameter "${name}" = ${value} is not supported ` +
+            `(only ${SAM2_FIXED[name]})`,
+        );
+      }
+      continue;
+    }
     // Own names only: "toString" or "constructor" must not find Object.prototype's.
     const field = Object.hasOwn(OFFICIAL_NAMES, name) ? OFFICIAL_NAMES[name] : undefined;
     if (!field) throw new Error(`unknown automatic mask generator parameter "${name}"`);

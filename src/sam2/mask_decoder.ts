@@ -45,7 +45,10 @@ import { PromptEncoder, uploadWeight } from "../decoder/prompt_encoder.ts";
 import { type DecoderPrompt, defaultMultimask, toFramePrompt } from "../decoder/transforms.ts";
 import { Scratch, type SharedImage, TwoWayTransformer } from "../decoder/two_way_transformer.ts";
 import type { Sam2Arch } from "./arch.ts";
+import type { Sam2Features } from "./image_encoder.ts";
 import { removeSmallRegions } from "./regions.ts";
+
+export type { Sam2Features } from "./image_encoder.ts";
 
 const f = Math.fround;
 /** LayerNorm2d's eps in output_upscaling. */
@@ -58,16 +61,6 @@ const IMAGE_CACHE_ENTRIES = 2;
 export const LOW_RES_CLAMP = 32;
 /** The object-score logit of a decoder without an object-score head (the official default). */
 const NO_OBJ_HEAD_SCORE = 10;
-
-/** What SAM2ImagePredictor keeps of an image (NCHW, batch 1), on the GPU. */
-export interface Sam2Features {
-  /** (1, C, s, s): the FPN's level 2 plus no_mem_embed. */
-  imageEmbed: Tensor;
-  /** (1, C/8, 4s, 4s): conv_s0 of FPN level 0. */
-  highRes0: Tensor;
-  /** (1, C/4, 2s, 2s): conv_s1 of FPN level 1. */
-  highRes1: Tensor;
-}
 
 export interface Sam2DecoderOptions extends DecoderOptions {
   /**

@@ -10,9 +10,11 @@
  * attention softmax, a 2048-wide MLP in each transformer layer): fed the official features,
  * we measure up to 2.3e-5 on low-res logits, 7e-5 on full-size logits (bilinear from them),
  * 1.4e-6 on object scores, 6e-8 on IoUs. `DECODER_TOL` allows a few times that (logits
- * 2e-4 + 1e-5 |ref|, IoU 1e-5, object score 1e-4); `ENCODER_TOL` is for features from our
- * own encoder, whose float32 error (1e-5 relative, see the encoder tests) the decoder
- * carries into logits of magnitude up to 45. At most 0.1% of the binary mask pixels may flip
+ * 2e-4 + 1e-5 |ref|, IoU 1e-5, object score 1e-4). `ENCODER_TOL` is for features from our
+ * own encoder (end to end from the photo), whose float32 error the decoder carries into
+ * logits of magnitude up to 45: measured 3.4e-5 (low-res) / 7e-5 (full size) on sam2-tiny,
+ * 4.7e-5 / 1.7e-4 on sam2-mini (1024 input, 256-wide decoder), object scores 2.3e-6; we
+ * allow 2e-3 + 1e-4 |ref| on logits, 1e-4 on IoU, 1e-3 on object scores. At most 0.1% of the binary mask pixels may flip
  * (logits within tolerance of 0). The single-mask token choice (stability vs 0.98) must
  * match the fixture's exactly: its margins are >= 1.3e-3, several low-res pixels.
  * (The masks must also agree exactly with our own logits > 0.)
@@ -91,6 +93,9 @@ export async function loadSam2Cases(dir: URL): Promise<{
   return { cases, imageSizeHw: json.image_size_hw, imgSize: json.architecture.image_size };
 }
 
+/** A decoder result, or a predictor's Prediction in the same terms (tokens unknown). */
+export type CaseResult = Omit<Sam2DecoderResult, "tokens"> & { tokens?: number[] };
+
 export interface Sam2Tolerance {
   logitAtol: number;
   logitRtol: number;
@@ -116,7 +121,7 @@ export const ENCODER_TOL: Sam2Tolerance = {
  */
 export function checkSam2Case(
   c: Sam2Case,
-  results: Sam2DecoderResult[],
+  results: CaseResult[],
   hw: readonly [number, number],
   low: number,
   tol: Sam2Tolerance = DECODER_TOL,
@@ -127,7 +132,7 @@ export function checkSam2Case(
   assert.equal(results.length, B, `${c.name}: results`);
   results.forEach((r, b) => {
     assert.equal(r.count, C, `${c.name}[${b}]: mask count`);
-    if (c.fallback) {
+    if (c.fallback && r.tokens) {
       assert.equal(r.tokens[0] !== 0, c.fallback[b], `${c.name}[${b}]: dynamic multimask fallback`);
     }
   });
@@ -173,6 +178,6 @@ export function checkSam2Case(
   return `${c.name}: max abs low-res ${lowMax.toExponential(1)}, logits ${
     logitMax.toExponential(1)
   }, IoU ${iouMax.toExponential(1)}, obj ${objMax.toExponential(1)}; tokens ${
-    results.map((r) => r.tokens.join(",")).join(" | ")
+    results.map((r) => r.tokens?.join(",") ?? "?").join(" | ")
   }`;
 }
