@@ -10,7 +10,7 @@
  *   POST   /api/images/:id/segment    prompts -> masks (PNG, COCO RLE or polygons) + handles
  *   POST   /api/images/:id/everything automatic mask generation -> COCO annotations (RLE or polygons)
  *   POST   /api/images/:id/detect     detector boxes -> SAM masks -> COCO annotations (RLE or polygons)
- *   GET    /api/images/:id/embedding  the image embedding as .npy
+ *   GET    /api/images/:id/embedding  the image embedding as .npy (?tensor=: SAM 2's others)
  *
  * Every error is JSON `{ "error": "..." }`; unexpected exceptions are logged and become a 500.
  */
@@ -376,14 +376,35 @@ export function createApp(options: AppOptions): AppHandler {
     });
   }
 
-  async function embedding(id: string): Promise<Response> {
+  /**
+   * The image embedding as .npy; `?tensor=NAME` picks another of the tensors the decoder
+   * reads (SAM 2.1: image_embed, high_res_feats_0, high_res_feats_1; all three are needed to
+   * decode). The `x-wgsam-tensors` header lists them.
+   */
+  async function embedding(id: string, req: Request): Promise<Response> {
     const stored = await lookupImage(id);
-    const emb = await onImage(stored, () => engine.getImageEmbedding());
+    const names = engine.info.featureNames ?? ["image_embeddings"];
+    const tensor = new URL(req.url).searchParams.get("tensor");
+    if (tensor !== null && !names.includes(tensor)) {
+      throw new HttpError(
+        400,
+        `tensor must be one of ${names.join(", ")}; got '${tensor.slice(0, 100)}'`,
+      );
+    }
+    const emb = await onImage(
+      stored,
+      () =>
+        tensor === null || tensor === names[0] || !engine.getImageFeature
+          ? engine.getImageEmbedding()
+          : engine.getImageFeature(tensor),
+    );
+    const suffix = tensor === null || tensor === names[0] ? "embedding" : tensor;
     return new Response(encodeNpyF32(emb.data, emb.shape) as Uint8Array<ArrayBuffer>, {
       headers: {
         "content-type": "application/octet-stream",
-        "content-disposition": `attachment; filename="${stored.id.slice(0, 16)}_embedding.npy"`,
+        "content-disposition": `attachment; filename="${stored.id.slice(0, 16)}_${suffix}.npy"`,
         "cache-control": "no-store",
+        "x-wgsam-tensors": names.join(","),
       },
     });
   }
@@ -499,7 +520,7 @@ export function createApp(options: AppOptions): AppHandler {
           return await everything(req, id);
         case "embedding":
           if (method !== "GET") methodNotAllowed(["GET"]);
-          return await embedding(id);
+          return await embedding(id, req);
         case "detect":
           if (method !== "POST") methodNotAllowed(["POST"]);
           return await detect(req, id);

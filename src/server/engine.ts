@@ -13,6 +13,11 @@ export interface EngineInfo {
   model: string;
   /** "sam" (SAM 1 ViT, MobileSAM ...) or "sam2" (SAM 2.1 Hiera); absent: "sam". */
   family?: "sam" | "sam2";
+  /**
+   * The tensors the decoder reads per image, the embedding first (GET .../embedding?tensor=);
+   * absent: ["image_embeddings"]. SAM 2.1: image_embed, high_res_feats_0, high_res_feats_1.
+   */
+  featureNames?: string[];
   /** Architecture summary (encoder width, depth, image size...). */
   arch: unknown;
   /** The GPU adapter, in words. */
@@ -32,6 +37,8 @@ export interface Engine {
   predict(prompt: Prompt, opts?: { returnLogits?: boolean }): Promise<Prediction>;
   predictBatch(prompts: Prompt[], opts?: { returnLogits?: boolean }): Promise<Prediction[]>;
   getImageEmbedding(): Promise<{ data: Float32Array; shape: number[] }>;
+  /** One of `info.featureNames` for the current image (SAM 2's high-res features). */
+  getImageFeature?(name: string): Promise<{ data: Float32Array; shape: number[] }>;
   /** Drops an image's cached embedding (DELETE /api/images/:id); true when it was cached. */
   forget?(id: string): boolean;
   /** A mask source for "segment everything"; the default is `predictorMaskSource(this)`. */

@@ -112,6 +112,9 @@ export async function loadSamEngine(
         prompt_embed_dim: arch.promptEmbedDim,
         low_res_size: model.decoder.lowResSize,
       },
+    featureNames: model.family === "sam2"
+      ? ["image_embed", "high_res_feats_0", "high_res_feats_1"]
+      : ["image_embeddings"],
     adapter: model.adapter,
     meaningless: model.name === "sam-tiny" || model.name === "sam2-tiny",
     imgSize: arch.imgSize,
@@ -122,6 +125,11 @@ export async function loadSamEngine(
     predict: (prompt, o) => predictor.predict(prompt, o),
     predictBatch: (prompts, o) => predictor.predictBatch(prompts, o),
     getImageEmbedding: () => predictor.getImageEmbedding(),
+    getImageFeature: async (name) => {
+      const found = (await predictor.getImageFeatures()).find((f) => f.name === name);
+      if (!found) throw new Error(`no image feature '${name}'`);
+      return found;
+    },
     forget: (id) => predictor.forget(id),
     maskSource: () => new ModelMaskSource(backend),
     health: () => ({ gpuUsable: gpuError === null, gpuError }),
