@@ -35,6 +35,8 @@ export {
 } from "./src/image.ts";
 export { convertCheckpoint, loadSam, loadStateDict, openCheckpoint } from "./src/weights/load.ts";
 export type { SamArch, StateDict } from "./src/weights/types.ts";
+export type { ImageFeatures, ModelFamilyName } from "./src/family.ts";
+export type { Sam2Arch, Sam2ArchHints } from "./src/sam2/arch.ts";
 export { inferArch, OFFICIAL_ARCHS } from "./src/weights/arch.ts";
 export {
   getModel,
