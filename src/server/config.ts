@@ -3,7 +3,8 @@
  *
  *   --host / WGSAM_HOST        interface to listen on (127.0.0.1)
  *   --port / WGSAM_PORT        port (8787; 0 picks a free one)
- *   --model / WGSAM_MODEL      checkpoint path or registry name (vit_b, vit_l, vit_h, sam-tiny);
+ *   --model / WGSAM_MODEL      checkpoint path or registry name (vit_b, vit_l, vit_h, sam-tiny,
+ *                              sam2.1_hiera_tiny ... sam2-tiny);
  *                              default: the first *.safetensors, else *.pth, of the folder
  *                              `deno task weights` installs into ($WGSAM_WEIGHTS_DIR, else
  *                              weights/), else the bundled sam-tiny test model

@@ -12,6 +12,7 @@
  */
 import { createHash, type Hash } from "node:crypto";
 import { convertCheckpoint } from "./load.ts";
+import { checkpointFamily, convertSam2Checkpoint } from "../sam2/load.ts";
 import {
   checkpointPath,
   convertedPath,
@@ -183,6 +184,8 @@ async function transferOnce(
   opts: DownloadOptions,
   progress: (done: number) => void,
   counters: { received: number; resumed: boolean },
+  /** The expected size: the entry's, else learned from the server's first answer. */
+  size: { bytes: number | undefined } = { bytes: entry.bytes },
 ): Promise<void> {
   const fetchFn = opts.fetch ?? fetch;
   const note = opts.onNote ?? (() => {});
@@ -191,36 +194,38 @@ async function transferOnce(
   const res = await fetchFn(url, { headers, signal: opts.signal });
   if (res.status === 416 && partial.length > 0) {
     await res.body?.cancel();
-    if (partial.length === entry.bytes) return; // complete already
+    if (partial.length === size.bytes) return; // complete already
     note(`server refused to resume at ${partial.length} bytes; restarting from 0`);
     restart(partial);
-    return await transferOnce(entry, url, partial, opts, progress, counters);
+    return await transferOnce(entry, url, partial, opts, progress, counters, size);
   } else if (res.status === 206 && partial.length > 0) {
     const range = parseContentRange(res.headers.get("content-range"));
-    if (range?.total != null && range.total !== entry.bytes) {
+    if (size.bytes === undefined && range?.total != null) size.bytes = range.total;
+    if (range?.total != null && range.total !== size.bytes) {
       await res.body?.cancel();
       throw new FatalDownloadError(
-        `${url} is ${range.total} bytes, expected ${entry.bytes}: not the published ${entry.fileName}`,
+        `${url} is ${range.total} bytes, expected ${size.bytes}: not the published ${entry.fileName}`,
       );
     }
     if (range?.start !== partial.length) {
       await res.body?.cancel();
       note(`server answered the Range request with another range; restarting from 0`);
       restart(partial);
-      return await transferOnce(entry, url, partial, opts, progress, counters);
+      return await transferOnce(entry, url, partial, opts, progress, counters, size);
     }
     counters.resumed = true;
-    note(`resuming at ${formatBytes(partial.length)} of ${formatBytes(entry.bytes)} (HTTP 206)`);
+    note(`resuming at ${formatBytes(partial.length)} of ${formatBytes(size.bytes)} (HTTP 206)`);
   } else if (res.ok) {
     if (partial.length > 0) {
       note(`server ignored the Range request (HTTP ${res.status}); restarting from 0`);
       restart(partial);
     }
     const length = res.headers.get("content-length");
-    if (length !== null && Number(length) !== entry.bytes) {
+    if (size.bytes === undefined && length !== null) size.bytes = Number(length);
+    if (length !== null && Number(length) !== size.bytes) {
       await res.body?.cancel();
       throw new FatalDownloadError(
-        `${url} is ${length} bytes, expected ${entry.bytes}: not the published ${entry.fileName}`,
+        `${url} is ${length} bytes, expected ${size.bytes}: not the published ${entry.fileName}`,
       );
     }
   } else {
@@ -236,9 +241,9 @@ async function transferOnce(
     await file.seek(partial.length, Deno.SeekMode.Start);
     progress(partial.length);
     for await (const chunk of res.body) {
-      if (partial.length + chunk.length > entry.bytes) {
+      if (size.bytes !== undefined && partial.length + chunk.length > size.bytes) {
         throw new FatalDownloadError(
-          `${url} sent more than the ${entry.bytes} bytes of the published ${entry.fileName}`,
+          `${url} sent more than the ${size.bytes} bytes of the published ${entry.fileName}`,
         );
       }
       await writeAll(file, chunk);
@@ -250,8 +255,8 @@ async function transferOnce(
   } finally {
     file.close();
   }
-  if (partial.length < entry.bytes) {
-    throw new Error(`connection closed at ${partial.length} of ${entry.bytes} bytes`);
+  if (size.bytes !== undefined && partial.length < size.bytes) {
+    throw new Error(`connection closed at ${partial.length} of ${size.bytes} bytes`);
   }
 }
 
@@ -271,7 +276,7 @@ async function fetchVerified(
   const note = opts.onNote ?? (() => {});
   const partial: Partial = { path: `${dest}.partial`, length: 0, hash: createHash("md5") };
   const previous = await exists(partial.path);
-  if (previous && previous.size > entry.bytes) {
+  if (previous && entry.bytes !== undefined && previous.size > entry.bytes) {
     note(`${partial.path} is longer than the published file; starting afresh`);
     await Deno.remove(partial.path);
   } else if (previous && previous.size > 0) {
@@ -281,10 +286,11 @@ async function fetchVerified(
   }
   const counters = { received: 0, resumed: false };
   const retries = opts.retries ?? 3;
+  const size = { bytes: entry.bytes };
   for (let attempt = 0;; attempt++) {
-    const progress = phase("download", entry.bytes);
+    const progress = phase("download", size.bytes ?? 0);
     try {
-      await transferOnce(entry, url, partial, opts, progress, counters);
+      await transferOnce(entry, url, partial, opts, progress, counters, size);
       break;
     } catch (e) {
       if (e instanceof FatalDownloadError) {
@@ -313,7 +319,9 @@ async function fetchVerified(
     }
   }
   const actual = partial.hash.digest("hex");
-  if (actual !== entry.md5) {
+  if (entry.md5 === undefined) {
+    note(`${entry.fileName}: MD5 ${actual} (not verified: no published digest)`);
+  } else if (actual !== entry.md5) {
     await removeIfPresent(partial.path);
     throw new Error(
       `download of ${entry.name} failed: ${entry.fileName} from ${url} has MD5 ${actual}, ` +
@@ -359,18 +367,21 @@ export async function downloadModel(
   if (present) {
     // Placed by hand or left by an earlier run: check it is the published file, keep it if
     // not (it is the user's file) but refuse to convert it.
-    if (present.size !== entry.bytes) {
+    if (entry.bytes !== undefined && present.size !== entry.bytes) {
       throw new Error(
         `${checkpoint} has ${present.size} bytes, the published ${entry.fileName} has ` +
           `${entry.bytes}; delete it and run again`,
       );
     }
-    const actual = await md5File(checkpoint, phase("verify", entry.bytes));
-    if (actual !== entry.md5) {
-      throw new Error(
-        `${checkpoint} has MD5 ${actual}, expected ${entry.md5}: not the published ` +
-          `${entry.fileName}; delete it and run again`,
-      );
+    // Without a published digest (SAM 2.1) there is nothing to verify it against.
+    if (entry.md5 !== undefined) {
+      const actual = await md5File(checkpoint, phase("verify", present.size));
+      if (actual !== entry.md5) {
+        throw new Error(
+          `${checkpoint} has MD5 ${actual}, expected ${entry.md5}: not the published ` +
+            `${entry.fileName}; delete it and run again`,
+        );
+      }
     }
   } else {
     const counters = await fetchVerified(entry, checkpoint, dirOpts, phase);
@@ -379,7 +390,13 @@ export async function downloadModel(
   }
 
   const converting = phase("convert", 0);
-  await convertCheckpoint(checkpoint, safetensors, (p) => converting(p.bytesDone, p.bytesTotal));
+  const onConvert = (p: { bytesDone: number; bytesTotal: number }) =>
+    converting(p.bytesDone, p.bytesTotal);
+  if (await checkpointFamily(checkpoint) === "sam2") {
+    await convertSam2Checkpoint(checkpoint, safetensors, entry.sam2Hints, onConvert);
+  } else {
+    await convertCheckpoint(checkpoint, safetensors, onConvert);
+  }
   result.converted = true;
   return result;
 }

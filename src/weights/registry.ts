@@ -20,10 +20,13 @@ export interface ModelEntry {
   fileName: string;
   /** Where it is published; absent for a bundled model. */
   url?: string;
-  /** Exact size in bytes. */
-  bytes: number;
-  /** Full MD5 digest, 32 lowercase hex digits. */
-  md5: string;
+  /**
+   * Exact size in bytes; absent where no trustworthy published size is known (SAM 2.1): the
+   * download then takes the server's Content-Length, and a file placed by hand is not checked.
+   */
+  bytes?: number;
+  /** Full MD5 digest, 32 lowercase hex digits; absent: not verified (none is published). */
+  md5?: string;
   /** Absolute path of a model that ships with the source tree (nothing to download). */
   bundledPath?: string;
   /** SAM 2 only: what its tensor shapes do not tell (a model of no official config). */
@@ -32,6 +35,9 @@ export interface ModelEntry {
 
 /** Directory of Meta's SAM v1 release; `--url` / $WGSAM_WEIGHTS_URL replace it with a mirror. */
 export const OFFICIAL_BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything";
+
+/** Directory of Meta's SAM 2.1 release (checkpoints/download_ckpts.sh of facebookresearch/sam2). */
+export const SAM2_BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824";
 
 /** Used when neither an option nor $WGSAM_WEIGHTS_DIR names the weights folder. */
 export const DEFAULT_WEIGHTS_DIR = "weights";
@@ -84,6 +90,17 @@ const ENTRIES: ModelEntry[] = [
     bytes: 2_564_550_879,
     md5: "4b8939a88964f0f4ff5f5b2642c598a6",
   },
+  ...(["tiny", "small", "base_plus", "large"] as const).map((size) => ({
+    // SAM 2.1 (facebookresearch/sam2 checkpoints/download_ckpts.sh). Meta publishes neither
+    // sizes nor digests for them and none was found that could be trusted: the download is
+    // checked against the server's Content-Length only, and its MD5 is printed, not verified.
+    name: `sam2.1_hiera_${size}`,
+    description: `SAM 2.1 Hiera-${
+      { tiny: "T", small: "S", base_plus: "B+", large: "L" }[size]
+    } image model (size and MD5 not verified: none published)`,
+    fileName: `sam2.1_hiera_${size}.pt`,
+    url: `${SAM2_BASE_URL}/sam2.1_hiera_${size}.pt`,
+  })),
   {
     // Random weights in the official architecture at toy size: for tests and demos only.
     // Size and MD5 measured on the fixture (md5sum), which must never be regenerated.
@@ -172,8 +189,9 @@ export function downloadUrl(entry: ModelEntry, baseUrl?: string): string {
   return entry.url;
 }
 
-/** "375.0 MB" / "2.56 GB". */
-export function formatBytes(bytes: number): string {
+/** "375.0 MB" / "2.56 GB" ("unknown" without a size). */
+export function formatBytes(bytes: number | undefined): string {
+  if (bytes === undefined) return "unknown";
   return bytes >= 1e9 ? `${(bytes / 1e9).toFixed(2)} GB` : `${(bytes / 1e6).toFixed(1)} MB`;
 }
 
@@ -187,7 +205,9 @@ export function installInstructions(entry: ModelEntry, weightsDir?: string): str
   return [
     `To download and convert it: deno task weights ${entry.name}${dirFlag}`,
     `Offline: on a machine with network access download ${entry.url ?? entry.fileName}`,
-    `  (${entry.bytes} bytes, MD5 ${entry.md5}), put it at ${checkpointPath(entry, dir)},`,
+    entry.bytes !== undefined && entry.md5 !== undefined
+      ? `  (${entry.bytes} bytes, MD5 ${entry.md5}), put it at ${checkpointPath(entry, dir)},`
+      : `  (no published size or MD5 to check it by), put it at ${checkpointPath(entry, dir)},`,
     `  then run: deno task weights ${entry.name}${dirFlag}`,
     `  (with the file in place it only verifies the MD5 and converts, no network), or convert`,
     `  it without the check: deno task convert ${checkpointPath(entry, dir)} ${
@@ -233,7 +253,9 @@ export async function resolveModel(
     if ((await fileSize(converted)) !== null) return converted;
     const checkpoint = checkpointPath(entry, opts.weightsDir);
     const size = await fileSize(checkpoint);
-    if (size === entry.bytes) return checkpoint;
+    if (size !== null && (entry.bytes === undefined ? size > 0 : size === entry.bytes)) {
+      return checkpoint;
+    }
     const state = size === null
       ? `model '${entry.name}' is not installed (no ${converted} or ${checkpoint})`
       : `model '${entry.name}': ${checkpoint} has ${size} bytes, the published file has ` +

@@ -80,7 +80,9 @@ async function status(entry: ModelEntry, dir: string): Promise<string> {
   if (size !== null) return `downloaded, not converted (${checkpoint})`;
   const partial = await sizeOf(`${checkpoint}.partial`);
   if (partial !== null) {
-    return `partial: ${Math.floor((100 * partial) / entry.bytes)}% (run again to resume)`;
+    return entry.bytes
+      ? `partial: ${Math.floor((100 * partial) / entry.bytes)}% (run again to resume)`
+      : `partial: ${formatBytes(partial)} (run again to resume)`;
   }
   return "not installed";
 }
@@ -90,7 +92,11 @@ async function list(entries: ModelEntry[], dir: string) {
   for (const e of entries) {
     console.log(`${e.name.padEnd(width)}  ${formatBytes(e.bytes).padStart(9)}  ${e.description}`);
     console.log(`${"".padEnd(width)}  ${"".padStart(9)}  ${await status(e, dir)}`);
-    if (e.url) console.log(`${"".padEnd(width)}  ${"".padStart(9)}  ${e.url} md5 ${e.md5}`);
+    if (e.url) {
+      console.log(
+        `${"".padEnd(width)}  ${"".padStart(9)}  ${e.url} md5 ${e.md5 ?? "(none published)"}`,
+      );
+    }
   }
 }
 

@@ -26,7 +26,7 @@ if (skipIfMissing(MINI, "download tests on sam-mini (using the bundled sam-tiny 
 }
 const SOURCE = MINI ?? TINY;
 const BYTES = await Deno.readFile(SOURCE);
-const ENTRY: ModelEntry = {
+const ENTRY: ModelEntry & { bytes: number; md5: string } = {
   name: "test-model",
   description: "a test checkpoint",
   fileName: "test_model_0000.pth",
@@ -300,7 +300,7 @@ Deno.test("weights CLI: downloads with progress; clear errors and non-zero exits
     assert.equal(bad.code, 2);
     assert.match(
       bad.stderr,
-      /unknown model 'vit_q'; known: vit_b, vit_l, vit_h, sam-tiny, test-model/,
+      /unknown model 'vit_q'; known: vit_b, vit_l, vit_h, sam2\.1_hiera_tiny, .*, sam2-tiny, test-model/,
     );
     const notFound = await runCli([
       "--dir",

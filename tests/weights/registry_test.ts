@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { md5File } from "../../src/weights/download.ts";
 import { loadSam } from "../../src/weights/load.ts";
+import { loadSam2 } from "../../src/sam2/load.ts";
 import {
   checkpointPath,
   convertedPath,
@@ -17,18 +18,28 @@ import { withTempDir } from "./helpers.ts";
 const OFFICIAL = ["vit_b", "vit_l", "vit_h"].map(getModel);
 
 Deno.test("official entries: Meta's URLs, file-name suffix = MD5 prefix, ordered sizes", () => {
-  assert.deepEqual(listModels().map((e) => e.name), ["vit_b", "vit_l", "vit_h", "sam-tiny"]);
+  assert.deepEqual(listModels().map((e) => e.name), [
+    "vit_b",
+    "vit_l",
+    "vit_h",
+    "sam2.1_hiera_tiny",
+    "sam2.1_hiera_small",
+    "sam2.1_hiera_base_plus",
+    "sam2.1_hiera_large",
+    "sam-tiny",
+    "sam2-tiny",
+  ]);
   for (const e of OFFICIAL) {
     const m = e.fileName.match(/^sam_(vit_[blh])_([0-9a-f]{6})\.pth$/);
     assert.ok(m, e.fileName);
     assert.equal(m[1], e.name);
     assert.equal(e.url, `https://dl.fbaipublicfiles.com/segment_anything/${e.fileName}`);
-    assert.match(e.md5, /^[0-9a-f]{32}$/);
-    assert.ok(e.md5.startsWith(m[2]), `${e.name}: MD5 ${e.md5} vs file name ${e.fileName}`);
+    assert.match(e.md5!, /^[0-9a-f]{32}$/);
+    assert.ok(e.md5!.startsWith(m[2]), `${e.name}: MD5 ${e.md5} vs file name ${e.fileName}`);
     assert.ok(Number.isSafeInteger(e.bytes));
   }
   // Float32 parameters dominate: about 4 bytes x 94M / 312M / 641M parameters.
-  const params = OFFICIAL.map((e) => e.bytes / 4e6);
+  const params = OFFICIAL.map((e) => e.bytes! / 4e6);
   assert.deepEqual(params.map((p) => Math.round(p / 10) * 10), [90, 310, 640]);
   assert.throws(() => getModel("vit_x"), /unknown model 'vit_x'; known models: vit_b, vit_l/);
 });
@@ -41,6 +52,31 @@ Deno.test("sam-tiny is bundled: size and MD5 match, resolves to a loadable file"
   assert.equal(await md5File(path), tiny.md5);
   const { arch } = await loadSam(path);
   assert.equal(arch.embedDim, 32);
+});
+
+Deno.test("SAM 2.1 entries: the URLs of sam2's download_ckpts.sh, no size or MD5 claimed", () => {
+  for (const size of ["tiny", "small", "base_plus", "large"]) {
+    const e = getModel(`sam2.1_hiera_${size}`);
+    assert.equal(e.fileName, `sam2.1_hiera_${size}.pt`);
+    assert.equal(
+      e.url,
+      `https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_${size}.pt`,
+    );
+    assert.equal(e.bytes, undefined);
+    assert.equal(e.md5, undefined);
+    assert.match(installInstructions(e), /no published size or MD5/);
+  }
+});
+
+Deno.test("sam2-tiny is bundled: size and MD5 match, resolves to a SAM 2 checkpoint with hints", async () => {
+  const tiny = getModel("sam2-tiny");
+  const path = await resolveModel("sam2-tiny");
+  assert.equal(path, tiny.bundledPath);
+  assert.equal((await Deno.stat(path)).size, tiny.bytes);
+  assert.equal(await md5File(path), tiny.md5);
+  const { arch } = await loadSam2(path, tiny.sam2Hints);
+  assert.equal(arch.imgSize, 256);
+  assert.equal(arch.trunk.embedDim, 16);
 });
 
 Deno.test("resolveModel: converted file, downloaded checkpoint, plain paths", async () => {
@@ -72,7 +108,7 @@ Deno.test("resolveModel: converted file, downloaded checkpoint, plain paths", as
   await assert.rejects(resolveModel("./no/such/model.pth"), /no such checkpoint file: \.\/no/);
   await assert.rejects(
     resolveModel("vit_q"),
-    /'vit_q' is neither a model name \(vit_b, vit_l, vit_h, sam-tiny\) nor an existing file/,
+    /'vit_q' is neither a model name \(vit_b, vit_l, vit_h, sam2\.1_hiera_tiny, .*, sam2-tiny\) nor an existing file/,
   );
 });
 
