@@ -27,6 +27,7 @@ import { parseFlags, UsageError, wantsHelp } from "../src/cli/args.ts";
 import { isSoftwareAdapter as isSoftwareDevice } from "../src/gpu/device.ts";
 import { officialSam2Arch, type Sam2Arch, sam2HintsFromFixture } from "../src/sam2/arch.ts";
 import { disposeSam2Features, Sam2ImageEncoder } from "../src/sam2/image_encoder.ts";
+import { Sam2Decoder } from "../src/sam2/mask_decoder.ts";
 import { expectedSam2EncoderShapes, loadSam2 } from "../src/sam2/load.ts";
 import { flopsSam2Encoder } from "./encoder/sam2_flops.ts";
 import { getContext, type GpuContext } from "../src/gpu/context.ts";
@@ -135,6 +136,30 @@ export function flopsDecoder(arch: SamArch, opts: DecoderFlopsOptions): number {
   const H = arch.iouHeadHiddenDim; // IoU head: D -> H -> H -> masks
   f += 2 * (D * H + H * H + H * masks);
   return f * opts.prompts;
+}
+
+/**
+ * FLOPs of SAM 2's mask decoder, counted as flopsDecoder counts SAM's (same two-way transformer,
+ * upscaling, hypernetworks, IoU head) with one more output token (the object-score token) and
+ * its 3-layer MLP head. Not counted beyond SAM's: the adds of the high-res features (one add a
+ * pixel) and the stability score of single-mask outputs (a comparison a pixel).
+ */
+export function flopsSam2Decoder(arch: Sam2Arch, opts: DecoderFlopsOptions): number {
+  const d = arch.decoder, D = arch.dModel;
+  const asSam = {
+    promptEmbedDim: D,
+    decoderCrossAttnDim: d.crossAttnDim,
+    imgSize: arch.imgSize,
+    patchSize: arch.backboneStride,
+    numMultimaskOutputs: d.numMultimaskOutputs,
+    decoderDepth: d.depth,
+    decoderMlpDim: d.mlpDim,
+    iouHeadHiddenDim: d.iouHeadHiddenDim,
+  } as SamArch;
+  const objToken = d.predObjScores ? 1 : 0;
+  const objHead = d.objScoreHeadDepth === 3 ? 2 * (D * D + D * D + D) : 2 * D * objToken;
+  return flopsDecoder(asSam, { ...opts, sparseTokens: opts.sparseTokens + objToken }) +
+    objHead * opts.prompts;
 }
 
 /**
@@ -816,6 +841,71 @@ async function sam2EncoderRows(
 }
 
 /**
+ * SAM 2.1 decoder rows: ours only (the peer has no SAM 2 decoder graph). sam2-mini's decoder
+ * has the real sizes (256 wide, MLP 2048); its kept features are stored only as probes, so it
+ * decodes deterministic features of the right shapes (timing only), all 4 mask tokens.
+ */
+async function sam2DecoderRows(ctx: GpuContext, opts: ReportOptions): Promise<Row[]> {
+  const peerNa = notMeasured("peer: no ONNX graph of the SAM 2 mask decoder");
+  const ids = ["decoder_sam2_1p_upscaled", "decoder_sam2_1p_lowres"] as const;
+  const pt = fixturePath("sam2-mini/sam2-mini.pt");
+  const fixture = fixturePath("sam2-mini/fixture.json");
+  const ours = new Map<string, Measure>();
+  let flops: number | null = null;
+  if (!pt || !fixture) {
+    for (const id of ids) ours.set(id, notMeasured("ours: the sam2-mini fixture is missing"));
+  } else {
+    try {
+      const hints = sam2HintsFromFixture(JSON.parse(Deno.readTextFileSync(fixture)).architecture);
+      const { sd, arch } = await loadSam2(pt, hints);
+      flops = flopsSam2Decoder(arch, { prompts: 1, sparseTokens: 3 });
+      const decoder = Sam2Decoder.create(ctx, sd, arch);
+      const C = arch.dModel, s = arch.imgSize / arch.backboneStride;
+      const feature = (c: number, side: number, name: string) => {
+        const a = new Float32Array(c * side * side);
+        for (let i = 0; i < a.length; i++) a[i] = ((i * 2654435761) % 1000) / 500 - 1;
+        return tensorFrom(ctx, a, [1, c, side, side], name);
+      };
+      const features = {
+        imageEmbed: feature(C, s, "image_embed"),
+        highRes0: feature(C / 8, 4 * s, "high_res_feats_0"),
+        highRes1: feature(C / 4, 2 * s, "high_res_feats_1"),
+      };
+      try {
+        for (const upscaled of [true, false]) {
+          const id = upscaled ? ids[0] : ids[1];
+          log(`ours: decoder SAM 2.1, 1 prompt, ${upscaled ? "upscaled" : "lowres"}`);
+          const work = async () => {
+            await decoder.predict(features, [oursPrompt()], {
+              originalSize: ORIG_HW,
+              output: upscaled ? "logits" : "none",
+              allTokens: true,
+            });
+          };
+          ours.set(id, await timeOurs(ctx, work, upscaled ? opts.warmup : 0, opts.decoderRuns));
+        }
+      } finally {
+        decoder.dispose();
+        disposeSam2Features(features);
+      }
+    } catch (e) {
+      for (const id of ids) {
+        if (!ours.has(id)) ours.set(id, notMeasured(`ours: failed: ${firstLine(e)}`));
+      }
+    }
+  }
+  return ids.map((id) => ({
+    id,
+    group: "decoder" as const,
+    label: LABELS[id],
+    flops,
+    ours: ours.get(id)!,
+    peerWasm: peerNa,
+    peerWebgpu: peerNa,
+  }));
+}
+
+/**
  * Ours: one SamDecoder.predict call with `prompts` on a given embedding, all 4 mask tokens (as
  * the official export); upscaled: float logits at `origHw` read back; else low-res only.
  */
@@ -914,6 +1004,10 @@ const LABELS: Record<string, string> = {
   decoder_1p_lowres: "decoder, 1 prompt (2 points), low-res only",
   decoder_64p_upscaled: "decoder, 64 prompts, 4 masks each to 1200x1800",
   decoder_64p_lowres: "decoder, 64 prompts, low-res only",
+  decoder_sam2_1p_upscaled:
+    "decoder SAM 2.1 (sam2-mini: 256 wide), 1 prompt (2 points), 4 masks to 1200x1800",
+  decoder_sam2_1p_lowres:
+    "decoder SAM 2.1 (sam2-mini: 256 wide), 1 prompt (2 points), low-res only",
   amg_32: "AMG 32x32 points on a 1800x1200 photo",
 };
 
@@ -1201,6 +1295,7 @@ export async function runReport(opts: ReportOptions): Promise<{ env: Env; rows: 
       .map((id) => ours.get(id))
       .map((m) => m?.status === "ok" ? (m.perPromptMs ?? m.ms) : null)
       .find((x) => x !== null) ?? null;
+    rows.push(...await sam2DecoderRows(ctx, opts));
   }
 
   // ------------------------------------------------------------------ encoder
