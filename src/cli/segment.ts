@@ -273,6 +273,10 @@ export async function runSegment(
       encode_ms: Math.round(info.encodeMs),
       prompts: promptsOf(args),
       masks: args.polygon ? files.map((f, i) => ({ ...f, ...polygons[i] })) : files,
+      // SAM 2.1: each prompt's object-score logit (> 0: an object is there).
+      ...(model.family === "sam2"
+        ? { object_scores: predictions.map((p) => p.objectScore ?? null) }
+        : {}),
     };
     if (args.polygon) {
       const objects = best.map((mask) => ({ mask, classIndex: 0 }));

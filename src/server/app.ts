@@ -329,7 +329,13 @@ export function createApp(options: AppOptions): AppHandler {
           : { rle: cocoEncodeRle(maskToRle(mask, pred.height, pred.width)) }),
       });
     }
-    return { masks, best, low_res_handle: masks[best]?.low_res_handle ?? null };
+    return {
+      masks,
+      best,
+      low_res_handle: masks[best]?.low_res_handle ?? null,
+      // SAM 2.1: the object-score logit (> 0: an object is there), as information only.
+      ...(pred.objectScore !== undefined ? { object_score: pred.objectScore } : {}),
+    };
   }
 
   async function everything(req: Request, id: string): Promise<Response> {

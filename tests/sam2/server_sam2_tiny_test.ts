@@ -48,6 +48,11 @@ Deno.test("server on sam2-tiny: info, segment, everything, the three embedding t
     assert.equal(r.status, 200, JSON.stringify(r.json));
     const iou = (await loadGolden(dir, "point2_single_iou.npy")).data as Float32Array;
     assert.ok(Math.abs(r.json.masks[0].score - iou[0]) <= 1e-5);
+    const obj = (await loadGolden(dir, "point2_single_obj_score.npy")).data as Float32Array;
+    assert.ok(
+      Math.abs(r.json.object_score - obj[0]) <= 1e-4,
+      `object_score ${r.json.object_score}`,
+    );
 
     const amg = JSON.parse(await Deno.readTextFile(new URL("amg.json", dir)));
     const params = { ...amg.params };
