@@ -36,7 +36,8 @@ export {
 export { convertCheckpoint, loadSam, loadStateDict, openCheckpoint } from "./src/weights/load.ts";
 export type { SamArch, StateDict } from "./src/weights/types.ts";
 export type { ImageFeatures, ModelFamilyName } from "./src/family.ts";
-export type { Sam2Arch, Sam2ArchHints } from "./src/sam2/arch.ts";
+export { officialSam2Arch, type Sam2Arch, type Sam2ArchHints } from "./src/sam2/arch.ts";
+export { convertSam2Checkpoint, loadSam2 } from "./src/sam2/load.ts";
 export { inferArch, OFFICIAL_ARCHS } from "./src/weights/arch.ts";
 export {
   getModel,
