@@ -3,7 +3,7 @@
  * (see src/server/config.ts or `--help`); the application itself is `createApp` in
  * src/server/app.ts.
  */
-import { createApp, MEANINGLESS_WARNING } from "./server/app.ts";
+import { createApp, meaninglessWarning } from "./server/app.ts";
 import { findDefaultModel, parseConfig, USAGE } from "./server/config.ts";
 import { loadServerDetector, type ServerDetector } from "./server/detector.ts";
 import { loadSamEngine } from "./server/sam_engine.ts";
@@ -106,7 +106,7 @@ async function main(): Promise<number> {
       Math.round(performance.now() - t0)
     } ms on ${engine.info.adapter}`,
   );
-  if (engine.info.meaningless) console.warn(`WARNING: ${MEANINGLESS_WARNING}`);
+  if (engine.info.meaningless) console.warn(`WARNING: ${meaninglessWarning(engine.info.model)}`);
 
   const app = createApp({
     engine,

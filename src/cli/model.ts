@@ -36,5 +36,7 @@ export function chooseModel(given: string | undefined, log: (line: string) => vo
 
 /** Prints the warning when the loaded model is the random-weight test model. */
 export function warnIfMeaningless(modelName: string, log: (line: string) => void): void {
-  if (modelName === "sam-tiny") log(`WARNING: ${MEANINGLESS_WARNING}`);
+  if (modelName === "sam-tiny" || modelName === "sam2-tiny") {
+    log(`WARNING: ${MEANINGLESS_WARNING.replace("sam-tiny", modelName)}`);
+  }
 }

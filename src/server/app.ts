@@ -47,6 +47,11 @@ export const MEANINGLESS_WARNING =
   "Running on the bundled sam-tiny test model (random weights): its masks are meaningless. " +
   "Get a real model with `deno task weights vit_b` and restart.";
 
+/** MEANINGLESS_WARNING naming the bundled test model in use (sam-tiny or sam2-tiny). */
+export function meaninglessWarning(model: string): string {
+  return MEANINGLESS_WARNING.replace("sam-tiny", model === "sam2-tiny" ? model : "sam-tiny");
+}
+
 export interface AppOptions {
   engine: Engine;
   /** The object detector of POST /api/images/:id/detect; absent: that route answers 404. */
@@ -185,7 +190,7 @@ export function createApp(options: AppOptions): AppHandler {
       },
       adapter: engine.info.adapter,
       detector: detector?.info() ?? null,
-      warning: engine.info.meaningless ? MEANINGLESS_WARNING : null,
+      warning: engine.info.meaningless ? meaninglessWarning(engine.info.model) : null,
       queue: queue.stats(),
       cache: {
         images: { count: images.size, bytes: images.bytes, max_bytes: images.maxBytes },

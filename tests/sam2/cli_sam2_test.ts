@@ -25,6 +25,7 @@ Deno.test("segment CLI on sam2-tiny: the golden mask and the object score in res
       out,
     ], { env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp/xdg-runtime" } });
     assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr + r.stdout, /WARNING: Running on the bundled sam2-tiny test model/);
     const result = JSON.parse(await Deno.readTextFile(`${out}/result.json`));
     assert.equal(result.model, "sam2-tiny");
     const obj = (await loadGolden(dir, "point2_single_obj_score.npy")).data as Float32Array;

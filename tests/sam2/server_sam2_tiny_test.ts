@@ -27,6 +27,7 @@ Deno.test("server on sam2-tiny: info, segment, everything, the three embedding t
     assert.equal(info.model.family, "sam2");
     assert.equal(info.model.arch.img_size, 256);
     assert.equal(info.model.meaningless, true);
+    assert.match(info.warning, /bundled sam2-tiny test model/);
 
     const up = await fetch(`${base}/api/images`, {
       method: "POST",
