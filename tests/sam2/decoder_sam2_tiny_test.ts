@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { getContext } from "../../src/gpu/context.ts";
-import { tensorFrom } from "../../src/gpu/tensor.ts";
+import { emptyTensor, tensorFrom } from "../../src/gpu/tensor.ts";
 import { Sam2Decoder, type Sam2Features } from "../../src/sam2/mask_decoder.ts";
 import { sam2HintsFromFixture } from "../../src/sam2/arch.ts";
 import { loadSam2 } from "../../src/sam2/load.ts";
@@ -92,6 +92,34 @@ Deno.test("sam2-tiny decoder: every prompt case (masks, IoU, low-res, object sco
         output: "both",
       });
       console.log(checkSam2Case(c, results, imageSizeHw, decoder.lowResSize));
+    }
+  } finally {
+    close();
+  }
+});
+
+Deno.test("sam2-tiny decoder: lowResOut (chosen tokens copied on the GPU) and reuseImage=false agree with the goldens", async () => {
+  const { ctx, decoder, features, close } = await openSam2Decoder(dir, "sam2-tiny.pt");
+  const { cases, imageSizeHw } = await loadSam2Cases(dir);
+  try {
+    // boxes_batch: single-mask outputs, two of which fall back to a multimask token.
+    const c = cases.find((x) => x.name === "boxes_batch")!;
+    const low = decoder.lowResSize;
+    const out = emptyTensor(ctx, [3, 1, low, low], "test.low_res_out");
+    try {
+      const results = await decoder.predict(features, c.prompts, {
+        originalSize: imageSizeHw,
+        output: "none",
+        lowResOut: out,
+        reuseImage: false,
+      });
+      assert.deepEqual(results.map((r) => r.tokens[0] !== 0), c.fallback);
+      // lowResOut holds the unclamped logits: clamped, they are the predictor's low_res.
+      const got = (await out.read()).map((v) => Math.min(32, Math.max(-32, v)));
+      assertClose(got, c.lowRes!, { atol: 2e-4, rtol: 1e-5, label: "boxes_batch lowResOut" });
+      assert.ok(results.every((r) => r.lowRes.length === 0), "results carry no low-res copy");
+    } finally {
+      out.destroy();
     }
   } finally {
     close();
