@@ -7,6 +7,7 @@
  */
 import {
   type EmbeddingEvent,
+  imageId,
   SamModel,
   SamPredictor,
   type SharedEmbeddings,
@@ -92,6 +93,7 @@ export async function loadSamEngine(
   return {
     info,
     setImage: (image) => predictor.setImage(image),
+    imageId: (image) => imageId(image),
     predict: (prompt, o) => predictor.predict(prompt, o),
     predictBatch: (prompts, o) => predictor.predictBatch(prompts, o),
     getImageEmbedding: () => predictor.getImageEmbedding(),
