@@ -106,8 +106,9 @@ Deno.test("worker engine: /api/info answers and timers run while segment everyth
     }
     assert.equal(await job, 200);
     assert.ok(answered >= 3, `${answered} answers from /api/info while the job ran`);
-    // In-process, one batch held the loop for ~3 s on llvmpipe; on its own thread, nothing does.
-    assert.ok(maxLag < 1000, `the event loop stalled for ${Math.round(maxLag)} ms`);
+    // In-process, one batch held the loop for up to 3 s at a stretch on llvmpipe (measured); on
+    // its own thread nothing does. 1.5 s leaves room for a busy machine.
+    assert.ok(maxLag < 1500, `the event loop stalled for ${Math.round(maxLag)} ms`);
   } finally {
     clearInterval(lag);
     app.close();
