@@ -8,9 +8,11 @@ import { findDefaultModel, parseConfig, USAGE } from "./server/config.ts";
 import { loadServerDetector, type ServerDetector } from "./server/detector.ts";
 import { loadSamEngine } from "./server/sam_engine.ts";
 import { modelIdentity, SharedStore } from "./server/embedding_store.ts";
+import { serveGuarded } from "./server/listener.ts";
 import { Metrics, timedEngine } from "./server/metrics.ts";
 import { withOps } from "./server/ops.ts";
 import { checkRedisUrl, openRedis, redactUrl, type Redis } from "./server/redis.ts";
+import { loadWorkerEngine } from "./server/worker_engine.ts";
 import { resolveModel, weightsDirFrom } from "./weights/registry.ts";
 
 async function main(): Promise<number> {
@@ -32,6 +34,13 @@ async function main(): Promise<number> {
       console.error(`error: ${(e as Error).message}`);
       return 2;
     }
+  }
+  const badOrigin = config.allowOrigin.find((o) => o !== "*" && !/^https?:\/\/[^/\s]+$/i.test(o));
+  if (badOrigin !== undefined) {
+    console.error(
+      `error: --allow-origin "${badOrigin}" is not an origin (scheme://host[:port], or *)`,
+    );
+    return 2;
   }
 
   // The detector first: a bad file fails at once, before the slower SAM model loads.
@@ -88,11 +97,13 @@ async function main(): Promise<number> {
       });
       await conn.ready; // only for the log's order: an outage is logged, not fatal
     }
-    samEngine = await loadSamEngine(model, {
-      cacheBytes,
-      shared: shared ?? undefined,
-      onEmbedding: (event) => metrics.embedding(event),
-    });
+    const onEmbedding = (event: { kind: "local-hit" | "shared-hit" | "encode"; ms: number }) =>
+      metrics.embedding(event);
+    samEngine = shared
+      // The shared store's connection lives on this thread, and so does the model with it.
+      ? await loadSamEngine(model, { cacheBytes, shared, onEmbedding })
+      // On its own thread: GPU waits and "segment everything" never hold the event loop.
+      : await loadWorkerEngine(model, { cacheBytes, onEmbedding });
   } catch (e) {
     // A missing, corrupt or foreign checkpoint: its message says what to do, no stack trace.
     console.error(`error: --model ${model}: ${(e as Error).message}`);
@@ -121,6 +132,8 @@ async function main(): Promise<number> {
       imageCacheBytes: cacheBytes,
     },
     sharedImages: shared,
+    // The name the server was bound to is its own; IP addresses and localhost always are.
+    access: { allowHosts: [config.host, ...config.allowHost], allowOrigins: config.allowOrigin },
   });
   if (shared) {
     const store = shared;
@@ -151,14 +164,15 @@ async function main(): Promise<number> {
       : undefined,
   });
 
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  let server: Awaited<ReturnType<typeof serveGuarded>>;
   try {
-    server = Deno.serve({
+    server = await serveGuarded({
       hostname: config.host,
       port: config.port,
-      onListen: ({ hostname, port }) => {
-        const shown = hostname.includes(":") ? `[${hostname}]` : hostname;
-        console.log(`wgsam listening on http://${shown}:${port}/`);
+      limits: {
+        maxConnections: config.maxConnections,
+        headerTimeoutMs: Math.max(1, Math.round(config.headerTimeoutS * 1000)),
+        idleTimeoutMs: Math.max(1, Math.round(config.idleTimeoutS * 1000)),
       },
       onError: (e) => {
         // createApp answers every error itself; this is a last resort that keeps serving.
@@ -170,6 +184,7 @@ async function main(): Promise<number> {
       },
     }, handler);
   } catch (e) {
+    app.close();
     // Port taken, or no permission to bind: say which address, without a stack trace.
     const reason = e instanceof Deno.errors.AddrInUse
       ? "the address is already in use (another server on that port? try --port)"
@@ -180,6 +195,9 @@ async function main(): Promise<number> {
     await detector?.dispose();
     return 2;
   }
+  const { hostname, port } = server.addr;
+  const shown = hostname.includes(":") ? `[${hostname}]` : hostname;
+  console.log(`wgsam listening on http://${shown}:${port}/`);
 
   // Graceful stop: no new connections, new requests on open ones get a 503, and the accepted
   // ones (running or queued for the GPU) have --drain-s seconds to finish.
@@ -210,8 +228,10 @@ async function main(): Promise<number> {
   } catch {
     // Signals are not available on every platform.
   }
+  // Never rejects: accept errors (EMFILE) are logged and the listener keeps going.
   await server.finished;
   if (stopping) console.log("stopped: every accepted request answered");
+  app.close();
   engine.dispose();
   redis?.disconnect();
   await detector?.dispose();

@@ -4,8 +4,9 @@
  *
  *   GET    /                          the page (src/web/)
  *   GET    /api/info                  server, model, adapter, queue and cache state
- *   POST   /api/images                upload (raw PNG/JPEG or multipart field "image")
- *   GET    /api/images/:id            size of a stored image
+ *   POST   /api/images                upload (raw PNG/JPEG or multipart field "image"); 200 once
+ *                                     encoded, or 202 status "encoding" if that takes long
+ *   GET    /api/images/:id            size and status ("waiting", "encoding", "ready")
  *   DELETE /api/images/:id            forget a stored image
  *   POST   /api/images/:id/segment    prompts -> masks (PNG, COCO RLE or polygons) + handles
  *   POST   /api/images/:id/everything automatic mask generation -> COCO annotations (RLE or polygons)
@@ -13,14 +14,17 @@
  *   GET    /api/images/:id/embedding  the image embedding as .npy (?tensor=: SAM 2's others)
  *
  * Every error is JSON `{ "error": "..." }`; unexpected exceptions are logged and become a 500.
+ * Before routing, every request passes the Host/Origin checks of access.ts (403) and takes its
+ * share of the request-body byte budget (503 past it).
  */
-import type { Prediction, Prompt } from "../types.ts";
+import type { ImageInfo, Prediction, Prompt, RgbImage } from "../types.ts";
 import { AutomaticMaskGenerator, cocoEncodeRle, type MaskSource, maskToRle } from "../amg/mod.ts";
 import { cocoJson, detectAndSegment, resolveClassIds, UnknownClassError } from "../detect/mod.ts";
 import { ByteLru } from "../util/lru.ts";
 import { encodeNpyF32 } from "../util/npy.ts";
-import { readImageUpload, readJsonObject } from "./body.ts";
-import { decodeUpload } from "./decode.ts";
+import { type AccessPolicy, accessPolicy, checkAccess } from "./access.ts";
+import { type BodyLease, ByteBudget, readImageUpload, readJsonObject } from "./body.ts";
+import { decodeUpload, WorkerDecoder } from "./decode.ts";
 import type { ServerDetector } from "./detector.ts";
 import { type Engine, predictorMaskSource } from "./engine.ts";
 import { errorResponse, HttpError, jsonResponse } from "./errors.ts";
@@ -70,12 +74,28 @@ export interface AppOptions {
     putImage(id: string, file: Uint8Array): Promise<void>;
     forget(id: string): Promise<void>;
   } | null;
+  /** Host names and foreign origins allowed besides the defaults (see access.ts). */
+  access?: { allowHosts?: readonly string[]; allowOrigins?: readonly string[] };
 }
 
 export type AppHandler = ((req: Request) => Promise<Response>) & {
   readonly limits: Readonly<Limits>;
   readonly queue: WorkQueue;
+  readonly access: Readonly<AccessPolicy>;
+  /** Bytes of request bodies held now (the budget of limits.maxBufferedBytes). */
+  readonly bufferedBytes: () => number;
+  /** Ends the image decoder's worker (the app still answers; a decode starts a new one). */
+  close(): void;
 };
+
+/** A stored image, and its encode while that runs (route_context's StoredImage plus state). */
+interface ImageEntry extends StoredImage {
+  /** Until its embedding is computed: settles when the encode ends (rejects if it failed). */
+  encoding: Promise<ImageInfo> | null;
+  /** When the upload was queued for the encoder and when the encode started (ms). */
+  queuedAt: number;
+  startedAt: number | null;
+}
 
 interface LowResEntry {
   imageId: string;
@@ -100,10 +120,16 @@ export function createApp(options: AppOptions): AppHandler {
   const log = options.log ?? ((line: string) => console.log(line));
   const webDir = options.webDir ?? new URL("../web/", import.meta.url);
   const queue = new WorkQueue(limits.maxQueue);
-  // Decoding runs on this thread anyway; one at a time bounds the memory of large photos.
+  // One decode at a time (in a worker) bounds the memory of large photos.
   const decodeQueue = new WorkQueue(limits.maxQueue);
+  const decoder = new WorkerDecoder({
+    maxJpegScans: limits.maxJpegScans,
+    timeoutMs: Math.min(limits.decodeTimeoutMs, limits.requestTimeoutMs),
+  });
+  const bodyBudget = new ByteBudget(limits.maxBufferedBytes);
+  const access = accessPolicy(options.access);
   const detector = options.detector ?? null;
-  const images = new ByteLru<string, StoredImage>(limits.imageCacheBytes);
+  const images = new ByteLru<string, ImageEntry>(limits.imageCacheBytes);
   const handles = new ByteLru<string, LowResEntry>(limits.handleCacheBytes);
   const startedAt = Date.now();
   let requests = 0;
@@ -120,7 +146,7 @@ export function createApp(options: AppOptions): AppHandler {
     return staticCache.get(name)!;
   }
 
-  async function lookupImage(id: string): Promise<StoredImage> {
+  async function lookupImage(id: string): Promise<ImageEntry> {
     const stored = ID_PATTERN.test(id) ? images.get(id) ?? await sharedImage(id) : undefined;
     if (!stored) {
       throw new HttpError(404, `unknown image id "${id.slice(0, 80)}" (upload it again)`);
@@ -129,25 +155,34 @@ export function createApp(options: AppOptions): AppHandler {
   }
 
   /** An image another host was sent (`--redis`), decoded here; null when unknown. */
-  async function sharedImage(id: string): Promise<StoredImage | undefined> {
+  async function sharedImage(id: string): Promise<ImageEntry | undefined> {
     const file = await options.sharedImages?.getImage(id);
     if (!file) return undefined;
     const image = await decodeQueue.run(
-      () => decodeUpload(file, { ...limits, imgSize: engine.info.imgSize }),
-      { timeoutMs: limits.requestTimeoutMs },
+      () => decodeUpload(file, { ...limits, imgSize: engine.info.imgSize }, decoder.decoder()),
+      { timeoutMs: limits.requestTimeoutMs, limitRunning: false },
     );
     // The id is the content hash of the pixels: a file that decodes to others is not this one.
     if (await imageId(image) !== id) return undefined;
-    const stored = { id, image };
+    const stored: ImageEntry = { id, image, encoding: null, queuedAt: 0, startedAt: 0 };
     return images.set(id, stored, image.data.byteLength) ? stored : undefined;
   }
 
-  /** Runs GPU work through the queue under the request's time limit. */
-  function onGpu<T>(job: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  /**
+   * Runs GPU work through the queue under the request's time limit. `limitRunning: false`
+   * (image encoding) bounds only the wait: an encode, once started, finishes and is cached.
+   */
+  function onGpu<T>(
+    job: (signal: AbortSignal) => Promise<T>,
+    opts: { limitRunning?: boolean } = {},
+  ): Promise<T> {
     const abort = new AbortController();
     // Not req.signal: under Deno.serve it also aborts after every successful response (legacy
     // behaviour), so a waiting job is bounded by the time limit instead.
-    return queue.run(() => job(abort.signal), { timeoutMs: limits.requestTimeoutMs })
+    return queue.run(() => job(abort.signal), {
+      timeoutMs: limits.requestTimeoutMs,
+      limitRunning: opts.limitRunning,
+    })
       .catch((e) => {
         abort.abort(); // lets long jobs (segment everything) stop at their next step
         throw e;
@@ -209,13 +244,73 @@ export function createApp(options: AppOptions): AppHandler {
         max_points_per_side: limits.maxPointsPerSide,
         max_crop_layers: limits.maxCropLayers,
         max_mask_pixels: limits.maxMaskPixels,
+        max_jpeg_scans: limits.maxJpegScans,
+        decode_timeout_ms: Math.min(limits.decodeTimeoutMs, limits.requestTimeoutMs),
+        max_buffered_bytes: limits.maxBufferedBytes,
+        max_batch_work_pixels: limits.maxBatchWorkPixels,
+        upload_answer_ms: limits.uploadAnswerMs,
       },
     };
   }
 
-  async function upload(req: Request): Promise<Response> {
-    const bytes = await readImageUpload(req, limits.maxUploadBytes);
-    const { result, image } = await ingest(bytes);
+  /**
+   * Waits for a stored image's encode (prompts on an image still encoding wait for it, with no
+   * time limit of their own: the encode ends, and their own limit starts after).
+   */
+  async function whenEncoded(stored: ImageEntry): Promise<void> {
+    if (stored.encoding) await stored.encoding;
+  }
+
+  /** The encode of a new image, started now (queued); the image is stored at once by its id. */
+  function startEncode(id: string, image: RgbImage): ImageEntry {
+    const stored: ImageEntry = {
+      id,
+      image,
+      encoding: null,
+      queuedAt: performance.now(),
+      startedAt: null,
+    };
+    if (!images.set(id, stored, image.data.byteLength)) {
+      throw new HttpError(413, "image is larger than the whole image cache (--cache-mb)");
+    }
+    // The time limit bounds the wait for the GPU, not the encode: on a CPU-only adapter a
+    // large encoder takes many minutes, and a 504 would only throw that work away.
+    const encode = onGpu(() => {
+      stored.startedAt = performance.now();
+      return engine.setImage(image).catch((e) => {
+        // The preprocessing's refusal of an image that the checks above let through.
+        if (e instanceof RangeError) throw new HttpError(400, e.message);
+        throw e;
+      });
+    }, { limitRunning: false });
+    stored.encoding = encode.then((info) => {
+      stored.encoding = null;
+      return info;
+    }, (e) => {
+      if (images.get(id) === stored) images.delete(id);
+      throw e;
+    });
+    stored.encoding.catch(() => {}); // heard by whoever waits; none may
+    return stored;
+  }
+
+  async function upload(req: Request, lease: BodyLease): Promise<Response> {
+    const bytes = await readImageUpload(req, limits.maxUploadBytes, lease);
+    const got = await ingest(bytes, limits.uploadAnswerMs);
+    if (!got.done) {
+      // Still encoding: GET /api/images/:id tells when it is ready; prompts sent meanwhile wait.
+      const { entry } = got;
+      return jsonResponse(
+        {
+          id: entry.id,
+          width: entry.image.width,
+          height: entry.image.height,
+          ...encodeStatus(entry),
+        },
+        202,
+      );
+    }
+    const { result, image } = got;
     return jsonResponse({
       id: result.id,
       width: image.width,
@@ -225,28 +320,62 @@ export function createApp(options: AppOptions): AppHandler {
     });
   }
 
-  /** Decodes, checks, encodes and stores an image (uploads, CVAT and Label Studio images). */
-  async function ingest(bytes: Uint8Array) {
+  /**
+   * Decodes, checks, encodes and stores an image (uploads, CVAT and Label Studio images); when
+   * the encode outlasts `answerWithinMs` (the engine can name the image before encoding it),
+   * the stored entry still encoding instead.
+   */
+  async function ingest(
+    bytes: Uint8Array,
+    answerWithinMs: number,
+  ): Promise<
+    { done: true; result: ImageInfo; image: RgbImage } | { done: false; entry: ImageEntry }
+  > {
     const image = await decodeQueue.run(
-      () => decodeUpload(bytes, { ...limits, imgSize: engine.info.imgSize }),
-      { timeoutMs: limits.requestTimeoutMs },
+      () => decodeUpload(bytes, { ...limits, imgSize: engine.info.imgSize }, decoder.decoder()),
+      // The decoder's own clock bounds a running decode (and ends its worker).
+      { timeoutMs: limits.requestTimeoutMs, limitRunning: false },
     );
     // Refused before the encoder runs: it could never be stored for the prompts to come.
     if (image.data.byteLength > images.maxBytes) {
       throw new HttpError(413, "image is larger than the whole image cache (--cache-mb)");
     }
+    const id = await engine.imageId?.(image);
+    const known = id === undefined ? undefined : images.get(id);
+    if (id !== undefined && (!known || known.encoding)) {
+      // A new image (or one still encoding): answered when its encode ends, or with 202 and
+      // status "encoding" after limits.uploadAnswerMs; GET /api/images/:id tells when it is
+      // ready, and prompts sent meanwhile wait for it.
+      const stored = known ?? startEncode(id, image);
+      const share = () => options.sharedImages?.putImage(id, bytes);
+      const outcome = await within(stored.encoding!, answerWithinMs);
+      if (!outcome.done) {
+        stored.encoding!.then(share).catch(() => {}); // shared once encoded
+        return { done: false, entry: stored };
+      }
+      await share();
+      return { done: true, result: outcome.value, image: stored.image };
+    }
+    // Known and ready (or an engine that cannot name an image before encoding it). A known
+    // image is set by its stored pixels: the engine has seen that very array (no new hash).
     const result = await onGpu(() =>
-      engine.setImage(image).catch((e) => {
+      engine.setImage(known?.image ?? image).catch((e) => {
         // The preprocessing's refusal of an image that the checks above let through.
         if (e instanceof RangeError) throw new HttpError(400, e.message);
         throw e;
-      })
-    );
-    if (!images.set(result.id, { id: result.id, image }, image.data.byteLength)) {
+      }), { limitRunning: false });
+    const entry: ImageEntry = {
+      id: result.id,
+      image: known?.image ?? image,
+      encoding: null,
+      queuedAt: 0,
+      startedAt: 0,
+    };
+    if (!images.set(result.id, entry, image.data.byteLength)) {
       throw new HttpError(413, "image is larger than the whole image cache (--cache-mb)");
     }
     await options.sharedImages?.putImage(result.id, bytes);
-    return { result, image };
+    return { done: true, result, image: entry.image };
   }
 
   // The CVAT (nuclio) and Label Studio ML backend surfaces, through this same handler.
@@ -256,8 +385,10 @@ export function createApp(options: AppOptions): AppHandler {
     limits,
     log,
     ingestImage: async (bytes) => {
-      const { result, image } = await ingest(bytes);
-      return { id: result.id, image };
+      // Their answers need the masks: they wait for the encode, however long.
+      const got = await ingest(bytes, Infinity);
+      if (!got.done) throw new Error("ingest: an encode without an end");
+      return { id: got.result.id, image: got.image };
     },
     onImage,
     onGpu,
@@ -265,10 +396,10 @@ export function createApp(options: AppOptions): AppHandler {
   };
   const extraRoutes: ExtraRoutes[] = [cvatRoutes(context), labelStudioRoutes(context)];
 
-  async function segment(req: Request, id: string): Promise<Response> {
+  async function segment(req: Request, id: string, lease: BodyLease): Promise<Response> {
     const stored = await lookupImage(id);
     const { width, height } = stored.image;
-    const body = await readJsonObject(req, limits.maxJsonBytes);
+    const body = await readJsonObject(req, limits.maxJsonBytes, lease);
     const parsed = parseSegmentRequest(body, width, height, limits);
     let prompts: Prompt[] = parsed.prompts;
     if (parsed.maskInputHandle) {
@@ -281,6 +412,7 @@ export function createApp(options: AppOptions): AppHandler {
       }
       prompts = prompts.map((p) => ({ ...p, maskInput: entry.logits }));
     }
+    await whenEncoded(stored);
     const predictions = await onImage(stored, async () => {
       try {
         if (parsed.batched) return await engine.predictBatch(prompts);
@@ -343,10 +475,10 @@ export function createApp(options: AppOptions): AppHandler {
     };
   }
 
-  async function everything(req: Request, id: string): Promise<Response> {
+  async function everything(req: Request, id: string, lease: BodyLease): Promise<Response> {
     const stored = await lookupImage(id);
     const { width, height } = stored.image;
-    const body = await readJsonObject(req, limits.maxJsonBytes);
+    const body = await readJsonObject(req, limits.maxJsonBytes, lease);
     const { output, rest } = parseOutputFormat(body, ["rle", "polygon"], "rle");
     const params = parseEverythingRequest(rest, width, height, limits);
     let generator: AutomaticMaskGenerator;
@@ -355,8 +487,10 @@ export function createApp(options: AppOptions): AppHandler {
     } catch (e) {
       throw new HttpError(400, (e as Error).message);
     }
+    await whenEncoded(stored);
     const t0 = performance.now();
     const { records, counts } = await onGpu((signal) => {
+      if (engine.everything) return engine.everything(stored.image, params, signal);
       const source = stoppable(engine.maskSource?.() ?? predictorMaskSource(engine), signal);
       return generator.generateWithCounts({ width, height, data: stored.image.data }, source);
     });
@@ -394,6 +528,7 @@ export function createApp(options: AppOptions): AppHandler {
    */
   async function embedding(id: string, req: Request): Promise<Response> {
     const stored = await lookupImage(id);
+    await whenEncoded(stored);
     const names = engine.info.featureNames ?? ["image_embeddings"];
     const tensor = new URL(req.url).searchParams.get("tensor");
     if (tensor !== null && !names.includes(tensor)) {
@@ -420,7 +555,7 @@ export function createApp(options: AppOptions): AppHandler {
     });
   }
 
-  async function detect(req: Request, id: string): Promise<Response> {
+  async function detect(req: Request, id: string, lease: BodyLease): Promise<Response> {
     if (!detector) {
       throw new HttpError(
         404,
@@ -428,7 +563,7 @@ export function createApp(options: AppOptions): AppHandler {
       );
     }
     const stored = await lookupImage(id);
-    const body = await readJsonObject(req, limits.maxJsonBytes);
+    const body = await readJsonObject(req, limits.maxJsonBytes, lease);
     const { output, rest } = parseOutputFormat(body, ["rle", "polygon"], "rle");
     const opts = parseDetectRequest(rest, limits);
     const classNames = detector.detector.classNames;
@@ -438,6 +573,7 @@ export function createApp(options: AppOptions): AppHandler {
       if (e instanceof UnknownClassError) throw new HttpError(400, e.message);
       throw e;
     }
+    await whenEncoded(stored);
     const t0 = performance.now();
     // detectAndSegment sets the image itself (and skips SAM when nothing is detected).
     const result = await onGpu(() =>
@@ -470,7 +606,12 @@ export function createApp(options: AppOptions): AppHandler {
     });
   }
 
-  async function route(req: Request, method: string, path: string): Promise<Response> {
+  async function route(
+    req: Request,
+    method: string,
+    path: string,
+    lease: BodyLease,
+  ): Promise<Response> {
     for (const extra of extraRoutes) {
       const answer = await extra(req, method, path);
       if (answer) return answer;
@@ -490,7 +631,7 @@ export function createApp(options: AppOptions): AppHandler {
     }
     if (path === "/api/images") {
       if (method !== "POST") methodNotAllowed(["POST"]);
-      return await upload(req);
+      return await upload(req, lease);
     }
     const m = /^\/api\/images\/([^/]+)(?:\/(segment|everything|embedding|detect))?\/?$/.exec(path);
     if (m) {
@@ -504,7 +645,12 @@ export function createApp(options: AppOptions): AppHandler {
         case undefined:
           if (method === "GET") {
             const s = await lookupImage(id);
-            return jsonResponse({ id: s.id, width: s.image.width, height: s.image.height });
+            return jsonResponse({
+              id: s.id,
+              width: s.image.width,
+              height: s.image.height,
+              ...encodeStatus(s),
+            });
           }
           if (method === "DELETE") {
             await lookupImage(id);
@@ -525,16 +671,16 @@ export function createApp(options: AppOptions): AppHandler {
           return methodNotAllowed(["GET", "DELETE"]);
         case "segment":
           if (method !== "POST") methodNotAllowed(["POST"]);
-          return await segment(req, id);
+          return await segment(req, id, lease);
         case "everything":
           if (method !== "POST") methodNotAllowed(["POST"]);
-          return await everything(req, id);
+          return await everything(req, id, lease);
         case "embedding":
           if (method !== "GET") methodNotAllowed(["GET"]);
           return await embedding(id, req);
         case "detect":
           if (method !== "POST") methodNotAllowed(["POST"]);
-          return await detect(req, id);
+          return await detect(req, id, lease);
       }
     }
     throw new HttpError(404, `no route ${path.slice(0, 200)}`);
@@ -545,13 +691,24 @@ export function createApp(options: AppOptions): AppHandler {
     requests++;
     let path = "/";
     let response: Response;
+    let corsHeaders: Record<string, string> = {};
+    const lease = bodyBudget.lease();
     try {
-      path = new URL(req.url).pathname;
-      // HEAD is GET without the body.
-      const method = req.method === "HEAD" ? "GET" : req.method;
-      response = await route(req, method, path);
-      if (req.method === "HEAD") {
-        response = new Response(null, { status: response.status, headers: response.headers });
+      let url = new URL(req.url);
+      // Behind the guarded listener, Deno.serve sees a Unix socket: the client asked for http.
+      if (url.protocol === "http+unix:") url = new URL(`http://${url.host}${url.pathname}`);
+      path = url.pathname;
+      const decision = checkAccess(req, url, access, path.startsWith("/api/"));
+      corsHeaders = decision.headers;
+      if (decision.preflight) {
+        response = decision.preflight;
+      } else {
+        // HEAD is GET without the body.
+        const method = req.method === "HEAD" ? "GET" : req.method;
+        response = await route(req, method, path, lease);
+        if (req.method === "HEAD") {
+          response = new Response(null, { status: response.status, headers: response.headers });
+        }
       }
     } catch (e) {
       if (e instanceof HttpError) {
@@ -560,33 +717,75 @@ export function createApp(options: AppOptions): AppHandler {
         log(`ERROR ${req.method} ${path}: ${(e as Error)?.stack ?? e}`);
         response = errorResponse(500, `internal error: ${(e as Error)?.message ?? e}`);
       }
+    } finally {
+      lease.release();
     }
+    for (const [name, value] of Object.entries(corsHeaders)) response.headers.set(name, value);
     log(`${req.method} ${path} ${response.status} ${Math.round(performance.now() - t0)}ms`);
     return response;
   };
-  return Object.assign(handler, { limits: Object.freeze(limits), queue });
+  return Object.assign(handler, {
+    limits: Object.freeze(limits),
+    queue,
+    access,
+    bufferedBytes: () => bodyBudget.used,
+    close: () => decoder.dispose(),
+  });
 }
 
-/** A mask source that stops (throws) at its next step once the signal aborts. */
+/** A stored image's state: "ready", or "waiting" for the GPU / "encoding", for how long. */
+function encodeStatus(s: ImageEntry) {
+  if (!s.encoding) return { status: "ready" };
+  const now = performance.now();
+  if (s.startedAt === null) {
+    return { status: "waiting", waiting_ms: Math.round(now - s.queuedAt) };
+  }
+  return { status: "encoding", encoding_ms: Math.round(now - s.startedAt) };
+}
+
+/** The promise's value if it settles within `ms`, else `{ done: false }` (its timer cleared). */
+async function within<T>(
+  promise: Promise<T>,
+  ms: number,
+): Promise<{ done: true; value: T } | { done: false }> {
+  if (!Number.isFinite(ms)) return { done: true, value: await promise };
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<{ done: false }>((resolve) => {
+    timer = setTimeout(() => resolve({ done: false }), ms);
+  });
+  try {
+    return await Promise.race([promise.then((value) => ({ done: true as const, value })), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * A mask source that stops (throws) at its next step once the signal aborts, so a timed-out
+ * job frees the GPU queue after the batch in flight. Before each step it also lets the event
+ * loop run (a macrotask turn): the generator's CPU work between batches (NMS, RLE) would
+ * otherwise keep other requests (GET /api/info, 503s) waiting until the whole job ends.
+ */
 function stoppable(source: MaskSource, signal: AbortSignal): MaskSource {
-  const check = () => {
+  const check = async () => {
+    await new Promise((resolve) => setTimeout(resolve, 0));
     if (signal.aborted) throw new HttpError(504, "segment everything stopped: time limit");
   };
   return {
     regionsInLowRes: source.regionsInLowRes,
-    setImage: (image) => {
-      check();
-      return source.setImage(image);
+    setImage: async (image) => {
+      await check();
+      return await source.setImage(image);
     },
-    predictPoints: (points, n) => {
-      check();
-      return source.predictPoints(points, n);
+    predictPoints: async (points, n) => {
+      await check();
+      return await source.predictPoints(points, n);
     },
     ...(source.predictBatch
       ? {
-        predictBatch: (request) => {
-          check();
-          return source.predictBatch!(request);
+        predictBatch: async (request) => {
+          await check();
+          return await source.predictBatch!(request);
         },
       }
       : {}),

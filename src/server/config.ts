@@ -11,7 +11,8 @@
  *   --detector / WGSAM_DETECTOR  an ONNX object detector (YOLO-NAS / YOLOv8 / YOLO11) for
  *                              POST /api/images/:id/detect; none by default
  *   --cache-mb / WGSAM_CACHE_MB  MiB for the embedding cache and, again, for decoded images (512)
- *   --timeout-s / WGSAM_TIMEOUT_S  time limit of one GPU request, waiting included (300)
+ *   --timeout-s / WGSAM_TIMEOUT_S  time limit of one GPU request, waiting included (300); an
+ *                              upload's encode is bounded only while it waits for the GPU
  *   --max-queue / WGSAM_MAX_QUEUE  requests that may wait for the GPU (16)
  *   --max-upload-mb / WGSAM_MAX_UPLOAD_MB  largest upload (32)
  *   --max-pixels / WGSAM_MAX_PIXELS  largest image, width * height (16777216)
@@ -22,8 +23,16 @@
  *   --redis-ttl-s / WGSAM_REDIS_TTL_S  lifetime of an unused shared entry (86400)
  *   --redis-mb / WGSAM_REDIS_MB  cap on what the servers store in Redis together (4096)
  *   --drain-s / WGSAM_DRAIN_S  on SIGTERM, how long accepted requests may take to finish (30)
+ *   --allow-origin / WGSAM_ALLOW_ORIGIN  other origins whose pages may call the API (CORS);
+ *                              repeat or comma-separate; "*" for any (none)
+ *   --allow-host / WGSAM_ALLOW_HOST  host names to answer besides IP addresses, localhost and
+ *                              --host (a DNS rebinding guard); repeat or comma-separate (none)
+ *   --max-connections / WGSAM_MAX_CONNECTIONS  open connections (256)
+ *   --header-timeout-s / WGSAM_HEADER_TIMEOUT_S  time for a request head (20)
+ *   --idle-timeout-s / WGSAM_IDLE_TIMEOUT_S  keep-alive wait for the next request (10)
  */
 import { DEFAULT_LIMITS } from "./limits.ts";
+import { DEFAULT_CONNECTION_LIMITS } from "./listener.ts";
 
 export interface ServerConfig {
   host: string;
@@ -43,6 +52,11 @@ export interface ServerConfig {
   redisTtlS: number;
   redisMb: number;
   drainS: number;
+  allowOrigin: string[];
+  allowHost: string[];
+  maxConnections: number;
+  headerTimeoutS: number;
+  idleTimeoutS: number;
   help: boolean;
 }
 
@@ -52,14 +66,23 @@ usage: deno task serve [--host H] [--port P] [--model PATH|NAME] [--detector PAT
                        [--cache-mb N] [--timeout-s S] [--max-queue N] [--max-upload-mb N]
                        [--max-pixels N] [--max-mask-pixels N]
                        [--redis URL] [--redis-ttl-s S] [--redis-mb N] [--drain-s S]
+                       [--allow-origin ORIGIN]... [--allow-host NAME]... [--max-connections N]
+                       [--header-timeout-s S] [--idle-timeout-s S]
 
 Each flag can also be set by the environment: WGSAM_HOST, WGSAM_PORT, WGSAM_MODEL,
 WGSAM_DETECTOR, WGSAM_CACHE_MB, WGSAM_TIMEOUT_S, WGSAM_MAX_QUEUE, WGSAM_MAX_UPLOAD_MB,
 WGSAM_MAX_PIXELS, WGSAM_MAX_MASK_PIXELS, WGSAM_REDIS, WGSAM_REDIS_TTL_S, WGSAM_REDIS_MB,
-WGSAM_DRAIN_S.
+WGSAM_DRAIN_S, WGSAM_ALLOW_ORIGIN, WGSAM_ALLOW_HOST, WGSAM_MAX_CONNECTIONS,
+WGSAM_HEADER_TIMEOUT_S, WGSAM_IDLE_TIMEOUT_S.
 --redis redis://host:port shares embeddings and uploads between servers (see README, "Many
 hosts"). On SIGTERM the server stops accepting and gives accepted requests --drain-s seconds.
 --max-mask-pixels bounds one segment request: prompts x masks per prompt x width x height.
+--timeout-s bounds waiting for the GPU and each prompt request; an image's encoding, once
+started, always finishes (it is cached, so later prompts on it are fast); an upload whose encode
+takes over 20 s answers 202 {status: "encoding"}, and GET /api/images/ID says when it is ready.
+Browsers: pages of other sites may call the API only when named by --allow-origin
+(e.g. http://localhost:8080); the server answers only to IP addresses, localhost, --host and
+--allow-host names (a DNS rebinding guard). Lists repeat the flag or separate by commas.
 Without a model, the first weights/*.safetensors or weights/*.pth is used (WGSAM_WEIGHTS_DIR
 names another folder, as for \`deno task weights\`), else the bundled
 sam-tiny test model (random weights: meaningless masks). With --detector (an ONNX YOLO-NAS,
@@ -68,7 +91,7 @@ YOLOv8 or YOLO11 detector), POST /api/images/:id/detect segments what it detects
 interface FlagSpec {
   env: string;
   key: keyof ServerConfig;
-  kind: "string" | "int" | "num";
+  kind: "string" | "int" | "num" | "list";
   /** Must be above 0: 0 would make every request fail (a 504 at once, a 413, a 400...). */
   positive?: boolean;
   /** Largest value allowed. */
@@ -113,6 +136,28 @@ const FLAGS: Record<string, FlagSpec> = {
   },
   "redis-mb": { env: "WGSAM_REDIS_MB", key: "redisMb", kind: "num", positive: true },
   "drain-s": { env: "WGSAM_DRAIN_S", key: "drainS", kind: "num", max: 2_147_483 },
+  "allow-origin": { env: "WGSAM_ALLOW_ORIGIN", key: "allowOrigin", kind: "list" },
+  "allow-host": { env: "WGSAM_ALLOW_HOST", key: "allowHost", kind: "list" },
+  "max-connections": {
+    env: "WGSAM_MAX_CONNECTIONS",
+    key: "maxConnections",
+    kind: "int",
+    positive: true,
+  },
+  "header-timeout-s": {
+    env: "WGSAM_HEADER_TIMEOUT_S",
+    key: "headerTimeoutS",
+    kind: "num",
+    positive: true,
+    max: 2_147_483,
+  },
+  "idle-timeout-s": {
+    env: "WGSAM_IDLE_TIMEOUT_S",
+    key: "idleTimeoutS",
+    kind: "num",
+    positive: true,
+    max: 2_147_483,
+  },
 };
 
 export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
@@ -130,11 +175,21 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   redisTtlS: 86400,
   redisMb: 4096,
   drainS: 30,
+  allowOrigin: [],
+  allowHost: [],
+  maxConnections: DEFAULT_CONNECTION_LIMITS.maxConnections,
+  headerTimeoutS: DEFAULT_CONNECTION_LIMITS.headerTimeoutMs / 1000,
+  idleTimeoutS: DEFAULT_CONNECTION_LIMITS.idleTimeoutMs / 1000,
   help: false,
 });
 
-function parseValue(flag: string, spec: FlagSpec, text: string): string | number {
+function parseValue(flag: string, spec: FlagSpec, text: string): string | number | string[] {
   const { kind } = spec;
+  if (kind === "list") {
+    const items = text.split(",").map((s) => s.trim()).filter((s) => s !== "");
+    if (items.length === 0) throw new Error(`--${flag} needs a value`);
+    return items;
+  }
   if (kind === "string") {
     if (text === "") throw new Error(`--${flag} needs a value`);
     return text;
@@ -167,6 +222,8 @@ export function parseConfig(
       config[spec.key] = parseValue(flag, spec, value);
     }
   }
+  // A list flag given on the command line replaces the environment's list, then grows.
+  const listFromArgs = new Set<string>();
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     if (arg === "--help" || arg === "-h") {
@@ -181,7 +238,14 @@ export function parseConfig(
       if (i + 1 >= args.length) throw new Error(`--${m[1]} needs a value`);
       value = args[++i];
     }
-    config[spec.key] = parseValue(m[1], spec, value);
+    const parsed = parseValue(m[1], spec, value);
+    if (spec.kind === "list") {
+      const before = listFromArgs.has(m[1]) ? config[spec.key] as string[] : [];
+      listFromArgs.add(m[1]);
+      config[spec.key] = [...before, ...(parsed as string[])];
+    } else {
+      config[spec.key] = parsed;
+    }
   }
   return config as unknown as ServerConfig;
 }

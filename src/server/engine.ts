@@ -6,7 +6,14 @@
  * current image in between (the predictor's embedding cache makes that cheap).
  */
 import type { ImageInfo, Prediction, Prompt, RgbImage } from "../types.ts";
-import type { MaskSource, MaskSourceImage, PointPrediction } from "../amg/mod.ts";
+import type {
+  AmgFilterCounts,
+  AmgParams,
+  MaskRecord,
+  MaskSource,
+  MaskSourceImage,
+  PointPrediction,
+} from "../amg/mod.ts";
 
 export interface EngineInfo {
   /** Model name (registry name or file name). */
@@ -39,10 +46,25 @@ export interface Engine {
   getImageEmbedding(): Promise<{ data: Float32Array; shape: number[] }>;
   /** One of `info.featureNames` for the current image (SAM 2's high-res features). */
   getImageFeature?(name: string): Promise<{ data: Float32Array; shape: number[] }>;
+  /**
+   * The id `setImage` will give this image (its content hash), without encoding it: lets the
+   * server answer an upload before a long encode ends (202). Without it, uploads wait.
+   */
+  imageId?(image: RgbImage): Promise<string>;
   /** Drops an image's cached embedding (DELETE /api/images/:id); true when it was cached. */
   forget?(id: string): boolean;
   /** A mask source for "segment everything"; the default is `predictorMaskSource(this)`. */
   maskSource?(): MaskSource;
+  /**
+   * "Segment everything" run by the engine itself (on its own thread: worker_engine.ts),
+   * stopping between batches once `signal` aborts (an HttpError 504). Without it the server
+   * runs the generator over `maskSource()`.
+   */
+  everything?(
+    image: RgbImage,
+    params: AmgParams,
+    signal: AbortSignal,
+  ): Promise<{ records: MaskRecord[]; counts: AmgFilterCounts }>;
 }
 
 /**

@@ -16,7 +16,10 @@ export interface Limits {
   coordMargin: number;
   /** Requests waiting for the GPU queue (one more runs). */
   maxQueue: number;
-  /** Time limit of one request that uses the GPU, ms (waiting included). */
+  /**
+   * Time limit of one request that uses the GPU, ms (waiting included). An upload's encode is
+   * bounded only while it waits: once running it finishes (it is cached, never wasted).
+   */
   requestTimeoutMs: number;
   /** Byte bound of the decoded images kept by id. */
   imageCacheBytes: number;
@@ -29,10 +32,23 @@ export interface Limits {
   /** Floats of logits one "everything" batch may hold (points_per_batch * 3 * H * W), at most. */
   maxBatchLogitFloats: number;
   /**
+   * Work of one "everything" batch in mask pixels, at most: points * 3 * max(H * W, 1024^2)
+   * (see validate.ts everythingBatchBound); the time limit stops a job between batches.
+   */
+  maxBatchWorkPixels: number;
+  /**
    * Full-size mask pixels one segment request may ask for (prompts * masks per prompt * W * H),
    * at most: the answer's masks, and the logits behind them, grow with it.
    */
   maxMaskPixels: number;
+  /** Scans (SOS segments) of a JPEG upload, at most: each is a pass over the whole image. */
+  maxJpegScans: number;
+  /** Time limit of decoding one upload, ms (also bounded by requestTimeoutMs). */
+  decodeTimeoutMs: number;
+  /** Request body bytes buffered across all requests at once; past it, a 503. */
+  maxBufferedBytes: number;
+  /** How long an upload waits for its encode before answering 202 "encoding", ms. */
+  uploadAnswerMs: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
@@ -50,6 +66,15 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxPointsPerSide: 64,
   maxCropLayers: 2,
   maxBatchLogitFloats: 64 * 1024 * 1024,
+  // The official default batch, 64 points, at 1024 x 1024.
+  maxBatchWorkPixels: 64 * 3 * 1024 * 1024,
   // 64 single-mask boxes on a 2048x2048 image, or 16 on a 4096x4096 one.
   maxMaskPixels: 256 * 1024 * 1024,
+  // libjpeg's progressive scripts write 10 scans; 64 leaves room for any sane encoder.
+  maxJpegScans: 64,
+  decodeTimeoutMs: 30_000,
+  // Four uploads of the default largest size at once.
+  maxBufferedBytes: 128 * 1024 * 1024,
+  // A GPU encodes in well under a second; a CPU-only host takes minutes (ViT-B ~870 s).
+  uploadAnswerMs: 20_000,
 });

@@ -50,10 +50,15 @@ export class WorkQueue {
   /**
    * Runs `job` when its turn comes; rejects with an HttpError when the queue is full (503),
    * when `timeoutMs` passes (503 while waiting, 504 while running) or when `signal` aborts
-   * while waiting (499-like; the client is gone, so the status matters little).
+   * while waiting (499-like; the client is gone, so the status matters little). With
+   * `limitRunning: false` the limit bounds only the wait: once started, the job's caller
+   * hears from it whenever it ends (image encoding, which is cached and never wasted).
    */
-  run<T>(job: () => Promise<T>, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<T> {
-    return this.submit(job, opts.timeoutMs, opts.signal, false);
+  run<T>(
+    job: () => Promise<T>,
+    opts: { timeoutMs: number; signal?: AbortSignal; limitRunning?: boolean },
+  ): Promise<T> {
+    return this.submit(job, opts.timeoutMs, opts.signal, false, opts.limitRunning ?? true);
   }
 
   /**
@@ -71,6 +76,7 @@ export class WorkQueue {
     timeoutMs: number,
     signal: AbortSignal | undefined,
     always: boolean,
+    limitRunning = true,
   ): Promise<T> {
     if (signal?.aborted) return Promise.reject(new HttpError(499, "client closed the request"));
     const requestsWaiting = this.waiting.filter((w) => !w.always).length;
@@ -97,6 +103,7 @@ export class WorkQueue {
         start: () => {
           started = true;
           this.busy = true;
+          if (!limitRunning) clearTimeout(timer);
           let work: Promise<T>;
           try {
             work = job();

@@ -7,6 +7,7 @@
  */
 import {
   type EmbeddingEvent,
+  imageId,
   SamModel,
   SamPredictor,
   type SharedEmbeddings,
@@ -122,6 +123,7 @@ export async function loadSamEngine(
   return {
     info,
     setImage: (image) => predictor.setImage(image),
+    imageId: (image) => imageId(image),
     predict: (prompt, o) => predictor.predict(prompt, o),
     predictBatch: (prompts, o) => predictor.predictBatch(prompts, o),
     getImageEmbedding: () => predictor.getImageEmbedding(),

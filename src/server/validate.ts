@@ -68,6 +68,13 @@ function bad(message: string): HttpError {
   return new HttpError(400, message);
 }
 
+/** A client's field name for an error message, cut short: a 1 MB name is not echoed back. */
+export function fieldName(key: string): string {
+  return key.length <= 40
+    ? JSON.stringify(key)
+    : `${JSON.stringify(key.slice(0, 40))}... (${key.length} characters)`;
+}
+
 function finiteNumber(value: unknown, what: string): number {
   if (typeof value !== "number") throw bad(`${what} must be a number, got ${describe(value)}`);
   if (!Number.isFinite(value)) throw bad(`${what} must be finite`);
@@ -116,7 +123,9 @@ export function parseSegmentRequest(
   limits: Limits,
 ): SegmentRequest {
   for (const key of Object.keys(body)) {
-    if (!SEGMENT_KEYS.has(key)) throw bad(`unknown field "${key}"`);
+    if (!SEGMENT_KEYS.has(key)) {
+      throw bad(`unknown field ${fieldName(key)} (known: ${[...SEGMENT_KEYS].join(", ")})`);
+    }
   }
   const range = coordRange(width, height, limits);
 
@@ -212,6 +221,36 @@ export function parseSegmentRequest(
   return { prompts, batched, format, polygonTolerance, maskInputHandle };
 }
 
+/** The official SamAutomaticMaskGenerator parameters that the server takes. */
+const EVERYTHING_KEYS = new Set([
+  "points_per_side",
+  "points_per_batch",
+  "pred_iou_thresh",
+  "stability_score_thresh",
+  "stability_score_offset",
+  "box_nms_thresh",
+  "crop_n_layers",
+  "crop_nms_thresh",
+  "crop_overlap_ratio",
+  "crop_n_points_downscale_factor",
+  "point_grids",
+  "min_mask_region_area",
+  "output_mode",
+]);
+
+/**
+ * Work of one point of "segment everything", in mask pixels: three masks at the crop's size,
+ * and never less than at a 1024 x 1024 crop, since the decoder's own pass costs about that much
+ * whatever the image size. One batch may hold at most the official default, 64 points, at
+ * 1024 x 1024, so that a job stopped at its time limit frees the GPU within one such batch.
+ */
+export function everythingBatchBound(width: number, height: number, limits: Limits): number {
+  const perPoint = 3 * Math.max(width * height, 1024 * 1024);
+  const byWork = Math.floor(limits.maxBatchWorkPixels / perPoint);
+  const byMemory = Math.floor(limits.maxBatchLogitFloats / (3 * width * height));
+  return Math.max(1, Math.min(byWork, byMemory));
+}
+
 const INT_PARAMS = new Set([
   "points_per_side",
   "points_per_batch",
@@ -233,6 +272,13 @@ export function parseEverythingRequest(
 ): AmgParams {
   // No prototype: a "__proto__" field is then a (refused) name, not silently dropped.
   const official: Record<string, unknown> = Object.create(null);
+  for (const key of Object.keys(body)) {
+    if (!EVERYTHING_KEYS.has(key)) {
+      throw bad(
+        `unknown parameter ${fieldName(key)} (known: ${[...EVERYTHING_KEYS].join(", ")})`,
+      );
+    }
+  }
   for (const [key, value] of Object.entries(body)) {
     if (key === "output_mode") {
       if (value !== "coco_rle") throw bad('output_mode must be "coco_rle" (the only one served)');
@@ -281,8 +327,7 @@ export function parseEverythingRequest(
   if (p.pointGrids && p.pointGrids.length < p.cropNLayers + 1) {
     throw bad(`${p.pointGrids.length} point grids for ${p.cropNLayers + 1} crop layers`);
   }
-  const perBatch = Math.max(1, Math.floor(limits.maxBatchLogitFloats / (3 * width * height)));
-  p.pointsPerBatch = Math.min(p.pointsPerBatch, perBatch);
+  p.pointsPerBatch = Math.min(p.pointsPerBatch, everythingBatchBound(width, height, limits));
   return p;
 }
 
@@ -326,7 +371,7 @@ const DETECT_KEYS = new Set(["classes", "score_threshold", "iou_threshold", "max
 export function parseDetectRequest(body: Record<string, unknown>, limits: Limits): DetectRequest {
   for (const key of Object.keys(body)) {
     if (!DETECT_KEYS.has(key)) {
-      throw bad(`unknown field "${key.slice(0, 40)}" (known: ${[...DETECT_KEYS].join(", ")})`);
+      throw bad(`unknown field ${fieldName(key)} (known: ${[...DETECT_KEYS].join(", ")})`);
     }
   }
   const unit = (key: string, fallback: number) => {

@@ -90,6 +90,15 @@ async function openFile(file) {
     // where the browser's own decoder only says "could not be decoded".
     const decoding = createImageBitmap(file).catch((e) => e);
     const info = await api("POST", "/api/images", file, { "content-type": type });
+    // 202: the encoder is still running (minutes on a CPU-only host); ask until it is done.
+    while (info.status === "encoding" || info.status === "waiting") {
+      const s = Math.round((performance.now() - t0) / 1000);
+      setStatus(
+        `${info.status === "waiting" ? "Waiting for the GPU" : "Computing the embedding"}… ${s} s`,
+      );
+      await new Promise((r) => setTimeout(r, 2000));
+      Object.assign(info, await api("GET", `/api/images/${encodeURIComponent(info.id)}`));
+    }
     const bitmap = await decoding;
     if (bitmap instanceof Error) {
       throw new Error(`this browser cannot display the photo (${bitmap.message})`);
@@ -111,7 +120,11 @@ async function openFile(file) {
     const took = Math.round(performance.now() - t0);
     setStatus(
       `${info.width}×${info.height} ready (${
-        info.cached ? "embedding cached" : `encoder ${Math.round(info.encodeMs)} ms`
+        info.cached
+          ? "embedding cached"
+          : info.encodeMs === undefined
+          ? "embedding computed"
+          : `encoder ${Math.round(info.encodeMs)} ms`
       }, ${took} ms in all). ` +
         "Left click: foreground, right click: background, drag: box.",
     );

@@ -8,6 +8,7 @@ import { encodeMaskPng } from "../../src/image.ts";
 import { parseNpy } from "../../src/util/npy.ts";
 import { FakeEngine } from "./fake_engine.ts";
 import {
+  BASE,
   call,
   decodeCocoMask,
   decodePngMask,
@@ -40,11 +41,11 @@ Deno.test("info, page and upload (raw, multipart, JPEG, cached)", async () => {
   assert.equal((info.json.model as { name: string }).name, "fake");
   assert.match(String(info.json.warning), /meaningless/);
 
-  const page = await app(new Request("http://x/"));
+  const page = await app(new Request(BASE + "/"));
   assert.equal(page.status, 200);
   assert.match(page.headers.get("content-type")!, /text\/html/);
   assert.match(await page.text(), /<canvas/);
-  const js = await app(new Request("http://x/app.js"));
+  const js = await app(new Request(BASE + "/app.js"));
   assert.equal(js.status, 200);
   await js.body?.cancel();
 
@@ -83,7 +84,7 @@ Deno.test("info, page and upload (raw, multipart, JPEG, cached)", async () => {
   assert.match(String(form415.json.error), /unsupported Content-Type/);
 
   const got = await call(app, "GET", `/api/images/${first.id}`);
-  assert.deepEqual(got.json, { id: first.id, width: 160, height: 107 });
+  assert.deepEqual(got.json, { id: first.id, width: 160, height: 107, status: "ready" });
 });
 
 Deno.test("segment: PNG and RLE masks, handles, batches, embedding, everything", async () => {
@@ -151,7 +152,7 @@ Deno.test("segment: PNG and RLE masks, handles, batches, embedding, everything",
   // The masks come once, per box: no flat copy beside the results.
   assert.equal(batch.json.masks, undefined);
 
-  const emb = await app(new Request(`http://x/api/images/${id}/embedding`));
+  const emb = await app(new Request(`${BASE}/api/images/${id}/embedding`));
   assert.equal(emb.status, 200);
   const npy = parseNpy(new Uint8Array(await emb.arrayBuffer()));
   assert.deepEqual(npy.shape, [1, 2, 2, 2]);
@@ -384,7 +385,7 @@ Deno.test("bad-input battery: exact status codes, JSON errors, server healthy af
     },
   });
   const streamed = await app(
-    new Request("http://x/api/images", {
+    new Request(BASE + "/api/images", {
       method: "POST",
       body: stream,
       headers: { "content-type": "image/png" },

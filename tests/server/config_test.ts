@@ -66,3 +66,28 @@ Deno.test("config: default model is the first safetensors, then the first pth", 
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("config: origin and host lists, connection limits (#21.3, #21.7)", () => {
+  const env: Record<string, string> = {
+    WGSAM_ALLOW_ORIGIN: "http://a.test, http://b.test:3000",
+    WGSAM_ALLOW_HOST: "seg.lan",
+    WGSAM_MAX_CONNECTIONS: "32",
+  };
+  const fromEnv = parseConfig([], (n) => env[n]);
+  assert.deepEqual(fromEnv.allowOrigin, ["http://a.test", "http://b.test:3000"]);
+  assert.deepEqual(fromEnv.allowHost, ["seg.lan"]);
+  assert.equal(fromEnv.maxConnections, 32);
+  // Flags replace the environment's list, and repeat to grow it.
+  const flags = parseConfig(
+    ["--allow-origin", "http://c.test", "--allow-origin=http://d.test", "--idle-timeout-s", "2.5"],
+    (n) => env[n],
+  );
+  assert.deepEqual(flags.allowOrigin, ["http://c.test", "http://d.test"]);
+  assert.equal(flags.idleTimeoutS, 2.5);
+  assert.equal(flags.headerTimeoutS, 20);
+  for (
+    const bad of [["--allow-host", ""], ["--max-connections", "0"], ["--header-timeout-s", "0"]]
+  ) {
+    assert.throws(() => parseConfig(bad, () => undefined), Error, bad.join(" "));
+  }
+});

@@ -19,7 +19,7 @@ import assert from "node:assert/strict";
 import { createApp } from "../../src/server/app.ts";
 import { parseNpy } from "../../src/util/npy.ts";
 import { fakeDetector, FakeEngine } from "./fake_engine.ts";
-import { call, decodeCocoMask, FIXTURE_IMAGE } from "./helpers.ts";
+import { BASE, call, decodeCocoMask, FIXTURE_IMAGE } from "./helpers.ts";
 import { COCO_CATEGORIES } from "../../src/detect/mod.ts";
 
 /** The stand-in engine dressed as SAM ViT-H, with an embedding of ViT-H's shape. */
@@ -113,7 +113,7 @@ Deno.test("CVAT: ViT-H interactor lists as pth-facebookresearch-sam-vit-h; blob 
       kind: "interactor",
       labels: [],
       description: "string",
-      port: 80, // the port of the URL CVAT reached us at (tests use http://wgsam.test)
+      port: 8787, // the port of the URL CVAT reached us at (tests use http://localhost:8787)
       name: "Segment Anything (wgsam)",
       minPos: 0,
       minNeg: 0,
@@ -155,7 +155,7 @@ Deno.test("CVAT: ViT-H interactor lists as pth-facebookresearch-sam-vit-h; blob 
   // The same image through the wgsam API: same id (content hash), same tensor, from the cache.
   const up = await call(app, "POST", "/api/images", bytes, { "content-type": "image/png" });
   assert.equal(up.json.cached, true, "the CVAT request stored and encoded the image");
-  const npyRes = await app(new Request(`http://wgsam.test/api/images/${up.json.id}/embedding`));
+  const npyRes = await app(new Request(`${BASE}/api/images/${up.json.id}/embedding`));
   const npy = parseNpy(new Uint8Array(await npyRes.arrayBuffer()));
   assert.deepEqual(npy.shape, [1, 256, 64, 64]);
   assert.deepEqual(floats, npy.data);
@@ -206,7 +206,7 @@ Deno.test("CVAT: ViT-H interactor lists as pth-facebookresearch-sam-vit-h; blob 
   // Only a JSON body posted to / is an invocation; anything else is still the page's 405.
   assert.equal((await call(app, "POST", "/", "x")).status, 405);
   // The page is still GET /.
-  assert.equal((await app(new Request("http://wgsam.test/"))).status, 200);
+  assert.equal((await app(new Request(`${BASE}/`))).status, 200);
 });
 
 Deno.test("CVAT: another model is not named for the plugin, says why, and decodes itself", async () => {

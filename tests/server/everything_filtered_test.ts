@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { createApp } from "../../src/server/app.ts";
 import { FakeEngine } from "./fake_engine.ts";
-import { call, makePng } from "./helpers.ts";
+import { BASE, call, makePng } from "./helpers.ts";
 
 Deno.test("everything: the answer counts the masks each threshold dropped (stand-in engine)", async () => {
   const app = createApp({ engine: new FakeEngine(), log: () => {} });
@@ -43,7 +43,7 @@ Deno.test("everything: the answer counts the masks each threshold dropped (stand
 Deno.test("/favicon.ico is served (the page's SVG icon)", async () => {
   const app = createApp({ engine: new FakeEngine(), log: () => {} });
   for (const path of ["/favicon.ico", "/favicon.svg"]) {
-    const res = await app(new Request(`http://wgsam.test${path}`));
+    const res = await app(new Request(`${BASE}${path}`));
     assert.equal(res.status, 200, path);
     assert.equal(res.headers.get("content-type"), "image/svg+xml");
     assert.match(await res.text(), /^<svg /);

@@ -40,13 +40,18 @@ export class FakeEngine implements Engine {
     }
   }
 
+  /** The id setImage gives (a content hash), without any engine call. */
+  async imageId(image: RgbImage): Promise<string> {
+    const digest = await crypto.subtle.digest(
+      "SHA-256",
+      concat(new Uint32Array([image.width, image.height]), image.data),
+    );
+    return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
   setImage(image: RgbImage): Promise<ImageInfo> {
     return this.enter(async () => {
-      const digest = await crypto.subtle.digest(
-        "SHA-256",
-        concat(new Uint32Array([image.width, image.height]), image.data),
-      );
-      const id = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+      const id = await this.imageId(image);
       const cached = this.cache.has(id);
       this.cache.add(id);
       this.current = image;

@@ -6,7 +6,7 @@ export const FIXTURE_IMAGE = new URL("../fixtures/sam-tiny/image.png", import.me
 
 export type Handler = (req: Request) => Promise<Response>;
 
-export const BASE = "http://wgsam.test";
+export const BASE = "http://localhost:8787";
 
 export async function call(
   app: Handler,

@@ -52,8 +52,12 @@ Deno.test("ops: /healthz reports model, GPU and queue depth; 503 once the GPU is
   const uploads = [1, 2, 3].map(async (seed) =>
     call(ops, "POST", "/api/images", await makePng(8, 8, seed))
   );
-  await new Promise((r) => setTimeout(r, 80));
-  const busy = await call(ops, "GET", "/healthz");
+  // Decoding (in a worker, one at a time) comes first: wait until all three reach the queue.
+  let busy = await call(ops, "GET", "/healthz");
+  for (let i = 0; i < 200 && (busy.json.queue as { depth: number }).depth < 3; i++) {
+    await new Promise((r) => setTimeout(r, 10));
+    busy = await call(ops, "GET", "/healthz");
+  }
   assert.deepEqual(busy.json.queue, { depth: 3, running: true, waiting: 2 });
   for (const u of await Promise.all(uploads)) assert.equal(u.status, 200);
   assert.equal((await call(ops, "POST", "/healthz")).status, 405);

@@ -256,3 +256,40 @@ Deno.test({
   sanitizeResources: false,
   fn: () => withTestEngine((engine) => drivePage(engine, "sam_tiny", 4)),
 });
+
+Deno.test({
+  name: "page: a slow encode (upload answered 202) is waited for, then the photo is ready (#22.2)",
+  ignore: !hasChromium(),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const engine = new FakeEngine();
+    const app = createApp({ engine, log: () => {}, limits: { uploadAnswerMs: 200 } });
+    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, app);
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+    try {
+      const page = await browser.newPage();
+      page.setDefaultTimeout(90_000);
+      await page.route(/^(?!http:\/\/127\.0\.0\.1:)/, (route) => route.abort());
+      await page.goto(`http://127.0.0.1:${server.addr.port}/`);
+      await page.waitForFunction(`/Ready/.test(document.getElementById("status").textContent)`);
+      engine.delayMs = 3000; // the encoder on a CPU-only host, shortened
+      await page.setInputFiles("#file", FIXTURE_IMAGE.pathname);
+      await page.waitForFunction(
+        `/Computing the embedding/.test(document.getElementById("status").textContent)`,
+      );
+      engine.delayMs = 0;
+      await page.waitForFunction(`/ready/.test(document.getElementById("status").textContent)`);
+      assert.match(await page.locator("#status").textContent() ?? "", /160×107 ready/);
+      // Prompts work on it.
+      const box = (await page.locator("#marks").boundingBox())!;
+      await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
+      await page.waitForFunction(`document.querySelectorAll("#scores .score").length === 3`);
+      assert.doesNotMatch(await page.locator("#status").textContent() ?? "", /failed/);
+    } finally {
+      await browser.close();
+      await server.shutdown();
+      app.close();
+    }
+  },
+});

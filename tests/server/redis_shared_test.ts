@@ -58,7 +58,7 @@ Deno.test({
       );
       // The id is known on B for everything else too.
       const info = await request(b.base, "GET", `/api/images/${id}`);
-      assert.deepEqual(info.json, { id, width: 160, height: 107 });
+      assert.deepEqual(info.json, { id, width: 160, height: 107, status: "ready" });
       const health = await request(b.base, "GET", "/healthz");
       assert.equal(health.status, 200);
       assert.equal((health.json.redis as { connected: boolean }).connected, true);

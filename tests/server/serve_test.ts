@@ -26,6 +26,12 @@ Deno.test("serve: bad flags exit 2, --help exits 0", async () => {
   assert.match(new TextDecoder().decode(bad.stderr), /--port must be/);
   const unknown = await run(["--prot", "1"]);
   assert.equal(unknown.code, 2);
+  const origin = await run(["--allow-origin", "evil.example/path"]);
+  assert.equal(origin.code, 2);
+  assert.match(
+    new TextDecoder().decode(origin.stderr),
+    /--allow-origin "evil\.example\/path" is not an origin/,
+  );
   const help = await run(["--help"]);
   assert.equal(help.code, 0);
   assert.match(new TextDecoder().decode(help.stdout), /WGSAM_PORT/);
