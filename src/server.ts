@@ -12,6 +12,7 @@ import { Metrics, timedEngine } from "./server/metrics.ts";
 import { withOps } from "./server/ops.ts";
 import { checkRedisUrl, openRedis, redactUrl, type Redis } from "./server/redis.ts";
 import { resolveModel, weightsDirFrom } from "./weights/registry.ts";
+import { type AllowedHost, parseAllowHosts } from "./server/ls_image.ts";
 
 async function main(): Promise<number> {
   let config;
@@ -24,6 +25,13 @@ async function main(): Promise<number> {
   if (config.help) {
     console.log(USAGE);
     return 0;
+  }
+  let lsAllowHosts: AllowedHost[] = [];
+  try {
+    lsAllowHosts = parseAllowHosts(config.lsAllowHosts ?? "");
+  } catch (e) {
+    console.error(`error: ${(e as Error).message}`);
+    return 2;
   }
   if (config.redis) {
     try {
@@ -121,6 +129,7 @@ async function main(): Promise<number> {
       imageCacheBytes: cacheBytes,
     },
     sharedImages: shared,
+    labelStudio: { allowHosts: lsAllowHosts },
   });
   if (shared) {
     const store = shared;

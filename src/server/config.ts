@@ -21,6 +21,8 @@
  *   --redis-ttl-s / WGSAM_REDIS_TTL_S  lifetime of an unused shared entry (86400)
  *   --redis-mb / WGSAM_REDIS_MB  cap on what the servers store in Redis together (4096)
  *   --drain-s / WGSAM_DRAIN_S  on SIGTERM, how long accepted requests may take to finish (30)
+ *   --ls-allow-host / WGSAM_LS_ALLOW_HOSTS  hosts (host or host:port, comma separated) that
+ *                              Label Studio task images may come from at private addresses
  */
 import { DEFAULT_LIMITS } from "./limits.ts";
 
@@ -42,6 +44,8 @@ export interface ServerConfig {
   redisTtlS: number;
   redisMb: number;
   drainS: number;
+  /** --ls-allow-host as given (comma-separated host[:port]); null: none. */
+  lsAllowHosts: string | null;
   help: boolean;
 }
 
@@ -51,11 +55,14 @@ usage: deno task serve [--host H] [--port P] [--model PATH|NAME] [--detector PAT
                        [--cache-mb N] [--timeout-s S] [--max-queue N] [--max-upload-mb N]
                        [--max-pixels N] [--max-mask-pixels N]
                        [--redis URL] [--redis-ttl-s S] [--redis-mb N] [--drain-s S]
+                       [--ls-allow-host HOST[:PORT],...]
 
 Each flag can also be set by the environment: WGSAM_HOST, WGSAM_PORT, WGSAM_MODEL,
 WGSAM_DETECTOR, WGSAM_CACHE_MB, WGSAM_TIMEOUT_S, WGSAM_MAX_QUEUE, WGSAM_MAX_UPLOAD_MB,
 WGSAM_MAX_PIXELS, WGSAM_MAX_MASK_PIXELS, WGSAM_REDIS, WGSAM_REDIS_TTL_S, WGSAM_REDIS_MB,
-WGSAM_DRAIN_S.
+WGSAM_DRAIN_S, WGSAM_LS_ALLOW_HOSTS.
+--ls-allow-host names hosts (comma separated) that Label Studio task images may be fetched from
+at loopback or private addresses, besides LABEL_STUDIO_URL's host.
 --redis redis://host:port shares embeddings and uploads between servers (see README, "Many
 hosts"). On SIGTERM the server stops accepting and gives accepted requests --drain-s seconds.
 --max-mask-pixels bounds one segment request: prompts x masks per prompt x width x height.
@@ -112,6 +119,7 @@ const FLAGS: Record<string, FlagSpec> = {
   },
   "redis-mb": { env: "WGSAM_REDIS_MB", key: "redisMb", kind: "num", positive: true },
   "drain-s": { env: "WGSAM_DRAIN_S", key: "drainS", kind: "num", max: 2_147_483 },
+  "ls-allow-host": { env: "WGSAM_LS_ALLOW_HOSTS", key: "lsAllowHosts", kind: "string" },
 };
 
 export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
@@ -129,6 +137,7 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   redisTtlS: 86400,
   redisMb: 4096,
   drainS: 30,
+  lsAllowHosts: null,
   help: false,
 });
 

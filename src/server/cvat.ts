@@ -40,6 +40,7 @@ import {
   base64JsonLimit,
   checkPromptInImage,
   type ExtraRoutes,
+  requireJson,
   type RouteContext,
 } from "./route_context.ts";
 import { parseEverythingRequest } from "./validate.ts";
@@ -83,6 +84,32 @@ export function cvatMask(mask: Uint8Array, width: number, height: number): numbe
   }
   out.push(xtl, ytl, xbr, ybr);
   return out;
+}
+
+/**
+ * Detector answers in CVAT's "mask" shape, one per non-empty mask: the cropped mask and the
+ * polygon of its largest part, with the label and the confidence as a string.
+ */
+function cvatShapes(
+  masks: readonly Uint8Array[],
+  labels: readonly string[],
+  scores: readonly number[],
+  width: number,
+  height: number,
+) {
+  const shapes = [];
+  for (let i = 0; i < masks.length; i++) {
+    const cropped = cvatMask(masks[i], width, height);
+    if (!cropped) continue;
+    shapes.push({
+      confidence: String(scores[i]),
+      label: labels[i],
+      points: largestPolygon(masks[i], width, height),
+      mask: cropped,
+      type: "mask",
+    });
+  }
+  return shapes;
 }
 
 interface CvatFunction {
@@ -237,20 +264,13 @@ export function cvatRoutes(ctx: RouteContext): ExtraRoutes {
       const records = await ctx.onGpu((signal) =>
         generator.generate({ width, height, data: stored.image.data }, ctx.maskSource(signal))
       );
-      const shapes = [];
-      for (const r of records) {
-        const mask = segmentationMask(r.segmentation);
-        const cropped = cvatMask(mask, width, height);
-        if (!cropped) continue;
-        shapes.push({
-          confidence: String(r.predicted_iou),
-          label: "object",
-          points: largestPolygon(mask, width, height),
-          mask: cropped,
-          type: "mask",
-        });
-      }
-      return shapes;
+      return cvatShapes(
+        records.map((r) => segmentationMask(r.segmentation)),
+        records.map(() => "object"),
+        records.map((r) => r.predicted_iou),
+        width,
+        height,
+      );
     },
   };
 
@@ -282,20 +302,13 @@ export function cvatRoutes(ctx: RouteContext): ExtraRoutes {
             throw e;
           })
         );
-        const shapes = [];
-        for (let i = 0; i < result.detections.length; i++) {
-          const mask = result.masks[i];
-          const cropped = cvatMask(mask, result.width, result.height);
-          if (!cropped) continue;
-          shapes.push({
-            confidence: String(result.detections[i].score),
-            label: result.detections[i].className,
-            points: largestPolygon(mask, result.width, result.height),
-            mask: cropped,
-            type: "mask",
-          });
-        }
-        return shapes;
+        return cvatShapes(
+          result.masks.slice(0, result.detections.length),
+          result.detections.map((d) => d.className),
+          result.detections.map((d) => d.score),
+          result.width,
+          result.height,
+        );
       },
     });
   }
@@ -352,7 +365,13 @@ export function cvatRoutes(ctx: RouteContext): ExtraRoutes {
       if (method !== "GET") {
         throw new HttpError(405, "method not allowed; use GET", { allow: "GET" });
       }
-      const f = byName.get(decodeURIComponent(one[1]));
+      let name: string;
+      try {
+        name = decodeURIComponent(one[1]);
+      } catch {
+        throw new HttpError(404, "malformed function name (a bad %-escape)");
+      }
+      const f = byName.get(name);
       if (!f) {
         throw new HttpError(
           404,
@@ -365,6 +384,7 @@ export function cvatRoutes(ctx: RouteContext): ExtraRoutes {
       if (method !== "POST") {
         throw new HttpError(405, "method not allowed; use POST", { allow: "POST" });
       }
+      requireJson(req);
       const name = req.headers.get("x-nuclio-function-name");
       if (!name) throw bad("name the function in the x-nuclio-function-name header");
       const f = byName.get(name);
@@ -382,7 +402,7 @@ export function cvatRoutes(ctx: RouteContext): ExtraRoutes {
       // every function here shares one port, so the payload says which: an interactor's has
       // points. Anything else posted to / is the page's 405.
       const body = await readJsonObject(req, base64JsonLimit(limits));
-      const f = "pos_points" in body || "neg_points" in body || "obj_bbox" in body
+      const f = ["pos_points", "neg_points", "obj_bbox"].some((k) => Object.hasOwn(body, k))
         ? interactor
         : byName.get(CVAT_DETECT_FUNCTION) ?? everything;
       return jsonResponse(await f.invoke(body));
