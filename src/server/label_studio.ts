@@ -181,12 +181,18 @@ export interface LabelStudioOptions {
   allowHosts?: readonly AllowedHost[];
   /** Name resolution for the address checks (tests); Deno.resolveDns by default. */
   resolve?: Resolver;
+  /** Which addresses count as public (tests widen it); isPublicAddress by default. */
+  isPublic?: (address: string) => boolean;
 }
 
 export function labelStudioRoutes(ctx: RouteContext, opts: LabelStudioOptions = {}): ExtraRoutes {
   const { engine, limits } = ctx;
   const connection = opts.connection ?? labelStudioFromEnv();
-  const policy = { allowHosts: opts.allowHosts ?? [], resolve: opts.resolve };
+  const policy = {
+    allowHosts: opts.allowHosts ?? [],
+    resolve: opts.resolve,
+    isPublic: opts.isPublic,
+  };
   const modelVersion = `wgsam-${engine.info.model}`;
   // The URL and the key are one pair: the environment's when either variable is set, else
   // what Label Studio's setup call said for the project ({hostname, access_token}: its own

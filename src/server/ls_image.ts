@@ -14,7 +14,8 @@
  * Any caller of /ls/predict names these URLs, so this is a server-side request on its behalf:
  * a host that is neither LABEL_STUDIO_URL's nor on the operator's allow-list
  * (`--ls-allow-host`) must resolve to public addresses only (no loopback, private, link-local
- * or cloud metadata address), every redirect hop is checked the same way, and its failures
+ * or cloud metadata address; http is then fetched from the address checked, https by name,
+ * which its certificate binds), every redirect hop is checked the same way, and its failures
  * are a generic 502 that does not tell the remote status apart (no port scanning through us).
  *
  * Where LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY are both unset, the routes pass what Label
@@ -213,6 +214,8 @@ export interface FetchPolicy {
   allowHosts: readonly AllowedHost[];
   /** Name resolution (tests pass a stand-in); Deno.resolveDns by default. */
   resolve?: Resolver;
+  /** Which addresses count as public (tests widen it); isPublicAddress by default. */
+  isPublic?: (address: string) => boolean;
 }
 
 /** Label Studio paths that hold task files (what label-studio-sdk's get_local_path reads). */
@@ -325,13 +328,16 @@ export function resolveTaskImageUrl(
 /**
  * Refuses a URL whose host is not trusted (LABEL_STUDIO_URL's from the environment, or the
  * allow-list) and is, or resolves to, a non-public address. A name is judged by every address
- * it resolves to, so one private record is enough to refuse it.
+ * it resolves to, so one private record is enough to refuse it. Returns the address an http
+ * name must be fetched from (the one checked, so a second lookup cannot rebind it to a private
+ * one); https is fetched by name, its certificate binding the connection to that name.
  */
-async function checkHost(url: URL, trusted: boolean, policy: FetchPolicy): Promise<void> {
+async function checkHost(url: URL, trusted: boolean, policy: FetchPolicy): Promise<string | null> {
   if (url.protocol !== "http:" && url.protocol !== "https:") {
     throw new HttpError(400, `task image: only http(s) is fetched, not ${url.protocol}`);
   }
-  if (trusted) return;
+  if (trusted) return null;
+  const isPublic = policy.isPublic ?? isPublicAddress;
   const host = url.hostname.replace(/^\[|\]$/g, "");
   const refuse = () =>
     new HttpError(
@@ -342,15 +348,16 @@ async function checkHost(url: URL, trusted: boolean, policy: FetchPolicy): Promi
     );
   const literal = ipv4Octets(host) !== null || host.includes(":");
   if (literal) {
-    if (!isPublicAddress(host)) throw refuse();
-    return;
+    if (!isPublic(host)) throw refuse();
+    return null;
   }
   if (host === "localhost" || host.endsWith(".localhost") || !host.includes(".")) throw refuse();
   const addresses = await (policy.resolve ?? dnsResolver)(host);
   if (addresses.length === 0) {
     throw new HttpError(502, `could not fetch the task image from ${url.host}`);
   }
-  if (!addresses.every(isPublicAddress)) throw refuse();
+  if (!addresses.every(isPublic)) throw refuse();
+  return url.protocol === "http:" ? addresses[0] : null;
 }
 
 /** The bytes of a task's image; HttpErrors that say what went wrong and what to fix. */
@@ -379,94 +386,107 @@ export async function fetchTaskImage(
   // foreign host redirecting back to Label Studio gets no key.
   let keyed = labelStudio;
   let res: Response;
-  for (let hop = 0;; hop++) {
-    const onLabelStudio = lsUrl !== null && url.host === lsUrl.host;
-    keyed = keyed && onLabelStudio;
-    // Operator-named hosts: LABEL_STUDIO_URL's (from the environment) and the allow-list.
-    // Their failures are told in detail; others get one generic message (no port scanning).
-    const trusted = (onLabelStudio && ls.source === "env") || isAllowed(url, policy.allowHosts);
-    await checkHost(url, trusted, policy);
-    const where = onLabelStudio ? `Label Studio at ${ls.url}` : url.host;
-    const headers: Record<string, string> = {};
-    if (keyed && ls.apiKey) {
-      headers.authorization = `${isJwt(ls.apiKey) ? "Bearer" : "Token"} ${ls.apiKey}`;
-    }
-    try {
-      res = await fetch(url, { headers, signal, redirect: "manual" });
-    } catch (e) {
-      throw new HttpError(
-        502,
-        trusted
-          ? `could not fetch the task image ${url.href.slice(0, 300)} from ${where}: ` +
-            `${(e as Error).message}` +
-            (onLabelStudio
-              ? " (is LABEL_STUDIO_URL the address this server reaches Label Studio at?)"
-              : "")
-          : `could not fetch the task image from ${url.host}`,
-      );
-    }
-    const location = res.headers.get("location");
-    if (res.status >= 300 && res.status < 400 && location !== null) {
-      await res.body?.cancel();
-      if (hop >= MAX_REDIRECTS) {
-        throw new HttpError(502, `task image: more than ${MAX_REDIRECTS} redirects from ${where}`);
+  let client: Deno.HttpClient | undefined;
+  try {
+    for (let hop = 0;; hop++) {
+      const onLabelStudio = lsUrl !== null && url.host === lsUrl.host;
+      keyed = keyed && onLabelStudio;
+      // Operator-named hosts: LABEL_STUDIO_URL's (from the environment) and the allow-list.
+      // Their failures are told in detail; others get one generic message (no port scanning).
+      const trusted = (onLabelStudio && ls.source === "env") || isAllowed(url, policy.allowHosts);
+      const pinned = await checkHost(url, trusted, policy);
+      const where = onLabelStudio ? `Label Studio at ${ls.url}` : url.host;
+      const headers: Record<string, string> = {};
+      if (keyed && ls.apiKey) {
+        headers.authorization = `${isJwt(ls.apiKey) ? "Bearer" : "Token"} ${ls.apiKey}`;
       }
+      client?.close();
+      // The connection goes to the checked address; the URL (and Host header) keep the name.
+      client = pinned === null ? undefined : Deno.createHttpClient({
+        proxy: { transport: "tcp", hostname: pinned, port: Number(effectivePort(url)) },
+      });
       try {
-        url = new URL(location, url);
-      } catch {
-        throw new HttpError(502, `task image: ${where} redirected to a malformed URL`);
+        res = await fetch(url, { headers, signal, redirect: "manual", client });
+      } catch (e) {
+        throw new HttpError(
+          502,
+          trusted
+            ? `could not fetch the task image ${url.href.slice(0, 300)} from ${where}: ` +
+              `${(e as Error).message}` +
+              (onLabelStudio
+                ? " (is LABEL_STUDIO_URL the address this server reaches Label Studio at?)"
+                : "")
+            : `could not fetch the task image from ${url.host}`,
+        );
       }
-      continue;
-    }
-    if (!res.ok) {
-      await res.body?.cancel();
-      if (!trusted) throw new HttpError(502, `could not fetch the task image from ${url.host}`);
-      const hint = res.status === 401 || res.status === 403
-        ? onLabelStudio
-          ? ": check LABEL_STUDIO_API_KEY (a valid access token of a user of that project)"
-          : ": that host needs credentials wgsam does not send"
-        : res.status === 404
-        ? ": no such file there"
-        : "";
-      throw new HttpError(
-        502,
-        `${where} answered ${res.status} for the task image ${url.href.slice(0, 300)}${hint}`,
-      );
-    }
-    break;
-  }
-  const declared = Number(res.headers.get("content-length") ?? NaN);
-  if (declared > opts.maxBytes) {
-    await res.body?.cancel();
-    throw new HttpError(
-      413,
-      `task image over the limit of ${opts.maxBytes} bytes (--max-upload-mb)`,
-    );
-  }
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  if (res.body) {
-    try {
-      for await (const chunk of res.body) {
-        total += chunk.byteLength;
-        if (total > opts.maxBytes) {
+      const location = res.headers.get("location");
+      if (res.status >= 300 && res.status < 400 && location !== null) {
+        await res.body?.cancel();
+        if (hop >= MAX_REDIRECTS) {
           throw new HttpError(
-            413,
-            `task image over the limit of ${opts.maxBytes} bytes (--max-upload-mb)`,
+            502,
+            `task image: more than ${MAX_REDIRECTS} redirects from ${where}`,
           );
         }
-        chunks.push(chunk);
+        try {
+          url = new URL(location, url);
+        } catch {
+          throw new HttpError(502, `task image: ${where} redirected to a malformed URL`);
+        }
+        continue;
       }
-    } catch (e) {
-      if (e instanceof HttpError) throw e;
-      throw new HttpError(502, `the task image from ${url.host} did not arrive in time or whole`);
+      if (!res.ok) {
+        await res.body?.cancel();
+        if (!trusted) throw new HttpError(502, `could not fetch the task image from ${url.host}`);
+        const hint = res.status === 401 || res.status === 403
+          ? onLabelStudio
+            ? ": check LABEL_STUDIO_API_KEY (a valid access token of a user of that project)"
+            : ": that host needs credentials wgsam does not send"
+          : res.status === 404
+          ? ": no such file there"
+          : "";
+        throw new HttpError(
+          502,
+          `${where} answered ${res.status} for the task image ${url.href.slice(0, 300)}${hint}`,
+        );
+      }
+      break;
     }
+    const declared = Number(res.headers.get("content-length") ?? NaN);
+    if (declared > opts.maxBytes) {
+      await res.body?.cancel();
+      throw new HttpError(
+        413,
+        `task image over the limit of ${opts.maxBytes} bytes (--max-upload-mb)`,
+      );
+    }
+    const chunks: Uint8Array[] = [];
+    let total = 0;
+    if (res.body) {
+      try {
+        for await (const chunk of res.body) {
+          total += chunk.byteLength;
+          if (total > opts.maxBytes) {
+            throw new HttpError(
+              413,
+              `task image over the limit of ${opts.maxBytes} bytes (--max-upload-mb)`,
+            );
+          }
+          chunks.push(chunk);
+        }
+      } catch (e) {
+        if (e instanceof HttpError) throw e;
+        throw new HttpError(502, `the task image from ${url.host} did not arrive in time or whole`);
+      }
+    }
+    const out = new Uint8Array(total);
+    let at = 0;
+    for (const c of chunks) {
+      out.set(c, at);
+      at += c.byteLength;
+    }
+    return out;
+  } finally {
+    client?.close();
   }
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.byteLength;
-  }
-  return out;
 }

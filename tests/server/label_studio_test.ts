@@ -726,3 +726,28 @@ Deno.test("Label Studio: an Image value naming an inherited property is not a ta
   assert.equal(r.status, 400);
   assert.match(String(r.json.error), /no data field "toString"/);
 });
+
+Deno.test("Label Studio: an http name is fetched from the address that was checked (no DNS rebinding)", async () => {
+  await withFileServer(async (origin, seen) => {
+    const port = new URL(origin).port;
+    // "rebind.invalid" never resolves through the system resolver: the fetch can only succeed
+    // by connecting to the address the check resolved (127.0.0.1, counted public here).
+    const lookups: string[] = [];
+    const app = appWith({}, {
+      resolve: (host) => {
+        lookups.push(host);
+        return Promise.resolve(["127.0.0.1"]);
+      },
+      isPublic: (a) => a === "127.0.0.1",
+    });
+    const r = await call(
+      app,
+      "POST",
+      "/ls/predict",
+      predictBody(`http://rebind.invalid:${port}/photo.png`),
+    );
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    assert.deepEqual(lookups, ["rebind.invalid"]);
+    assert.deepEqual(seen, ["/photo.png"]);
+  });
+});
