@@ -14,6 +14,7 @@ import { withOps } from "./server/ops.ts";
 import { checkRedisUrl, openRedis, redactUrl, type Redis } from "./server/redis.ts";
 import { loadWorkerEngine } from "./server/worker_engine.ts";
 import { resolveModel, weightsDirFrom } from "./weights/registry.ts";
+import { type AllowedHost, parseAllowHosts } from "./server/ls_image.ts";
 
 async function main(): Promise<number> {
   let config;
@@ -26,6 +27,13 @@ async function main(): Promise<number> {
   if (config.help) {
     console.log(USAGE);
     return 0;
+  }
+  let lsAllowHosts: AllowedHost[] = [];
+  try {
+    lsAllowHosts = parseAllowHosts(config.lsAllowHosts ?? "");
+  } catch (e) {
+    console.error(`error: ${(e as Error).message}`);
+    return 2;
   }
   if (config.redis) {
     try {
@@ -134,6 +142,7 @@ async function main(): Promise<number> {
     sharedImages: shared,
     // The name the server was bound to is its own; IP addresses and localhost always are.
     access: { allowHosts: [config.host, ...config.allowHost], allowOrigins: config.allowOrigin },
+    labelStudio: { allowHosts: lsAllowHosts },
   });
   if (shared) {
     const store = shared;

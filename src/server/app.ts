@@ -34,7 +34,7 @@ import { imageId } from "../predictor.ts";
 import { WorkQueue } from "./queue.ts";
 import type { ExtraRoutes, RouteContext, StoredImage } from "./route_context.ts";
 import { cvatRoutes } from "./cvat.ts";
-import { labelStudioRoutes } from "./label_studio.ts";
+import { type LabelStudioOptions, labelStudioRoutes } from "./label_studio.ts";
 import {
   type OutputFormat,
   parseDetectRequest,
@@ -69,6 +69,8 @@ export interface AppOptions {
    * Uploads shared with other hosts (`serve --redis`: src/server/embedding_store.ts): an id
    * uploaded elsewhere is fetched from there on a local miss. Never rejects.
    */
+  /** The Label Studio backend's connection and --ls-allow-host list (default: environment). */
+  labelStudio?: LabelStudioOptions;
   sharedImages?: {
     getImage(id: string): Promise<Uint8Array | null>;
     putImage(id: string, file: Uint8Array): Promise<void>;
@@ -394,7 +396,10 @@ export function createApp(options: AppOptions): AppHandler {
     onGpu,
     maskSource: (signal) => stoppable(engine.maskSource?.() ?? predictorMaskSource(engine), signal),
   };
-  const extraRoutes: ExtraRoutes[] = [cvatRoutes(context), labelStudioRoutes(context)];
+  const extraRoutes: ExtraRoutes[] = [
+    cvatRoutes(context),
+    labelStudioRoutes(context, options.labelStudio),
+  ];
 
   async function segment(req: Request, id: string, lease: BodyLease): Promise<Response> {
     const stored = await lookupImage(id);

@@ -30,6 +30,8 @@
  *   --max-connections / WGSAM_MAX_CONNECTIONS  open connections (256)
  *   --header-timeout-s / WGSAM_HEADER_TIMEOUT_S  time for a request head (20)
  *   --idle-timeout-s / WGSAM_IDLE_TIMEOUT_S  keep-alive wait for the next request (10)
+ *   --ls-allow-host / WGSAM_LS_ALLOW_HOSTS  hosts (host or host:port, comma separated) that
+ *                              Label Studio task images may come from at private addresses
  */
 import { DEFAULT_LIMITS } from "./limits.ts";
 import { DEFAULT_CONNECTION_LIMITS } from "./listener.ts";
@@ -57,6 +59,8 @@ export interface ServerConfig {
   maxConnections: number;
   headerTimeoutS: number;
   idleTimeoutS: number;
+  /** --ls-allow-host as given (comma-separated host[:port]); null: none. */
+  lsAllowHosts: string | null;
   help: boolean;
 }
 
@@ -68,12 +72,15 @@ usage: deno task serve [--host H] [--port P] [--model PATH|NAME] [--detector PAT
                        [--redis URL] [--redis-ttl-s S] [--redis-mb N] [--drain-s S]
                        [--allow-origin ORIGIN]... [--allow-host NAME]... [--max-connections N]
                        [--header-timeout-s S] [--idle-timeout-s S]
+                       [--ls-allow-host HOST[:PORT],...]
 
 Each flag can also be set by the environment: WGSAM_HOST, WGSAM_PORT, WGSAM_MODEL,
 WGSAM_DETECTOR, WGSAM_CACHE_MB, WGSAM_TIMEOUT_S, WGSAM_MAX_QUEUE, WGSAM_MAX_UPLOAD_MB,
 WGSAM_MAX_PIXELS, WGSAM_MAX_MASK_PIXELS, WGSAM_REDIS, WGSAM_REDIS_TTL_S, WGSAM_REDIS_MB,
 WGSAM_DRAIN_S, WGSAM_ALLOW_ORIGIN, WGSAM_ALLOW_HOST, WGSAM_MAX_CONNECTIONS,
-WGSAM_HEADER_TIMEOUT_S, WGSAM_IDLE_TIMEOUT_S.
+WGSAM_HEADER_TIMEOUT_S, WGSAM_IDLE_TIMEOUT_S, WGSAM_LS_ALLOW_HOSTS.
+--ls-allow-host names hosts (comma separated) that Label Studio task images may be fetched from
+at loopback or private addresses, besides LABEL_STUDIO_URL's host.
 --redis redis://host:port shares embeddings and uploads between servers (see README, "Many
 hosts"). On SIGTERM the server stops accepting and gives accepted requests --drain-s seconds.
 --max-mask-pixels bounds one segment request: prompts x masks per prompt x width x height.
@@ -158,6 +165,7 @@ const FLAGS: Record<string, FlagSpec> = {
     positive: true,
     max: 2_147_483,
   },
+  "ls-allow-host": { env: "WGSAM_LS_ALLOW_HOSTS", key: "lsAllowHosts", kind: "string" },
 };
 
 export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
@@ -180,6 +188,7 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   maxConnections: DEFAULT_CONNECTION_LIMITS.maxConnections,
   headerTimeoutS: DEFAULT_CONNECTION_LIMITS.headerTimeoutMs / 1000,
   idleTimeoutS: DEFAULT_CONNECTION_LIMITS.idleTimeoutMs / 1000,
+  lsAllowHosts: null,
   help: false,
 });
 

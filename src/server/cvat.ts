@@ -40,6 +40,7 @@ import {
   base64JsonLimit,
   checkPromptInImage,
   type ExtraRoutes,
+  requireJson,
   type RouteContext,
 } from "./route_context.ts";
 import { parseEverythingRequest } from "./validate.ts";
@@ -61,11 +62,12 @@ function functionName(model: string): string {
   return `wgsam-sam-${slug || "model"}`;
 }
 
-/**
- * A mask in CVAT's detector form: the rows of its bounding box (inclusive) flattened, 0/1,
- * then [xtl, ytl, xbr, ybr]; null for an empty mask.
- */
-export function cvatMask(mask: Uint8Array, width: number, height: number): number[] | null {
+/** The inclusive bounding box [xtl, ytl, xbr, ybr] of a mask's set pixels; null when empty. */
+function maskBounds(
+  mask: Uint8Array,
+  width: number,
+  height: number,
+): [number, number, number, number] | null {
   let xtl = width, ytl = height, xbr = -1, ybr = -1;
   for (let y = 0; y < height; y++) {
     for (let x = 0; x < width; x++) {
@@ -76,13 +78,88 @@ export function cvatMask(mask: Uint8Array, width: number, height: number): numbe
       if (y > ybr) ybr = y;
     }
   }
-  if (xbr < 0) return null;
+  return xbr < 0 ? null : [xtl, ytl, xbr, ybr];
+}
+
+/**
+ * A mask in CVAT's detector form: the rows of its bounding box (inclusive) flattened, 0/1,
+ * then [xtl, ytl, xbr, ybr]; null for an empty mask.
+ */
+export function cvatMask(mask: Uint8Array, width: number, height: number): number[] | null {
+  const box = maskBounds(mask, width, height);
+  if (!box) return null;
+  const [xtl, ytl, xbr, ybr] = box;
   const out: number[] = [];
   for (let y = ytl; y <= ybr; y++) {
     for (let x = xtl; x <= xbr; x++) out.push(mask[y * width + x] ? 1 : 0);
   }
   out.push(xtl, ytl, xbr, ybr);
   return out;
+}
+
+/** An answer already serialized as JSON (sent as it is). */
+class JsonText {
+  constructor(readonly text: string) {}
+}
+
+/**
+ * The interactor's answer `{points, mask, bounds}` as JSON text. CVAT's UI takes `mask` as
+ * the full frame, rows of 0/255 (what HRNet's function and CVAT's SAM plugin hand it), so it
+ * cannot be cropped; it is written straight to text instead of as `height` arrays of `width`
+ * JS numbers: rows outside the bounds share one string, and no per-pixel number is boxed.
+ * About 2 bytes per background pixel and 4 per mask pixel (24 MB for a 12 MP frame).
+ */
+export function interactorAnswerJson(
+  polygon: readonly (readonly [number, number])[],
+  mask: Uint8Array,
+  width: number,
+  height: number,
+): string {
+  const bounds = maskBounds(mask, width, height);
+  const zeros = (n: number) => "0,".repeat(n);
+  const emptyRow = `[${zeros(width).slice(0, -1)}]`;
+  const rows: string[] = [];
+  for (let y = 0; y < height; y++) {
+    if (!bounds || y < bounds[1] || y > bounds[3]) {
+      rows.push(emptyRow);
+      continue;
+    }
+    let row = "[" + zeros(bounds[0]);
+    for (let x = bounds[0]; x <= bounds[2]; x++) row += mask[y * width + x] ? "255," : "0,";
+    row += zeros(width - 1 - bounds[2]);
+    rows.push(row.slice(0, -1) + "]"); // the last element's comma
+  }
+  return `{"points":${JSON.stringify(polygon)},"mask":[${rows.join(",")}],"bounds":${
+    JSON.stringify(bounds ?? [0, 0, 0, 0])
+  }}`;
+}
+
+/**
+ * Detector answers in CVAT's "mask" shape, one per non-empty mask: the cropped mask and the
+ * polygon of its largest part, with the label and the confidence as a string.
+ */
+async function cvatShapes(
+  masks: readonly Uint8Array[],
+  labels: readonly string[],
+  scores: readonly number[],
+  width: number,
+  height: number,
+) {
+  const shapes = [];
+  for (let i = 0; i < masks.length; i++) {
+    // Contours of a large mask take a while: other requests get the event loop in between.
+    if (i > 0) await new Promise((r) => setTimeout(r, 0));
+    const cropped = cvatMask(masks[i], width, height);
+    if (!cropped) continue;
+    shapes.push({
+      confidence: String(scores[i]),
+      label: labels[i],
+      points: largestPolygon(masks[i], width, height),
+      mask: cropped,
+      type: "mask",
+    });
+  }
+  return shapes;
 }
 
 interface CvatFunction {
@@ -201,17 +278,9 @@ export function cvatRoutes(ctx: RouteContext): ExtraRoutes {
       const ring = largestPolygon(mask, pred.width, pred.height);
       const polygon: [number, number][] = [];
       for (let i = 0; i < ring.length; i += 2) polygon.push([ring[i], ring[i + 1]]);
-      const rows: number[][] = [];
-      for (let y = 0; y < pred.height; y++) {
-        rows.push(
-          Array.from(mask.subarray(y * pred.width, (y + 1) * pred.width), (v) => v ? 255 : 0),
-        );
-      }
       // As CVAT's SAM plugin hands its decoded mask to the UI: the full-size mask and its
       // bounds [xtl, ytl, xbr, ybr] (inclusive), here with the polygon HRNet also returns.
-      const cropped = cvatMask(mask, pred.width, pred.height);
-      const bounds = cropped ? cropped.slice(-4) : [0, 0, 0, 0];
-      return { points: polygon, mask: rows, bounds };
+      return new JsonText(interactorAnswerJson(polygon, mask, pred.width, pred.height));
     },
   };
 
@@ -237,20 +306,13 @@ export function cvatRoutes(ctx: RouteContext): ExtraRoutes {
       const records = await ctx.onGpu((signal) =>
         generator.generate({ width, height, data: stored.image.data }, ctx.maskSource(signal))
       );
-      const shapes = [];
-      for (const r of records) {
-        const mask = segmentationMask(r.segmentation);
-        const cropped = cvatMask(mask, width, height);
-        if (!cropped) continue;
-        shapes.push({
-          confidence: String(r.predicted_iou),
-          label: "object",
-          points: largestPolygon(mask, width, height),
-          mask: cropped,
-          type: "mask",
-        });
-      }
-      return shapes;
+      return await cvatShapes(
+        records.map((r) => segmentationMask(r.segmentation)),
+        records.map(() => "object"),
+        records.map((r) => r.predicted_iou),
+        width,
+        height,
+      );
     },
   };
 
@@ -282,20 +344,13 @@ export function cvatRoutes(ctx: RouteContext): ExtraRoutes {
             throw e;
           })
         );
-        const shapes = [];
-        for (let i = 0; i < result.detections.length; i++) {
-          const mask = result.masks[i];
-          const cropped = cvatMask(mask, result.width, result.height);
-          if (!cropped) continue;
-          shapes.push({
-            confidence: String(result.detections[i].score),
-            label: result.detections[i].className,
-            points: largestPolygon(mask, result.width, result.height),
-            mask: cropped,
-            type: "mask",
-          });
-        }
-        return shapes;
+        return await cvatShapes(
+          result.masks.slice(0, result.detections.length),
+          result.detections.map((d) => d.className),
+          result.detections.map((d) => d.score),
+          result.width,
+          result.height,
+        );
       },
     });
   }
@@ -334,9 +389,16 @@ export function cvatRoutes(ctx: RouteContext): ExtraRoutes {
     return Number(port) || (url.protocol === "https:" ? 443 : 80);
   }
 
+  function answer(out: unknown): Response {
+    if (!(out instanceof JsonText)) return jsonResponse(out);
+    return new Response(out.text, {
+      headers: { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" },
+    });
+  }
+
   async function invoke(req: Request, f: CvatFunction): Promise<Response> {
     const body = await readJsonObject(req, base64JsonLimit(limits));
-    return jsonResponse(await f.invoke(body));
+    return answer(await f.invoke(body));
   }
 
   return async (req, method, path) => {
@@ -352,7 +414,13 @@ export function cvatRoutes(ctx: RouteContext): ExtraRoutes {
       if (method !== "GET") {
         throw new HttpError(405, "method not allowed; use GET", { allow: "GET" });
       }
-      const f = byName.get(decodeURIComponent(one[1]));
+      let name: string;
+      try {
+        name = decodeURIComponent(one[1]);
+      } catch {
+        throw new HttpError(404, "malformed function name (a bad %-escape)");
+      }
+      const f = byName.get(name);
       if (!f) {
         throw new HttpError(
           404,
@@ -365,6 +433,7 @@ export function cvatRoutes(ctx: RouteContext): ExtraRoutes {
       if (method !== "POST") {
         throw new HttpError(405, "method not allowed; use POST", { allow: "POST" });
       }
+      requireJson(req);
       const name = req.headers.get("x-nuclio-function-name");
       if (!name) throw bad("name the function in the x-nuclio-function-name header");
       const f = byName.get(name);
@@ -382,10 +451,10 @@ export function cvatRoutes(ctx: RouteContext): ExtraRoutes {
       // every function here shares one port, so the payload says which: an interactor's has
       // points. Anything else posted to / is the page's 405.
       const body = await readJsonObject(req, base64JsonLimit(limits));
-      const f = "pos_points" in body || "neg_points" in body || "obj_bbox" in body
+      const f = ["pos_points", "neg_points", "obj_bbox"].some((k) => Object.hasOwn(body, k))
         ? interactor
         : byName.get(CVAT_DETECT_FUNCTION) ?? everything;
-      return jsonResponse(await f.invoke(body));
+      return answer(await f.invoke(body));
     }
     return null;
   };

@@ -20,16 +20,29 @@ import type { Prompt } from "../types.ts";
 import { maskToBrushRle } from "../util/brush_rle.ts";
 import { readJsonObject } from "./body.ts";
 import { HttpError, jsonResponse } from "./errors.ts";
-import { fetchTaskImage, type LabelStudioConnection, labelStudioFromEnv } from "./ls_image.ts";
+import {
+  type AllowedHost,
+  FETCH_TIMEOUT_MS,
+  fetchTaskImage,
+  type LabelStudioConnection,
+  labelStudioFromEnv,
+  type Resolver,
+} from "./ls_image.ts";
 import { largestPolygon } from "../util/polygon_export.ts";
 import {
   base64JsonLimit,
   checkPromptInImage,
   type ExtraRoutes,
+  requireJson,
   type RouteContext,
 } from "./route_context.ts";
 
 export const LS_PREFIX = "/ls";
+/**
+ * Task images fetched at once: each may hold --max-upload-mb and up to a minute outside the
+ * GPU queue, so past this many /ls/predict answers 503 with Retry-After.
+ */
+export const LS_MAX_FETCHES = 4;
 const MODEL_CLASS = "WgsamSamBackend";
 
 /** One tag of a label config: its name (lower case) and attributes. */
@@ -161,24 +174,38 @@ function shortId(): string {
   return crypto.randomUUID().replaceAll("-", "").slice(0, 10);
 }
 
-export function labelStudioRoutes(
-  ctx: RouteContext,
-  connection: LabelStudioConnection = labelStudioFromEnv(),
-): ExtraRoutes {
+export interface LabelStudioOptions {
+  /** LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY (default: read from the environment). */
+  connection?: LabelStudioConnection;
+  /** Hosts trusted like LABEL_STUDIO_URL's even at private addresses (--ls-allow-host). */
+  allowHosts?: readonly AllowedHost[];
+  /** Name resolution for the address checks (tests); Deno.resolveDns by default. */
+  resolve?: Resolver;
+  /** Which addresses count as public (tests widen it); isPublicAddress by default. */
+  isPublic?: (address: string) => boolean;
+}
+
+export function labelStudioRoutes(ctx: RouteContext, opts: LabelStudioOptions = {}): ExtraRoutes {
   const { engine, limits } = ctx;
+  const connection = opts.connection ?? labelStudioFromEnv();
+  const policy = {
+    allowHosts: opts.allowHosts ?? [],
+    resolve: opts.resolve,
+    isPublic: opts.isPublic,
+  };
   const modelVersion = `wgsam-${engine.info.model}`;
-  // What Label Studio's setup call says about itself, per project ({hostname, access_token}:
-  // its own address and the project creator's token); LABEL_STUDIO_URL and
-  // LABEL_STUDIO_API_KEY take precedence.
+  // The URL and the key are one pair: the environment's when either variable is set, else
+  // what Label Studio's setup call said for the project ({hostname, access_token}: its own
+  // address and the project creator's token). Never a mix: the operator's key must not go to
+  // an address that an unauthenticated setup call named.
+  const fromEnv = !!(connection.url || connection.apiKey);
   const learned = new Map<string, LabelStudioConnection>();
   const projectId = (project: unknown) => String(project ?? "").split(".", 1)[0];
   function connectionFor(project: unknown): LabelStudioConnection {
-    const told = learned.get(projectId(project));
-    return {
-      url: connection.url || told?.url || "",
-      apiKey: connection.apiKey || told?.apiKey || "",
-    };
+    if (fromEnv) return { ...connection, source: "env" };
+    return learned.get(projectId(project)) ?? { url: "", apiKey: "", source: "setup" };
   }
+  let fetching = 0;
 
   async function predict(req: Request): Promise<Response> {
     // A task may carry its image inline as a data: URL.
@@ -199,16 +226,37 @@ export function labelStudioRoutes(
     const tags = outputTags(body.label_config);
     const task = tasks[0] as Record<string, unknown>;
     const data = (task?.data ?? {}) as Record<string, unknown>;
-    if (!(tags.image.field in data)) {
+    if (typeof data !== "object" || Array.isArray(data)) {
+      throw new HttpError(400, "the task's data must be an object");
+    }
+    if (!Object.hasOwn(data, tags.image.field)) {
       throw new HttpError(
         400,
         `the task has no data field "${tags.image.field}" (the Image tag's value)`,
       );
     }
-    const bytes = await fetchTaskImage(data[tags.image.field], connectionFor(body.project), {
-      maxBytes: limits.maxUploadBytes,
-      taskId: task.id,
-    });
+    const value = data[tags.image.field];
+    // data: URLs are decoded in place; only fetches hold a slot.
+    const fetches = !(typeof value === "string" && /^data:/i.test(value));
+    if (fetches && fetching >= LS_MAX_FETCHES) {
+      throw new HttpError(
+        503,
+        `${LS_MAX_FETCHES} task images are being fetched already; retry shortly`,
+        { "retry-after": "5" },
+      );
+    }
+    if (fetches) fetching++;
+    let bytes: Uint8Array;
+    try {
+      bytes = await fetchTaskImage(value, connectionFor(body.project), {
+        maxBytes: limits.maxUploadBytes,
+        taskId: task.id,
+        timeoutMs: Math.min(FETCH_TIMEOUT_MS, limits.requestTimeoutMs),
+        policy,
+      });
+    } finally {
+      if (fetches) fetching--;
+    }
     const stored = await ctx.ingestImage(bytes);
     const { width, height } = stored.image;
     const { prompt, label } = contextPrompt(context.result, width, height, limits.maxPoints);
@@ -272,22 +320,29 @@ export function labelStudioRoutes(
         return jsonResponse({ status: "UP", model_class: MODEL_CLASS, model: engine.info.model });
       case "/setup": {
         only("POST");
+        requireJson(req);
         const body = await readJsonObject(req, limits.maxJsonBytes);
         if (typeof body.schema === "string" && body.schema.trim()) outputTags(body.schema);
-        if (typeof body.hostname === "string" && typeof body.access_token === "string") {
+        // Unauthenticated: learned only when the operator configured no connection at all.
+        if (
+          !fromEnv && typeof body.hostname === "string" && typeof body.access_token === "string"
+        ) {
           if (learned.size >= 1000) learned.delete(learned.keys().next().value!);
           learned.set(projectId(body.project), {
             url: body.hostname.trim(),
             apiKey: body.access_token.trim(),
+            source: "setup",
           });
         }
         return jsonResponse({ model_version: modelVersion });
       }
       case "/predict":
         only("POST");
+        requireJson(req);
         return await predict(req);
       case "/webhook":
         only("POST");
+        requireJson(req);
         await readJsonObject(req, limits.maxJsonBytes);
         return jsonResponse({ status: "Unknown event" });
       case "/metrics":

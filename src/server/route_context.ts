@@ -34,6 +34,22 @@ export interface RouteContext {
 /** A group of routes: its answer, or null when the request is not one of its routes. */
 export type ExtraRoutes = (req: Request, method: string, path: string) => Promise<Response | null>;
 
+/**
+ * Refuses a body that is not declared `application/json` (415). Label Studio and CVAT always
+ * declare it, and a browser can only send another site's page a JSON type after a CORS
+ * preflight, which wgsam never grants: without this check any web page could post
+ * `text/plain` JSON to these routes (a "simple request").
+ */
+export function requireJson(req: Request): void {
+  const type = (req.headers.get("content-type") ?? "").split(";")[0].trim().toLowerCase();
+  if (type !== "application/json") {
+    throw new HttpError(
+      415,
+      `Content-Type must be application/json, got "${type.slice(0, 80)}"`,
+    );
+  }
+}
+
 /** Largest JSON body carrying one base64 image: the upload bound, grown by base64's 4/3. */
 export function base64JsonLimit(limits: Readonly<Limits>): number {
   return Math.ceil(limits.maxUploadBytes * 4 / 3) + 1024 * 1024;

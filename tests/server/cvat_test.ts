@@ -21,6 +21,7 @@ import { parseNpy } from "../../src/util/npy.ts";
 import { fakeDetector, FakeEngine } from "./fake_engine.ts";
 import { BASE, call, decodeCocoMask, FIXTURE_IMAGE } from "./helpers.ts";
 import { COCO_CATEGORIES } from "../../src/detect/mod.ts";
+import { interactorAnswerJson } from "../../src/server/cvat.ts";
 
 /** The stand-in engine dressed as SAM ViT-H, with an embedding of ViT-H's shape. */
 class VitHEngine extends FakeEngine {
@@ -319,5 +320,48 @@ Deno.test("CVAT: detector functions answer CVAT's mask shapes", async () => {
     assert.equal(s.label, "object");
     assert.ok(Number(s.confidence) > 0 && Number(s.confidence) <= 1.5);
     uncropCvatMask(s.mask, 160, 107);
+  }
+});
+
+Deno.test("CVAT: a malformed %-escape in a function name is a 404, not a 500", async () => {
+  const lines: string[] = [];
+  const app = createApp({ engine: new FakeEngine(), log: (l) => lines.push(l) });
+  for (const path of ["/api/functions/%E0", "/api/functions/%", "/api/functions/a%zz"]) {
+    const r = await call(app, "GET", path);
+    assert.equal(r.status, 404, `${path}: ${JSON.stringify(r.json)}`);
+    assert.equal(typeof r.json.error, "string");
+  }
+  assert.ok(!lines.some((l) => l.startsWith("ERROR")), lines.join("\n"));
+});
+
+Deno.test("CVAT: the interactor's full-frame mask text equals the rows CVAT reads", () => {
+  const W = 7, H = 5;
+  const cases: [string, (x: number, y: number) => boolean][] = [
+    ["inside", (x, y) => x >= 2 && x <= 4 && y >= 1 && y <= 2 && (x + y) % 3 !== 0],
+    ["touching every edge", (x, y) => x === 0 || y === H - 1 || x === W - 1 || y === 0],
+    ["one pixel in the corner", (x, y) => x === W - 1 && y === H - 1],
+    ["empty", () => false],
+  ];
+  for (const [name, inMask] of cases) {
+    const mask = new Uint8Array(W * H);
+    const rows: number[][] = [];
+    let xtl = W, ytl = H, xbr = -1, ybr = -1;
+    for (let y = 0; y < H; y++) {
+      rows.push([]);
+      for (let x = 0; x < W; x++) {
+        const v = inMask(x, y);
+        mask[y * W + x] = v ? 1 : 0;
+        rows[y].push(v ? 255 : 0);
+        if (v) {
+          xtl = Math.min(xtl, x), ytl = Math.min(ytl, y);
+          xbr = Math.max(xbr, x), ybr = Math.max(ybr, y);
+        }
+      }
+    }
+    const text = interactorAnswerJson([[1, 2], [3, 4], [5, 1]], mask, W, H);
+    const parsed = JSON.parse(text);
+    assert.deepEqual(parsed.mask, rows, name);
+    assert.deepEqual(parsed.points, [[1, 2], [3, 4], [5, 1]], name);
+    assert.deepEqual(parsed.bounds, xbr < 0 ? [0, 0, 0, 0] : [xtl, ytl, xbr, ybr], name);
   }
 });

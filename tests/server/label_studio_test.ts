@@ -19,6 +19,9 @@
  */
 import assert from "node:assert/strict";
 import { createApp } from "../../src/server/app.ts";
+import { type LabelStudioOptions, LS_MAX_FETCHES } from "../../src/server/label_studio.ts";
+import { parseAllowHosts } from "../../src/server/ls_image.ts";
+import type { Limits } from "../../src/server/limits.ts";
 import { FakeEngine } from "./fake_engine.ts";
 import { call, decodeCocoMask, FIXTURE_IMAGE } from "./helpers.ts";
 import { rasterizeEvenOdd } from "../util/rasterize.ts";
@@ -116,7 +119,11 @@ async function withLabelStudio(
   }
 }
 
-function appWith(env: Record<string, string | undefined>) {
+function appWith(
+  env: Record<string, string | undefined>,
+  labelStudio?: LabelStudioOptions,
+  limits?: Partial<Limits>,
+) {
   const names = [
     "LABEL_STUDIO_URL",
     "LABEL_STUDIO_HOST",
@@ -127,7 +134,7 @@ function appWith(env: Record<string, string | undefined>) {
   for (const n of names) Deno.env.delete(n);
   for (const [k, v] of Object.entries(env)) if (v !== undefined) Deno.env.set(k, v);
   try {
-    return createApp({ engine: new FakeEngine(), log: () => {} });
+    return createApp({ engine: new FakeEngine(), log: () => {}, labelStudio, limits });
   } finally {
     names.forEach((n, i) =>
       saved[i] === undefined ? Deno.env.delete(n) : Deno.env.set(n, saved[i]!)
@@ -369,9 +376,22 @@ Deno.test("Label Studio: task images from data: URLs, and clear errors", async (
     assert.equal(seen.auth.at(-1), "Token secret-key");
   });
   // No environment: Label Studio's own setup call (hostname, access_token) is used for the
-  // project it names.
+  // project it names; at a loopback address only when the operator allowed that host.
   await withLabelStudio(async (lsUrl, seen) => {
-    const app = appWith({});
+    const unlisted = appWith({});
+    await call(unlisted, "POST", "/ls/setup", {
+      project: "5.1",
+      hostname: lsUrl,
+      access_token: "secret-key",
+    });
+    await expectError(
+      unlisted,
+      { ...body("/data/upload/1/photo.png"), project: "5.1" },
+      400,
+      /loopback, private or link-local address.*--ls-allow-host/,
+    );
+    assert.equal(seen.paths.length, 0);
+    const app = appWith({}, { allowHosts: parseAllowHosts(new URL(lsUrl).host) });
     const setup = await call(app, "POST", "/ls/setup", {
       project: "5.1700000000",
       schema: CONFIG,
@@ -416,4 +436,318 @@ Deno.test("Label Studio: task images from data: URLs, and clear errors", async (
     schema: "<View></View>",
   });
   assert.equal(badSetup.status, 400);
+});
+
+const PREDICT_CONTEXT = { context: keypointContext(25, 28, 160, 107) };
+const predictBody = (image: string, extra: Record<string, unknown> = {}) => ({
+  tasks: [{ id: 7, data: { image } }],
+  label_config: CONFIG,
+  params: PREDICT_CONTEXT,
+  ...extra,
+});
+
+/** A plain file server on 127.0.0.1 (no authentication); `route` may answer first. */
+async function withFileServer(
+  fn: (origin: string, seen: string[]) => Promise<void>,
+  route?: (url: URL) => Response | null | Promise<Response | null>,
+) {
+  const png = await Deno.readFile(FIXTURE_IMAGE);
+  const seen: string[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    const url = new URL(req.url);
+    seen.push(url.pathname + url.search);
+    return await route?.(url) ?? new Response(png, { headers: { "content-type": "image/png" } });
+  });
+  try {
+    await fn(`http://127.0.0.1:${server.addr.port}`, seen);
+  } finally {
+    await server.shutdown();
+  }
+}
+
+Deno.test("Label Studio: task images at loopback, private or metadata addresses are refused unless allowed", async () => {
+  await withFileServer(async (origin, seen) => {
+    const port = new URL(origin).port;
+    // A name that resolves to a private address (stand-in resolver: no DNS in tests).
+    const resolve = (host: string) =>
+      Promise.resolve(host === "intranet.example" ? ["93.184.216.34", "10.0.0.5"] : []);
+    const app = appWith({}, { resolve });
+    for (
+      const url of [
+        `${origin}/photo.png`,
+        "http://169.254.169.254/latest/meta-data/",
+        `http://[::1]:${port}/photo.png`,
+        `http://[::ffff:127.0.0.1]:${port}/photo.png`,
+        `http://localhost:${port}/photo.png`,
+        `http://0x7f.1:${port}/photo.png`, // 127.0.0.1 in another spelling
+        "http://10.1.2.3/photo.png",
+        "http://intranet.example/photo.png",
+      ]
+    ) {
+      const r = await call(app, "POST", "/ls/predict", predictBody(url));
+      assert.equal(r.status, 400, `${url}: ${JSON.stringify(r.json)}`);
+      assert.match(String(r.json.error), /loopback, private or link-local address/);
+    }
+    assert.deepEqual(seen, [], "nothing was fetched");
+
+    // A public name that cannot be fetched: a generic 502, no connect error or status echoed.
+    const publicName = appWith({}, { resolve: () => Promise.resolve(["93.184.216.34"]) });
+    const gone = await call(
+      publicName,
+      "POST",
+      "/ls/predict",
+      predictBody("http://images.invalid/photo.png"),
+    );
+    assert.equal(gone.status, 502, JSON.stringify(gone.json));
+    assert.equal(gone.json.error, "could not fetch the task image from images.invalid");
+
+    // The operator's allow-list (--ls-allow-host 127.0.0.1:PORT) lets the local stand-in in.
+    const allowed = appWith({}, { allowHosts: parseAllowHosts(`127.0.0.1:${port}`) });
+    const ok = await call(allowed, "POST", "/ls/predict", predictBody(`${origin}/photo.png`));
+    assert.equal(ok.status, 200, JSON.stringify(ok.json));
+    assert.deepEqual(seen, ["/photo.png"]);
+    // Another port of that host is not allowed.
+    const other = await call(allowed, "POST", "/ls/predict", predictBody("http://127.0.0.1:9/x"));
+    assert.equal(other.status, 400);
+  });
+});
+
+Deno.test("Label Studio: every redirect hop is checked; the key never follows a foreign hop", async () => {
+  await withFileServer(
+    async (origin, seen) => {
+      const app = appWith({}, { allowHosts: parseAllowHosts(new URL(origin).host) });
+      const toMetadata = await call(
+        app,
+        "POST",
+        "/ls/predict",
+        predictBody(`${origin}/to-metadata`),
+      );
+      assert.equal(toMetadata.status, 400, JSON.stringify(toMetadata.json));
+      assert.match(String(toMetadata.json.error), /169\.254\.169\.254.*link-local/);
+      const hop = await call(app, "POST", "/ls/predict", predictBody(`${origin}/to-photo`));
+      assert.equal(hop.status, 200, JSON.stringify(hop.json));
+      assert.deepEqual(seen, ["/to-metadata", "/to-photo", "/photo.png"]);
+    },
+    (url) =>
+      url.pathname === "/to-metadata"
+        ? Response.redirect("http://169.254.169.254/latest/meta-data/", 302)
+        : url.pathname === "/to-photo"
+        ? new Response(null, { status: 303, headers: { location: "/photo.png" } })
+        : null,
+  );
+  // Label Studio's presign answers with a redirect to the storage: followed, without the key.
+  await withFileServer(async (storage, storageSeen) => {
+    const png = await Deno.readFile(FIXTURE_IMAGE);
+    const auth: (string | null)[] = [];
+    const ls = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (req) => {
+      auth.push(req.headers.get("authorization"));
+      const url = new URL(req.url);
+      if (url.pathname === "/tasks/7/presign/") {
+        return Response.redirect(`${storage}/bucket/a.png?sig=1`, 303);
+      }
+      return new Response(png);
+    });
+    try {
+      const app = appWith(
+        { LABEL_STUDIO_URL: `http://127.0.0.1:${ls.addr.port}`, LABEL_STUDIO_API_KEY: "k" },
+        { allowHosts: parseAllowHosts(new URL(storage).host) },
+      );
+      const r = await call(app, "POST", "/ls/predict", predictBody("s3://bucket/a.png"));
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+      assert.deepEqual(auth, ["Token k"]);
+      assert.deepEqual(storageSeen, ["/bucket/a.png?sig=1"]);
+    } finally {
+      await ls.shutdown();
+    }
+  }, (url) => url.pathname === "/bucket/a.png" ? null : new Response("no", { status: 404 }));
+});
+
+Deno.test("Label Studio: the URL and key are a pair; setup never supplies half of it", async () => {
+  await withLabelStudio(async (attacker, seen) => {
+    const allowHosts = parseAllowHosts(new URL(attacker).host);
+    // LABEL_STUDIO_API_KEY without LABEL_STUDIO_URL, and an unauthenticated setup call naming
+    // another host: the key must not go there.
+    const keyOnly = appWith({ LABEL_STUDIO_API_KEY: "secret-key" }, { allowHosts });
+    const setup = await call(keyOnly, "POST", "/ls/setup", {
+      project: "1",
+      hostname: attacker,
+      access_token: "x",
+    });
+    assert.equal(setup.status, 200);
+    const r = await call(
+      keyOnly,
+      "POST",
+      "/ls/predict",
+      predictBody("/data/upload/1/photo.png", { project: "1" }),
+    );
+    assert.equal(r.status, 400, JSON.stringify(r.json));
+    assert.match(String(r.json.error), /LABEL_STUDIO_API_KEY is set without LABEL_STUDIO_URL/);
+    // LABEL_STUDIO_URL without the key: the setup call's token is not borrowed either.
+    const urlOnly = appWith({ LABEL_STUDIO_URL: attacker }, { allowHosts });
+    await call(urlOnly, "POST", "/ls/setup", {
+      project: "1",
+      hostname: attacker,
+      access_token: "secret-key",
+    });
+    const r2 = await call(
+      urlOnly,
+      "POST",
+      "/ls/predict",
+      predictBody("/data/upload/1/photo.png", { project: "1" }),
+    );
+    assert.equal(r2.status, 400, JSON.stringify(r2.json));
+    assert.match(String(r2.json.error), /set LABEL_STUDIO_API_KEY/);
+    assert.deepEqual(seen.paths, [], "nothing was sent to the host setup named");
+  });
+});
+
+Deno.test("Label Studio: only its file paths are read with the key", async () => {
+  await withLabelStudio(async (lsUrl, seen) => {
+    const app = appWith({ LABEL_STUDIO_URL: lsUrl, LABEL_STUDIO_API_KEY: "secret-key" });
+    for (
+      const image of [
+        "/api/projects/1/export?exportType=JSON",
+        `${lsUrl}/api/projects/1/export`,
+        "/data/upload/../../api/projects/1/export",
+        "/data/upload/..%2f..%2fapi/projects",
+        "/tasks/7/presign/../../api/projects",
+        "/user/account",
+      ]
+    ) {
+      const r = await call(app, "POST", "/ls/predict", predictBody(image));
+      assert.equal(r.status, 400, `${image}: ${JSON.stringify(r.json)}`);
+      assert.match(
+        String(r.json.error),
+        /reads only Label Studio's file paths \(\/data\/upload\/.*\/data\/local-files\/.*\/storage-data\/.*\/tasks\/<id>\/presign/,
+      );
+    }
+    assert.deepEqual(seen.paths, []);
+    // The file paths are read (the stand-in has none but the upload: 404, told in detail).
+    for (
+      const image of [
+        "/data/local-files/?d=photos/a.png",
+        "/storage-data/a.png",
+        "/tasks/7/presign/?fileuri=czM6Ly9i",
+      ]
+    ) {
+      const r = await call(app, "POST", "/ls/predict", predictBody(image));
+      assert.equal(r.status, 502, `${image}: ${JSON.stringify(r.json)}`);
+      assert.match(String(r.json.error), /answered 404/);
+    }
+    assert.deepEqual(seen.paths, [
+      "/data/local-files/?d=photos/a.png",
+      "/storage-data/a.png",
+      "/tasks/7/presign/?fileuri=czM6Ly9i",
+    ]);
+  });
+});
+
+Deno.test("Label Studio and CVAT: JSON routes refuse bodies not declared application/json", async () => {
+  const app = appWith({});
+  const png = await Deno.readFile(FIXTURE_IMAGE);
+  const json = JSON.stringify(predictBody(`data:image/png;base64,${png.toBase64()}`));
+  // What any web page can send cross-site without a preflight.
+  for (const path of ["/ls/predict", "/ls/setup", "/ls/webhook"]) {
+    const r = await call(app, "POST", path, json, { "content-type": "text/plain" });
+    assert.equal(r.status, 415, `${path}: ${JSON.stringify(r.json)}`);
+    assert.match(String(r.json.error), /application\/json/);
+  }
+  const inv = await call(app, "POST", "/api/function_invocations", json, {
+    "content-type": "text/plain;charset=UTF-8",
+    "x-nuclio-function-name": "wgsam-segment-everything",
+  });
+  assert.equal(inv.status, 415, JSON.stringify(inv.json));
+  // CVAT's direct invocation on "/" is only taken for JSON (otherwise the page's 405).
+  const direct = await call(app, "POST", "/", JSON.stringify({ image: png.toBase64() }), {
+    "content-type": "text/plain",
+  });
+  assert.equal(direct.status, 405);
+  // Declared as JSON (with a charset), the same body is answered.
+  const ok = await call(app, "POST", "/ls/predict", json, {
+    "content-type": "application/json; charset=utf-8",
+  });
+  assert.equal(ok.status, 200, JSON.stringify(ok.json));
+});
+
+Deno.test("Label Studio: concurrent image fetches are capped (503 + Retry-After) and time-limited", async () => {
+  const release = Promise.withResolvers<void>();
+  let arrived = 0;
+  const allArrived = Promise.withResolvers<void>();
+  await withFileServer(async (origin) => {
+    const app = appWith({}, { allowHosts: parseAllowHosts(new URL(origin).host) });
+    const held = Array.from(
+      { length: LS_MAX_FETCHES },
+      () => call(app, "POST", "/ls/predict", predictBody(`${origin}/slow.png`)),
+    );
+    await allArrived.promise;
+    const over = await call(app, "POST", "/ls/predict", predictBody(`${origin}/slow.png`));
+    assert.equal(over.status, 503, JSON.stringify(over.json));
+    assert.equal(over.headers.get("retry-after"), "5");
+    // A data: URL needs no fetch and is not held back.
+    const png = await Deno.readFile(FIXTURE_IMAGE);
+    const inline = await call(
+      app,
+      "POST",
+      "/ls/predict",
+      predictBody(`data:image/png;base64,${png.toBase64()}`),
+    );
+    assert.equal(inline.status, 200);
+    release.resolve();
+    for (const r of await Promise.all(held)) assert.equal(r.status, 200, JSON.stringify(r.json));
+
+    // The fetch gives up at the request's time limit when that is under a minute.
+    const quick = appWith({}, { allowHosts: parseAllowHosts(new URL(origin).host) }, {
+      requestTimeoutMs: 300,
+    });
+    const t0 = performance.now();
+    const late = await call(quick, "POST", "/ls/predict", predictBody(`${origin}/never.png`));
+    assert.equal(late.status, 502, JSON.stringify(late.json));
+    assert.ok(performance.now() - t0 < 2000, `took ${performance.now() - t0} ms`);
+  }, async (url) => {
+    if (url.pathname === "/never.png") {
+      await new Promise((r) => setTimeout(r, 2500));
+      return new Response("late");
+    }
+    if (url.pathname !== "/slow.png") return null;
+    if (++arrived === LS_MAX_FETCHES) allArrived.resolve();
+    await release.promise;
+    return new Response(await Deno.readFile(FIXTURE_IMAGE));
+  });
+});
+
+Deno.test("Label Studio: an Image value naming an inherited property is not a task field", async () => {
+  const app = appWith({});
+  const config = CONFIG.replace('value="$image"', 'value="$toString"');
+  const r = await call(app, "POST", "/ls/predict", {
+    ...predictBody("x"),
+    label_config: config,
+    tasks: [{ id: 1, data: {} }],
+  });
+  assert.equal(r.status, 400);
+  assert.match(String(r.json.error), /no data field "toString"/);
+});
+
+Deno.test("Label Studio: an http name is fetched from the address that was checked (no DNS rebinding)", async () => {
+  await withFileServer(async (origin, seen) => {
+    const port = new URL(origin).port;
+    // "rebind.invalid" never resolves through the system resolver: the fetch can only succeed
+    // by connecting to the address the check resolved (127.0.0.1, counted public here).
+    const lookups: string[] = [];
+    const app = appWith({}, {
+      resolve: (host) => {
+        lookups.push(host);
+        return Promise.resolve(["127.0.0.1"]);
+      },
+      isPublic: (a) => a === "127.0.0.1",
+    });
+    const r = await call(
+      app,
+      "POST",
+      "/ls/predict",
+      predictBody(`http://rebind.invalid:${port}/photo.png`),
+    );
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    assert.deepEqual(lookups, ["rebind.invalid"]);
+    assert.deepEqual(seen, ["/photo.png"]);
+  });
 });
