@@ -23,12 +23,14 @@
  */
 import { getContext, type GpuContext } from "./gpu/context.ts";
 import { type Tensor, tensorFrom } from "./gpu/tensor.ts";
-import { encodeImage, ImageEncoder } from "./encoder/image_encoder.ts";
+import { encodeImage } from "./encoder/image_encoder.ts";
+import { createImageEncoder, type SamImageEncoder } from "./encoder/encoder.ts";
 import { type DecoderResult, SamDecoder } from "./decoder/mask_decoder.ts";
 import { loadSam } from "./weights/load.ts";
 import { resolveModel, weightsDirFrom } from "./weights/registry.ts";
 import { loadTuneCache, tuneCachePath } from "./kernels/tuning.ts";
 import type { SamArch } from "./weights/types.ts";
+import { type ModelFamily, modelFamily } from "./weights/family.ts";
 import { ByteLru } from "./util/lru.ts";
 import type { ImageInfo, Prediction, Prompt, RgbImage } from "./types.ts";
 
@@ -44,8 +46,11 @@ export class SamModel {
     readonly name: string,
     readonly arch: SamArch,
     readonly ctx: GpuContext,
-    readonly encoder: ImageEncoder,
+    /** SAM's ViT or MobileSAM's TinyViT (src/encoder/encoder.ts). */
+    readonly encoder: SamImageEncoder,
     readonly decoder: SamDecoder,
+    /** "sam", "mobile_sam" (TinyViT encoder) or "slimsam" (pruned ViT), from the tensors. */
+    readonly family: ModelFamily,
   ) {}
 
   /**
@@ -59,7 +64,7 @@ export class SamModel {
     const ctx = await getContext();
     // Kernel variants measured by `deno task tune` on this adapter, if any (else defaults).
     await loadTuneCache(ctx, tuneCachePath(weightsDirFrom()));
-    const encoder = ImageEncoder.fromStateDict(ctx, sd, arch);
+    const encoder = createImageEncoder(ctx, sd, arch);
     let decoder: SamDecoder;
     try {
       decoder = SamDecoder.create(ctx, sd, arch);
@@ -71,7 +76,7 @@ export class SamModel {
     const name = source.includes("/") || /\.(pth|safetensors)$/.test(source)
       ? source.split("/").pop()!.replace(/\.(pth|safetensors)$/, "")
       : source;
-    return new SamModel(name, arch, ctx, encoder, decoder);
+    return new SamModel(name, arch, ctx, encoder, decoder, modelFamily(sd, arch));
   }
 
   /** The GPU adapter, in words (e.g. "llvmpipe (LLVM 15.0.6, 256 bits)"). */

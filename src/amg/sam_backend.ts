@@ -8,7 +8,8 @@
  */
 import { getContext, type GpuContext } from "../gpu/context.ts";
 import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
-import { encodeImage, ImageEncoder } from "../encoder/image_encoder.ts";
+import { encodeImage } from "../encoder/image_encoder.ts";
+import { createImageEncoder, type SamImageEncoder } from "../encoder/encoder.ts";
 import { SamDecoder } from "../decoder/mask_decoder.ts";
 import { loadSam } from "../weights/load.ts";
 import { resolveModel } from "../weights/registry.ts";
@@ -22,7 +23,7 @@ export class SamModelBackend implements SamGpuBackend {
   private constructor(
     readonly ctx: GpuContext,
     readonly arch: SamArch,
-    readonly encoder: ImageEncoder,
+    readonly encoder: SamImageEncoder,
     readonly decoder: SamDecoder,
     /** Where the weights came from (checkpoint path). */
     readonly source: string,
@@ -48,7 +49,7 @@ export class SamModelBackend implements SamGpuBackend {
     arch: SamArch,
     source = "state dict",
   ): SamModelBackend {
-    const encoder = ImageEncoder.fromStateDict(ctx, sd, arch);
+    const encoder = createImageEncoder(ctx, sd, arch);
     const decoder = SamDecoder.create(ctx, sd, arch);
     return new SamModelBackend(ctx, arch, encoder, decoder, source);
   }
@@ -60,7 +61,7 @@ export class SamModelBackend implements SamGpuBackend {
   static fromModules(
     ctx: GpuContext,
     arch: SamArch,
-    encoder: ImageEncoder,
+    encoder: SamImageEncoder,
     decoder: SamDecoder,
     source = "shared model",
   ): SamModelBackend {

@@ -76,6 +76,7 @@ export async function loadSamEngine(
   const info: EngineInfo = {
     model: model.name,
     arch: {
+      family: model.family,
       img_size: arch.imgSize,
       encoder_width: arch.embedDim,
       encoder_depth: arch.depth,

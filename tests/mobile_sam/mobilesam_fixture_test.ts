@@ -1,0 +1,133 @@
+/**
+ * MobileSAM (TinyViT-5M encoder, SAM's decoder) against the official PyTorch goldens of
+ * ../shared/fixtures/mobilesam/, through the public API: SamModel.load on the .pth and
+ * SamPredictor on the fixture photo. One encoder pass (1024 px: the expensive part on a CPU
+ * adapter) serves every check: the test spies on the model's encoder to keep a copy of each
+ * stage as the predictor's setImage runs it.
+ *
+ * Stages: act_patch_embed (NCHW, 4 channels), act_layer0..3 (tokens, 8 channels each),
+ * image_embeddings (all of it) within max-abs 1e-3 and NMSE 1e-6 (SAM's encoder test's
+ * per-stage bound); the input is our preprocessing of image.png, which reproduces the official
+ * input tensor bit for bit (checked on these very pixels by the sam-mini encoder test). Then
+ * the six prompt cases: IoU and low-res logits within 1e-3 (the decoder's bound).
+ */
+import assert from "node:assert/strict";
+import { readImageFile } from "../../src/image.ts";
+import { SamModel, SamPredictor } from "../../src/predictor.ts";
+import { cloneTensor } from "../../src/encoder/image_encoder.ts";
+import type { Tensor } from "../../src/gpu/tensor.ts";
+import { loadFixtureCases } from "../decoder/fixture_cases.ts";
+import { assertClose } from "../util/compare.ts";
+import { fixtureDir, fixtureJson, loadGolden, skipIfMissing } from "../util/fixtures.ts";
+
+const STAGE_TOL = { atol: 1e-3, nmse: 1e-6 };
+
+interface StageInfo {
+  full_shape: number[];
+  channels: number[];
+  layout: string;
+}
+
+/** The golden's channels picked out of our [H, W, C] stage output. */
+function pickChannels(ours: Float32Array, C: number, channels: number[], nchw: boolean) {
+  const pixels = ours.length / C;
+  const out = new Float32Array(pixels * channels.length);
+  channels.forEach((c, k) => {
+    for (let p = 0; p < pixels; p++) {
+      // NCHW golden: [k][p]; token golden (1, HW, 8): [p][k].
+      out[nchw ? k * pixels + p : p * channels.length + k] = ours[p * C + c];
+    }
+  });
+  return out;
+}
+
+Deno.test("MobileSAM fixture: every encoder stage and prompt case via SamModel.load + SamPredictor", async (t) => {
+  const dir = fixtureDir("mobilesam");
+  if (skipIfMissing(dir, "MobileSAM fixture")) return;
+  const model = await SamModel.load(new URL("mobilesam.pth", dir!).pathname);
+  const predictor = new SamPredictor(model);
+  const kept = new Map<string, Tensor>();
+  try {
+    assert.equal(model.family, "mobile_sam");
+    assert.equal(model.arch.imgSize, 1024);
+    assert.equal(model.arch.promptEmbedDim, 32);
+    // Spy: keep a copy of every stage of the one pass setImage runs.
+    const encoder = model.encoder;
+    const encode = encoder.encode.bind(encoder);
+    Object.assign(encoder, {
+      encode: (input: Tensor | Float32Array) =>
+        encode(input, { onStage: (stage, x) => kept.set(stage, cloneTensor(model.ctx, x)) }),
+    });
+    const image = await readImageFile(new URL("image.png", dir!));
+    const info = await predictor.setImage(image);
+    console.log(`MobileSAM encoder (1024 px) on ${model.adapter}: ${info.encodeMs.toFixed(0)} ms`);
+    const json = await fixtureJson(dir!);
+    const stages = json.stages as Record<string, StageInfo>;
+
+    for (const [name, s] of Object.entries(stages)) {
+      await t.step(name, async () => {
+        const ours = kept.get(name);
+        assert.ok(ours, `the encoder reported no stage ${name}`);
+        const nchw = s.layout === "NCHW";
+        const C = nchw ? s.full_shape[1] : s.full_shape[2];
+        assert.equal(ours.size, s.full_shape.reduce((a, b) => a * b, 1), `${name} size`);
+        const golden = await loadGolden(dir!, `${name}.npy`);
+        const got = pickChannels(await ours.read(), C, s.channels, nchw);
+        const r = assertClose(got, golden.data as Float32Array, {
+          ...STAGE_TOL,
+          shape: golden.shape,
+          label: name,
+        });
+        console.log(
+          `${name}: max abs ${r.maxAbs.toExponential(2)}, NMSE ${r.nmse.toExponential(2)}`,
+        );
+      });
+    }
+
+    await t.step("image_embeddings (the predictor's)", async () => {
+      const { data, shape } = await predictor.getImageEmbedding();
+      const golden = await loadGolden(dir!, "image_embeddings.npy");
+      assert.deepEqual(shape, golden.shape);
+      const r = assertClose(data, golden.data as Float32Array, {
+        ...STAGE_TOL,
+        shape,
+        label: "image_embeddings",
+      });
+      console.log(
+        `image_embeddings: max abs ${r.maxAbs.toExponential(2)}, NMSE ${r.nmse.toExponential(2)}`,
+      );
+    });
+
+    const { cases } = await loadFixtureCases(dir!);
+    assert.equal(cases.length, 6);
+    for (const c of cases) {
+      await t.step(`case ${c.name}`, async () => {
+        const predictions = await predictor.predictBatch(
+          c.prompts.map((p) => ({ ...p, multimask: c.multimask })),
+        );
+        const C = c.multimask ? 3 : 1;
+        const low = predictions[0].lowResSize;
+        assert.equal(low, 256);
+        predictions.forEach((p, b) => {
+          const label = `${c.name}[${b}]`;
+          assertClose(p.scores, c.iou.subarray(b * C, (b + 1) * C), {
+            atol: 1e-3,
+            label: `${label} IoU`,
+          });
+          const r = assertClose(
+            p.lowResLogits,
+            c.lowRes.subarray(b * C * low * low, (b + 1) * C * low * low),
+            { atol: 1e-3, shape: [C, low, low], label: `${label} low-res logits` },
+          );
+          assert.equal(p.masks.length, C);
+          assert.equal(p.masks[0].length, info.width * info.height);
+          console.log(`${label}: low-res max abs ${r.maxAbs.toExponential(2)}`);
+        });
+      });
+    }
+  } finally {
+    for (const x of kept.values()) x.destroy();
+    predictor.dispose();
+    model.dispose();
+  }
+});
