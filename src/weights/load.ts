@@ -12,6 +12,7 @@ import { SafetensorsFile, type WriteProgress, writeSafetensors } from "./safeten
 import type { HostTensor, SamArch, StateDict } from "./types.ts";
 import { readAt } from "./zip.ts";
 import { checkpointError } from "./checkpoint_errors.ts";
+import { explainRefusedPickle } from "./whole_model.ts";
 
 /** `__metadata__.format` of files written by convertCheckpoint. */
 export const WGSAM_FORMAT = "wgsam-1";
@@ -54,7 +55,8 @@ export async function openCheckpoint(path: string | URL): Promise<OpenCheckpoint
   const kind = await detectCheckpointKind(path);
   if (kind === "pth") {
     const pth = await PthArchive.open(path).catch((e) => {
-      throw checkpointError(path, e);
+      // A whole pickled model (SlimSAM's global releases...) is named as such first.
+      throw explainRefusedPickle(e, path) ?? checkpointError(path, e);
     });
     return { kind, tensors: pth.tensors, metadata: {}, close: () => pth.close() };
   }

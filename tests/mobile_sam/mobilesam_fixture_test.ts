@@ -14,70 +14,27 @@
 import assert from "node:assert/strict";
 import { readImageFile } from "../../src/image.ts";
 import { SamModel, SamPredictor } from "../../src/predictor.ts";
-import { cloneTensor } from "../../src/encoder/image_encoder.ts";
-import type { Tensor } from "../../src/gpu/tensor.ts";
 import { loadFixtureCases } from "../decoder/fixture_cases.ts";
 import { assertClose } from "../util/compare.ts";
-import { fixtureDir, fixtureJson, loadGolden, skipIfMissing } from "../util/fixtures.ts";
-
-const STAGE_TOL = { atol: 1e-3, nmse: 1e-6 };
-
-interface StageInfo {
-  full_shape: number[];
-  channels: number[];
-  layout: string;
-}
-
-/** The golden's channels picked out of our [H, W, C] stage output. */
-function pickChannels(ours: Float32Array, C: number, channels: number[], nchw: boolean) {
-  const pixels = ours.length / C;
-  const out = new Float32Array(pixels * channels.length);
-  channels.forEach((c, k) => {
-    for (let p = 0; p < pixels; p++) {
-      // NCHW golden: [k][p]; token golden (1, HW, 8): [p][k].
-      out[nchw ? k * pixels + p : p * channels.length + k] = ours[p * C + c];
-    }
-  });
-  return out;
-}
+import { checkStage, fixtureStages, spyStages, STAGE_TOL } from "../util/encoder_stages.ts";
+import { fixtureDir, loadGolden, skipIfMissing } from "../util/fixtures.ts";
 
 Deno.test("MobileSAM fixture: every encoder stage and prompt case via SamModel.load + SamPredictor", async (t) => {
   const dir = fixtureDir("mobilesam");
   if (skipIfMissing(dir, "MobileSAM fixture")) return;
   const model = await SamModel.load(new URL("mobilesam.pth", dir!).pathname);
   const predictor = new SamPredictor(model);
-  const kept = new Map<string, Tensor>();
+  const kept = spyStages(model);
   try {
     assert.equal(model.family, "mobile_sam");
     assert.equal(model.arch.imgSize, 1024);
     assert.equal(model.arch.promptEmbedDim, 32);
-    // Spy: keep a copy of every stage of the one pass setImage runs.
-    const encoder = model.encoder;
-    const encode = encoder.encode.bind(encoder);
-    Object.assign(encoder, {
-      encode: (input: Tensor | Float32Array) =>
-        encode(input, { onStage: (stage, x) => kept.set(stage, cloneTensor(model.ctx, x)) }),
-    });
     const image = await readImageFile(new URL("image.png", dir!));
     const info = await predictor.setImage(image);
     console.log(`MobileSAM encoder (1024 px) on ${model.adapter}: ${info.encodeMs.toFixed(0)} ms`);
-    const json = await fixtureJson(dir!);
-    const stages = json.stages as Record<string, StageInfo>;
-
-    for (const [name, s] of Object.entries(stages)) {
+    for (const [name, s] of Object.entries(await fixtureStages(dir!))) {
       await t.step(name, async () => {
-        const ours = kept.get(name);
-        assert.ok(ours, `the encoder reported no stage ${name}`);
-        const nchw = s.layout === "NCHW";
-        const C = nchw ? s.full_shape[1] : s.full_shape[2];
-        assert.equal(ours.size, s.full_shape.reduce((a, b) => a * b, 1), `${name} size`);
-        const golden = await loadGolden(dir!, `${name}.npy`);
-        const got = pickChannels(await ours.read(), C, s.channels, nchw);
-        const r = assertClose(got, golden.data as Float32Array, {
-          ...STAGE_TOL,
-          shape: golden.shape,
-          label: name,
-        });
+        const r = await checkStage(dir!, name, s, kept);
         console.log(
           `${name}: max abs ${r.maxAbs.toExponential(2)}, NMSE ${r.nmse.toExponential(2)}`,
         );
