@@ -9,6 +9,7 @@
  * validated, architecture in the metadata) that `resolveModel` hands out.
  */
 import { fileURLToPath } from "node:url";
+import { findManualModel, MANUAL_MODELS, resolveManualModel } from "./manual_models.ts";
 
 /** One downloadable (or bundled) checkpoint. */
 export interface ModelEntry {
@@ -80,6 +81,18 @@ const ENTRIES: ModelEntry[] = [
     url: `${OFFICIAL_BASE_URL}/sam_vit_h_4b8939.pth`,
     bytes: 2_564_550_879,
     md5: "4b8939a88964f0f4ff5f5b2642c598a6",
+  },
+  {
+    // MobileSAM (TinyViT-5M encoder, SAM's decoder), ChaoningZhang/MobileSAM weights/mobile_sam.pt.
+    // MD5: the same digest in IOPaint's interactive_seg.py table, DEVA's download_data call
+    // and another downloader's "vit_t" entry; size: two independent public tables
+    // (MOBILE_SAM_WEIGHT_SIZE_BYTES, a WeightSpec approx_bytes) found by exact-string search.
+    name: "mobile_sam",
+    description: "MobileSAM (TinyViT-5M image encoder, SAM's decoder), the fastest",
+    fileName: "mobile_sam.pt",
+    url: "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt",
+    bytes: 40_728_226,
+    md5: "f3c0d8cda613564d499310dab6c812cd",
   },
   {
     // Random weights in the official architecture at toy size: for tests and demos only.
@@ -197,6 +210,8 @@ export async function resolveModel(
   nameOrPath: string,
   opts: { weightsDir?: string } = {},
 ): Promise<string> {
+  const manual = findManualModel(nameOrPath);
+  if (manual) return await resolveManualModel(manual, opts.weightsDir);
   const entry = findModel(nameOrPath);
   if (entry && !entry.url) {
     const path = entry.bundledPath;
@@ -226,7 +241,7 @@ export async function resolveModel(
     looksLikePath
       ? `no such checkpoint file: ${nameOrPath}`
       : `'${nameOrPath}' is neither a model name (${
-        ENTRIES.map((e) => e.name).join(", ")
+        [...ENTRIES, ...MANUAL_MODELS].map((e) => e.name).join(", ")
       }) nor an existing file`,
   );
 }

@@ -17,7 +17,13 @@ import { withTempDir } from "./helpers.ts";
 const OFFICIAL = ["vit_b", "vit_l", "vit_h"].map(getModel);
 
 Deno.test("official entries: Meta's URLs, file-name suffix = MD5 prefix, ordered sizes", () => {
-  assert.deepEqual(listModels().map((e) => e.name), ["vit_b", "vit_l", "vit_h", "sam-tiny"]);
+  assert.deepEqual(listModels().map((e) => e.name), [
+    "vit_b",
+    "vit_l",
+    "vit_h",
+    "mobile_sam",
+    "sam-tiny",
+  ]);
   for (const e of OFFICIAL) {
     const m = e.fileName.match(/^sam_(vit_[blh])_([0-9a-f]{6})\.pth$/);
     assert.ok(m, e.fileName);
@@ -72,7 +78,7 @@ Deno.test("resolveModel: converted file, downloaded checkpoint, plain paths", as
   await assert.rejects(resolveModel("./no/such/model.pth"), /no such checkpoint file: \.\/no/);
   await assert.rejects(
     resolveModel("vit_q"),
-    /'vit_q' is neither a model name \(vit_b, vit_l, vit_h, sam-tiny\) nor an existing file/,
+    /'vit_q' is neither a model name \(vit_b, vit_l, vit_h, mobile_sam, sam-tiny, slimsam_77, slimsam_50\) nor an existing file/,
   );
 });
 
