@@ -13,6 +13,7 @@ import type { HostTensor, SamArch, StateDict } from "./types.ts";
 import { readAt } from "./zip.ts";
 import { checkpointError } from "./checkpoint_errors.ts";
 import { explainRefusedPickle } from "./whole_model.ts";
+import { fromHfSam, isHfSamCheckpoint } from "./hf_sam.ts";
 
 /** `__metadata__.format` of files written by convertCheckpoint. */
 export const WGSAM_FORMAT = "wgsam-1";
@@ -58,10 +59,17 @@ export async function openCheckpoint(path: string | URL): Promise<OpenCheckpoint
       // A whole pickled model (SlimSAM's global releases...) is named as such first.
       throw explainRefusedPickle(e, path) ?? checkpointError(path, e);
     });
-    return { kind, tensors: pth.tensors, metadata: {}, close: () => pth.close() };
+    const tensors = isHfSamCheckpoint(pth.tensors.map((t) => t.name))
+      ? fromHfSam(pth.tensors)
+      : pth.tensors;
+    return { kind, tensors, metadata: {}, close: () => pth.close() };
   }
   const st = await SafetensorsFile.open(path);
-  return { kind, tensors: st.tensors, metadata: st.metadata, close: () => st.close() };
+  // Hugging Face transformers' SAM files: renamed to the official names (hf_sam.ts).
+  const tensors = isHfSamCheckpoint(st.tensors.map((t) => t.name))
+    ? fromHfSam(st.tensors)
+    : st.tensors;
+  return { kind, tensors, metadata: st.metadata, close: () => st.close() };
 }
 
 async function readAll(ckpt: OpenCheckpoint): Promise<StateDict> {
