@@ -9,9 +9,14 @@
  * image_embeddings (all of it) within max-abs 1e-3 and NMSE 1e-6 (SAM's encoder test's
  * per-stage bound); the input is our preprocessing of image.png, which reproduces the official
  * input tensor bit for bit (checked on these very pixels by the sam-mini encoder test). Then
- * the six prompt cases: IoU and low-res logits within 1e-3 (the decoder's bound).
+ * the six prompt cases: IoU and low-res logits within 1e-3 (the decoder's bound). Last, an
+ * independent oracle: the fixture's official `encoder.onnx` export run by onnxruntime-web
+ * (wasm) on our input tensor, its weights read as external data from mobilesam.pth itself
+ * (every BatchNorm unfolded, bias tables gathered in the graph), against our embedding.
  */
 import assert from "node:assert/strict";
+import * as ort from "onnxruntime-web";
+import { preprocessImage } from "../../src/encoder/preprocess.ts";
 import { readImageFile } from "../../src/image.ts";
 import { SamModel, SamPredictor } from "../../src/predictor.ts";
 import { loadFixtureCases } from "../decoder/fixture_cases.ts";
@@ -53,6 +58,36 @@ Deno.test("MobileSAM fixture: every encoder stage and prompt case via SamModel.l
       console.log(
         `image_embeddings: max abs ${r.maxAbs.toExponential(2)}, NMSE ${r.nmse.toExponential(2)}`,
       );
+    });
+
+    await t.step("encoder.onnx through onnxruntime-web (external data from the .pth)", async () => {
+      ort.env.wasm.numThreads = 1;
+      const session = await ort.InferenceSession.create(
+        await Deno.readFile(new URL("encoder.onnx", dir!)),
+        {
+          externalData: [{
+            path: "mobilesam.pth",
+            data: await Deno.readFile(new URL("mobilesam.pth", dir!)),
+          }],
+        },
+      );
+      try {
+        const t0 = performance.now();
+        const input = preprocessImage(image, 1024).tensor;
+        const out = await session.run({
+          image: new ort.Tensor("float32", input, [1, 3, 1024, 1024]),
+        });
+        const ref = out.image_embeddings.data as Float32Array;
+        const { data } = await predictor.getImageEmbedding();
+        const r = assertClose(data, ref, { ...STAGE_TOL, label: "ours vs onnxruntime-web" });
+        console.log(
+          `onnxruntime-web ${(performance.now() - t0).toFixed(0)} ms; max abs ${
+            r.maxAbs.toExponential(2)
+          }`,
+        );
+      } finally {
+        await session.release();
+      }
     });
 
     const { cases } = await loadFixtureCases(dir!);
