@@ -54,13 +54,13 @@ interface Conv {
   b: Tensor;
 }
 
-interface MBConvWeights {
+export interface MBConvWeights {
   conv1: Conv;
   conv2: Conv;
   conv3: Conv;
 }
 
-interface BlockWeights {
+export interface BlockWeights {
   norm: [Tensor, Tensor];
   qkv: [Tensor, Tensor];
   proj: [Tensor, Tensor];
@@ -126,7 +126,94 @@ export function qkvToSamLayout(data: Float32Array, heads: number, d: number): Fl
   return out;
 }
 
-type BufferName =
+/**
+ * Reads a MobileSAM state dict's encoder tensors onto the GPU (`image_encoder.` + name),
+ * folding each Conv2d_BN; every uploaded tensor is kept in `tensors` for dispose.
+ */
+export class TinyVitWeightLoader {
+  readonly tensors: Tensor[] = [];
+  constructor(
+    readonly ctx: GpuContext,
+    readonly sd: StateDict,
+    readonly prefix = "image_encoder.",
+  ) {}
+
+  upload(data: Float32Array, shape: readonly number[], label: string): Tensor {
+    const t = tensorFrom(this.ctx, data, shape, label);
+    this.tensors.push(t);
+    return t;
+  }
+
+  raw(name: string): Float32Array {
+    const host = this.sd.get(this.prefix + name);
+    if (!host) throw new Error(`TinyVitEncoder: checkpoint has no tensor '${this.prefix}${name}'`);
+    return tensorF32(host);
+  }
+
+  get(name: string): Tensor {
+    return this.upload(this.raw(name), this.sd.get(this.prefix + name)!.shape, name);
+  }
+
+  pair(name: string): [Tensor, Tensor] {
+    return [this.get(`${name}.weight`), this.get(`${name}.bias`)];
+  }
+
+  /** A Conv2d_BN folded; 1x1 convs as linear weights [Cout, Cin]. */
+  conv(name: string): Conv {
+    const f = foldConvBn(this.sd, this.prefix + name);
+    const shape = f.shape[2] === 1 && f.shape[3] === 1 ? [f.shape[0], f.shape[1]] : f.shape;
+    return {
+      w: this.upload(f.weight, shape, `${name}.folded`),
+      b: this.upload(f.bias, [f.shape[0]], `${name}.bias`),
+    };
+  }
+
+  /** MBConv or PatchMerging (both conv1, conv2, conv3) at `name`. */
+  mbconv(name: string): MBConvWeights {
+    return {
+      conv1: this.conv(`${name}.conv1`),
+      conv2: this.conv(`${name}.conv2`),
+      conv3: this.conv(`${name}.conv3`),
+    };
+  }
+
+  /** A TinyViTBlock at `name` (e.g. "layers.1.blocks.0") of stage `s`. */
+  block(name: string, s: TinyVitStage): BlockWeights {
+    const B = `${name}.`;
+    const d = s.dim / s.heads;
+    const n = s.window * s.window;
+    return {
+      norm: this.pair(`${B}attn.norm`),
+      qkv: [
+        this.upload(
+          qkvToSamLayout(this.raw(`${B}attn.qkv.weight`), s.heads, d),
+          [3 * s.dim, s.dim],
+          `${B}qkv`,
+        ),
+        this.upload(
+          qkvToSamLayout(this.raw(`${B}attn.qkv.bias`), s.heads, d),
+          [3 * s.dim],
+          `${B}qkv.bias`,
+        ),
+      ],
+      proj: this.pair(`${B}attn.proj`),
+      biasTable: this.upload(
+        gatherBiasTable(this.raw(`${B}attn.attention_biases`), s.heads, s.window),
+        [s.heads, n, n],
+        `${B}bias_table`,
+      ),
+      localConv: this.conv(`${B}local_conv`),
+      mlpNorm: this.pair(`${B}mlp.norm`),
+      fc1: this.pair(`${B}mlp.fc1`),
+      fc2: this.pair(`${B}mlp.fc2`),
+    };
+  }
+}
+
+/** Lends activation buffers by role; a view is only asked for to write a new output. */
+export type ViewFn = (name: BufferName, shape: readonly number[]) => Tensor;
+
+export type BufferName =
   | "input"
   | "x"
   | "y"
@@ -141,7 +228,7 @@ type BufferName =
 /** The image encoder of one MobileSAM: folded weights on the GPU, reusable activations. */
 export class TinyVitEncoder {
   readonly tinyVit: TinyVitArch;
-  private readonly weights: Tensor[] = [];
+  private readonly weights: Tensor[];
   private readonly stem: [Conv, Conv];
   private readonly stages: StageWeights[] = [];
   private readonly neck: NeckWeights;
@@ -155,76 +242,20 @@ export class TinyVitEncoder {
 
   private constructor(readonly ctx: GpuContext, readonly arch: SamArch, sd: StateDict) {
     this.tinyVit = inferTinyVitArch(sd);
-    const p = "image_encoder.";
-    const upload = (data: Float32Array, shape: readonly number[], label: string): Tensor => {
-      const t = tensorFrom(ctx, data, shape, label);
-      this.weights.push(t);
-      return t;
-    };
-    const raw = (name: string): Float32Array => {
-      const host = sd.get(p + name);
-      if (!host) throw new Error(`TinyVitEncoder: checkpoint has no tensor '${p}${name}'`);
-      return tensorF32(host);
-    };
-    const get = (name: string, shape?: number[]): Tensor =>
-      upload(raw(name), shape ?? sd.get(p + name)!.shape, name);
-    const pair = (name: string): [Tensor, Tensor] => [get(`${name}.weight`), get(`${name}.bias`)];
-    const conv = (name: string): Conv => {
-      const f = foldConvBn(sd, p + name);
-      // 1x1 convs run as linears: [Cout, Cin, 1, 1] -> [Cout, Cin].
-      const shape = f.shape[2] === 1 && f.shape[3] === 1 ? [f.shape[0], f.shape[1]] : f.shape;
-      return {
-        w: upload(f.weight, shape, `${name}.folded`),
-        b: upload(f.bias, [f.shape[0]], `${name}.bias`),
-      };
-    };
-    const mbconv = (name: string): MBConvWeights => ({
-      conv1: conv(`${name}.conv1`),
-      conv2: conv(`${name}.conv2`),
-      conv3: conv(`${name}.conv3`),
-    });
-    this.stem = [conv("patch_embed.seq.0"), conv("patch_embed.seq.2")];
+    const load = new TinyVitWeightLoader(ctx, sd);
+    this.weights = load.tensors;
+    this.stem = [load.conv("patch_embed.seq.0"), load.conv("patch_embed.seq.2")];
     this.tinyVit.stages.forEach((s, i) => {
       const L = `layers.${i}.`;
       const stage: StageWeights = { arch: s, mbconv: [], blocks: [], downsample: null };
       for (let b = 0; b < s.depth; b++) {
-        const B = `${L}blocks.${b}.`;
-        if (i === 0) {
-          stage.mbconv.push(mbconv(`${L}blocks.${b}`));
-          continue;
-        }
-        const d = s.dim / s.heads;
-        const n = s.window * s.window;
-        stage.blocks.push({
-          norm: pair(`${B}attn.norm`),
-          qkv: [
-            upload(
-              qkvToSamLayout(raw(`${B}attn.qkv.weight`), s.heads, d),
-              [3 * s.dim, s.dim],
-              `${B}qkv`,
-            ),
-            upload(
-              qkvToSamLayout(raw(`${B}attn.qkv.bias`), s.heads, d),
-              [3 * s.dim],
-              `${B}qkv.bias`,
-            ),
-          ],
-          proj: pair(`${B}attn.proj`),
-          biasTable: upload(
-            gatherBiasTable(raw(`${B}attn.attention_biases`), s.heads, s.window),
-            [s.heads, n, n],
-            `${B}bias_table`,
-          ),
-          localConv: conv(`${B}local_conv`),
-          mlpNorm: pair(`${B}mlp.norm`),
-          fc1: pair(`${B}mlp.fc1`),
-          fc2: pair(`${B}mlp.fc2`),
-        });
+        if (i === 0) stage.mbconv.push(load.mbconv(`${L}blocks.${b}`));
+        else stage.blocks.push(load.block(`${L}blocks.${b}`, s));
       }
-      if (s.downsample) stage.downsample = mbconv(`${L}downsample`);
+      if (s.downsample) stage.downsample = load.mbconv(`${L}downsample`);
       this.stages.push(stage);
     });
-    this.neck = neckWeights((name) => get(name));
+    this.neck = neckWeights((name) => load.get(name));
   }
 
   /** Uploads the encoder's weights of a MobileSAM state dict (BatchNorm folded). */
@@ -328,16 +359,17 @@ export class TinyVitEncoder {
     hook("act_patch_embed", x);
 
     this.stages.forEach((stage, i) => {
+      const view: ViewFn = (name, shape) => this.view(name, shape);
       for (const w of stage.mbconv) {
-        x = this.mbconv(w, x);
+        x = mbconvForward(ctx, w, x, view);
         ctx.submit();
       }
       for (const w of stage.blocks) {
-        x = this.block(stage.arch, w, x);
+        x = tinyVitBlockForward(ctx, stage.arch, w, x, view);
         // A submit per block keeps command buffers modest.
         ctx.submit();
       }
-      if (stage.downsample) x = this.patchMerging(stage.arch, stage.downsample, x);
+      if (stage.downsample) x = patchMergingForward(ctx, stage.arch, stage.downsample, x, view);
       // The official stage output is tokens (1, H*W, C): [H, W, C] here.
       hook(`act_layer${i}`, x);
     });
@@ -351,81 +383,92 @@ export class TinyVitEncoder {
     hook("image_embeddings", out);
     return out;
   }
+}
 
-  /** MBConv on x (buffer "x"): the result back in "x". */
-  private mbconv(w: MBConvWeights, x: Tensor): Tensor {
-    const ctx = this.ctx;
-    const [H, W, C] = x.shape;
-    const hidden = w.conv1.w.shape[0];
-    const a = linear(ctx, x, w.conv1.w, w.conv1.b, {
-      activation: "gelu",
-      out: this.view("h1", [H, W, hidden]),
-    });
-    const b = depthwiseConv2d(ctx, a, w.conv2.w, w.conv2.b, {
-      stride: 1,
-      padding: 1,
-      activation: "gelu",
-      out: this.view("h2", [H, W, hidden]),
-    });
-    // conv3 + shortcut, then GELU after the sum (act3).
-    const sum = linear(ctx, b, w.conv3.w, w.conv3.b, {
-      residual: x,
-      out: this.view("y", [H, W, C]),
-    });
-    return activation(ctx, sum, "gelu", this.view("x", [H, W, C]));
-  }
+/** MBConv on x (buffer "x"): the result back in "x". */
+export function mbconvForward(ctx: GpuContext, w: MBConvWeights, x: Tensor, view: ViewFn): Tensor {
+  const [H, W, C] = x.shape;
+  const hidden = w.conv1.w.shape[0];
+  const a = linear(ctx, x, w.conv1.w, w.conv1.b, {
+    activation: "gelu",
+    out: view("h1", [H, W, hidden]),
+  });
+  const b = depthwiseConv2d(ctx, a, w.conv2.w, w.conv2.b, {
+    stride: 1,
+    padding: 1,
+    activation: "gelu",
+    out: view("h2", [H, W, hidden]),
+  });
+  // conv3 + shortcut, then GELU after the sum (act3).
+  const sum = linear(ctx, b, w.conv3.w, w.conv3.b, {
+    residual: x,
+    out: view("y", [H, W, C]),
+  });
+  return activation(ctx, sum, "gelu", view("x", [H, W, C]));
+}
 
-  /** PatchMerging on x (buffer "x"): the result, [H', W', out], back in "x". */
-  private patchMerging(s: TinyVitStage, w: MBConvWeights, x: Tensor): Tensor {
-    const ctx = this.ctx;
-    const [H, W] = x.shape;
-    const { outDim, stride, outGrid } = s.downsample!;
-    const a = linear(ctx, x, w.conv1.w, w.conv1.b, {
-      activation: "gelu",
-      out: this.view("h1", [H, W, outDim]),
-    });
-    const b = depthwiseConv2d(ctx, a, w.conv2.w, w.conv2.b, {
-      stride,
-      padding: 1,
-      activation: "gelu",
-      out: this.view("h2", [outGrid, outGrid, outDim]),
-    });
-    return linear(ctx, b, w.conv3.w, w.conv3.b, {
-      out: this.view("x", [outGrid, outGrid, outDim]),
-    });
-  }
+/** PatchMerging after stage `s` on x (buffer "x"): the result, [H', W', out], back in "x". */
+export function patchMergingForward(
+  ctx: GpuContext,
+  s: TinyVitStage,
+  w: MBConvWeights,
+  x: Tensor,
+  view: ViewFn,
+): Tensor {
+  const [H, W] = x.shape;
+  const { outDim, stride } = s.downsample!;
+  // 3x3, padding 1.
+  const outH = Math.floor((H - 1) / stride) + 1, outW = Math.floor((W - 1) / stride) + 1;
+  const a = linear(ctx, x, w.conv1.w, w.conv1.b, {
+    activation: "gelu",
+    out: view("h1", [H, W, outDim]),
+  });
+  const b = depthwiseConv2d(ctx, a, w.conv2.w, w.conv2.b, {
+    stride,
+    padding: 1,
+    activation: "gelu",
+    out: view("h2", [outH, outW, outDim]),
+  });
+  return linear(ctx, b, w.conv3.w, w.conv3.b, {
+    out: view("x", [outH, outW, outDim]),
+  });
+}
 
-  /** One TinyViTBlock on x (buffer "x"): the result back in "x". */
-  private block(s: TinyVitStage, w: BlockWeights, x: Tensor): Tensor {
-    const ctx = this.ctx;
-    const [H, W, C] = x.shape;
-    const win = s.window, n = win * win, heads = s.heads, d = C / heads;
-    const windows = Math.ceil(H / win) * Math.ceil(W / win);
-    // Raw tokens -> [windows, w*w, C], zero padded; then the attention's LayerNorm.
-    const parts = windowPartition(ctx, x, win, this.view("win", [windows, n, C]));
-    const normed = layerNorm(ctx, parts, ...w.norm, LN_EPS, this.view("winN", [windows, n, C]));
-    const qkv = linear(ctx, normed, ...w.qkv, { out: this.view("qkv", [windows * n, 3 * C]) });
-    const view = (k: number): HeadsView => ({ tensor: qkv, offset: k * C, rowStride: 3 * C });
-    const dims = { batch: windows, heads, headDim: d, nq: n, nk: n };
-    const attn = attention(ctx, view(0), view(1), view(2), dims, {
-      biasTable: w.biasTable,
-      out: this.view("win", [windows, n, C]),
-    });
-    // Back to [H, W, C] (cropping the padding), proj + residual.
-    const tokens = windowUnpartition(ctx, attn, win, H, W, this.view("h1", [H, W, C]));
-    const x2 = linear(ctx, tokens, ...w.proj, { residual: x, out: this.view("y", [H, W, C]) });
-    const k = w.localConv.w.shape[2];
-    const x3 = depthwiseConv2d(ctx, x2, w.localConv.w, w.localConv.b, {
-      stride: 1,
-      padding: (k - 1) / 2,
-      out: this.view("z", [H, W, C]),
-    });
-    // MLP: x3 + fc2(gelu(fc1(LN(x3)))).
-    const xn = layerNorm(ctx, x3, ...w.mlpNorm, LN_EPS, this.view("h1", [H, W, C]));
-    const hidden = linear(ctx, xn, ...w.fc1, {
-      activation: "gelu",
-      out: this.view("h2", [H, W, s.mlpDim]),
-    });
-    return linear(ctx, hidden, ...w.fc2, { residual: x3, out: this.view("x", [H, W, C]) });
-  }
+/** One TinyViTBlock of stage `s` on x (buffer "x"): the result back in "x". */
+export function tinyVitBlockForward(
+  ctx: GpuContext,
+  s: TinyVitStage,
+  w: BlockWeights,
+  x: Tensor,
+  view: ViewFn,
+): Tensor {
+  const [H, W, C] = x.shape;
+  const win = s.window, n = win * win, heads = s.heads, d = C / heads;
+  const windows = Math.ceil(H / win) * Math.ceil(W / win);
+  // Raw tokens -> [windows, w*w, C], zero padded; then the attention's LayerNorm.
+  const parts = windowPartition(ctx, x, win, view("win", [windows, n, C]));
+  const normed = layerNorm(ctx, parts, ...w.norm, LN_EPS, view("winN", [windows, n, C]));
+  const qkv = linear(ctx, normed, ...w.qkv, { out: view("qkv", [windows * n, 3 * C]) });
+  const qkvHeads = (k: number): HeadsView => ({ tensor: qkv, offset: k * C, rowStride: 3 * C });
+  const dims = { batch: windows, heads, headDim: d, nq: n, nk: n };
+  const attn = attention(ctx, qkvHeads(0), qkvHeads(1), qkvHeads(2), dims, {
+    biasTable: w.biasTable,
+    out: view("win", [windows, n, C]),
+  });
+  // Back to [H, W, C] (cropping the padding), proj + residual.
+  const tokens = windowUnpartition(ctx, attn, win, H, W, view("h1", [H, W, C]));
+  const x2 = linear(ctx, tokens, ...w.proj, { residual: x, out: view("y", [H, W, C]) });
+  const k = w.localConv.w.shape[2];
+  const x3 = depthwiseConv2d(ctx, x2, w.localConv.w, w.localConv.b, {
+    stride: 1,
+    padding: (k - 1) / 2,
+    out: view("z", [H, W, C]),
+  });
+  // MLP: x3 + fc2(gelu(fc1(LN(x3)))).
+  const xn = layerNorm(ctx, x3, ...w.mlpNorm, LN_EPS, view("h1", [H, W, C]));
+  const hidden = linear(ctx, xn, ...w.fc1, {
+    activation: "gelu",
+    out: view("h2", [H, W, s.mlpDim]),
+  });
+  return linear(ctx, hidden, ...w.fc2, { residual: x3, out: view("x", [H, W, C]) });
 }
