@@ -233,7 +233,7 @@ function stage(
   };
 }
 
-async function gpuVsRef(label: string, got: Float32Array, ref: Float64Array, shape: number[]) {
+function gpuVsRef(label: string, got: Float32Array, ref: Float64Array, shape: number[]) {
   assertClose(got, ref, { atol: 2e-5, rtol: 2e-5, shape, label });
 }
 
@@ -268,7 +268,7 @@ Deno.test("TinyViTBlock at unseen shapes (padded windows, 3 heads of 6, 5x5 loca
       heads,
       win,
     );
-    await gpuVsRef(`block ${H}x${Wd}x${C} win ${win} heads ${heads}`, await y.read(), ref.d, [
+    gpuVsRef(`block ${H}x${Wd}x${C} win ${win} heads ${heads}`, await y.read(), ref.d, [
       H,
       Wd,
       C,
@@ -316,6 +316,6 @@ Deno.test("MBConv and PatchMerging (stride 2 on an odd grid, stride 1) match the
       tensorFrom(ctx, x, [H, Wd, C]),
       views,
     );
-    await gpuVsRef(`PatchMerging stride ${stride}`, await got.read(), ref.d, [ref.h, ref.w, out]);
+    gpuVsRef(`PatchMerging stride ${stride}`, await got.read(), ref.d, [ref.h, ref.w, out]);
   }
 });
