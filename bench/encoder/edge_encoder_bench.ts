@@ -118,8 +118,9 @@ function bench(name: string, flops: number, make: () => SamImageEncoder) {
       encoder ??= make();
       t.start();
       const t0 = performance.now();
-      encoder.encode(input).destroy();
+      const out = encoder.encode(input);
       await ctx.sync();
+      out.destroy();
       const ms = performance.now() - t0;
       t.end();
       console.log(
