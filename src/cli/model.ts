@@ -13,7 +13,8 @@ export const MEANINGLESS_WARNING =
   "Get a real model with `deno task weights vit_b` and restart.";
 
 /** `--model` help text shared by the commands. */
-export const MODEL_HELP = "vit_b, vit_l, vit_h, sam-tiny (bundled test model, random weights) " +
+export const MODEL_HELP = "vit_b, vit_l, vit_h, mobile_sam, slimsam_77, slimsam_50, " +
+  "sam-tiny (bundled test model, random weights) " +
   "or a .pth / .safetensors path; default: the first model in the weights folder " +
   "($WGSAM_WEIGHTS_DIR, else weights/), else sam-tiny";
 
