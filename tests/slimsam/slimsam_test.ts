@@ -2,10 +2,13 @@
  * SlimSAM (SAM's ViT pruned to SlimSAM-77-uniform's widths: embed 168, 12 heads of head_dim
  * 14, MLP 696) against the official goldens of ../shared/fixtures/slimsam/, through the public
  * API: SamModel.load on slimsam.pth and SamPredictor on the fixture photo, one encoder pass
- * for every check (stages, embedding, the six prompt cases with their full-size masks); and
+ * for every check (stages, embedding, the official encoder.onnx through onnxruntime-web with
+ * its weights as external data from the .pth, the six prompt cases with full-size masks); and
  * SlimSAM's non-uniform "global" releases (whole pickled models) refused with a clear message.
  */
 import assert from "node:assert/strict";
+import * as ort from "onnxruntime-web";
+import { preprocessImage } from "../../src/encoder/preprocess.ts";
 import { readImageFile } from "../../src/image.ts";
 import { SamModel, SamPredictor } from "../../src/predictor.ts";
 import { loadSam } from "../../src/weights/load.ts";
@@ -44,6 +47,31 @@ Deno.test("SlimSAM fixture: every encoder stage and prompt case via SamModel.loa
       const golden = await loadGolden(dir!, "image_embeddings.npy");
       assert.deepEqual(shape, golden.shape);
       assertClose(data, golden.data as Float32Array, { ...STAGE_TOL, shape, label: "embedding" });
+    });
+    await t.step("encoder.onnx through onnxruntime-web (external data from the .pth)", async () => {
+      ort.env.wasm.numThreads = 1;
+      const session = await ort.InferenceSession.create(
+        await Deno.readFile(new URL("encoder.onnx", dir!)),
+        {
+          externalData: [{
+            path: "slimsam.pth",
+            data: await Deno.readFile(new URL("slimsam.pth", dir!)),
+          }],
+        },
+      );
+      try {
+        const input = preprocessImage(image, 1024).tensor;
+        const out = await session.run({
+          image: new ort.Tensor("float32", input, [1, 3, 1024, 1024]),
+        });
+        const { data } = await predictor.getImageEmbedding();
+        assertClose(data, out.image_embeddings.data as Float32Array, {
+          ...STAGE_TOL,
+          label: "ours vs onnxruntime-web",
+        });
+      } finally {
+        await session.release();
+      }
     });
     const { cases } = await loadFixtureCases(dir!);
     assert.equal(cases.length, 6);
