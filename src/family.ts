@@ -7,14 +7,20 @@
  */
 import type { GpuContext } from "./gpu/context.ts";
 import type { Tensor } from "./gpu/tensor.ts";
-import { encodeImage, type ImageEncoder } from "./encoder/image_encoder.ts";
+import { encodeImage } from "./encoder/image_encoder.ts";
+import type { SamImageEncoder } from "./encoder/encoder.ts";
+import type { ModelFamily } from "./weights/family.ts";
 import type { DecoderOptions, DecoderResult, SamDecoder } from "./decoder/mask_decoder.ts";
 import type { DecoderPrompt } from "./decoder/transforms.ts";
 import type { Sam2Decoder, Sam2Features } from "./sam2/mask_decoder.ts";
 import type { RgbImage } from "./types.ts";
 
-/** "sam": SAM 1 layout (ViT, ResizeLongestSide); "sam2": SAM 2.1 (Hiera, square resize). */
-export type ModelFamilyName = "sam" | "sam2";
+/**
+ * "sam", "mobile_sam" (TinyViT encoder), "slimsam" (pruned ViT): SAM 1's layout (one embedding,
+ * ResizeLongestSide, the same decoder; see weights/family.ts); "sam2": SAM 2.1 (Hiera, square
+ * resize, three tensors).
+ */
+export type ModelFamilyName = ModelFamily | "sam2";
 
 /** What a family's encoder keeps of one image, on the GPU (NCHW, batch 1). */
 export interface ImageFeatures {
@@ -50,14 +56,23 @@ export interface FamilyDecoderResult extends DecoderResult {
   objectScore?: number;
 }
 
+/** Options of one encoder pass. */
+export interface EncodeOptions {
+  onStage?: (stage: string, t: Tensor) => void;
+}
+
 export interface FamilyEncoder {
   readonly family: ModelFamilyName;
   /** Square encoder input side (1024 for the real models). */
   readonly imgSize: number;
   /** Name and NCHW shape of each tensor `encode` returns, in order (the embedding first). */
   readonly featureShapes: ReadonlyArray<{ readonly name: string; readonly shape: number[] }>;
-  /** Records the encoder's GPU work for `image`; the caller syncs (and owns the features). */
-  encode(image: RgbImage): ImageFeatures;
+  /**
+   * Records the encoder's GPU work for `image`; the caller syncs (and owns the features).
+   * `onStage` sees each stage's output (named as the family's fixture files), in a buffer later
+   * stages reuse: copy what you keep.
+   */
+  encode(image: RgbImage, opts?: EncodeOptions): ImageFeatures;
   dispose(): void;
 }
 
@@ -81,26 +96,26 @@ export interface FamilyDecoder {
   dispose(): void;
 }
 
-/** SAM's ViT encoder behind the seam. */
-export function samEncoder(encoder: ImageEncoder): FamilyEncoder {
+/** A SAM 1-layout encoder (ViT or TinyViT) behind the seam. */
+export function samEncoder(encoder: SamImageEncoder, family: ModelFamily = "sam"): FamilyEncoder {
   const { promptEmbedDim, imgSize, patchSize } = encoder.arch;
   const s = imgSize / patchSize;
   return {
-    family: "sam",
+    family,
     imgSize,
     featureShapes: [{ name: "image_embeddings", shape: [1, promptEmbedDim, s, s] }],
-    encode(image) {
-      const { embedding } = encodeImage(encoder, image);
+    encode(image, opts) {
+      const { embedding } = encodeImage(encoder, image, opts);
       return { embedding, tensors: [{ name: "image_embeddings", tensor: embedding }] };
     },
     dispose: () => encoder.dispose(),
   };
 }
 
-/** SAM's decoder behind the seam. */
-export function samDecoder(decoder: SamDecoder): FamilyDecoder {
+/** SAM's decoder behind the seam (shared by every SAM 1-layout family). */
+export function samDecoder(decoder: SamDecoder, family: ModelFamily = "sam"): FamilyDecoder {
   return {
-    family: "sam",
+    family,
     get lowResSize() {
       return decoder.lowResSize;
     },

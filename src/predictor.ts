@@ -23,7 +23,7 @@
  */
 import { getContext, type GpuContext } from "./gpu/context.ts";
 import { type Tensor, tensorFrom } from "./gpu/tensor.ts";
-import { ImageEncoder } from "./encoder/image_encoder.ts";
+import { createImageEncoder } from "./encoder/encoder.ts";
 import { SamDecoder } from "./decoder/mask_decoder.ts";
 import {
   destroyFeatures,
@@ -42,6 +42,7 @@ import { loadSam } from "./weights/load.ts";
 import { findModel, listModels, resolveModel, weightsDirFrom } from "./weights/registry.ts";
 import { loadTuneCache, tuneCachePath } from "./kernels/tuning.ts";
 import type { SamArch } from "./weights/types.ts";
+import { modelFamily } from "./weights/family.ts";
 import { ByteLru } from "./util/lru.ts";
 import type { ImageInfo, Prediction, Prompt, RgbImage } from "./types.ts";
 
@@ -62,6 +63,7 @@ export class SamModel {
     readonly family: ModelFamilyName,
     readonly arch: SamArch | Sam2Arch,
     readonly ctx: GpuContext,
+    /** SAM's ViT, MobileSAM's TinyViT or SAM 2.1's Hiera behind the family seam. */
     readonly encoder: FamilyEncoder,
     readonly decoder: FamilyDecoder,
   ) {}
@@ -92,7 +94,7 @@ export class SamModel {
       return new SamModel(name, "sam2", m.arch, ctx, m.encoder, m.decoder);
     }
     const { sd, arch } = await loadSam(path);
-    const encoder = ImageEncoder.fromStateDict(ctx, sd, arch);
+    const encoder = createImageEncoder(ctx, sd, arch);
     let decoder: SamDecoder;
     try {
       decoder = SamDecoder.create(ctx, sd, arch);
@@ -101,7 +103,15 @@ export class SamModel {
       throw err;
     }
     await ctx.sync(); // surface any GPU error of the uploads here, not at the first prompt
-    return new SamModel(name, "sam", arch, ctx, samEncoder(encoder), samDecoder(decoder));
+    const family = modelFamily(sd, arch);
+    return new SamModel(
+      name,
+      family,
+      arch,
+      ctx,
+      samEncoder(encoder, family),
+      samDecoder(decoder, family),
+    );
   }
 
   /** Square encoder input side (1024 for the real models). */

@@ -32,6 +32,7 @@ import type {
   MaskSourceImage,
   PointPrediction,
 } from "./mask_source.ts";
+import type { ModelFamilyName } from "../family.ts";
 
 /** What the source needs of the model: an image encoder and a prompt decoder on the GPU. */
 export interface SamGpuBackend {
@@ -43,7 +44,7 @@ export interface SamGpuBackend {
    * map onto the whole image, and min_mask_region_area is applied by the decoder to each
    * low-res mask (SAM2AutomaticMaskGenerator) instead of the generator's pass. Default "sam".
    */
-  readonly family?: "sam" | "sam2";
+  readonly family?: ModelFamilyName;
   /** Computes the embedding of an RGB image (H x W x 3) and makes it current. */
   setImage(image: { width: number; height: number; data: Uint8Array }): Promise<void>;
   /**

@@ -9,7 +9,8 @@
  */
 import { getContext, type GpuContext } from "../gpu/context.ts";
 import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
-import { ImageEncoder } from "../encoder/image_encoder.ts";
+import { createImageEncoder, type SamImageEncoder } from "../encoder/encoder.ts";
+import { modelFamily } from "../weights/family.ts";
 import { SamDecoder } from "../decoder/mask_decoder.ts";
 import {
   destroyFeatures,
@@ -68,9 +69,15 @@ export class SamModelBackend implements SamGpuBackend {
     arch: SamArch,
     source = "state dict",
   ): SamModelBackend {
-    const encoder = ImageEncoder.fromStateDict(ctx, sd, arch);
+    const encoder = createImageEncoder(ctx, sd, arch);
     const decoder = SamDecoder.create(ctx, sd, arch);
-    return new SamModelBackend(ctx, samEncoder(encoder), samDecoder(decoder), source);
+    const family = modelFamily(sd, arch);
+    return new SamModelBackend(
+      ctx,
+      samEncoder(encoder, family),
+      samDecoder(decoder, family),
+      source,
+    );
   }
 
   /**
@@ -80,7 +87,7 @@ export class SamModelBackend implements SamGpuBackend {
   static fromModules(
     ctx: GpuContext,
     _arch: SamArch,
-    encoder: ImageEncoder,
+    encoder: SamImageEncoder,
     decoder: SamDecoder,
     source = "shared model",
   ): SamModelBackend {

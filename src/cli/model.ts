@@ -14,8 +14,9 @@ export const MEANINGLESS_WARNING =
 
 /** `--model` help text shared by the commands. */
 export const MODEL_HELP = "vit_b, vit_l, vit_h, sam2.1_hiera_tiny (_small, _base_plus, " +
-  "_large), sam-tiny or sam2-tiny (bundled test models, random weights) or a .pth / .pt / " +
-  ".safetensors path; default: the first model in the weights folder " +
+  "_large), mobile_sam, slimsam_77, slimsam_50, sam-tiny or sam2-tiny (bundled test models, " +
+  "random weights) or a .pth / .pt / .safetensors path; default: the first model in the " +
+  "weights folder " +
   "($WGSAM_WEIGHTS_DIR, else weights/), else sam-tiny";
 
 /** The `--model` value to load: the given one, else the installed one, else sam-tiny. */

@@ -23,11 +23,12 @@ import { conv2d } from "../kernels/conv2d.ts";
 import { layerNorm } from "../kernels/layer_norm.ts";
 import { linear } from "../kernels/linear.ts";
 import { getRelPos, relPosBias } from "../kernels/rel_pos.ts";
-import { stridedCopy } from "../kernels/strided_copy.ts";
 import { windowPartition, windowUnpartition } from "../kernels/window.ts";
 import { tensorF32 } from "../weights/load.ts";
 import type { SamArch, StateDict } from "../weights/types.ts";
+import { neckForward, type NeckWeights, neckWeights } from "./neck.ts";
 import { preprocessImage } from "./preprocess.ts";
+import type { SamImageEncoder } from "./encoder.ts";
 import type { RgbImage } from "../types.ts";
 
 /** Both of SAM's encoder LayerNorms (blocks and neck) use eps 1e-6. */
@@ -187,12 +188,7 @@ export class ImageEncoder {
   private readonly patchB: Tensor;
   private readonly posEmbed: Tensor;
   private readonly blocks: BlockWeights[] = [];
-  private readonly neck: {
-    conv1: Tensor;
-    ln1: [Tensor, Tensor];
-    conv2: Tensor;
-    ln2: [Tensor, Tensor];
-  };
+  private readonly neck: NeckWeights;
   private buffers: Record<OwnedBuffer, GPUBuffer> | null = null;
   private disposed = false;
 
@@ -238,12 +234,7 @@ export class ImageEncoder {
         rw: relTable("attn.rel_pos_w"),
       });
     }
-    this.neck = {
-      conv1: get("neck.0.weight"),
-      ln1: pair("neck.1"),
-      conv2: get("neck.2.weight"),
-      ln2: pair("neck.3"),
-    };
+    this.neck = neckWeights((name) => get(name));
   }
 
   /** Uploads the encoder's weights of a SAM state dict (as loadSam returns it). */
@@ -294,7 +285,7 @@ export class ImageEncoder {
   encode(input: Tensor | Float32Array, opts: EncodeOptions = {}): Tensor {
     if (this.disposed) throw new Error("ImageEncoder: used after dispose()");
     const ctx = this.ctx, g = this.geometry, S = this.arch.imgSize;
-    const N = g.tokens, C = g.embedDim, D = g.outDim, s = g.grid;
+    const N = g.tokens, C = g.embedDim, s = g.grid;
     const hook = opts.onStage ?? (() => {});
     let image: Tensor;
     if (input instanceof Float32Array) {
@@ -330,23 +321,13 @@ export class ImageEncoder {
       hook(`act_block${i}`, x);
     }
 
-    // Neck on [s, s, C] tokens: LayerNorm2d over channels is layerNorm over the last dim.
-    const n1 = conv2d(ctx, x, "hwc", this.neck.conv1, null, {
-      stride: 1,
-      padding: 0,
-      out: this.view("tok", [s, s, D]),
-    });
-    const l1 = layerNorm(ctx, n1, ...this.neck.ln1, LN_EPS, this.view("x2", [s, s, D]));
-    const n2 = conv2d(ctx, l1, "hwc", this.neck.conv2, null, {
-      stride: 1,
-      padding: 1,
-      out: this.view("tok", [s, s, D]),
-      scratch: this.view("big", [N, 9 * D]),
-    });
-    const l2 = layerNorm(ctx, n2, ...this.neck.ln2, LN_EPS, this.view("x2", [s, s, D]));
-    // [s*s, D] tokens -> (1, D, s, s) NCHW: a transpose.
-    const out = emptyTensor(ctx, [1, D, s, s], "image_embeddings");
-    stridedCopy(ctx, l2, { offset: 0, shape: [D, N], strides: [1, D] }, out);
+    // Neck on [s, s, C] tokens (src/encoder/neck.ts).
+    const out = neckForward(
+      ctx,
+      x,
+      this.neck,
+      (name, shape) => this.view(name === "a" ? "tok" : name === "b" ? "x2" : "big", shape),
+    );
     hook("image_embeddings", out);
     return out;
   }
@@ -411,9 +392,9 @@ export interface EncodedImage {
  * encoder pass. The embedding is ready to read or to hand to the decoder (same GpuContext).
  */
 export function encodeImage(
-  encoder: ImageEncoder,
+  encoder: SamImageEncoder,
   image: RgbImage,
-  opts: EncodeOptions = {},
+  opts: { onStage?: (stage: string, t: Tensor) => void } = {},
 ): EncodedImage {
   const pre = preprocessImage(image, encoder.arch.imgSize);
   const embedding = encoder.encode(pre.tensor, opts);

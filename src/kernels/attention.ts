@@ -17,7 +17,9 @@
  * or 1 for at most 8 queries (decoder prompt tokens), keys 4 / 2 (BK 32 / 16 by head size)
  * or 1 for at most 8 keys, vec4 or scalar global access (a HeadsView's offset and stride
  * need not be multiples of 4), with or without SAM's decomposed rel-pos bias, which is
- * added to the scores on the fly from its two factors relH, relW.
+ * added to the scores on the fly from its two factors relH, relW, or a full per-head bias
+ * table [heads, nq, nk] shared by every batch (TinyViT's gathered `attention_biases`; only
+ * this tiled kernel takes one, so it is used for them on every adapter).
  *
  * The decoder's cross attentions (7 prompt tokens <-> 4096 image tokens, head dims <= 32,
  * no rel pos) have two kernels of their own, below: few keys (all K/V in workgroup memory,
@@ -83,14 +85,18 @@ interface Variant {
   /** q, k, v, out accessed as vec4 (offsets, strides, headDim multiples of 4). */
   v4: boolean;
   relPos: boolean;
+  /** Adds biasTab[h, q, k] (a [heads, nq, nk] table, the same for every batch). */
+  biasTable: boolean;
 }
 
 function attentionSpec(vt: Variant): KernelSpec {
-  const { c, rows, keys, v4, relPos } = vt;
+  const { c, rows, keys, v4, relPos, biasTable } = vt;
   const d4 = 8 * c; // vec4 per padded head row
   const bq = 8 * rows;
   const bk = 8 * keys;
-  const name = `attention${relPos ? "_relpos" : ""}_d${32 * c}_q${bq}_k${bk}${v4 ? "_v4" : ""}_f32`;
+  const name = `attention${relPos ? "_relpos" : ""}${biasTable ? "_bias" : ""}_d${
+    32 * c
+  }_q${bq}_k${bk}${v4 ? "_v4" : ""}_f32`;
   const elem = v4 ? "vec4<f32>" : "f32";
   const R = Array.from({ length: rows }, (_, r) => r); // thread rows ty + 8r
   const J = Array.from({ length: keys }, (_, j) => j); // thread keys tx + 8j (score phase)
@@ -118,6 +124,8 @@ function attentionSpec(vt: Variant): KernelSpec {
     const key = `k0 + tx + ${8 * j}u`;
     const bias = relPos
       ? ` + relH[rowH${r} + kh${j}] + relW[rowW${r} + ${key} - kh${j} * p.kW]`
+      : biasTable
+      ? ` + biasTab[rowB${r} + min(${key}, p.nk - 1u)]`
       : "";
     return `ss[(ty + ${8 * r}u) * SS + tx + ${
       8 * j
@@ -133,9 +141,9 @@ function attentionSpec(vt: Variant): KernelSpec {
       for (var e = 0u; e < 4u; e++) { if (d + e < p.headDim) { outBuf[base + d + e] = o[e]; } } }`;
   return {
     name,
-    bindings: attentionBindings(relPos),
+    bindings: attentionBindings(relPos, biasTable),
     code: () => /* wgsl */ `
-${attentionHeader(elem, relPos)}
+${attentionHeader(elem, relPos, biasTable)}
 
 const D4 = ${d4}u;
 const BQ = ${bq}u;
@@ -167,6 +175,9 @@ ${
           `  let rowQ${r} = bh * p.nq + min(q0 + ty + ${8 * r}u, p.nq - 1u);
   let rowH${r} = rowQ${r} * p.kH;
   let rowW${r} = rowQ${r} * p.kW;`)
+        : biasTable
+        ? unroll(rows, (r) =>
+          `  let rowB${r} = (h * p.nq + min(q0 + ty + ${8 * r}u, p.nq - 1u)) * p.nk;`)
         : ""
     }
 
@@ -454,7 +465,14 @@ function fewKeySpecFor(headDim: number, v4: boolean) {
  * (BK 32) where the tiles fit 32 KB (headDim <= 64), 2 for larger heads, 1 (BK 8) where
  * there are at most 8 keys (decoder image-to-token attention).
  */
-function specFor(headDim: number, nq: number, nk: number, v4: boolean, relPos: boolean) {
+function specFor(
+  headDim: number,
+  nq: number,
+  nk: number,
+  v4: boolean,
+  relPos: boolean,
+  biasTable: boolean,
+) {
   const c = Math.ceil(headDim / 32);
   const vt: Variant = {
     c,
@@ -462,6 +480,7 @@ function specFor(headDim: number, nq: number, nk: number, v4: boolean, relPos: b
     keys: nk <= 8 ? 1 : c <= 2 ? 4 : 2,
     v4,
     relPos,
+    biasTable,
   };
   const key = JSON.stringify(vt);
   let spec = SPECS.get(key);
@@ -508,6 +527,8 @@ function checkView(label: string, v: HeadsView, dims: AttentionDims, tokens: num
 export interface AttentionOptions {
   scale?: number;
   relPos?: RelPosBias;
+  /** [heads, nq, nk], added to every batch's scores (runs the tiled kernel). */
+  biasTable?: Tensor;
   out?: Tensor;
   /** A variant by name ("tiled", "rows2w16"), overriding the tuned / default one. */
   variant?: string;
@@ -578,12 +599,28 @@ export function attention(
       );
     }
   }
+  const table = opts.biasTable;
+  if (table) {
+    if (rel) throw new Error("attention: relPos and biasTable cannot be combined");
+    if (table.size !== heads * nq * nk) {
+      throw new Error(
+        `attention: biasTable has ${table.size} elements, need [heads ${heads}, nq ${nq}, ` +
+          `nk ${nk}]`,
+      );
+    }
+  }
   const outShape = [batch, nq, heads * headDim];
   const out = opts.out ?? emptyTensor(ctx, outShape, "attention.out");
   if (out.size !== batch * nq * heads * headDim) {
     throw new Error(`attention: out has ${out.size} elements, need [${outShape}]`);
   }
-  const inputs = [q.tensor, k.tensor, v.tensor, ...(rel ? [rel.relH, rel.relW] : [])];
+  const inputs = [
+    q.tensor,
+    k.tensor,
+    v.tensor,
+    ...(rel ? [rel.relH, rel.relW] : []),
+    ...(table ? [table] : []),
+  ];
   if (inputs.some((t) => t.buffer === out.buffer)) {
     throw new Error("attention: out must not share a buffer with q, k, v or relPos");
   }
@@ -591,9 +628,9 @@ export function attention(
   const v4 = [headDim, q.offset, q.rowStride, k.offset, k.rowStride, v.offset, v.rowStride]
     .every((x) => x % 4 === 0);
   // The decoder's cross attentions have their own kernels (head dims <= 32, no rel pos).
-  const small = !rel && headDim <= FEW_Q_MAX_DP && (nk <= FEW_K || nq <= FEW_Q);
+  const small = !rel && !table && headDim <= FEW_Q_MAX_DP && (nk <= FEW_K || nq <= FEW_Q);
   const name = opts.variant ??
-    (small ? "tiled" : variantFor(
+    (small || table ? "tiled" : variantFor(
       ctx,
       attentionKey(dims, rel),
       defaultAttentionVariant(ctx.gpu.software),
@@ -601,7 +638,8 @@ export function attention(
     ));
   const rowsShape = name === "tiled" ? null : parseRowsName(name);
   if (name !== "tiled" && !rowsShape) throw new Error(`attention: unknown variant "${name}"`);
-  const rowsFit = rowsShape && (!rel || (rel.kH <= ROWS_MAX_REL && rel.kW <= ROWS_MAX_REL));
+  const rowsFit = rowsShape && !table &&
+    (!rel || (rel.kH <= ROWS_MAX_REL && rel.kW <= ROWS_MAX_REL));
   let spec: KernelSpec;
   let bq: number;
   if (rowsShape && rowsFit) {
@@ -621,7 +659,7 @@ export function attention(
       ? fewKeySpecFor(headDim, v4)
       : small && nq <= FEW_Q
       ? fewQuerySpecFor(headDim, v4)
-      : specFor(headDim, nq, nk, v4, rel !== undefined));
+      : specFor(headDim, nq, nk, v4, rel !== undefined, table !== undefined));
   }
   const nqb = Math.ceil(nq / bq);
   const params = new Params()
@@ -633,6 +671,7 @@ export function attention(
     .build();
   const buffers = [q.tensor.buffer, k.tensor.buffer, v.tensor.buffer];
   if (rel) buffers.push(rel.relH.buffer, rel.relW.buffer);
+  if (table) buffers.push(table.buffer);
   buffers.push(out.buffer);
   ctx.dispatch(spec, params, buffers, grid(batch * heads * nqb));
   return out;

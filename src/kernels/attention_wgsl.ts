@@ -35,18 +35,27 @@ export function loadVec4(v4: boolean, buf: string, base: string, d4: string, ok:
 }
 
 /** Binding kinds of an attention variant: uniform, q, k, v, [relH, relW,] out. */
-export function attentionBindings(relPos: boolean): ("uniform" | "read" | "write")[] {
+export function attentionBindings(
+  relPos: boolean,
+  biasTable = false,
+): ("uniform" | "read" | "write")[] {
   return relPos
     ? ["uniform", "read", "read", "read", "read", "read", "write"]
+    : biasTable
+    ? ["uniform", "read", "read", "read", "read", "write"]
     : ["uniform", "read", "read", "read", "write"];
 }
 
 /** WGSL header of an attention variant: the uniform block and the q, k, v, rel-pos and out
  * bindings, with `elem` ("f32" or "vec4<f32>") as the element of q, k, v and out. */
-export function attentionHeader(elem: string, relPos: boolean): string {
+export function attentionHeader(elem: string, relPos: boolean, biasTable = false): string {
+  // biasTable: the tiled kernel's per-head table [heads, nq, nk] (attention.ts).
   const rel = relPos
     ? `@group(0) @binding(4) var<storage, read> relH: array<f32>;
 @group(0) @binding(5) var<storage, read> relW: array<f32>;
+`
+    : biasTable
+    ? `@group(0) @binding(4) var<storage, read> biasTab: array<f32>;
 `
     : "";
   return `${ATTENTION_PARAMS_WGSL}
@@ -54,5 +63,7 @@ export function attentionHeader(elem: string, relPos: boolean): string {
 @group(0) @binding(1) var<storage, read> qBuf: array<${elem}>;
 @group(0) @binding(2) var<storage, read> kBuf: array<${elem}>;
 @group(0) @binding(3) var<storage, read> vBuf: array<${elem}>;
-${rel}@group(0) @binding(${relPos ? 6 : 4}) var<storage, read_write> outBuf: array<${elem}>;`;
+${rel}@group(0) @binding(${
+    relPos ? 6 : biasTable ? 5 : 4
+  }) var<storage, read_write> outBuf: array<${elem}>;`;
 }

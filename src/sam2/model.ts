@@ -44,7 +44,7 @@ export function sam2Modules(
       family: "sam2",
       imgSize: arch.imgSize,
       featureShapes: sam2FeatureShapes(arch),
-      encode: (image) => sam2ImageFeatures(encodeImageSam2(encoder, image).features),
+      encode: (image, opts) => sam2ImageFeatures(encodeImageSam2(encoder, image, opts).features),
       dispose: () => encoder.dispose(),
     },
     decoder: sam2Decoder(decoder),

@@ -14,12 +14,13 @@ import type {
   MaskSourceImage,
   PointPrediction,
 } from "../amg/mod.ts";
+import type { ModelFamilyName } from "../family.ts";
 
 export interface EngineInfo {
   /** Model name (registry name or file name). */
   model: string;
-  /** "sam" (SAM 1 ViT, MobileSAM ...) or "sam2" (SAM 2.1 Hiera); absent: "sam". */
-  family?: "sam" | "sam2";
+  /** "sam", "mobile_sam", "slimsam" (SAM 1 layout) or "sam2" (SAM 2.1 Hiera); absent: "sam". */
+  family?: ModelFamilyName;
   /**
    * The tensors the decoder reads per image, the embedding first (GET .../embedding?tensor=);
    * absent: ["image_embeddings"]. SAM 2.1: image_embed, high_res_feats_0, high_res_feats_1.

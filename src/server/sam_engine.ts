@@ -103,7 +103,7 @@ export async function loadSamEngine(
         low_res_size: model.decoder.lowResSize,
       }
       : {
-        family: "sam",
+        family: model.family,
         img_size: arch.imgSize,
         encoder_width: arch.embedDim,
         encoder_depth: arch.depth,

@@ -5,12 +5,15 @@
  * official tensor names, the architecture as JSON in `__metadata__.wgsam_arch`).
  */
 import { expectedShapes, inferArch, type TensorShapes, validateStateDict } from "./arch.ts";
+import { inferMobileSamArch, isTinyVitCheckpoint } from "../mobile_sam/arch.ts";
 import { DTYPE_SIZE, type LazyTensor, numel } from "./lazy.ts";
 import { PthArchive } from "./pth.ts";
 import { SafetensorsFile, type WriteProgress, writeSafetensors } from "./safetensors.ts";
 import type { HostTensor, SamArch, StateDict } from "./types.ts";
 import { readAt } from "./zip.ts";
 import { checkpointError } from "./checkpoint_errors.ts";
+import { explainRefusedPickle } from "./whole_model.ts";
+import { fromHfSam, isHfSamCheckpoint } from "./hf_sam.ts";
 
 /** `__metadata__.format` of files written by convertCheckpoint. */
 export const WGSAM_FORMAT = "wgsam-1";
@@ -53,12 +56,20 @@ export async function openCheckpoint(path: string | URL): Promise<OpenCheckpoint
   const kind = await detectCheckpointKind(path);
   if (kind === "pth") {
     const pth = await PthArchive.open(path).catch((e) => {
-      throw checkpointError(path, e);
+      // A whole pickled model (SlimSAM's global releases...) is named as such first.
+      throw explainRefusedPickle(e, path) ?? checkpointError(path, e);
     });
-    return { kind, tensors: pth.tensors, metadata: {}, close: () => pth.close() };
+    const tensors = isHfSamCheckpoint(pth.tensors.map((t) => t.name))
+      ? fromHfSam(pth.tensors)
+      : pth.tensors;
+    return { kind, tensors, metadata: {}, close: () => pth.close() };
   }
   const st = await SafetensorsFile.open(path);
-  return { kind, tensors: st.tensors, metadata: st.metadata, close: () => st.close() };
+  // Hugging Face transformers' SAM files: renamed to the official names (hf_sam.ts).
+  const tensors = isHfSamCheckpoint(st.tensors.map((t) => t.name))
+    ? fromHfSam(st.tensors)
+    : st.tensors;
+  return { kind, tensors, metadata: st.metadata, close: () => st.close() };
 }
 
 async function readAll(ckpt: OpenCheckpoint): Promise<StateDict> {
@@ -172,6 +183,17 @@ function checkMetadataArch(metadata: Record<string, string>, arch: SamArch, path
 }
 
 /**
+ * The architecture of a SAM-family checkpoint, every tensor validated against it: MobileSAM
+ * (a TinyViT image encoder, src/mobile_sam/arch.ts) or SAM's ViT (SAM, SlimSAM).
+ */
+export function inferValidated(shapes: TensorShapes, path: string | URL): SamArch {
+  if (isTinyVitCheckpoint(shapes)) return inferMobileSamArch(shapes).arch;
+  const arch = archOf(path, shapes);
+  validateStateDict(shapes, arch);
+  return arch;
+}
+
+/**
  * Loads a SAM checkpoint, infers its architecture from the tensor shapes and validates every
  * tensor against it (and against the architecture stored in a wgsam safetensors file).
  */
@@ -180,8 +202,7 @@ export async function loadSam(path: string | URL): Promise<{ sd: StateDict; arch
   try {
     // Shapes are checked before any tensor data is read.
     const shapes = shapesOf(ckpt.tensors);
-    const arch = archOf(path, shapes);
-    validateStateDict(shapes, arch);
+    const arch = inferValidated(shapes, path);
     checkMetadataArch(ckpt.metadata, arch, path);
     return { sd: await readAll(ckpt), arch };
   } finally {
@@ -242,10 +263,12 @@ export async function convertCheckpoint(
   const ckpt = await openCheckpoint(inPath);
   try {
     const shapes = shapesOf(ckpt.tensors);
-    const arch = archOf(inPath, shapes);
-    validateStateDict(shapes, arch);
+    const arch = inferValidated(shapes, inPath);
     const byName = new Map(ckpt.tensors.map((t) => [t.name, t]));
-    const ordered = [...expectedShapes(arch).keys()].map((name) => asFloat32(byName.get(name)!));
+    // MobileSAM keeps the checkpoint's order, less BatchNorm's integer step counters.
+    const ordered = isTinyVitCheckpoint(shapes)
+      ? ckpt.tensors.filter((t) => !t.name.endsWith(".num_batches_tracked")).map(asFloat32)
+      : [...expectedShapes(arch).keys()].map((name) => asFloat32(byName.get(name)!));
     const metadata = { format: WGSAM_FORMAT, wgsam_arch: JSON.stringify(arch) };
     await writeSafetensors(outPath, ordered, metadata, onProgress);
     return arch;

@@ -10,6 +10,7 @@
  */
 import { fileURLToPath } from "node:url";
 import type { Sam2ArchHints } from "../sam2/arch.ts";
+import { findManualModel, MANUAL_MODELS, resolveManualModel } from "./manual_models.ts";
 
 /** One downloadable (or bundled) checkpoint. */
 export interface ModelEntry {
@@ -101,6 +102,18 @@ const ENTRIES: ModelEntry[] = [
     fileName: `sam2.1_hiera_${size}.pt`,
     url: `${SAM2_BASE_URL}/sam2.1_hiera_${size}.pt`,
   })),
+  {
+    // MobileSAM (TinyViT-5M encoder, SAM's decoder), ChaoningZhang/MobileSAM weights/mobile_sam.pt.
+    // MD5: the same digest in IOPaint's interactive_seg.py table, DEVA's download_data call
+    // and another downloader's "vit_t" entry; size: two independent public tables
+    // (MOBILE_SAM_WEIGHT_SIZE_BYTES, a WeightSpec approx_bytes) found by exact-string search.
+    name: "mobile_sam",
+    description: "MobileSAM (TinyViT-5M image encoder, SAM's decoder), the fastest",
+    fileName: "mobile_sam.pt",
+    url: "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt",
+    bytes: 40_728_226,
+    md5: "f3c0d8cda613564d499310dab6c812cd",
+  },
   {
     // Random weights in the official architecture at toy size: for tests and demos only.
     // Size and MD5 measured on the fixture (md5sum), which must never be regenerated.
@@ -237,6 +250,8 @@ export async function resolveModel(
   nameOrPath: string,
   opts: { weightsDir?: string } = {},
 ): Promise<string> {
+  const manual = findManualModel(nameOrPath);
+  if (manual) return await resolveManualModel(manual, opts.weightsDir);
   const entry = findModel(nameOrPath);
   if (entry && !entry.url) {
     const path = entry.bundledPath;
@@ -268,7 +283,7 @@ export async function resolveModel(
     looksLikePath
       ? `no such checkpoint file: ${nameOrPath}`
       : `'${nameOrPath}' is neither a model name (${
-        ENTRIES.map((e) => e.name).join(", ")
+        [...ENTRIES, ...MANUAL_MODELS].map((e) => e.name).join(", ")
       }) nor an existing file`,
   );
 }

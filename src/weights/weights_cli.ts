@@ -16,6 +16,12 @@ import {
   parseRegistry,
   weightsDirFrom,
 } from "./registry.ts";
+import {
+  findManualModel,
+  installManualModel,
+  MANUAL_MODELS,
+  resolveManualModel,
+} from "./manual_models.ts";
 
 export const USAGE = `Usage: deno task weights [options] <model>...
        deno task weights --list [options]
@@ -24,7 +30,9 @@ Downloads, verifies (size and MD5) and converts SAM checkpoints into the weights
 <dir>/<file>.pth as published, <dir>/<model>.safetensors for wgsam. Interrupted downloads
 resume where they stopped; finished steps are skipped.
 
-models: vit_b (375 MB), vit_l (1.25 GB), vit_h (2.56 GB)
+models: vit_b (375 MB), vit_l (1.25 GB), vit_h (2.56 GB), mobile_sam (40.7 MB);
+        slimsam_77, slimsam_50: no verifiable download; the command prints where to get the
+        file by hand, and converts it once it is in the weights folder
 
 options:
   -l, --list        show the models and what is installed
@@ -98,6 +106,15 @@ async function list(entries: ModelEntry[], dir: string) {
       );
     }
   }
+  for (const m of MANUAL_MODELS) {
+    const installed = await resolveManualModel(m, dir).catch(() => null);
+    console.log(`${m.name.padEnd(width)}  ${"by hand".padStart(9)}  ${m.description}`);
+    console.log(
+      `${"".padEnd(width)}  ${"".padStart(9)}  ${
+        installed ? `present (${installed})` : "not installed"
+      }`,
+    );
+  }
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -117,15 +134,25 @@ async function main(argv: string[]): Promise<number> {
     if (args.names.length === 0) return 0;
   }
   if (args.names.length === 0) throw new UsageError("name at least one model, or --list");
-  const unknown = args.names.filter((n) => !lookup(n));
+  const unknown = args.names.filter((n) => !lookup(n) && !findManualModel(n));
   if (unknown.length > 0) {
     throw new UsageError(
       `unknown model${unknown.length > 1 ? "s" : ""} ${unknown.map((n) => `'${n}'`).join(", ")}` +
-        `; known: ${entries.map((e) => e.name).join(", ")}`,
+        `; known: ${[...entries, ...MANUAL_MODELS].map((e) => e.name).join(", ")}`,
     );
   }
   const bar = progressBar();
   for (const name of args.names) {
+    const manual = lookup(name) ? undefined : findManualModel(name);
+    if (manual) {
+      const { safetensors, source } = await installManualModel(manual, dir);
+      console.error(
+        source
+          ? `weights: ${name} ready: ${safetensors} (converted from ${source})`
+          : `weights: ${name} already installed: ${safetensors}`,
+      );
+      continue;
+    }
     const entry = lookup(name)!;
     if (entry.bundledPath !== undefined) {
       console.error(`weights: ${name} is bundled at ${entry.bundledPath}; nothing to download`);

@@ -50,6 +50,7 @@ async function endToEnd(engine: Engine & { dispose(): void }, pointsPerSide: num
     try {
       const info = await (await fetch(`${base}/api/info`)).json();
       assert.equal(info.model.meaningless, true);
+      assert.equal(info.model.arch.family, "sam");
       assert.match(info.warning, /meaningless/);
 
       const up = await fetch(`${base}/api/images`, {

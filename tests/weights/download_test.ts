@@ -300,7 +300,7 @@ Deno.test("weights CLI: downloads with progress; clear errors and non-zero exits
     assert.equal(bad.code, 2);
     assert.match(
       bad.stderr,
-      /unknown model 'vit_q'; known: vit_b, vit_l, vit_h, sam2\.1_hiera_tiny, .*, sam2-tiny, test-model/,
+      /unknown model 'vit_q'; known: vit_b, vit_l, vit_h, sam2\.1_hiera_tiny, .*, mobile_sam, sam-tiny, sam2-tiny, test-model, slimsam_77, slimsam_50/,
     );
     const notFound = await runCli([
       "--dir",

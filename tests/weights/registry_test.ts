@@ -26,6 +26,7 @@ Deno.test("official entries: Meta's URLs, file-name suffix = MD5 prefix, ordered
     "sam2.1_hiera_small",
     "sam2.1_hiera_base_plus",
     "sam2.1_hiera_large",
+    "mobile_sam",
     "sam-tiny",
     "sam2-tiny",
   ]);
@@ -108,7 +109,7 @@ Deno.test("resolveModel: converted file, downloaded checkpoint, plain paths", as
   await assert.rejects(resolveModel("./no/such/model.pth"), /no such checkpoint file: \.\/no/);
   await assert.rejects(
     resolveModel("vit_q"),
-    /'vit_q' is neither a model name \(vit_b, vit_l, vit_h, sam2\.1_hiera_tiny, .*, sam2-tiny\) nor an existing file/,
+    /'vit_q' is neither a model name \(vit_b, vit_l, vit_h, sam2\.1_hiera_tiny, .*, mobile_sam, sam-tiny, sam2-tiny, slimsam_77, slimsam_50\) nor an existing file/,
   );
 });
 
