@@ -7,6 +7,7 @@
  */
 import type { ImageInfo, Prediction, Prompt, RgbImage } from "../types.ts";
 import type { MaskSource, MaskSourceImage, PointPrediction } from "../amg/mod.ts";
+import type { DecoderWeights } from "./decoder_weights.ts";
 
 export interface EngineInfo {
   /** Model name (registry name or file name). */
@@ -34,6 +35,8 @@ export interface Engine {
   forget?(id: string): boolean;
   /** A mask source for "segment everything"; the default is `predictorMaskSource(this)`. */
   maskSource?(): MaskSource;
+  /** The decoder tensors for the page to decode itself (GET /api/decoder); absent: 404. */
+  decoderWeights?(): Promise<DecoderWeights>;
 }
 
 /**

@@ -15,6 +15,8 @@ import { ModelMaskSource, type SamGpuBackend } from "../amg/model_source.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { decodePointPrompts } from "../amg/sam_backend.ts";
 import type { Engine, EngineInfo } from "./engine.ts";
+import { buildDecoderWeights, type DecoderWeights } from "./decoder_weights.ts";
+import { resolveModel } from "../weights/registry.ts";
 
 export type SamEngine = Engine & {
   dispose(): void;
@@ -89,6 +91,7 @@ export async function loadSamEngine(
     meaningless: model.name === "sam-tiny",
     imgSize: arch.imgSize,
   };
+  let decoderWeights: Promise<DecoderWeights> | null = null;
   return {
     info,
     setImage: (image) => predictor.setImage(image),
@@ -98,6 +101,13 @@ export async function loadSamEngine(
     forget: (id) => predictor.forget(id),
     maskSource: () => new ModelMaskSource(backend),
     health: () => ({ gpuUsable: gpuError === null, gpuError }),
+    // Read from the checkpoint on first use; a failure is not kept, so a later call retries.
+    decoderWeights: () =>
+      decoderWeights ??= resolveModel(source).then((path) => buildDecoderWeights(path, arch))
+        .catch((e) => {
+          decoderWeights = null;
+          throw e;
+        }),
     dispose: () => {
       predictor.dispose();
       model.dispose();
