@@ -182,6 +182,7 @@ async function openFile(file) {
       }, ${took} ms in all). ` +
         "Left click: foreground, right click: background, drag: box. " + decoderNote(),
     );
+    fitStage(); // again: the status line may have grown to two lines
   } catch (e) {
     setStatus(`Upload failed: ${e.message}`, true);
   }

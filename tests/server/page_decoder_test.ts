@@ -16,10 +16,11 @@ import { openCheckpoint } from "../../src/weights/load.ts";
 import { resolveModel } from "../../src/weights/registry.ts";
 import { loadFixtureCases } from "../decoder/fixture_cases.ts";
 import { assertClose } from "../util/compare.ts";
-import { fixtureDir } from "../util/fixtures.ts";
+import { fixtureDir, sharedFixture, skipIfMissing } from "../util/fixtures.ts";
 import { FakeEngine } from "./fake_engine.ts";
 import { call, FIXTURE_IMAGE } from "./helpers.ts";
 import { withTestEngine } from "./test_engine.ts";
+import { loadSamEngine } from "../../src/server/sam_engine.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const WEBGPU_FLAGS = [
@@ -123,6 +124,9 @@ interface PageRun {
   flags: string[];
   /** Script run in the page before its own (e.g. to take WebGPU away). */
   initScript?: string;
+  /** The photo to upload (default the sam-tiny fixture's, 160 x 107) and its width. */
+  image?: URL;
+  imageWidth?: number;
 }
 
 /** Serves the app, opens the page in Chromium, uploads the fixture photo; runs `fn`. */
@@ -134,6 +138,8 @@ async function withPage(
     app: ReturnType<typeof createApp>;
     requests: string[];
     click: (x: number, y: number) => Promise<void>;
+    /** Page coordinates of an image pixel. */
+    at: (x: number, y: number) => { x: number; y: number };
     status: () => Promise<string>;
   }) => Promise<void>,
 ) {
@@ -154,16 +160,17 @@ async function withPage(
     if (run.initScript) await page.addInitScript(run.initScript);
     await page.goto(url);
     await page.waitForFunction(`/Ready/.test(document.getElementById("status").textContent)`);
-    await page.setInputFiles("#file", FIXTURE_IMAGE.pathname);
+    await page.setInputFiles("#file", (run.image ?? FIXTURE_IMAGE).pathname);
     await page.waitForFunction(`/ready/.test(document.getElementById("status").textContent)`);
     const box = (await page.locator("#marks").boundingBox())!;
-    const scale = box.width / 160; // the fixture photo is 160 x 107
+    const scale = box.width / (run.imageWidth ?? 160);
+    const at = (x: number, y: number) => ({ x: box.x + x * scale, y: box.y + y * scale });
     const click = async (x: number, y: number) => {
       await page.evaluate(`delete document.body.dataset.maskArea`);
-      await page.mouse.click(box.x + x * scale, box.y + y * scale);
+      await page.mouse.click(at(x, y).x, at(x, y).y);
       await page.waitForFunction(`document.body.dataset.maskArea !== undefined`);
     };
-    await fn({ page, app, requests, click, status });
+    await fn({ page, app, requests, click, at, status });
   } catch (e) {
     const shown = await status().catch(() => "(unreadable)");
     await Deno.mkdir(ARTIFACTS, { recursive: true });
@@ -189,6 +196,43 @@ async function serverBestArea(
   return masks[answer.json.best as number].area;
 }
 
+/**
+ * The page's low-res logits and IoU against the PyTorch goldens, every fixture case
+ * (mask_refine: a mask prompt; boxes_batch one box at a time), on the embedding the server
+ * computed for the uploaded photo, with the tolerances of the server's decoder tests.
+ */
+async function checkGoldens(page: import("playwright-core").Page, dir: URL) {
+  const { cases } = await loadFixtureCases(dir);
+  for (const c of cases) {
+    const C = c.multimask ? 3 : 1;
+    for (let b = 0; b < c.prompts.length; b++) {
+      const p = c.prompts[b];
+      const r = await page.evaluate(
+        `wgsamDecodeLowRes(${
+          JSON.stringify({
+            ...p,
+            maskInput: p.maskInput ? [...p.maskInput] : undefined,
+            multimask: c.multimask,
+          })
+        })`,
+      ) as { count: number; iou: number[]; lowRes: number[] };
+      assert.equal(r.count, C, c.name);
+      const plane = r.lowRes.length / C;
+      const report = assertClose(
+        Float32Array.from(r.lowRes),
+        c.lowRes.subarray(b * C * plane, (b + 1) * C * plane),
+        { atol: 1e-3, rtol: 1e-3, label: `${c.name}[${b}] low_res (page)` },
+      );
+      console.log(report);
+      assertClose(Float32Array.from(r.iou), c.iou.subarray(b * C, (b + 1) * C), {
+        atol: 1e-3,
+        rtol: 1e-3,
+        label: `${c.name}[${b}] iou (page)`,
+      });
+    }
+  }
+}
+
 const dataset = (page: import("playwright-core").Page, key: string) =>
   page.evaluate(`document.body.dataset.${key}`) as Promise<string | undefined>;
 
@@ -202,7 +246,7 @@ Deno.test({
       withPage(
         { engine, flags: WEBGPU_FLAGS },
         "sam_tiny",
-        async ({ page, app, requests, click }) => {
+        async ({ page, app, requests, click, at }) => {
           assert.equal(await dataset(page, "decoder"), "browser");
           assert.match(await page.locator("#status").textContent() ?? "", /Decoding in this page/);
           assert.ok(requests.includes("GET /decoder.js"));
@@ -220,17 +264,15 @@ Deno.test({
           assert.match(await page.locator("#status").textContent() ?? "", /in this page in \d+ ms/);
           assert.equal(area, await serverBestArea(page, app));
           // A second point (background), then a box: still the server's answers.
-            const box = (await page.locator("#marks").boundingBox())!;
-          const s = box.width / 160;
           await page.evaluate(`delete document.body.dataset.maskArea`);
-          await page.mouse.click(box.x + 32 * s, box.y + 26.75 * s, { button: "right" });
+          await page.mouse.click(at(32, 26.75).x, at(32, 26.75).y, { button: "right" });
           await page.waitForFunction(`document.body.dataset.maskArea !== undefined`);
           assert.equal(Number(await dataset(page, "maskArea")), await serverBestArea(page, app));
           await page.evaluate(`delete document.body.dataset.maskArea`);
-          await page.mouse.move(box.x + 16 * s, box.y + 21.4 * s);
+          await page.mouse.move(at(16, 21.4).x, at(16, 21.4).y);
           await page.mouse.down();
-          await page.mouse.move(box.x + 60 * s, box.y + 50 * s, { steps: 4 });
-          await page.mouse.move(box.x + 112 * s, box.y + 90.9 * s, { steps: 4 });
+          await page.mouse.move(at(60, 50).x, at(60, 50).y, { steps: 4 });
+          await page.mouse.move(at(112, 90.9).x, at(112, 90.9).y, { steps: 4 });
           await page.mouse.up();
           await page.waitForFunction(`document.body.dataset.maskArea !== undefined`);
           assert.equal(Number(await dataset(page, "maskArea")), await serverBestArea(page, app));
@@ -238,36 +280,7 @@ Deno.test({
           await Deno.mkdir(ARTIFACTS, { recursive: true });
           await page.screenshot({ path: new URL("page_decoder_sam_tiny.png", ARTIFACTS).pathname });
 
-          // The page's low-res logits and IoU against the PyTorch goldens, every fixture case
-          // (mask_refine: a mask prompt), on the embedding the server computed.
-          const { cases } = await loadFixtureCases(fixtureDir("sam-tiny")!);
-          for (const c of cases) {
-            const C = c.multimask ? 3 : 1;
-            for (let b = 0; b < c.prompts.length; b++) {
-              const p = c.prompts[b];
-              const r = await page.evaluate(
-                `wgsamDecodeLowRes(${
-                  JSON.stringify({
-                    ...p,
-                    maskInput: p.maskInput ? [...p.maskInput] : undefined,
-                    multimask: c.multimask,
-                  })
-                })`,
-              ) as { count: number; iou: number[]; lowRes: number[] };
-              assert.equal(r.count, C, c.name);
-              const plane = r.lowRes.length / C;
-              assertClose(
-                Float32Array.from(r.lowRes),
-                c.lowRes.subarray(b * C * plane, (b + 1) * C * plane),
-                { atol: 1e-3, rtol: 1e-3, label: `${c.name}[${b}] low_res (page)` },
-              );
-              assertClose(Float32Array.from(r.iou), c.iou.subarray(b * C, (b + 1) * C), {
-                atol: 1e-3,
-                rtol: 1e-3,
-                label: `${c.name}[${b}] iou (page)`,
-              });
-            }
-          }
+          await checkGoldens(page, fixtureDir("sam-tiny")!);
           assert.deepEqual(requests.filter((r) => r.endsWith("/segment")), []);
         },
       )
@@ -319,4 +332,33 @@ Deno.test({
         },
       );
     }),
+});
+
+Deno.test({
+  name: "page decoder (sam-mini, decoder width 256 as the real models): a click and the goldens",
+  ignore: !hasChromium(),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const dir = fixtureDir("sam-mini");
+    const pth = sharedFixture("sam-mini/sam-mini.pth");
+    if (skipIfMissing(dir && pth, "sam-mini page decoder")) return;
+    const engine = await loadSamEngine(pth!.pathname, { cacheBytes: 64 << 20, quiet: true });
+    try {
+      await withPage(
+        { engine, flags: WEBGPU_FLAGS, image: new URL("image.png", dir!), imageWidth: 900 },
+        "sam_mini",
+        async ({ page, app, requests, click }) => {
+          assert.equal(await dataset(page, "decoder"), "browser");
+          await click(495, 300);
+          assert.equal(Number(await dataset(page, "maskArea")), await serverBestArea(page, app));
+          console.log(`sam-mini page decode: ${await dataset(page, "decodeMs")} ms`);
+          await checkGoldens(page, dir!);
+          assert.deepEqual(requests.filter((r) => r.endsWith("/segment")), []);
+        },
+      );
+    } finally {
+      engine.dispose();
+    }
+  },
 });
