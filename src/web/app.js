@@ -65,8 +65,9 @@ async function prepareDecoder(id, width, height) {
     try {
       const res = await fetch(`/api/images/${encodeURIComponent(id)}/embedding`);
       if (!res.ok) throw new Error(`embedding: HTTP ${res.status}`);
-      decoder.setImage(await res.arrayBuffer(), [height, width]);
+      await decoder.setImage(await res.arrayBuffer(), [height, width]);
       state.decoder = "browser";
+      document.body.dataset.pageAdapter = decoder.adapter;
     } catch (e) {
       pageDecoding.reason = e.message;
     }
@@ -311,8 +312,10 @@ async function promptChanged() {
     state.everything = null;
     await drawMask();
     showScores();
-    document.body.dataset.maskArea = String(state.masks[state.best]?.area ?? 0);
+    // decodeMs: the decoder (page) or the round trip (server); clickMs: that plus drawing.
     document.body.dataset.decodeMs = String(Math.round(ms * 10) / 10);
+    document.body.dataset.clickMs = String(Math.round((performance.now() - t0) * 10) / 10);
+    document.body.dataset.maskArea = String(state.masks[state.best]?.area ?? 0);
     setStatus(`${answer.masks.length} mask(s)${where} in ${Math.round(ms)} ms.`);
   } catch (e) {
     if (seq === state.seq) setStatus(`Segment failed: ${e.message}`, true);

@@ -3386,12 +3386,15 @@ var PageDecoder = class _PageDecoder {
   arch;
   embedding;
   size;
+  /** The last call in line: one GPU job at a time, as the server's queue does (clicks overlap). */
+  line;
   constructor(ctx, decoder, arch) {
     this.ctx = ctx;
     this.decoder = decoder;
     this.arch = arch;
     this.embedding = null;
     this.size = null;
+    this.line = Promise.resolve();
   }
   /** Uploads the decoder weights (safetensors bytes from GET /api/decoder/...). */
   static async create(gpu, weights) {
@@ -3407,16 +3410,37 @@ var PageDecoder = class _PageDecoder {
   get adapter() {
     return this.ctx.gpu.description;
   }
+  inLine(job) {
+    const run = this.line.then(job, job);
+    this.line = run.catch(() => {
+    });
+    return run;
+  }
   /** Makes `npy` (the image's (1, D, s, s) embedding) current, for an image of [h, w] pixels. */
   setImage(npy, originalSize) {
     const { shape, data } = parseNpy(new Uint8Array(npy));
     if (!(data instanceof Float32Array)) throw new Error("embedding: not float32");
-    this.releaseImage();
-    this.embedding = tensorFrom(this.ctx, data, shape, "page embedding");
-    this.size = originalSize;
+    const D = this.arch.promptEmbedDim, s = this.arch.imgSize / this.arch.patchSize;
+    if (shape.join() !== [
+      1,
+      D,
+      s,
+      s
+    ].join()) {
+      throw new Error(`embedding: shape [${shape}], the model needs [1, ${D}, ${s}, ${s}]`);
+    }
+    return this.inLine(async () => {
+      this.releaseImage();
+      this.embedding = tensorFrom(this.ctx, data, shape, "page embedding");
+      this.size = originalSize;
+      await this.ctx.sync();
+    });
   }
   /** Decodes one prompt (original-image pixels) against the current embedding. */
-  async decode(prompt) {
+  decode(prompt) {
+    return this.inLine(() => this.decodeNow(prompt));
+  }
+  async decodeNow(prompt) {
     if (!this.embedding || !this.size) throw new Error("decode: no image yet");
     const t0 = performance.now();
     const [r] = await this.decoder.predict(this.embedding, [

@@ -75,6 +75,8 @@ export interface PageDecodeResult {
 export class PageDecoder {
   private embedding: Tensor | null = null;
   private size: [number, number] | null = null;
+  /** The last call in line: one GPU job at a time, as the server's queue does (clicks overlap). */
+  private line: Promise<unknown> = Promise.resolve();
 
   private constructor(
     readonly ctx: GpuContext,
@@ -98,17 +100,34 @@ export class PageDecoder {
     return this.ctx.gpu.description;
   }
 
+  private inLine<T>(job: () => Promise<T>): Promise<T> {
+    const run = this.line.then(job, job);
+    this.line = run.catch(() => {});
+    return run;
+  }
+
   /** Makes `npy` (the image's (1, D, s, s) embedding) current, for an image of [h, w] pixels. */
-  setImage(npy: ArrayBuffer, originalSize: [number, number]): void {
+  setImage(npy: ArrayBuffer, originalSize: [number, number]): Promise<void> {
     const { shape, data } = parseNpy(new Uint8Array(npy));
     if (!(data instanceof Float32Array)) throw new Error("embedding: not float32");
-    this.releaseImage();
-    this.embedding = tensorFrom(this.ctx, data, shape, "page embedding");
-    this.size = originalSize;
+    const D = this.arch.promptEmbedDim, s = this.arch.imgSize / this.arch.patchSize;
+    if (shape.join() !== [1, D, s, s].join()) {
+      throw new Error(`embedding: shape [${shape}], the model needs [1, ${D}, ${s}, ${s}]`);
+    }
+    return this.inLine(async () => {
+      this.releaseImage();
+      this.embedding = tensorFrom(this.ctx, data, shape, "page embedding");
+      this.size = originalSize;
+      await this.ctx.sync();
+    });
   }
 
   /** Decodes one prompt (original-image pixels) against the current embedding. */
-  async decode(prompt: DecoderPrompt): Promise<PageDecodeResult> {
+  decode(prompt: DecoderPrompt): Promise<PageDecodeResult> {
+    return this.inLine(() => this.decodeNow(prompt));
+  }
+
+  private async decodeNow(prompt: DecoderPrompt): Promise<PageDecodeResult> {
     if (!this.embedding || !this.size) throw new Error("decode: no image yet");
     const t0 = performance.now();
     const [r] = await this.decoder.predict(this.embedding, [prompt], {
