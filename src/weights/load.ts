@@ -5,10 +5,10 @@
  * official tensor names, the architecture as JSON in `__metadata__.wgsam_arch`).
  */
 import { expectedShapes, inferArch, type TensorShapes, validateStateDict } from "./arch.ts";
-import { DTYPE_SIZE, type LazyTensor, numel } from "./lazy.ts";
+import { type LazyTensor, numel } from "./lazy.ts";
 import { PthArchive } from "./pth.ts";
 import { SafetensorsFile, type WriteProgress, writeSafetensors } from "./safetensors.ts";
-import type { HostTensor, SamArch, StateDict } from "./types.ts";
+import type { SamArch, StateDict } from "./types.ts";
 import { readAt } from "./zip.ts";
 import { checkpointError } from "./checkpoint_errors.ts";
 
