@@ -15,6 +15,7 @@ import {
   numberFlag,
   parseFlags,
   requireInputFile,
+  runCli,
   UsageError,
   wantsHelp,
 } from "../src/cli/args.ts";
@@ -28,7 +29,10 @@ const USAGE = `Usage: deno task bench:page [options]
   --image PHOTO       PNG or JPEG to click on (default tests/fixtures/sam-tiny/image.png)
   --clicks N          timed clicks per side after one warm-up (default 5)
   --json FILE         also write the measurements as JSON
-`;
+  -h, --help          this text
+
+Exit status: 0 done, 1 a runtime failure, 2 a bad argument (unknown flag, bad value, missing
+photo).`;
 
 const CHROMIUM = "/usr/bin/chromium";
 const WEBGPU_FLAGS = [
@@ -112,28 +116,21 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  let model: string, image: string, clicks: number, json: string | undefined;
-  try {
-    const { values, positionals } = parseFlags(argv, {
-      model: { type: "string" },
-      image: { type: "string" },
-      clicks: { type: "string" },
-      json: { type: "string" },
-    });
-    if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
-    if (values.model === "") throw new UsageError("--model needs a value");
-    model = values.model ?? "sam-tiny";
-    image = values.image ??
-      new URL("../tests/fixtures/sam-tiny/image.png", import.meta.url).pathname;
-    clicks = numberFlag("clicks", values.clicks ?? "5", { min: 1, max: 1000, integer: true });
-    json = values.json;
-    await requireInputFile(image, "--image");
-    await requireInputFile(CHROMIUM, "Chromium");
-  } catch (e) {
-    if (!(e instanceof UsageError)) throw e;
-    console.error(`bench:page: ${e.message} (see --help)`);
-    return 2;
-  }
+  const { values, positionals } = parseFlags(argv, {
+    model: { type: "string" },
+    image: { type: "string" },
+    clicks: { type: "string" },
+    json: { type: "string" },
+  });
+  if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  if (values.model === "") throw new UsageError("--model needs a value");
+  const model = values.model ?? "sam-tiny";
+  const image = values.image ??
+    new URL("../tests/fixtures/sam-tiny/image.png", import.meta.url).pathname;
+  const clicks = numberFlag("clicks", values.clicks ?? "5", { min: 1, max: 1000, integer: true });
+  const json = values.json;
+  await requireInputFile(image, "--image");
+  await requireInputFile(CHROMIUM, "Chromium");
   const engine = await loadSamEngine(model, { cacheBytes: 256 << 20, quiet: true });
   const app = createApp({ engine, log: () => {} });
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, app);
@@ -158,4 +155,4 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) await runCli("bench:page", () => main(Deno.args));
