@@ -33,7 +33,7 @@ const CLIS: [string, string, string[], (input: string, out: string) => string[]]
   [
     "bench:page",
     "../bench/page_click.ts",
-    [...TASK_PERMISSIONS, "--allow-run", "--allow-sys"],
+    ["--allow-all"], // Playwright drives Chromium
     (i) => ["--image", i],
   ],
 ];
