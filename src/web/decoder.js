@@ -600,6 +600,195 @@ function add(ctx, a, b, out) {
   return broadcastBinary(ctx, ADD, "add", a, b, out);
 }
 
+// src/kernels/gemm_epilogue.ts
+function gemmBindingDecls(v) {
+  const vecType = (vec) => vec ? "vec4<f32>" : "f32";
+  let binding = 1;
+  const decls = [
+    `@group(0) @binding(${binding++}) var<storage, read> a: array<${vecType(v.vecA)}>;`,
+    `@group(0) @binding(${binding++}) var<storage, read> b: array<${vecType(v.vecB)}>;`
+  ];
+  if (v.bias) decls.push(`@group(0) @binding(${binding++}) var<storage, read> bias: array<f32>;`);
+  if (v.residual) {
+    decls.push(`@group(0) @binding(${binding++}) var<storage, read> residual: array<f32>;`);
+  }
+  decls.push(`@group(0) @binding(${binding++}) var<storage, read_write> out: array<f32>;`);
+  return decls.join("\n");
+}
+function gemmEpilogueExpr(v, acc) {
+  let value = acc;
+  if (v.bias) value = `(${value} + bias[n])`;
+  value = activationExpr(v.activation, value);
+  if (v.residual) value = `${value} + residual[o]`;
+  return value;
+}
+var specs = /* @__PURE__ */ new Map();
+function cachedGemmSpec(prefix, v, tileName, code) {
+  const parts = [
+    prefix
+  ];
+  if (v.bias) parts.push("bias");
+  if (v.activation !== "none") parts.push(v.activation);
+  if (v.residual) parts.push("residual");
+  parts.push("f32");
+  if (v.vecA) parts.push("a4");
+  if (v.vecB) parts.push("b4");
+  parts.push(tileName);
+  const name = parts.join("_");
+  let spec2 = specs.get(name);
+  if (!spec2) {
+    const bindings = [
+      "uniform",
+      "read",
+      "read",
+      ...v.bias ? [
+        "read"
+      ] : [],
+      ...v.residual ? [
+        "read"
+      ] : [],
+      "write"
+    ];
+    spec2 = {
+      name,
+      bindings,
+      code
+    };
+    specs.set(name, spec2);
+  }
+  return spec2;
+}
+
+// src/kernels/gemm_register.ts
+function registerBlock(t) {
+  return t.lanes === "m" ? {
+    bm: t.rm * t.wg,
+    bn: t.rn
+  } : {
+    bm: t.rm,
+    bn: t.rn * t.wg
+  };
+}
+function registerTileName(t) {
+  return `${t.lanes}${t.rm}x${t.rn}w${t.wg}`;
+}
+function parseRegisterTile(name) {
+  const m = /^([mn])(\d+)x(\d+)w(\d+)$/.exec(name);
+  if (!m) return null;
+  const [rm, rn, wg] = [
+    Number(m[2]),
+    Number(m[3]),
+    Number(m[4])
+  ];
+  const ok = (x, max) => Number.isInteger(x) && x >= 1 && x <= max;
+  if (!ok(rm, 16) || !ok(rn, 16) || !ok(wg, 256)) return null;
+  return {
+    lanes: m[1],
+    rm,
+    rn,
+    wg
+  };
+}
+var range = (n) => Array.from({
+  length: n
+}, (_, i) => i);
+function registerGemmCode(v) {
+  const t = v.tile;
+  const R = range(t.rm);
+  const C = range(t.rn);
+  const value = gemmEpilogueExpr(v, "acc");
+  const origin = t.lanes === "m" ? `let m0 = (wg.y * ${t.wg}u + lid) * ${t.rm}u;
+  let n0 = wg.x * ${t.rn}u;` : `let m0 = wg.y * ${t.rm}u;
+  let n0 = (wg.x * ${t.wg}u + lid) * ${t.rn}u;`;
+  const rowBases = R.map((i) => `let ra${i} = a_base + min(m0 + ${i}u, p.M - 1u) * p.K;`);
+  const acc = R.map((i) => C.map((j) => `var c${i}_${j} = 0.0;`).join(" "));
+  let body;
+  if (v.bLayout === "nk") {
+    const colBases = C.map((j) => `let rb${j} = b_base + min(n0 + ${j}u, p.N - 1u) * p.K;`);
+    if (v.vecA && v.vecB) {
+      body = `${colBases.join("\n  ")}
+  for (var k = 0u; k < p.K; k += 4u) {
+    ${R.map((i) => `let x${i} = a[(ra${i} + k) / 4u];`).join(" ")}
+    ${C.map((j) => `let y${j} = b[(rb${j} + k) / 4u];`).join(" ")}
+    ${R.map((i) => C.map((j) => `c${i}_${j} += dot(x${i}, y${j});`).join(" ")).join("\n    ")}
+  }`;
+    } else {
+      body = `${colBases.join("\n  ")}
+  for (var k = 0u; k < p.K; k++) {
+    ${R.map((i) => `let x${i} = ${v.vecA ? `a[(ra${i} + k) / 4u][k % 4u]` : `a[ra${i} + k]`};`).join(" ")}
+    ${C.map((j) => `let y${j} = ${v.vecB ? `b[(rb${j} + k) / 4u][k % 4u]` : `b[rb${j} + k]`};`).join(" ")}
+    ${R.map((i) => C.map((j) => `c${i}_${j} = fma(x${i}, y${j}, c${i}_${j});`).join(" ")).join("\n    ")}
+  }`;
+    }
+  } else {
+    const colIdx = C.map((j) => `let cn${j} = min(n0 + ${j}u, p.N - 1u);`);
+    const bLoad = (j) => v.vecB ? `b[(b_base + k * p.N + cn${j}) / 4u][(cn${j}) % 4u]` : `b[b_base + k * p.N + cn${j}]`;
+    body = `${colIdx.join("\n  ")}
+  for (var k = 0u; k < p.K; k++) {
+    ${R.map((i) => `let x${i} = ${v.vecA ? `a[(ra${i} + k) / 4u][k % 4u]` : `a[ra${i} + k]`};`).join(" ")}
+    ${C.map((j) => `let y${j} = ${bLoad(j)};`).join(" ")}
+    ${R.map((i) => C.map((j) => `c${i}_${j} = fma(x${i}, y${j}, c${i}_${j});`).join(" ")).join("\n    ")}
+  }`;
+  }
+  const stores = R.map((i) => C.map((j) => `store(o_base, m0 + ${i}u, n0 + ${j}u, c${i}_${j});`).join(" "));
+  return (
+    /* wgsl */
+    `
+${v.activation === "none" ? "" : ACTIVATION_WGSL}
+struct P { M: u32, N: u32, K: u32, stride_a: u32, stride_b: u32, stride_out: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+${gemmBindingDecls(v)}
+
+fn store(o_base: u32, m: u32, n: u32, acc: f32) {
+  if (m < p.M && n < p.N) {
+    let o = o_base + m * p.N + n;
+    out[o] = ${value};
+  }
+}
+
+@compute @workgroup_size(${t.wg})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let a_base = wg.z * p.stride_a;
+  let b_base = wg.z * p.stride_b;
+  let o_base = wg.z * p.stride_out;
+  ${origin}
+  ${rowBases.join("\n  ")}
+  ${acc.join("\n  ")}
+  ${body}
+  ${stores.join("\n  ")}
+}`
+  );
+}
+function registerGemmSpec(prefix, v) {
+  const variant = {
+    ...v,
+    tile: {
+      ...v.tile
+    }
+  };
+  return cachedGemmSpec(prefix, v, `reg_${registerTileName(v.tile)}`, () => registerGemmCode(variant));
+}
+
+// src/kernels/tuning.ts
+var tables = /* @__PURE__ */ new WeakMap();
+function tuningDisabled() {
+  try {
+    return Deno.env.get("WGSAM_TUNE")?.toLowerCase() === "off";
+  } catch {
+    return false;
+  }
+}
+var recordings = /* @__PURE__ */ new WeakMap();
+var hits = /* @__PURE__ */ new WeakMap();
+function variantFor(ctx, key, fallback) {
+  recordings.get(ctx)?.add(key);
+  if (tuningDisabled()) return fallback;
+  const tuned = tables.get(ctx)?.get(key);
+  if (tuned === void 0) return fallback;
+  hits.set(ctx, (hits.get(ctx) ?? 0) + 1);
+  return tuned;
+}
+
 // src/kernels/matmul.ts
 var TILE_64 = {
   bm: 64,
@@ -620,9 +809,6 @@ var TILE_16 = {
   tm: 4
 };
 var TN = 4;
-function tileFor(M) {
-  return M <= TILE_16.bm ? TILE_16 : M >= 512 ? TILE_128 : TILE_64;
-}
 function loadKContiguous(t, nt, src, dst, rows, first, limit, base, vec) {
   if (vec) {
     return `for (var i = 0u; i < ${rows * t.bk / 4 / nt}u; i++) {
@@ -678,21 +864,7 @@ function gemmCode(v) {
   const t = v.tile;
   const tx = t.bn / TN;
   const nt = threads(t);
-  const vecType = (vec) => vec ? "vec4<f32>" : "f32";
-  let binding = 1;
-  const decls = [
-    `@group(0) @binding(${binding++}) var<storage, read> a: array<${vecType(v.vecA)}>;`,
-    `@group(0) @binding(${binding++}) var<storage, read> b: array<${vecType(v.vecB)}>;`
-  ];
-  if (v.bias) decls.push(`@group(0) @binding(${binding++}) var<storage, read> bias: array<f32>;`);
-  if (v.residual) {
-    decls.push(`@group(0) @binding(${binding++}) var<storage, read> residual: array<f32>;`);
-  }
-  decls.push(`@group(0) @binding(${binding++}) var<storage, read_write> out: array<f32>;`);
-  let value = "acc[j]";
-  if (v.bias) value = `(${value} + bias[n])`;
-  value = activationExpr(v.activation, value);
-  if (v.residual) value = `${value} + residual[o]`;
+  const value = gemmEpilogueExpr(v, "acc[j]");
   const rows = Array.from({
     length: t.tm
   }, (_, i) => i);
@@ -709,7 +881,7 @@ function gemmCode(v) {
 ${v.activation === "none" ? "" : ACTIVATION_WGSL}
 struct P { M: u32, N: u32, K: u32, stride_a: u32, stride_b: u32, stride_out: u32 }
 @group(0) @binding(0) var<uniform> p: P;
-${decls.join("\n")}
+${gemmBindingDecls(v)}
 
 // K-major staging: As[k * BM/4 + m/4][m % 4], Bs[k * BN/4 + n/4][n % 4].
 var<workgroup> As: array<vec4<f32>, ${t.bk * t.bm / 4}>;
@@ -755,44 +927,12 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
 }`
   );
 }
-var gemmSpecs = /* @__PURE__ */ new Map();
 function gemmSpec(prefix, v) {
-  const parts = [
-    prefix
-  ];
-  if (v.bias) parts.push("bias");
-  if (v.activation !== "none") parts.push(v.activation);
-  if (v.residual) parts.push("residual");
-  parts.push("f32");
-  if (v.vecA) parts.push("a4");
-  if (v.vecB) parts.push("b4");
-  parts.push(`${v.tile.bm}x${v.tile.bn}x${v.tile.bk}t${v.tile.tm}`);
-  const name = parts.join("_");
-  let spec2 = gemmSpecs.get(name);
-  if (!spec2) {
-    const bindings = [
-      "uniform",
-      "read",
-      "read",
-      ...v.bias ? [
-        "read"
-      ] : [],
-      ...v.residual ? [
-        "read"
-      ] : [],
-      "write"
-    ];
-    const variant = {
-      ...v
-    };
-    spec2 = {
-      name,
-      bindings,
-      code: () => gemmCode(variant)
-    };
-    gemmSpecs.set(name, spec2);
-  }
-  return spec2;
+  const t = v.tile;
+  const variant = {
+    ...v
+  };
+  return cachedGemmSpec(prefix, v, `${t.bm}x${t.bn}x${t.bk}t${t.tm}`, () => gemmCode(variant));
 }
 function dispatchGemm(ctx, spec2, tile, d, buffers) {
   const { bm, bn } = tile;
@@ -806,6 +946,50 @@ function dispatchGemm(ctx, spec2, tile, d, buffers) {
   }
   const params = new Params().u32(d.M, d.N, d.K, d.strideA, d.strideB, d.strideOut).build();
   ctx.dispatch(spec2, params, buffers, [
+    tilesN,
+    tilesM,
+    d.batch
+  ]);
+}
+var TILES = {
+  tile16: TILE_16,
+  tile64: TILE_64,
+  tile128: TILE_128
+};
+function defaultGemmVariant(software, M) {
+  if (!software) return M <= TILE_16.bm ? "tile16" : M >= 512 ? "tile128" : "tile64";
+  return M >= 64 ? "reg_m8x8w8" : "reg_n8x4w16";
+}
+function gemmKey(bLayout, d) {
+  return `gemm|${bLayout}|${d.batch}x${d.M}x${d.N}x${d.K}`;
+}
+function runGemm(ctx, prefix, base, d, buffers, variant) {
+  const name = variant ?? variantFor(ctx, gemmKey(base.bLayout, d), defaultGemmVariant(ctx.gpu.software, d.M));
+  const tiled = TILES[name];
+  if (tiled) {
+    dispatchGemm(ctx, gemmSpec(prefix, {
+      ...base,
+      tile: tiled
+    }), tiled, d, buffers);
+    return;
+  }
+  const reg = name.startsWith("reg_") ? parseRegisterTile(name.slice(4)) : null;
+  if (!reg) throw new Error(`${prefix}: unknown GEMM variant "${name}"`);
+  const { bm, bn } = registerBlock(reg);
+  const tilesN = Math.ceil(d.N / bn);
+  const tilesM = Math.ceil(d.M / bm);
+  if (tilesN > MAX_WORKGROUPS_PER_DIM || tilesM > MAX_WORKGROUPS_PER_DIM || d.batch > MAX_WORKGROUPS_PER_DIM) {
+    dispatchGemm(ctx, gemmSpec(prefix, {
+      ...base,
+      tile: TILE_128
+    }), TILE_128, d, buffers);
+    return;
+  }
+  const params = new Params().u32(d.M, d.N, d.K, d.strideA, d.strideB, d.strideOut).build();
+  ctx.dispatch(registerGemmSpec(prefix, {
+    ...base,
+    tile: reg
+  }), params, buffers, [
     tilesN,
     tilesM,
     d.batch
@@ -847,17 +1031,14 @@ function matmul(ctx, a, b, opts = {}) {
     throw new Error("matmul: out must not alias an input");
   }
   const bLayout = opts.transposeB ? "nk" : "kn";
-  const tile = tileFor(M);
-  const spec2 = gemmSpec(opts.transposeB ? "matmul_nt" : "matmul_nn", {
+  runGemm(ctx, opts.transposeB ? "matmul_nt" : "matmul_nn", {
     bLayout,
     vecA: K % 4 === 0,
     vecB: bLayout === "nk" ? K % 4 === 0 : N % 4 === 0,
     bias: false,
     activation: "none",
-    residual: false,
-    tile
-  });
-  dispatchGemm(ctx, spec2, tile, {
+    residual: false
+  }, {
     batch,
     M,
     N,
@@ -869,7 +1050,7 @@ function matmul(ctx, a, b, opts = {}) {
     a.buffer,
     b.buffer,
     y.buffer
-  ]);
+  ], opts.variant);
   return y;
 }
 
@@ -920,16 +1101,6 @@ function linear(ctx, x, weight, bias, opts = {}) {
       throw new Error(`linear: out must not share a buffer with ${what}`);
     }
   }
-  const tile = tileFor(M);
-  const spec2 = gemmSpec("linear", {
-    bLayout: "nk",
-    vecA: K % 4 === 0,
-    vecB: K % 4 === 0,
-    bias: bias !== null,
-    activation: activation2,
-    residual: residual !== void 0,
-    tile
-  });
   const buffers = [
     x.buffer,
     weight.buffer
@@ -937,7 +1108,14 @@ function linear(ctx, x, weight, bias, opts = {}) {
   if (bias) buffers.push(bias.buffer);
   if (residual) buffers.push(residual.buffer);
   buffers.push(y.buffer);
-  dispatchGemm(ctx, spec2, tile, {
+  runGemm(ctx, "linear", {
+    bLayout: "nk",
+    vecA: K % 4 === 0,
+    vecB: K % 4 === 0,
+    bias: bias !== null,
+    activation: activation2,
+    residual: residual !== void 0
+  }, {
     batch: 1,
     M,
     N,
@@ -945,7 +1123,7 @@ function linear(ctx, x, weight, bias, opts = {}) {
     strideA: 0,
     strideB: 0,
     strideOut: 0
-  }, buffers);
+  }, buffers, opts.variant);
   return y;
 }
 
@@ -2043,8 +2221,12 @@ function toFramePrompt(p, originalSize, imgSize, maskSide, index = 0) {
   return out;
 }
 
-// src/kernels/attention.ts
-var MAX_HEAD_DIM = 128;
+// src/kernels/attention_wgsl.ts
+var ATTENTION_PARAMS_WGSL = `struct P {
+  batch: u32, heads: u32, headDim: u32, nq: u32, nk: u32,
+  qOff: u32, qStride: u32, kOff: u32, kStride: u32, vOff: u32, vStride: u32,
+  scale: f32, nqb: u32, d4n: u32, kH: u32, kW: u32, invKW: f32,
+}`;
 var NEG_BIG = "-1.0e30";
 function unroll(n, f2, sep = "\n") {
   return Array.from({
@@ -2060,6 +2242,142 @@ function loadVec4(v4, buf, base, d4, ok) {
     return `select(0.0, ${buf}[${base} + ${d}], ${ok} && ${d} < p.headDim)`;
   }, ", ")})`;
 }
+function attentionBindings(relPos) {
+  return relPos ? [
+    "uniform",
+    "read",
+    "read",
+    "read",
+    "read",
+    "read",
+    "write"
+  ] : [
+    "uniform",
+    "read",
+    "read",
+    "read",
+    "write"
+  ];
+}
+function attentionHeader(elem, relPos) {
+  const rel = relPos ? `@group(0) @binding(4) var<storage, read> relH: array<f32>;
+@group(0) @binding(5) var<storage, read> relW: array<f32>;
+` : "";
+  return `${ATTENTION_PARAMS_WGSL}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> qBuf: array<${elem}>;
+@group(0) @binding(2) var<storage, read> kBuf: array<${elem}>;
+@group(0) @binding(3) var<storage, read> vBuf: array<${elem}>;
+${rel}@group(0) @binding(${relPos ? 6 : 4}) var<storage, read_write> outBuf: array<${elem}>;`;
+}
+
+// src/kernels/attention_rows.ts
+var ROWS_MAX_REL = 64;
+function parseRowsName(name) {
+  const m = /^rows(\d+)w(\d+)$/.exec(name);
+  if (!m) return null;
+  const rows = Number(m[1]);
+  const wg = Number(m[2]);
+  if (![
+    1,
+    2,
+    4,
+    8
+  ].includes(rows) || ![
+    8,
+    16,
+    32,
+    64
+  ].includes(wg)) return null;
+  return {
+    rows,
+    wg
+  };
+}
+function rowsSpecName(v) {
+  return `attention_rows${v.rows}w${v.wg}${v.relPos ? "_relpos" : ""}_d${v.dp}${v.v4 ? "_v4" : ""}_f32`;
+}
+function attentionRowsSpec(v) {
+  const { rows, wg, dp, v4, relPos } = v;
+  const d4 = dp / 4;
+  const elem = v4 ? "vec4<f32>" : "f32";
+  const R = Array.from({
+    length: rows
+  }, (_, r) => r);
+  const I = Array.from({
+    length: d4
+  }, (_, i) => i);
+  const G = [
+    0,
+    1,
+    2,
+    3
+  ];
+  const bias = (r, g) => relPos ? ` + rh${r}[kh${g}] + rw${r}[kw${g}]` : "";
+  const store = (r, i) => v4 ? `if (${4 * i}u < p.headDim) { outBuf[ob${r} / 4u + ${i}u] = o${r}_${i} * inv${r}; }` : `for (var e = 0u; e < 4u; e++) {
+        if (${4 * i}u + e < p.headDim) { outBuf[ob${r} + ${4 * i}u + e] = o${r}_${i}[e] * inv${r}; }
+      }`;
+  return {
+    name: rowsSpecName(v),
+    bindings: attentionBindings(relPos),
+    code: () => (
+      /* wgsl */
+      `
+${attentionHeader(elem, relPos)}
+
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wgid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let flat = wgid.x + wgid.y * nwg.x;
+  let bh = flat / p.nqb;
+  if (bh >= p.batch * p.heads) { return; }  // workgroup-uniform: padding of the folded grid
+  let b = bh / p.heads;
+  let h = bh % p.heads;
+  let q0 = (flat % p.nqb) * ${rows * wg}u + lid * ${rows}u;
+${R.map((r) => `  let qi${r} = min(q0 + ${r}u, p.nq - 1u);
+  let qb${r} = p.qOff + (b * p.nq + qi${r}) * p.qStride + h * p.headDim;
+${I.map((i) => `  let q${r}_${i} = ${loadVec4(v4, "qBuf", `qb${r}`, `${i}u`, "true")} * p.scale;`).join("\n")}
+  var m${r} = ${NEG_BIG};
+  var l${r} = 0.0;
+${I.map((i) => `  var o${r}_${i} = vec4<f32>(0.0);`).join("\n")}${relPos ? `
+  var rh${r}: array<f32, ${ROWS_MAX_REL}>;
+  var rw${r}: array<f32, ${ROWS_MAX_REL}>;
+  let relRow${r} = bh * p.nq + qi${r};
+  for (var t = 0u; t < p.kH; t++) { rh${r}[t] = relH[relRow${r} * p.kH + t]; }
+  for (var t = 0u; t < p.kW; t++) { rw${r}[t] = relW[relRow${r} * p.kW + t]; }` : ""}`).join("\n")}
+
+  for (var j0 = 0u; j0 < p.nk; j0 += 4u) {
+${G.map((g) => `    let j${g} = min(j0 + ${g}u, p.nk - 1u);
+    let kb${g} = p.kOff + (b * p.nk + j${g}) * p.kStride + h * p.headDim;
+${I.map((i) => `    let k${g}_${i} = ${loadVec4(v4, "kBuf", `kb${g}`, `${i}u`, "true")};`).join("\n")}${relPos ? `
+    let kh${g} = j${g} / p.kW;
+    let kw${g} = j${g} - kh${g} * p.kW;` : ""}`).join("\n")}
+${R.map((r) => `${G.map((g) => `    let s${r}_${g} = select(${NEG_BIG}, ${I.map((i) => `dot(q${r}_${i}, k${g}_${i})`).join(" + ")}${bias(r, g)}, j0 + ${g}u < p.nk);`).join("\n")}
+    let mn${r} = max(max(max(m${r}, s${r}_0), max(s${r}_1, s${r}_2)), s${r}_3);
+    let corr${r} = exp(m${r} - mn${r});
+${G.map((g) => `    let p${r}_${g} = exp(s${r}_${g} - mn${r});`).join("\n")}
+    l${r} = l${r} * corr${r} + (p${r}_0 + p${r}_1) + (p${r}_2 + p${r}_3);
+    m${r} = mn${r};
+${I.map((i) => `    o${r}_${i} *= corr${r};`).join("\n")}`).join("\n")}
+${G.map((g) => `    {
+      let vb = p.vOff + (b * p.nk + j${g}) * p.vStride + h * p.headDim;
+${I.map((i) => `      let v${i} = ${loadVec4(v4, "vBuf", "vb", `${i}u`, "true")};`).join("\n")}
+${R.map((r) => I.map((i) => `      o${r}_${i} += p${r}_${g} * v${i};`).join("\n")).join("\n")}
+    }`).join("\n")}
+  }
+
+${R.map((r) => `  if (q0 + ${r}u < p.nq) {
+    let inv${r} = 1.0 / l${r};
+    let ob${r} = (b * p.nq + q0 + ${r}u) * p.heads * p.headDim + h * p.headDim;
+    ${I.map((i) => store(r, i)).join("\n    ")}
+  }`).join("\n")}
+}`
+    )
+  };
+}
+
+// src/kernels/attention.ts
+var MAX_HEAD_DIM = 128;
 function attentionSpec(vt) {
   const { c, rows, keys, v4, relPos } = vt;
   const d4 = 8 * c;
@@ -2076,9 +2394,6 @@ function attentionSpec(vt) {
   const I = Array.from({
     length: c
   }, (_, i) => i);
-  const relDecl = relPos ? `@group(0) @binding(4) var<storage, read> relH: array<f32>;
-@group(0) @binding(5) var<storage, read> relW: array<f32>;` : "";
-  const outBinding = relPos ? 6 : 4;
   const loadTile = (dst, buf, off, stride, tokens, row0, n, dstStride, scale = "") => `for (var i = lid; i < ${n * d4}u; i += 64u) {
       let t = ${row0} + i / ${d4}u;
       let base = ${off} + (b * ${tokens} + min(t, ${tokens} - 1u)) * ${stride} + h * p.headDim;
@@ -2095,35 +2410,11 @@ function attentionSpec(vt) {
       for (var e = 0u; e < 4u; e++) { if (d + e < p.headDim) { outBuf[base + d + e] = o[e]; } } }`;
   return {
     name,
-    bindings: relPos ? [
-      "uniform",
-      "read",
-      "read",
-      "read",
-      "read",
-      "read",
-      "write"
-    ] : [
-      "uniform",
-      "read",
-      "read",
-      "read",
-      "write"
-    ],
+    bindings: attentionBindings(relPos),
     code: () => (
       /* wgsl */
       `
-struct P {
-  batch: u32, heads: u32, headDim: u32, nq: u32, nk: u32,
-  qOff: u32, qStride: u32, kOff: u32, kStride: u32, vOff: u32, vStride: u32,
-  scale: f32, nqb: u32, d4n: u32, kH: u32, kW: u32, invKW: f32,
-}
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> qBuf: array<${elem}>;
-@group(0) @binding(2) var<storage, read> kBuf: array<${elem}>;
-@group(0) @binding(3) var<storage, read> vBuf: array<${elem}>;
-${relDecl}
-@group(0) @binding(${outBinding}) var<storage, read_write> outBuf: array<${elem}>;
+${attentionHeader(elem, relPos)}
 
 const D4 = ${d4}u;
 const BQ = ${bq}u;
@@ -2241,11 +2532,7 @@ function fewQuerySpec(dp, v4) {
     code: () => (
       /* wgsl */
       `
-struct P {
-  batch: u32, heads: u32, headDim: u32, nq: u32, nk: u32,
-  qOff: u32, qStride: u32, kOff: u32, kStride: u32, vOff: u32, vStride: u32,
-  scale: f32, nqb: u32, d4n: u32, kH: u32, kW: u32, invKW: f32,
-}
+${ATTENTION_PARAMS_WGSL}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> qBuf: array<${elem}>;
 @group(0) @binding(2) var<storage, read> kBuf: array<${elem}>;
@@ -2339,11 +2626,7 @@ function fewKeySpec(dp, v4) {
     code: () => (
       /* wgsl */
       `
-struct P {
-  batch: u32, heads: u32, headDim: u32, nq: u32, nk: u32,
-  qOff: u32, qStride: u32, kOff: u32, kStride: u32, vOff: u32, vStride: u32,
-  scale: f32, nqb: u32, d4n: u32, kH: u32, kW: u32, invKW: f32,
-}
+${ATTENTION_PARAMS_WGSL}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> qBuf: array<${elem}>;
 @group(0) @binding(2) var<storage, read> kBuf: array<${elem}>;
@@ -2454,6 +2737,15 @@ function checkView(label, v, dims, tokens) {
     throw new Error(`attention: ${label} view [batch ${batch}, tokens ${tokens}, heads ${heads}, headDim ${headDim}] at offset ${v.offset}, rowStride ${v.rowStride} reaches element ${last} of a tensor of ${v.tensor.size} ([${v.tensor.shape}])`);
   }
 }
+function attentionKey(dims, relPos) {
+  const { batch, heads, headDim, nq, nk } = dims;
+  const rel = relPos ? `|relpos${relPos.kH}x${relPos.kW}` : "";
+  return `attention|${batch * heads}x${nq}x${nk}x${headDim}${rel}`;
+}
+function defaultAttentionVariant(software) {
+  return software ? "rows4w8" : "tiled";
+}
+var ROWS_SPECS = /* @__PURE__ */ new Map();
 function attention(ctx, q, k, v, dims, opts = {}) {
   const { batch, heads, headDim, nq, nk } = dims;
   for (const [key, x] of Object.entries({
@@ -2520,8 +2812,27 @@ function attention(ctx, q, k, v, dims, opts = {}) {
     v.offset,
     v.rowStride
   ].every((x) => x % 4 === 0);
-  const small = !rel && headDim <= FEW_Q_MAX_DP;
-  const { spec: spec2, bq } = small && nk <= FEW_K ? fewKeySpecFor(headDim, v4) : small && nq <= FEW_Q ? fewQuerySpecFor(headDim, v4) : specFor(headDim, nq, nk, v4, rel !== void 0);
+  const small = !rel && headDim <= FEW_Q_MAX_DP && (nk <= FEW_K || nq <= FEW_Q);
+  const name = opts.variant ?? (small ? "tiled" : variantFor(ctx, attentionKey(dims, rel), defaultAttentionVariant(ctx.gpu.software)));
+  const rowsShape = name === "tiled" ? null : parseRowsName(name);
+  if (name !== "tiled" && !rowsShape) throw new Error(`attention: unknown variant "${name}"`);
+  const rowsFit = rowsShape && (!rel || rel.kH <= ROWS_MAX_REL && rel.kW <= ROWS_MAX_REL);
+  let spec2;
+  let bq;
+  if (rowsShape && rowsFit) {
+    const rv = {
+      ...rowsShape,
+      dp: 16 * Math.ceil(headDim / 16),
+      v4,
+      relPos: rel !== void 0
+    };
+    const key = JSON.stringify(rv);
+    spec2 = ROWS_SPECS.get(key) ?? attentionRowsSpec(rv);
+    ROWS_SPECS.set(key, spec2);
+    bq = rv.rows * rv.wg;
+  } else {
+    ({ spec: spec2, bq } = small && nk <= FEW_K ? fewKeySpecFor(headDim, v4) : small && nq <= FEW_Q ? fewQuerySpecFor(headDim, v4) : specFor(headDim, nq, nk, v4, rel !== void 0));
+  }
   const nqb = Math.ceil(nq / bq);
   const params = new Params().u32(batch, heads, headDim, nq, nk).u32(q.offset, q.rowStride, k.offset, k.rowStride, v.offset, v.rowStride).f32(scale).u32(nqb, Math.ceil(headDim / 4), rel?.kH ?? 1, rel?.kW ?? 1).f32(1 / (rel?.kW ?? 1)).build();
   const buffers = [
