@@ -772,6 +772,7 @@ function registerGemmSpec(prefix, v) {
 // src/kernels/tuning.ts
 var tables = /* @__PURE__ */ new WeakMap();
 function tuningDisabled() {
+  if (typeof Deno === "undefined") return false;
   try {
     return Deno.env.get("WGSAM_TUNE")?.toLowerCase() === "off";
   } catch {

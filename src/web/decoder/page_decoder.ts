@@ -2,7 +2,8 @@
  * The page's decoder: the server's own prompt encoder, two-way transformer, upscaling and
  * postprocess (src/decoder/, src/kernels/, src/gpu/context.ts) on the browser's WebGPU,
  * bundled into src/web/decoder.js by `deno task bundle:web`. Nothing here or below may use
- * Deno APIs (tests/server/page_decoder_test.ts checks the bundle).
+ * Deno APIs except behind a `typeof Deno` guard (tests/server/page_decoder_test.ts checks the
+ * bundle).
  *
  * Inputs come from the server: the decoder weights (GET /api/decoder, safetensors with the
  * architecture in `__metadata__.wgsam_arch`) and one image embedding per image (GET
