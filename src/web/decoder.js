@@ -781,11 +781,19 @@ function tuningDisabled() {
 }
 var recordings = /* @__PURE__ */ new WeakMap();
 var hits = /* @__PURE__ */ new WeakMap();
-function variantFor(ctx, key, fallback) {
+var reported = /* @__PURE__ */ new Set();
+function variantFor(ctx, key, fallback, known) {
   recordings.get(ctx)?.add(key);
   if (tuningDisabled()) return fallback;
   const tuned = tables.get(ctx)?.get(key);
   if (tuned === void 0) return fallback;
+  if (!known(tuned)) {
+    if (!reported.has(`${key}=${tuned}`)) {
+      reported.add(`${key}=${tuned}`);
+      console.error(`wgsam: tune cache names an unknown variant "${tuned}" for ${key}; using "${fallback}" (run \`deno task tune\` again)`);
+    }
+    return fallback;
+  }
   hits.set(ctx, (hits.get(ctx) ?? 0) + 1);
   return tuned;
 }
@@ -961,11 +969,23 @@ function defaultGemmVariant(software, M) {
   if (!software) return M <= TILE_16.bm ? "tile16" : M >= 512 ? "tile128" : "tile64";
   return M >= 64 ? "reg_m8x8w8" : "reg_n8x4w16";
 }
+function gemmCandidates(M) {
+  const names = [
+    "tile16",
+    "tile64",
+    "tile128",
+    "reg_m8x8w8",
+    "reg_m8x8w16",
+    "reg_m8x16w8"
+  ];
+  names.push("reg_m4x8w16", "reg_n8x4w16", "reg_n8x4w8", "reg_n4x8w16");
+  return M <= 16 ? names.filter((n) => n !== "tile128") : names;
+}
 function gemmKey(bLayout, d) {
   return `gemm|${bLayout}|${d.batch}x${d.M}x${d.N}x${d.K}`;
 }
 function runGemm(ctx, prefix, base, d, buffers, variant) {
-  const name = variant ?? variantFor(ctx, gemmKey(base.bLayout, d), defaultGemmVariant(ctx.gpu.software, d.M));
+  const name = variant ?? variantFor(ctx, gemmKey(base.bLayout, d), defaultGemmVariant(ctx.gpu.software, d.M), (tuned) => gemmCandidates(d.M).includes(tuned));
   const tiled = TILES[name];
   if (tiled) {
     dispatchGemm(ctx, gemmSpec(prefix, {
@@ -2743,6 +2763,13 @@ function attentionKey(dims, relPos) {
   const rel = relPos ? `|relpos${relPos.kH}x${relPos.kW}` : "";
   return `attention|${batch * heads}x${nq}x${nk}x${headDim}${rel}`;
 }
+var ATTENTION_CANDIDATES = [
+  "tiled",
+  "rows2w8",
+  "rows4w8",
+  "rows8w8",
+  "rows4w16"
+];
 function defaultAttentionVariant(software) {
   return software ? "rows4w8" : "tiled";
 }
@@ -2814,7 +2841,7 @@ function attention(ctx, q, k, v, dims, opts = {}) {
     v.rowStride
   ].every((x) => x % 4 === 0);
   const small = !rel && headDim <= FEW_Q_MAX_DP && (nk <= FEW_K || nq <= FEW_Q);
-  const name = opts.variant ?? (small ? "tiled" : variantFor(ctx, attentionKey(dims, rel), defaultAttentionVariant(ctx.gpu.software)));
+  const name = opts.variant ?? (small ? "tiled" : variantFor(ctx, attentionKey(dims, rel), defaultAttentionVariant(ctx.gpu.software), (tuned) => ATTENTION_CANDIDATES.includes(tuned)));
   const rowsShape = name === "tiled" ? null : parseRowsName(name);
   if (name !== "tiled" && !rowsShape) throw new Error(`attention: unknown variant "${name}"`);
   const rowsFit = rowsShape && (!rel || rel.kH <= ROWS_MAX_REL && rel.kW <= ROWS_MAX_REL);
