@@ -17,7 +17,7 @@ import { activation } from "../kernels/activation.ts";
 import { conv2d } from "../kernels/conv2d.ts";
 import { layerNorm } from "../kernels/layer_norm.ts";
 import { linear } from "../kernels/linear.ts";
-import { tensorF32 } from "../weights/load.ts";
+import { tensorF32 } from "../weights/host_tensor.ts";
 import type { SamArch, StateDict } from "../weights/types.ts";
 
 const f = Math.fround;

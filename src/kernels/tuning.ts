@@ -24,6 +24,7 @@ export function adapterKey(ctx: GpuContext): string {
 }
 
 function tuningDisabled(): boolean {
+  if (typeof Deno === "undefined") return false; // the page's bundle (src/web/decoder/): no env
   try {
     return Deno.env.get("WGSAM_TUNE")?.toLowerCase() === "off";
   } catch {

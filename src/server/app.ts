@@ -12,6 +12,7 @@
  *   POST   /api/images/:id/everything automatic mask generation -> COCO annotations (RLE or polygons)
  *   POST   /api/images/:id/detect     detector boxes -> SAM masks -> COCO annotations (RLE or polygons)
  *   GET    /api/images/:id/embedding  the image embedding as .npy (?tensor=: SAM 2's others)
+ *   GET    /api/decoder[/<sha>.safetensors]  the decoder weights for the page (decoder_routes.ts)
  *
  * Every error is JSON `{ "error": "..." }`; unexpected exceptions are logged and become a 500.
  * Before routing, every request passes the Host/Origin checks of access.ts (403) and takes its
@@ -25,6 +26,7 @@ import { encodeNpyF32 } from "../util/npy.ts";
 import { type AccessPolicy, accessPolicy, checkAccess } from "./access.ts";
 import { type BodyLease, ByteBudget, readImageUpload, readJsonObject } from "./body.ts";
 import { decodeUpload, WorkerDecoder } from "./decode.ts";
+import { decoderRoute } from "./decoder_routes.ts";
 import type { ServerDetector } from "./detector.ts";
 import { type Engine, predictorMaskSource } from "./engine.ts";
 import { errorResponse, HttpError, jsonResponse } from "./errors.ts";
@@ -111,6 +113,7 @@ const STATIC_FILES: Record<string, [file: string, type: string]> = {
   "/": ["index.html", "text/html; charset=utf-8"],
   "/index.html": ["index.html", "text/html; charset=utf-8"],
   "/app.js": ["app.js", "text/javascript; charset=utf-8"],
+  "/decoder.js": ["decoder.js", "text/javascript; charset=utf-8"], // deno task bundle:web
   "/style.css": ["style.css", "text/css; charset=utf-8"],
   "/favicon.svg": ["favicon.svg", "image/svg+xml"],
   "/favicon.ico": ["favicon.svg", "image/svg+xml"], // browsers ask for it unprompted
@@ -638,6 +641,8 @@ export function createApp(options: AppOptions): AppHandler {
       if (method !== "POST") methodNotAllowed(["POST"]);
       return await upload(req, lease);
     }
+    const decoderAnswer = await decoderRoute(engine, req, method, path);
+    if (decoderAnswer) return decoderAnswer;
     const m = /^\/api\/images\/([^/]+)(?:\/(segment|everything|embedding|detect))?\/?$/.exec(path);
     if (m) {
       let id = "";

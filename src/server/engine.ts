@@ -15,6 +15,7 @@ import type {
   PointPrediction,
 } from "../amg/mod.ts";
 import type { ModelFamilyName } from "../family.ts";
+import type { DecoderWeights } from "./decoder_weights.ts";
 
 export interface EngineInfo {
   /** Model name (registry name or file name). */
@@ -25,6 +26,8 @@ export interface EngineInfo {
    * The tensors the decoder reads per image, the embedding first (GET .../embedding?tensor=);
    * absent: ["image_embeddings"]. SAM 2.1: image_embed, high_res_feats_0, high_res_feats_1.
    */
+  /** Whether `decoderWeights` serves this model's decoder to the page (SAM 1 layout). */
+  decoderServed?: boolean;
   featureNames?: string[];
   /** Architecture summary (encoder width, depth, image size...). */
   arch: unknown;
@@ -66,6 +69,8 @@ export interface Engine {
     params: AmgParams,
     signal: AbortSignal,
   ): Promise<{ records: MaskRecord[]; counts: AmgFilterCounts }>;
+  /** The decoder tensors for the page to decode itself (GET /api/decoder); absent: 404. */
+  decoderWeights?(): Promise<DecoderWeights>;
 }
 
 /**

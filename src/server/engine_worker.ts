@@ -16,6 +16,8 @@ export type EngineOp =
   | "predict"
   | "predictBatch"
   | "getImageEmbedding"
+  | "getImageFeature"
+  | "decoderWeights"
   | "forget"
   | "everything"
   | "abort"
@@ -117,6 +119,12 @@ async function run(op: EngineOp, args: EngineRequest["args"], id: number): Promi
       return await engine.predictBatch(args.prompts, args.opts);
     case "getImageEmbedding":
       return await engine.getImageEmbedding();
+    case "getImageFeature":
+      if (!engine.getImageFeature) throw new Error("this model has no other image tensors");
+      return await engine.getImageFeature(args.name);
+    case "decoderWeights":
+      if (!engine.decoderWeights) throw new Error("this model's decoder is not served");
+      return await engine.decoderWeights();
     case "forget":
       return engine.forget?.(args.id) ?? false;
     case "everything": {

@@ -16,6 +16,8 @@ import { ModelMaskSource, type SamGpuBackend } from "../amg/model_source.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { decodePointPrompts } from "../amg/sam_backend.ts";
 import type { Engine, EngineInfo } from "./engine.ts";
+import { buildDecoderWeights, type DecoderWeights } from "./decoder_weights.ts";
+import { resolveModel } from "../weights/registry.ts";
 
 export type SamEngine = Engine & {
   dispose(): void;
@@ -113,6 +115,7 @@ export async function loadSamEngine(
         prompt_embed_dim: arch.promptEmbedDim,
         low_res_size: model.decoder.lowResSize,
       },
+    decoderServed: !("family" in arch),
     featureNames: model.family === "sam2"
       ? ["image_embed", "high_res_feats_0", "high_res_feats_1"]
       : ["image_embeddings"],
@@ -120,6 +123,7 @@ export async function loadSamEngine(
     meaningless: model.name === "sam-tiny" || model.name === "sam2-tiny",
     imgSize: arch.imgSize,
   };
+  let decoderWeights: Promise<DecoderWeights> | null = null;
   return {
     info,
     setImage: (image) => predictor.setImage(image),
@@ -135,6 +139,16 @@ export async function loadSamEngine(
     forget: (id) => predictor.forget(id),
     maskSource: () => new ModelMaskSource(backend),
     health: () => ({ gpuUsable: gpuError === null, gpuError }),
+    // SAM 1-layout decoders only (the page has no SAM 2 decoder yet: it decodes on the server).
+    // Read from the checkpoint on first use; a failure is not kept, so a later call retries.
+    ...("family" in arch ? {} : {
+      decoderWeights: () =>
+        decoderWeights ??= resolveModel(source).then((path) => buildDecoderWeights(path, arch))
+          .catch((e) => {
+            decoderWeights = null;
+            throw e;
+          }),
+    }),
     dispose: () => {
       predictor.dispose();
       model.dispose();

@@ -21,6 +21,7 @@ import {
 } from "./engine_worker.ts";
 import { HttpError } from "./errors.ts";
 import { imageId } from "../predictor.ts";
+import type { DecoderWeights } from "./decoder_weights.ts";
 
 export type WorkerEngine = Engine & {
   /** False once the GPU device is lost, or the engine's thread failed. */
@@ -129,6 +130,13 @@ export async function loadWorkerEngine(
     predictBatch: (prompts: Prompt[], o?: { returnLogits?: boolean }) =>
       call<Prediction[]>("predictBatch", { prompts, opts: o }),
     getImageEmbedding: () => call("getImageEmbedding", {}),
+    // What the in-process engine offers for this model, asked of the worker's engine.
+    ...(info.featureNames && info.featureNames.length > 1
+      ? { getImageFeature: (name: string) => call("getImageFeature", { name }) }
+      : {}),
+    ...(info.decoderServed
+      ? { decoderWeights: () => call<DecoderWeights>("decoderWeights", {}) }
+      : {}),
     // The Engine interface wants a boolean at once; the worker forgets in its turn.
     forget: (id: string) => {
       call("forget", { id }).catch(() => {});

@@ -24,6 +24,71 @@ const state = {
   /** Sequence number of the newest segment request; older answers are ignored. */
   seq: 0,
   drag: null,
+  /** Who decodes the prompts of the current image: "browser" (this page) or "server". */
+  decoder: "server",
+};
+
+// ---- decoding in the page ----------------------------------------------------------------
+// With WebGPU, the page runs the server's own decoder (src/web/decoder.js, bundled from
+// src/decoder/ and src/kernels/) on the image embedding it downloads once per image, so a
+// click costs no round trip. Without WebGPU, or when anything here fails, the server decodes.
+
+const pageDecoding = {
+  /** Resolves to the PageDecoder, or null with `reason` set. */
+  ready: null,
+  reason: "",
+};
+
+async function startPageDecoder() {
+  try {
+    if (!globalThis.isSecureContext || !navigator.gpu) {
+      throw new Error("this browser offers no WebGPU here");
+    }
+    const mod = await import("/decoder.js");
+    const gpu = await mod.requestGpuDevice(navigator.gpu);
+    if (!gpu) throw new Error("WebGPU found no adapter");
+    const meta = await api("GET", "/api/decoder");
+    const res = await fetch(meta.url); // immutable: the browser cache keeps it
+    if (!res.ok) throw new Error(`decoder weights: HTTP ${res.status}`);
+    return await mod.PageDecoder.create(gpu, await res.arrayBuffer());
+  } catch (e) {
+    pageDecoding.reason = e.message;
+    return null;
+  }
+}
+
+/** Downloads the image's embedding into the page decoder; says who decodes this image. */
+async function prepareDecoder(id, width, height) {
+  state.decoder = "server";
+  const decoder = await pageDecoding.ready;
+  if (decoder) {
+    try {
+      const res = await fetch(`/api/images/${encodeURIComponent(id)}/embedding`);
+      if (!res.ok) throw new Error(`embedding: HTTP ${res.status}`);
+      await decoder.setImage(await res.arrayBuffer(), [height, width]);
+      state.decoder = "browser";
+      document.body.dataset.pageAdapter = decoder.adapter;
+    } catch (e) {
+      pageDecoding.reason = e.message;
+    }
+  }
+  document.body.dataset.decoder = state.decoder;
+}
+
+function decoderNote() {
+  return state.decoder === "browser"
+    ? "Decoding in this page."
+    : `Decoding on the server (${pageDecoding.reason || "page decoder not ready"}).`;
+}
+
+/** Test hook: decodes one prompt in the page and returns its low-res logits and IoU. */
+globalThis.wgsamDecodeLowRes = async (prompt) => {
+  const decoder = await pageDecoding.ready;
+  if (!decoder || state.decoder !== "browser") throw new Error("the page is not decoding");
+  const p = { ...prompt };
+  if (p.maskInput) p.maskInput = Float32Array.from(p.maskInput);
+  const r = await decoder.decode(p);
+  return { count: r.count, iou: [...r.iou], lowRes: [...r.lowRes], areas: r.areas, best: r.best };
 };
 
 function setStatus(text, isError = false) {
@@ -70,6 +135,8 @@ async function loadInfo() {
       banner.hidden = false;
     }
     setStatus("Ready. Open a photo.");
+    // Weights load while a photo is chosen.
+    pageDecoding.ready = startPageDecoder();
   } catch (e) {
     setStatus(`Server not reachable: ${e.message}`, true);
   }
@@ -106,6 +173,7 @@ async function openFile(file) {
     state.imageId = info.id;
     state.width = info.width;
     state.height = info.height;
+    await prepareDecoder(info.id, info.width, info.height);
     for (const c of [imageCanvas, overlayCanvas, marksCanvas]) {
       c.width = info.width;
       c.height = info.height;
@@ -126,8 +194,9 @@ async function openFile(file) {
           ? "embedding computed"
           : `encoder ${Math.round(info.encodeMs)} ms`
       }, ${took} ms in all). ` +
-        "Left click: foreground, right click: background, drag: box.",
+        "Left click: foreground, right click: background, drag: box. " + decoderNote(),
     );
+    fitStage(); // again: the status line may have grown to two lines
   } catch (e) {
     setStatus(`Upload failed: ${e.message}`, true);
   }
@@ -241,19 +310,49 @@ async function promptChanged() {
   setStatus("Segmenting…");
   const t0 = performance.now();
   try {
-    const answer = await api("POST", `/api/images/${state.imageId}/segment`, currentPrompt());
+    let answer, where = "";
+    if (state.decoder === "browser") {
+      answer = await decodeInPage();
+      if (!answer) where = ` on the server (${pageDecoding.reason})`;
+      else where = " in this page";
+    }
+    answer ??= await api("POST", `/api/images/${state.imageId}/segment`, currentPrompt());
     if (seq !== state.seq) return; // a newer prompt is on its way
+    const ms = answer.decodeMs ?? performance.now() - t0;
     state.masks = answer.masks;
     state.best = answer.best ?? 0;
     state.current = state.best;
     state.everything = null;
     await drawMask();
     showScores();
-    setStatus(`${answer.masks.length} mask(s) in ${Math.round(performance.now() - t0)} ms.`);
+    // decodeMs: the decoder (page) or the round trip (server); clickMs: that plus drawing.
+    document.body.dataset.decodeMs = String(Math.round(ms * 10) / 10);
+    document.body.dataset.clickMs = String(Math.round((performance.now() - t0) * 10) / 10);
+    document.body.dataset.maskArea = String(state.masks[state.best]?.area ?? 0);
+    setStatus(`${answer.masks.length} mask(s)${where} in ${Math.round(ms)} ms.`);
   } catch (e) {
     if (seq === state.seq) setStatus(`Segment failed: ${e.message}`, true);
   }
   updateButtons();
+}
+
+/**
+ * The current prompt decoded by the page's decoder, in /segment's answer shape (masks as
+ * 0/1 bytes instead of PNGs); null after a failure, which sends this image to the server.
+ */
+async function decodeInPage() {
+  const { points, labels, box, multimask } = currentPrompt();
+  try {
+    const decoder = await pageDecoding.ready;
+    const r = await decoder.decode({ points, labels, box, multimask });
+    const masks = r.masks.map((bits, i) => ({ bits, score: r.iou[i], area: r.areas[i] }));
+    return { masks, best: r.best, decodeMs: r.ms };
+  } catch (e) {
+    pageDecoding.reason = `the page decoder failed: ${e.message}`;
+    state.decoder = "server";
+    document.body.dataset.decoder = "server";
+    return null;
+  }
 }
 
 $("multimask").addEventListener("change", () => state.actions.length && promptChanged());
@@ -370,11 +469,12 @@ async function drawMask() {
     ctx.clearRect(0, 0, overlayCanvas.width, overlayCanvas.height);
     return;
   }
-  const pixels = await decodePngMask(mask.png_base64);
+  const pixels = mask.bits ?? await decodePngMask(mask.png_base64);
   if (state.masks[state.current] !== mask) return; // changed meanwhile
+  const on = mask.bits ? (i) => pixels[i] === 1 : (i) => pixels[4 * i] > 127;
   const out = ctx.createImageData(state.width, state.height);
   for (let i = 0; i < state.width * state.height; i++) {
-    if (pixels[4 * i] > 127) {
+    if (on(i)) {
       out.data[4 * i] = 30;
       out.data[4 * i + 1] = 144;
       out.data[4 * i + 2] = 255;
@@ -556,11 +656,27 @@ function download(name, blob) {
   setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
 }
 
-$("download-mask").addEventListener("click", () => {
+$("download-mask").addEventListener("click", async () => {
   const mask = state.masks[state.current];
   if (!mask) return;
-  const bytes = Uint8Array.from(atob(mask.png_base64), (c) => c.charCodeAt(0));
-  download(`${state.fileName}_mask.png`, new Blob([bytes], { type: "image/png" }));
+  const name = `${state.fileName}_mask.png`;
+  if (mask.png_base64) {
+    const bytes = Uint8Array.from(atob(mask.png_base64), (c) => c.charCodeAt(0));
+    download(name, new Blob([bytes], { type: "image/png" }));
+    return;
+  }
+  // A mask decoded in the page: white on black, as the server's PNGs.
+  const c = document.createElement("canvas");
+  c.width = state.width;
+  c.height = state.height;
+  const ctx = c.getContext("2d");
+  const img = ctx.createImageData(state.width, state.height);
+  mask.bits.forEach((v, i) => {
+    img.data.fill(v ? 255 : 0, 4 * i, 4 * i + 3);
+    img.data[4 * i + 3] = 255;
+  });
+  ctx.putImageData(img, 0, 0);
+  download(name, await new Promise((resolve) => c.toBlob(resolve, "image/png")));
 });
 
 $("download-coco").addEventListener("click", async () => {

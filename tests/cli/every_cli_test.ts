@@ -30,6 +30,12 @@ const CLIS: [string, string, string[], (input: string, out: string) => string[]]
     [...TASK_PERMISSIONS, "--allow-run", "--allow-sys"],
     () => ["--quick"],
   ],
+  [
+    "bench:page",
+    "../bench/page_click.ts",
+    ["--allow-all"], // Playwright drives Chromium
+    (i) => ["--image", i],
+  ],
 ];
 
 Deno.test("every CLI: --help, unknown flags and missing inputs, the same way", async () => {

@@ -1,0 +1,3822 @@
+// src/gpu/device.ts
+function isSoftwareAdapter(info) {
+  return !!info.isFallbackAdapter || /llvmpipe|lavapipe|softpipe|swiftshader|software|warp/i.test(info.description ?? "");
+}
+
+// src/gpu/context.ts
+var UNIFORM_SLOT = 256;
+var ARENA_SLOTS = 1024;
+var MAX_WORKGROUPS_PER_DIM = 65535;
+var GpuContext = class {
+  device;
+  gpu;
+  pipelines = /* @__PURE__ */ new Map();
+  encoder = null;
+  pass = null;
+  batchKernels = /* @__PURE__ */ new Set();
+  arena;
+  arenaData = new ArrayBuffer(UNIFORM_SLOT * ARENA_SLOTS);
+  arenaUsed = 0;
+  pendingErrors = [];
+  errors = [];
+  timestampQuery = null;
+  timedPasses = 0;
+  timings = [];
+  constructor(gpu) {
+    this.gpu = gpu;
+    this.device = gpu.device;
+    this.arena = this.device.createBuffer({
+      label: "wgsam uniform arena",
+      size: this.arenaData.byteLength,
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST
+    });
+  }
+  /** Number of pipelines compiled so far (one per kernel variant name). */
+  get pipelineCount() {
+    return this.pipelines.size;
+  }
+  /** Returns the cached pipeline for a kernel variant, compiling it on first use. */
+  pipeline(spec2) {
+    let cached = this.pipelines.get(spec2.name);
+    if (cached) return cached;
+    this.beginBatch();
+    this.batchKernels.add(spec2.name);
+    const module = this.device.createShaderModule({
+      label: spec2.name,
+      code: spec2.code()
+    });
+    const layout = this.device.createBindGroupLayout({
+      label: spec2.name,
+      entries: spec2.bindings.map((kind, binding) => ({
+        binding,
+        visibility: GPUShaderStage.COMPUTE,
+        buffer: {
+          type: kind === "uniform" ? "uniform" : kind === "read" ? "read-only-storage" : "storage"
+        }
+      }))
+    });
+    const pipeline = this.device.createComputePipeline({
+      label: spec2.name,
+      layout: this.device.createPipelineLayout({
+        label: spec2.name,
+        bindGroupLayouts: [
+          layout
+        ]
+      }),
+      compute: {
+        module,
+        entryPoint: "main"
+      }
+    });
+    cached = {
+      pipeline,
+      layout
+    };
+    this.pipelines.set(spec2.name, cached);
+    return cached;
+  }
+  /**
+   * Records one dispatch. `buffers` are the storage bindings in order (after the uniform
+   * block, when `params` is given). `workgroups` beyond 65535 in x must be folded by the
+   * caller (see `grid`).
+   */
+  dispatch(spec2, params, buffers, workgroups) {
+    const [x, y = 1, z = 1] = workgroups;
+    if (x === 0 || y === 0 || z === 0) return;
+    for (const n of [
+      x,
+      y,
+      z
+    ]) {
+      if (!Number.isInteger(n) || n < 0 || n > MAX_WORKGROUPS_PER_DIM) {
+        throw new Error(`${spec2.name}: bad workgroup count ${workgroups.join("x")}`);
+      }
+    }
+    const { pipeline, layout } = this.pipeline(spec2);
+    if (params && params.byteLength > UNIFORM_SLOT) {
+      throw new Error(`${spec2.name}: uniform block of ${params.byteLength} bytes > ${UNIFORM_SLOT}`);
+    }
+    if (params && this.arenaUsed === ARENA_SLOTS) this.submit();
+    this.beginBatch();
+    this.batchKernels.add(spec2.name);
+    const entries = [];
+    if (params) {
+      const slot = this.arenaUsed++;
+      new Uint8Array(this.arenaData, slot * UNIFORM_SLOT, params.byteLength).set(new Uint8Array(params));
+      entries.push({
+        binding: 0,
+        resource: {
+          buffer: this.arena,
+          offset: slot * UNIFORM_SLOT,
+          size: UNIFORM_SLOT
+        }
+      });
+    }
+    const first = entries.length;
+    buffers.forEach((buffer, i) => entries.push({
+      binding: first + i,
+      resource: {
+        buffer
+      }
+    }));
+    const bindGroup = this.device.createBindGroup({
+      label: spec2.name,
+      layout,
+      entries
+    });
+    const pass = this.computePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(x, y, z);
+  }
+  /** Records a buffer copy (ends the open compute pass). */
+  copy(src, srcOffset, dst, dstOffset, size) {
+    this.endPass();
+    this.commandEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
+  }
+  /** Submits everything recorded so far. */
+  submit() {
+    if (!this.encoder) return;
+    this.endPass();
+    this.onBeforeSubmit?.();
+    if (this.arenaUsed > 0) {
+      this.device.queue.writeBuffer(this.arena, 0, this.arenaData, 0, this.arenaUsed * UNIFORM_SLOT);
+    }
+    this.device.queue.submit([
+      this.encoder.finish()
+    ]);
+    this.encoder = null;
+    this.arenaUsed = 0;
+    const names = [
+      ...this.batchKernels
+    ];
+    this.batchKernels.clear();
+    this.pendingErrors.push(this.device.popErrorScope().then((error) => {
+      if (error) {
+        this.errors.push(`GPU error in kernel(s) ${names.join(", ")}: ${error.message}`);
+      }
+    }));
+  }
+  /** Submits and waits for the GPU; throws the first validation error of any batch. */
+  async sync() {
+    this.submit();
+    await this.device.queue.onSubmittedWorkDone();
+    await this.checkErrors();
+  }
+  /** Copies a buffer range back to the CPU. */
+  async read(buffer, byteOffset = 0, byteLength = buffer.size - byteOffset) {
+    const staging = this.device.createBuffer({
+      label: "wgsam readback",
+      size: byteLength,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST
+    });
+    try {
+      this.copy(buffer, byteOffset, staging, 0, byteLength);
+      this.submit();
+      await this.checkErrors();
+      await staging.mapAsync(GPUMapMode.READ);
+      return staging.getMappedRange().slice(0);
+    } finally {
+      staging.destroy();
+    }
+  }
+  /**
+   * Runs `work` with GPU timestamps around every compute pass it records and returns the
+   * GPU milliseconds spent, or null where the adapter has no timestamp queries.
+   */
+  async timeGpu(work) {
+    if (!this.gpu.hasTimestamps) {
+      await work();
+      await this.sync();
+      return null;
+    }
+    this.submit();
+    this.timestampQuery ??= {
+      set: this.device.createQuerySet({
+        type: "timestamp",
+        count: 2 * 256
+      }),
+      resolve: this.device.createBuffer({
+        size: 8 * 2 * 256,
+        usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC
+      })
+    };
+    this.timedPasses = 0;
+    this.timings = [];
+    const collect = () => this.collectTimestamps();
+    this.onBeforeSubmit = collect;
+    try {
+      await work();
+      this.submit();
+    } finally {
+      this.onBeforeSubmit = null;
+    }
+    await this.device.queue.onSubmittedWorkDone();
+    await this.checkErrors();
+    let ns = 0;
+    for (const buf of this.timings) {
+      await buf.mapAsync(GPUMapMode.READ);
+      const stamps = new BigUint64Array(buf.getMappedRange());
+      for (let i = 0; i + 1 < stamps.length; i += 2) ns += Number(stamps[i + 1] - stamps[i]);
+      buf.destroy();
+    }
+    this.timings = [];
+    return ns / 1e6;
+  }
+  onBeforeSubmit = null;
+  collectTimestamps() {
+    if (!this.timestampQuery || this.timedPasses === 0 || !this.encoder) return;
+    const n = this.timedPasses * 2;
+    const out = this.device.createBuffer({
+      size: 8 * n,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST
+    });
+    this.encoder.resolveQuerySet(this.timestampQuery.set, 0, n, this.timestampQuery.resolve, 0);
+    this.encoder.copyBufferToBuffer(this.timestampQuery.resolve, 0, out, 0, 8 * n);
+    this.timings.push(out);
+    this.timedPasses = 0;
+  }
+  async checkErrors() {
+    const pending = this.pendingErrors;
+    this.pendingErrors = [];
+    await Promise.all(pending);
+    if (this.errors.length > 0) {
+      const message = this.errors.join("\n");
+      this.errors = [];
+      throw new Error(message);
+    }
+  }
+  beginBatch() {
+    if (this.encoder) return;
+    this.device.pushErrorScope("validation");
+    this.encoder = this.device.createCommandEncoder({
+      label: "wgsam batch"
+    });
+  }
+  commandEncoder() {
+    this.beginBatch();
+    return this.encoder;
+  }
+  computePass() {
+    if (this.pass) return this.pass;
+    const encoder = this.commandEncoder();
+    let timestampWrites;
+    if (this.onBeforeSubmit && this.timestampQuery && this.timedPasses < 256) {
+      const i = this.timedPasses++;
+      timestampWrites = {
+        querySet: this.timestampQuery.set,
+        beginningOfPassWriteIndex: 2 * i,
+        endOfPassWriteIndex: 2 * i + 1
+      };
+    }
+    this.pass = encoder.beginComputePass({
+      label: "wgsam pass",
+      timestampWrites
+    });
+    return this.pass;
+  }
+  endPass() {
+    if (!this.pass) return;
+    this.pass.end();
+    this.pass = null;
+    if (this.onBeforeSubmit && this.timedPasses >= 255) this.onBeforeSubmit();
+  }
+};
+function grid(count) {
+  if (count <= MAX_WORKGROUPS_PER_DIM) return [
+    Math.max(count, 0),
+    1
+  ];
+  const y = Math.ceil(count / MAX_WORKGROUPS_PER_DIM);
+  return [
+    Math.ceil(count / y),
+    y
+  ];
+}
+
+// src/gpu/browser_device.ts
+async function requestGpuDevice(gpu) {
+  const adapter = await gpu.requestAdapter({
+    powerPreference: "high-performance"
+  });
+  if (!adapter) return null;
+  const a = adapter.limits;
+  const requiredLimits = {
+    maxStorageBufferBindingSize: a.maxStorageBufferBindingSize,
+    maxBufferSize: a.maxBufferSize,
+    maxComputeWorkgroupStorageSize: a.maxComputeWorkgroupStorageSize,
+    maxComputeInvocationsPerWorkgroup: a.maxComputeInvocationsPerWorkgroup,
+    maxComputeWorkgroupSizeX: a.maxComputeWorkgroupSizeX,
+    maxComputeWorkgroupSizeY: a.maxComputeWorkgroupSizeY,
+    maxStorageBuffersPerShaderStage: a.maxStorageBuffersPerShaderStage
+  };
+  const device = await adapter.requestDevice({
+    requiredLimits
+  });
+  return gpuDeviceFrom(adapter, device);
+}
+function gpuDeviceFrom(adapter, device) {
+  const info = adapter.info;
+  const description = info.description || [
+    info.vendor,
+    info.architecture,
+    info.device
+  ].filter(Boolean).join(" ") || "unknown adapter";
+  const software = isSoftwareAdapter({
+    description,
+    isFallbackAdapter: info.isFallbackAdapter
+  });
+  return {
+    adapter,
+    device,
+    description,
+    info,
+    hasTimestamps: false,
+    software
+  };
+}
+
+// src/gpu/tensor.ts
+var STORAGE_USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+var Tensor = class _Tensor {
+  ctx;
+  buffer;
+  shape;
+  label;
+  constructor(ctx, buffer, shape, label = "") {
+    this.ctx = ctx;
+    this.buffer = buffer;
+    this.shape = shape;
+    this.label = label;
+    const bytes = this.size * 4;
+    if (bytes > buffer.size) {
+      throw new Error(`tensor ${label} of shape [${shape.join(", ")}] needs ${bytes} bytes, buffer has ${buffer.size}`);
+    }
+  }
+  /** Number of elements. */
+  get size() {
+    return numel(this.shape);
+  }
+  /** Same buffer, another shape of the same element count (a view, no copy). */
+  reshape(shape) {
+    if (numel(shape) !== this.size) {
+      throw new Error(`cannot reshape [${this.shape.join(", ")}] to [${shape.join(", ")}]`);
+    }
+    return new _Tensor(this.ctx, this.buffer, shape, this.label);
+  }
+  /** Reads the tensor back to the CPU. */
+  async read() {
+    return new Float32Array(await this.ctx.read(this.buffer, 0, this.size * 4));
+  }
+  destroy() {
+    this.buffer.destroy();
+  }
+};
+function numel(shape) {
+  return shape.reduce((a, b) => a * b, 1);
+}
+function emptyTensor(ctx, shape, label = "") {
+  const size = Math.max(4, numel(shape) * 4);
+  const maxSize = ctx.device.limits.maxStorageBufferBindingSize;
+  if (size > maxSize) {
+    throw new Error(`tensor ${label} [${shape.join(", ")}] is ${size} bytes, over the device's storage binding limit of ${maxSize}`);
+  }
+  const buffer = ctx.device.createBuffer({
+    label,
+    size: align4(size),
+    usage: STORAGE_USAGE
+  });
+  return new Tensor(ctx, buffer, shape, label);
+}
+function tensorFrom(ctx, data, shape, label = "") {
+  if (data.length !== numel(shape)) {
+    throw new Error(`${label}: ${data.length} values for shape [${shape.join(", ")}]`);
+  }
+  const t = emptyTensor(ctx, shape, label);
+  ctx.device.queue.writeBuffer(t.buffer, 0, data);
+  return t;
+}
+function align4(n) {
+  return Math.ceil(n / 4) * 4;
+}
+var Params = class {
+  words = [];
+  kinds = [];
+  u32(...values) {
+    for (const v of values) {
+      if (!Number.isInteger(v) || v < 0 || v > 4294967295) throw new Error(`bad u32 param ${v}`);
+      this.words.push(v);
+      this.kinds.push("u");
+    }
+    return this;
+  }
+  i32(...values) {
+    for (const v of values) {
+      if (!Number.isInteger(v)) throw new Error(`bad i32 param ${v}`);
+      this.words.push(v);
+      this.kinds.push("i");
+    }
+    return this;
+  }
+  f32(...values) {
+    for (const v of values) {
+      this.words.push(v);
+      this.kinds.push("f");
+    }
+    return this;
+  }
+  build() {
+    const n = Math.max(4, Math.ceil(this.words.length / 4) * 4);
+    const buf = new ArrayBuffer(n * 4);
+    const u = new Uint32Array(buf);
+    const i = new Int32Array(buf);
+    const f2 = new Float32Array(buf);
+    this.words.forEach((w, k) => {
+      if (this.kinds[k] === "u") u[k] = w;
+      else if (this.kinds[k] === "i") i[k] = w;
+      else f2[k] = w;
+    });
+    return buf;
+  }
+};
+
+// src/kernels/activation.ts
+var ACTIVATION_WGSL = (
+  /* wgsl */
+  `
+// erf on |z| < 1 from its Maclaurin series, Horner in z^2.
+fn erf_small_f32(z: f32) -> f32 {
+  let z2 = z * z;
+  var q = -1.2290555240213052e-09;
+  q = q * z2 + 1.4807192805221803e-08;
+  q = q * z2 - 1.6365844146548625e-07;
+  q = q * z2 + 1.6462114444948384e-06;
+  q = q * z2 - 1.4925650248187594e-05;
+  q = q * z2 + 0.00012055332626914605;
+  q = q * z2 - 0.0008548327023163438;
+  q = q * z2 + 0.005223977845162153;
+  q = q * z2 - 0.02686617150902748;
+  q = q * z2 + 0.11283791810274124;
+  q = q * z2 - 0.37612637877464294;
+  q = q * z2 + 1.128379225730896;
+  return z * q;
+}
+
+// erfc(z) for z >= 0.
+fn erfc_pos_f32(z: f32) -> f32 {
+  if (z < 1.0) { return 1.0 - erf_small_f32(z); }
+  let t = 1.0 / (1.0 + 0.5 * z);
+  var p = -0.0645255520939827;
+  p = p * t + 0.3156639337539673;
+  p = p * t - 0.5555782914161682;
+  p = p * t + 0.3575119972229004;
+  p = p * t - 0.08125431090593338;
+  p = p * t + 0.22589655220508575;
+  p = p * t + 0.23699799180030823;
+  p = p * t + 0.2833343744277954;
+  p = p * t + 0.28200486302375793;
+  p = p * t + 2.8556346478580963e-06;
+  let zh = bitcast<f32>(bitcast<u32>(z) & 0xfffff000u);
+  return exp(-zh * zh) * exp(-(z - zh) * (z + zh)) * p;
+}
+
+fn erf_f32(z: f32) -> f32 {
+  let a = abs(z);
+  var r: f32;
+  if (a < 1.0) { r = erf_small_f32(a); } else { r = 1.0 - erfc_pos_f32(a); }
+  return select(r, -r, z < 0.0);
+}
+
+// torch nn.GELU(): 0.5 x (1 + erf(x / sqrt(2))) = 0.5 x erfc(-x / sqrt(2)).
+fn gelu_f32(x: f32) -> f32 {
+  let z = x * 0.7071067811865476;
+  if (x < 0.0) { return 0.5 * x * erfc_pos_f32(-z); }
+  return x - 0.5 * x * erfc_pos_f32(z);
+}
+
+fn relu_f32(x: f32) -> f32 { return max(x, 0.0); }
+`
+);
+function activationExpr(kind, v) {
+  return kind === "gelu" ? `gelu_f32(${v})` : kind === "relu" ? `relu_f32(${v})` : v;
+}
+var WG = 256;
+function unarySpec(name, expr, prelude = "") {
+  return {
+    name,
+    bindings: [
+      "uniform",
+      "read",
+      "write"
+    ],
+    code: () => (
+      /* wgsl */
+      `
+${prelude}
+struct P { n: u32, s: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * ${WG}u;
+  if (i >= p.n) { return; }
+  out[i] = ${expr("x[i]")};
+}`
+    )
+  };
+}
+function unary(ctx, spec2, op, x, s, out) {
+  const y = out ?? emptyTensor(ctx, x.shape, `${op}.out`);
+  if (y.size !== x.size) throw new Error(`${op}: out has ${y.size} elements, need ${x.size}`);
+  if (y.buffer === x.buffer) throw new Error(`${op}: out must not alias x`);
+  const params = new Params().u32(x.size).f32(s).build();
+  ctx.dispatch(spec2, params, [
+    x.buffer,
+    y.buffer
+  ], grid(Math.ceil(x.size / WG)));
+  return y;
+}
+var SPECS = {
+  gelu: unarySpec("gelu_f32", (x) => activationExpr("gelu", x), ACTIVATION_WGSL),
+  relu: unarySpec("relu_f32", (x) => activationExpr("relu", x), ACTIVATION_WGSL)
+};
+function activation(ctx, x, kind, out) {
+  const spec2 = SPECS[kind];
+  if (!spec2) throw new Error(`activation: unknown kind ${kind}`);
+  return unary(ctx, spec2, kind, x, 0, out);
+}
+
+// src/kernels/add.ts
+var WG2 = 256;
+function binarySpec(name, expr) {
+  return {
+    name,
+    bindings: [
+      "uniform",
+      "read",
+      "read",
+      "write"
+    ],
+    code: () => (
+      /* wgsl */
+      `
+struct P { n: u32, nb: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(${WG2})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * ${WG2}u;
+  if (i >= p.n) { return; }
+  // b repeats over a's leading dims.
+  out[i] = ${expr("a[i]", "b[i % p.nb]")};
+}`
+    )
+  };
+}
+function broadcastBinary(ctx, spec2, op, a, b, out) {
+  if (b.size === 0 || a.size % b.size !== 0) {
+    throw new Error(`${op}: sizes differ, [${a.shape}] vs [${b.shape}], and b's ${b.size} elements do not divide a's ${a.size} (b may only repeat over a's leading dims)`);
+  }
+  const y = out ?? emptyTensor(ctx, a.shape, `${op}.out`);
+  if (y.size !== a.size) throw new Error(`${op}: out has ${y.size} elements, need ${a.size}`);
+  if (y.buffer === a.buffer || y.buffer === b.buffer) {
+    throw new Error(`${op}: out must not alias an input`);
+  }
+  const params = new Params().u32(a.size, b.size).build();
+  ctx.dispatch(spec2, params, [
+    a.buffer,
+    b.buffer,
+    y.buffer
+  ], grid(Math.ceil(a.size / WG2)));
+  return y;
+}
+var ADD = binarySpec("add_f32", (a, b) => `${a} + ${b}`);
+function add(ctx, a, b, out) {
+  return broadcastBinary(ctx, ADD, "add", a, b, out);
+}
+
+// src/kernels/gemm_epilogue.ts
+function gemmBindingDecls(v) {
+  const vecType = (vec) => vec ? "vec4<f32>" : "f32";
+  let binding = 1;
+  const decls = [
+    `@group(0) @binding(${binding++}) var<storage, read> a: array<${vecType(v.vecA)}>;`,
+    `@group(0) @binding(${binding++}) var<storage, read> b: array<${vecType(v.vecB)}>;`
+  ];
+  if (v.bias) decls.push(`@group(0) @binding(${binding++}) var<storage, read> bias: array<f32>;`);
+  if (v.residual) {
+    decls.push(`@group(0) @binding(${binding++}) var<storage, read> residual: array<f32>;`);
+  }
+  decls.push(`@group(0) @binding(${binding++}) var<storage, read_write> out: array<f32>;`);
+  return decls.join("\n");
+}
+function gemmEpilogueExpr(v, acc) {
+  let value = acc;
+  if (v.bias) value = `(${value} + bias[n])`;
+  value = activationExpr(v.activation, value);
+  if (v.residual) value = `${value} + residual[o]`;
+  return value;
+}
+var specs = /* @__PURE__ */ new Map();
+function cachedGemmSpec(prefix, v, tileName, code) {
+  const parts = [
+    prefix
+  ];
+  if (v.bias) parts.push("bias");
+  if (v.activation !== "none") parts.push(v.activation);
+  if (v.residual) parts.push("residual");
+  parts.push("f32");
+  if (v.vecA) parts.push("a4");
+  if (v.vecB) parts.push("b4");
+  parts.push(tileName);
+  const name = parts.join("_");
+  let spec2 = specs.get(name);
+  if (!spec2) {
+    const bindings = [
+      "uniform",
+      "read",
+      "read",
+      ...v.bias ? [
+        "read"
+      ] : [],
+      ...v.residual ? [
+        "read"
+      ] : [],
+      "write"
+    ];
+    spec2 = {
+      name,
+      bindings,
+      code
+    };
+    specs.set(name, spec2);
+  }
+  return spec2;
+}
+
+// src/kernels/gemm_register.ts
+function registerBlock(t) {
+  return t.lanes === "m" ? {
+    bm: t.rm * t.wg,
+    bn: t.rn
+  } : {
+    bm: t.rm,
+    bn: t.rn * t.wg
+  };
+}
+function registerTileName(t) {
+  return `${t.lanes}${t.rm}x${t.rn}w${t.wg}`;
+}
+function parseRegisterTile(name) {
+  const m = /^([mn])(\d+)x(\d+)w(\d+)$/.exec(name);
+  if (!m) return null;
+  const [rm, rn, wg] = [
+    Number(m[2]),
+    Number(m[3]),
+    Number(m[4])
+  ];
+  const ok = (x, max) => Number.isInteger(x) && x >= 1 && x <= max;
+  if (!ok(rm, 16) || !ok(rn, 16) || !ok(wg, 256)) return null;
+  return {
+    lanes: m[1],
+    rm,
+    rn,
+    wg
+  };
+}
+var range = (n) => Array.from({
+  length: n
+}, (_, i) => i);
+function registerGemmCode(v) {
+  const t = v.tile;
+  const R = range(t.rm);
+  const C = range(t.rn);
+  const value = gemmEpilogueExpr(v, "acc");
+  const origin = t.lanes === "m" ? `let m0 = (wg.y * ${t.wg}u + lid) * ${t.rm}u;
+  let n0 = wg.x * ${t.rn}u;` : `let m0 = wg.y * ${t.rm}u;
+  let n0 = (wg.x * ${t.wg}u + lid) * ${t.rn}u;`;
+  const rowBases = R.map((i) => `let ra${i} = a_base + min(m0 + ${i}u, p.M - 1u) * p.K;`);
+  const acc = R.map((i) => C.map((j) => `var c${i}_${j} = 0.0;`).join(" "));
+  let body;
+  if (v.bLayout === "nk") {
+    const colBases = C.map((j) => `let rb${j} = b_base + min(n0 + ${j}u, p.N - 1u) * p.K;`);
+    if (v.vecA && v.vecB) {
+      body = `${colBases.join("\n  ")}
+  for (var k = 0u; k < p.K; k += 4u) {
+    ${R.map((i) => `let x${i} = a[(ra${i} + k) / 4u];`).join(" ")}
+    ${C.map((j) => `let y${j} = b[(rb${j} + k) / 4u];`).join(" ")}
+    ${R.map((i) => C.map((j) => `c${i}_${j} += dot(x${i}, y${j});`).join(" ")).join("\n    ")}
+  }`;
+    } else {
+      body = `${colBases.join("\n  ")}
+  for (var k = 0u; k < p.K; k++) {
+    ${R.map((i) => `let x${i} = ${v.vecA ? `a[(ra${i} + k) / 4u][k % 4u]` : `a[ra${i} + k]`};`).join(" ")}
+    ${C.map((j) => `let y${j} = ${v.vecB ? `b[(rb${j} + k) / 4u][k % 4u]` : `b[rb${j} + k]`};`).join(" ")}
+    ${R.map((i) => C.map((j) => `c${i}_${j} = fma(x${i}, y${j}, c${i}_${j});`).join(" ")).join("\n    ")}
+  }`;
+    }
+  } else {
+    const colIdx = C.map((j) => `let cn${j} = min(n0 + ${j}u, p.N - 1u);`);
+    const bLoad = (j) => v.vecB ? `b[(b_base + k * p.N + cn${j}) / 4u][(cn${j}) % 4u]` : `b[b_base + k * p.N + cn${j}]`;
+    body = `${colIdx.join("\n  ")}
+  for (var k = 0u; k < p.K; k++) {
+    ${R.map((i) => `let x${i} = ${v.vecA ? `a[(ra${i} + k) / 4u][k % 4u]` : `a[ra${i} + k]`};`).join(" ")}
+    ${C.map((j) => `let y${j} = ${bLoad(j)};`).join(" ")}
+    ${R.map((i) => C.map((j) => `c${i}_${j} = fma(x${i}, y${j}, c${i}_${j});`).join(" ")).join("\n    ")}
+  }`;
+  }
+  const stores = R.map((i) => C.map((j) => `store(o_base, m0 + ${i}u, n0 + ${j}u, c${i}_${j});`).join(" "));
+  return (
+    /* wgsl */
+    `
+${v.activation === "none" ? "" : ACTIVATION_WGSL}
+struct P { M: u32, N: u32, K: u32, stride_a: u32, stride_b: u32, stride_out: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+${gemmBindingDecls(v)}
+
+fn store(o_base: u32, m: u32, n: u32, acc: f32) {
+  if (m < p.M && n < p.N) {
+    let o = o_base + m * p.N + n;
+    out[o] = ${value};
+  }
+}
+
+@compute @workgroup_size(${t.wg})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let a_base = wg.z * p.stride_a;
+  let b_base = wg.z * p.stride_b;
+  let o_base = wg.z * p.stride_out;
+  ${origin}
+  ${rowBases.join("\n  ")}
+  ${acc.join("\n  ")}
+  ${body}
+  ${stores.join("\n  ")}
+}`
+  );
+}
+function registerGemmSpec(prefix, v) {
+  const variant = {
+    ...v,
+    tile: {
+      ...v.tile
+    }
+  };
+  return cachedGemmSpec(prefix, v, `reg_${registerTileName(v.tile)}`, () => registerGemmCode(variant));
+}
+
+// src/kernels/tuning.ts
+var tables = /* @__PURE__ */ new WeakMap();
+function tuningDisabled() {
+  if (typeof Deno === "undefined") return false;
+  try {
+    return Deno.env.get("WGSAM_TUNE")?.toLowerCase() === "off";
+  } catch {
+    return false;
+  }
+}
+var recordings = /* @__PURE__ */ new WeakMap();
+var hits = /* @__PURE__ */ new WeakMap();
+var reported = /* @__PURE__ */ new Set();
+function variantFor(ctx, key, fallback, known) {
+  recordings.get(ctx)?.add(key);
+  if (tuningDisabled()) return fallback;
+  const tuned = tables.get(ctx)?.get(key);
+  if (tuned === void 0) return fallback;
+  if (!known(tuned)) {
+    if (!reported.has(`${key}=${tuned}`)) {
+      reported.add(`${key}=${tuned}`);
+      console.error(`wgsam: tune cache names an unknown variant "${tuned}" for ${key}; using "${fallback}" (run \`deno task tune\` again)`);
+    }
+    return fallback;
+  }
+  hits.set(ctx, (hits.get(ctx) ?? 0) + 1);
+  return tuned;
+}
+
+// src/kernels/matmul.ts
+var TILE_64 = {
+  bm: 64,
+  bn: 64,
+  bk: 16,
+  tm: 4
+};
+var TILE_128 = {
+  bm: 128,
+  bn: 64,
+  bk: 16,
+  tm: 8
+};
+var TILE_16 = {
+  bm: 16,
+  bn: 64,
+  bk: 16,
+  tm: 4
+};
+var TN = 4;
+function loadKContiguous(t, nt, src, dst, rows, first, limit, base, vec) {
+  if (vec) {
+    return `for (var i = 0u; i < ${rows * t.bk / 4 / nt}u; i++) {
+      let l = tid + i * ${nt}u;
+      let r = l / ${t.bk / 4}u;
+      let kq = l % ${t.bk / 4}u;
+      let row = ${first} + r;
+      let k = k0 + kq * 4u;
+      var v = vec4<f32>(0.0);
+      if (row < ${limit} && k < p.K) { v = ${src}[(${base} + row * p.K + k) / 4u]; }
+      for (var j = 0u; j < 4u; j++) { ${dst}[(kq * 4u + j) * ${rows / 4}u + r / 4u][r % 4u] = v[j]; }
+    }`;
+  }
+  return `for (var i = 0u; i < ${rows * t.bk / nt}u; i++) {
+      let l = tid + i * ${nt}u;
+      let r = l / ${t.bk}u;
+      let kk = l % ${t.bk}u;
+      let row = ${first} + r;
+      let k = k0 + kk;
+      var v = 0.0;
+      if (row < ${limit} && k < p.K) { v = ${src}[${base} + row * p.K + k]; }
+      ${dst}[kk * ${rows / 4}u + r / 4u][r % 4u] = v;
+    }`;
+}
+function loadNContiguous(t, nt, vec) {
+  if (vec) {
+    return `for (var i = 0u; i < ${t.bk * t.bn / 4 / nt}u; i++) {
+      let l = tid + i * ${nt}u;
+      let kk = l / ${t.bn / 4}u;
+      let nq = l % ${t.bn / 4}u;
+      let k = k0 + kk;
+      let n = n0 + nq * 4u;
+      var v = vec4<f32>(0.0);
+      if (k < p.K && n < p.N) { v = b[(b_base + k * p.N + n) / 4u]; }
+      Bs[kk * ${t.bn / 4}u + nq] = v;
+    }`;
+  }
+  return `for (var i = 0u; i < ${t.bk * t.bn / nt}u; i++) {
+      let l = tid + i * ${nt}u;
+      let kk = l / ${t.bn}u;
+      let c = l % ${t.bn}u;
+      let k = k0 + kk;
+      let n = n0 + c;
+      var v = 0.0;
+      if (k < p.K && n < p.N) { v = b[b_base + k * p.N + n]; }
+      Bs[kk * ${t.bn / 4}u + c / 4u][c % 4u] = v;
+    }`;
+}
+function threads(t) {
+  return t.bn / TN * (t.bm / t.tm);
+}
+function gemmCode(v) {
+  const t = v.tile;
+  const tx = t.bn / TN;
+  const nt = threads(t);
+  const value = gemmEpilogueExpr(v, "acc[j]");
+  const rows = Array.from({
+    length: t.tm
+  }, (_, i) => i);
+  const accDecl = rows.map((i) => `var acc${i} = vec4<f32>(0.0);`).join("\n  ");
+  const aReads = Array.from({
+    length: t.tm / 4
+  }, (_, q) => `let a${q} = As[kk * ${t.bm / 4}u + ty * ${t.tm / 4}u + ${q}u];`).join("\n      ");
+  const fmas = rows.map((i) => `acc${i} = fma(vec4<f32>(a${Math.floor(i / 4)}[${i % 4}]), bv, acc${i});`).join("\n      ");
+  const stores = rows.map((i) => `store_row(o_base, m_first + ${i}u, n_first, acc${i});`).join("\n  ");
+  const loadB = v.bLayout === "nk" ? loadKContiguous(t, nt, "b", "Bs", t.bn, "n0", "p.N", "b_base", v.vecB) : loadNContiguous(t, nt, v.vecB);
+  return (
+    /* wgsl */
+    `
+${v.activation === "none" ? "" : ACTIVATION_WGSL}
+struct P { M: u32, N: u32, K: u32, stride_a: u32, stride_b: u32, stride_out: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+${gemmBindingDecls(v)}
+
+// K-major staging: As[k * BM/4 + m/4][m % 4], Bs[k * BN/4 + n/4][n % 4].
+var<workgroup> As: array<vec4<f32>, ${t.bk * t.bm / 4}>;
+var<workgroup> Bs: array<vec4<f32>, ${t.bk * t.bn / 4}>;
+
+fn store_row(o_base: u32, m: u32, n_first: u32, acc: vec4<f32>) {
+  if (m >= p.M) { return; }
+  for (var j = 0u; j < 4u; j++) {
+    let n = n_first + j;
+    if (n < p.N) {
+      let o = o_base + m * p.N + n;
+      out[o] = ${value};
+    }
+  }
+}
+
+@compute @workgroup_size(${nt})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: u32) {
+  let n0 = wg.x * ${t.bn}u;
+  let m0 = wg.y * ${t.bm}u;
+  let a_base = wg.z * p.stride_a;
+  let b_base = wg.z * p.stride_b;
+  let o_base = wg.z * p.stride_out;
+  let tx = tid % ${tx}u;
+  let ty = tid / ${tx}u;
+
+  ${accDecl}
+  for (var k0 = 0u; k0 < p.K; k0 += ${t.bk}u) {
+    ${loadKContiguous(t, nt, "a", "As", t.bm, "m0", "p.M", "a_base", v.vecA)}
+    ${loadB}
+    workgroupBarrier();
+    for (var kk = 0u; kk < ${t.bk}u; kk++) {
+      ${aReads}
+      let bv = Bs[kk * ${t.bn / 4}u + tx];
+      ${fmas}
+    }
+    workgroupBarrier();
+  }
+
+  let m_first = m0 + ty * ${t.tm}u;
+  let n_first = n0 + tx * ${TN}u;
+  ${stores}
+}`
+  );
+}
+function gemmSpec(prefix, v) {
+  const t = v.tile;
+  const variant = {
+    ...v
+  };
+  return cachedGemmSpec(prefix, v, `${t.bm}x${t.bn}x${t.bk}t${t.tm}`, () => gemmCode(variant));
+}
+function dispatchGemm(ctx, spec2, tile, d, buffers) {
+  const { bm, bn } = tile;
+  const tilesN = Math.ceil(d.N / bn);
+  const tilesM = Math.ceil(d.M / bm);
+  if (tilesN > MAX_WORKGROUPS_PER_DIM || tilesM > MAX_WORKGROUPS_PER_DIM) {
+    throw new Error(`${spec2.name}: M=${d.M}, N=${d.N} need ${tilesM} x ${tilesN} tiles of ${bm}x${bn}, over ${MAX_WORKGROUPS_PER_DIM} per dimension`);
+  }
+  if (d.batch > MAX_WORKGROUPS_PER_DIM) {
+    throw new Error(`${spec2.name}: batch ${d.batch} is over ${MAX_WORKGROUPS_PER_DIM}`);
+  }
+  const params = new Params().u32(d.M, d.N, d.K, d.strideA, d.strideB, d.strideOut).build();
+  ctx.dispatch(spec2, params, buffers, [
+    tilesN,
+    tilesM,
+    d.batch
+  ]);
+}
+var TILES = {
+  tile16: TILE_16,
+  tile64: TILE_64,
+  tile128: TILE_128
+};
+function defaultGemmVariant(software, M) {
+  if (!software) return M <= TILE_16.bm ? "tile16" : M >= 512 ? "tile128" : "tile64";
+  return M >= 64 ? "reg_m8x8w8" : "reg_n8x4w16";
+}
+function gemmCandidates(M) {
+  const names = [
+    "tile16",
+    "tile64",
+    "tile128",
+    "reg_m8x8w8",
+    "reg_m8x8w16",
+    "reg_m8x16w8"
+  ];
+  names.push("reg_m4x8w16", "reg_n8x4w16", "reg_n8x4w8", "reg_n4x8w16");
+  return M <= 16 ? names.filter((n) => n !== "tile128") : names;
+}
+function gemmKey(bLayout, d) {
+  return `gemm|${bLayout}|${d.batch}x${d.M}x${d.N}x${d.K}`;
+}
+function runGemm(ctx, prefix, base, d, buffers, variant) {
+  const name = variant ?? variantFor(ctx, gemmKey(base.bLayout, d), defaultGemmVariant(ctx.gpu.software, d.M), (tuned) => gemmCandidates(d.M).includes(tuned));
+  const tiled = TILES[name];
+  if (tiled) {
+    dispatchGemm(ctx, gemmSpec(prefix, {
+      ...base,
+      tile: tiled
+    }), tiled, d, buffers);
+    return;
+  }
+  const reg = name.startsWith("reg_") ? parseRegisterTile(name.slice(4)) : null;
+  if (!reg) throw new Error(`${prefix}: unknown GEMM variant "${name}"`);
+  const { bm, bn } = registerBlock(reg);
+  const tilesN = Math.ceil(d.N / bn);
+  const tilesM = Math.ceil(d.M / bm);
+  if (tilesN > MAX_WORKGROUPS_PER_DIM || tilesM > MAX_WORKGROUPS_PER_DIM || d.batch > MAX_WORKGROUPS_PER_DIM) {
+    dispatchGemm(ctx, gemmSpec(prefix, {
+      ...base,
+      tile: TILE_128
+    }), TILE_128, d, buffers);
+    return;
+  }
+  const params = new Params().u32(d.M, d.N, d.K, d.strideA, d.strideB, d.strideOut).build();
+  ctx.dispatch(registerGemmSpec(prefix, {
+    ...base,
+    tile: reg
+  }), params, buffers, [
+    tilesN,
+    tilesM,
+    d.batch
+  ]);
+}
+function matmul(ctx, a, b, opts = {}) {
+  if (a.shape.length < 2 || b.shape.length < 2) {
+    throw new Error(`matmul: need a and b of rank >= 2, got [${a.shape}] and [${b.shape}]`);
+  }
+  const M = a.shape[a.shape.length - 2];
+  const K = a.shape[a.shape.length - 1];
+  const [bRows, bCols] = b.shape.slice(-2);
+  const [Kb, N] = opts.transposeB ? [
+    bCols,
+    bRows
+  ] : [
+    bRows,
+    bCols
+  ];
+  if (Kb !== K) {
+    throw new Error(`matmul: inner dims differ: a [${a.shape}] has K=${K}, b [${b.shape}]${opts.transposeB ? " (transposed)" : ""} has K=${Kb}`);
+  }
+  if (K === 0) throw new Error("matmul: K must be at least 1");
+  const batch = M === 0 ? 0 : a.size / (M * K);
+  const bBatch = N === 0 ? opts.broadcastB ? 1 : batch : b.size / (K * N);
+  if (opts.broadcastB ? bBatch !== 1 : bBatch !== batch) {
+    throw new Error(`matmul: b [${b.shape}] has batch ${bBatch}, need ${opts.broadcastB ? 1 : batch} (a [${a.shape}])`);
+  }
+  const outShape = [
+    ...a.shape.slice(0, -2),
+    M,
+    N
+  ];
+  const y = opts.out ?? emptyTensor(ctx, outShape, "matmul.out");
+  if (y.size !== batch * M * N) {
+    throw new Error(`matmul: out has ${y.size} elements, need ${batch * M * N}`);
+  }
+  if (y.buffer === a.buffer || y.buffer === b.buffer) {
+    throw new Error("matmul: out must not alias an input");
+  }
+  const bLayout = opts.transposeB ? "nk" : "kn";
+  runGemm(ctx, opts.transposeB ? "matmul_nt" : "matmul_nn", {
+    bLayout,
+    vecA: K % 4 === 0,
+    vecB: bLayout === "nk" ? K % 4 === 0 : N % 4 === 0,
+    bias: false,
+    activation: "none",
+    residual: false
+  }, {
+    batch,
+    M,
+    N,
+    K,
+    strideA: M * K,
+    strideB: opts.broadcastB ? 0 : K * N,
+    strideOut: M * N
+  }, [
+    a.buffer,
+    b.buffer,
+    y.buffer
+  ], opts.variant);
+  return y;
+}
+
+// src/kernels/linear.ts
+function linear(ctx, x, weight, bias, opts = {}) {
+  const activation2 = opts.activation ?? "none";
+  if (weight.shape.length !== 2) {
+    throw new Error(`linear: weight must be [N, K], got [${weight.shape}]`);
+  }
+  const [N, K] = weight.shape;
+  if (x.shape.length < 1 || x.shape[x.shape.length - 1] !== K) {
+    throw new Error(`linear: x [${x.shape}] must end in K=${K} (weight [${weight.shape}])`);
+  }
+  if (K === 0) throw new Error("linear: K must be at least 1");
+  const M = x.size / K;
+  if (bias && bias.size !== N) {
+    throw new Error(`linear: bias has ${bias.size} elements, need N=${N}`);
+  }
+  const outShape = [
+    ...x.shape.slice(0, -1),
+    N
+  ];
+  const residual = opts.residual;
+  if (residual && residual.size !== M * N) {
+    throw new Error(`linear: residual [${residual.shape}] has ${residual.size} elements, need ${M * N}`);
+  }
+  const y = opts.out ?? emptyTensor(ctx, outShape, "linear.out");
+  if (y.size !== M * N) throw new Error(`linear: out has ${y.size} elements, need ${M * N}`);
+  for (const [t, what] of [
+    [
+      x,
+      "x"
+    ],
+    [
+      weight,
+      "weight"
+    ],
+    [
+      bias,
+      "bias"
+    ],
+    [
+      residual,
+      "residual"
+    ]
+  ]) {
+    if (t && t.buffer === y.buffer) {
+      throw new Error(`linear: out must not share a buffer with ${what}`);
+    }
+  }
+  const buffers = [
+    x.buffer,
+    weight.buffer
+  ];
+  if (bias) buffers.push(bias.buffer);
+  if (residual) buffers.push(residual.buffer);
+  buffers.push(y.buffer);
+  runGemm(ctx, "linear", {
+    bLayout: "nk",
+    vecA: K % 4 === 0,
+    vecB: K % 4 === 0,
+    bias: bias !== null,
+    activation: activation2,
+    residual: residual !== void 0
+  }, {
+    batch: 1,
+    M,
+    N,
+    K,
+    strideA: 0,
+    strideB: 0,
+    strideOut: 0
+  }, buffers, opts.variant);
+  return y;
+}
+
+// src/kernels/strided_copy.ts
+var WG3 = 256;
+var STRIDED_COPY = {
+  name: "strided_copy_4d",
+  bindings: [
+    "uniform",
+    "read",
+    "write"
+  ],
+  code: () => (
+    /* wgsl */
+    `
+struct P { n: u32, offset: u32, d1: u32, d2: u32, d3: u32, s0: u32, s1: u32, s2: u32, s3: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+
+@compute @workgroup_size(${WG3})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * ${WG3}u;
+  if (i >= p.n) { return; }
+  // Output index i = ((i0 * d1 + i1) * d2 + i2) * d3 + i3.
+  let i3 = i % p.d3;
+  let r3 = i / p.d3;
+  let i2 = r3 % p.d2;
+  let r2 = r3 / p.d2;
+  let i1 = r2 % p.d1;
+  let i0 = r2 / p.d1;
+  dst[i] = src[p.offset + i0 * p.s0 + i1 * p.s1 + i2 * p.s2 + i3 * p.s3];
+}`
+  )
+};
+function stridedCopy(ctx, x, view, out) {
+  const { shape, strides, offset } = view;
+  if (shape.length < 1 || shape.length > 4 || strides.length !== shape.length) {
+    throw new Error(`stridedCopy: need 1-4 dims with one stride each, got [${shape}] / [${strides}]`);
+  }
+  const d = [
+    ...Array(4 - shape.length).fill(1),
+    ...shape
+  ];
+  const s = [
+    ...Array(4 - strides.length).fill(0),
+    ...strides
+  ];
+  const n = d.reduce((a, b) => a * b, 1);
+  let last = offset;
+  for (let k = 0; k < 4; k++) last += (d[k] - 1) * s[k];
+  if (n > 0 && (offset < 0 || last >= x.size)) {
+    throw new Error(`stridedCopy: view reaches element ${last} of a tensor of ${x.size} ([${x.shape}])`);
+  }
+  const y = out ?? emptyTensor(ctx, shape, "strided_copy.out");
+  if (y.size !== n) throw new Error(`stridedCopy: out has ${y.size} elements, need ${n}`);
+  const params = new Params().u32(n, offset, d[1], d[2], d[3], s[0], s[1], s[2], s[3]).build();
+  ctx.dispatch(STRIDED_COPY, params, [
+    x.buffer,
+    y.buffer
+  ], grid(Math.ceil(n / WG3)));
+  return y;
+}
+
+// src/kernels/conv_transpose2d.ts
+var WG4 = 64;
+var WGSL_ERF = (
+  /* wgsl */
+  `
+fn erf_f32(x: f32) -> f32 {
+  let a = abs(x);
+  let t = 1.0 / (1.0 + 0.3275911 * a);
+  let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+  let r = 1.0 - poly * exp(-a * a);
+  return select(r, -r, x < 0.0);
+}
+fn gelu_f32(x: f32) -> f32 { return 0.5 * x * (1.0 + erf_f32(x * 0.70710678118654752)); }
+`
+);
+function spec(gelu) {
+  return {
+    name: gelu ? "conv_transpose2d_k2s2_gelu_f32" : "conv_transpose2d_k2s2_f32",
+    bindings: [
+      "uniform",
+      "read",
+      "read",
+      "read",
+      "write"
+    ],
+    code: () => (
+      /* wgsl */
+      `
+struct P { n: u32, h: u32, w: u32, cin: u32, cout: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> wt: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+${WGSL_ERF}
+@compute @workgroup_size(${WG4})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  // One invocation per (b, i, j, co); n = B * H * W * Cout.
+  let idx = gid.x + gid.y * nwg.x * ${WG4}u;
+  if (idx >= p.n) { return; }
+  let co = idx % p.cout;
+  let pix = idx / p.cout; // (b * H + i) * W + j
+  let j = pix % p.w;
+  let bi = pix / p.w; // b * H + i
+  var acc = vec4<f32>(0.0);
+  let xrow = pix * p.cin;
+  for (var ci = 0u; ci < p.cin; ci++) {
+    acc += x[xrow + ci] * wt[ci * p.cout + co];
+  }
+  acc += vec4<f32>(bias[co]);
+  ${gelu ? "acc = vec4<f32>(gelu_f32(acc.x), gelu_f32(acc.y), gelu_f32(acc.z), gelu_f32(acc.w));" : ""}
+  // acc = (di, dj) = (0,0), (0,1), (1,0), (1,1); output row 2i+di of image b is 2*(b*H+i)+di.
+  let w2 = 2u * p.w;
+  let top = ((2u * bi) * w2 + 2u * j) * p.cout + co;
+  let bottom = top + w2 * p.cout;
+  y[top] = acc.x;
+  y[top + p.cout] = acc.y;
+  y[bottom] = acc.z;
+  y[bottom + p.cout] = acc.w;
+}`
+    )
+  };
+}
+var PLAIN = spec(false);
+var WITH_GELU = spec(true);
+function packConvTranspose2d(ctx, weight, bias, cin, cout, label = "conv_transpose2d") {
+  if (weight.length !== cin * cout * 4 || bias.length !== cout) {
+    throw new Error(`packConvTranspose2d: need weight [${cin}, ${cout}, 2, 2] and bias [${cout}], got ${weight.length} and ${bias.length} values`);
+  }
+  const w = new Float32Array(4 * cout * cin);
+  const b = new Float32Array(4 * cout);
+  for (let k = 0; k < 4; k++) {
+    for (let co = 0; co < cout; co++) {
+      const row = k * cout + co;
+      for (let ci = 0; ci < cin; ci++) w[row * cin + ci] = weight[(ci * cout + co) * 4 + k];
+      b[row] = bias[co];
+    }
+  }
+  return {
+    weight: tensorFrom(ctx, w, [
+      4 * cout,
+      cin
+    ], `${label}.packed_weight`),
+    bias: tensorFrom(ctx, b, [
+      4 * cout
+    ], `${label}.packed_bias`),
+    cin,
+    cout
+  };
+}
+function convTranspose2dGemm(ctx, x, packed, opts = {}) {
+  if (x.shape.length !== 3 && x.shape.length !== 4) {
+    throw new Error(`convTranspose2dGemm: x must be [B, H, W, Cin] or [H, W, Cin], got [${x.shape}]`);
+  }
+  const [b, h, w, cin] = x.shape.length === 4 ? x.shape : [
+    1,
+    ...x.shape
+  ];
+  if (cin !== packed.cin) {
+    throw new Error(`convTranspose2dGemm: x has ${cin} channels, the weight expects ${packed.cin}`);
+  }
+  const cout = packed.cout;
+  const y = linear(ctx, x, packed.weight, packed.bias, {
+    activation: opts.activation ?? "none"
+  });
+  if (opts.pixelOrder === "blocks") return y.reshape([
+    b,
+    h,
+    w,
+    2,
+    2,
+    cout
+  ]);
+  if (opts.temps) opts.temps.push(y);
+  const out = stridedCopy(ctx, y, {
+    offset: 0,
+    shape: [
+      b * h,
+      2,
+      w,
+      2 * cout
+    ],
+    strides: [
+      w * 4 * cout,
+      2 * cout,
+      4 * cout,
+      1
+    ]
+  });
+  const outShape = x.shape.length === 4 ? [
+    b,
+    2 * h,
+    2 * w,
+    cout
+  ] : [
+    2 * h,
+    2 * w,
+    cout
+  ];
+  return out.reshape(outShape);
+}
+
+// src/kernels/softmax.ts
+var WG5 = 256;
+function rowReduceWgsl(tpr) {
+  return (
+    /* wgsl */
+    `
+var<workgroup> red: array<f32, ${WG5}>;
+
+fn row_reduce(tid: u32, lane: u32, value: f32, is_max: bool) -> f32 {
+  red[tid] = value;
+  workgroupBarrier();
+  for (var s = ${tpr / 2}u; s > 0u; s >>= 1u) {
+    if (lane < s) {
+      let other = red[tid + s];
+      red[tid] = select(red[tid] + other, max(red[tid], other), is_max);
+    }
+    workgroupBarrier();
+  }
+  let total = red[tid - lane];
+  workgroupBarrier();
+  return total;
+}`
+  );
+}
+function softmaxSpec(tpr) {
+  return {
+    name: `softmax_t${tpr}_f32`,
+    bindings: [
+      "uniform",
+      "read",
+      "write"
+    ],
+    code: () => (
+      /* wgsl */
+      `
+struct P { rows: u32, L: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+${rowReduceWgsl(tpr)}
+@compute @workgroup_size(${WG5})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) tid: u32) {
+  let lane = tid % ${tpr}u;
+  let row = (wg.x + wg.y * nwg.x) * ${WG5 / tpr}u + tid / ${tpr}u;
+  // Rows past the end still join the barriers (with an empty range).
+  let len = select(0u, p.L, row < p.rows);
+  let base = row * p.L;
+  var m = -3.402823466e+38;
+  for (var c = lane; c < len; c += ${tpr}u) { m = max(m, x[base + c]); }
+  m = row_reduce(tid, lane, m, true);
+  var s = 0.0;
+  for (var c = lane; c < len; c += ${tpr}u) { s += exp(x[base + c] - m); }
+  s = row_reduce(tid, lane, s, false);
+  let inv = 1.0 / s;
+  for (var c = lane; c < len; c += ${tpr}u) { out[base + c] = exp(x[base + c] - m) * inv; }
+}`
+    )
+  };
+}
+var NARROW = softmaxSpec(32);
+var WIDE = softmaxSpec(256);
+
+// src/kernels/layer_norm.ts
+var WG6 = 256;
+var SHAPES = [
+  {
+    tpr: 32,
+    vpt: 8
+  },
+  {
+    tpr: 32,
+    vpt: 40
+  },
+  {
+    tpr: 256,
+    vpt: 32
+  }
+];
+function layerNormSpec({ tpr, vpt }) {
+  return {
+    name: `layer_norm_t${tpr}v${vpt}_f32`,
+    bindings: [
+      "uniform",
+      "read",
+      "read",
+      "read",
+      "write"
+    ],
+    code: () => (
+      /* wgsl */
+      `
+struct P { rows: u32, C: u32, eps: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+${rowReduceWgsl(tpr)}
+
+@compute @workgroup_size(${WG6})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) tid: u32) {
+  let lane = tid % ${tpr}u;
+  let row = (wg.x + wg.y * nwg.x) * ${WG6 / tpr}u + tid / ${tpr}u;
+  // Rows past the end still join the barriers.
+  let valid = row < p.rows;
+  let base = row * p.C;
+  var v: array<f32, ${vpt}>;
+  var s = 0.0;
+  for (var i = 0u; i < ${vpt}u; i++) {
+    let c = lane + i * ${tpr}u;
+    v[i] = 0.0;
+    if (valid && c < p.C) { v[i] = x[base + c]; s += v[i]; }
+  }
+  let mean = row_reduce(tid, lane, s, false) / f32(p.C);
+  var q = 0.0;
+  for (var i = 0u; i < ${vpt}u; i++) {
+    let c = lane + i * ${tpr}u;
+    if (c < p.C) { let d = v[i] - mean; q += d * d; }
+  }
+  let sd = sqrt(row_reduce(tid, lane, q, false) / f32(p.C) + p.eps);
+  if (!valid) { return; }
+  for (var i = 0u; i < ${vpt}u; i++) {
+    let c = lane + i * ${tpr}u;
+    if (c < p.C) { out[base + c] = (v[i] - mean) / sd * weight[c] + bias[c]; }
+  }
+}`
+    )
+  };
+}
+var SPECS2 = SHAPES.map((s) => ({
+  ...s,
+  spec: layerNormSpec(s)
+}));
+function normOutput(ctx, op, x, weight, bias, C, out) {
+  if (weight.size !== C || bias.size !== C) {
+    throw new Error(`${op}: weight (${weight.size}) and bias (${bias.size}) need C=${C} elements`);
+  }
+  const y = out ?? emptyTensor(ctx, x.shape, `${op}.out`);
+  if (y.size !== x.size) throw new Error(`${op}: out has ${y.size} elements, need ${x.size}`);
+  if (y.buffer === x.buffer) throw new Error(`${op}: out must not alias x`);
+  return y;
+}
+function layerNorm(ctx, x, weight, bias, eps, out) {
+  const C = x.shape[x.shape.length - 1];
+  if (!C) throw new Error(`layerNorm: x [${x.shape}] has no last dim to normalise`);
+  const chosen = SPECS2.find((s) => C <= s.tpr * s.vpt);
+  if (!chosen) {
+    const max = SHAPES[SHAPES.length - 1];
+    throw new Error(`layerNorm: C=${C} is over the supported ${max.tpr * max.vpt}`);
+  }
+  const y = normOutput(ctx, "layerNorm", x, weight, bias, C, out);
+  const rows = x.size / C;
+  const params = new Params().u32(rows, C).f32(eps).build();
+  const rowsPerGroup = WG6 / chosen.tpr;
+  ctx.dispatch(chosen.spec, params, [
+    x.buffer,
+    weight.buffer,
+    bias.buffer,
+    y.buffer
+  ], grid(Math.ceil(rows / rowsPerGroup)));
+  return y;
+}
+
+// src/weights/lazy.ts
+var DTYPE_SIZE = {
+  float32: 4,
+  float16: 2,
+  bfloat16: 2,
+  float64: 8,
+  int64: 8,
+  int32: 4,
+  uint8: 1
+};
+function numel2(shape) {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+// src/weights/host_tensor.ts
+function halfToFloat(h) {
+  const sign = h & 32768 ? -1 : 1;
+  const exp = h >> 10 & 31;
+  const frac = h & 1023;
+  if (exp === 0) return sign * frac * 2 ** -24;
+  if (exp === 31) return frac ? NaN : sign * Infinity;
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+}
+function tensorF32(t) {
+  const n = numel2(t.shape);
+  const size = DTYPE_SIZE[t.dtype];
+  if (t.bytes.length !== n * size) {
+    throw new Error(`tensorF32: tensor '${t.name}' has ${t.bytes.length} bytes, shape [${t.shape}] of ${t.dtype} needs ${n * size}`);
+  }
+  const b = t.bytes;
+  const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  switch (t.dtype) {
+    case "float32":
+      if (b.byteOffset % 4 === 0) return new Float32Array(b.buffer, b.byteOffset, n);
+      return new Float32Array(b.slice().buffer);
+    case "float16": {
+      const out = new Float32Array(n);
+      for (let i = 0; i < n; i++) out[i] = halfToFloat(view.getUint16(2 * i, true));
+      return out;
+    }
+    case "bfloat16": {
+      const out = new Float32Array(n);
+      const bits = new Uint32Array(out.buffer);
+      for (let i = 0; i < n; i++) bits[i] = view.getUint16(2 * i, true) << 16;
+      return out;
+    }
+    case "float64": {
+      const out = new Float32Array(n);
+      for (let i = 0; i < n; i++) out[i] = view.getFloat64(8 * i, true);
+      return out;
+    }
+    default:
+      throw new Error(`tensorF32: tensor '${t.name}' has integer dtype ${t.dtype}; refusing to read it as float32`);
+  }
+}
+
+// src/kernels/resize_bilinear.ts
+var WG7 = 64;
+var WGSL_AXIS = (
+  /* wgsl */
+  `
+struct Axis { i0: u32, i1: u32, l0: f32, l1: f32 }
+fn axis(dst: u32, scale: f32, n_in: u32) -> Axis {
+  let src = max(scale * (f32(dst) + 0.5) - 0.5, 0.0);
+  let i0 = min(u32(src), n_in - 1u);
+  let i1 = select(i0, i0 + 1u, i0 < n_in - 1u);
+  let l1 = src - f32(i0);
+  return Axis(i0, i1, 1.0 - l1, l1);
+}
+`
+);
+function resizeScale(nIn, nOut) {
+  return Math.fround(Math.fround(nIn) / Math.fround(nOut));
+}
+function postprocessSpec(bits) {
+  const sample = (
+    /* wgsl */
+    `
+fn inter(base: u32, a: u32, b: u32) -> f32 {
+  // Value of the (imgSize x imgSize) intermediate at row a, column b (a, b inside the crop).
+  let ay = axis(a, p.scale1, p.low);
+  let ax = axis(b, p.scale1, p.low);
+  let r0 = base + ay.i0 * p.low;
+  let r1 = base + ay.i1 * p.low;
+  let t0 = x[r0 + ax.i0] * ax.l0 + x[r0 + ax.i1] * ax.l1;
+  let t1 = x[r1 + ax.i0] * ax.l0 + x[r1 + ax.i1] * ax.l1;
+  return t0 * ay.l0 + t1 * ay.l1;
+}
+fn pixel(plane: u32, oy: u32, ox: u32) -> f32 {
+  let base = (p.first + plane) * p.low * p.low;
+  let ay = axis(oy, p.scale2h, p.in_h);
+  let ax = axis(ox, p.scale2w, p.in_w);
+  let t0 = inter(base, ay.i0, ax.i0) * ax.l0 + inter(base, ay.i0, ax.i1) * ax.l1;
+  let t1 = inter(base, ay.i1, ax.i0) * ax.l0 + inter(base, ay.i1, ax.i1) * ax.l1;
+  return t0 * ay.l0 + t1 * ay.l1;
+}`
+  );
+  return {
+    name: bits ? "sam_postprocess_bits" : "sam_postprocess_f32",
+    bindings: [
+      "uniform",
+      "read",
+      "write"
+    ],
+    code: () => (
+      /* wgsl */
+      `
+struct P {
+  n: u32, low: u32, in_h: u32, in_w: u32, out_h: u32, out_w: u32, words: u32, first: u32,
+  scale1: f32, scale2h: f32, scale2w: f32,
+}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<${bits ? "u32" : "f32"}>;
+${WGSL_AXIS}
+${sample}
+@compute @workgroup_size(${WG7})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let idx = gid.x + gid.y * nwg.x * ${WG7}u;
+  if (idx >= p.n) { return; }
+  ${bits ? `
+  // n = planes * words; word w of a plane holds pixels 32w .. 32w+31.
+  let plane = idx / p.words;
+  let start = (idx % p.words) * 32u;
+  let count = min(32u, p.out_h * p.out_w - start);
+  var word = 0u;
+  for (var k = 0u; k < count; k++) {
+    let q = start + k;
+    if (pixel(plane, q / p.out_w, q % p.out_w) > 0.0) { word |= 1u << k; }
+  }
+  y[idx] = word;` : `
+  let ox = idx % p.out_w;
+  let oy = (idx / p.out_w) % p.out_h;
+  let plane = idx / (p.out_w * p.out_h);
+  y[idx] = pixel(plane, oy, ox);`}
+}`
+    )
+  };
+}
+var POST_LOGITS = postprocessSpec(false);
+var POST_BITS = postprocessSpec(true);
+function maskWordsPerPlane(originalSize) {
+  return Math.ceil(originalSize[0] * originalSize[1] / 32);
+}
+function samPostprocess(ctx, lowRes, geo, output = "logits", out, planes) {
+  const s = lowRes.shape;
+  if (s.length < 2 || s[s.length - 1] !== s[s.length - 2]) {
+    throw new Error(`samPostprocess: low-res logits must be [..., l, l], got [${s}]`);
+  }
+  const low = s[s.length - 1];
+  const allPlanes = lowRes.size / (low * low);
+  const first = planes?.first ?? 0;
+  const count = planes?.count ?? allPlanes;
+  if (!Number.isInteger(first) || !Number.isInteger(count) || first < 0 || first + count > allPlanes) {
+    throw new Error(`samPostprocess: planes ${first}..${first + count - 1} outside 0..${allPlanes - 1}`);
+  }
+  const [inH, inW] = geo.inputSize;
+  const [outH, outW] = geo.originalSize;
+  for (const v of [
+    geo.imgSize,
+    inH,
+    inW,
+    outH,
+    outW
+  ]) {
+    if (!Number.isInteger(v) || v < 1) {
+      throw new Error(`samPostprocess: sizes must be positive integers, got ${JSON.stringify(geo)}`);
+    }
+  }
+  if (inH > geo.imgSize || inW > geo.imgSize) {
+    throw new Error(`samPostprocess: input size ${inH}x${inW} exceeds imgSize ${geo.imgSize}`);
+  }
+  const words = maskWordsPerPlane([
+    outH,
+    outW
+  ]);
+  const n = output === "bits" ? count * words : count * outH * outW;
+  const lead = planes ? [
+    count
+  ] : s.slice(0, -2);
+  const shape = output === "bits" ? [
+    ...lead,
+    words
+  ] : [
+    ...lead,
+    outH,
+    outW
+  ];
+  const y = out ?? emptyTensor(ctx, shape, `sam_postprocess.${output}`);
+  if (y.size !== n) throw new Error(`samPostprocess: out has ${y.size} elements, need ${n}`);
+  const params = new Params().u32(n, low, inH, inW, outH, outW, words, first).f32(resizeScale(low, geo.imgSize), resizeScale(inH, outH), resizeScale(inW, outW)).build();
+  ctx.dispatch(output === "bits" ? POST_BITS : POST_LOGITS, params, [
+    lowRes.buffer,
+    y.buffer
+  ], grid(Math.ceil(n / WG7)));
+  return y;
+}
+
+// src/decoder/postprocess.ts
+var CHUNK_BYTES = 64 * 1024 * 1024;
+function unpackMaskBits(words, pixels) {
+  const out = new Uint8Array(pixels);
+  for (let q = 0; q < pixels; q++) out[q] = words[q >>> 5] >>> (q & 31) & 1;
+  return out;
+}
+async function samPostprocessRead(ctx, lowRes, geo, output, onPlane) {
+  const low = lowRes.shape[lowRes.shape.length - 1];
+  const planes = lowRes.size / (low * low);
+  const [h, w] = geo.originalSize;
+  const useLogits = output !== "masks";
+  const words = maskWordsPerPlane([
+    h,
+    w
+  ]);
+  const planeBytes = useLogits ? h * w * 4 : words * 4;
+  const limit = Math.min(CHUNK_BYTES, ctx.device.limits.maxStorageBufferBindingSize);
+  if (planeBytes > ctx.device.limits.maxStorageBufferBindingSize) {
+    throw new Error(`postprocess: one ${h}x${w} plane of ${useLogits ? "logits" : "mask bits"} is ${planeBytes} bytes, over the device's storage binding limit`);
+  }
+  const perChunk = Math.max(1, Math.floor(limit / planeBytes));
+  for (let first = 0; first < planes; first += perChunk) {
+    const count = Math.min(perChunk, planes - first);
+    const y = samPostprocess(ctx, lowRes, geo, useLogits ? "logits" : "bits", void 0, {
+      first,
+      count
+    });
+    try {
+      const data = await ctx.read(y.buffer, 0, y.size * 4);
+      for (let k = 0; k < count; k++) {
+        if (useLogits) {
+          const logits = new Float32Array(data, k * h * w * 4, h * w);
+          let masks = null;
+          if (output === "both") {
+            masks = new Uint8Array(h * w);
+            for (let q = 0; q < h * w; q++) masks[q] = logits[q] > 0 ? 1 : 0;
+          }
+          onPlane(first + k, masks, logits);
+        } else {
+          onPlane(first + k, unpackMaskBits(new Uint32Array(data, k * words * 4, words), h * w), null);
+        }
+      }
+    } finally {
+      y.destroy();
+    }
+  }
+}
+
+// src/kernels/im2col.ts
+var WG8 = 256;
+var IM2COL = {
+  name: "im2col_f32",
+  bindings: [
+    "uniform",
+    "read",
+    "write"
+  ],
+  code: () => (
+    /* wgsl */
+    `
+struct P {
+  n: u32, cols: u32, wout: u32, kh: u32, kw: u32, h: u32, w: u32, stride: u32,
+  padding: u32, sc: u32, sy: u32, sx: u32,
+}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> cols: array<f32>;
+
+@compute @workgroup_size(${WG8})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * ${WG8}u;
+  if (i >= p.n) { return; }
+  // i = row * cols + j; row = oy * wout + ox; j = (c * kh + ky) * kw + kx.
+  let row = i / p.cols;
+  let j = i % p.cols;
+  let ox = row % p.wout;
+  let oy = row / p.wout;
+  let kx = j % p.kw;
+  let ky = (j / p.kw) % p.kh;
+  let c = j / (p.kw * p.kh);
+  // Signed so that padding reaches below zero.
+  let iy = i32(oy * p.stride + ky) - i32(p.padding);
+  let ix = i32(ox * p.stride + kx) - i32(p.padding);
+  var v = 0.0;
+  if (iy >= 0 && ix >= 0 && iy < i32(p.h) && ix < i32(p.w)) {
+    v = x[c * p.sc + u32(iy) * p.sy + u32(ix) * p.sx];
+  }
+  cols[i] = v;
+}`
+  )
+};
+function convOutSize(size, k, stride, padding) {
+  return Math.floor((size + 2 * padding - k) / stride) + 1;
+}
+function convInputDims(x, layout) {
+  const s = x.shape;
+  const dims = s.length === 4 && s[0] === 1 ? s.slice(1) : s;
+  if (dims.length !== 3) {
+    throw new Error(`conv: input must be [${layout.split("").join(", ")}] (3-D), got [${s}]`);
+  }
+  return layout === "chw" ? {
+    cin: dims[0],
+    h: dims[1],
+    w: dims[2]
+  } : {
+    cin: dims[2],
+    h: dims[0],
+    w: dims[1]
+  };
+}
+function im2col(ctx, x, layout, k, out) {
+  const { cin, h, w } = convInputDims(x, layout);
+  const { kh, kw, stride, padding } = k;
+  for (const [name, v] of Object.entries({
+    kh,
+    kw,
+    stride
+  })) {
+    if (!Number.isInteger(v) || v < 1) throw new Error(`im2col: ${name} must be >= 1, got ${v}`);
+  }
+  if (!Number.isInteger(padding) || padding < 0) {
+    throw new Error(`im2col: padding must be a non-negative integer, got ${padding}`);
+  }
+  const hout = convOutSize(h, kh, stride, padding);
+  const wout = convOutSize(w, kw, stride, padding);
+  if (hout < 1 || wout < 1) {
+    throw new Error(`im2col: kernel ${kh}x${kw} (padding ${padding}) larger than input ${h}x${w}`);
+  }
+  const cols = cin * kh * kw;
+  const shape = [
+    hout * wout,
+    cols
+  ];
+  const y = out ?? emptyTensor(ctx, shape, "im2col.out");
+  if (y.size < hout * wout * cols) {
+    throw new Error(`im2col: out has ${y.size} elements, need ${hout * wout * cols}`);
+  }
+  const [sc, sy, sx] = layout === "chw" ? [
+    h * w,
+    w,
+    1
+  ] : [
+    1,
+    w * cin,
+    cin
+  ];
+  const n = hout * wout * cols;
+  const params = new Params().u32(n, cols, wout, kh, kw, h, w, stride, padding, sc, sy, sx).build();
+  ctx.dispatch(IM2COL, params, [
+    x.buffer,
+    y.buffer
+  ], grid(Math.ceil(n / WG8)));
+  return new Tensor(ctx, y.buffer, shape, y.label);
+}
+
+// src/kernels/conv2d.ts
+function conv2d(ctx, x, layout, weight, bias, opts) {
+  const { cin, h, w } = convInputDims(x, layout);
+  if (weight.shape.length !== 4) {
+    throw new Error(`conv2d: weight must be [Cout, Cin, kh, kw], got [${weight.shape}]`);
+  }
+  const [cout, wcin, kh, kw] = weight.shape;
+  if (wcin !== cin) {
+    throw new Error(`conv2d: input has ${cin} channels, weight [${weight.shape}] expects ${wcin}`);
+  }
+  if (bias && (bias.shape.length !== 1 || bias.shape[0] !== cout)) {
+    throw new Error(`conv2d: bias must be [${cout}], got [${bias.shape}]`);
+  }
+  const { stride, padding } = opts;
+  const hout = convOutSize(h, kh, stride, padding);
+  const wout = convOutSize(w, kw, stride, padding);
+  const k = cin * kh * kw;
+  const w2 = weight.reshape([
+    cout,
+    k
+  ]);
+  let cols;
+  if (layout === "hwc" && kh === 1 && kw === 1 && stride === 1 && padding === 0) {
+    cols = x.reshape([
+      h * w,
+      cin
+    ]);
+  } else {
+    cols = im2col(ctx, x, layout, {
+      kh,
+      kw,
+      stride,
+      padding
+    }, opts.scratch);
+  }
+  const out = opts.out ? viewAs(opts.out, [
+    hout * wout,
+    cout
+  ]) : void 0;
+  const y = linear(ctx, cols, w2, bias, {
+    out
+  });
+  return y.reshape([
+    hout,
+    wout,
+    cout
+  ]);
+}
+function viewAs(t, shape) {
+  const n = numel(shape);
+  if (t.size === n) return t.reshape(shape);
+  if (t.size < n) throw new Error(`conv2d: out has ${t.size} elements, need ${n}`);
+  return new Tensor(t.ctx, t.buffer, shape, t.label);
+}
+
+// src/decoder/prompt_encoder.ts
+var f = Math.fround;
+var TWO_PI = f(2 * Math.PI);
+var LN2D_EPS = 1e-6;
+function sparseTokenCount(p) {
+  const points = p.labels ? p.labels.length : 0;
+  const hasPoints = points > 0;
+  return (hasPoints ? points + (p.box ? 0 : 1) : 0) + (p.box ? 2 : 0);
+}
+function host(sd, name) {
+  const t = sd.get(name);
+  if (!t) throw new Error(`prompt encoder: checkpoint has no tensor '${name}'`);
+  return tensorF32(t);
+}
+function uploadWeight(ctx, sd, name, shape) {
+  const t = sd.get(name);
+  if (!t) throw new Error(`decoder: checkpoint has no tensor '${name}'`);
+  return tensorFrom(ctx, tensorF32(t), shape ?? t.shape, name);
+}
+var PromptEncoder = class _PromptEncoder {
+  ctx;
+  embedDim;
+  /** Side of the image embedding (s); mask prompts are 4s x 4s. */
+  embedSize;
+  imgSize;
+  /** positional_encoding_gaussian_matrix [2, D/2]. */
+  gaussian;
+  /** point_embeddings[0..3]: background, foreground, box corner 0, box corner 1. */
+  pointEmbeddings;
+  notAPoint;
+  noMaskEmbed;
+  maskDown;
+  densePeTokens;
+  noMaskTensor;
+  constructor(ctx, sd, arch) {
+    this.ctx = ctx;
+    this.densePeTokens = null;
+    this.noMaskTensor = null;
+    const p = "prompt_encoder.";
+    this.embedDim = arch.promptEmbedDim;
+    this.embedSize = arch.imgSize / arch.patchSize;
+    this.imgSize = arch.imgSize;
+    this.gaussian = host(sd, `${p}pe_layer.positional_encoding_gaussian_matrix`);
+    if (this.gaussian.length !== this.embedDim) {
+      throw new Error(`prompt encoder: gaussian matrix has ${this.gaussian.length} values, need 2 x ${this.embedDim / 2}`);
+    }
+    this.pointEmbeddings = [
+      0,
+      1,
+      2,
+      3
+    ].map((i) => host(sd, `${p}point_embeddings.${i}.weight`));
+    this.notAPoint = host(sd, `${p}not_a_point_embed.weight`);
+    this.noMaskEmbed = host(sd, `${p}no_mask_embed.weight`);
+    const up = (n, shape) => uploadWeight(ctx, sd, `${p}${n}`, shape);
+    const conv6 = sd.get(`${p}mask_downscaling.6.weight`);
+    this.maskDown = {
+      conv0: {
+        w: up("mask_downscaling.0.weight"),
+        b: up("mask_downscaling.0.bias")
+      },
+      ln1: {
+        w: up("mask_downscaling.1.weight"),
+        b: up("mask_downscaling.1.bias")
+      },
+      conv3: {
+        w: up("mask_downscaling.3.weight"),
+        b: up("mask_downscaling.3.bias")
+      },
+      ln4: {
+        w: up("mask_downscaling.4.weight"),
+        b: up("mask_downscaling.4.bias")
+      },
+      conv6: {
+        // [D, maskInChans, 1, 1] viewed as [D, maskInChans]
+        w: up("mask_downscaling.6.weight", [
+          conv6.shape[0],
+          conv6.shape[1]
+        ]),
+        b: up("mask_downscaling.6.bias")
+      }
+    };
+  }
+  static create(ctx, sd, arch) {
+    return new _PromptEncoder(ctx, sd, arch);
+  }
+  /**
+   * PositionEmbeddingRandom._pe_encoding of one point already normalised to [0, 1], written
+   * into out[offset .. offset + D): sin of the D/2 projections, then cos.
+   */
+  peEncode(nx, ny, out, offset) {
+    const half = this.embedDim / 2;
+    const cx = f(f(2 * nx) - 1), cy = f(f(2 * ny) - 1);
+    for (let k = 0; k < half; k++) {
+      const proj = f(f(cx * this.gaussian[k]) + f(cy * this.gaussian[half + k]));
+      const arg = f(TWO_PI * proj);
+      out[offset + k] = f(Math.sin(arg));
+      out[offset + half + k] = f(Math.cos(arg));
+    }
+  }
+  /** forward_with_coords for one input-frame point (after the +0.5 shift). */
+  peAt(x, y, out, offset) {
+    this.peEncode(f(x / this.imgSize), f(y / this.imgSize), out, offset);
+  }
+  /** get_dense_pe() as (D, s, s), channel-major like the official (1, D, s, s). */
+  densePe() {
+    const s = this.embedSize, D = this.embedDim;
+    const tokens = this.densePeTokenData();
+    const out = new Float32Array(D * s * s);
+    for (let t = 0; t < s * s; t++) {
+      for (let c = 0; c < D; c++) out[c * s * s + t] = tokens[t * D + c];
+    }
+    return out;
+  }
+  /** get_dense_pe() token-major: (s*s, D), token t = row * s + col. */
+  densePeTokenData() {
+    const s = this.embedSize, D = this.embedDim;
+    const out = new Float32Array(s * s * D);
+    for (let r = 0; r < s; r++) {
+      const ny = f(f(r + 0.5) / s);
+      for (let c = 0; c < s; c++) this.peEncode(f(f(c + 0.5) / s), ny, out, (r * s + c) * D);
+    }
+    return out;
+  }
+  /** The dense PE uploaded once, token-major (s*s, D). */
+  densePeGpu() {
+    this.densePeTokens ??= tensorFrom(this.ctx, this.densePeTokenData(), [
+      this.embedSize * this.embedSize,
+      this.embedDim
+    ], "prompt_encoder.dense_pe");
+    return this.densePeTokens;
+  }
+  /** no_mask_embed uploaded once: (D), broadcast over the image tokens by `add`. */
+  noMaskEmbedGpu() {
+    this.noMaskTensor ??= tensorFrom(this.ctx, this.noMaskEmbed, [
+      this.embedDim
+    ], "prompt_encoder.no_mask_embed");
+    return this.noMaskTensor;
+  }
+  /**
+   * Sparse embeddings (N, D) of one prompt, N = sparseTokenCount(p): the points (+0.5,
+   * PE, label embedding; label -1 is not_a_point with zero PE), the padding point when there
+   * is no box, then the two box corners.
+   */
+  sparse(p) {
+    const D = this.embedDim;
+    const n = sparseTokenCount(p);
+    const out = new Float32Array(n * D);
+    let row = 0;
+    const addEmbedding = (w) => {
+      for (let c = 0; c < D; c++) out[row * D + c] = f(out[row * D + c] + w[c]);
+    };
+    const points = p.labels ? p.labels.length : 0;
+    if (points > 0) {
+      const coords = p.coords;
+      const labels = [
+        ...Array.from(p.labels),
+        ...p.box ? [] : [
+          -1
+        ]
+      ];
+      for (let i = 0; i < labels.length; i++, row++) {
+        const label = labels[i];
+        if (label === -1) {
+          addEmbedding(this.notAPoint);
+          continue;
+        }
+        this.peAt(f(coords[2 * i] + 0.5), f(coords[2 * i + 1] + 0.5), out, row * D);
+        if (label === 0) addEmbedding(this.pointEmbeddings[0]);
+        else if (label === 1) addEmbedding(this.pointEmbeddings[1]);
+        else throw new Error(`prompt encoder: point label ${label} is not -1, 0 or 1`);
+      }
+    }
+    if (p.box) {
+      for (let corner = 0; corner < 2; corner++, row++) {
+        const x = f(p.box[2 * corner] + 0.5), y = f(p.box[2 * corner + 1] + 0.5);
+        this.peAt(x, y, out, row * D);
+        addEmbedding(this.pointEmbeddings[2 + corner]);
+      }
+    }
+    return out;
+  }
+  /**
+   * mask_downscaling of one low-res mask prompt (4s x 4s logits) on the GPU, token-major:
+   * returns (s*s, D). Intermediates are pushed to `temps` for the caller to destroy once the
+   * work is submitted.
+   */
+  embedMask(mask, temps) {
+    const ctx = this.ctx, m = this.maskDown;
+    const side = 4 * this.embedSize;
+    if (mask.size !== side * side) {
+      throw new Error(`prompt encoder: mask input has ${mask.size} values, need ${side}x${side}`);
+    }
+    const x = mask.reshape([
+      1,
+      side,
+      side
+    ]);
+    const t = (v) => (temps.push(v), v);
+    let h = t(conv2d(ctx, x, "chw", m.conv0.w, m.conv0.b, {
+      stride: 2,
+      padding: 0
+    }));
+    h = t(layerNorm(ctx, h, m.ln1.w, m.ln1.b, LN2D_EPS));
+    h = t(activation(ctx, h, "gelu"));
+    h = t(conv2d(ctx, h, "hwc", m.conv3.w, m.conv3.b, {
+      stride: 2,
+      padding: 0
+    }));
+    h = t(layerNorm(ctx, h, m.ln4.w, m.ln4.b, LN2D_EPS));
+    h = t(activation(ctx, h, "gelu"));
+    const tokens = h.reshape([
+      this.embedSize * this.embedSize,
+      h.shape[2]
+    ]);
+    return linear(ctx, tokens, m.conv6.w, m.conv6.b);
+  }
+  dispose() {
+    for (const part of Object.values(this.maskDown)) {
+      part.w.destroy();
+      part.b.destroy();
+    }
+    this.densePeTokens?.destroy();
+    this.densePeTokens = null;
+    this.noMaskTensor?.destroy();
+    this.noMaskTensor = null;
+  }
+};
+
+// src/decoder/transforms.ts
+function preprocessShape(h, w, longSide) {
+  const scale = longSide * 1 / Math.max(h, w);
+  return [
+    Math.trunc(h * scale + 0.5),
+    Math.trunc(w * scale + 0.5)
+  ];
+}
+function defaultMultimask(p) {
+  return !p.box && (p.points?.length ?? 0) <= 1;
+}
+function finite(v) {
+  return typeof v === "number" && Number.isFinite(v);
+}
+var COORD_MARGIN = 0.25;
+function toFramePrompt(p, originalSize, imgSize, maskSide, index = 0) {
+  const where = `prompt ${index}`;
+  const [h, w] = originalSize;
+  if (!(Number.isInteger(h) && Number.isInteger(w) && h > 0 && w > 0)) {
+    throw new RangeError(`decoder: original size must be two positive integers, got [${h}, ${w}]`);
+  }
+  const [newH, newW] = preprocessShape(h, w, imgSize);
+  const sx = newW / w, sy = newH / h;
+  const out = {};
+  const points = p.points ?? [];
+  const labels = p.labels ?? points.map(() => 1);
+  const margin = COORD_MARGIN * Math.max(h, w);
+  const inRange = (x, y) => x >= -margin && x <= w + margin && y >= -margin && y <= h + margin;
+  if (points.length !== labels.length) {
+    throw new RangeError(`decoder: ${where} has ${points.length} points and ${labels.length} labels; need one label per point`);
+  }
+  if (points.length > 0) {
+    const coords = new Float32Array(2 * points.length);
+    points.forEach((pt, i) => {
+      if (!Array.isArray(pt) && !(pt && typeof pt === "object" && "length" in pt)) {
+        throw new RangeError(`decoder: ${where} point ${i} is not an [x, y] pair`);
+      }
+      if (pt.length !== 2 || !finite(pt[0]) || !finite(pt[1])) {
+        throw new RangeError(`decoder: ${where} point ${i} must be two finite numbers, got [${pt.join(", ")}]`);
+      }
+      if (!inRange(pt[0], pt[1])) {
+        throw new RangeError(`decoder: ${where} point ${i} [${pt.join(", ")}] lies outside the ${w}x${h} image (more than ${COORD_MARGIN} of its long side beyond an edge)`);
+      }
+      coords[2 * i] = pt[0] * sx;
+      coords[2 * i + 1] = pt[1] * sy;
+    });
+    labels.forEach((l, i) => {
+      if (l !== 0 && l !== 1 && l !== -1) {
+        throw new RangeError(`decoder: ${where} label ${i} is ${l}; labels are 1 (foreground), 0 (background) or -1 (padding)`);
+      }
+    });
+    out.coords = coords;
+    out.labels = Int32Array.from(labels);
+  }
+  if (p.box !== void 0) {
+    const b = p.box;
+    if (!b || b.length !== 4 || !b.every(finite)) {
+      throw new RangeError(`decoder: ${where} box must be four finite numbers [x0, y0, x1, y1], got ${JSON.stringify(b)}`);
+    }
+    if (b[2] < b[0] || b[3] < b[1]) {
+      throw new RangeError(`decoder: ${where} box needs x0 <= x1 and y0 <= y1, got [${b.join(", ")}]`);
+    }
+    if (!inRange(b[0], b[1]) || !inRange(b[2], b[3])) {
+      throw new RangeError(`decoder: ${where} box [${b.join(", ")}] lies outside the ${w}x${h} image (more than ${COORD_MARGIN} of its long side beyond an edge)`);
+    }
+    out.box = Float32Array.from([
+      b[0] * sx,
+      b[1] * sy,
+      b[2] * sx,
+      b[3] * sy
+    ]);
+  }
+  if (p.maskInput !== void 0) {
+    const m = p.maskInput;
+    if (!(m instanceof Float32Array) || m.length !== maskSide * maskSide) {
+      throw new RangeError(`decoder: ${where} maskInput must be a Float32Array of ${maskSide}x${maskSide} low-res logits, got ${m instanceof Float32Array ? `${m.length} values` : typeof m}`);
+    }
+    for (let i = 0; i < m.length; i++) {
+      if (!Number.isFinite(m[i])) {
+        throw new RangeError(`decoder: ${where} maskInput[${i}] is ${m[i]}, not finite`);
+      }
+    }
+  }
+  return out;
+}
+
+// src/kernels/attention_wgsl.ts
+var ATTENTION_PARAMS_WGSL = `struct P {
+  batch: u32, heads: u32, headDim: u32, nq: u32, nk: u32,
+  qOff: u32, qStride: u32, kOff: u32, kStride: u32, vOff: u32, vStride: u32,
+  scale: f32, nqb: u32, d4n: u32, kH: u32, kW: u32, invKW: f32,
+}`;
+var NEG_BIG = "-1.0e30";
+function unroll(n, f2, sep = "\n") {
+  return Array.from({
+    length: n
+  }, (_, i) => f2(i)).join(sep);
+}
+function loadVec4(v4, buf, base, d4, ok) {
+  if (v4) {
+    return `select(vec4<f32>(0.0), ${buf}[(${base}) / 4u + ${d4}], ${ok} && ${d4} * 4u < p.headDim)`;
+  }
+  return `vec4<f32>(${unroll(4, (e) => {
+    const d = `${d4} * 4u + ${e}u`;
+    return `select(0.0, ${buf}[${base} + ${d}], ${ok} && ${d} < p.headDim)`;
+  }, ", ")})`;
+}
+function attentionBindings(relPos) {
+  return relPos ? [
+    "uniform",
+    "read",
+    "read",
+    "read",
+    "read",
+    "read",
+    "write"
+  ] : [
+    "uniform",
+    "read",
+    "read",
+    "read",
+    "write"
+  ];
+}
+function attentionHeader(elem, relPos) {
+  const rel = relPos ? `@group(0) @binding(4) var<storage, read> relH: array<f32>;
+@group(0) @binding(5) var<storage, read> relW: array<f32>;
+` : "";
+  return `${ATTENTION_PARAMS_WGSL}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> qBuf: array<${elem}>;
+@group(0) @binding(2) var<storage, read> kBuf: array<${elem}>;
+@group(0) @binding(3) var<storage, read> vBuf: array<${elem}>;
+${rel}@group(0) @binding(${relPos ? 6 : 4}) var<storage, read_write> outBuf: array<${elem}>;`;
+}
+
+// src/kernels/attention_rows.ts
+var ROWS_MAX_REL = 64;
+function parseRowsName(name) {
+  const m = /^rows(\d+)w(\d+)$/.exec(name);
+  if (!m) return null;
+  const rows = Number(m[1]);
+  const wg = Number(m[2]);
+  if (![
+    1,
+    2,
+    4,
+    8
+  ].includes(rows) || ![
+    8,
+    16,
+    32,
+    64
+  ].includes(wg)) return null;
+  return {
+    rows,
+    wg
+  };
+}
+function rowsSpecName(v) {
+  return `attention_rows${v.rows}w${v.wg}${v.relPos ? "_relpos" : ""}_d${v.dp}${v.v4 ? "_v4" : ""}_f32`;
+}
+function attentionRowsSpec(v) {
+  const { rows, wg, dp, v4, relPos } = v;
+  const d4 = dp / 4;
+  const elem = v4 ? "vec4<f32>" : "f32";
+  const R = Array.from({
+    length: rows
+  }, (_, r) => r);
+  const I = Array.from({
+    length: d4
+  }, (_, i) => i);
+  const G = [
+    0,
+    1,
+    2,
+    3
+  ];
+  const bias = (r, g) => relPos ? ` + rh${r}[kh${g}] + rw${r}[kw${g}]` : "";
+  const store = (r, i) => v4 ? `if (${4 * i}u < p.headDim) { outBuf[ob${r} / 4u + ${i}u] = o${r}_${i} * inv${r}; }` : `for (var e = 0u; e < 4u; e++) {
+        if (${4 * i}u + e < p.headDim) { outBuf[ob${r} + ${4 * i}u + e] = o${r}_${i}[e] * inv${r}; }
+      }`;
+  return {
+    name: rowsSpecName(v),
+    bindings: attentionBindings(relPos),
+    code: () => (
+      /* wgsl */
+      `
+${attentionHeader(elem, relPos)}
+
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wgid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let flat = wgid.x + wgid.y * nwg.x;
+  let bh = flat / p.nqb;
+  if (bh >= p.batch * p.heads) { return; }  // workgroup-uniform: padding of the folded grid
+  let b = bh / p.heads;
+  let h = bh % p.heads;
+  let q0 = (flat % p.nqb) * ${rows * wg}u + lid * ${rows}u;
+${R.map((r) => `  let qi${r} = min(q0 + ${r}u, p.nq - 1u);
+  let qb${r} = p.qOff + (b * p.nq + qi${r}) * p.qStride + h * p.headDim;
+${I.map((i) => `  let q${r}_${i} = ${loadVec4(v4, "qBuf", `qb${r}`, `${i}u`, "true")} * p.scale;`).join("\n")}
+  var m${r} = ${NEG_BIG};
+  var l${r} = 0.0;
+${I.map((i) => `  var o${r}_${i} = vec4<f32>(0.0);`).join("\n")}${relPos ? `
+  var rh${r}: array<f32, ${ROWS_MAX_REL}>;
+  var rw${r}: array<f32, ${ROWS_MAX_REL}>;
+  let relRow${r} = bh * p.nq + qi${r};
+  for (var t = 0u; t < p.kH; t++) { rh${r}[t] = relH[relRow${r} * p.kH + t]; }
+  for (var t = 0u; t < p.kW; t++) { rw${r}[t] = relW[relRow${r} * p.kW + t]; }` : ""}`).join("\n")}
+
+  for (var j0 = 0u; j0 < p.nk; j0 += 4u) {
+${G.map((g) => `    let j${g} = min(j0 + ${g}u, p.nk - 1u);
+    let kb${g} = p.kOff + (b * p.nk + j${g}) * p.kStride + h * p.headDim;
+${I.map((i) => `    let k${g}_${i} = ${loadVec4(v4, "kBuf", `kb${g}`, `${i}u`, "true")};`).join("\n")}${relPos ? `
+    let kh${g} = j${g} / p.kW;
+    let kw${g} = j${g} - kh${g} * p.kW;` : ""}`).join("\n")}
+${R.map((r) => `${G.map((g) => `    let s${r}_${g} = select(${NEG_BIG}, ${I.map((i) => `dot(q${r}_${i}, k${g}_${i})`).join(" + ")}${bias(r, g)}, j0 + ${g}u < p.nk);`).join("\n")}
+    let mn${r} = max(max(max(m${r}, s${r}_0), max(s${r}_1, s${r}_2)), s${r}_3);
+    let corr${r} = exp(m${r} - mn${r});
+${G.map((g) => `    let p${r}_${g} = exp(s${r}_${g} - mn${r});`).join("\n")}
+    l${r} = l${r} * corr${r} + (p${r}_0 + p${r}_1) + (p${r}_2 + p${r}_3);
+    m${r} = mn${r};
+${I.map((i) => `    o${r}_${i} *= corr${r};`).join("\n")}`).join("\n")}
+${G.map((g) => `    {
+      let vb = p.vOff + (b * p.nk + j${g}) * p.vStride + h * p.headDim;
+${I.map((i) => `      let v${i} = ${loadVec4(v4, "vBuf", "vb", `${i}u`, "true")};`).join("\n")}
+${R.map((r) => I.map((i) => `      o${r}_${i} += p${r}_${g} * v${i};`).join("\n")).join("\n")}
+    }`).join("\n")}
+  }
+
+${R.map((r) => `  if (q0 + ${r}u < p.nq) {
+    let inv${r} = 1.0 / l${r};
+    let ob${r} = (b * p.nq + q0 + ${r}u) * p.heads * p.headDim + h * p.headDim;
+    ${I.map((i) => store(r, i)).join("\n    ")}
+  }`).join("\n")}
+}`
+    )
+  };
+}
+
+// src/kernels/attention.ts
+var MAX_HEAD_DIM = 128;
+function attentionSpec(vt) {
+  const { c, rows, keys, v4, relPos } = vt;
+  const d4 = 8 * c;
+  const bq = 8 * rows;
+  const bk = 8 * keys;
+  const name = `attention${relPos ? "_relpos" : ""}_d${32 * c}_q${bq}_k${bk}${v4 ? "_v4" : ""}_f32`;
+  const elem = v4 ? "vec4<f32>" : "f32";
+  const R = Array.from({
+    length: rows
+  }, (_, r) => r);
+  const J = Array.from({
+    length: keys
+  }, (_, j) => j);
+  const I = Array.from({
+    length: c
+  }, (_, i) => i);
+  const loadTile = (dst, buf, off, stride, tokens, row0, n, dstStride, scale = "") => `for (var i = lid; i < ${n * d4}u; i += 64u) {
+      let t = ${row0} + i / ${d4}u;
+      let base = ${off} + (b * ${tokens} + min(t, ${tokens} - 1u)) * ${stride} + h * p.headDim;
+      ${dst}[(i / ${d4}u) * ${dstStride}u + i % ${d4}u] =
+        ${loadVec4(v4, buf, "base", `(i % ${d4}u)`, `t < ${tokens}`)}${scale};
+    }`;
+  const score = (r, j) => {
+    const key = `k0 + tx + ${8 * j}u`;
+    const bias = relPos ? ` + relH[rowH${r} + kh${j}] + relW[rowW${r} + ${key} - kh${j} * p.kW]` : "";
+    return `ss[(ty + ${8 * r}u) * SS + tx + ${8 * j}u] = select(${NEG_BIG}, s${r}_${j}${bias}, ${key} < p.nk);`;
+  };
+  const store = (r, i) => v4 ? `    if (${32 * i}u + tx * 4u < p.headDim) { outBuf[base / 4u + tx + ${8 * i}u] = o${r}_${i} * inv; }` : `    { let o = o${r}_${i} * inv;
+      let d = (tx + ${8 * i}u) * 4u;
+      for (var e = 0u; e < 4u; e++) { if (d + e < p.headDim) { outBuf[base + d + e] = o[e]; } } }`;
+  return {
+    name,
+    bindings: attentionBindings(relPos),
+    code: () => (
+      /* wgsl */
+      `
+${attentionHeader(elem, relPos)}
+
+const D4 = ${d4}u;
+const BQ = ${bq}u;
+const BK = ${bk}u;
+// Row strides padded by one so the 8 key rows a warp reads in the score phase, and the
+// rows the softmax threads walk, fall in different memory banks.
+const KS = ${d4 + 1}u;
+const SS = ${bk + 1}u;
+var<workgroup> qs: array<vec4<f32>, ${bq * d4}>;         // [BQ, D4], pre-scaled
+var<workgroup> kvs: array<vec4<f32>, ${bk * (d4 + 1)}>;  // [BK, KS], K tile then V tile
+var<workgroup> ss: array<f32, ${bq * (bk + 1)}>;         // [BQ, SS], scores, then P
+var<workgroup> rowCorr: array<f32, ${bq}>;         // per-row rescale of O for this tile
+var<workgroup> rowInv: array<f32, ${bq}>;          // 1 / row sum at the end
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let flat = wg.x + wg.y * nwg.x;
+  let bh = flat / p.nqb;
+  if (bh >= p.batch * p.heads) { return; }  // workgroup-uniform: padding of the folded grid
+  let q0 = (flat % p.nqb) * BQ;
+  let b = bh / p.heads;
+  let h = bh % p.heads;
+  let ty = lid / 8u;
+  let tx = lid % 8u;
+${relPos ? unroll(rows, (r) => `  let rowQ${r} = bh * p.nq + min(q0 + ty + ${8 * r}u, p.nq - 1u);
+  let rowH${r} = rowQ${r} * p.kH;
+  let rowW${r} = rowQ${r} * p.kW;`) : ""}
+
+  // Q tile, scaled once here instead of per score.
+  ${loadTile("qs", "qBuf", "p.qOff", "p.qStride", "p.nq", "q0", bq, d4, " * p.scale")}
+
+  var m = ${NEG_BIG};  // running max of row lid (threads lid < BQ own one row each)
+  var l = 0.0;         // running sum of exp(s - m) of that row
+${R.map((r) => I.map((i) => `  var o${r}_${i} = vec4<f32>(0.0);`).join("\n")).join("\n")}
+
+  for (var k0 = 0u; k0 < p.nk; k0 += BK) {
+    workgroupBarrier();  // the previous tile's P V is done with kvs and ss
+    ${loadTile("kvs", "kBuf", "p.kOff", "p.kStride", "p.nk", "k0", bk, d4 + 1)}
+    workgroupBarrier();
+
+    // S = Qs Ks^T: each thread a rows x keys block, each vec4 read feeding several dots.
+${R.map((r) => J.map((j) => `    var s${r}_${j} = 0.0;`).join("\n")).join("\n")}
+    for (var d = 0u; d < p.d4n; d++) {
+${unroll(rows, (r) => `      let q${r} = qs[(ty + ${8 * r}u) * D4 + d];`)}
+${unroll(keys, (j) => `      let k${j} = kvs[(tx + ${8 * j}u) * KS + d];`)}
+${R.map((r) => J.map((j) => `      s${r}_${j} += dot(q${r}, k${j});`).join("\n")).join("\n")}
+    }
+${relPos ? unroll(keys, (j) => `    let kh${j} = u32((f32(k0 + tx + ${8 * j}u) + 0.5) * p.invKW);`) : ""}
+${R.map((r) => J.map((j) => `    ${score(r, j)}`).join("\n")).join("\n")}
+    workgroupBarrier();  // scores complete; kvs free for V
+
+    // Online softmax, one thread per row: new max, rescale factor, probabilities.
+    let kn = min(BK, p.nk - k0);
+    if (lid < BQ) {
+      var tmax = m;
+      for (var j = 0u; j < kn; j++) { tmax = max(tmax, ss[lid * SS + j]); }
+      let corr = exp(m - tmax);
+      var sum = 0.0;
+      for (var j = 0u; j < kn; j++) {
+        let pj = exp(ss[lid * SS + j] - tmax);
+        ss[lid * SS + j] = pj;
+        sum += pj;
+      }
+      l = l * corr + sum;
+      m = tmax;
+      rowCorr[lid] = corr;
+    }
+    ${loadTile("kvs", "vBuf", "p.vOff", "p.vStride", "p.nk", "k0", bk, d4 + 1)}
+    workgroupBarrier();
+
+    // O = O * corr + P Vs: each thread a rows x c-vec4 block.
+${unroll(rows, (r) => `    let c${r} = rowCorr[ty + ${8 * r}u];
+` + unroll(c, (i) => `    o${r}_${i} *= c${r};`))}
+    for (var j = 0u; j < kn; j++) {
+${unroll(rows, (r) => `      let p${r} = ss[(ty + ${8 * r}u) * SS + j];`)}
+${unroll(c, (i) => `      let v${i} = kvs[j * KS + tx + ${8 * i}u];`)}
+${R.map((r) => I.map((i) => `      o${r}_${i} += p${r} * v${i};`).join("\n")).join("\n")}
+    }
+  }
+
+  if (lid < BQ) { rowInv[lid] = 1.0 / l; }
+  workgroupBarrier();
+${unroll(rows, (r) => `  if (q0 + ty + ${8 * r}u < p.nq) {
+    let inv = rowInv[ty + ${8 * r}u];
+    let base = (b * p.nq + q0 + ty + ${8 * r}u) * p.heads * p.headDim + h * p.headDim;
+${unroll(c, (i) => store(r, i))}
+  }`)}
+}`
+    )
+  };
+}
+var FEW_Q = 8;
+var FEW_Q_MAX_DP = 32;
+function fewQuerySpec(dp, v4) {
+  const d4 = dp / 4;
+  const name = `attention_fewq_d${dp}${v4 ? "_v4" : ""}_f32`;
+  const elem = v4 ? "vec4<f32>" : "f32";
+  const R = Array.from({
+    length: FEW_Q
+  }, (_, r) => r);
+  const I = Array.from({
+    length: d4
+  }, (_, i) => i);
+  const row = (buf, base, i, ok) => loadVec4(v4, buf, base, `${i}u`, ok);
+  return {
+    name,
+    bindings: [
+      "uniform",
+      "read",
+      "read",
+      "read",
+      "write"
+    ],
+    code: () => (
+      /* wgsl */
+      `
+${ATTENTION_PARAMS_WGSL}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> qBuf: array<${elem}>;
+@group(0) @binding(2) var<storage, read> kBuf: array<${elem}>;
+@group(0) @binding(3) var<storage, read> vBuf: array<${elem}>;
+@group(0) @binding(4) var<storage, read_write> outBuf: array<${elem}>;
+
+// One row's 64 partial results: max, sum, output vec4s.
+var<workgroup> partM: array<f32, 64>;
+var<workgroup> partL: array<f32, 64>;
+var<workgroup> partO: array<vec4<f32>, ${64 * d4}>;  // [thread, D4]
+var<workgroup> rowScale: array<f32, 64>;            // exp(m_t - M) / L per thread
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let bh = wg.x + wg.y * nwg.x;
+  if (bh >= p.batch * p.heads) { return; }  // workgroup-uniform: padding of the folded grid
+  let b = bh / p.heads;
+  let h = bh % p.heads;
+${R.map((r) => `  let qb${r} = p.qOff + (b * p.nq + min(${r}u, p.nq - 1u)) * p.qStride + h * p.headDim;
+` + I.map((i) => `  let q${r}_${i} = ${row("qBuf", `qb${r}`, i, `${r}u < p.nq`)} * p.scale;`).join("\n") + `
+  var m${r} = ${NEG_BIG};
+  var l${r} = 0.0;
+` + I.map((i) => `  var o${r}_${i} = vec4<f32>(0.0);`).join("\n")).join("\n")}
+
+  for (var j = lid; j < p.nk; j += 64u) {
+    let kb = p.kOff + (b * p.nk + j) * p.kStride + h * p.headDim;
+    let vb = p.vOff + (b * p.nk + j) * p.vStride + h * p.headDim;
+${I.map((i) => `    let k${i} = ${row("kBuf", "kb", i, "true")};`).join("\n")}
+${I.map((i) => `    let v${i} = ${row("vBuf", "vb", i, "true")};`).join("\n")}
+${R.map((r) => `    {
+      let s = ${I.map((i) => `dot(q${r}_${i}, k${i})`).join(" + ")};
+      let mn = max(m${r}, s);
+      let corr = exp(m${r} - mn);
+      let pj = exp(s - mn);
+      l${r} = l${r} * corr + pj;
+${I.map((i) => `      o${r}_${i} = o${r}_${i} * corr + pj * v${i};`).join("\n")}
+      m${r} = mn;
+    }`).join("\n")}
+  }
+
+  // Merge the 64 partial softmaxes of each query row: M = max m_t, L = sum l_t e^(m_t - M),
+  // O = sum o_t e^(m_t - M) / L.
+${R.map((r) => `  if (${r}u < p.nq) {
+    workgroupBarrier();  // the previous row's merge is done with the partials
+    partM[lid] = m${r};
+    partL[lid] = l${r};
+${I.map((i) => `    partO[lid * ${d4}u + ${i}u] = o${r}_${i};`).join("\n")}
+    workgroupBarrier();
+    var mAll = ${NEG_BIG};
+    for (var t = 0u; t < 64u; t++) { mAll = max(mAll, partM[t]); }
+    var lAll = 0.0;
+    for (var t = 0u; t < 64u; t++) { lAll += partL[t] * exp(partM[t] - mAll); }
+    rowScale[lid] = exp(m${r} - mAll) / lAll;
+    workgroupBarrier();
+    if (lid < ${d4}u && lid * 4u < p.headDim) {
+      var o = vec4<f32>(0.0);
+      for (var t = 0u; t < 64u; t++) { o += partO[t * ${d4}u + lid] * rowScale[t]; }
+      let base = (b * p.nq + ${r}u) * p.heads * p.headDim + h * p.headDim + lid * 4u;
+      ${v4 ? "outBuf[base / 4u] = o;" : "for (var e = 0u; e < 4u; e++) { if (lid * 4u + e < p.headDim) { outBuf[base + e] = o[e]; } }"}
+    }
+  }`).join("\n")}
+}`
+    )
+  };
+}
+var SPECS3 = /* @__PURE__ */ new Map();
+var FEW_K = 8;
+function fewKeySpec(dp, v4) {
+  const d4 = dp / 4;
+  const name = `attention_fewk_d${dp}${v4 ? "_v4" : ""}_f32`;
+  const elem = v4 ? "vec4<f32>" : "f32";
+  const J = Array.from({
+    length: FEW_K
+  }, (_, j) => j);
+  const I = Array.from({
+    length: d4
+  }, (_, i) => i);
+  const store = v4 ? I.map((i) => `  if (${4 * i}u < p.headDim) { outBuf[ob / 4u + ${i}u] = o${i} * inv; }`).join("\n") : I.map((i) => `  for (var e = 0u; e < 4u; e++) {
+    if (${4 * i}u + e < p.headDim) { outBuf[ob + ${4 * i}u + e] = o${i}[e] * inv; }
+  }`).join("\n");
+  return {
+    name,
+    bindings: [
+      "uniform",
+      "read",
+      "read",
+      "read",
+      "write"
+    ],
+    code: () => (
+      /* wgsl */
+      `
+${ATTENTION_PARAMS_WGSL}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> qBuf: array<${elem}>;
+@group(0) @binding(2) var<storage, read> kBuf: array<${elem}>;
+@group(0) @binding(3) var<storage, read> vBuf: array<${elem}>;
+@group(0) @binding(4) var<storage, read_write> outBuf: array<${elem}>;
+
+var<workgroup> ks: array<vec4<f32>, ${FEW_K * d4}>;  // [FEW_K, D4], zero past nk
+var<workgroup> vs: array<vec4<f32>, ${FEW_K * d4}>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let flat = wg.x + wg.y * nwg.x;
+  let bh = flat / p.nqb;
+  if (bh >= p.batch * p.heads) { return; }  // workgroup-uniform: padding of the folded grid
+  let b = bh / p.heads;
+  let h = bh % p.heads;
+  for (var i = lid; i < ${FEW_K * d4}u; i += 64u) {
+    let t = i / ${d4}u;
+    let kb = p.kOff + (b * p.nk + min(t, p.nk - 1u)) * p.kStride + h * p.headDim;
+    let vb = p.vOff + (b * p.nk + min(t, p.nk - 1u)) * p.vStride + h * p.headDim;
+    ks[i] = ${loadVec4(v4, "kBuf", "kb", `(i % ${d4}u)`, "t < p.nk")};
+    vs[i] = ${loadVec4(v4, "vBuf", "vb", `(i % ${d4}u)`, "t < p.nk")};
+  }
+  workgroupBarrier();
+  let n = (flat % p.nqb) * 64u + lid;  // this thread's query
+  if (n >= p.nq) { return; }
+  let qb = p.qOff + (b * p.nq + n) * p.qStride + h * p.headDim;
+${I.map((i) => `  let q${i} = ${loadVec4(v4, "qBuf", "qb", `${i}u`, "true")} * p.scale;`).join("\n")}
+${J.map((j) => `  let s${j} = select(${NEG_BIG}, ${I.map((i) => `dot(q${i}, ks[${j * d4 + i}u])`).join(" + ")}, ${j}u < p.nk);`).join("\n")}
+  let m = max(${J.map((j) => `s${j}`).reduce((a, x) => `max(${a}, ${x})`)}, ${NEG_BIG});
+${J.map((j) => `  let p${j} = select(0.0, exp(s${j} - m), ${j}u < p.nk);`).join("\n")}
+  let inv = 1.0 / (${J.map((j) => `p${j}`).join(" + ")});
+${I.map((i) => `  let o${i} = ${J.map((j) => `p${j} * vs[${j * d4 + i}u]`).join(" + ")};`).join("\n")}
+  let ob = (b * p.nq + n) * p.heads * p.headDim + h * p.headDim;
+${store}
+}`
+    )
+  };
+}
+function fewKeySpecFor(headDim, v4) {
+  const dp = 16 * Math.ceil(headDim / 16);
+  const key = `fewk/${dp}/${v4}`;
+  let spec2 = SPECS3.get(key);
+  if (!spec2) {
+    spec2 = fewKeySpec(dp, v4);
+    SPECS3.set(key, spec2);
+  }
+  return {
+    spec: spec2,
+    bq: 64
+  };
+}
+function specFor(headDim, nq, nk, v4, relPos) {
+  const c = Math.ceil(headDim / 32);
+  const vt = {
+    c,
+    rows: nq <= 8 ? 1 : 4,
+    keys: nk <= 8 ? 1 : c <= 2 ? 4 : 2,
+    v4,
+    relPos
+  };
+  const key = JSON.stringify(vt);
+  let spec2 = SPECS3.get(key);
+  if (!spec2) {
+    spec2 = attentionSpec(vt);
+    SPECS3.set(key, spec2);
+  }
+  return {
+    spec: spec2,
+    bq: 8 * vt.rows
+  };
+}
+function fewQuerySpecFor(headDim, v4) {
+  const dp = 16 * Math.ceil(headDim / 16);
+  const key = `fewq/${dp}/${v4}`;
+  let spec2 = SPECS3.get(key);
+  if (!spec2) {
+    spec2 = fewQuerySpec(dp, v4);
+    SPECS3.set(key, spec2);
+  }
+  return {
+    spec: spec2,
+    bq: FEW_Q
+  };
+}
+function checkView(label, v, dims, tokens) {
+  const { batch, heads, headDim } = dims;
+  for (const [k, x] of [
+    [
+      "offset",
+      v.offset
+    ],
+    [
+      "rowStride",
+      v.rowStride
+    ]
+  ]) {
+    if (!Number.isInteger(x) || x < 0) {
+      throw new Error(`attention: ${label}.${k} must be a non-negative integer, got ${x}`);
+    }
+  }
+  if (v.rowStride < heads * headDim) {
+    throw new Error(`attention: ${label}.rowStride ${v.rowStride} < heads*headDim = ${heads * headDim}`);
+  }
+  const last = v.offset + (batch * tokens - 1) * v.rowStride + heads * headDim - 1;
+  if (last >= v.tensor.size) {
+    throw new Error(`attention: ${label} view [batch ${batch}, tokens ${tokens}, heads ${heads}, headDim ${headDim}] at offset ${v.offset}, rowStride ${v.rowStride} reaches element ${last} of a tensor of ${v.tensor.size} ([${v.tensor.shape}])`);
+  }
+}
+function attentionKey(dims, relPos) {
+  const { batch, heads, headDim, nq, nk } = dims;
+  const rel = relPos ? `|relpos${relPos.kH}x${relPos.kW}` : "";
+  return `attention|${batch * heads}x${nq}x${nk}x${headDim}${rel}`;
+}
+var ATTENTION_CANDIDATES = [
+  "tiled",
+  "rows2w8",
+  "rows4w8",
+  "rows8w8",
+  "rows4w16"
+];
+function defaultAttentionVariant(software) {
+  return software ? "rows4w8" : "tiled";
+}
+var ROWS_SPECS = /* @__PURE__ */ new Map();
+function attention(ctx, q, k, v, dims, opts = {}) {
+  const { batch, heads, headDim, nq, nk } = dims;
+  for (const [key, x] of Object.entries({
+    batch,
+    heads,
+    headDim,
+    nq,
+    nk
+  })) {
+    if (!Number.isInteger(x) || x < 1) {
+      throw new Error(`attention: dims.${key} must be a positive integer, got ${x}`);
+    }
+  }
+  if (headDim > MAX_HEAD_DIM) {
+    throw new Error(`attention: headDim ${headDim} > ${MAX_HEAD_DIM} is not supported`);
+  }
+  checkView("q", q, dims, nq);
+  checkView("k", k, dims, nk);
+  checkView("v", v, dims, nk);
+  const scale = opts.scale ?? 1 / Math.sqrt(headDim);
+  if (!Number.isFinite(scale)) throw new Error(`attention: scale ${scale} is not finite`);
+  const rel = opts.relPos;
+  if (rel) {
+    if (nk > 1 << 20) {
+      throw new Error(`attention: relPos with nk ${nk} > 2^20 is not supported`);
+    }
+    if (rel.kH * rel.kW !== nk) {
+      throw new Error(`attention: relPos kH*kW = ${rel.kH}*${rel.kW} != nk ${nk}`);
+    }
+    if (rel.relH.size !== batch * heads * nq * rel.kH) {
+      throw new Error(`attention: relPos.relH has ${rel.relH.size} elements, need [batch*heads ${batch * heads}, nq ${nq}, kH ${rel.kH}]`);
+    }
+    if (rel.relW.size !== batch * heads * nq * rel.kW) {
+      throw new Error(`attention: relPos.relW has ${rel.relW.size} elements, need [batch*heads ${batch * heads}, nq ${nq}, kW ${rel.kW}]`);
+    }
+  }
+  const outShape = [
+    batch,
+    nq,
+    heads * headDim
+  ];
+  const out = opts.out ?? emptyTensor(ctx, outShape, "attention.out");
+  if (out.size !== batch * nq * heads * headDim) {
+    throw new Error(`attention: out has ${out.size} elements, need [${outShape}]`);
+  }
+  const inputs = [
+    q.tensor,
+    k.tensor,
+    v.tensor,
+    ...rel ? [
+      rel.relH,
+      rel.relW
+    ] : []
+  ];
+  if (inputs.some((t) => t.buffer === out.buffer)) {
+    throw new Error("attention: out must not share a buffer with q, k, v or relPos");
+  }
+  const v4 = [
+    headDim,
+    q.offset,
+    q.rowStride,
+    k.offset,
+    k.rowStride,
+    v.offset,
+    v.rowStride
+  ].every((x) => x % 4 === 0);
+  const small = !rel && headDim <= FEW_Q_MAX_DP && (nk <= FEW_K || nq <= FEW_Q);
+  const name = opts.variant ?? (small ? "tiled" : variantFor(ctx, attentionKey(dims, rel), defaultAttentionVariant(ctx.gpu.software), (tuned) => ATTENTION_CANDIDATES.includes(tuned)));
+  const rowsShape = name === "tiled" ? null : parseRowsName(name);
+  if (name !== "tiled" && !rowsShape) throw new Error(`attention: unknown variant "${name}"`);
+  const rowsFit = rowsShape && (!rel || rel.kH <= ROWS_MAX_REL && rel.kW <= ROWS_MAX_REL);
+  let spec2;
+  let bq;
+  if (rowsShape && rowsFit) {
+    const rv = {
+      ...rowsShape,
+      dp: 16 * Math.ceil(headDim / 16),
+      v4,
+      relPos: rel !== void 0
+    };
+    const key = JSON.stringify(rv);
+    spec2 = ROWS_SPECS.get(key) ?? attentionRowsSpec(rv);
+    ROWS_SPECS.set(key, spec2);
+    bq = rv.rows * rv.wg;
+  } else {
+    ({ spec: spec2, bq } = small && nk <= FEW_K ? fewKeySpecFor(headDim, v4) : small && nq <= FEW_Q ? fewQuerySpecFor(headDim, v4) : specFor(headDim, nq, nk, v4, rel !== void 0));
+  }
+  const nqb = Math.ceil(nq / bq);
+  const params = new Params().u32(batch, heads, headDim, nq, nk).u32(q.offset, q.rowStride, k.offset, k.rowStride, v.offset, v.rowStride).f32(scale).u32(nqb, Math.ceil(headDim / 4), rel?.kH ?? 1, rel?.kW ?? 1).f32(1 / (rel?.kW ?? 1)).build();
+  const buffers = [
+    q.tensor.buffer,
+    k.tensor.buffer,
+    v.tensor.buffer
+  ];
+  if (rel) buffers.push(rel.relH.buffer, rel.relW.buffer);
+  buffers.push(out.buffer);
+  ctx.dispatch(spec2, params, buffers, grid(batch * heads * nqb));
+  return out;
+}
+
+// src/decoder/two_way_transformer.ts
+var LN_EPS = 1e-5;
+var Scratch = class {
+  ctx;
+  tensors;
+  constructor(ctx) {
+    this.ctx = ctx;
+    this.tensors = [];
+  }
+  /** Registers a temporary and returns it. */
+  t(x) {
+    this.tensors.push(x);
+    return x;
+  }
+  get list() {
+    return this.tensors;
+  }
+  /** Submits what was recorded; the buffers are freed once the GPU is done with them. */
+  flush() {
+    this.ctx.submit();
+    for (const x of this.tensors.splice(0)) x.destroy();
+  }
+};
+var TwoWayTransformer = class {
+  ctx;
+  layers;
+  finalAttn;
+  normFinal;
+  heads;
+  dim;
+  constructor(ctx, sd, arch) {
+    this.ctx = ctx;
+    const p = "mask_decoder.transformer.";
+    const up = (n) => uploadWeight(ctx, sd, `${p}${n}`);
+    const lin = (n) => ({
+      w: up(`${n}.weight`),
+      b: up(`${n}.bias`)
+    });
+    const attn = (n) => {
+      const q = lin(`${n}.q_proj`);
+      return {
+        q,
+        k: lin(`${n}.k_proj`),
+        v: lin(`${n}.v_proj`),
+        out: lin(`${n}.out_proj`),
+        internal: q.w.shape[0]
+      };
+    };
+    this.heads = arch.decoderNumHeads;
+    this.dim = arch.promptEmbedDim;
+    this.layers = [];
+    for (let i = 0; i < arch.decoderDepth; i++) {
+      const l = `layers.${i}.`;
+      this.layers.push({
+        selfAttn: attn(`${l}self_attn`),
+        norm1: lin(`${l}norm1`),
+        tokenToImage: attn(`${l}cross_attn_token_to_image`),
+        norm2: lin(`${l}norm2`),
+        mlp1: lin(`${l}mlp.lin1`),
+        mlp2: lin(`${l}mlp.lin2`),
+        norm3: lin(`${l}norm3`),
+        norm4: lin(`${l}norm4`),
+        imageToToken: attn(`${l}cross_attn_image_to_token`)
+      });
+    }
+    this.finalAttn = attn("final_attn_token_to_image");
+    this.normFinal = lin("norm_final_attn");
+  }
+  /**
+   * Attention(q, k, v) of SAM's decoder: projections, multi-head attention, out_proj, with
+   * `residual` added to the output when given. q: (B, Nq, D), k and v: (B, Nk, D); an input
+   * given as `{ projected }` (B, N, I) was already projected (shared image side) and is used
+   * as is.
+   */
+  attend(s, w, q, k, v, residual) {
+    const ctx = this.ctx;
+    const proj = (x, l) => x instanceof Tensor ? s.t(linear(ctx, x, l.w, l.b)) : x.projected;
+    const qp = proj(q, w.q);
+    const kp = proj(k, w.k);
+    const vp = proj(v, w.v);
+    const [batch, nq] = qp.shape, nk = kp.shape[1];
+    const I = w.internal;
+    const o = s.t(attention(ctx, {
+      tensor: qp,
+      offset: 0,
+      rowStride: I
+    }, {
+      tensor: kp,
+      offset: 0,
+      rowStride: I
+    }, {
+      tensor: vp,
+      offset: 0,
+      rowStride: I
+    }, {
+      batch,
+      heads: this.heads,
+      headDim: I / this.heads,
+      nq,
+      nk
+    }));
+    return linear(ctx, o, w.out.w, w.out.b, residual ? {
+      residual
+    } : {});
+  }
+  /**
+   * Layer 0's image side for keys = `src` (HW, D) in every prompt: token->image k and v,
+   * image->token q, each (HW, I). The caller owns the result (not `src`).
+   */
+  projectSharedImage(src, keyPe) {
+    const ctx = this.ctx, L = this.layers[0];
+    const kPe = add(ctx, src, keyPe);
+    try {
+      const a = L.tokenToImage, b = L.imageToToken;
+      return {
+        src,
+        k: linear(ctx, kPe, a.k.w, a.k.b),
+        v: linear(ctx, src, a.v.w, a.v.b),
+        q: linear(ctx, kPe, b.q.w, b.q.b)
+      };
+    } finally {
+      this.ctx.submit();
+      kPe.destroy();
+    }
+  }
+  /**
+   * Runs the transformer on B prompts. queryPe: (B, Nt, D) (the initial tokens); the image
+   * side is either `keys` (B, HW, D), one src per prompt, or `shared`: the same src for every
+   * prompt with layer 0's image projections done once (projectSharedImage). keyPe: (HW, D),
+   * the same for every prompt (broadcast by `add`). Returns the processed tokens (B, Nt, D)
+   * and image tokens (B, HW, D); the caller owns both (and its own inputs).
+   */
+  forward(queryPe, image, keyPe) {
+    const ctx = this.ctx;
+    const batch = queryPe.shape[0];
+    const repeat = (s2, x) => s2.t(stridedCopy(ctx, x, {
+      offset: 0,
+      shape: [
+        batch,
+        x.size
+      ],
+      strides: [
+        0,
+        1
+      ]
+    })).reshape([
+      batch,
+      ...x.shape
+    ]);
+    const shared = "shared" in image ? image.shared : null;
+    const keys0 = "keys" in image ? image.keys : null;
+    let queries = queryPe;
+    let keys = keys0;
+    for (let i = 0; i < this.layers.length; i++) {
+      const L = this.layers[i];
+      const s2 = new Scratch(ctx);
+      if (queries !== queryPe) s2.t(queries);
+      if (keys && keys !== keys0) s2.t(keys);
+      let attnOut;
+      if (i === 0) {
+        attnOut = s2.t(this.attendSelf(s2, L.selfAttn, queries, queries, null));
+      } else {
+        const q = s2.t(add(ctx, queries, queryPe));
+        attnOut = s2.t(this.attendSelf(s2, L.selfAttn, q, queries, queries));
+      }
+      queries = s2.t(layerNorm(ctx, attnOut, L.norm1.w, L.norm1.b, LN_EPS));
+      const qPe2 = s2.t(add(ctx, queries, queryPe));
+      const sh = keys ? null : shared;
+      const kPe2 = sh ? {
+        projected: repeat(s2, sh.q)
+      } : s2.t(add(ctx, keys, keyPe));
+      const cross = s2.t(this.attend(s2, L.tokenToImage, qPe2, sh ? {
+        projected: repeat(s2, sh.k)
+      } : kPe2, sh ? {
+        projected: repeat(s2, sh.v)
+      } : keys, queries));
+      queries = s2.t(layerNorm(ctx, cross, L.norm2.w, L.norm2.b, LN_EPS));
+      const hidden = s2.t(linear(ctx, queries, L.mlp1.w, L.mlp1.b, {
+        activation: "relu"
+      }));
+      const mlp = s2.t(linear(ctx, hidden, L.mlp2.w, L.mlp2.b, {
+        residual: queries
+      }));
+      queries = layerNorm(ctx, mlp, L.norm3.w, L.norm3.b, LN_EPS);
+      const qPe22 = s2.t(add(ctx, queries, queryPe));
+      let back = s2.t(this.attend(s2, L.imageToToken, kPe2, qPe22, queries, keys ?? void 0));
+      if (sh) back = s2.t(add(ctx, back, sh.src));
+      keys = layerNorm(ctx, back, L.norm4.w, L.norm4.b, LN_EPS);
+      s2.flush();
+    }
+    const s = new Scratch(ctx);
+    if (queries !== queryPe) s.t(queries);
+    const qPe = s.t(add(ctx, queries, queryPe));
+    const kPe = s.t(add(ctx, keys, keyPe));
+    const fin = s.t(this.attend(s, this.finalAttn, qPe, kPe, keys, queries));
+    const out = layerNorm(ctx, fin, this.normFinal.w, this.normFinal.b, LN_EPS);
+    s.flush();
+    return {
+      queries: out,
+      keys
+    };
+  }
+  /** Self attention where q and k are the same tensor (projected separately), v another. */
+  attendSelf(s, w, qk, v, residual) {
+    const ctx = this.ctx;
+    const [batch, n] = qk.shape;
+    const qp = s.t(linear(ctx, qk, w.q.w, w.q.b));
+    const kp = s.t(linear(ctx, qk, w.k.w, w.k.b));
+    const vp = s.t(linear(ctx, v, w.v.w, w.v.b));
+    const I = w.internal;
+    const o = s.t(attention(ctx, {
+      tensor: qp,
+      offset: 0,
+      rowStride: I
+    }, {
+      tensor: kp,
+      offset: 0,
+      rowStride: I
+    }, {
+      tensor: vp,
+      offset: 0,
+      rowStride: I
+    }, {
+      batch,
+      heads: this.heads,
+      headDim: I / this.heads,
+      nq: n,
+      nk: n
+    }));
+    return linear(ctx, o, w.out.w, w.out.b, residual ? {
+      residual
+    } : {});
+  }
+  dispose() {
+    const all = [];
+    const attn = (a) => all.push(a.q, a.k, a.v, a.out);
+    for (const L of this.layers) {
+      attn(L.selfAttn);
+      attn(L.tokenToImage);
+      attn(L.imageToToken);
+      all.push(L.norm1, L.norm2, L.norm3, L.norm4, L.mlp1, L.mlp2);
+    }
+    attn(this.finalAttn);
+    all.push(this.normFinal);
+    for (const x of all) {
+      x.w.destroy();
+      x.b.destroy();
+    }
+  }
+};
+
+// src/decoder/mask_decoder.ts
+var LN2D_EPS2 = 1e-6;
+var MAX_BATCH = 16;
+var IMAGE_CACHE_ENTRIES = 2;
+function blockDiagonal(ws, bs, n, k) {
+  const t = ws.length;
+  const w = new Float32Array(t * n * t * k);
+  const b = new Float32Array(t * n);
+  for (let i = 0; i < t; i++) {
+    for (let r = 0; r < n; r++) {
+      w.set(ws[i].subarray(r * k, (r + 1) * k), (i * n + r) * t * k + i * k);
+    }
+    b.set(bs[i], i * n);
+  }
+  return {
+    w,
+    b
+  };
+}
+var SamDecoder = class _SamDecoder {
+  ctx;
+  arch;
+  promptEncoder;
+  transformer;
+  /** Side of the image embedding (s); low-res masks are 4s x 4s. */
+  embedSize;
+  dim;
+  numMaskTokens;
+  /** Prompts per decoder pass. */
+  maxBatch;
+  /** iou_token then mask_tokens: (1 + T, D), the first output tokens of every prompt. */
+  outputTokens;
+  upscale0;
+  upscaleNorm;
+  upscale3;
+  hyper;
+  iouHead;
+  /** Least recently used first. */
+  images;
+  constructor(ctx, sd, arch) {
+    this.ctx = ctx;
+    this.images = /* @__PURE__ */ new Map();
+    this.arch = arch;
+    this.dim = arch.promptEmbedDim;
+    this.embedSize = arch.imgSize / arch.patchSize;
+    this.numMaskTokens = arch.numMultimaskOutputs + 1;
+    this.promptEncoder = PromptEncoder.create(ctx, sd, arch);
+    this.transformer = new TwoWayTransformer(ctx, sd, arch);
+    const host2 = (n) => {
+      const t = sd.get(n);
+      if (!t) throw new Error(`decoder: checkpoint has no tensor '${n}'`);
+      return tensorF32(t);
+    };
+    const p = "mask_decoder.";
+    const iou = host2(`${p}iou_token.weight`), masks = host2(`${p}mask_tokens.weight`);
+    this.outputTokens = new Float32Array(iou.length + masks.length);
+    this.outputTokens.set(iou);
+    this.outputTokens.set(masks, iou.length);
+    const lin = (n) => ({
+      w: uploadWeight(ctx, sd, `${p}${n}.weight`),
+      b: uploadWeight(ctx, sd, `${p}${n}.bias`)
+    });
+    const packConvT = (n) => {
+      const [cin, cout] = sd.get(`${p}${n}.weight`)?.shape ?? [];
+      return packConvTranspose2d(ctx, host2(`${p}${n}.weight`), host2(`${p}${n}.bias`), cin, cout, `${p}${n}`);
+    };
+    this.upscale0 = packConvT("output_upscaling.0");
+    this.upscaleNorm = lin("output_upscaling.1");
+    this.upscale3 = packConvT("output_upscaling.3");
+    const D = this.dim, T = this.numMaskTokens;
+    this.hyper = [];
+    for (let j = 0; j < 3; j++) {
+      const names = [
+        ...Array(T).keys()
+      ].map((i) => `${p}output_hypernetworks_mlps.${i}.layers.${j}`);
+      const shape = sd.get(`${names[0]}.weight`)?.shape;
+      if (!shape) throw new Error(`decoder: checkpoint has no tensor '${names[0]}.weight'`);
+      const [n, k] = shape;
+      const bd = blockDiagonal(names.map((x) => host2(`${x}.weight`)), names.map((x) => host2(`${x}.bias`)), n, k);
+      this.hyper.push({
+        w: tensorFrom(ctx, bd.w, [
+          T * n,
+          T * k
+        ], `hypernetworks.${j} (block diagonal)`),
+        b: tensorFrom(ctx, bd.b, [
+          T * n
+        ], `hypernetworks.${j}.bias`)
+      });
+    }
+    this.iouHead = [];
+    for (let j = 0; j < arch.iouHeadDepth; j++) {
+      this.iouHead.push(lin(`iou_prediction_head.layers.${j}`));
+    }
+    const hw = this.embedSize * this.embedSize;
+    const perPrompt = Math.max(2 * hw * D, 4 * 16 * hw, hw * 2 * D) * 4;
+    const limit = ctx.device.limits.maxStorageBufferBindingSize;
+    this.maxBatch = Math.max(1, Math.min(MAX_BATCH, Math.floor(limit / perPrompt)));
+  }
+  static create(ctx, sd, arch) {
+    return new _SamDecoder(ctx, sd, arch);
+  }
+  /** Side of the low-res masks (4s; 256 for the real models). */
+  get lowResSize() {
+    return 4 * this.embedSize;
+  }
+  /**
+   * Decodes every prompt against `embedding` (1, D, s, s), NCHW, on the GPU. Prompts are in
+   * original-image pixels (opts.originalSize = [h, w]); results come in prompt order.
+   */
+  async predict(embedding, prompts, opts) {
+    const D = this.dim, s = this.embedSize, hw = s * s;
+    if (embedding.size !== D * hw) {
+      throw new Error(`decoder: image embedding [${embedding.shape}] must be (1, ${D}, ${s}, ${s})`);
+    }
+    if (opts.lowResOut) {
+      const counts = new Set(prompts.map((p) => opts.allTokens ? this.numMaskTokens : p.multimask ?? opts.multimask ?? defaultMultimask(p) ? this.numMaskTokens - 1 : 1));
+      const c = counts.size === 1 ? [
+        ...counts
+      ][0] : -1;
+      const need = prompts.length * c * this.lowResSize * this.lowResSize;
+      if (c < 0 || opts.lowResOut.size !== need) {
+        throw new Error(`decoder: lowResOut [${opts.lowResOut.shape}] needs every prompt to return the same number of masks and (N=${prompts.length}, C, ${this.lowResSize}, ${this.lowResSize}) elements`);
+      }
+    }
+    const frames = prompts.map((p, i) => toFramePrompt(p, opts.originalSize, this.arch.imgSize, this.lowResSize, i));
+    const groups = /* @__PURE__ */ new Map();
+    prompts.forEach((p, i) => {
+      const multi = p.multimask ?? opts.multimask ?? defaultMultimask(p);
+      const mask = p.maskInput ? "mask" : "none";
+      const key = `${mask}:${sparseTokenCount(frames[i])}:${opts.allTokens ? "all" : multi}`;
+      const g = groups.get(key);
+      if (g) g.push(i);
+      else groups.set(key, [
+        i
+      ]);
+    });
+    if (prompts.length === 0) return [];
+    const reuse = opts.reuseImage ?? true;
+    const entry = this.acquireImage(embedding, reuse);
+    const results = new Array(prompts.length);
+    try {
+      for (const [key, members] of groups) {
+        const multi = key.endsWith("true");
+        const all = key.endsWith("all");
+        for (let start = 0; start < members.length; start += this.maxBatch) {
+          const chunk = members.slice(start, start + this.maxBatch);
+          const out = await this.runPass(chunk, chunk.map((i) => frames[i]), chunk.map((i) => prompts[i].maskInput), entry, reuse, all ? "all" : multi ? "multi" : "single", opts);
+          chunk.forEach((i, j) => results[i] = out[j]);
+        }
+      }
+    } catch (err) {
+      this.dropImage(entry);
+      throw err;
+    } finally {
+      this.unpinImage(entry);
+    }
+    return results;
+  }
+  /**
+   * The entry of `embedding`, pinned for one call: from the cache, or made now (and cached
+   * when `cache`, evicting the least recently used beyond IMAGE_CACHE_ENTRIES).
+   */
+  acquireImage(embedding, cache) {
+    const hit = cache ? this.images.get(embedding.buffer) : void 0;
+    if (hit) {
+      this.images.delete(hit.buffer);
+      this.images.set(hit.buffer, hit);
+      hit.users++;
+      return hit;
+    }
+    const ctx = this.ctx, D = this.dim, hw = this.embedSize * this.embedSize;
+    const imageTokens = stridedCopy(ctx, embedding, {
+      offset: 0,
+      shape: [
+        hw,
+        D
+      ],
+      strides: [
+        1,
+        hw
+      ]
+    });
+    const srcNoMask = add(ctx, imageTokens, this.promptEncoder.noMaskEmbedGpu());
+    const entry = {
+      buffer: embedding.buffer,
+      imageTokens,
+      srcNoMask,
+      layer0: null,
+      users: 1,
+      dropped: !cache
+    };
+    if (cache) {
+      this.images.set(entry.buffer, entry);
+      for (const old of this.images.values()) {
+        if (this.images.size <= IMAGE_CACHE_ENTRIES) break;
+        this.dropImage(old);
+      }
+    }
+    return entry;
+  }
+  /** Takes an entry out of the cache; its tensors go once no call uses them. */
+  dropImage(entry) {
+    if (this.images.get(entry.buffer) === entry) this.images.delete(entry.buffer);
+    entry.dropped = true;
+    if (entry.users === 0) this.destroyImage(entry);
+  }
+  unpinImage(entry) {
+    entry.users--;
+    if (entry.dropped && entry.users === 0) this.destroyImage(entry);
+  }
+  destroyImage(entry) {
+    this.ctx.submit();
+    entry.imageTokens.destroy();
+    entry.srcNoMask.destroy();
+    const l0 = entry.layer0;
+    if (l0) {
+      for (const x of [
+        l0.k,
+        l0.v,
+        l0.q
+      ]) x.destroy();
+    }
+    entry.layer0 = null;
+  }
+  /**
+   * Forgets what was computed from `embedding` (call it before destroying the embedding or
+   * rewriting its buffer in place; the predictor does). True when something was kept.
+   */
+  releaseEmbedding(embedding) {
+    const entry = this.images.get(embedding.buffer);
+    if (!entry) return false;
+    this.dropImage(entry);
+    return true;
+  }
+  /** Whether the prompt-independent work of `embedding` is kept (for tests). */
+  hasImageCached(embedding) {
+    return this.images.has(embedding.buffer);
+  }
+  /** Number of image embeddings whose prompt-independent work is kept. */
+  get cachedImages() {
+    return this.images.size;
+  }
+  /** One decoder pass over B prompts with the same token count. */
+  async runPass(indices, frames, maskInputs, image, reuse, mode, opts) {
+    const ctx = this.ctx, D = this.dim, s = this.embedSize, hw = s * s;
+    const T = this.numMaskTokens, B = frames.length;
+    const scratch = new Scratch(ctx);
+    const t = (x) => scratch.t(x);
+    try {
+      const nSparse = sparseTokenCount(frames[0]);
+      const nt = 1 + T + nSparse;
+      const tokens = new Float32Array(B * nt * D);
+      frames.forEach((fp, b) => {
+        tokens.set(this.outputTokens, b * nt * D);
+        tokens.set(this.promptEncoder.sparse(fp), (b * nt + 1 + T) * D);
+      });
+      const queryPe = t(tensorFrom(ctx, tokens, [
+        B,
+        nt,
+        D
+      ], "decoder.tokens"));
+      const pe = this.promptEncoder.densePeGpu();
+      let forwardImage;
+      if (reuse && maskInputs.every((m) => m === void 0)) {
+        image.layer0 ??= this.transformer.projectSharedImage(image.srcNoMask, pe);
+        forwardImage = {
+          shared: image.layer0
+        };
+      } else {
+        const src = t(emptyTensor(ctx, [
+          B,
+          hw,
+          D
+        ], "decoder.src"));
+        maskInputs.forEach((m, b) => {
+          let row = image.srcNoMask;
+          if (m) {
+            const side = this.lowResSize;
+            const mask = t(tensorFrom(ctx, m, [
+              1,
+              side,
+              side
+            ], "decoder.mask_input"));
+            const dense = t(this.promptEncoder.embedMask(mask, scratch.list));
+            row = t(add(ctx, image.imageTokens, dense));
+          }
+          ctx.copy(row.buffer, 0, src.buffer, b * hw * D * 4, hw * D * 4);
+        });
+        forwardImage = {
+          keys: src
+        };
+      }
+      const { queries, keys } = this.transformer.forward(queryPe, forwardImage, pe);
+      t(queries);
+      t(keys);
+      const up1 = t(convTranspose2dGemm(ctx, keys.reshape([
+        B,
+        s,
+        s,
+        D
+      ]), this.upscale0, {
+        pixelOrder: "blocks"
+      }));
+      const c4 = this.upscale0.cout;
+      const up1n = t(layerNorm(ctx, up1, this.upscaleNorm.w, this.upscaleNorm.b, LN2D_EPS2));
+      const up1g = t(activation(ctx, up1n, "gelu")).reshape([
+        B,
+        4 * hw,
+        1,
+        c4
+      ]);
+      const up2 = t(convTranspose2dGemm(ctx, up1g, this.upscale3, {
+        activation: "gelu",
+        pixelOrder: "blocks"
+      }));
+      const c8 = this.upscale3.cout;
+      let h = t(stridedCopy(ctx, queries, {
+        offset: D,
+        shape: [
+          B,
+          T * D
+        ],
+        strides: [
+          nt * D,
+          1
+        ]
+      }));
+      this.hyper.forEach((l, j) => {
+        h = t(linear(ctx, h, l.w, l.b, {
+          activation: j < this.hyper.length - 1 ? "relu" : "none"
+        }));
+      });
+      const low = 16 * hw;
+      const blocks = t(matmul(ctx, h.reshape([
+        B,
+        T,
+        c8
+      ]), up2.reshape([
+        B,
+        low,
+        c8
+      ]), {
+        transposeB: true
+      }));
+      let q = t(stridedCopy(ctx, queries, {
+        offset: 0,
+        shape: [
+          B,
+          D
+        ],
+        strides: [
+          nt * D,
+          1
+        ]
+      }));
+      this.iouHead.forEach((l, j) => {
+        q = t(linear(ctx, q, l.w, l.b, {
+          activation: j < this.iouHead.length - 1 ? "relu" : "none"
+        }));
+      });
+      const [first, count] = mode === "multi" ? [
+        1,
+        T - 1
+      ] : mode === "single" ? [
+        0,
+        1
+      ] : [
+        0,
+        T
+      ];
+      const picked = count === T ? blocks : t(stridedCopy(ctx, blocks, {
+        offset: first * low,
+        shape: [
+          B,
+          count,
+          low
+        ],
+        strides: [
+          T * low,
+          low,
+          1
+        ]
+      }));
+      const planes = B * count;
+      const rows = t(stridedCopy(ctx, picked, {
+        offset: 0,
+        shape: [
+          planes * s,
+          2,
+          s,
+          8
+        ],
+        strides: [
+          16 * s,
+          8,
+          16,
+          1
+        ]
+      }));
+      const selected = t(stridedCopy(ctx, rows, {
+        offset: 0,
+        shape: [
+          planes * s * 2,
+          2,
+          2 * s,
+          2
+        ],
+        strides: [
+          8 * s,
+          2,
+          4,
+          1
+        ]
+      })).reshape([
+        B,
+        count,
+        low
+      ]);
+      const planeBytes = count * low * 4;
+      if (opts.lowResOut) {
+        indices.forEach((index, b) => ctx.copy(selected.buffer, b * planeBytes, opts.lowResOut.buffer, index * planeBytes, planeBytes));
+      }
+      const lowRes = opts.lowResOut ? new Float32Array(0) : await selected.read();
+      const iouAll = await q.read();
+      const results = [];
+      for (let b = 0; b < B; b++) {
+        results.push({
+          count,
+          lowRes: opts.lowResOut ? lowRes : lowRes.slice(b * count * low, (b + 1) * count * low),
+          iou: iouAll.slice(b * T + first, b * T + first + count)
+        });
+      }
+      const output = opts.output ?? "masks";
+      if (output !== "none") {
+        const inputSize = preprocessShape(opts.originalSize[0], opts.originalSize[1], this.arch.imgSize);
+        const side = this.lowResSize;
+        await samPostprocessRead(ctx, selected.reshape([
+          B,
+          count,
+          side,
+          side
+        ]), {
+          imgSize: this.arch.imgSize,
+          inputSize,
+          originalSize: opts.originalSize
+        }, output, (plane, masksOut, logitsOut) => {
+          const r = results[Math.floor(plane / count)];
+          if (masksOut) (r.masks ??= []).push(masksOut);
+          if (logitsOut) {
+            const [oh, ow] = opts.originalSize;
+            r.logits ??= new Float32Array(count * oh * ow);
+            r.logits.set(logitsOut, plane % count * oh * ow);
+          }
+        });
+      }
+      return results;
+    } finally {
+      scratch.flush();
+    }
+  }
+  dispose() {
+    for (const entry of [
+      ...this.images.values()
+    ]) this.dropImage(entry);
+    this.promptEncoder.dispose();
+    this.transformer.dispose();
+    for (const l of [
+      this.upscaleNorm,
+      ...this.hyper,
+      ...this.iouHead
+    ]) {
+      l.w.destroy();
+      l.b.destroy();
+    }
+    for (const c of [
+      this.upscale0,
+      this.upscale3
+    ]) {
+      c.weight.destroy();
+      c.bias.destroy();
+    }
+  }
+};
+
+// src/util/npy.ts
+var MAGIC = [
+  147,
+  78,
+  85,
+  77,
+  80,
+  89
+];
+function parseNpy(bytes) {
+  if (bytes.length < 10 || MAGIC.some((m, i) => bytes[i] !== m)) {
+    throw new Error("npy: not a .npy file (bad magic)");
+  }
+  const major = bytes[6];
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let headerLen, headerStart;
+  if (major === 1) {
+    headerLen = view.getUint16(8, true);
+    headerStart = 10;
+  } else if (major === 2 || major === 3) {
+    headerLen = view.getUint32(8, true);
+    headerStart = 12;
+  } else {
+    throw new Error(`npy: unsupported version ${major}`);
+  }
+  const header = new TextDecoder().decode(bytes.subarray(headerStart, headerStart + headerLen));
+  const descr = /'descr':\s*'([^']+)'/.exec(header)?.[1];
+  const fortran = /'fortran_order':\s*(True|False)/.exec(header)?.[1];
+  const shapeText = /'shape':\s*\(([^)]*)\)/.exec(header)?.[1];
+  if (!descr || !fortran || shapeText === void 0) throw new Error(`npy: bad header ${header}`);
+  if (fortran === "True") throw new Error("npy: Fortran order is not supported");
+  const shape = shapeText.split(",").map((s) => s.trim()).filter((s) => s.length > 0).map(Number);
+  const count = shape.reduce((a, b) => a * b, 1);
+  const start = headerStart + headerLen;
+  const ctors = {
+    "<f4": [
+      Float32Array,
+      4
+    ],
+    "|u1": [
+      Uint8Array,
+      1
+    ],
+    "<i4": [
+      Int32Array,
+      4
+    ],
+    "<f8": [
+      Float64Array,
+      8
+    ],
+    "<i8": [
+      BigInt64Array,
+      8
+    ]
+  };
+  const entry = ctors[descr];
+  if (!entry) throw new Error(`npy: unsupported dtype ${descr}`);
+  const [Ctor, itemSize] = entry;
+  if (bytes.length < start + count * itemSize) {
+    throw new Error(`npy: truncated, need ${count * itemSize} data bytes`);
+  }
+  const data = new Ctor(bytes.slice(start, start + count * itemSize).buffer);
+  return {
+    shape,
+    dtype: descr,
+    data
+  };
+}
+
+// src/web/decoder/page_decoder.ts
+var DTYPES = {
+  F32: "float32",
+  F16: "float16",
+  BF16: "bfloat16",
+  F64: "float64"
+};
+function parseSafetensors(bytes) {
+  if (bytes.length < 8) throw new Error("decoder weights: shorter than a safetensors header");
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const headerLen = Number(view.getBigUint64(0, true));
+  if (8 + headerLen > bytes.length) throw new Error("decoder weights: truncated header");
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLen)));
+  const data = bytes.subarray(8 + headerLen);
+  const sd = /* @__PURE__ */ new Map();
+  let metadata = {};
+  for (const [name, entry] of Object.entries(header)) {
+    if (name === "__metadata__") {
+      metadata = entry;
+      continue;
+    }
+    const e = entry;
+    const dtype = DTYPES[e.dtype];
+    const [begin, end] = e.data_offsets;
+    if (!dtype || !(0 <= begin && begin <= end && end <= data.length)) {
+      throw new Error(`decoder weights: bad entry for tensor '${name}'`);
+    }
+    const t = {
+      name,
+      dtype,
+      shape: e.shape,
+      bytes: data.subarray(begin, end)
+    };
+    sd.set(name, t);
+  }
+  return {
+    sd,
+    metadata
+  };
+}
+var PageDecoder = class _PageDecoder {
+  ctx;
+  decoder;
+  arch;
+  embedding;
+  size;
+  /** The last call in line: one GPU job at a time, as the server's queue does (clicks overlap). */
+  line;
+  constructor(ctx, decoder, arch) {
+    this.ctx = ctx;
+    this.decoder = decoder;
+    this.arch = arch;
+    this.embedding = null;
+    this.size = null;
+    this.line = Promise.resolve();
+  }
+  /** Uploads the decoder weights (safetensors bytes from GET /api/decoder/...). */
+  static async create(gpu, weights) {
+    const { sd, metadata } = parseSafetensors(new Uint8Array(weights));
+    if (!metadata.wgsam_arch) throw new Error("decoder weights: no wgsam_arch in the metadata");
+    const arch = JSON.parse(metadata.wgsam_arch);
+    const ctx = new GpuContext(gpu);
+    const decoder = SamDecoder.create(ctx, sd, arch);
+    await ctx.sync();
+    return new _PageDecoder(ctx, decoder, arch);
+  }
+  /** The adapter, in words. */
+  get adapter() {
+    return this.ctx.gpu.description;
+  }
+  inLine(job) {
+    const run = this.line.then(job, job);
+    this.line = run.catch(() => {
+    });
+    return run;
+  }
+  /** Makes `npy` (the image's (1, D, s, s) embedding) current, for an image of [h, w] pixels. */
+  setImage(npy, originalSize) {
+    const { shape, data } = parseNpy(new Uint8Array(npy));
+    if (!(data instanceof Float32Array)) throw new Error("embedding: not float32");
+    const D = this.arch.promptEmbedDim, s = this.arch.imgSize / this.arch.patchSize;
+    if (shape.join() !== [
+      1,
+      D,
+      s,
+      s
+    ].join()) {
+      throw new Error(`embedding: shape [${shape}], the model needs [1, ${D}, ${s}, ${s}]`);
+    }
+    return this.inLine(async () => {
+      this.releaseImage();
+      this.embedding = tensorFrom(this.ctx, data, shape, "page embedding");
+      this.size = originalSize;
+      await this.ctx.sync();
+    });
+  }
+  /** Decodes one prompt (original-image pixels) against the current embedding. */
+  decode(prompt) {
+    return this.inLine(() => this.decodeNow(prompt));
+  }
+  async decodeNow(prompt) {
+    if (!this.embedding || !this.size) throw new Error("decode: no image yet");
+    const t0 = performance.now();
+    const [r] = await this.decoder.predict(this.embedding, [
+      prompt
+    ], {
+      originalSize: this.size,
+      output: "masks"
+    });
+    const ms = performance.now() - t0;
+    let best = 0;
+    for (let i = 1; i < r.count; i++) if (r.iou[i] > r.iou[best]) best = i;
+    const masks = r.masks ?? [];
+    const areas = masks.map((m) => m.reduce((s, v) => s + v, 0));
+    return {
+      count: r.count,
+      iou: r.iou,
+      best,
+      lowRes: r.lowRes,
+      masks,
+      areas,
+      ms
+    };
+  }
+  releaseImage() {
+    if (!this.embedding) return;
+    this.decoder.releaseEmbedding(this.embedding);
+    this.ctx.submit();
+    this.embedding.destroy();
+    this.embedding = null;
+  }
+  dispose() {
+    this.releaseImage();
+    this.decoder.dispose();
+  }
+};
+export {
+  PageDecoder,
+  parseSafetensors,
+  requestGpuDevice
+};
