@@ -14,7 +14,6 @@ const f = Math.fround;
  */
 function ropeRef(
   x: Float32Array,
-  rows: number,
   heads: number,
   D: number,
   endX: number,
@@ -84,7 +83,7 @@ Deno.test("applyAxialRope matches apply_rotary_enc: self-attn q/k, memory keys r
       ropeRows,
     });
     assert.deepEqual(y.shape, [1, rows, heads * D]);
-    const ref = ropeRef(x, rows, heads, D, endX, endY, ropeRows);
+    const ref = ropeRef(x, heads, D, endX, endY, ropeRows);
     const got = await y.read();
     assertClose(got, ref, {
       atol: 1e-6,
