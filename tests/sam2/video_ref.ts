@@ -190,3 +190,128 @@ export function memoryEncoder64(
   }
   return x;
 }
+
+/** apply_rotary_enc on [rows, heads * D] (float32 angles, as torch computes freqs_cis). */
+export function rope64(
+  x: Float64Array,
+  heads: number,
+  D: number,
+  side: number,
+  ropeRows: number,
+): Float64Array {
+  const f = Math.fround;
+  const out = Float64Array.from(x);
+  const quarter = D / 4;
+  const freq = (i: number) => f(1 / f(10000 ** f((4 * i) / D)));
+  for (let r = 0; r < ropeRows; r++) {
+    const p = r % (side * side);
+    const px = p % side, py = Math.floor(p / side);
+    for (let h = 0; h < heads; h++) {
+      for (let j = 0; j < D / 2; j++) {
+        const angle = j < quarter ? f(px * freq(j)) : f(py * freq(j - quarter));
+        const o = r * heads * D + h * D + 2 * j;
+        const a = x[o], b = x[o + 1];
+        out[o] = a * Math.cos(angle) - b * Math.sin(angle);
+        out[o + 1] = a * Math.sin(angle) + b * Math.cos(angle);
+      }
+    }
+  }
+  return out;
+}
+
+/** RoPEAttention.forward with batch 1: q [nq, C], k / v [nk, Ckv]; returns out_proj(.). */
+function ropeAttention64(
+  sd: StateDict,
+  name: string,
+  heads: number,
+  q: Float64Array,
+  k: ArrayLike<number>,
+  v: ArrayLike<number>,
+  C: number,
+  Ckv: number,
+  numKExcludeRope: number,
+): Float64Array {
+  const [inner] = sd.get(`${name}.q_proj.weight`)!.shape;
+  const W = (n: string) => weight(sd, `${name}.${n}`);
+  const nq = q.length / C, nk = k.length / Ckv;
+  const side = Math.round(Math.sqrt(nq));
+  const D = inner / heads;
+  const Q = rope64(linear64(q, C, W("q_proj.weight"), W("q_proj.bias"), inner), heads, D, side, nq);
+  const K = rope64(
+    linear64(k, Ckv, W("k_proj.weight"), W("k_proj.bias"), inner),
+    heads,
+    D,
+    side,
+    nk - numKExcludeRope,
+  );
+  const V = linear64(v, Ckv, W("v_proj.weight"), W("v_proj.bias"), inner);
+  const o = new Float64Array(nq * inner);
+  const s = new Float64Array(nk);
+  for (let h = 0; h < heads; h++) {
+    for (let i = 0; i < nq; i++) {
+      let max = -Infinity;
+      for (let j = 0; j < nk; j++) {
+        let d = 0;
+        for (let c = 0; c < D; c++) d += Q[i * inner + h * D + c] * K[j * inner + h * D + c];
+        s[j] = d / Math.sqrt(D);
+        max = Math.max(max, s[j]);
+      }
+      let sum = 0;
+      for (let j = 0; j < nk; j++) sum += s[j] = Math.exp(s[j] - max);
+      for (let c = 0; c < D; c++) {
+        let acc = 0;
+        for (let j = 0; j < nk; j++) acc += s[j] * V[j * inner + h * D + c];
+        o[i * inner + h * D + c] = acc / sum;
+      }
+    }
+  }
+  return linear64(o, inner, W("out_proj.weight"), W("out_proj.bias"), C);
+}
+
+/**
+ * MemoryAttention.forward (batch 1, the SAM 2.1 config: pos enc at the input, on the
+ * cross-attention keys only, ReLU MLP): curr, currPos [N, C]; memory, memoryPos [M, Ckv].
+ */
+export function memoryAttention64(
+  sd: StateDict,
+  heads: number,
+  curr: ArrayLike<number>,
+  currPos: ArrayLike<number>,
+  memory: ArrayLike<number>,
+  memoryPos: ArrayLike<number>,
+  C: number,
+  Ckv: number,
+  numObjPtrTokens: number,
+): Float64Array {
+  const W = (n: string) => weight(sd, `memory_attention.${n}`);
+  let x = Float64Array.from(curr, (v, i) => v + Math.fround(0.1 * currPos[i]));
+  const keys = Float64Array.from(memory, (v, i) => v + memoryPos[i]);
+  const addTo = (a: Float64Array, b: Float64Array) => a.map((v, i) => v + b[i]);
+  for (let l = 0; sd.has(`memory_attention.layers.${l}.norm1.weight`); l++) {
+    const p = `layers.${l}.`;
+    let t = layerNorm64(x, C, W(`${p}norm1.weight`), W(`${p}norm1.bias`), 1e-5);
+    x = addTo(x, ropeAttention64(sd, `memory_attention.${p}self_attn`, heads, t, t, t, C, C, 0));
+    t = layerNorm64(x, C, W(`${p}norm2.weight`), W(`${p}norm2.bias`), 1e-5);
+    x = addTo(
+      x,
+      ropeAttention64(
+        sd,
+        `memory_attention.${p}cross_attn_image`,
+        heads,
+        t,
+        keys,
+        memory,
+        C,
+        Ckv,
+        numObjPtrTokens,
+      ),
+    );
+    t = layerNorm64(x, C, W(`${p}norm3.weight`), W(`${p}norm3.bias`), 1e-5);
+    const [hid] = sd.get(`memory_attention.${p}linear1.weight`)!.shape;
+    const h = linear64(t, C, W(`${p}linear1.weight`), W(`${p}linear1.bias`), hid).map((v) =>
+      Math.max(v, 0)
+    );
+    x = addTo(x, linear64(h, hid, W(`${p}linear2.weight`), W(`${p}linear2.bias`), C));
+  }
+  return layerNorm64(x, C, W("norm.weight"), W("norm.bias"), 1e-5);
+}
