@@ -19,7 +19,7 @@
 import type { GpuContext } from "../gpu/context.ts";
 import { type Tensor, tensorFrom } from "../gpu/tensor.ts";
 import { add } from "../kernels/add.ts";
-import { attention } from "../kernels/attention.ts";
+import { attention, MAX_HEAD_DIM } from "../kernels/attention.ts";
 import { layerNorm } from "../kernels/layer_norm.ts";
 import { linear } from "../kernels/linear.ts";
 import { mul } from "../kernels/mul.ts";
@@ -27,6 +27,7 @@ import { applyAxialRope, createRopeTable, type RopeTable } from "../kernels/rope
 import { tensorF32 } from "../weights/load.ts";
 import type { StateDict } from "../weights/types.ts";
 import type { Sam2MemoryArch } from "./memory_arch.ts";
+import { wideAttention } from "./wide_attention.ts";
 
 /** nn.LayerNorm's default eps (the memory attention's norms). */
 const LN_EPS = 1e-5;
@@ -54,6 +55,13 @@ interface LayerWeights {
   norm3: Proj;
 }
 
+export interface MemoryAttentionOptions {
+  /** Use the GEMM attention path even for head dims the attention kernel takes (tests). */
+  forceWide?: boolean;
+  /** Score block bound of the GEMM path (wideAttention's maxBlockBytes). */
+  maxBlockBytes?: number;
+}
+
 export class MemoryAttention {
   private readonly weights: Tensor[] = [];
   private readonly layers: LayerWeights[] = [];
@@ -64,6 +72,7 @@ export class MemoryAttention {
     private readonly ctx: GpuContext,
     sd: StateDict,
     readonly arch: Sam2MemoryArch,
+    private readonly opts: MemoryAttentionOptions = {},
   ) {
     const a = arch.memoryAttention;
     const get = (name: string): Tensor => {
@@ -149,13 +158,22 @@ export class MemoryAttention {
       applyAxialRope(ctx, k, table, { heads: w.heads, ropeRows: nk - numKExcludeRope }),
     );
     const view = (t: Tensor) => ({ tensor: t, offset: 0, rowStride: internal });
-    const o = temp(attention(ctx, view(qr), view(kr), view(v), {
-      batch: 1,
-      heads: w.heads,
-      headDim,
-      nq,
-      nk,
-    })); // [1, nq, internal], heads interleaved as in q
+    let o: Tensor;
+    if (headDim > MAX_HEAD_DIM || this.opts.forceWide) {
+      // SAM 2.1's 1 head of 256: GEMMs over query blocks.
+      if (w.heads !== 1) {
+        throw new Error(`MemoryAttention: ${w.heads} heads of ${headDim} are not supported`);
+      }
+      o = temp(wideAttention(ctx, qr, kr, v, { maxBlockBytes: this.opts.maxBlockBytes }));
+    } else {
+      o = temp(attention(ctx, view(qr), view(kr), view(v), {
+        batch: 1,
+        heads: w.heads,
+        headDim,
+        nq,
+        nk,
+      })); // [1, nq, internal], heads interleaved as in q
+    }
     return linear(ctx, o.reshape([nq, internal]), w.out.w, w.out.b, { residual });
   }
 

@@ -9,6 +9,51 @@ import { memoryAttention64 } from "./video_ref.ts";
 
 const ctx = await getContext();
 const have = sam2Files("sam2-tiny", ["sam2-tiny.pt", "fixture.json"], "memory attention");
+const haveMini = sam2Files(
+  "sam2-mini",
+  ["sam2-mini.pt", "fixture.json"],
+  "memory attention (real width)",
+);
+
+/** Random inputs through `ma` and the float64 reference; returns the worst error. */
+async function compareRandom(
+  ma: MemoryAttention,
+  // deno-lint-ignore no-explicit-any
+  sd: any,
+  N: number,
+  frames: number,
+  ptrs: number,
+  label: string,
+  tol = 5e-6,
+): Promise<number> {
+  const C = ma.arch.memoryAttention.dModel, Ckv = ma.arch.memoryAttention.kvInDim;
+  const ptrTokens = ptrs * (C / Ckv);
+  const M = frames * N + ptrTokens;
+  const seed = frames * 10 + ptrs + N;
+  const curr = randomArray(N * C, seed, 1);
+  const currPos = randomArray(N * C, seed + 1, 1);
+  const memory = randomArray(M * Ckv, seed + 2, 1);
+  const memoryPos = randomArray(M * Ckv, seed + 3, 1);
+  const out = ma.forward(
+    tensorFrom(ctx, curr, [N, C]),
+    tensorFrom(ctx, currPos, [N, C]),
+    tensorFrom(ctx, memory, [M, Ckv]),
+    tensorFrom(ctx, memoryPos, [M, Ckv]),
+    ptrTokens,
+  );
+  assert.deepEqual(out.shape, [N, C]);
+  const ref = memoryAttention64(sd, 1, curr, currPos, memory, memoryPos, C, Ckv, ptrTokens);
+  const r = assertClose(await out.read(), ref, {
+    atol: tol,
+    rtol: tol,
+    shape: [N, C],
+    label: `${label}: ${frames} memories + ${ptrs} pointers`,
+  });
+  console.log(
+    `${label}, ${frames} memories + ${ptrs} pointers: max abs error ${r.maxAbs.toExponential(2)}`,
+  );
+  return r.maxAbs;
+}
 
 Deno.test({
   name:
@@ -31,32 +76,15 @@ Deno.test({
     // Frame 1 of a session (1 memory, 1 pointer); 2 memories and 3 pointers; no pointers.
     const cases = [[1, 1], [2, 3], [1, 0]];
     for (const [frames, ptrs] of cases) {
-      const ptrTokens = ptrs * (C / Ckv);
-      const M = frames * N + ptrTokens;
-      const seed = frames * 10 + ptrs;
-      const curr = randomArray(N * C, seed, 1);
-      const currPos = randomArray(N * C, seed + 1, 1);
-      const memory = randomArray(M * Ckv, seed + 2, 1);
-      const memoryPos = randomArray(M * Ckv, seed + 3, 1);
-      const out = ma.forward(
-        tensorFrom(ctx, curr, [N, C]),
-        tensorFrom(ctx, currPos, [N, C]),
-        tensorFrom(ctx, memory, [M, Ckv]),
-        tensorFrom(ctx, memoryPos, [M, Ckv]),
-        ptrTokens,
-      );
-      assert.deepEqual(out.shape, [N, C]);
-      const ref = memoryAttention64(sd, 1, curr, currPos, memory, memoryPos, C, Ckv, ptrTokens);
-      const r = assertClose(await out.read(), ref, {
-        atol: 5e-6,
-        rtol: 5e-6,
-        shape: [N, C],
-        label: `memory attention, ${frames} memories + ${ptrs} pointers`,
-      });
-      console.log(
-        `${frames} memories + ${ptrs} pointers: max abs error ${r.maxAbs.toExponential(2)}`,
-      );
+      await compareRandom(ma, sd, N, frames, ptrs, "attention kernel");
     }
+    // The GEMM path (real models' head dim 256) on the same weights, in uneven query blocks.
+    const wide = new MemoryAttention(ctx, sd, arch, {
+      forceWide: true,
+      maxBlockBytes: 100 * 4 * (2 * N + 6),
+    });
+    await compareRandom(wide, sd, N, 2, 3, "GEMM path, 100-row blocks");
+    wide.dispose();
     // Spatial memory tokens must be whole frames; pointer counts in range.
     const x = emptyTensor(ctx, [N, C]);
     assert.throws(
@@ -67,6 +95,25 @@ Deno.test({
       () => ma.forward(x, x, emptyTensor(ctx, [N, Ckv]), emptyTensor(ctx, [N, Ckv]), N + 1),
       /numObjPtrTokens/,
     );
+    ma.dispose();
+  },
+});
+
+Deno.test({
+  name:
+    "sam2-mini MemoryAttention (real width: 1 head of 256, memory dim 64) on an 8x8 grid matches the float64 reference",
+  ignore: !haveMini,
+  async fn() {
+    const { sd, fixture } = await loadSam2Fixture("sam2-mini");
+    const arch = inferSam2MemoryArch(sd);
+    const fa = fixture.architecture.memory_attention;
+    assert.equal(arch.memoryAttention.dModel, 256);
+    assert.equal(arch.memoryAttention.kvInDim, fa.kv_in_dim);
+    assert.equal(arch.memoryAttention.numLayers, fa.num_layers);
+    // RoPEAttention takes the grid from the query count, so a small grid exercises the real
+    // weights cheaply; 1 pointer = 256 / 64 = 4 tokens.
+    const ma = new MemoryAttention(ctx, sd, arch);
+    await compareRandom(ma, sd, 64, 2, 1, "sam2-mini");
     ma.dispose();
   },
 });
