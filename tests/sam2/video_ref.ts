@@ -146,6 +146,7 @@ export function memoryEncoder64(
   S: number,
   scale: number,
   bias: number,
+  binarize = false,
 ): Map64 {
   const me = "memory_encoder.";
   const shape = (n: string) => sd.get(me + n)!.shape;
@@ -154,7 +155,10 @@ export function memoryEncoder64(
     c: 1,
     h: S,
     w: S,
-    data: Float64Array.from(maskLogits, (v) => (1 / (1 + Math.exp(-v))) * scale + bias),
+    data: Float64Array.from(
+      maskLogits,
+      (v) => (binarize ? (v > 0 ? 1 : 0) : 1 / (1 + Math.exp(-v))) * scale + bias,
+    ),
   };
   const ds = "mask_downsampler.encoder.";
   let i = 0;
@@ -314,4 +318,24 @@ export function memoryAttention64(
     x = addTo(x, linear64(h, hid, W(`${p}linear2.weight`), W(`${p}linear2.bias`), C));
   }
   return layerNorm64(x, C, W("norm.weight"), W("norm.bias"), 1e-5);
+}
+
+/** F.interpolate(bilinear, align_corners=False) of one (l, l) plane to (S, S), float64. */
+export function upsampleBilinear64(x: ArrayLike<number>, l: number, S: number): Float32Array {
+  const axis = (d: number) => {
+    const src = Math.max((l / S) * (d + 0.5) - 0.5, 0);
+    const i0 = Math.min(Math.floor(src), l - 1);
+    const i1 = i0 < l - 1 ? i0 + 1 : i0;
+    return [i0, i1, 1 - (src - i0), src - i0];
+  };
+  const out = new Float32Array(S * S);
+  for (let y = 0; y < S; y++) {
+    const [y0, y1, ly0, ly1] = axis(y);
+    for (let xx = 0; xx < S; xx++) {
+      const [x0, x1, lx0, lx1] = axis(xx);
+      out[y * S + xx] = ly0 * (lx0 * x[y0 * l + x0] + lx1 * x[y0 * l + x1]) +
+        ly1 * (lx0 * x[y1 * l + x0] + lx1 * x[y1 * l + x1]);
+    }
+  }
+  return out;
 }
