@@ -10,8 +10,9 @@
  * where the object score is <= 0, fill_holes_in_mask_scores on the low-res logits, then one
  * bilinear resize to the frame's size. A repeated prompt on the same conditioning frame feeds
  * the previous low-res logits (clamped to +-32) as the mask input, as the official does.
- * Not yet: memory encoding, memory attention, object pointers, propagation, corrections on
- * tracked frames (each refused with a clear error below, never approximated).
+ * Not yet wired here: propagation (memory attention over planMemory's memories, encodeNewMemory,
+ * ObjectPointerHead; the pointer needs the decoder's mask-token output), hence no tracked
+ * frames yet; a prompt on a tracked frame (a correction) will be refused until that exists.
  */
 import type { GpuContext } from "../gpu/context.ts";
 import { emptyTensor, type Tensor, tensorFrom } from "../gpu/tensor.ts";
