@@ -5,6 +5,8 @@ import { readImageFile } from "../../src/image.ts";
 import { SamVideoPredictor } from "../../src/sam2/video_predictor.ts";
 import { fillHolesInMaskScores, HOLE_FILL_LOGIT } from "../../src/sam2/video_postprocess.ts";
 import { loadSam2Fixture, sam2File, sam2Files, sam2Npy } from "./fixture_files.ts";
+import { checkProbe, loadProbes } from "./probes.ts";
+import { ENCODER_TOL } from "./sam2_cases.ts";
 
 const ctx = await getContext();
 const have = sam2Files(
@@ -106,4 +108,57 @@ Deno.test("fillHolesInMaskScores: background regions up to maxArea become 0.1, l
   }
   // The hole is 4 pixels: a max area of 3 leaves it.
   assert.equal(fillHolesInMaskScores(copy, h, w, 3), 0);
+});
+
+const haveMini = sam2Files(
+  "sam2-mini",
+  [
+    "sam2-mini.pt",
+    "fixture.json",
+    "probes.json",
+    "video/frame_000.png",
+    "video_add0_obj_scores.npy",
+  ],
+  "video predictor (sam2-mini, 1024 px)",
+);
+
+Deno.test({
+  name:
+    "sam2-mini video (real-width decoder, 1024 px, 360x240 frames): add0 and add1 on frame 0 match the official probes and object scores",
+  ignore: !haveMini,
+  async fn() {
+    const { sd, arch, fixture } = await loadSam2Fixture("sam2-mini");
+    const probes = await loadProbes(new URL(".", haveMini![2]));
+    const predictor = SamVideoPredictor.fromStateDict(ctx, sd, arch);
+    try {
+      predictor.addFrame(await readImageFile(haveMini![3]));
+      const steps = fixture.video.steps.slice(0, 2);
+      for (const step of steps) {
+        const r = await predictor.addNewPointsOrBox({
+          frameIdx: step.frame_idx,
+          objId: step.obj_id,
+          points: step.points,
+          labels: step.labels,
+        });
+        assert.deepEqual(r.objIds, step.obj_ids_after);
+        const scores = await sam2Npy("sam2-mini", `${step.outputs}_obj_scores.npy`);
+        // From pixels through the 1024-px encoder: the image predictor's end-to-end tolerance.
+        assertClose(r.objScores, Array.from(scores.data as Float32Array), {
+          atol: ENCODER_TOL.obj,
+          rtol: 0,
+          label: `${step.outputs} object scores`,
+        });
+        const all = new Float32Array(r.maskLogits.length * r.maskLogits[0].length);
+        r.maskLogits.forEach((m, k) => all.set(m, k * m.length));
+        const worst = checkProbe(all, probes[`${step.outputs}_masks`], {
+          atol: ENCODER_TOL.logitAtol,
+          rtol: ENCODER_TOL.logitRtol,
+          label: `${step.outputs} masks`,
+        });
+        console.log(`sam2-mini ${step.outputs}: max abs at the probes ${worst.toExponential(2)}`);
+      }
+    } finally {
+      predictor.dispose();
+    }
+  },
 });
