@@ -123,10 +123,19 @@ export class SamVideoPredictor {
     return this.frames.length - 1;
   }
 
-  /** The frame's features (image_embed with no_mem_embed, high-res features), encoded once. */
+  /**
+   * The frame's features (image_embed with no_mem_embed, high-res features). Only the last
+   * encoded frame's are kept, as the official `cached_features`: GPU memory stays at one
+   * frame's features however long the video.
+   */
   private frameFeatures(frameIdx: number): Sam2Features {
     let f = this.features.get(frameIdx);
     if (!f) {
+      for (const old of this.features.values()) {
+        this.decoder.releaseEmbedding(old.imageEmbed); // its cached image side goes too
+        disposeSam2Features(old);
+      }
+      this.features.clear();
       f = this.encoder.encode(videoFrameTensor(this.frames[frameIdx], this.arch.imgSize));
       this.features.set(frameIdx, f);
     }

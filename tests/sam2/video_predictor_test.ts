@@ -83,6 +83,22 @@ Deno.test({
           console.log(`${step.outputs} obj ${r.objIds[k]}: max abs ${rep.maxAbs.toExponential(2)}`);
         }
       }
+      // Back on frame 0 after frame 3 (only the last frame's features are kept: frame 0 is
+      // encoded again), object 1 re-clicked (its previous logits become the mask input; the
+      // fixture has no golden for that): object 2's stored frame-0 output comes back unchanged.
+      const again = await predictor.addNewPointsOrBox({
+        frameIdx: 0,
+        objId: 1,
+        points: first[0].points,
+        labels: first[0].labels,
+      });
+      assert.deepEqual(again.objIds, [1, 2]);
+      const add1 = await sam2Npy("sam2-tiny", "video_add1_masks.npy");
+      assertClose(again.maskLogits[1], (add1.data as Float32Array).subarray(H * W, 2 * H * W), {
+        atol: 1e-4,
+        rtol: 1e-5,
+        label: "object 2 on frame 0 after re-encoding",
+      });
       // A frame that was never added is refused.
       await assert.rejects(
         () => predictor.addNewPointsOrBox({ frameIdx: 9, objId: 1, points: [[1, 1]], labels: [1] }),
