@@ -1961,11 +1961,10 @@ var PromptEncoder = class _PromptEncoder {
   maskDown;
   densePeTokens;
   noMaskTensor;
-  constructor(ctx, sd, arch) {
+  constructor(ctx, sd, arch, p) {
     this.ctx = ctx;
     this.densePeTokens = null;
     this.noMaskTensor = null;
-    const p = "prompt_encoder.";
     this.embedDim = arch.promptEmbedDim;
     this.embedSize = arch.imgSize / arch.patchSize;
     this.imgSize = arch.imgSize;
@@ -2010,8 +2009,8 @@ var PromptEncoder = class _PromptEncoder {
       }
     };
   }
-  static create(ctx, sd, arch) {
-    return new _PromptEncoder(ctx, sd, arch);
+  static create(ctx, sd, arch, prefix = "prompt_encoder.") {
+    return new _PromptEncoder(ctx, sd, arch, prefix);
   }
   /**
    * PositionEmbeddingRandom._pe_encoding of one point already normalised to [0, 1], written
@@ -2106,6 +2105,26 @@ var PromptEncoder = class _PromptEncoder {
         this.peAt(x, y, out, row * D);
         addEmbedding(this.pointEmbeddings[2 + corner]);
       }
+    }
+    return out;
+  }
+  /**
+   * _embed_points without padding, for any mix of labels (N, D): -1 not_a_point (zero PE),
+   * 0 / 1 background / foreground, 2 / 3 box corners; coordinates in the input frame, +0.5
+   * applied here. SAM 2's image predictor gives its box this way, as two points labelled 2
+   * and 3 ahead of the clicks.
+   */
+  embedPoints(coords, labels) {
+    const D = this.embedDim;
+    const out = new Float32Array(labels.length * D);
+    for (let i = 0; i < labels.length; i++) {
+      const label = labels[i];
+      if (label !== -1) {
+        this.peAt(f(coords[2 * i] + 0.5), f(coords[2 * i + 1] + 0.5), out, i * D);
+      }
+      const w = label === -1 ? this.notAPoint : this.pointEmbeddings[label];
+      if (!w) throw new Error(`prompt encoder: point label ${label} is not -1, 0, 1, 2 or 3`);
+      for (let c = 0; c < D; c++) out[i * D + c] = f(out[i * D + c] + w[c]);
     }
     return out;
   }
@@ -2263,10 +2282,17 @@ function loadVec4(v4, buf, base, d4, ok) {
     return `select(0.0, ${buf}[${base} + ${d}], ${ok} && ${d} < p.headDim)`;
   }, ", ")})`;
 }
-function attentionBindings(relPos) {
+function attentionBindings(relPos, biasTable = false) {
   return relPos ? [
     "uniform",
     "read",
+    "read",
+    "read",
+    "read",
+    "read",
+    "write"
+  ] : biasTable ? [
+    "uniform",
     "read",
     "read",
     "read",
@@ -2280,16 +2306,17 @@ function attentionBindings(relPos) {
     "write"
   ];
 }
-function attentionHeader(elem, relPos) {
+function attentionHeader(elem, relPos, biasTable = false) {
   const rel = relPos ? `@group(0) @binding(4) var<storage, read> relH: array<f32>;
 @group(0) @binding(5) var<storage, read> relW: array<f32>;
+` : biasTable ? `@group(0) @binding(4) var<storage, read> biasTab: array<f32>;
 ` : "";
   return `${ATTENTION_PARAMS_WGSL}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> qBuf: array<${elem}>;
 @group(0) @binding(2) var<storage, read> kBuf: array<${elem}>;
 @group(0) @binding(3) var<storage, read> vBuf: array<${elem}>;
-${rel}@group(0) @binding(${relPos ? 6 : 4}) var<storage, read_write> outBuf: array<${elem}>;`;
+${rel}@group(0) @binding(${relPos ? 6 : biasTable ? 5 : 4}) var<storage, read_write> outBuf: array<${elem}>;`;
 }
 
 // src/kernels/attention_rows.ts
@@ -2400,11 +2427,11 @@ ${R.map((r) => `  if (q0 + ${r}u < p.nq) {
 // src/kernels/attention.ts
 var MAX_HEAD_DIM = 128;
 function attentionSpec(vt) {
-  const { c, rows, keys, v4, relPos } = vt;
+  const { c, rows, keys, v4, relPos, biasTable } = vt;
   const d4 = 8 * c;
   const bq = 8 * rows;
   const bk = 8 * keys;
-  const name = `attention${relPos ? "_relpos" : ""}_d${32 * c}_q${bq}_k${bk}${v4 ? "_v4" : ""}_f32`;
+  const name = `attention${relPos ? "_relpos" : ""}${biasTable ? "_bias" : ""}_d${32 * c}_q${bq}_k${bk}${v4 ? "_v4" : ""}_f32`;
   const elem = v4 ? "vec4<f32>" : "f32";
   const R = Array.from({
     length: rows
@@ -2423,7 +2450,7 @@ function attentionSpec(vt) {
     }`;
   const score = (r, j) => {
     const key = `k0 + tx + ${8 * j}u`;
-    const bias = relPos ? ` + relH[rowH${r} + kh${j}] + relW[rowW${r} + ${key} - kh${j} * p.kW]` : "";
+    const bias = relPos ? ` + relH[rowH${r} + kh${j}] + relW[rowW${r} + ${key} - kh${j} * p.kW]` : biasTable ? ` + biasTab[rowB${r} + min(${key}, p.nk - 1u)]` : "";
     return `ss[(ty + ${8 * r}u) * SS + tx + ${8 * j}u] = select(${NEG_BIG}, s${r}_${j}${bias}, ${key} < p.nk);`;
   };
   const store = (r, i) => v4 ? `    if (${32 * i}u + tx * 4u < p.headDim) { outBuf[base / 4u + tx + ${8 * i}u] = o${r}_${i} * inv; }` : `    { let o = o${r}_${i} * inv;
@@ -2431,11 +2458,11 @@ function attentionSpec(vt) {
       for (var e = 0u; e < 4u; e++) { if (d + e < p.headDim) { outBuf[base + d + e] = o[e]; } } }`;
   return {
     name,
-    bindings: attentionBindings(relPos),
+    bindings: attentionBindings(relPos, biasTable),
     code: () => (
       /* wgsl */
       `
-${attentionHeader(elem, relPos)}
+${attentionHeader(elem, relPos, biasTable)}
 
 const D4 = ${d4}u;
 const BQ = ${bq}u;
@@ -2463,7 +2490,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let tx = lid % 8u;
 ${relPos ? unroll(rows, (r) => `  let rowQ${r} = bh * p.nq + min(q0 + ty + ${8 * r}u, p.nq - 1u);
   let rowH${r} = rowQ${r} * p.kH;
-  let rowW${r} = rowQ${r} * p.kW;`) : ""}
+  let rowW${r} = rowQ${r} * p.kW;`) : biasTable ? unroll(rows, (r) => `  let rowB${r} = (h * p.nq + min(q0 + ty + ${8 * r}u, p.nq - 1u)) * p.nk;`) : ""}
 
   // Q tile, scaled once here instead of per score.
   ${loadTile("qs", "qBuf", "p.qOff", "p.qStride", "p.nq", "q0", bq, d4, " * p.scale")}
@@ -2701,14 +2728,15 @@ function fewKeySpecFor(headDim, v4) {
     bq: 64
   };
 }
-function specFor(headDim, nq, nk, v4, relPos) {
+function specFor(headDim, nq, nk, v4, relPos, biasTable) {
   const c = Math.ceil(headDim / 32);
   const vt = {
     c,
     rows: nq <= 8 ? 1 : 4,
     keys: nk <= 8 ? 1 : c <= 2 ? 4 : 2,
     v4,
-    relPos
+    relPos,
+    biasTable
   };
   const key = JSON.stringify(vt);
   let spec2 = SPECS3.get(key);
@@ -2810,6 +2838,13 @@ function attention(ctx, q, k, v, dims, opts = {}) {
       throw new Error(`attention: relPos.relW has ${rel.relW.size} elements, need [batch*heads ${batch * heads}, nq ${nq}, kW ${rel.kW}]`);
     }
   }
+  const table = opts.biasTable;
+  if (table) {
+    if (rel) throw new Error("attention: relPos and biasTable cannot be combined");
+    if (table.size !== heads * nq * nk) {
+      throw new Error(`attention: biasTable has ${table.size} elements, need [heads ${heads}, nq ${nq}, nk ${nk}]`);
+    }
+  }
   const outShape = [
     batch,
     nq,
@@ -2826,6 +2861,9 @@ function attention(ctx, q, k, v, dims, opts = {}) {
     ...rel ? [
       rel.relH,
       rel.relW
+    ] : [],
+    ...table ? [
+      table
     ] : []
   ];
   if (inputs.some((t) => t.buffer === out.buffer)) {
@@ -2840,11 +2878,11 @@ function attention(ctx, q, k, v, dims, opts = {}) {
     v.offset,
     v.rowStride
   ].every((x) => x % 4 === 0);
-  const small = !rel && headDim <= FEW_Q_MAX_DP && (nk <= FEW_K || nq <= FEW_Q);
-  const name = opts.variant ?? (small ? "tiled" : variantFor(ctx, attentionKey(dims, rel), defaultAttentionVariant(ctx.gpu.software), (tuned) => ATTENTION_CANDIDATES.includes(tuned)));
+  const small = !rel && !table && headDim <= FEW_Q_MAX_DP && (nk <= FEW_K || nq <= FEW_Q);
+  const name = opts.variant ?? (small || table ? "tiled" : variantFor(ctx, attentionKey(dims, rel), defaultAttentionVariant(ctx.gpu.software), (tuned) => ATTENTION_CANDIDATES.includes(tuned)));
   const rowsShape = name === "tiled" ? null : parseRowsName(name);
   if (name !== "tiled" && !rowsShape) throw new Error(`attention: unknown variant "${name}"`);
-  const rowsFit = rowsShape && (!rel || rel.kH <= ROWS_MAX_REL && rel.kW <= ROWS_MAX_REL);
+  const rowsFit = rowsShape && !table && (!rel || rel.kH <= ROWS_MAX_REL && rel.kW <= ROWS_MAX_REL);
   let spec2;
   let bq;
   if (rowsShape && rowsFit) {
@@ -2859,7 +2897,7 @@ function attention(ctx, q, k, v, dims, opts = {}) {
     ROWS_SPECS.set(key, spec2);
     bq = rv.rows * rv.wg;
   } else {
-    ({ spec: spec2, bq } = small && nk <= FEW_K ? fewKeySpecFor(headDim, v4) : small && nq <= FEW_Q ? fewQuerySpecFor(headDim, v4) : specFor(headDim, nq, nk, v4, rel !== void 0));
+    ({ spec: spec2, bq } = small && nk <= FEW_K ? fewKeySpecFor(headDim, v4) : small && nq <= FEW_Q ? fewQuerySpecFor(headDim, v4) : specFor(headDim, nq, nk, v4, rel !== void 0, table !== void 0));
   }
   const nqb = Math.ceil(nq / bq);
   const params = new Params().u32(batch, heads, headDim, nq, nk).u32(q.offset, q.rowStride, k.offset, k.rowStride, v.offset, v.rowStride).f32(scale).u32(nqb, Math.ceil(headDim / 4), rel?.kH ?? 1, rel?.kW ?? 1).f32(1 / (rel?.kW ?? 1)).build();
@@ -2869,6 +2907,7 @@ function attention(ctx, q, k, v, dims, opts = {}) {
     v.tensor.buffer
   ];
   if (rel) buffers.push(rel.relH.buffer, rel.relW.buffer);
+  if (table) buffers.push(table.buffer);
   buffers.push(out.buffer);
   ctx.dispatch(spec2, params, buffers, grid(batch * heads * nqb));
   return out;
@@ -2904,9 +2943,8 @@ var TwoWayTransformer = class {
   normFinal;
   heads;
   dim;
-  constructor(ctx, sd, arch) {
+  constructor(ctx, sd, arch, p = "mask_decoder.transformer.") {
     this.ctx = ctx;
-    const p = "mask_decoder.transformer.";
     const up = (n) => uploadWeight(ctx, sd, `${p}${n}`);
     const lin = (n) => ({
       w: up(`${n}.weight`),
@@ -2927,13 +2965,14 @@ var TwoWayTransformer = class {
     this.layers = [];
     for (let i = 0; i < arch.decoderDepth; i++) {
       const l = `layers.${i}.`;
+      const sam2Mlp = sd.has(`${p}${l}mlp.layers.0.weight`);
       this.layers.push({
         selfAttn: attn(`${l}self_attn`),
         norm1: lin(`${l}norm1`),
         tokenToImage: attn(`${l}cross_attn_token_to_image`),
         norm2: lin(`${l}norm2`),
-        mlp1: lin(`${l}mlp.lin1`),
-        mlp2: lin(`${l}mlp.lin2`),
+        mlp1: lin(sam2Mlp ? `${l}mlp.layers.0` : `${l}mlp.lin1`),
+        mlp2: lin(sam2Mlp ? `${l}mlp.layers.1` : `${l}mlp.lin2`),
         norm3: lin(`${l}norm3`),
         norm4: lin(`${l}norm4`),
         imageToToken: attn(`${l}cross_attn_image_to_token`)
