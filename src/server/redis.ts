@@ -4,7 +4,9 @@
  * command timeout) instead of stalling the GPU queue, with reconnects in the background and
  * one log line per change of state rather than one per retry.
  */
-import { Redis } from "ioredis";
+// A versioned npm: specifier, so src/ runs without our deno.json (tests/api/mod_import_test.ts).
+// deno-lint-ignore no-import-prefix
+import { Redis } from "npm:ioredis@6.0.0";
 
 export type { Redis };
 
