@@ -22,6 +22,7 @@
  * @module
  */
 import { getContext, type GpuContext } from "./gpu/context.ts";
+import { type GpuChoice, type GpuProvider, parseGpuChoice } from "./gpu/device.ts";
 import { type Tensor, tensorFrom } from "./gpu/tensor.ts";
 import { createImageEncoder } from "./encoder/encoder.ts";
 import { SamDecoder } from "./decoder/mask_decoder.ts";
@@ -74,14 +75,17 @@ export class SamModel {
    * random-weight test models) or a path to a `.pth`, `.pt` or `.safetensors` checkpoint.
    * The family and the architecture are read from the tensors; a SAM 2 checkpoint of a shape
    * that no official config has needs `sam2Hints` for what no tensor shows (image size,
-   * heads, windows: see src/sam2/arch.ts).
+   * heads, windows: see src/sam2/arch.ts). `gpu` picks the WebGPU provider: "deno" (built
+   * in), "dawn" (npm `webgpu`, needs --allow-ffi) or "auto" (default: $WGSAM_GPU, else a
+   * hardware adapter, Dawn's first).
    */
   static async load(
     source: string,
-    opts: { quiet?: boolean; sam2Hints?: Sam2ArchHints } = {},
+    opts: { quiet?: boolean; sam2Hints?: Sam2ArchHints; gpu?: GpuChoice } = {},
   ): Promise<SamModel> {
+    const gpu = opts.gpu === undefined ? undefined : parseGpuChoice(opts.gpu, "SamModel.load");
     const path = await resolveModel(source);
-    const ctx = await getContext();
+    const ctx = await getContext(gpu);
     // Kernel variants measured by `deno task tune` on this adapter, if any (else defaults).
     await loadTuneCache(ctx, tuneCachePath(weightsDirFrom()));
     const name = source.includes("/") || /\.(pth|pt|safetensors)$/.test(source)
@@ -117,6 +121,11 @@ export class SamModel {
   /** Square encoder input side (1024 for the real models). */
   get imgSize(): number {
     return this.arch.imgSize;
+  }
+
+  /** The WebGPU implementation running the model: "deno" or "dawn". */
+  get provider(): GpuProvider {
+    return this.ctx.gpu.provider;
   }
 
   /** The GPU adapter, in words (e.g. "llvmpipe (LLVM 15.0.6, 256 bits)"). */
@@ -173,6 +182,8 @@ interface CachedEmbedding {
   features: ImageFeatures;
   width: number;
   height: number;
+  /** A read after the encoder's submit succeeded (its GPU errors would have shown). */
+  checked?: boolean;
 }
 
 /** SHA-256 over the image's size and RGB bytes (alpha ignored), as hex. */
@@ -253,8 +264,13 @@ export class SamPredictor {
    * Makes `image` current: its embedding comes from the cache when these pixels were seen
    * before, else from the encoder (SamPredictor.set_image). The pixel array is taken as
    * immutable once given: setting the same array again skips even the content hash.
+   *
+   * The encoder's work is submitted, not waited for: the first prompt's one readback
+   * observes it (and throws its GPU errors, dropping the embedding). `waitForGpu` waits here
+   * instead (one more GPU round trip), so `encodeMs` is the encoder's wall time; without it
+   * `encodeMs` is the time to record and submit the encoder.
    */
-  async setImage(image: RgbImage): Promise<ImageInfo> {
+  async setImage(image: RgbImage, opts: { waitForGpu?: boolean } = {}): Promise<ImageInfo> {
     this.checkUsable();
     const rgb: RgbImage = { ...image, channels: 3, data: toRgb(image) };
     const { width, height } = rgb;
@@ -267,12 +283,14 @@ export class SamPredictor {
     const hit = this.cache.get(id);
     if (hit) {
       this.makeCurrent(id, hit);
+      if (opts.waitForGpu && !hit.checked) await this.model.ctx.sync();
       this.onEmbedding({ kind: "local-hit", ms: 0 });
       return { id, width, height, cached: true, encodeMs: 0 };
     }
     const fromShared = await this.fromShared(id);
     if (fromShared) {
-      const entry = { features: fromShared, width, height };
+      // Uploaded, not computed: no encoder error can be in it.
+      const entry: CachedEmbedding = { features: fromShared, width, height, checked: true };
       this.makeCurrent(id, entry);
       this.cache.set(id, entry, featureBytes(fromShared));
       this.onEmbedding({ kind: "shared-hit", ms: 0 });
@@ -280,14 +298,19 @@ export class SamPredictor {
     }
     const t0 = performance.now();
     const features = this.model.encoder.encode(rgb);
-    try {
-      await this.model.ctx.sync();
-    } catch (err) {
-      destroyFeatures(features);
-      throw err;
+    const entry: CachedEmbedding = { features, width, height, checked: false };
+    if (opts.waitForGpu) {
+      try {
+        await this.model.ctx.sync();
+      } catch (err) {
+        destroyFeatures(features);
+        throw err;
+      }
+      entry.checked = true;
+    } else {
+      this.model.ctx.submit();
     }
     const encodeMs = performance.now() - t0;
-    const entry = { features, width, height };
     this.makeCurrent(id, entry);
     this.cache.set(id, entry, featureBytes(features));
     this.onEmbedding({ kind: "encode", ms: encodeMs });
@@ -344,7 +367,7 @@ export class SamPredictor {
       this.destroyEmbedding(previous.features);
     }
     this.currentEvicted = false;
-    this.current = { id, ...entry };
+    this.current = Object.assign(entry, { id });
   }
 
   /** Info of the current image, or null before the first `setImage`. */
@@ -374,10 +397,17 @@ export class SamPredictor {
     if (!Array.isArray(prompts)) throw new TypeError("predictBatch: prompts must be an array");
     if (prompts.length === 0) return [];
     const { width, height } = current;
-    const results = await this.model.decoder.predict(current.features, prompts, {
-      originalSize: [height, width],
-      output: opts.returnLogits ? "both" : "masks",
-    });
+    let results;
+    try {
+      results = await this.model.decoder.predict(current.features, prompts, {
+        originalSize: [height, width],
+        output: opts.returnLogits ? "both" : "masks",
+      });
+    } catch (err) {
+      this.dropUnchecked(current);
+      throw err;
+    }
+    current.checked = true;
     return results.map((r) => ({
       width,
       height,
@@ -398,8 +428,17 @@ export class SamPredictor {
   async getImageEmbedding(): Promise<{ data: Float32Array; shape: number[] }> {
     this.checkUsable();
     if (!this.current) throw new Error("getImageEmbedding: call setImage first");
-    const { embedding } = this.current.features;
-    return { data: await embedding.read(), shape: [...embedding.shape] };
+    const current = this.current;
+    const { embedding } = current.features;
+    let data: Float32Array;
+    try {
+      data = await embedding.read();
+    } catch (err) {
+      this.dropUnchecked(current);
+      throw err;
+    }
+    current.checked = true;
+    return { data, shape: [...embedding.shape] };
   }
 
   /**
@@ -444,6 +483,16 @@ export class SamPredictor {
     this.current = null;
     this.cache.clear();
     if (current && this.currentEvicted) this.destroyEmbedding(current.features);
+  }
+
+  /**
+   * After a failed read: features never read successfully may hold the encoder's GPU error,
+   * so they leave the cache (the image is encoded again when set again).
+   */
+  private dropUnchecked(entry: CachedEmbedding & { id: string }): void {
+    if (!entry.checked && this.cache.get(entry.id)?.features === entry.features) {
+      this.cache.delete(entry.id);
+    }
   }
 
   /** Frees an image's features and what the decoder computed from them (never stale, never kept). */

@@ -3,6 +3,7 @@
  * (see src/server/config.ts or `--help`); the application itself is `createApp` in
  * src/server/app.ts.
  */
+import "./gpu/gpu_flag.ts"; // --gpu auto|deno|dawn, taken out of Deno.args first
 import { createApp, meaninglessWarning } from "./server/app.ts";
 import { findDefaultModel, parseConfig, USAGE } from "./server/config.ts";
 import { loadServerDetector, type ServerDetector } from "./server/detector.ts";
@@ -123,7 +124,7 @@ async function main(): Promise<number> {
   console.log(
     `loaded ${engine.info.model} in ${
       Math.round(performance.now() - t0)
-    } ms on ${engine.info.adapter}`,
+    } ms on ${engine.info.adapter}${engine.info.provider ? ` (${engine.info.provider})` : ""}`,
   );
   if (engine.info.meaningless) console.warn(`WARNING: ${meaninglessWarning(engine.info.model)}`);
 

@@ -4,24 +4,25 @@
  * For a batch of N point prompts the decoder's low-res logits (N, 3, l, l) stay on the GPU:
  * SAM's postprocess (bilinear to imgSize, crop to the resized image, bilinear to the crop's
  * size; `samPostprocess`) writes the crop-sized logits a chunk of masks at a time, and
- * `maskStats` reduces each chunk to counts and boxes. Only the statistics (8 words a mask)
- * and, once the generator has chosen, the kept masks (1 bit a pixel) come back to the CPU.
+ * `maskStats` reduces each chunk to counts and boxes, and every mask is packed to bits (1 bit
+ * a pixel). The IoUs, the statistics (8 words a mask) and the bits come back to the CPU in
+ * one readback per batch: a GPU round trip costs more than the bits (52 MB for 64 points x
+ * 3 masks of a 1200x1800 image) take to copy, and the generator then picks its masks from
+ * them without a second one.
  *
  * Crop-sized logits of a whole batch can be large (64 points x 3 masks of a 1200x1800 image
- * are 1.6 GB), so they are produced in chunks of at most `chunkBytes`. When one chunk holds
- * the whole batch its logits are kept and the chosen masks are packed from them; otherwise
- * the chosen masks' low-res planes are postprocessed again, straight to bits.
+ * are 1.6 GB), so they are produced, reduced and packed in chunks of at most `chunkBytes`.
  *
  * The model itself comes in through `SamGpuBackend` (encoder + decoder on one GpuContext).
  */
-import type { GpuContext } from "../gpu/context.ts";
+import { type GpuContext, Readback } from "../gpu/context.ts";
 import { emptyTensor, Tensor } from "../gpu/tensor.ts";
 import {
   createMaskStatsBuffer,
   maskStats,
   packMasks,
-  readMaskStats,
-  readPackedMasks,
+  parseMaskStats,
+  STATS_WORDS,
   unpackBits,
 } from "../kernels/mask_stats.ts";
 import { maskWordsPerPlane, samPostprocess } from "../kernels/resize_bilinear.ts";
@@ -51,13 +52,14 @@ export interface SamGpuBackend {
    * N prompts of one foreground point each, x,y in the pixels of the image last given to
    * setImage (the backend maps them to its input frame: ResizeLongestSide.apply_coords),
    * multimask output: low-res logits (N, 3, l, l) on the GPU, owned by the caller, and IoU
-   * predictions (N, 3).
+   * predictions (N, 3), on the CPU or left on the GPU (then owned by the caller and read
+   * back with the batch's statistics, in the same readback).
    */
   decodePoints(
     points: Float32Array,
     n: number,
     opts?: { minRegionArea?: number },
-  ): Promise<{ lowRes: Tensor; iou: Float32Array }>;
+  ): Promise<{ lowRes: Tensor; iou: Float32Array | Tensor }>;
 }
 
 export interface ModelMaskSourceOptions {
@@ -120,9 +122,12 @@ export class ModelMaskSource implements MaskSource {
     const out = await this.backend.decodePoints(points.subarray(0, 2 * n), n, { minRegionArea });
     const s = out.lowRes.shape;
     const geo = this.geometry(s[2]);
-    if (s.length !== 4 || s[0] !== n || s[2] !== s[3] || out.iou.length !== n * s[1]) {
+    const ious = out.iou instanceof Tensor ? out.iou.size : out.iou.length;
+    if (s.length !== 4 || s[0] !== n || s[2] !== s[3] || ious !== n * s[1]) {
+      out.lowRes.destroy();
+      if (out.iou instanceof Tensor) out.iou.destroy();
       throw new Error(
-        `ModelMaskSource: decoder returned low-res [${s.join(", ")}] and ${out.iou.length} ` +
+        `ModelMaskSource: decoder returned low-res [${s.join(", ")}] and ${ious} ` +
           `IoUs for ${n} points`,
       );
     }
@@ -132,15 +137,22 @@ export class ModelMaskSource implements MaskSource {
   /** All logits at the crop's size (N, 3, h, w), read back: the generator's simple path. */
   async predictPoints(points: Float32Array, n: number): Promise<PointPrediction> {
     const { lowRes, iou, geo } = await this.decode(points, n);
+    const ctx = this.backend.ctx;
+    const logits = samPostprocess(ctx, lowRes, geo, "logits");
+    const gpuIou = iou instanceof Tensor ? iou : null;
+    const rb = new Readback(ctx, logits.size * 4 + (gpuIou ? gpuIou.size * 4 : 0));
+    for (const t of [lowRes, logits, ...(gpuIou ? [gpuIou] : [])]) rb.destroyAfterSubmit(t);
     try {
-      const logits = samPostprocess(this.backend.ctx, lowRes, geo, "logits");
-      try {
-        return { masks: await logits.read(), iou };
-      } finally {
-        logits.destroy();
-      }
-    } finally {
-      lowRes.destroy();
+      const masks = rb.copy(logits.buffer, 0, logits.size * 4);
+      const ious = gpuIou ? rb.copy(gpuIou.buffer, 0, gpuIou.size * 4) : -1;
+      const data = await rb.map();
+      return {
+        masks: new Float32Array(data[masks]),
+        iou: ious >= 0 ? new Float32Array(data[ious]) : iou as Float32Array,
+      };
+    } catch (err) {
+      rb.discard();
+      throw err;
     }
   }
 
@@ -154,17 +166,20 @@ export class ModelMaskSource implements MaskSource {
     const [h, w] = geo.originalSize;
     const count = request.n * masksPerPoint;
     const plane = h * w, lowPlane = low * low;
+    const wordsPerMask = maskWordsPerPlane([h, w]);
     const perChunk = Math.max(1, Math.min(count, Math.floor(this.chunkBytes / (plane * 4))));
     const single = perChunk >= count;
-    // samPostprocess's bits output thresholds at 0 (SAM's mask_threshold); another threshold
-    // would need the logits kept, i.e. a single chunk.
-    if (!single && request.maskThreshold !== 0) {
-      lowRes.destroy();
-      throw new Error("ModelMaskSource: chunked batches support mask threshold 0 only");
-    }
     const owned: { destroy(): void }[] = [lowRes];
+    if (iou instanceof Tensor) owned.push(iou);
     const release = () => owned.splice(0).forEach((t) => t.destroy());
+    // One readback for the batch: IoUs, statistics and every mask's bits (1/32 of its
+    // logits), so the masks the generator keeps need no second round trip.
+    const rb = new Readback(
+      ctx,
+      (iou instanceof Tensor ? count * 4 : 0) + count * STATS_WORDS * 4 + count * wordsPerMask * 4,
+    );
     try {
+      const iouRange = iou instanceof Tensor ? rb.copy(iou.buffer, 0, count * 4) : -1;
       const flatLow = lowRes.reshape([count, low, low]); // (N*3, l, l)
       const stats = createMaskStatsBuffer(ctx, count);
       owned.push({ destroy: () => stats.buffer.destroy() });
@@ -172,6 +187,7 @@ export class ModelMaskSource implements MaskSource {
       owned.push(logits);
       const chunkLow = single ? flatLow : emptyTensor(ctx, [perChunk, low, low], "amg.chunk_low");
       if (!single) owned.push(chunkLow);
+      const bitRanges: number[] = [];
       for (let c0 = 0; c0 < count; c0 += perChunk) {
         const k = Math.min(perChunk, count - c0);
         let src = flatLow;
@@ -187,46 +203,44 @@ export class ModelMaskSource implements MaskSource {
           out: stats,
           firstSlot: c0,
         });
+        // Packed now: the next chunk overwrites these logits.
+        const packed = packMasks(ctx, chunk, [...Array(k).keys()], request.maskThreshold);
+        rb.destroyAfterSubmit({
+          destroy: () => {
+            packed.release?.();
+            packed.buffer.destroy();
+          },
+        });
+        bitRanges.push(rb.copy(packed.buffer, 0, k * wordsPerMask * 4));
       }
-      const { stability, boxes } = await readMaskStats(ctx, stats, h, w);
-      const readMasks = async (indices: readonly number[]): Promise<Uint8Array[]> => {
-        if (indices.length === 0) return [];
-        if (single) {
-          const all = new Tensor(ctx, logits.buffer, [count, h, w]);
-          return await readPackedMasks(ctx, packMasks(ctx, all, indices, request.maskThreshold));
-        }
-        return await this.postprocessToMasks(lowRes, indices, geo, low);
+      const statsRange = rb.copy(stats.buffer, 0, count * STATS_WORDS * 4);
+      const data = await rb.map();
+      release();
+      const { stability, boxes } = parseMaskStats(new Int32Array(data[statsRange]), h, w);
+      const ious = iouRange >= 0 ? new Float32Array(data[iouRange]) : iou as Float32Array;
+      const words = bitRanges.map((r) => new Uint32Array(data[r]));
+      const readMasks = (indices: readonly number[]): Promise<Uint8Array[]> =>
+        Promise.resolve(indices.map((i) => {
+          if (!Number.isInteger(i) || i < 0 || i >= count) {
+            throw new Error(`readMasks: mask index ${i} outside 0..${count - 1}`);
+          }
+          const c = Math.floor(i / perChunk);
+          return unpackBits(words[c], (i - c * perChunk) * wordsPerMask, plane);
+        }));
+      return {
+        masksPerPoint,
+        height: h,
+        width: w,
+        iou: ious,
+        stability,
+        boxes,
+        readMasks,
+        release: () => {},
       };
-      return { masksPerPoint, height: h, width: w, iou, stability, boxes, readMasks, release };
     } catch (err) {
+      rb.discard();
       release();
       throw err;
-    }
-  }
-
-  /** Postprocesses the chosen masks' low-res planes again, straight to packed bits. */
-  private async postprocessToMasks(
-    lowRes: Tensor,
-    indices: readonly number[],
-    geo: ReturnType<ModelMaskSource["geometry"]>,
-    low: number,
-  ): Promise<Uint8Array[]> {
-    const ctx = this.backend.ctx;
-    const lowPlane = low * low;
-    const picked = emptyTensor(ctx, [indices.length, low, low], "amg.picked_low");
-    let bits: Tensor | null = null;
-    try {
-      indices.forEach((i, k) =>
-        ctx.copy(lowRes.buffer, i * lowPlane * 4, picked.buffer, k * lowPlane * 4, lowPlane * 4)
-      );
-      bits = samPostprocess(ctx, picked, geo, "bits");
-      const words = new Uint32Array(await ctx.read(bits.buffer, 0, bits.size * 4));
-      const [h, w] = geo.originalSize;
-      const perMask = maskWordsPerPlane([h, w]);
-      return indices.map((_, k) => unpackBits(words, k * perMask, h * w));
-    } finally {
-      picked.destroy();
-      bits?.destroy();
     }
   }
 }

@@ -130,7 +130,7 @@ export class SamModelBackend implements SamGpuBackend {
     points: Float32Array,
     n: number,
     opts: { minRegionArea?: number } = {},
-  ): Promise<{ lowRes: Tensor; iou: Float32Array }> {
+  ): Promise<{ lowRes: Tensor; iou: Float32Array | Tensor }> {
     if (!this.embedding) throw new Error("SamModelBackend: setImage first");
     return decodePointPrompts(this.ctx, this.decoder, this.embedding, points, n, this.size, opts);
   }
@@ -159,7 +159,7 @@ export async function decodePointPrompts(
   n: number,
   originalSize: readonly [number, number],
   opts: { minRegionArea?: number } = {},
-): Promise<{ lowRes: Tensor; iou: Float32Array }> {
+): Promise<{ lowRes: Tensor; iou: Float32Array | Tensor }> {
   const prompts = Array.from({ length: n }, (_, i) => ({
     points: [[points[2 * i], points[2 * i + 1]] as const],
     labels: [1],
@@ -167,6 +167,25 @@ export async function decodePointPrompts(
   }));
   const side = decoder.lowResSize;
   const lowRes = emptyTensor(ctx, [n, 3, side, side], "amg.low_res");
+  if (decoder instanceof SamDecoder && !opts.minRegionArea) {
+    // SAM 1: the IoUs stay on the GPU too (iouOut) and nothing is read back here: the mask
+    // source reads them with its statistics, in one readback per batch.
+    const iou = emptyTensor(ctx, [n, 3], "amg.iou");
+    try {
+      await decoder.predict(features, prompts, {
+        originalSize,
+        multimask: true,
+        output: "none",
+        lowResOut: lowRes,
+        iouOut: iou,
+      });
+      return { lowRes, iou };
+    } catch (err) {
+      lowRes.destroy();
+      iou.destroy();
+      throw err;
+    }
+  }
   try {
     const results = await decoder.predict(features, prompts, {
       originalSize,

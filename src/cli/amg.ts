@@ -13,6 +13,7 @@
  * Arguments, the input and the output paths are all checked before the model is loaded;
  * mistakes exit with status 2 and a message naming the flag.
  */
+import "../gpu/gpu_flag.ts"; // --gpu auto|deno|dawn, taken out of Deno.args first
 import {
   AutomaticMaskGenerator,
   describeFilterCounts,

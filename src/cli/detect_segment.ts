@@ -9,6 +9,7 @@
  * segmentations, categories); with --format polygon the segmentations are COCO polygons and
  * <dir>/<image>.txt holds the objects as YOLO-seg lines.
  */
+import "../gpu/gpu_flag.ts"; // --gpu auto|deno|dawn, taken out of Deno.args first
 import { basename, join } from "node:path";
 import { ImageDecodeError, readImageFile } from "../image.ts";
 import { SamModel, SamPredictor } from "../predictor.ts";

@@ -12,6 +12,7 @@
  * mistakes exit with status 2 before any model is loaded where they can be known; runtime
  * failures exit 1 with a one-line message.
  */
+import "../gpu/gpu_flag.ts"; // --gpu auto|deno|dawn, taken out of Deno.args first
 import { getPreprocessShape } from "../encoder/preprocess.ts";
 import { encodeMaskPng, encodeOverlayPng, ImageDecodeError, readImageFile } from "../image.ts";
 import { SamModel, SamPredictor } from "../predictor.ts";

@@ -19,7 +19,7 @@
  * weights over the four mask tokens' concatenated rows, which yields hyper_in (B, 4, D/8)
  * directly; masks = hyper_in @ upscaled^T.
  */
-import type { GpuContext } from "../gpu/context.ts";
+import { type GpuContext, Readback } from "../gpu/context.ts";
 import { emptyTensor, type Tensor, tensorFrom } from "../gpu/tensor.ts";
 import { activation } from "../kernels/activation.ts";
 import { add } from "../kernels/add.ts";
@@ -34,7 +34,7 @@ import { matmul } from "../kernels/matmul.ts";
 import { stridedCopy } from "../kernels/strided_copy.ts";
 import { tensorF32 } from "../weights/host_tensor.ts";
 import type { SamArch, StateDict } from "../weights/types.ts";
-import { samPostprocessRead } from "./postprocess.ts";
+import { postprocessReadBytes, samPostprocessRecord } from "./postprocess.ts";
 import {
   type FramePrompt,
   PromptEncoder,
@@ -73,6 +73,12 @@ export interface DecoderOptions {
    * back). For consumers that postprocess on the GPU themselves (the AMG).
    */
   lowResOut?: Tensor;
+  /**
+   * Keep the IoU predictions on the GPU: a tensor of (N, C), filled in prompt order; each
+   * result's `iou` is then empty. With `lowResOut` and output "none" the call reads nothing
+   * back: the caller's own readback observes the work (and its GPU errors).
+   */
+  iouOut?: Tensor;
   /**
    * Default true: the prompt-independent image side (src without a mask input, layer 0's
    * image projections) is computed once per embedding and kept for later calls. false:
@@ -242,7 +248,7 @@ export class SamDecoder {
         `decoder: image embedding [${embedding.shape}] must be (1, ${D}, ${s}, ${s})`,
       );
     }
-    if (opts.lowResOut) {
+    if (opts.lowResOut || opts.iouOut) {
       const counts = new Set(
         prompts.map((p) =>
           opts.allTokens
@@ -254,7 +260,13 @@ export class SamDecoder {
       );
       const c = counts.size === 1 ? [...counts][0] : -1;
       const need = prompts.length * c * this.lowResSize * this.lowResSize;
-      if (c < 0 || opts.lowResOut.size !== need) {
+      if (opts.iouOut && (c < 0 || opts.iouOut.size !== prompts.length * c)) {
+        throw new Error(
+          `decoder: iouOut [${opts.iouOut.shape}] needs every prompt to return the same ` +
+            `number of masks and (N=${prompts.length}, C) elements`,
+        );
+      }
+      if (opts.lowResOut && (c < 0 || opts.lowResOut.size !== need)) {
         throw new Error(
           `decoder: lowResOut [${opts.lowResOut.shape}] needs every prompt to return the same ` +
             `number of masks and (N=${prompts.length}, C, ${this.lowResSize}, ${this.lowResSize}) elements`,
@@ -279,25 +291,56 @@ export class SamDecoder {
     const reuse = opts.reuseImage ?? true;
     const entry = this.acquireImage(embedding, reuse);
     const results: DecoderResult[] = new Array(prompts.length);
+    // Every pass is recorded first, its outputs copied into one staging buffer that is
+    // mapped once at the end: one readback per call, whatever the number of passes.
+    const passes: { key: string; chunk: number[] }[] = [];
+    for (const [key, members] of groups) {
+      for (let start = 0; start < members.length; start += this.maxBatch) {
+        passes.push({ key, chunk: members.slice(start, start + this.maxBatch) });
+      }
+    }
+    const output = opts.output ?? "masks";
+    const T = this.numMaskTokens, low = this.lowResSize * this.lowResSize;
+    let bytes = 0;
+    for (const { key, chunk } of passes) {
+      const count = key.endsWith("all") ? T : key.endsWith("true") ? T - 1 : 1;
+      if (!opts.lowResOut) bytes += chunk.length * count * low * 4;
+      if (!opts.iouOut) bytes += chunk.length * T * 4;
+      if (output !== "none") {
+        bytes += postprocessReadBytes(chunk.length * count, opts.originalSize, output);
+      }
+    }
+    const rb = new Readback(this.ctx, bytes);
     try {
-      for (const [key, members] of groups) {
+      const finishers = passes.map(({ key, chunk }) => {
         const multi = key.endsWith("true");
         const all = key.endsWith("all");
-        for (let start = 0; start < members.length; start += this.maxBatch) {
-          const chunk = members.slice(start, start + this.maxBatch);
-          const out = await this.runPass(
-            chunk,
-            chunk.map((i) => frames[i]),
-            chunk.map((i) => prompts[i].maskInput),
-            entry,
-            reuse,
-            all ? "all" : multi ? "multi" : "single",
-            opts,
-          );
-          chunk.forEach((i, j) => results[i] = out[j]);
+        const finish = this.recordPass(
+          chunk,
+          chunk.map((i) => frames[i]),
+          chunk.map((i) => prompts[i].maskInput),
+          entry,
+          reuse,
+          all ? "all" : multi ? "multi" : "single",
+          opts,
+          rb,
+        );
+        return { chunk, finish };
+      });
+      if (bytes === 0) {
+        this.ctx.submit(); // the caller's readback observes it
+        const data: ArrayBuffer[] = [];
+        for (const { chunk, finish } of finishers) {
+          finish(data).forEach((r, j) => results[chunk[j]] = r);
+        }
+      } else {
+        const data = await rb.map();
+        for (const { chunk, finish } of finishers) {
+          finish(data).forEach((r, j) => results[chunk[j]] = r);
         }
       }
     } catch (err) {
+      rb.discard();
       // Work of a failed call may be what filled the entry: never keep it.
       this.dropImage(entry);
       throw err;
@@ -388,8 +431,11 @@ export class SamDecoder {
     return this.images.size;
   }
 
-  /** One decoder pass over B prompts with the same token count. */
-  private async runPass(
+  /**
+   * Records one decoder pass over B prompts with the same token count, its outputs copied
+   * into `rb`; the returned function makes the results from `rb`'s mapped ranges.
+   */
+  private recordPass(
     indices: number[],
     frames: FramePrompt[],
     maskInputs: (Float32Array | undefined)[],
@@ -397,7 +443,8 @@ export class SamDecoder {
     reuse: boolean,
     mode: "single" | "multi" | "all",
     opts: DecoderOptions,
-  ): Promise<DecoderResult[]> {
+    rb: Readback,
+  ): (data: ArrayBuffer[]) => DecoderResult[] {
     const ctx = this.ctx, D = this.dim, s = this.embedSize, hw = s * s;
     const T = this.numMaskTokens, B = frames.length;
     const scratch = new Scratch(ctx);
@@ -503,17 +550,16 @@ export class SamDecoder {
           )
         );
       }
-      const lowRes = opts.lowResOut ? new Float32Array(0) : await selected.read();
-      const iouAll = await q.read();
-      const results: DecoderResult[] = [];
-      for (let b = 0; b < B; b++) {
-        results.push({
-          count,
-          lowRes: opts.lowResOut ? lowRes : lowRes.slice(b * count * low, (b + 1) * count * low),
-          iou: iouAll.slice(b * T + first, b * T + first + count),
-        });
+      if (opts.iouOut) {
+        // Prompt b's IoUs are q[b, first..first+count) -> iouOut[indices[b], 0..count).
+        indices.forEach((index, b) =>
+          ctx.copy(q.buffer, (b * T + first) * 4, opts.iouOut!.buffer, index * count * 4, count * 4)
+        );
       }
+      const lowRange = opts.lowResOut ? -1 : rb.copy(selected.buffer, 0, B * planeBytes);
+      const iouRange = opts.iouOut ? -1 : rb.copy(q.buffer, 0, B * T * 4);
       const output = opts.output ?? "masks";
+      let finishPlanes: ReturnType<typeof samPostprocessRecord> | null = null;
       if (output !== "none") {
         const inputSize = preprocessShape(
           opts.originalSize[0],
@@ -521,27 +567,36 @@ export class SamDecoder {
           this.arch.imgSize,
         );
         const side = this.lowResSize;
-        await samPostprocessRead(
+        finishPlanes = samPostprocessRecord(
           ctx,
           selected.reshape([B, count, side, side]),
-          {
-            imgSize: this.arch.imgSize,
-            inputSize,
-            originalSize: opts.originalSize,
-          },
+          { imgSize: this.arch.imgSize, inputSize, originalSize: opts.originalSize },
           output,
-          (plane, masksOut, logitsOut) => {
-            const r = results[Math.floor(plane / count)];
-            if (masksOut) (r.masks ??= []).push(masksOut);
-            if (logitsOut) {
-              const [oh, ow] = opts.originalSize;
-              r.logits ??= new Float32Array(count * oh * ow);
-              r.logits.set(logitsOut, (plane % count) * oh * ow);
-            }
-          },
+          rb,
         );
       }
-      return results;
+      return (data) => {
+        const lowRes = lowRange < 0 ? new Float32Array(0) : new Float32Array(data[lowRange]);
+        const iouAll = iouRange < 0 ? null : new Float32Array(data[iouRange]);
+        const results: DecoderResult[] = [];
+        for (let b = 0; b < B; b++) {
+          results.push({
+            count,
+            lowRes: lowRange < 0 ? lowRes : lowRes.slice(b * count * low, (b + 1) * count * low),
+            iou: iouAll ? iouAll.slice(b * T + first, b * T + first + count) : new Float32Array(0),
+          });
+        }
+        finishPlanes?.(data, (plane, masksOut, logitsOut) => {
+          const r = results[Math.floor(plane / count)];
+          if (masksOut) (r.masks ??= []).push(masksOut);
+          if (logitsOut) {
+            const [oh, ow] = opts.originalSize;
+            r.logits ??= new Float32Array(count * oh * ow);
+            r.logits.set(logitsOut, (plane % count) * oh * ow);
+          }
+        });
+        return results;
+      };
     } finally {
       scratch.flush();
     }

@@ -32,5 +32,13 @@ export function gpuDeviceFrom(adapter: GPUAdapter, device: GPUDevice): GpuDevice
     description,
     isFallbackAdapter: (info as { isFallbackAdapter?: boolean }).isFallbackAdapter,
   });
-  return { adapter, device, description, info, hasTimestamps: false, software };
+  return {
+    adapter,
+    device,
+    provider: "browser",
+    description,
+    info,
+    hasTimestamps: false,
+    software,
+  };
 }

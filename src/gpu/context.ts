@@ -5,8 +5,14 @@
  * Kernel parameters go into one uniform arena per batch (a slice of 256 bytes each) that
  * is written once at submit. Every batch runs inside a validation error scope; an error is
  * rethrown at the next sync point with the names of the kernels in that batch.
+ *
+ * Reading back: `Readback` gathers every range an answer needs into one staging buffer that
+ * is mapped once (one GPU round trip: Deno's WebGPU resolves a map no sooner than ~11 ms
+ * after the GPU is done, so each extra one costs that much). Staging buffers come from a
+ * small pool keyed by size. `counters` tells dispatches, submits and readbacks apart for
+ * benches and tests.
  */
-import { getDevice, type GpuDevice } from "./device.ts";
+import { getDevice, type GpuChoice, type GpuDevice } from "./device.ts";
 
 /** How a kernel's binding is used; binding 0 is the uniform block when the kernel has one. */
 export type BindingKind = "uniform" | "read" | "write";
@@ -46,6 +52,11 @@ export class GpuContext {
   private timestampQuery: { set: GPUQuerySet; resolve: GPUBuffer } | null = null;
   private timedPasses = 0;
   private timings: GPUBuffer[] = [];
+  /** Free staging buffers by size (see Readback). */
+  private readonly stagingPool = new Map<number, GPUBuffer[]>();
+  private stagingPooledBytes = 0;
+  /** Work recorded so far: dispatches, queue submits and mapped readbacks. */
+  readonly counters = { dispatches: 0, submits: 0, readbacks: 0 };
 
   constructor(gpu: GpuDevice) {
     this.gpu = gpu;
@@ -131,6 +142,7 @@ export class GpuContext {
     buffers.forEach((buffer, i) => entries.push({ binding: first + i, resource: { buffer } }));
     const bindGroup = this.device.createBindGroup({ label: spec.name, layout, entries });
     const pass = this.computePass();
+    this.counters.dispatches++;
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(x, y, z);
@@ -157,6 +169,7 @@ export class GpuContext {
       );
     }
     this.device.queue.submit([this.encoder.finish()]);
+    this.counters.submits++;
     this.encoder = null;
     this.arenaUsed = 0;
     const names = [...this.batchKernels];
@@ -178,26 +191,44 @@ export class GpuContext {
     await this.checkErrors();
   }
 
-  /** Copies a buffer range back to the CPU. */
+  /** Copies a buffer range back to the CPU (one readback; see `Readback` for several). */
   async read(
     buffer: GPUBuffer,
     byteOffset = 0,
     byteLength: number = buffer.size - byteOffset,
   ): Promise<ArrayBuffer> {
-    const staging = this.device.createBuffer({
+    const rb = new Readback(this, byteLength);
+    rb.copy(buffer, byteOffset, byteLength);
+    const [data] = await rb.map();
+    return data;
+  }
+
+  /** A staging buffer (MAP_READ | COPY_DST) of exactly `size` bytes, pooled. */
+  acquireStaging(size: number): GPUBuffer {
+    const free = this.stagingPool.get(size);
+    const pooled = free?.pop();
+    if (pooled) {
+      this.stagingPooledBytes -= size;
+      return pooled;
+    }
+    return this.device.createBuffer({
       label: "wgsam readback",
-      size: byteLength,
+      size,
       usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
     });
-    try {
-      this.copy(buffer, byteOffset, staging, 0, byteLength);
-      this.submit();
-      await this.checkErrors();
-      await staging.mapAsync(GPUMapMode.READ);
-      return staging.getMappedRange().slice(0);
-    } finally {
-      staging.destroy();
+  }
+
+  /** Gives an unmapped staging buffer back; the pool keeps a few, up to 64 MiB. */
+  releaseStaging(buffer: GPUBuffer): void {
+    const size = buffer.size;
+    const list = this.stagingPool.get(size) ?? [];
+    if (list.length >= 2 || this.stagingPooledBytes + size > STAGING_POOL_BYTES) {
+      buffer.destroy();
+      return;
     }
+    list.push(buffer);
+    this.stagingPool.set(size, list);
+    this.stagingPooledBytes += size;
   }
 
   /**
@@ -256,7 +287,8 @@ export class GpuContext {
     this.timedPasses = 0;
   }
 
-  private async checkErrors(): Promise<void> {
+  /** Throws the GPU errors of every batch submitted so far (waits for their scopes). */
+  async checkErrors(): Promise<void> {
     const pending = this.pendingErrors;
     this.pendingErrors = [];
     await Promise.all(pending);
@@ -302,15 +334,111 @@ export class GpuContext {
   }
 }
 
-let contextPromise: Promise<GpuContext> | null = null;
+/** Staging bytes kept for reuse at most (see GpuContext.releaseStaging). */
+const STAGING_POOL_BYTES = 64 * 1024 * 1024;
 
-/** The process-wide context on the process-wide device. */
-export function getContext(): Promise<GpuContext> {
-  contextPromise ??= getDevice().then((gpu) => new GpuContext(gpu)).catch((err) => {
-    contextPromise = null;
-    throw err;
-  });
-  return contextPromise;
+/**
+ * One GPU-to-CPU readback of several buffer ranges: `copy` records each range into one
+ * staging buffer (in recorded order with the work that writes it), `map` submits, maps the
+ * staging buffer once and returns the ranges as separate ArrayBuffers, in `copy` order.
+ * Buffers passed to `destroyAfterSubmit` are freed once the copies are submitted.
+ */
+export class Readback {
+  private readonly staging: GPUBuffer | null;
+  private cursor = 0;
+  private readonly ranges: { offset: number; size: number }[] = [];
+  private readonly doomed: { destroy(): void }[] = [];
+  private mapped = false;
+
+  /** `capacity`: the sum of the ranges' sizes (each rounded up to 4 bytes). */
+  constructor(private readonly ctx: GpuContext, readonly capacity: number) {
+    const size = align4(capacity);
+    this.staging = size > 0 ? ctx.acquireStaging(size) : null;
+  }
+
+  /** Records a copy of `size` bytes of `buffer` from `offset`; returns its range index. */
+  copy(buffer: GPUBuffer, offset: number, size: number): number {
+    if (this.mapped) throw new Error("Readback: copy after map");
+    const padded = align4(size);
+    if (!this.staging || this.cursor + padded > this.staging.size) {
+      throw new Error(
+        `Readback: ${size} more bytes at ${this.cursor} overflow its ${this.capacity} bytes`,
+      );
+    }
+    if (padded > 0) this.ctx.copy(buffer, offset, this.staging, this.cursor, padded);
+    this.ranges.push({ offset: this.cursor, size });
+    this.cursor += padded;
+    return this.ranges.length - 1;
+  }
+
+  /** Frees `x` right after the submit that carries the copies (it may still be read by them). */
+  destroyAfterSubmit(x: { destroy(): void }): void {
+    this.doomed.push(x);
+  }
+
+  /** Gives up an unmapped readback (its recorded copies still run; the staging goes after). */
+  discard(): void {
+    if (this.mapped) return;
+    this.mapped = true;
+    this.ctx.submit();
+    for (const x of this.doomed.splice(0)) x.destroy();
+    this.staging?.destroy();
+  }
+
+  /**
+   * Submits what is recorded, maps the staging buffer once and returns the ranges. GPU
+   * errors of any batch submitted so far are thrown here, naming their kernels.
+   */
+  async map(): Promise<ArrayBuffer[]> {
+    if (this.mapped) throw new Error("Readback: mapped twice");
+    this.mapped = true;
+    const ctx = this.ctx;
+    ctx.submit();
+    for (const x of this.doomed.splice(0)) x.destroy();
+    const staging = this.staging;
+    if (!staging || this.cursor === 0) {
+      await ctx.checkErrors();
+      if (staging) ctx.releaseStaging(staging);
+      return this.ranges.map(() => new ArrayBuffer(0));
+    }
+    ctx.counters.readbacks++;
+    // The map and the error scopes are awaited together: one wait, not two in a row.
+    const [mapped, checked] = await Promise.allSettled([
+      staging.mapAsync(GPUMapMode.READ, 0, this.cursor),
+      ctx.checkErrors(),
+    ]);
+    if (mapped.status === "rejected" || checked.status === "rejected") {
+      if (mapped.status === "fulfilled") staging.unmap();
+      staging.destroy();
+      throw checked.status === "rejected" ? checked.reason : (mapped as PromiseRejectedResult)
+        .reason;
+    }
+    const all = staging.getMappedRange(0, this.cursor);
+    const out = this.ranges.map((r) => all.slice(r.offset, r.offset + r.size));
+    staging.unmap();
+    ctx.releaseStaging(staging);
+    return out;
+  }
+}
+
+function align4(n: number): number {
+  return Math.ceil(n / 4) * 4;
+}
+
+const contexts = new WeakMap<GPUDevice, GpuContext>();
+
+/**
+ * The process-wide context on the process-wide device of a provider (default: $WGSAM_GPU,
+ * else "auto"; see getDevice).
+ */
+export async function getContext(choice?: GpuChoice | string): Promise<GpuContext> {
+  const gpu = await getDevice(choice);
+  let ctx = contexts.get(gpu.device);
+  if (!ctx) {
+    ctx = new GpuContext(gpu);
+    contexts.set(gpu.device, ctx);
+  }
+  return ctx;
 }
 
 /**

@@ -206,6 +206,12 @@ export async function readMaskStats(
   const raw = count === 0 ? new Int32Array(0) : new Int32Array(
     await ctx.read(stats.buffer, first * STATS_WORDS * 4, count * STATS_WORDS * 4),
   );
+  return parseMaskStats(raw, h, w);
+}
+
+/** Decodes `raw.length / STATS_WORDS` stats slots read back from a MaskStatsBuffer. */
+export function parseMaskStats(raw: Int32Array, h: number, w: number): MaskStatsResult {
+  const count = raw.length / STATS_WORDS;
   const intersections = new Int32Array(count);
   const unions = new Int32Array(count);
   const stability = new Float32Array(count);

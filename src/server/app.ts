@@ -229,6 +229,7 @@ export function createApp(options: AppOptions): AppHandler {
         meaningless: engine.info.meaningless,
       },
       adapter: engine.info.adapter,
+      gpu_provider: engine.info.provider ?? null,
       detector: detector?.info() ?? null,
       warning: engine.info.meaningless ? meaninglessWarning(engine.info.model) : null,
       queue: queue.stats(),

@@ -33,6 +33,8 @@ export interface EngineInfo {
   arch: unknown;
   /** The GPU adapter, in words. */
   adapter: string;
+  /** The WebGPU provider ("deno" or "dawn"); absent for engines without a GPU. */
+  provider?: string;
   /** True for the bundled random-weight test model: its masks mean nothing. */
   meaningless: boolean;
   /**

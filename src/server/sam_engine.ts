@@ -49,7 +49,7 @@ class PredictorBackend implements SamGpuBackend {
     points: Float32Array,
     n: number,
     opts: { minRegionArea?: number } = {},
-  ): Promise<{ lowRes: Tensor; iou: Float32Array }> {
+  ): Promise<{ lowRes: Tensor; iou: Float32Array | Tensor }> {
     const features = this.predictor.currentFeatures;
     const current = this.predictor.currentImage;
     if (!features || !current) throw new Error("decodePoints: setImage first");
@@ -120,13 +120,14 @@ export async function loadSamEngine(
       ? ["image_embed", "high_res_feats_0", "high_res_feats_1"]
       : ["image_embeddings"],
     adapter: model.adapter,
+    provider: model.provider,
     meaningless: model.name === "sam-tiny" || model.name === "sam2-tiny",
     imgSize: arch.imgSize,
   };
   let decoderWeights: Promise<DecoderWeights> | null = null;
   return {
     info,
-    setImage: (image) => predictor.setImage(image),
+    setImage: (image) => predictor.setImage(image, { waitForGpu: true }),
     imageId: (image) => imageId(image),
     predict: (prompt, o) => predictor.predict(prompt, o),
     predictBatch: (prompts, o) => predictor.predictBatch(prompts, o),

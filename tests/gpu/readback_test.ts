@@ -1,0 +1,126 @@
+/**
+ * One GPU-to-CPU round trip per prompt: a predict, a predictBatch (several decoder passes),
+ * a predict with logits, the first prompt after a new image (whose encoder was submitted,
+ * not waited for) and an AMG batch each map exactly one buffer and wait on nothing else.
+ * Counted on the device itself (every `mapAsync` and `onSubmittedWorkDone`), so it holds on
+ * whichever provider runs it ($WGSAM_GPU; tests/gpu/dawn_suite_test.ts runs it on Dawn).
+ */
+import assert from "node:assert/strict";
+import { readImageFile } from "../../src/image.ts";
+import { SamModel, SamPredictor } from "../../src/predictor.ts";
+import type { GpuContext } from "../../src/gpu/context.ts";
+import { SamModelBackend } from "../../src/amg/sam_backend.ts";
+import { ModelMaskSource } from "../../src/amg/model_source.ts";
+import { LOCAL_FIXTURES } from "../util/fixtures.ts";
+
+/** Wraps the device so that every GPU wait is counted; returns the counter. */
+function countWaits(ctx: GpuContext): { waits: number } {
+  const counter = { waits: 0 };
+  const device = ctx.device;
+  const queue = device.queue;
+  const done = queue.onSubmittedWorkDone.bind(queue);
+  queue.onSubmittedWorkDone = () => {
+    counter.waits++;
+    return done();
+  };
+  const createBuffer = device.createBuffer.bind(device);
+  device.createBuffer = (desc: GPUBufferDescriptor) => {
+    const buffer = createBuffer(desc);
+    const mapAsync = buffer.mapAsync.bind(buffer);
+    buffer.mapAsync = (mode: GPUMapModeFlags, offset?: number, size?: number) => {
+      counter.waits++;
+      return mapAsync(mode, offset, size);
+    };
+    return buffer;
+  };
+  return counter;
+}
+
+const tiny = new URL("sam-tiny/", LOCAL_FIXTURES);
+
+Deno.test("one readback per predict, predictBatch, first prompt after setImage and AMG batch", async (t) => {
+  const model = await SamModel.load("sam-tiny");
+  const predictor = new SamPredictor(model);
+  const counter = countWaits(model.ctx);
+  const waitsOf = async <T>(f: () => Promise<T>): Promise<[number, T]> => {
+    const before = counter.waits, readbacks = model.ctx.counters.readbacks;
+    const out = await f();
+    assert.equal(model.ctx.counters.readbacks - readbacks, counter.waits - before);
+    return [counter.waits - before, out];
+  };
+  try {
+    const image = await readImageFile(new URL("image.png", tiny));
+    await t.step("the first prompt after setImage observes the encoder: 1", async () => {
+      const [waits, p] = await waitsOf(async () => {
+        await predictor.setImage(image);
+        return await predictor.predict({ points: [[88, 53.5]], labels: [1], multimask: true });
+      });
+      assert.equal(p.masks.length, 3);
+      assert.equal(waits, 1);
+    });
+    const cases: [string, () => Promise<unknown>][] = [
+      ["single click, 3 masks", () => predictor.predict({ points: [[88, 53.5]], labels: [1] })],
+      ["box", () => predictor.predict({ box: [20, 10, 120, 90] })],
+      [
+        "with logits",
+        () => predictor.predict({ points: [[40, 30]], labels: [1] }, { returnLogits: true }),
+      ],
+      ["predictBatch of 3 passes", () =>
+        predictor.predictBatch([
+          { points: [[88, 53.5]], labels: [1] },
+          { points: [[10, 10], [50, 60]], labels: [1, 0], multimask: false },
+          { box: [20, 10, 120, 90], points: [[60, 50]], labels: [1] },
+        ])],
+    ];
+    for (const [name, f] of cases) {
+      await t.step(`${name}: 1`, async () => {
+        const [waits, out] = await waitsOf(f);
+        assert.ok(out);
+        assert.equal(waits, 1);
+      });
+    }
+    await t.step("a prompt's masks and scores are the same as without the counting", async () => {
+      const a = await predictor.predict({ points: [[88, 53.5]], labels: [1] });
+      const b = await predictor.predict({ points: [[88, 53.5]], labels: [1] });
+      assert.deepEqual(a.scores, b.scores);
+      assert.deepEqual(a.masks, b.masks);
+    });
+  } finally {
+    predictor.dispose();
+    model.dispose();
+  }
+});
+
+Deno.test("AMG: one readback per batch of points (IoUs, statistics and mask bits)", async () => {
+  const backend = await SamModelBackend.load("sam-tiny");
+  const counter = countWaits(backend.ctx);
+  try {
+    const source = new ModelMaskSource(backend);
+    const image = await readImageFile(new URL("image.png", tiny));
+    const rgb = new Uint8Array(image.width * image.height * 3);
+    for (let i = 0; i < image.width * image.height; i++) {
+      for (let c = 0; c < 3; c++) rgb[3 * i + c] = image.data[image.channels * i + c];
+    }
+    await source.setImage({ width: image.width, height: image.height, data: rgb });
+    const request = {
+      points: new Float32Array([20, 20, 80, 50, 140, 90, 100, 30]),
+      n: 4,
+      maskThreshold: 0,
+      predIouThresh: 0.88,
+      stabilityScoreThresh: 0.95,
+      stabilityScoreOffset: 1,
+    };
+    for (let round = 0; round < 2; round++) {
+      const before = counter.waits;
+      const batch = await source.predictBatch(request);
+      const masks = await batch.readMasks([0, 5, 11]);
+      batch.release?.();
+      assert.equal(counter.waits - before, 1, `round ${round}: GPU waits for one batch`);
+      assert.equal(batch.iou.length, 12);
+      assert.equal(masks.length, 3);
+      assert.equal(masks[0].length, image.width * image.height);
+    }
+  } finally {
+    backend.dispose();
+  }
+});
