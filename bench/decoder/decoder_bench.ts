@@ -1,7 +1,8 @@
 /**
  * Decoder speed on sam-mini (decoder width 256, 64x64 embedding: the real models' decoder
  * cost): one point prompt and a batch of 64 boxes, low-res only and with masks upscaled to a
- * 1200x1800 photo, on the first call on an embedding and again. Prints ms per prompt.
+ * 1200x1800 photo, on the first call on an embedding and again. Prints ms per prompt, and
+ * the dispatches, queue submits and readbacks (GPU round trips) a call makes per prompt.
  * WGSAM_BENCH_BATCH overrides the batch size (64).
  */
 import { SamDecoder } from "../../src/decoder/mask_decoder.ts";
@@ -47,15 +48,24 @@ if (ready) {
     first: boolean,
   ) => {
     if (first) decoder.releaseEmbedding(embedding);
+    const before = { ...ctx.counters };
     const t0 = performance.now();
     await decoder.predict(embedding, prompts, { originalSize, output });
     const ms = performance.now() - t0;
     console.log(
       `decoder sam-mini ${name}, ${first ? "first call" : "again"}: ${ms.toFixed(0)} ms, ${
         (ms / prompts.length).toFixed(1)
-      } ms per prompt (${ctx.gpu.description})`,
+      } ms per prompt; ${
+        perPrompt(before, prompts.length)
+      } (${ctx.gpu.provider}, ${ctx.gpu.description})`,
     );
   };
+  /** "d dispatches, s submits, r readbacks per prompt" since `before`. */
+  const perPrompt = (before: typeof ctx.counters, n: number) =>
+    (["dispatches", "submits", "readbacks"] as const).map((k) =>
+      `${+((ctx.counters[k] - before[k]) / n).toFixed(2)} ${k}`
+    ).join(", ") + " per prompt";
+  await timeOnce("1 point, 3 masks at 1200x1800", one, "masks", false);
   // The batch runs take minutes on a software adapter, so each is timed once, here, rather
   // than repeated by Deno.bench's sampling.
   await timeOnce(`${batch} boxes, low-res only`, boxes, "none", true);

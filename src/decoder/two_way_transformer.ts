@@ -203,9 +203,12 @@ export class TwoWayTransformer {
   ): { queries: Tensor; keys: Tensor } {
     const ctx = this.ctx;
     const batch = queryPe.shape[0];
+    // (HW, I) -> (B, HW, I); a batch of 1 is a view of the shared tensor, not a copy.
     const repeat = (s: Scratch, x: Tensor) =>
-      s.t(stridedCopy(ctx, x, { offset: 0, shape: [batch, x.size], strides: [0, 1] }))
-        .reshape([batch, ...x.shape]); // (HW, I) -> (B, HW, I)
+      batch === 1
+        ? x.reshape([1, ...x.shape])
+        : s.t(stridedCopy(ctx, x, { offset: 0, shape: [batch, x.size], strides: [0, 1] }))
+          .reshape([batch, ...x.shape]);
     const shared = "shared" in image ? image.shared : null;
     const keys0 = "keys" in image ? image.keys : null;
     let queries = queryPe;
