@@ -1612,7 +1612,14 @@ if (import.meta.main) {
     })),
   };
   await Deno.writeTextFile(`${base}.json`, JSON.stringify(json, null, 2) + "\n");
-  const md = formatReport(env, rows, opts);
+  let md = formatReport(env, rows, opts);
+  if (opts.only.has("decoder")) {
+    // Click latency on each WebGPU provider, in this run (bench/click_latency.ts).
+    const click = await import("./click_latency.ts");
+    const clickRows = await click.measureClickLatency(opts.quick ? 3 : 10);
+    md += "\n" + click.formatClickLatency(clickRows);
+    await Deno.writeTextFile(`${base}.click.json`, JSON.stringify(clickRows, null, 2) + "\n");
+  }
   await Deno.writeTextFile(`${base}.md`, md);
   console.log(md);
   log(`wrote ${base}.json and ${base}.md in ${json.totalSeconds} s`);
