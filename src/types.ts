@@ -55,6 +55,9 @@ export interface ImageInfo {
   height: number;
   /** True when the embedding came from the cache instead of the encoder. */
   cached: boolean;
-  /** Milliseconds the encoder took (0 when cached). */
+  /**
+   * Milliseconds the encoder took (0 when cached): its wall time with `waitForGpu`, else the
+   * time to record and submit it (the first prompt's readback then waits for the rest).
+   */
   encodeMs: number;
 }
