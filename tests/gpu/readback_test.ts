@@ -79,6 +79,31 @@ Deno.test("one readback per predict, predictBatch, first prompt after setImage a
         assert.equal(waits, 1);
       });
     }
+    await t.step(
+      "a GPU error after setImage surfaces at the prompt's readback, naming the kernel; the unchecked embedding is dropped",
+      async () => {
+        const flipped = { ...image, data: image.data.slice().reverse() };
+        await predictor.setImage(flipped);
+        const bad = {
+          name: "deliberately_broken_after_encoder",
+          bindings: ["write"] as const,
+          code: () => "@compute @workgroup_size(1) fn main() { let x: f32 = 1u; }",
+        };
+        const scratch = model.ctx.device.createBuffer({ size: 16, usage: GPUBufferUsage.STORAGE });
+        model.ctx.dispatch(bad, null, [scratch], [1]);
+        await assert.rejects(
+          () => predictor.predict({ points: [[88, 53.5]], labels: [1] }),
+          /deliberately_broken_after_encoder/,
+        );
+        scratch.destroy();
+        const again = await predictor.setImage(flipped);
+        assert.equal(again.cached, false, "encoded again, not taken from the cache");
+        const [waits, p] = await waitsOf(() => predictor.predict({ points: [[88, 53.5]] }));
+        assert.equal(waits, 1);
+        assert.equal(p.masks.length, 3);
+        await predictor.setImage(image);
+      },
+    );
     await t.step("a prompt's masks and scores are the same as without the counting", async () => {
       const a = await predictor.predict({ points: [[88, 53.5]], labels: [1] });
       const b = await predictor.predict({ points: [[88, 53.5]], labels: [1] });
