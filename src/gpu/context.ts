@@ -336,38 +336,67 @@ export class GpuContext {
 
 /** Staging bytes kept for reuse at most (see GpuContext.releaseStaging). */
 const STAGING_POOL_BYTES = 64 * 1024 * 1024;
+/** One staging buffer of a Readback holds this much at most; more spills into another. */
+const READBACK_SEGMENT_BYTES = 256 * 1024 * 1024;
 
 /**
- * One GPU-to-CPU readback of several buffer ranges: `copy` records each range into one
- * staging buffer (in recorded order with the work that writes it), `map` submits, maps the
- * staging buffer once and returns the ranges as separate ArrayBuffers, in `copy` order.
- * Buffers passed to `destroyAfterSubmit` are freed once the copies are submitted.
+ * One GPU-to-CPU readback of several buffer ranges: `copy` records each range into a staging
+ * buffer (in recorded order with the work that writes it), `map` submits, maps and returns
+ * the ranges as separate ArrayBuffers, in `copy` order: one wait on the GPU. Buffers passed to
+ * `destroyAfterSubmit` are freed once the copies are submitted.
+ *
+ * The ranges share one staging buffer up to READBACK_SEGMENT_BYTES (or the device's buffer
+ * size limit); beyond it (logits of many prompts at a photo's size) they spill into more
+ * staging buffers, mapped together.
  */
 export class Readback {
-  private readonly staging: GPUBuffer | null;
-  private cursor = 0;
-  private readonly ranges: { offset: number; size: number }[] = [];
+  private readonly segments: { buffer: GPUBuffer; used: number }[] = [];
+  private readonly ranges: { segment: number; offset: number; size: number }[] = [];
   private readonly doomed: { destroy(): void }[] = [];
+  private readonly segmentLimit: number;
+  private left: number;
   private mapped = false;
 
-  /** `capacity`: the sum of the ranges' sizes (each rounded up to 4 bytes). */
-  constructor(private readonly ctx: GpuContext, readonly capacity: number) {
-    const size = align4(capacity);
-    this.staging = size > 0 ? ctx.acquireStaging(size) : null;
+  /**
+   * `capacity`: the sum of the ranges' sizes (each rounded up to 4 bytes). `segmentBytes`
+   * lowers the size of one staging buffer (tests).
+   */
+  constructor(
+    private readonly ctx: GpuContext,
+    readonly capacity: number,
+    segmentBytes = READBACK_SEGMENT_BYTES,
+  ) {
+    this.left = align4(capacity);
+    this.segmentLimit = Math.min(segmentBytes, ctx.device.limits.maxBufferSize);
   }
 
   /** Records a copy of `size` bytes of `buffer` from `offset`; returns its range index. */
   copy(buffer: GPUBuffer, offset: number, size: number): number {
     if (this.mapped) throw new Error("Readback: copy after map");
     const padded = align4(size);
-    if (!this.staging || this.cursor + padded > this.staging.size) {
-      throw new Error(
-        `Readback: ${size} more bytes at ${this.cursor} overflow its ${this.capacity} bytes`,
-      );
+    if (padded > this.left) {
+      throw new Error(`Readback: ${size} more bytes overflow its ${this.capacity} bytes`);
     }
-    if (padded > 0) this.ctx.copy(buffer, offset, this.staging, this.cursor, padded);
-    this.ranges.push({ offset: this.cursor, size });
-    this.cursor += padded;
+    let segment = this.segments.length - 1;
+    const last = this.segments[segment];
+    if (padded > 0 && (!last || last.used + padded > last.buffer.size)) {
+      if (padded > this.ctx.device.limits.maxBufferSize) {
+        throw new Error(
+          `Readback: one range of ${size} bytes is over the device's buffer size limit`,
+        );
+      }
+      const bytes = Math.max(padded, Math.min(this.left, this.segmentLimit));
+      this.segments.push({ buffer: this.ctx.acquireStaging(bytes), used: 0 });
+      segment = this.segments.length - 1;
+    }
+    const seg = this.segments[segment];
+    const at = seg?.used ?? 0;
+    if (padded > 0) {
+      this.ctx.copy(buffer, offset, seg.buffer, at, padded);
+      seg.used += padded;
+      this.left -= padded;
+    }
+    this.ranges.push({ segment, offset: at, size });
     return this.ranges.length - 1;
   }
 
@@ -382,11 +411,11 @@ export class Readback {
     this.mapped = true;
     this.ctx.submit();
     for (const x of this.doomed.splice(0)) x.destroy();
-    this.staging?.destroy();
+    for (const s of this.segments) s.buffer.destroy();
   }
 
   /**
-   * Submits what is recorded, maps the staging buffer once and returns the ranges. GPU
+   * Submits what is recorded, maps the staging buffers (one wait) and returns the ranges. GPU
    * errors of any batch submitted so far are thrown here, naming their kernels.
    */
   async map(): Promise<ArrayBuffer[]> {
@@ -395,28 +424,35 @@ export class Readback {
     const ctx = this.ctx;
     ctx.submit();
     for (const x of this.doomed.splice(0)) x.destroy();
-    const staging = this.staging;
-    if (!staging || this.cursor === 0) {
+    const segments = this.segments;
+    if (segments.length === 0) {
       await ctx.checkErrors();
-      if (staging) ctx.releaseStaging(staging);
       return this.ranges.map(() => new ArrayBuffer(0));
     }
     ctx.counters.readbacks++;
-    // The map and the error scopes are awaited together: one wait, not two in a row.
-    const [mapped, checked] = await Promise.allSettled([
-      staging.mapAsync(GPUMapMode.READ, 0, this.cursor),
+    // The maps and the error scopes are awaited together: one wait, not several in a row.
+    const settled = await Promise.allSettled([
       ctx.checkErrors(),
+      ...segments.map((s) => s.buffer.mapAsync(GPUMapMode.READ, 0, s.used)),
     ]);
-    if (mapped.status === "rejected" || checked.status === "rejected") {
-      if (mapped.status === "fulfilled") staging.unmap();
-      staging.destroy();
-      throw checked.status === "rejected" ? checked.reason : (mapped as PromiseRejectedResult)
-        .reason;
+    const failed = settled.find((r) => r.status === "rejected") as
+      | PromiseRejectedResult
+      | undefined;
+    if (failed) {
+      segments.forEach((s, i) => {
+        if (settled[i + 1].status === "fulfilled") s.buffer.unmap();
+        s.buffer.destroy();
+      });
+      throw failed.reason;
     }
-    const all = staging.getMappedRange(0, this.cursor);
-    const out = this.ranges.map((r) => all.slice(r.offset, r.offset + r.size));
-    staging.unmap();
-    ctx.releaseStaging(staging);
+    const views = segments.map((s) => s.buffer.getMappedRange(0, s.used));
+    const out = this.ranges.map((r) =>
+      r.size === 0 ? new ArrayBuffer(0) : views[r.segment].slice(r.offset, r.offset + r.size)
+    );
+    for (const s of segments) {
+      s.buffer.unmap();
+      ctx.releaseStaging(s.buffer);
+    }
     return out;
   }
 }

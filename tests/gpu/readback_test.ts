@@ -8,7 +8,8 @@
 import assert from "node:assert/strict";
 import { readImageFile } from "../../src/image.ts";
 import { SamModel, SamPredictor } from "../../src/predictor.ts";
-import type { GpuContext } from "../../src/gpu/context.ts";
+import { getContext, type GpuContext, Readback } from "../../src/gpu/context.ts";
+import { tensorFrom } from "../../src/gpu/tensor.ts";
 import { SamModelBackend } from "../../src/amg/sam_backend.ts";
 import { ModelMaskSource } from "../../src/amg/model_source.ts";
 import { LOCAL_FIXTURES } from "../util/fixtures.ts";
@@ -147,5 +148,43 @@ Deno.test("AMG: one readback per batch of points (IoUs, statistics and mask bits
     }
   } finally {
     backend.dispose();
+  }
+});
+
+Deno.test("Readback: ranges in copy order, odd sizes, spilling into more staging buffers past a segment", async () => {
+  const ctx = await getContext();
+  // Range 1 is empty (copied from a 1-float tensor: Deno's writeBuffer panics on 0 bytes).
+  const sizes = [3, 0, 40, 130, 7, 64];
+  const sources = sizes.map((n, k) =>
+    tensorFrom(ctx, Float32Array.from({ length: Math.max(n, 1) }, (_, i) => k * 1000 + i), [
+      Math.max(n, 1),
+    ])
+  );
+  try {
+    for (const segment of [1 << 20, 64]) {
+      const rb = new Readback(ctx, sizes.reduce((a, n) => a + 4 * n, 0), segment);
+      // Offsets into the sources too: the last range starts 8 floats in.
+      const ranges = sources.map((t, k) =>
+        k === 5 ? rb.copy(t.buffer, 32, 4 * (sizes[k] - 8)) : rb.copy(t.buffer, 0, 4 * sizes[k])
+      );
+      const before = ctx.counters.readbacks;
+      const data = await rb.map();
+      assert.equal(ctx.counters.readbacks - before, 1, "one readback");
+      sizes.forEach((n, k) => {
+        const got = new Float32Array(data[ranges[k]]);
+        const first = k === 5 ? 8 : 0;
+        assert.deepEqual(
+          Array.from(got),
+          Array.from({ length: n - first }, (_, i) => k * 1000 + first + i),
+          `range ${k}, segment ${segment}`,
+        );
+      });
+      assert.throws(() => rb.copy(sources[0].buffer, 0, 4), /copy after map/);
+    }
+    const small = new Readback(ctx, 8);
+    assert.throws(() => small.copy(sources[2].buffer, 0, 16), /overflow its 8 bytes/);
+    small.discard();
+  } finally {
+    for (const t of sources) t.destroy();
   }
 });
