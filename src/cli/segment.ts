@@ -236,7 +236,7 @@ export async function runSegment(
   }
   const predictor = new SamPredictor(model);
   try {
-    const info = await predictor.setImage(image);
+    const info = await predictor.setImage(image, { waitForGpu: true }); // encode_ms: wall
     const predictions = await predictor.predictBatch(promptsOf(args));
     const files: { prompt: number; mask: number; file: string; score: number }[] = [];
     const polygons: ReturnType<typeof maskPolygonFields>[] = [];
