@@ -147,7 +147,9 @@ export class SamModelBackend implements SamGpuBackend {
  * N one-point foreground prompts (x, y in the pixels of an image of `originalSize` [h, w]),
  * multimask, through the decoder: the (N, 3, l, l) low-res logits are written straight into a
  * GPU tensor (owned by the caller) for the mask source's postprocess and statistics, so they
- * never come back to the CPU; the IoU predictions (N, 3) do. SAM 2 only: `minRegionArea`
+ * never come back to the CPU. SAM 1's decoder writes the IoU predictions (N, 3) into a GPU
+ * tensor as well, read with the batch's statistics in one readback; SAM 2's are read here.
+ * SAM 2 only: `minRegionArea`
  * holes and islands are removed from each low-res mask first (SAM2AutomaticMaskGenerator's
  * min_mask_region_area, which it hands to its predictor).
  */
@@ -167,8 +169,8 @@ export async function decodePointPrompts(
   }));
   const side = decoder.lowResSize;
   const lowRes = emptyTensor(ctx, [n, 3, side, side], "amg.low_res");
-  if (decoder instanceof SamDecoder && !opts.minRegionArea) {
-    // SAM 1: the IoUs stay on the GPU too (iouOut) and nothing is read back here: the mask
+  if (decoder.family !== "sam2") {
+    // SAM 1's decoder (every family but SAM 2, whose decoder has no iouOut): the IoUs stay on the GPU too (iouOut) and nothing is read back here: the mask
     // source reads them with its statistics, in one readback per batch.
     const iou = emptyTensor(ctx, [n, 3], "amg.iou");
     try {
