@@ -22,6 +22,15 @@ var GpuContext = class {
   timestampQuery = null;
   timedPasses = 0;
   timings = [];
+  /** Free staging buffers by size (see Readback). */
+  stagingPool = /* @__PURE__ */ new Map();
+  stagingPooledBytes = 0;
+  /** Work recorded so far: dispatches, queue submits and mapped readbacks. */
+  counters = {
+    dispatches: 0,
+    submits: 0,
+    readbacks: 0
+  };
   constructor(gpu) {
     this.gpu = gpu;
     this.device = gpu.device;
@@ -125,6 +134,7 @@ var GpuContext = class {
       entries
     });
     const pass = this.computePass();
+    this.counters.dispatches++;
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(x, y, z);
@@ -145,6 +155,7 @@ var GpuContext = class {
     this.device.queue.submit([
       this.encoder.finish()
     ]);
+    this.counters.submits++;
     this.encoder = null;
     this.arenaUsed = 0;
     const names = [
@@ -163,22 +174,38 @@ var GpuContext = class {
     await this.device.queue.onSubmittedWorkDone();
     await this.checkErrors();
   }
-  /** Copies a buffer range back to the CPU. */
+  /** Copies a buffer range back to the CPU (one readback; see `Readback` for several). */
   async read(buffer, byteOffset = 0, byteLength = buffer.size - byteOffset) {
-    const staging = this.device.createBuffer({
+    const rb = new Readback(this, byteLength);
+    rb.copy(buffer, byteOffset, byteLength);
+    const [data] = await rb.map();
+    return data;
+  }
+  /** A staging buffer (MAP_READ | COPY_DST) of exactly `size` bytes, pooled. */
+  acquireStaging(size) {
+    const free = this.stagingPool.get(size);
+    const pooled = free?.pop();
+    if (pooled) {
+      this.stagingPooledBytes -= size;
+      return pooled;
+    }
+    return this.device.createBuffer({
       label: "wgsam readback",
-      size: byteLength,
+      size,
       usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST
     });
-    try {
-      this.copy(buffer, byteOffset, staging, 0, byteLength);
-      this.submit();
-      await this.checkErrors();
-      await staging.mapAsync(GPUMapMode.READ);
-      return staging.getMappedRange().slice(0);
-    } finally {
-      staging.destroy();
+  }
+  /** Gives an unmapped staging buffer back; the pool keeps a few, up to 64 MiB. */
+  releaseStaging(buffer) {
+    const size = buffer.size;
+    const list = this.stagingPool.get(size) ?? [];
+    if (list.length >= 2 || this.stagingPooledBytes + size > STAGING_POOL_BYTES) {
+      buffer.destroy();
+      return;
     }
+    list.push(buffer);
+    this.stagingPool.set(size, list);
+    this.stagingPooledBytes += size;
   }
   /**
    * Runs `work` with GPU timestamps around every compute pass it records and returns the
@@ -236,6 +263,7 @@ var GpuContext = class {
     this.timings.push(out);
     this.timedPasses = 0;
   }
+  /** Throws the GPU errors of every batch submitted so far (waits for their scopes). */
   async checkErrors() {
     const pending = this.pendingErrors;
     this.pendingErrors = [];
@@ -282,6 +310,117 @@ var GpuContext = class {
     if (this.onBeforeSubmit && this.timedPasses >= 255) this.onBeforeSubmit();
   }
 };
+var STAGING_POOL_BYTES = 64 * 1024 * 1024;
+var READBACK_SEGMENT_BYTES = 256 * 1024 * 1024;
+var Readback = class {
+  ctx;
+  capacity;
+  segments;
+  ranges;
+  doomed;
+  segmentLimit;
+  left;
+  mapped;
+  /**
+   * `capacity`: the sum of the ranges' sizes (each rounded up to 4 bytes). `segmentBytes`
+   * lowers the size of one staging buffer (tests).
+   */
+  constructor(ctx, capacity, segmentBytes = READBACK_SEGMENT_BYTES) {
+    this.ctx = ctx;
+    this.capacity = capacity;
+    this.segments = [];
+    this.ranges = [];
+    this.doomed = [];
+    this.mapped = false;
+    this.left = align4(capacity);
+    this.segmentLimit = Math.min(segmentBytes, ctx.device.limits.maxBufferSize);
+  }
+  /** Records a copy of `size` bytes of `buffer` from `offset`; returns its range index. */
+  copy(buffer, offset, size) {
+    if (this.mapped) throw new Error("Readback: copy after map");
+    const padded = align4(size);
+    if (padded > this.left) {
+      throw new Error(`Readback: ${size} more bytes overflow its ${this.capacity} bytes`);
+    }
+    let segment = this.segments.length - 1;
+    const last = this.segments[segment];
+    if (padded > 0 && (!last || last.used + padded > last.buffer.size)) {
+      if (padded > this.ctx.device.limits.maxBufferSize) {
+        throw new Error(`Readback: one range of ${size} bytes is over the device's buffer size limit`);
+      }
+      const bytes = Math.max(padded, Math.min(this.left, this.segmentLimit));
+      this.segments.push({
+        buffer: this.ctx.acquireStaging(bytes),
+        used: 0
+      });
+      segment = this.segments.length - 1;
+    }
+    const seg = this.segments[segment];
+    const at = seg?.used ?? 0;
+    if (padded > 0) {
+      this.ctx.copy(buffer, offset, seg.buffer, at, padded);
+      seg.used += padded;
+      this.left -= padded;
+    }
+    this.ranges.push({
+      segment,
+      offset: at,
+      size
+    });
+    return this.ranges.length - 1;
+  }
+  /** Frees `x` right after the submit that carries the copies (it may still be read by them). */
+  destroyAfterSubmit(x) {
+    this.doomed.push(x);
+  }
+  /** Gives up an unmapped readback (its recorded copies still run; the staging goes after). */
+  discard() {
+    if (this.mapped) return;
+    this.mapped = true;
+    this.ctx.submit();
+    for (const x of this.doomed.splice(0)) x.destroy();
+    for (const s of this.segments) s.buffer.destroy();
+  }
+  /**
+   * Submits what is recorded, maps the staging buffers (one wait) and returns the ranges. GPU
+   * errors of any batch submitted so far are thrown here, naming their kernels.
+   */
+  async map() {
+    if (this.mapped) throw new Error("Readback: mapped twice");
+    this.mapped = true;
+    const ctx = this.ctx;
+    ctx.submit();
+    for (const x of this.doomed.splice(0)) x.destroy();
+    const segments = this.segments;
+    if (segments.length === 0) {
+      await ctx.checkErrors();
+      return this.ranges.map(() => new ArrayBuffer(0));
+    }
+    ctx.counters.readbacks++;
+    const settled = await Promise.allSettled([
+      ctx.checkErrors(),
+      ...segments.map((s) => s.buffer.mapAsync(GPUMapMode.READ, 0, s.used))
+    ]);
+    const failed = settled.find((r) => r.status === "rejected");
+    if (failed) {
+      segments.forEach((s, i) => {
+        if (settled[i + 1].status === "fulfilled") s.buffer.unmap();
+        s.buffer.destroy();
+      });
+      throw failed.reason;
+    }
+    const views = segments.map((s) => s.buffer.getMappedRange(0, s.used));
+    const out = this.ranges.map((r) => r.size === 0 ? new ArrayBuffer(0) : views[r.segment].slice(r.offset, r.offset + r.size));
+    for (const s of segments) {
+      s.buffer.unmap();
+      ctx.releaseStaging(s.buffer);
+    }
+    return out;
+  }
+};
+function align4(n) {
+  return Math.ceil(n / 4) * 4;
+}
 function grid(count) {
   if (count <= MAX_WORKGROUPS_PER_DIM) return [
     Math.max(count, 0),
@@ -329,6 +468,7 @@ function gpuDeviceFrom(adapter, device) {
   return {
     adapter,
     device,
+    provider: "browser",
     description,
     info,
     hasTimestamps: false,
@@ -383,7 +523,7 @@ function emptyTensor(ctx, shape, label = "") {
   }
   const buffer = ctx.device.createBuffer({
     label,
-    size: align4(size),
+    size: align42(size),
     usage: STORAGE_USAGE
   });
   return new Tensor(ctx, buffer, shape, label);
@@ -396,7 +536,7 @@ function tensorFrom(ctx, data, shape, label = "") {
   ctx.device.queue.writeBuffer(t.buffer, 0, data);
   return t;
 }
-function align4(n) {
+function align42(n) {
   return Math.ceil(n / 4) * 4;
 }
 var Params = class {
@@ -1723,7 +1863,14 @@ function unpackMaskBits(words, pixels) {
   for (let q = 0; q < pixels; q++) out[q] = words[q >>> 5] >>> (q & 31) & 1;
   return out;
 }
-async function samPostprocessRead(ctx, lowRes, geo, output, onPlane) {
+function postprocessReadBytes(planes, originalSize, output) {
+  const [h, w] = originalSize;
+  return planes * (output === "masks" ? maskWordsPerPlane([
+    h,
+    w
+  ]) * 4 : h * w * 4);
+}
+function samPostprocessRecord(ctx, lowRes, geo, output, rb) {
   const low = lowRes.shape[lowRes.shape.length - 1];
   const planes = lowRes.size / (low * low);
   const [h, w] = geo.originalSize;
@@ -1738,17 +1885,26 @@ async function samPostprocessRead(ctx, lowRes, geo, output, onPlane) {
     throw new Error(`postprocess: one ${h}x${w} plane of ${useLogits ? "logits" : "mask bits"} is ${planeBytes} bytes, over the device's storage binding limit`);
   }
   const perChunk = Math.max(1, Math.floor(limit / planeBytes));
+  const chunks = [];
   for (let first = 0; first < planes; first += perChunk) {
     const count = Math.min(perChunk, planes - first);
     const y = samPostprocess(ctx, lowRes, geo, useLogits ? "logits" : "bits", void 0, {
       first,
       count
     });
-    try {
-      const data = await ctx.read(y.buffer, 0, y.size * 4);
+    rb.destroyAfterSubmit(y);
+    chunks.push({
+      first,
+      count,
+      range: rb.copy(y.buffer, 0, count * planeBytes)
+    });
+  }
+  return (data, onPlane) => {
+    for (const { first, count, range: range2 } of chunks) {
+      const bytes = data[range2];
       for (let k = 0; k < count; k++) {
         if (useLogits) {
-          const logits = new Float32Array(data, k * h * w * 4, h * w);
+          const logits = new Float32Array(bytes, k * h * w * 4, h * w);
           let masks = null;
           if (output === "both") {
             masks = new Uint8Array(h * w);
@@ -1756,13 +1912,11 @@ async function samPostprocessRead(ctx, lowRes, geo, output, onPlane) {
           }
           onPlane(first + k, masks, logits);
         } else {
-          onPlane(first + k, unpackMaskBits(new Uint32Array(data, k * words * 4, words), h * w), null);
+          onPlane(first + k, unpackMaskBits(new Uint32Array(bytes, k * words * 4, words), h * w), null);
         }
       }
-    } finally {
-      y.destroy();
     }
-  }
+  };
 }
 
 // src/kernels/im2col.ts
@@ -3048,7 +3202,10 @@ var TwoWayTransformer = class {
   forward(queryPe, image, keyPe) {
     const ctx = this.ctx;
     const batch = queryPe.shape[0];
-    const repeat = (s2, x) => s2.t(stridedCopy(ctx, x, {
+    const repeat = (s2, x) => batch === 1 ? x.reshape([
+      1,
+      ...x.shape
+    ]) : s2.t(stridedCopy(ctx, x, {
       offset: 0,
       shape: [
         batch,
@@ -3278,13 +3435,16 @@ var SamDecoder = class _SamDecoder {
     if (embedding.size !== D * hw) {
       throw new Error(`decoder: image embedding [${embedding.shape}] must be (1, ${D}, ${s}, ${s})`);
     }
-    if (opts.lowResOut) {
+    if (opts.lowResOut || opts.iouOut) {
       const counts = new Set(prompts.map((p) => opts.allTokens ? this.numMaskTokens : p.multimask ?? opts.multimask ?? defaultMultimask(p) ? this.numMaskTokens - 1 : 1));
       const c = counts.size === 1 ? [
         ...counts
       ][0] : -1;
       const need = prompts.length * c * this.lowResSize * this.lowResSize;
-      if (c < 0 || opts.lowResOut.size !== need) {
+      if (opts.iouOut && (c < 0 || opts.iouOut.size !== prompts.length * c)) {
+        throw new Error(`decoder: iouOut [${opts.iouOut.shape}] needs every prompt to return the same number of masks and (N=${prompts.length}, C) elements`);
+      }
+      if (opts.lowResOut && (c < 0 || opts.lowResOut.size !== need)) {
         throw new Error(`decoder: lowResOut [${opts.lowResOut.shape}] needs every prompt to return the same number of masks and (N=${prompts.length}, C, ${this.lowResSize}, ${this.lowResSize}) elements`);
       }
     }
@@ -3304,17 +3464,51 @@ var SamDecoder = class _SamDecoder {
     const reuse = opts.reuseImage ?? true;
     const entry = this.acquireImage(embedding, reuse);
     const results = new Array(prompts.length);
+    const passes = [];
+    for (const [key, members] of groups) {
+      for (let start = 0; start < members.length; start += this.maxBatch) {
+        passes.push({
+          key,
+          chunk: members.slice(start, start + this.maxBatch)
+        });
+      }
+    }
+    const output = opts.output ?? "masks";
+    const T = this.numMaskTokens, low = this.lowResSize * this.lowResSize;
+    let bytes = 0;
+    for (const { key, chunk } of passes) {
+      const count = key.endsWith("all") ? T : key.endsWith("true") ? T - 1 : 1;
+      if (!opts.lowResOut) bytes += chunk.length * count * low * 4;
+      if (!opts.iouOut) bytes += chunk.length * T * 4;
+      if (output !== "none") {
+        bytes += postprocessReadBytes(chunk.length * count, opts.originalSize, output);
+      }
+    }
+    const rb = new Readback(this.ctx, bytes);
     try {
-      for (const [key, members] of groups) {
+      const finishers = passes.map(({ key, chunk }) => {
         const multi = key.endsWith("true");
         const all = key.endsWith("all");
-        for (let start = 0; start < members.length; start += this.maxBatch) {
-          const chunk = members.slice(start, start + this.maxBatch);
-          const out = await this.runPass(chunk, chunk.map((i) => frames[i]), chunk.map((i) => prompts[i].maskInput), entry, reuse, all ? "all" : multi ? "multi" : "single", opts);
-          chunk.forEach((i, j) => results[i] = out[j]);
+        const finish = this.recordPass(chunk, chunk.map((i) => frames[i]), chunk.map((i) => prompts[i].maskInput), entry, reuse, all ? "all" : multi ? "multi" : "single", opts, rb);
+        return {
+          chunk,
+          finish
+        };
+      });
+      if (bytes === 0) {
+        this.ctx.submit();
+        const data = [];
+        for (const { chunk, finish } of finishers) {
+          finish(data).forEach((r, j) => results[chunk[j]] = r);
+        }
+      } else {
+        const data = await rb.map();
+        for (const { chunk, finish } of finishers) {
+          finish(data).forEach((r, j) => results[chunk[j]] = r);
         }
       }
     } catch (err) {
+      rb.discard();
       this.dropImage(entry);
       throw err;
     } finally {
@@ -3406,8 +3600,11 @@ var SamDecoder = class _SamDecoder {
   get cachedImages() {
     return this.images.size;
   }
-  /** One decoder pass over B prompts with the same token count. */
-  async runPass(indices, frames, maskInputs, image, reuse, mode, opts) {
+  /**
+   * Records one decoder pass over B prompts with the same token count, its outputs copied
+   * into `rb`; the returned function makes the results from `rb`'s mapped ranges.
+   */
+  recordPass(indices, frames, maskInputs, image, reuse, mode, opts, rb) {
     const ctx = this.ctx, D = this.dim, s = this.embedSize, hw = s * s;
     const T = this.numMaskTokens, B = frames.length;
     const scratch = new Scratch(ctx);
@@ -3586,21 +3783,17 @@ var SamDecoder = class _SamDecoder {
       if (opts.lowResOut) {
         indices.forEach((index, b) => ctx.copy(selected.buffer, b * planeBytes, opts.lowResOut.buffer, index * planeBytes, planeBytes));
       }
-      const lowRes = opts.lowResOut ? new Float32Array(0) : await selected.read();
-      const iouAll = await q.read();
-      const results = [];
-      for (let b = 0; b < B; b++) {
-        results.push({
-          count,
-          lowRes: opts.lowResOut ? lowRes : lowRes.slice(b * count * low, (b + 1) * count * low),
-          iou: iouAll.slice(b * T + first, b * T + first + count)
-        });
+      if (opts.iouOut) {
+        indices.forEach((index, b) => ctx.copy(q.buffer, (b * T + first) * 4, opts.iouOut.buffer, index * count * 4, count * 4));
       }
+      const lowRange = opts.lowResOut ? -1 : rb.copy(selected.buffer, 0, B * planeBytes);
+      const iouRange = opts.iouOut ? -1 : rb.copy(q.buffer, 0, B * T * 4);
       const output = opts.output ?? "masks";
+      let finishPlanes = null;
       if (output !== "none") {
         const inputSize = preprocessShape(opts.originalSize[0], opts.originalSize[1], this.arch.imgSize);
         const side = this.lowResSize;
-        await samPostprocessRead(ctx, selected.reshape([
+        finishPlanes = samPostprocessRecord(ctx, selected.reshape([
           B,
           count,
           side,
@@ -3609,7 +3802,20 @@ var SamDecoder = class _SamDecoder {
           imgSize: this.arch.imgSize,
           inputSize,
           originalSize: opts.originalSize
-        }, output, (plane, masksOut, logitsOut) => {
+        }, output, rb);
+      }
+      return (data) => {
+        const lowRes = lowRange < 0 ? new Float32Array(0) : new Float32Array(data[lowRange]);
+        const iouAll = iouRange < 0 ? null : new Float32Array(data[iouRange]);
+        const results = [];
+        for (let b = 0; b < B; b++) {
+          results.push({
+            count,
+            lowRes: lowRange < 0 ? lowRes : lowRes.slice(b * count * low, (b + 1) * count * low),
+            iou: iouAll ? iouAll.slice(b * T + first, b * T + first + count) : new Float32Array(0)
+          });
+        }
+        finishPlanes?.(data, (plane, masksOut, logitsOut) => {
           const r = results[Math.floor(plane / count)];
           if (masksOut) (r.masks ??= []).push(masksOut);
           if (logitsOut) {
@@ -3618,8 +3824,8 @@ var SamDecoder = class _SamDecoder {
             r.logits.set(logitsOut, plane % count * oh * ow);
           }
         });
-      }
-      return results;
+        return results;
+      };
     } finally {
       scratch.flush();
     }
