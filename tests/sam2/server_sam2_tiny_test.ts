@@ -18,7 +18,11 @@ Deno.test("server on sam2-tiny: info, segment, everything, the three embedding t
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, app);
   const base = `http://127.0.0.1:${server.addr.port}`;
   const post = async (path: string, body: unknown) => {
-    const res = await fetch(base + path, { method: "POST", body: JSON.stringify(body) });
+    const res = await fetch(base + path, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
     return { status: res.status, json: await res.json() };
   };
   try {

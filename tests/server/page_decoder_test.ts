@@ -49,7 +49,7 @@ Deno.test("GET /api/decoder: only the decoder tensors, immutable by content hash
     assert.match(sha, /^[0-9a-f]{64}$/);
     assert.equal(meta.json.url, `/api/decoder/${sha}.safetensors`);
 
-    const res = await app(new Request(`http://wgsam.test/api/decoder/${sha}.safetensors`));
+    const res = await app(new Request(`http://localhost:8787/api/decoder/${sha}.safetensors`));
     assert.equal(res.status, 200);
     assert.equal(res.headers.get("etag"), `"${sha}"`);
     assert.match(res.headers.get("cache-control") ?? "", /immutable/);
@@ -73,7 +73,7 @@ Deno.test("GET /api/decoder: only the decoder tensors, immutable by content hash
 
     // A revalidation costs no body; an old hash is a clear 404; GET only.
     const again = await app(
-      new Request(`http://wgsam.test${meta.json.url}`, {
+      new Request(`http://localhost:8787${meta.json.url}`, {
         headers: { "if-none-match": `"${sha}"` },
       }),
     );
