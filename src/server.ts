@@ -22,7 +22,10 @@ async function main(): Promise<number> {
   try {
     config = parseConfig(Deno.args, (name) => Deno.env.get(name));
   } catch (e) {
-    console.error(`error: ${(e as Error).message}`);
+    // One wording with every other wgsam command (src/cli/args.ts runCli).
+    console.error(
+      `serve: error: ${(e as Error).message}\nRun 'deno task serve --help' for usage.`,
+    );
     return 2;
   }
   if (config.help) {

@@ -33,6 +33,7 @@
  *   --ls-allow-host / WGSAM_LS_ALLOW_HOSTS  hosts (host or host:port, comma separated) that
  *                              Label Studio task images may come from at private addresses
  */
+import { parseFlags, UsageError } from "../cli/args.ts";
 import { DEFAULT_LIMITS } from "./limits.ts";
 import { DEFAULT_CONNECTION_LIMITS } from "./listener.ts";
 
@@ -64,15 +65,18 @@ export interface ServerConfig {
   help: boolean;
 }
 
-export const USAGE = `wgsam server: Segment Anything on WebGPU over HTTP
+export const USAGE = `Usage: deno task serve [options]
 
-usage: deno task serve [--host H] [--port P] [--model PATH|NAME] [--detector PATH.onnx]
+wgsam server: Segment Anything on WebGPU over HTTP (API and click-to-segment page).
+
+Options: [--host H] [--port P] [--model PATH|NAME] [--detector PATH.onnx]
                        [--cache-mb N] [--timeout-s S] [--max-queue N] [--max-upload-mb N]
                        [--max-pixels N] [--max-mask-pixels N]
                        [--redis URL] [--redis-ttl-s S] [--redis-mb N] [--drain-s S]
                        [--allow-origin ORIGIN]... [--allow-host NAME]... [--max-connections N]
                        [--header-timeout-s S] [--idle-timeout-s S]
-                       [--ls-allow-host HOST[:PORT],...]
+                       [--ls-allow-host HOST[:PORT],...] [--gpu auto|deno|dawn]
+  -h, --help           this text
 
 Each flag can also be set by the environment: WGSAM_HOST, WGSAM_PORT, WGSAM_MODEL,
 WGSAM_DETECTOR, WGSAM_CACHE_MB, WGSAM_TIMEOUT_S, WGSAM_MAX_QUEUE, WGSAM_MAX_UPLOAD_MB,
@@ -93,7 +97,10 @@ Browsers: pages of other sites may call the API only when named by --allow-origi
 Without a model, the first weights/*.safetensors or weights/*.pth is used (WGSAM_WEIGHTS_DIR
 names another folder, as for \`deno task weights\`), else the bundled
 sam-tiny test model (random weights: meaningless masks). With --detector (an ONNX YOLO-NAS,
-YOLOv8 or YOLO11 detector), POST /api/images/:id/detect segments what it detects.`;
+YOLOv8 or YOLO11 detector), POST /api/images/:id/detect segments what it detects.
+
+Exit status: 0 done, 1 a runtime failure, 2 a bad argument (unknown flag, bad value, a model
+that does not load). On SIGTERM: 0 once accepted requests finished within --drain-s, else 1.`;
 
 interface FlagSpec {
   env: string;
@@ -219,7 +226,10 @@ function parseValue(flag: string, spec: FlagSpec, text: string): string | number
   return n;
 }
 
-/** Flags (`--name value` or `--name=value`) over env over defaults; throws on bad input. */
+/**
+ * Flags (`--name value` or `--name=value`) over env over defaults; throws on bad input (a
+ * UsageError for a bad command line).
+ */
 export function parseConfig(
   args: readonly string[],
   env: (name: string) => string | undefined,
@@ -231,29 +241,30 @@ export function parseConfig(
       config[spec.key] = parseValue(flag, spec, value);
     }
   }
-  // A list flag given on the command line replaces the environment's list, then grows.
-  const listFromArgs = new Set<string>();
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    if (arg === "--help" || arg === "-h") {
-      config.help = true;
-      continue;
-    }
-    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
-    const spec = m ? FLAGS[m[1]] : undefined;
-    if (!m || !spec) throw new Error(`unknown argument "${arg}"\n\n${USAGE}`);
-    let value = m[2];
-    if (value === undefined) {
-      if (i + 1 >= args.length) throw new Error(`--${m[1]} needs a value`);
-      value = args[++i];
-    }
-    const parsed = parseValue(m[1], spec, value);
-    if (spec.kind === "list") {
-      const before = listFromArgs.has(m[1]) ? config[spec.key] as string[] : [];
-      listFromArgs.add(m[1]);
-      config[spec.key] = [...before, ...(parsed as string[])];
-    } else {
-      config[spec.key] = parsed;
+  // The shared parser of every wgsam command (src/cli/args.ts): unknown flags, missing values
+  // and a repeated single-valued flag are UsageErrors. A list flag given on the command line
+  // replaces the environment's list, and repeats to grow it.
+  const options = Object.fromEntries(
+    Object.entries(FLAGS).map(([flag, spec]) => [
+      flag,
+      { type: "string" as const, multiple: spec.kind === "list" },
+    ]),
+  );
+  const { values, positionals } = parseFlags(args, {
+    ...options,
+    help: { type: "boolean", short: "h" },
+  });
+  if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  if (values.help) config.help = true;
+  for (const [flag, spec] of Object.entries(FLAGS)) {
+    const given = (values as Record<string, string | string[] | undefined>)[flag];
+    if (given === undefined) continue;
+    try {
+      config[spec.key] = Array.isArray(given)
+        ? given.flatMap((text) => parseValue(flag, spec, text) as string[])
+        : parseValue(flag, spec, given);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
     }
   }
   return config as unknown as ServerConfig;
