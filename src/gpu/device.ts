@@ -87,6 +87,11 @@ export function getDevice(choice?: GpuChoice | string): Promise<GpuDevice> {
 async function createAuto(): Promise<GpuDevice> {
   const known = devices.get("dawn") ?? devices.get("deno");
   if (known) return known;
+  // Deno's WebGPU first: when the best adapter it finds is a CPU one (llvmpipe), the host has
+  // no hardware adapter that Dawn could use either, so Dawn is never loaded there (it would
+  // print its own refusal of lavapipe on every command).
+  const deno = await denoAdapter();
+  if (deno && adapterSoftware(deno)) return await createOn("deno", deno);
   let dawnFailure = "";
   try {
     const dawn = await dawnAdapter();
@@ -95,10 +100,11 @@ async function createAuto(): Promise<GpuDevice> {
   } catch (err) {
     dawnFailure = `Dawn unavailable (${(err as Error).message.split("\n")[0]})`;
   }
+  if (!deno) throw new Error(NO_ADAPTER_HELP);
   if (envFlag("WGSAM_QUIET") !== "1") {
     console.error(`wgsam: gpu auto: ${dawnFailure}; using Deno's WebGPU`);
   }
-  return await createDevice("deno");
+  return await createOn("deno", deno);
 }
 
 async function createDevice(provider: GpuProvider): Promise<GpuDevice> {
@@ -125,7 +131,9 @@ let dawnGpu: Promise<GPU> | null = null;
 
 /** Dawn's GPU object, through Node-API (needs --allow-ffi and the npm package). */
 function dawnInstance(): Promise<GPU> {
-  dawnGpu ??= import("webgpu").then((m) => {
+  // A versioned npm: specifier, so src/ runs without our deno.json (mod_import_test.ts).
+  // deno-lint-ignore no-import-prefix
+  dawnGpu ??= import("npm:webgpu@0.6.2").then((m) => {
     const mod = m as unknown as { create(flags: string[]): GPU };
     return mod.create([]);
   }).catch((err) => {
