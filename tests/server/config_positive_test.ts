@@ -49,5 +49,9 @@ Deno.test("serve: --timeout-s 0 exits 2 with a one-line message", async () => {
     "0",
   ]);
   assert.equal(code, 2, stderr);
-  assert.match(stderr, /^error: --timeout-s must be a positive number, got "0"\n$/);
+  assert.equal(
+    stderr,
+    `serve: error: --timeout-s must be a positive number, got "0"\n` +
+      "Run 'deno task serve --help' for usage.\n",
+  );
 });
