@@ -20,7 +20,7 @@ Deno.test("config: 0 is refused where it makes no sense, by flag and by environm
   for (const [flag, env] of POSITIVE) {
     for (const zero of ["0", "0.0", "-0"]) {
       assert.throws(
-        () => parseConfig([`--${flag}`, zero], none),
+        () => parseConfig([`--${flag}=${zero}`], none),
         new RegExp(`--${flag} must be a positive (integer|number), got "${zero}"`),
       );
       assert.throws(
