@@ -12,6 +12,7 @@
 import { resolve } from "node:path";
 import { parseAmgArgs } from "./amg.ts";
 import { numberFlag, parseFlags, runCli, UsageError, wantsHelp } from "./args.ts";
+import { chooseModel, MODEL_HELP } from "./model.ts";
 import { AutomaticMaskGenerator } from "../amg/automatic_mask_generator.ts";
 import { batchIds, type BatchStatus, batchStatus, submitBatch } from "../batch/jobs.ts";
 import type { BatchSpec } from "../batch/runner.ts";
@@ -23,7 +24,7 @@ export const USAGE = `usage:
   deno task batch status --redis URL [--batch ID]
 
 submit: one job per image of DIR (its files) or of list.txt (one path a line; # comments).
-  --model NAME|PATH    SAM model for every image (vit_b; sam-tiny is the random test model)
+  --model NAME|PATH    SAM model for every image, as the workers name it: ${MODEL_HELP}
   "Segment everything" (default), with the AMG flags of deno task amg:
     --points-per-side N --points-per-batch N --pred-iou-thresh F --stability-score-thresh F
     --stability-score-offset F --box-nms-thresh F --crop-n-layers N --crop-nms-thresh F
@@ -79,8 +80,13 @@ function number(values: Values, flag: string, fallback: number, lo: number, hi: 
 }
 
 /** The batch's settings from the flags; throws UsageError. */
-export function batchSpec(values: Values): BatchSpec {
-  const model = (values.model as string | undefined) ?? "vit_b";
+export function batchSpec(
+  values: Values,
+  log: (line: string) => void = (line) => console.error(line),
+): BatchSpec {
+  // The same default as every other command (the first installed model, else sam-tiny): the
+  // workers load it by that name from their own weights folder.
+  const model = chooseModel(values.model as string | undefined, log);
   if (values.detector !== undefined) {
     const amg = AMG_FLAGS.filter((f) => values[f] !== undefined);
     if (amg.length) {

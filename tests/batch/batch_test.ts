@@ -11,7 +11,7 @@ import { hasRedisServer, startRedis } from "../util/redis_server.ts";
 import { runDeno, TASK_PERMISSIONS } from "../util/run_deno.ts";
 import { sharedFixture } from "../util/fixtures.ts";
 import { openRedis } from "../../src/server/redis.ts";
-import { describeBatch } from "../../src/cli/batch.ts";
+import { batchSpec, describeBatch } from "../../src/cli/batch.ts";
 
 const BATCH = new URL("../../src/cli/batch.ts", import.meta.url);
 const WORKER = new URL("../../src/cli/worker.ts", import.meta.url).pathname;
@@ -333,4 +333,25 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("batch submit: no --model takes the default every command takes (installed, else sam-tiny)", async () => {
+  const empty = await Deno.makeTempDir();
+  const installed = await Deno.makeTempDir();
+  const before = Deno.env.get("WGSAM_WEIGHTS_DIR");
+  try {
+    const lines: string[] = [];
+    Deno.env.set("WGSAM_WEIGHTS_DIR", empty);
+    assert.equal(batchSpec({}, (l) => lines.push(l)).model, "sam-tiny");
+    assert.match(lines.join("\n"), /Falling back to the bundled sam-tiny test model/);
+    assert.equal(batchSpec({ model: "vit_l" }, () => {}).model, "vit_l");
+    await Deno.writeFile(join(installed, "sam_vit_b_01ec64.pth"), new Uint8Array(8));
+    Deno.env.set("WGSAM_WEIGHTS_DIR", installed);
+    assert.equal(batchSpec({}, () => {}).model, join(installed, "sam_vit_b_01ec64.pth"));
+  } finally {
+    if (before === undefined) Deno.env.delete("WGSAM_WEIGHTS_DIR");
+    else Deno.env.set("WGSAM_WEIGHTS_DIR", before);
+    await Deno.remove(empty, { recursive: true });
+    await Deno.remove(installed, { recursive: true });
+  }
 });
