@@ -22,12 +22,12 @@ export interface EngineInfo {
   model: string;
   /** "sam", "mobile_sam", "slimsam" (SAM 1 layout) or "sam2" (SAM 2.1 Hiera); absent: "sam". */
   family?: ModelFamilyName;
+  /** Whether `decoderWeights` serves this model's decoder to the page (SAM 1 and 2.1). */
+  decoderServed?: boolean;
   /**
    * The tensors the decoder reads per image, the embedding first (GET .../embedding?tensor=);
    * absent: ["image_embeddings"]. SAM 2.1: image_embed, high_res_feats_0, high_res_feats_1.
    */
-  /** Whether `decoderWeights` serves this model's decoder to the page (SAM 1 layout). */
-  decoderServed?: boolean;
   featureNames?: string[];
   /** Architecture summary (encoder width, depth, image size...). */
   arch: unknown;

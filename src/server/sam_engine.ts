@@ -115,7 +115,7 @@ export async function loadSamEngine(
         prompt_embed_dim: arch.promptEmbedDim,
         low_res_size: model.decoder.lowResSize,
       },
-    decoderServed: !("family" in arch),
+    decoderServed: true,
     featureNames: model.family === "sam2"
       ? ["image_embed", "high_res_feats_0", "high_res_feats_1"]
       : ["image_embeddings"],
@@ -140,16 +140,14 @@ export async function loadSamEngine(
     forget: (id) => predictor.forget(id),
     maskSource: () => new ModelMaskSource(backend),
     health: () => ({ gpuUsable: gpuError === null, gpuError }),
-    // SAM 1-layout decoders only (the page has no SAM 2 decoder yet: it decodes on the server).
-    // Read from the checkpoint on first use; a failure is not kept, so a later call retries.
-    ...("family" in arch ? {} : {
-      decoderWeights: () =>
-        decoderWeights ??= resolveModel(source).then((path) => buildDecoderWeights(path, arch))
-          .catch((e) => {
-            decoderWeights = null;
-            throw e;
-          }),
-    }),
+    // SAM 1's and SAM 2.1's (src/web/decoder/page_decoder.ts runs either). Read from the
+    // checkpoint on first use; a failure is not kept, so a later call retries.
+    decoderWeights: () =>
+      decoderWeights ??= resolveModel(source).then((path) => buildDecoderWeights(path, arch))
+        .catch((e) => {
+          decoderWeights = null;
+          throw e;
+        }),
     dispose: () => {
       predictor.dispose();
       model.dispose();
