@@ -37,7 +37,7 @@ import { layerNorm } from "../kernels/layer_norm.ts";
 import { linear } from "../kernels/linear.ts";
 import { matmul } from "../kernels/matmul.ts";
 import { stridedCopy } from "../kernels/strided_copy.ts";
-import { tensorF32 } from "../weights/load.ts";
+import { tensorF32 } from "../weights/host_tensor.ts";
 import type { StateDict } from "../weights/types.ts";
 import { blockDiagonal, type DecoderOptions, type DecoderResult } from "../decoder/mask_decoder.ts";
 import { samPostprocessRead } from "../decoder/postprocess.ts";

@@ -30,8 +30,9 @@ const state = {
 
 // ---- decoding in the page ----------------------------------------------------------------
 // With WebGPU, the page runs the server's own decoder (src/web/decoder.js, bundled from
-// src/decoder/ and src/kernels/) on the image embedding it downloads once per image, so a
-// click costs no round trip. Without WebGPU, or when anything here fails, the server decodes.
+// src/decoder/, src/sam2/mask_decoder.ts and src/kernels/) on the image embedding it downloads
+// once per image (SAM 2.1: three tensors), so a click costs no round trip. Without WebGPU, or
+// when anything here fails, the server decodes.
 
 const pageDecoding = {
   /** Resolves to the PageDecoder, or null with `reason` set. */
@@ -63,9 +64,14 @@ async function prepareDecoder(id, width, height) {
   const decoder = await pageDecoding.ready;
   if (decoder) {
     try {
-      const res = await fetch(`/api/images/${encodeURIComponent(id)}/embedding`);
-      if (!res.ok) throw new Error(`embedding: HTTP ${res.status}`);
-      await decoder.setImage(await res.arrayBuffer(), [height, width]);
+      // SAM 1: the embedding; SAM 2.1: image_embed, then high_res_feats_0/1 (?tensor=).
+      const tensors = await Promise.all(decoder.featureNames.map(async (name, i) => {
+        const query = i === 0 ? "" : `?tensor=${encodeURIComponent(name)}`;
+        const res = await fetch(`/api/images/${encodeURIComponent(id)}/embedding${query}`);
+        if (!res.ok) throw new Error(`embedding ${name}: HTTP ${res.status}`);
+        return await res.arrayBuffer();
+      }));
+      await decoder.setImage(tensors, [height, width]);
       state.decoder = "browser";
       document.body.dataset.pageAdapter = decoder.adapter;
     } catch (e) {
@@ -88,7 +94,14 @@ globalThis.wgsamDecodeLowRes = async (prompt) => {
   const p = { ...prompt };
   if (p.maskInput) p.maskInput = Float32Array.from(p.maskInput);
   const r = await decoder.decode(p);
-  return { count: r.count, iou: [...r.iou], lowRes: [...r.lowRes], areas: r.areas, best: r.best };
+  return {
+    count: r.count,
+    iou: [...r.iou],
+    lowRes: [...r.lowRes],
+    areas: r.areas,
+    best: r.best,
+    objScore: r.objScore,
+  };
 };
 
 function setStatus(text, isError = false) {

@@ -570,11 +570,11 @@ var Params = class {
     const buf = new ArrayBuffer(n * 4);
     const u = new Uint32Array(buf);
     const i = new Int32Array(buf);
-    const f2 = new Float32Array(buf);
+    const f3 = new Float32Array(buf);
     this.words.forEach((w, k) => {
       if (this.kinds[k] === "u") u[k] = w;
       else if (this.kinds[k] === "i") i[k] = w;
-      else f2[k] = w;
+      else f3[k] = w;
     });
     return buf;
   }
@@ -1918,6 +1918,13 @@ function samPostprocessRecord(ctx, lowRes, geo, output, rb) {
     }
   };
 }
+async function samPostprocessRead(ctx, lowRes, geo, output, onPlane) {
+  const low = lowRes.shape[lowRes.shape.length - 1];
+  const planes = lowRes.size / (low * low);
+  const rb = new Readback(ctx, postprocessReadBytes(planes, geo.originalSize, output));
+  const finish = samPostprocessRecord(ctx, lowRes, geo, output, rb);
+  finish(await rb.map(), onPlane);
+}
 
 // src/kernels/im2col.ts
 var WG8 = 256;
@@ -2422,10 +2429,10 @@ var ATTENTION_PARAMS_WGSL = `struct P {
   scale: f32, nqb: u32, d4n: u32, kH: u32, kW: u32, invKW: f32,
 }`;
 var NEG_BIG = "-1.0e30";
-function unroll(n, f2, sep = "\n") {
+function unroll(n, f3, sep = "\n") {
   return Array.from({
     length: n
-  }, (_, i) => f2(i)).join(sep);
+  }, (_, i) => f3(i)).join(sep);
 }
 function loadVec4(v4, buf, base, d4, ok) {
   if (v4) {
@@ -3854,6 +3861,690 @@ var SamDecoder = class _SamDecoder {
   }
 };
 
+// src/amg/regions.ts
+function connectedComponents8(mask, height, width) {
+  const labels = new Int32Array(height * width);
+  let background = 0;
+  for (let i = 0; i < mask.length; i++) if (!mask[i]) background++;
+  const sizes = [
+    background
+  ];
+  const stack = new Int32Array(height * width);
+  const flood = (start, label) => {
+    let size = 0, top = 0;
+    labels[start] = label;
+    stack[top++] = start;
+    while (top > 0) {
+      const p = stack[--top];
+      size++;
+      const y = Math.floor(p / width), x = p - y * width;
+      for (let ny = Math.max(0, y - 1); ny <= Math.min(height - 1, y + 1); ny++) {
+        for (let nx = Math.max(0, x - 1); nx <= Math.min(width - 1, x + 1); nx++) {
+          const q = ny * width + nx;
+          if (mask[q] && !labels[q]) {
+            labels[q] = label;
+            stack[top++] = q;
+          }
+        }
+      }
+    }
+    return size;
+  };
+  for (let by = 0; by < height; by += 2) {
+    for (let bx = 0; bx < width; bx += 2) {
+      for (let y = by; y < Math.min(by + 2, height); y++) {
+        for (let x = bx; x < Math.min(bx + 2, width); x++) {
+          const p = y * width + x;
+          if (mask[p] && !labels[p]) sizes.push(flood(p, sizes.length));
+        }
+      }
+    }
+  }
+  return {
+    labels,
+    sizes
+  };
+}
+
+// src/sam2/regions.ts
+function removeSmallRegions(plane, height, width, maxHoleArea, maxSprinkleArea) {
+  const n = height * width;
+  const fg = new Uint8Array(n);
+  for (let q = 0; q < n; q++) fg[q] = plane[q] > 0 ? 1 : 0;
+  const edits = [];
+  if (maxHoleArea > 0) edits.push([
+    fg.map((v) => 1 - v),
+    maxHoleArea,
+    10
+  ]);
+  if (maxSprinkleArea > 0) edits.push([
+    fg,
+    maxSprinkleArea,
+    -10
+  ]);
+  const changes = [];
+  for (const [mask, maxArea, value] of edits) {
+    const { labels, sizes } = connectedComponents8(mask, height, width);
+    for (let q = 0; q < n; q++) {
+      const l = labels[q];
+      if (l > 0 && sizes[l] <= maxArea) changes.push([
+        q,
+        value
+      ]);
+    }
+  }
+  for (const [q, value] of changes) plane[q] = value;
+  return changes.length;
+}
+
+// src/sam2/mask_decoder.ts
+var f2 = Math.fround;
+var LN2D_EPS3 = 1e-6;
+var MAX_BATCH2 = 16;
+var IMAGE_CACHE_ENTRIES2 = 2;
+var LOW_RES_CLAMP = 32;
+var NO_OBJ_HEAD_SCORE = 10;
+var Sam2Decoder = class _Sam2Decoder {
+  ctx;
+  arch;
+  promptEncoder;
+  transformer;
+  embedSize;
+  dim;
+  numMaskTokens;
+  maxBatch;
+  /** obj_score_token (when predObjScores), iou_token, mask_tokens: (nPre + T, C). */
+  outputTokens;
+  /** Output tokens before the mask tokens: 2 (object score, IoU) or 1 (IoU). */
+  nPre;
+  upscale0;
+  upscaleNorm;
+  upscale3;
+  hyper;
+  iouHead;
+  objHead;
+  images;
+  dec;
+  constructor(ctx, sd, arch) {
+    this.ctx = ctx;
+    this.images = /* @__PURE__ */ new Map();
+    this.arch = arch;
+    const dec = this.dec = arch.decoder;
+    if (!dec.useHighResFeatures) {
+      throw new Error("sam2 decoder: no conv_s0 / conv_s1: models without high-res features are not supported");
+    }
+    this.dim = arch.dModel;
+    this.embedSize = arch.imgSize / arch.backboneStride;
+    this.numMaskTokens = dec.numMultimaskOutputs + 1;
+    const shared = {
+      imgSize: arch.imgSize,
+      patchSize: arch.backboneStride,
+      promptEmbedDim: arch.dModel,
+      decoderDepth: dec.depth,
+      decoderNumHeads: dec.numHeads
+    };
+    this.promptEncoder = PromptEncoder.create(ctx, sd, shared, "sam_prompt_encoder.");
+    const p = "sam_mask_decoder.";
+    this.transformer = new TwoWayTransformer(ctx, sd, shared, `${p}transformer.`);
+    const shapeOf = (n) => {
+      const t = sd.get(n);
+      if (!t) throw new Error(`sam2 decoder: checkpoint has no tensor '${n}'`);
+      return t.shape;
+    };
+    const host2 = (n) => {
+      const t = sd.get(n);
+      if (!t) throw new Error(`sam2 decoder: checkpoint has no tensor '${n}'`);
+      return tensorF32(t);
+    };
+    this.nPre = dec.predObjScores ? 2 : 1;
+    const parts = [
+      ...dec.predObjScores ? [
+        "obj_score_token"
+      ] : [],
+      "iou_token",
+      "mask_tokens"
+    ].map((n) => host2(`${p}${n}.weight`));
+    this.outputTokens = new Float32Array(parts.reduce((a, x) => a + x.length, 0));
+    let at = 0;
+    for (const x of parts) {
+      this.outputTokens.set(x, at);
+      at += x.length;
+    }
+    const lin = (n) => ({
+      w: uploadWeight(ctx, sd, `${p}${n}.weight`),
+      b: uploadWeight(ctx, sd, `${p}${n}.bias`)
+    });
+    const packConvT = (n) => {
+      const [cin, cout] = shapeOf(`${p}${n}.weight`);
+      return packConvTranspose2d(ctx, host2(`${p}${n}.weight`), host2(`${p}${n}.bias`), cin, cout, `${p}${n}`);
+    };
+    this.upscale0 = packConvT("output_upscaling.0");
+    this.upscaleNorm = lin("output_upscaling.1");
+    this.upscale3 = packConvT("output_upscaling.3");
+    const T = this.numMaskTokens;
+    this.hyper = [];
+    for (let j = 0; j < 3; j++) {
+      const names = [
+        ...Array(T).keys()
+      ].map((i) => `${p}output_hypernetworks_mlps.${i}.layers.${j}`);
+      const [n, k] = shapeOf(`${names[0]}.weight`);
+      const bd = blockDiagonal(names.map((x) => host2(`${x}.weight`)), names.map((x) => host2(`${x}.bias`)), n, k);
+      this.hyper.push({
+        w: tensorFrom(ctx, bd.w, [
+          T * n,
+          T * k
+        ], `sam2 hypernetworks.${j} (block diagonal)`),
+        b: tensorFrom(ctx, bd.b, [
+          T * n
+        ], `sam2 hypernetworks.${j}.bias`)
+      });
+    }
+    this.iouHead = [];
+    for (let j = 0; j < dec.iouHeadDepth; j++) {
+      this.iouHead.push(lin(`iou_prediction_head.layers.${j}`));
+    }
+    this.objHead = !dec.predObjScores ? [] : dec.objScoreHeadDepth === 1 ? [
+      lin("pred_obj_score_head")
+    ] : [
+      ...Array(dec.objScoreHeadDepth).keys()
+    ].map((j) => lin(`pred_obj_score_head.layers.${j}`));
+    const hw = this.embedSize * this.embedSize, D = this.dim;
+    const perPrompt = Math.max(2 * hw * D, 4 * 16 * hw, hw * 2 * D) * 4;
+    const limit = ctx.device.limits.maxStorageBufferBindingSize;
+    this.maxBatch = Math.max(1, Math.min(MAX_BATCH2, Math.floor(limit / perPrompt)));
+  }
+  static create(ctx, sd, arch) {
+    return new _Sam2Decoder(ctx, sd, arch);
+  }
+  /** Side of the low-res masks (4s; 256 for the real models). */
+  get lowResSize() {
+    return 4 * this.embedSize;
+  }
+  /**
+   * SAM2Transforms.transform_coords (normalize=True) of one prompt, with SAM 1's checks of
+   * the prompt: x / w * S, y / h * S in float32, as the torch tensors compute them.
+   */
+  toFrame(p, originalSize, i) {
+    toFramePrompt(p, originalSize, this.arch.imgSize, this.lowResSize, i);
+    const [h, w] = originalSize;
+    const S = this.arch.imgSize;
+    const coords = [];
+    const labels = [];
+    const push = (x, y, label) => {
+      coords.push(f2(f2(f2(x) / w) * S), f2(f2(f2(y) / h) * S));
+      labels.push(label);
+    };
+    if (p.box) {
+      push(p.box[0], p.box[1], 2);
+      push(p.box[2], p.box[3], 3);
+    }
+    const points = p.points ?? [];
+    const pl = p.labels ?? points.map(() => 1);
+    points.forEach((pt, k) => push(pt[0], pt[1], pl[k]));
+    if (labels.length > 0) {
+      coords.push(0, 0);
+      labels.push(-1);
+    }
+    return {
+      coords: Float32Array.from(coords),
+      labels: Int32Array.from(labels)
+    };
+  }
+  /** The sparse prompt embeddings (N, C) of one prompt, as the official prompt encoder. */
+  sparseEmbeddings(p, originalSize) {
+    const frame = this.toFrame(p, originalSize, 0);
+    return this.promptEncoder.embedPoints(frame.coords, frame.labels);
+  }
+  /**
+   * Decodes every prompt against `features`. Prompts are in original-image pixels
+   * (opts.originalSize = [h, w]); results come in prompt order. `lowResOut`, when given,
+   * receives the unclamped low-res logits that the upscaling reads (after hole / sprinkle
+   * removal when asked); each result's lowRes is then empty.
+   */
+  async predict(features, prompts, opts) {
+    const D = this.dim, s = this.embedSize;
+    const expect = [
+      [
+        features.imageEmbed,
+        D,
+        s,
+        "image_embed"
+      ],
+      [
+        features.highRes0,
+        D / 8,
+        4 * s,
+        "high_res_feats_0"
+      ],
+      [
+        features.highRes1,
+        D / 4,
+        2 * s,
+        "high_res_feats_1"
+      ]
+    ];
+    for (const [t, c, side, name] of expect) {
+      if (t.size !== c * side * side) {
+        throw new Error(`sam2 decoder: ${name} [${t.shape}] must be (1, ${c}, ${side}, ${side})`);
+      }
+    }
+    const modeOf = (p) => opts.allTokens ? "all" : p.multimask ?? opts.multimask ?? defaultMultimask(p) ? "multi" : "single";
+    if (opts.lowResOut) {
+      const counts = new Set(prompts.map((p) => this.countOf(modeOf(p))));
+      const c = counts.size === 1 ? [
+        ...counts
+      ][0] : -1;
+      const need = prompts.length * c * this.lowResSize * this.lowResSize;
+      if (c < 0 || opts.lowResOut.size !== need) {
+        throw new Error(`sam2 decoder: lowResOut [${opts.lowResOut.shape}] needs every prompt to return the same number of masks and (N=${prompts.length}, C, ${this.lowResSize}, ${this.lowResSize}) elements`);
+      }
+    }
+    const frames = prompts.map((p, i) => this.toFrame(p, opts.originalSize, i));
+    const groups = /* @__PURE__ */ new Map();
+    prompts.forEach((p, i) => {
+      const key = `${p.maskInput ? "mask" : "none"}:${frames[i].labels.length}:${modeOf(p)}`;
+      const g = groups.get(key);
+      if (g) g.push(i);
+      else groups.set(key, [
+        i
+      ]);
+    });
+    if (prompts.length === 0) return [];
+    const reuse = opts.reuseImage ?? true;
+    const entry = this.acquireImage(features, reuse);
+    const results = new Array(prompts.length);
+    try {
+      for (const [key, members] of groups) {
+        const mode = key.split(":")[2];
+        for (let start = 0; start < members.length; start += this.maxBatch) {
+          const chunk = members.slice(start, start + this.maxBatch);
+          const out = await this.runPass(chunk, chunk.map((i) => frames[i]), chunk.map((i) => prompts[i].maskInput), entry, reuse, mode, opts);
+          chunk.forEach((i, j) => results[i] = out[j]);
+        }
+      }
+    } catch (err) {
+      this.dropImage(entry);
+      throw err;
+    } finally {
+      this.unpinImage(entry);
+    }
+    return results;
+  }
+  countOf(mode) {
+    return mode === "all" ? this.numMaskTokens : mode === "multi" ? this.numMaskTokens - 1 : 1;
+  }
+  acquireImage(features, cache) {
+    const hit = cache ? this.images.get(features.imageEmbed.buffer) : void 0;
+    if (hit) {
+      this.images.delete(hit.buffer);
+      this.images.set(hit.buffer, hit);
+      hit.users++;
+      return hit;
+    }
+    const ctx = this.ctx, D = this.dim, hw = this.embedSize * this.embedSize;
+    const tokens = (x, c, n) => stridedCopy(ctx, x, {
+      offset: 0,
+      shape: [
+        n,
+        c
+      ],
+      strides: [
+        1,
+        n
+      ]
+    });
+    const imageTokens = tokens(features.imageEmbed, D, hw);
+    const srcNoMask = add(ctx, imageTokens, this.promptEncoder.noMaskEmbedGpu());
+    const entry = {
+      buffer: features.imageEmbed.buffer,
+      imageTokens,
+      srcNoMask,
+      layer0: null,
+      highRes1: tokens(features.highRes1, D / 4, 4 * hw),
+      highRes0: tokens(features.highRes0, D / 8, 16 * hw),
+      users: 1,
+      dropped: !cache
+    };
+    if (cache) {
+      this.images.set(entry.buffer, entry);
+      for (const old of this.images.values()) {
+        if (this.images.size <= IMAGE_CACHE_ENTRIES2) break;
+        this.dropImage(old);
+      }
+    }
+    return entry;
+  }
+  dropImage(entry) {
+    if (this.images.get(entry.buffer) === entry) this.images.delete(entry.buffer);
+    entry.dropped = true;
+    if (entry.users === 0) this.destroyImage(entry);
+  }
+  unpinImage(entry) {
+    entry.users--;
+    if (entry.dropped && entry.users === 0) this.destroyImage(entry);
+  }
+  destroyImage(entry) {
+    this.ctx.submit();
+    for (const x of [
+      entry.imageTokens,
+      entry.srcNoMask,
+      entry.highRes0,
+      entry.highRes1
+    ]) {
+      x.destroy();
+    }
+    const l0 = entry.layer0;
+    if (l0) {
+      for (const x of [
+        l0.k,
+        l0.v,
+        l0.q
+      ]) x.destroy();
+    }
+    entry.layer0 = null;
+  }
+  /**
+   * Forgets what was computed from the feature set whose image_embed is `imageEmbed` (call it
+   * before destroying the features). True when something was kept.
+   */
+  releaseEmbedding(imageEmbed) {
+    const entry = this.images.get(imageEmbed.buffer);
+    if (!entry) return false;
+    this.dropImage(entry);
+    return true;
+  }
+  hasImageCached(imageEmbed) {
+    return this.images.has(imageEmbed.buffer);
+  }
+  get cachedImages() {
+    return this.images.size;
+  }
+  /** (B, n) rows through an MLP of linears with ReLU between. */
+  mlp(scratch, x, layers) {
+    let h = x;
+    layers.forEach((l, j) => {
+      h = scratch.t(linear(this.ctx, h, l.w, l.b, {
+        activation: j < layers.length - 1 ? "relu" : "none"
+      }));
+    });
+    return h;
+  }
+  async runPass(indices, frames, maskInputs, image, reuse, mode, opts) {
+    const ctx = this.ctx, D = this.dim, s = this.embedSize, hw = s * s;
+    const T = this.numMaskTokens, B = frames.length;
+    const scratch = new Scratch(ctx);
+    const t = (x) => scratch.t(x);
+    try {
+      const pre = this.nPre, nOut = pre + T;
+      const nt = nOut + frames[0].labels.length;
+      const tokens = new Float32Array(B * nt * D);
+      frames.forEach((fp, b) => {
+        tokens.set(this.outputTokens, b * nt * D);
+        tokens.set(this.promptEncoder.embedPoints(fp.coords, fp.labels), (b * nt + nOut) * D);
+      });
+      const queryPe = t(tensorFrom(ctx, tokens, [
+        B,
+        nt,
+        D
+      ], "sam2 decoder.tokens"));
+      const pe = this.promptEncoder.densePeGpu();
+      let forwardImage;
+      if (reuse && maskInputs.every((m) => m === void 0)) {
+        image.layer0 ??= this.transformer.projectSharedImage(image.srcNoMask, pe);
+        forwardImage = {
+          shared: image.layer0
+        };
+      } else {
+        const src = t(emptyTensor(ctx, [
+          B,
+          hw,
+          D
+        ], "sam2 decoder.src"));
+        maskInputs.forEach((m, b) => {
+          let row = image.srcNoMask;
+          if (m) {
+            const side2 = this.lowResSize;
+            const mask = t(tensorFrom(ctx, m, [
+              1,
+              side2,
+              side2
+            ], "sam2 decoder.mask_input"));
+            const dense = t(this.promptEncoder.embedMask(mask, scratch.list));
+            row = t(add(ctx, image.imageTokens, dense));
+          }
+          ctx.copy(row.buffer, 0, src.buffer, b * hw * D * 4, hw * D * 4);
+        });
+        forwardImage = {
+          keys: src
+        };
+      }
+      const { queries, keys } = this.transformer.forward(queryPe, forwardImage, pe);
+      t(queries);
+      t(keys);
+      const c4 = this.upscale0.cout, c8 = this.upscale3.cout;
+      const dc1 = t(convTranspose2dGemm(ctx, keys.reshape([
+        B,
+        s,
+        s,
+        D
+      ]), this.upscale0, {
+        temps: scratch.list
+      }));
+      const sum1 = t(add(ctx, dc1.reshape([
+        B,
+        4 * hw,
+        c4
+      ]), image.highRes1));
+      const ln1 = t(layerNorm(ctx, sum1, this.upscaleNorm.w, this.upscaleNorm.b, LN2D_EPS3));
+      const act1 = t(activation(ctx, ln1, "gelu")).reshape([
+        B,
+        2 * s,
+        2 * s,
+        c4
+      ]);
+      const dc2 = t(convTranspose2dGemm(ctx, act1, this.upscale3, {
+        temps: scratch.list
+      }));
+      const sum2 = t(add(ctx, dc2.reshape([
+        B,
+        16 * hw,
+        c8
+      ]), image.highRes0));
+      const up = t(activation(ctx, sum2, "gelu"));
+      const hIn = t(stridedCopy(ctx, queries, {
+        offset: pre * D,
+        shape: [
+          B,
+          T * D
+        ],
+        strides: [
+          nt * D,
+          1
+        ]
+      }));
+      const h = this.mlp(scratch, hIn, this.hyper);
+      const low = 16 * hw;
+      const all = t(matmul(ctx, h.reshape([
+        B,
+        T,
+        c8
+      ]), up, {
+        transposeB: true
+      }));
+      const iouIn = t(stridedCopy(ctx, queries, {
+        offset: (pre - 1) * D,
+        shape: [
+          B,
+          D
+        ],
+        strides: [
+          nt * D,
+          1
+        ]
+      }));
+      const iouLogits = this.mlp(scratch, iouIn, this.iouHead);
+      let objAll;
+      if (this.objHead.length > 0) {
+        const objIn = t(stridedCopy(ctx, queries, {
+          offset: 0,
+          shape: [
+            B,
+            D
+          ],
+          strides: [
+            nt * D,
+            1
+          ]
+        }));
+        objAll = await this.mlp(scratch, objIn, this.objHead).read();
+      } else {
+        objAll = new Float32Array(B).fill(NO_OBJ_HEAD_SCORE);
+      }
+      const iouRead = await iouLogits.read();
+      const iouAll = this.dec.iouUseSigmoid ? sigmoid(iouRead) : iouRead;
+      const count = this.countOf(mode);
+      let chosen;
+      let allRead = null;
+      if (mode === "single" && this.dec.dynamicMultimaskViaStability) {
+        allRead = await all.read();
+        chosen = [];
+        for (let b = 0; b < B; b++) {
+          const single = allRead.subarray(b * T * low, b * T * low + low);
+          const stable = stabilityScore(single, this.dec.stabilityDelta) >= f2(this.dec.stabilityThresh);
+          if (stable) chosen.push([
+            0
+          ]);
+          else {
+            let best = 1;
+            for (let k = 2; k < T; k++) if (iouAll[b * T + k] > iouAll[b * T + best]) best = k;
+            chosen.push([
+              best
+            ]);
+          }
+        }
+      } else {
+        const first = mode === "multi" ? 1 : 0;
+        chosen = frames.map(() => [
+          ...Array(count).keys()
+        ].map((k) => first + k));
+      }
+      const side = this.lowResSize;
+      let selected;
+      let lowRes = null;
+      const clean = (opts.maxHoleArea ?? 0) > 0 || (opts.maxSprinkleArea ?? 0) > 0;
+      if (clean) {
+        allRead ??= await all.read();
+        lowRes = new Float32Array(B * count * low);
+        chosen.forEach((ks, b) => ks.forEach((k, j) => lowRes.set(allRead.subarray((b * T + k) * low, (b * T + k + 1) * low), (b * count + j) * low)));
+        for (let q = 0; q < B * count; q++) {
+          removeSmallRegions(lowRes.subarray(q * low, (q + 1) * low), side, side, opts.maxHoleArea ?? 0, opts.maxSprinkleArea ?? 0);
+        }
+        selected = t(tensorFrom(ctx, lowRes, [
+          B,
+          count,
+          side,
+          side
+        ], "sam2 decoder.low_res"));
+      } else if (count === T) {
+        selected = all.reshape([
+          B,
+          count,
+          side,
+          side
+        ]);
+      } else {
+        selected = t(emptyTensor(ctx, [
+          B,
+          count,
+          side,
+          side
+        ], "sam2 decoder.low_res"));
+        chosen.forEach((ks, b) => ks.forEach((k, j) => ctx.copy(all.buffer, (b * T + k) * low * 4, selected.buffer, (b * count + j) * low * 4, low * 4)));
+      }
+      const planeBytes = count * low * 4;
+      if (opts.lowResOut) {
+        indices.forEach((index, b) => ctx.copy(selected.buffer, b * planeBytes, opts.lowResOut.buffer, index * planeBytes, planeBytes));
+      } else {
+        lowRes ??= await selected.read();
+      }
+      const results = [];
+      for (let b = 0; b < B; b++) {
+        let planes = new Float32Array(0);
+        if (!opts.lowResOut) {
+          planes = lowRes.slice(b * count * low, (b + 1) * count * low);
+          for (let q = 0; q < planes.length; q++) {
+            planes[q] = Math.min(LOW_RES_CLAMP, Math.max(-LOW_RES_CLAMP, planes[q]));
+          }
+        }
+        results.push({
+          count,
+          lowRes: planes,
+          iou: Float32Array.from(chosen[b], (k) => iouAll[b * T + k]),
+          objScore: objAll[b],
+          tokens: chosen[b]
+        });
+      }
+      const output = opts.output ?? "masks";
+      if (output !== "none") {
+        await samPostprocessRead(ctx, selected, {
+          imgSize: side,
+          inputSize: [
+            side,
+            side
+          ],
+          originalSize: opts.originalSize
+        }, output, (plane, masksOut, logitsOut) => {
+          const r = results[Math.floor(plane / count)];
+          if (masksOut) (r.masks ??= []).push(masksOut);
+          if (logitsOut) {
+            const [oh, ow] = opts.originalSize;
+            r.logits ??= new Float32Array(count * oh * ow);
+            r.logits.set(logitsOut, plane % count * oh * ow);
+          }
+        });
+      }
+      return results;
+    } finally {
+      scratch.flush();
+    }
+  }
+  dispose() {
+    for (const entry of [
+      ...this.images.values()
+    ]) this.dropImage(entry);
+    this.promptEncoder.dispose();
+    this.transformer.dispose();
+    for (const l of [
+      this.upscaleNorm,
+      ...this.hyper,
+      ...this.iouHead,
+      ...this.objHead
+    ]) {
+      l.w.destroy();
+      l.b.destroy();
+    }
+    for (const c of [
+      this.upscale0,
+      this.upscale3
+    ]) {
+      c.weight.destroy();
+      c.bias.destroy();
+    }
+  }
+};
+function sigmoid(x) {
+  return x.map((v) => f2(1 / (1 + Math.exp(-v))));
+}
+function stabilityScore(logits, delta) {
+  const hi = f2(delta), lo = f2(-delta);
+  let inter = 0, union = 0;
+  for (let q = 0; q < logits.length; q++) {
+    if (logits[q] > hi) inter++;
+    if (logits[q] > lo) union++;
+  }
+  return union > 0 ? f2(inter / union) : 1;
+}
+
 // src/util/npy.ts
 var MAGIC = [
   147,
@@ -3964,19 +4655,64 @@ function parseSafetensors(bytes) {
     metadata
   };
 }
+function featureShapes(d) {
+  if (d.family === "sam") {
+    const D = d.arch.promptEmbedDim, s2 = d.arch.imgSize / d.arch.patchSize;
+    return [
+      {
+        name: "image_embeddings",
+        shape: [
+          1,
+          D,
+          s2,
+          s2
+        ]
+      }
+    ];
+  }
+  const C = d.arch.dModel, s = d.arch.imgSize / d.arch.backboneStride;
+  return [
+    {
+      name: "image_embed",
+      shape: [
+        1,
+        C,
+        s,
+        s
+      ]
+    },
+    {
+      name: "high_res_feats_0",
+      shape: [
+        1,
+        C / 8,
+        4 * s,
+        4 * s
+      ]
+    },
+    {
+      name: "high_res_feats_1",
+      shape: [
+        1,
+        C / 4,
+        2 * s,
+        2 * s
+      ]
+    }
+  ];
+}
 var PageDecoder = class _PageDecoder {
   ctx;
-  decoder;
-  arch;
-  embedding;
+  model;
+  /** The current image's tensors, in `featureNames` order. */
+  features;
   size;
   /** The last call in line: one GPU job at a time, as the server's queue does (clicks overlap). */
   line;
-  constructor(ctx, decoder, arch) {
+  constructor(ctx, model) {
     this.ctx = ctx;
-    this.decoder = decoder;
-    this.arch = arch;
-    this.embedding = null;
+    this.model = model;
+    this.features = [];
     this.size = null;
     this.line = Promise.resolve();
   }
@@ -3986,13 +4722,36 @@ var PageDecoder = class _PageDecoder {
     if (!metadata.wgsam_arch) throw new Error("decoder weights: no wgsam_arch in the metadata");
     const arch = JSON.parse(metadata.wgsam_arch);
     const ctx = new GpuContext(gpu);
-    const decoder = SamDecoder.create(ctx, sd, arch);
+    const model = "family" in arch && arch.family === "sam2" ? {
+      family: "sam2",
+      decoder: Sam2Decoder.create(ctx, sd, arch),
+      arch
+    } : {
+      family: "sam",
+      decoder: SamDecoder.create(ctx, sd, arch),
+      arch
+    };
     await ctx.sync();
-    return new _PageDecoder(ctx, decoder, arch);
+    return new _PageDecoder(ctx, model);
   }
   /** The adapter, in words. */
   get adapter() {
     return this.ctx.gpu.description;
+  }
+  /** "sam" (SAM 1 layout) or "sam2" (SAM 2.1). */
+  get family() {
+    return this.model.family;
+  }
+  /** The architecture from the weights' metadata. */
+  get arch() {
+    return this.model.arch;
+  }
+  /**
+   * The tensors `setImage` takes, in its order: the first is GET .../embedding, the others
+   * GET .../embedding?tensor=NAME.
+   */
+  get featureNames() {
+    return featureShapes(this.model).map((f3) => f3.name);
   }
   inLine(job) {
     const run = this.line.then(job, job);
@@ -4000,39 +4759,65 @@ var PageDecoder = class _PageDecoder {
     });
     return run;
   }
-  /** Makes `npy` (the image's (1, D, s, s) embedding) current, for an image of [h, w] pixels. */
+  /**
+   * Makes an image current, for an image of [h, w] pixels: `npy` holds the tensors named by
+   * `featureNames` (.npy bytes each, in that order; SAM 1's one embedding may come alone).
+   */
   setImage(npy, originalSize) {
-    const { shape, data } = parseNpy(new Uint8Array(npy));
-    if (!(data instanceof Float32Array)) throw new Error("embedding: not float32");
-    const D = this.arch.promptEmbedDim, s = this.arch.imgSize / this.arch.patchSize;
-    if (shape.join() !== [
-      1,
-      D,
-      s,
-      s
-    ].join()) {
-      throw new Error(`embedding: shape [${shape}], the model needs [1, ${D}, ${s}, ${s}]`);
+    const files = Array.isArray(npy) ? npy : [
+      npy
+    ];
+    const want = featureShapes(this.model);
+    if (files.length !== want.length) {
+      throw new Error(`embedding: ${files.length} tensor(s), the model needs ${want.length}: ` + want.map((w) => w.name).join(", "));
     }
+    const parsed = files.map((bytes, i) => {
+      const { shape, data } = parseNpy(new Uint8Array(bytes));
+      const { name, shape: need } = want[i];
+      if (!(data instanceof Float32Array)) throw new Error(`embedding: ${name} is not float32`);
+      if (shape.join() !== need.join()) {
+        throw new Error(`embedding: ${name} has shape [${shape}], the model needs [${need}]`);
+      }
+      return {
+        name,
+        shape,
+        data
+      };
+    });
     return this.inLine(async () => {
       this.releaseImage();
-      this.embedding = tensorFrom(this.ctx, data, shape, "page embedding");
+      this.features = parsed.map((p) => tensorFrom(this.ctx, p.data, p.shape, `page ${p.name}`));
       this.size = originalSize;
       await this.ctx.sync();
     });
   }
-  /** Decodes one prompt (original-image pixels) against the current embedding. */
+  /** Decodes one prompt (original-image pixels) against the current image. */
   decode(prompt) {
     return this.inLine(() => this.decodeNow(prompt));
   }
   async decodeNow(prompt) {
-    if (!this.embedding || !this.size) throw new Error("decode: no image yet");
-    const t0 = performance.now();
-    const [r] = await this.decoder.predict(this.embedding, [
-      prompt
-    ], {
+    if (this.features.length === 0 || !this.size) throw new Error("decode: no image yet");
+    const opts = {
       originalSize: this.size,
       output: "masks"
-    });
+    };
+    const t0 = performance.now();
+    let r;
+    if (this.model.family === "sam2") {
+      const [imageEmbed, highRes0, highRes1] = this.features;
+      const features = {
+        imageEmbed,
+        highRes0,
+        highRes1
+      };
+      [r] = await this.model.decoder.predict(features, [
+        prompt
+      ], opts);
+    } else {
+      [r] = await this.model.decoder.predict(this.features[0], [
+        prompt
+      ], opts);
+    }
     const ms = performance.now() - t0;
     let best = 0;
     for (let i = 1; i < r.count; i++) if (r.iou[i] > r.iou[best]) best = i;
@@ -4045,19 +4830,22 @@ var PageDecoder = class _PageDecoder {
       lowRes: r.lowRes,
       masks,
       areas,
+      ...r.objScore !== void 0 ? {
+        objScore: r.objScore
+      } : {},
       ms
     };
   }
   releaseImage() {
-    if (!this.embedding) return;
-    this.decoder.releaseEmbedding(this.embedding);
+    if (this.features.length === 0) return;
+    this.model.decoder.releaseEmbedding(this.features[0]);
     this.ctx.submit();
-    this.embedding.destroy();
-    this.embedding = null;
+    for (const t of this.features) t.destroy();
+    this.features = [];
   }
   dispose() {
     this.releaseImage();
-    this.decoder.dispose();
+    this.model.decoder.dispose();
   }
 };
 export {
