@@ -4,25 +4,30 @@
  * decoder, current and with no Deno API unguarded; in headless Chromium with WebGPU (SwiftShader) the
  * page decodes clicks and boxes with no /segment request, with the server's mask area and the
  * goldens' low-res logits; without WebGPU, or when the page's decoder fails, the server
- * decodes and the status line says so.
+ * decodes and the status line says so. The same for SAM 2.1 (sam2-tiny): its decoder half
+ * served, its three per-image tensors downloaded, decoded in the page.
  */
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 import { createApp } from "../../src/server/app.ts";
 import type { Engine } from "../../src/server/engine.ts";
-import { DECODER_PREFIXES } from "../../src/server/decoder_weights.ts";
-import { parseSafetensors } from "../../src/web/decoder/page_decoder.ts";
+import { DECODER_PREFIXES, SAM2_DECODER_PREFIXES } from "../../src/server/decoder_weights.ts";
+import { PageDecoder, parseSafetensors } from "../../src/web/decoder/page_decoder.ts";
+import { getContext } from "../../src/gpu/context.ts";
+import { encodeNpyF32 } from "../../src/util/npy.ts";
+import { DECODER_TOL, ENCODER_TOL, loadSam2Cases } from "../sam2/sam2_cases.ts";
 import { openCheckpoint } from "../../src/weights/load.ts";
 import { resolveModel } from "../../src/weights/registry.ts";
 import { loadFixtureCases } from "../decoder/fixture_cases.ts";
 import { assertClose } from "../util/compare.ts";
-import { fixtureDir, sharedFixture, skipIfMissing } from "../util/fixtures.ts";
+import { fixtureDir, loadGolden, sharedFixture, skipIfMissing } from "../util/fixtures.ts";
 import { FakeEngine } from "./fake_engine.ts";
 import { call, FIXTURE_IMAGE } from "./helpers.ts";
 import { withTestEngine } from "./test_engine.ts";
 import { readImageFile } from "../../src/image.ts";
 import type { Prompt } from "../../src/types.ts";
 import { loadSamEngine } from "../../src/server/sam_engine.ts";
+import { loadWorkerEngine } from "../../src/server/worker_engine.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const WEBGPU_FLAGS = [
@@ -428,4 +433,260 @@ Deno.test({
       engine.dispose();
     }
   },
+});
+
+// ---- SAM 2.1 (sam2-tiny) ------------------------------------------------------------------
+
+const SAM2_DIR = fixtureDir("sam2-tiny")!;
+const SAM2_IMAGE = new URL("image.png", SAM2_DIR);
+const SAM2_FEATURES = ["image_embed", "high_res_feats_0", "high_res_feats_1"];
+
+async function withSam2Engine(fn: (engine: Engine) => Promise<void>): Promise<void> {
+  const engine = await loadSamEngine("sam2-tiny", { cacheBytes: 64 << 20, quiet: true });
+  try {
+    await fn(engine);
+  } finally {
+    engine.dispose();
+  }
+}
+
+Deno.test("GET /api/decoder on sam2-tiny: the sam_prompt_encoder / sam_mask_decoder tensors, by content hash", async () => {
+  await withSam2Engine(async (engine) => {
+    const app = createApp({ engine, log: () => {} });
+    const meta = await call(app, "GET", "/api/decoder");
+    assert.equal(meta.status, 200);
+    assert.equal((meta.json.arch as { family: string }).family, "sam2");
+    const res = await app(new Request(`http://localhost:8787${meta.json.url}`));
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get("cache-control") ?? "", /immutable/);
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+    assert.equal(
+      [...digest].map((b) => b.toString(16).padStart(2, "0")).join(""),
+      meta.json.sha256,
+    );
+    const { sd, metadata } = parseSafetensors(bytes);
+    assert.equal(JSON.parse(metadata.wgsam_arch).family, "sam2");
+    const ckpt = await openCheckpoint(await resolveModel("sam2-tiny"));
+    try {
+      const want = ckpt.tensors.filter((t) =>
+        SAM2_DECODER_PREFIXES.some((p) => t.name.startsWith(p))
+      );
+      assert.deepEqual([...sd.keys()].sort(), want.map((t) => t.name).sort());
+      for (const t of want) assert.deepEqual(sd.get(t.name)!.bytes, await t.read(), t.name);
+    } finally {
+      ckpt.close();
+    }
+    // The object-score head travels; the encoder and the memory modules do not.
+    assert.ok(sd.has("sam_mask_decoder.obj_score_token.weight"));
+    assert.ok(sd.has("sam_mask_decoder.pred_obj_score_head.layers.0.weight"));
+    assert.ok(![...sd.keys()].some((n) => /^(image_encoder|memory_|no_mem)/.test(n)));
+    assert.ok(bytes.length < 2 << 20, `${bytes.length} bytes`);
+
+    // `serve --worker`: the engine on its own thread serves the same bytes.
+    const remote = await loadWorkerEngine("sam2-tiny", { cacheBytes: 64 << 20, quiet: true });
+    try {
+      assert.equal(remote.info.decoderServed, true);
+      const served = await remote.decoderWeights!();
+      assert.equal(served.sha256, meta.json.sha256);
+      assert.deepEqual(served.bytes, bytes);
+    } finally {
+      remote.dispose();
+    }
+  });
+});
+
+Deno.test("PageDecoder (here on Deno's WebGPU) on sam2-tiny: served weights + golden features match every case", async () => {
+  await withSam2Engine(async (engine) => {
+    const app = createApp({ engine, log: () => {} });
+    const meta = await call(app, "GET", "/api/decoder");
+    const res = await app(new Request(`http://localhost:8787${meta.json.url}`));
+    const ctx = await getContext();
+    const page = await PageDecoder.create(ctx.gpu, await res.arrayBuffer());
+    try {
+      assert.equal(page.family, "sam2");
+      assert.deepEqual(page.featureNames, SAM2_FEATURES);
+      // The goldens of SAM2ImagePredictor's features, as the embedding endpoint serves them.
+      const npy = await Promise.all(SAM2_FEATURES.map(async (name) => {
+        const g = await loadGolden(SAM2_DIR, `${name}.npy`);
+        return encodeNpyF32(g.data as Float32Array, g.shape).slice().buffer;
+      }));
+      // Two tensors of three, or a wrong shape, are refused by name.
+      assert.throws(() => page.setImage(npy.slice(0, 2), [107, 160]), /needs 3: image_embed/);
+      assert.throws(
+        () => page.setImage([npy[1], npy[0], npy[2]], [107, 160]),
+        /image_embed has shape \[1,4,64,64\]/,
+      );
+      const { cases, imageSizeHw } = await loadSam2Cases(SAM2_DIR);
+      assert.equal(cases.length, 6);
+      await page.setImage(npy, imageSizeHw);
+      for (const c of cases) {
+        const C = c.multimask ? 3 : 1;
+        for (let b = 0; b < c.prompts.length; b++) {
+          const r = await page.decode(c.prompts[b]);
+          assert.equal(r.count, C, c.name);
+          const plane = r.lowRes.length / C;
+          assertClose(r.lowRes, c.lowRes!.subarray(b * C * plane, (b + 1) * C * plane), {
+            atol: DECODER_TOL.logitAtol,
+            rtol: DECODER_TOL.logitRtol,
+            label: `${c.name}[${b}] low_res (PageDecoder)`,
+          });
+          assertClose(r.iou, c.iou.subarray(b * C, (b + 1) * C), {
+            atol: DECODER_TOL.iou,
+            label: `${c.name}[${b}] iou (PageDecoder)`,
+          });
+          assert.ok(Math.abs(r.objScore! - c.objScore[b]) <= DECODER_TOL.obj, `${c.name} obj`);
+          assert.deepEqual(r.areas, r.masks.map((m) => m.reduce((s, v) => s + v, 0)));
+        }
+      }
+    } finally {
+      page.dispose();
+    }
+  });
+});
+
+/**
+ * The page's low-res logits, IoU and object score against the sam2-tiny goldens, every case
+ * (boxes_batch one box at a time), on the features the server's own encoder computed for the
+ * uploaded photo: ENCODER_TOL of tests/sam2/sam2_cases.ts (logits 2e-3 + 1e-4 |ref|, IoU
+ * 1e-4, object score 1e-3), as for the server's end-to-end SAM 2.1 test. The page's decoder
+ * on SwiftShader measures within the same bounds (it prints its worst).
+ */
+async function checkSam2Goldens(page: import("playwright-core").Page) {
+  const { cases } = await loadSam2Cases(SAM2_DIR);
+  for (const c of cases) {
+    const C = c.multimask ? 3 : 1;
+    for (let b = 0; b < c.prompts.length; b++) {
+      const p = c.prompts[b];
+      const r = await page.evaluate(
+        `wgsamDecodeLowRes(${
+          JSON.stringify({ ...p, maskInput: p.maskInput ? [...p.maskInput] : undefined })
+        })`,
+      ) as { count: number; iou: number[]; lowRes: number[]; objScore: number };
+      assert.equal(r.count, C, c.name);
+      const plane = r.lowRes.length / C;
+      const report = assertClose(
+        Float32Array.from(r.lowRes),
+        c.lowRes!.subarray(b * C * plane, (b + 1) * C * plane),
+        {
+          atol: ENCODER_TOL.logitAtol,
+          rtol: ENCODER_TOL.logitRtol,
+          label: `${c.name}[${b}] low_res (page)`,
+        },
+      );
+      const iou = assertClose(Float32Array.from(r.iou), c.iou.subarray(b * C, (b + 1) * C), {
+        atol: ENCODER_TOL.iou,
+        label: `${c.name}[${b}] iou (page)`,
+      });
+      const obj = Math.abs(r.objScore - c.objScore[b]);
+      assert.ok(obj <= ENCODER_TOL.obj, `${c.name}[${b}] object score off by ${obj}`);
+      console.log(
+        `sam2 ${c.name}[${b}] (page): worst low_res ${report.maxAbs.toExponential(2)}, ` +
+          `IoU ${iou.maxAbs.toExponential(2)}, object score ${obj.toExponential(2)}`,
+      );
+    }
+  }
+}
+
+Deno.test({
+  name: "page decoder (sam2-tiny, WebGPU on SwiftShader): SAM 2.1 clicks decoded in the page",
+  ignore: !hasChromium(),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: () =>
+    withSam2Engine((engine) =>
+      withPage(
+        { engine, flags: WEBGPU_FLAGS, image: SAM2_IMAGE, imageWidth: 160 },
+        "sam2_tiny",
+        async ({ page, app, requests, click, at }) => {
+          assert.equal(await dataset(page, "decoder"), "browser");
+          assert.match(await page.locator("#status").textContent() ?? "", /Decoding in this page/);
+          assert.ok(
+            requests.some((r) => /^GET \/api\/decoder\/[0-9a-f]{64}\.safetensors$/.test(r)),
+          );
+          // The three tensors SAM 2.1's decoder reads, once each.
+          const fetched = await page.evaluate(`performance.getEntriesByType("resource")
+            .map((e) => new URL(e.name)).filter((u) => u.pathname.endsWith("/embedding"))
+            .map((u) => u.search).sort()`) as string[];
+          assert.deepEqual(fetched, ["", "?tensor=high_res_feats_0", "?tensor=high_res_feats_1"]);
+
+          // point1_multi's click: three candidates, the server's best mask, no /segment.
+          await click(88, 53.5);
+          assert.equal(await page.locator("#scores .score").count(), 3);
+          const area = Number(await dataset(page, "maskArea"));
+          assert.ok(area > 0, "empty mask");
+          assert.match(await page.locator("#status").textContent() ?? "", /in this page in \d+ ms/);
+          assert.equal(area, await serverBestArea(page, app));
+          assert.equal(await compareBestMask(page, engine, SAM2_IMAGE), 0);
+          // A background point, then a box: still the server's answers.
+          await page.evaluate(`delete document.body.dataset.maskArea`);
+          await page.mouse.click(at(32, 26.75).x, at(32, 26.75).y, { button: "right" });
+          await page.waitForFunction(`document.body.dataset.maskArea !== undefined`);
+          assert.equal(Number(await dataset(page, "maskArea")), await serverBestArea(page, app));
+          await page.evaluate(`delete document.body.dataset.maskArea`);
+          await page.mouse.move(at(16, 21.4).x, at(16, 21.4).y);
+          await page.mouse.down();
+          await page.mouse.move(at(60, 50).x, at(60, 50).y, { steps: 4 });
+          await page.mouse.move(at(112, 90.9).x, at(112, 90.9).y, { steps: 4 });
+          await page.mouse.up();
+          await page.waitForFunction(`document.body.dataset.maskArea !== undefined`);
+          assert.equal(Number(await dataset(page, "maskArea")), await serverBestArea(page, app));
+          assert.deepEqual(requests.filter((r) => r.endsWith("/segment")), []);
+
+          await checkSam2Goldens(page);
+          assert.deepEqual(requests.filter((r) => r.endsWith("/segment")), []);
+        },
+      )
+    ),
+});
+
+Deno.test({
+  name:
+    "page decoder fallback (sam2-tiny): no WebGPU, or a failing page decoder, decodes on the server",
+  ignore: !hasChromium(),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: () =>
+    withSam2Engine(async (engine) => {
+      await withPage(
+        {
+          engine,
+          flags: WEBGPU_FLAGS,
+          initScript: "delete Navigator.prototype.gpu;",
+          image: SAM2_IMAGE,
+        },
+        "sam2_no_webgpu",
+        async ({ page, app, requests, click, status }) => {
+          assert.equal(await dataset(page, "decoder"), "server");
+          assert.match(await status(), /Decoding on the server \(this browser offers no WebGPU/);
+          assert.ok(!requests.some((r) => r.startsWith("GET /api/decoder")));
+          await click(88, 53.5);
+          assert.equal(requests.filter((r) => r.endsWith("/segment")).length, 1);
+          assert.equal(Number(await dataset(page, "maskArea")), await serverBestArea(page, app));
+        },
+      );
+      // The high-res features refused (a server that cannot give them): the image decodes
+      // on the server, and the status line says why.
+      await withPage(
+        {
+          engine,
+          flags: WEBGPU_FLAGS,
+          initScript: `{
+            const fetchReal = globalThis.fetch;
+            globalThis.fetch = (url, init) => String(url).includes("tensor=high_res_feats_1")
+              ? Promise.resolve(new Response("{}", { status: 503 }))
+              : fetchReal(url, init);
+          }`,
+          image: SAM2_IMAGE,
+        },
+        "sam2_no_features",
+        async ({ page, app, requests, click, status }) => {
+          assert.equal(await dataset(page, "decoder"), "server");
+          assert.match(await status(), /on the server \(embedding high_res_feats_1: HTTP 503\)/);
+          await click(88, 53.5);
+          assert.equal(requests.filter((r) => r.endsWith("/segment")).length, 1);
+          assert.equal(Number(await dataset(page, "maskArea")), await serverBestArea(page, app));
+        },
+      );
+    }),
 });
