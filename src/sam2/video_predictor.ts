@@ -340,9 +340,9 @@ export class SamVideoPredictor {
   /**
    * Clicks and / or a box for one object on one frame (replacing that object's earlier
    * prompts there); resolves to every object's mask on that frame. On a frame the object was
-   * tracked on, this is a correction read against its memory.
+   * tracked on, this is a correction read against its memory. Bad input rejects.
    */
-  addNewPointsOrBox(p: VideoPrompt): Promise<VideoFrameResult> {
+  async addNewPointsOrBox(p: VideoPrompt): Promise<VideoFrameResult> {
     if (!p || typeof p !== "object") {
       throw new Error("addNewPointsOrBox: expected {frameIdx, objId, ...}");
     }
@@ -378,7 +378,7 @@ export class SamVideoPredictor {
     if (points.length === 0 && !p.box) {
       throw new Error("addNewPointsOrBox: give at least one point or a box");
     }
-    return this.exclusive(async () => {
+    return await this.exclusive(async () => {
       const obj = this.objectFor(objId);
       const isInitCond = !obj.tracked.has(frameIdx);
       const reverse = isInitCond ? false : obj.tracked.get(frameIdx)!;

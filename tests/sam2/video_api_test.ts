@@ -52,7 +52,7 @@ Deno.test({
     const p = await small({ historyFrames: 2 });
     try {
       await assert.rejects(() => p.propagateInVideo().next(), /no object has prompts/);
-      assert.throws(
+      await assert.rejects(
         () => p.addNewPointsOrBox({ frameIdx: 0, objId: 1, points: [[1, 1]], labels: [1] }),
         /frameIdx 0 is not a frame \(no frames added yet\)/,
       );
@@ -72,7 +72,7 @@ Deno.test({
         [{ frameIdx: 5, objId: 1 }, /at least one point or a box/],
       ];
       for (const [prompt, re] of bad) {
-        assert.throws(() => p.addNewPointsOrBox(prompt as never), re);
+        await assert.rejects(() => p.addNewPointsOrBox(prompt as never), re);
       }
       // historyFrames 2: frame 0 is more than 2 behind the newest (5): its pixels are gone.
       await assert.rejects(
