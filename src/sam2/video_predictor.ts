@@ -19,6 +19,9 @@
  *
  * Conditioning frames stay conditioning (add_all_frames_to_correct_as_cond = False); a
  * correction on a tracked frame is a non-conditioning output that replaces the tracked one.
+ * The official's num_frames (it caps the object pointers read and scales their temporal
+ * encoding, up to 16 frames) is the number of frames added so far: to replay an offline video
+ * exactly, add all its frames first, as the official loads them.
  *
  * Memory is bounded: only the last frame's image features stay on the GPU; per object the
  * conditioning outputs, and the tracked outputs within `historyFrames` (at least the 15 frames
@@ -138,8 +141,21 @@ interface CachedFrame {
   pixFeat: Tensor;
 }
 
+function newObject(id: number): ObjectState {
+  return {
+    id,
+    cond: new Map(),
+    nonCond: new Map(),
+    tempCond: new Map(),
+    tempNonCond: new Map(),
+    tracked: new Map(),
+  };
+}
+
 export class SamVideoPredictor {
   private readonly frames: (RgbImage | null)[] = [];
+  /** Indices of the frames whose pixels are kept (so dropping scans only those). */
+  private readonly keptFrames = new Set<number>();
   private cached: CachedFrame | null = null;
   private readonly objects: ObjectState[] = [];
   private size: [number, number] | null = null;
@@ -260,6 +276,7 @@ export class SamVideoPredictor {
     }
     this.size ??= [image.height, image.width];
     this.frames.push(image);
+    this.keptFrames.add(this.frames.length - 1);
     this.dropOldFrames();
     return this.frames.length - 1;
   }
@@ -321,22 +338,6 @@ export class SamVideoPredictor {
     old.pixFeat.destroy();
   }
 
-  private objectFor(objId: number): ObjectState {
-    let o = this.objects.find((x) => x.id === objId);
-    if (!o) {
-      o = {
-        id: objId,
-        cond: new Map(),
-        nonCond: new Map(),
-        tempCond: new Map(),
-        tempNonCond: new Map(),
-        tracked: new Map(),
-      };
-      this.objects.push(o);
-    }
-    return o;
-  }
-
   /**
    * Clicks and / or a box for one object on one frame (replacing that object's earlier
    * prompts there); resolves to every object's mask on that frame. On a frame the object was
@@ -379,7 +380,8 @@ export class SamVideoPredictor {
       throw new Error("addNewPointsOrBox: give at least one point or a box");
     }
     return await this.exclusive(async () => {
-      const obj = this.objectFor(objId);
+      // A new object joins only once its first prompt succeeded.
+      const obj = this.objects.find((x) => x.id === objId) ?? newObject(objId);
       const isInitCond = !obj.tracked.has(frameIdx);
       const reverse = isInitCond ? false : obj.tracked.get(frameIdx)!;
       const temp = isInitCond ? obj.tempCond : obj.tempNonCond;
@@ -394,6 +396,7 @@ export class SamVideoPredictor {
         runMemEncoder: false,
       });
       temp.set(frameIdx, out);
+      if (!this.objects.includes(obj)) this.objects.push(obj);
       return await this.frameResult(frameIdx, isInitCond);
     });
   }
@@ -629,8 +632,13 @@ export class SamVideoPredictor {
 
   /** One frame of propagate_in_video for every object. */
   private async trackFrame(frameIdx: number, reverse: boolean): Promise<VideoFrameResult> {
-    const outs: FrameOutput[] = [];
+    const outs: (FrameOutput | undefined)[] = [];
     for (const o of this.objects) {
+      if (o.cond.size === 0) {
+        // Prompted during this propagation: it joins at the next propagateInVideo (preflight).
+        outs.push(undefined);
+        continue;
+      }
       let out = o.cond.get(frameIdx);
       if (!out) {
         out = await this.trackStep(o, frameIdx, {
@@ -669,19 +677,31 @@ export class SamVideoPredictor {
 
   /**
    * Pixels are kept for frames within historyFrames of the newest frame or of the last tracked
-   * frame, and for frames ahead of the forward tracking front; the others go (with their
+   * frame, for frames ahead of the forward tracking front (once an object is prompted: they
+   * wait for a propagation) and for prompted frames not yet
+   * encoded into memory; the others go (with their
    * "tracked" marks: a prompt there would need the pixels anyway).
    */
   private dropOldFrames(): void {
     if (!Number.isFinite(this.historyFrames)) return;
     const h = this.historyFrames, newest = this.frames.length - 1;
-    for (let f = 0; f < this.frames.length; f++) {
-      if (!this.frames[f]) continue;
-      const keep = newest - f <= h ||
+    // Forward tracking starts at the earliest prompted frame (none: nothing waits for it).
+    let firstPrompt = Infinity;
+    for (const o of this.objects) {
+      for (const m of [o.cond, o.tempCond, o.tempNonCond]) {
+        for (const f of m.keys()) firstPrompt = Math.min(firstPrompt, f);
+      }
+    }
+    for (const f of this.keptFrames) {
+      // A prompt not yet consolidated still needs its frame's features for its memory.
+      const pending = this.objects.some((o) => o.tempCond.has(f) || o.tempNonCond.has(f));
+      const keep = pending || newest - f <= h ||
         (this.lastTracked >= 0 && Math.abs(f - this.lastTracked) <= h) ||
-        (this.forwardFront >= 0 && f > this.forwardFront);
+        // Not yet reached by forward tracking, once there is something to track.
+        (f >= firstPrompt && f > this.forwardFront);
       if (keep) continue;
       this.frames[f] = null;
+      this.keptFrames.delete(f);
       for (const o of this.objects) o.tracked.delete(f);
     }
   }
@@ -713,7 +733,7 @@ export class SamVideoPredictor {
   /** What the predictor holds now (bounded however long the stream). */
   memoryUsage(): VideoMemoryUsage {
     let framesKept = 0, pixelBytes = 0;
-    for (const f of this.frames) if (f) (framesKept++, pixelBytes += f.data.byteLength);
+    for (const i of this.keptFrames) (framesKept++, pixelBytes += this.frames[i]!.data.byteLength);
     let outputsKept = 0, outputBytes = 0;
     const posEncs = new Set<Float32Array>();
     for (const o of this.objects) {

@@ -80,8 +80,21 @@ Deno.test({
         /frame 0 was dropped .*historyFrames/,
       );
       assert.equal(p.memoryUsage().framesKept, 3);
+      // A prompted frame keeps its pixels until a propagation has encoded its memory.
+      await p.addNewPointsOrBox({ frameIdx: 5, objId: 1, points: [[5, 5]], labels: [1] });
+      for (let i = 6; i < 10; i++) p.addFrame(frame(i));
+      // Frames 5-9: the prompted one and those waiting for forward tracking. The failed prompt
+      // on frame 0 left no object behind.
+      assert.equal(p.memoryUsage().framesKept, 5);
+      assert.deepEqual(p.objIds, [1]);
+      const tracked = await collect(p.propagateInVideo());
+      assert.deepEqual(tracked.map((r) => r.frameIdx), [5, 6, 7, 8, 9]);
+      assert.equal(p.memoryUsage().framesKept, 3); // tracked: back to the window (7-9)
       await assert.rejects(() => p.removeObject(7), /no object 7/);
-      await assert.rejects(() => p.propagateInVideo({ startFrameIdx: 8 }).next(), /frameIdx 8/);
+      await assert.rejects(
+        () => p.propagateInVideo({ startFrameIdx: 12 }).next(),
+        /frameIdx 12 is not a frame \(0\.\.9\)/,
+      );
     } finally {
       p.dispose();
     }
@@ -120,12 +133,20 @@ Deno.test({
       const rest = await collect(p.propagateInVideo({ startFrameIdx: 3 }));
       assert.deepEqual(rest.map((r) => r.objIds), [[2]]);
       assert.deepEqual(rest[0].maskLogits[0], alone[3].maskLogits[0]);
-      // A frame that arrives while a propagation runs is tracked by it.
+      // A frame that arrives while a propagation runs is tracked by it; an object first prompted
+      // meanwhile has no output there (it joins at the next propagation).
       const it = p.propagateInVideo({ startFrameIdx: 3 });
       assert.equal((await it.next()).value?.frameIdx, 3);
       p.addFrame(frame(4));
-      assert.equal((await it.next()).value?.frameIdx, 4);
+      await p.addNewPointsOrBox({ frameIdx: 3, objId: 5, points: [[10, 10]], labels: [1] });
+      const r4 = (await it.next()).value as VideoFrameResult;
+      assert.equal(r4.frameIdx, 4);
+      assert.deepEqual(r4.objIds, [2, 5]);
+      assert.ok(Number.isNaN(r4.objScores[1]) && r4.maskLogits[1].every((v) => v === -1024));
       assert.ok((await it.next()).done);
+      const next = await collect(p.propagateInVideo({ startFrameIdx: 3 }));
+      assert.deepEqual(next.map((r) => r.frameIdx), [3, 4]);
+      assert.ok(next.every((r) => !Number.isNaN(r.objScores[1])));
       // reset forgets every object: propagation needs a prompt again.
       await p.reset();
       await assert.rejects(() => p.propagateInVideo().next(), /no object has prompts/);
