@@ -38,6 +38,16 @@ export type { SamArch, StateDict } from "./src/weights/types.ts";
 export type { ImageFeatures, ModelFamilyName } from "./src/family.ts";
 export { officialSam2Arch, type Sam2Arch, type Sam2ArchHints } from "./src/sam2/arch.ts";
 export { convertSam2Checkpoint, loadSam2 } from "./src/sam2/load.ts";
+export {
+  DEFAULT_HISTORY_FRAMES,
+  NO_OBJ_SCORE,
+  type PropagateOptions,
+  SamVideoPredictor,
+  type SamVideoPredictorOptions,
+  type VideoFrameResult,
+  type VideoMemoryUsage,
+  type VideoPrompt,
+} from "./src/sam2/video_predictor.ts";
 export { inferArch, OFFICIAL_ARCHS } from "./src/weights/arch.ts";
 export {
   getModel,

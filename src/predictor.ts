@@ -39,6 +39,7 @@ import {
 import { loadSam2Modules } from "./sam2/model.ts";
 import type { Sam2Arch, Sam2ArchHints } from "./sam2/arch.ts";
 import { checkpointFamily } from "./sam2/load.ts";
+import type { Sam2VideoModules } from "./sam2/video_model.ts";
 import { loadSam } from "./weights/load.ts";
 import { findModel, listModels, resolveModel, weightsDirFrom } from "./weights/registry.ts";
 import { loadTuneCache, tuneCachePath } from "./kernels/tuning.ts";
@@ -67,6 +68,8 @@ export class SamModel {
     /** SAM's ViT, MobileSAM's TinyViT or SAM 2.1's Hiera behind the family seam. */
     readonly encoder: FamilyEncoder,
     readonly decoder: FamilyDecoder,
+    /** SAM 2.1's memory modules for SamVideoPredictor (absent for SAM 1). */
+    readonly sam2Video?: Sam2VideoModules,
   ) {}
 
   /**
@@ -93,9 +96,10 @@ export class SamModel {
       : source;
     if (await checkpointFamily(path) === "sam2") {
       const hints = opts.sam2Hints ?? findModel(source)?.sam2Hints ?? await bundledHints(path);
-      const m = await loadSam2Modules(ctx, path, hints);
+      // The video modules too (a few MB on the GPU), so SamVideoPredictor can take the model.
+      const m = await loadSam2Modules(ctx, path, hints, { video: true });
       await ctx.sync();
-      return new SamModel(name, "sam2", m.arch, ctx, m.encoder, m.decoder);
+      return new SamModel(name, "sam2", m.arch, ctx, m.encoder, m.decoder, m.video);
     }
     const { sd, arch } = await loadSam(path);
     const encoder = createImageEncoder(ctx, sd, arch);
@@ -137,6 +141,7 @@ export class SamModel {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.sam2Video?.dispose();
     this.encoder.dispose();
     this.decoder.dispose();
   }

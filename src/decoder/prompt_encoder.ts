@@ -273,10 +273,10 @@ export class PromptEncoder {
     }
     const x = mask.reshape([1, side, side]); // (Cin=1, 4s, 4s), chw
     const t = <T extends Tensor>(v: T): T => (temps.push(v), v);
-    let h = t(conv2d(ctx, x, "chw", m.conv0.w, m.conv0.b, { stride: 2, padding: 0 })); // (2s, 2s, c/4)
+    let h = t(conv2d(ctx, x, "chw", m.conv0.w, m.conv0.b, { stride: 2, padding: 0, temps })); // (2s, 2s, c/4)
     h = t(layerNorm(ctx, h, m.ln1.w, m.ln1.b, LN2D_EPS));
     h = t(activation(ctx, h, "gelu"));
-    h = t(conv2d(ctx, h, "hwc", m.conv3.w, m.conv3.b, { stride: 2, padding: 0 })); // (s, s, c)
+    h = t(conv2d(ctx, h, "hwc", m.conv3.w, m.conv3.b, { stride: 2, padding: 0, temps })); // (s, s, c)
     h = t(layerNorm(ctx, h, m.ln4.w, m.ln4.b, LN2D_EPS));
     h = t(activation(ctx, h, "gelu"));
     const tokens = h.reshape([this.embedSize * this.embedSize, h.shape[2]]); // (s*s, c)

@@ -20,6 +20,11 @@ export interface Conv2dOptions {
   out?: Tensor;
   /** Scratch for the unfolded input, at least Hout * Wout * Cin * kh * kw elements. */
   scratch?: Tensor;
+  /**
+   * Without `scratch`, the unfolded input conv2d allocates is pushed here for the caller to
+   * destroy once the work is submitted (left out, it would never be freed).
+   */
+  temps?: Tensor[];
 }
 
 /**
@@ -56,6 +61,7 @@ export function conv2d(
     cols = x.reshape([h * w, cin]); // [H, W, Cin] -> [H * W, Cin]
   } else {
     cols = im2col(ctx, x, layout, { kh, kw, stride, padding }, opts.scratch);
+    if (!opts.scratch) opts.temps?.push(cols);
   }
   const out = opts.out ? viewAs(opts.out, [hout * wout, cout]) : undefined;
   const y = linear(ctx, cols, w2, bias, { out });

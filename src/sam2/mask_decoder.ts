@@ -70,6 +70,8 @@ export interface Sam2DecoderOptions extends DecoderOptions {
   maxHoleArea?: number;
   /** Remove islands of at most this many low-res pixels (max_sprinkle_area; default 0). */
   maxSprinkleArea?: number;
+  /** Also read back each result's `samOutputToken` (the video predictor's obj_ptr input). */
+  samOutputToken?: boolean;
 }
 
 export interface Sam2DecoderResult extends DecoderResult {
@@ -77,6 +79,12 @@ export interface Sam2DecoderResult extends DecoderResult {
   objScore: number;
   /** Per mask, the mask token it came from (0 single, 1..3 multimask). */
   tokens: number[];
+  /**
+   * With opts.samOutputToken: the decoder's output token (C) that sam2_base feeds obj_ptr_proj
+   * (use_multimask_token_for_obj_ptr): the best-IoU multimask token when multimask, else
+   * mask token 0, even where the stability fallback returned a multimask token's mask.
+   */
+  samOutputToken?: Float32Array;
 }
 
 interface Lin {
@@ -512,6 +520,8 @@ export class Sam2Decoder {
         objAll = new Float32Array(B).fill(NO_OBJ_HEAD_SCORE);
       }
       const iouRead = await iouLogits.read();
+      // The mask tokens after the transformer (B, T * C), for obj_ptr.
+      const tokenRead = opts.samOutputToken ? await hIn.read() : null;
       const iouAll = this.dec.iouUseSigmoid ? sigmoid(iouRead) : iouRead;
       // Which token each returned mask is.
       const count = this.countOf(mode);
@@ -608,6 +618,15 @@ export class Sam2Decoder {
           objScore: objAll[b],
           tokens: chosen[b],
         });
+        if (tokenRead) {
+          // torch.argmax over the multimask IoUs (the first of equal maxima); else token 0.
+          let k = 0;
+          if (mode === "multi") {
+            k = 1;
+            for (let j = 2; j < T; j++) if (iouAll[b * T + j] > iouAll[b * T + k]) k = j;
+          }
+          results[b].samOutputToken = tokenRead.slice((b * T + k) * D, (b * T + k + 1) * D);
+        }
       }
       const output = opts.output ?? "masks";
       if (output !== "none") {

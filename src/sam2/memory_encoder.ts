@@ -157,6 +157,7 @@ export class MemoryEncoder {
       m = temp(conv2d(this.ctx, m, "hwc", l.w, l.b, {
         stride: a.downsampleStride,
         padding: a.downsamplePadding,
+        temps,
       }));
       m = temp(layerNorm(this.ctx, m, l.lnW, l.lnB, LN2D_EPS)); // LayerNorm2d = LN over channels
       m = temp(activation(this.ctx, m, "gelu"));

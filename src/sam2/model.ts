@@ -14,6 +14,11 @@ import { encodeImageSam2, Sam2ImageEncoder } from "./image_encoder.ts";
 import { loadSam2 } from "./load.ts";
 import { Sam2Decoder } from "./mask_decoder.ts";
 import type { StateDict } from "../weights/types.ts";
+import {
+  createSam2VideoModules,
+  hasSam2VideoWeights,
+  type Sam2VideoModules,
+} from "./video_model.ts";
 
 /** The three tensors SAM2ImagePredictor keeps, NCHW (s = S / 16). */
 export function sam2FeatureShapes(arch: Sam2Arch): { name: string; shape: number[] }[] {
@@ -25,12 +30,16 @@ export function sam2FeatureShapes(arch: Sam2Arch): { name: string; shape: number
   ];
 }
 
-/** SAM 2's encoder and decoder from weights in memory. */
+/**
+ * SAM 2's encoder and decoder from weights in memory, and the video modules (memory encoder,
+ * memory attention, object pointers) with `video` when the checkpoint has them.
+ */
 export function sam2Modules(
   ctx: GpuContext,
   sd: StateDict,
   arch: Sam2Arch,
-): { encoder: FamilyEncoder; decoder: FamilyDecoder } {
+  opts: { video?: boolean } = {},
+): { encoder: FamilyEncoder; decoder: FamilyDecoder; video?: Sam2VideoModules } {
   const encoder = Sam2ImageEncoder.fromStateDict(ctx, sd, arch);
   let decoder: Sam2Decoder;
   try {
@@ -39,7 +48,18 @@ export function sam2Modules(
     encoder.dispose();
     throw err;
   }
+  let video: Sam2VideoModules | undefined;
+  try {
+    video = opts.video && hasSam2VideoWeights(sd)
+      ? createSam2VideoModules(ctx, sd, arch, encoder, decoder)
+      : undefined;
+  } catch (err) {
+    encoder.dispose();
+    decoder.dispose();
+    throw err;
+  }
   return {
+    video,
     encoder: {
       family: "sam2",
       imgSize: arch.imgSize,
@@ -56,7 +76,10 @@ export async function loadSam2Modules(
   ctx: GpuContext,
   path: string | URL,
   hints?: Sam2ArchHints,
-): Promise<{ arch: Sam2Arch; encoder: FamilyEncoder; decoder: FamilyDecoder }> {
+  opts: { video?: boolean } = {},
+): Promise<
+  { arch: Sam2Arch; encoder: FamilyEncoder; decoder: FamilyDecoder; video?: Sam2VideoModules }
+> {
   const { sd, arch } = await loadSam2(path, hints);
-  return { arch, ...sam2Modules(ctx, sd, arch) };
+  return { arch, ...sam2Modules(ctx, sd, arch, opts) };
 }

@@ -2067,6 +2067,7 @@ function conv2d(ctx, x, layout, weight, bias, opts) {
       stride,
       padding
     }, opts.scratch);
+    if (!opts.scratch) opts.temps?.push(cols);
   }
   const out = opts.out ? viewAs(opts.out, [
     hout * wout,
@@ -2308,13 +2309,15 @@ var PromptEncoder = class _PromptEncoder {
     const t = (v) => (temps.push(v), v);
     let h = t(conv2d(ctx, x, "chw", m.conv0.w, m.conv0.b, {
       stride: 2,
-      padding: 0
+      padding: 0,
+      temps
     }));
     h = t(layerNorm(ctx, h, m.ln1.w, m.ln1.b, LN2D_EPS));
     h = t(activation(ctx, h, "gelu"));
     h = t(conv2d(ctx, h, "hwc", m.conv3.w, m.conv3.b, {
       stride: 2,
-      padding: 0
+      padding: 0,
+      temps
     }));
     h = t(layerNorm(ctx, h, m.ln4.w, m.ln4.b, LN2D_EPS));
     h = t(activation(ctx, h, "gelu"));
