@@ -119,6 +119,7 @@ const STATIC_FILES: Record<string, [file: string, type: string]> = {
   "/": ["index.html", "text/html; charset=utf-8"],
   "/index.html": ["index.html", "text/html; charset=utf-8"],
   "/app.js": ["app.js", "text/javascript; charset=utf-8"],
+  "/video.js": ["video.js", "text/javascript; charset=utf-8"], // the page's video mode
   "/decoder.js": ["decoder.js", "text/javascript; charset=utf-8"], // deno task bundle:web
   "/style.css": ["style.css", "text/css; charset=utf-8"],
   "/favicon.svg": ["favicon.svg", "image/svg+xml"],
