@@ -166,7 +166,7 @@ export interface SharedEmbeddings {
 export type EmbeddingEvent = { kind: "local-hit" | "shared-hit" | "encode"; ms: number };
 
 /** The registry's hints for a bundled SAM 2 model loaded by its path (sam2-tiny.pt). */
-export async function bundledHints(path: string): Promise<Sam2ArchHints | undefined> {
+async function bundledHints(path: string): Promise<Sam2ArchHints | undefined> {
   const real = async (p: string) => {
     try {
       return await Deno.realPath(p);

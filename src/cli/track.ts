@@ -321,8 +321,9 @@ export async function runTrack(
   try {
     tracker = await factory.create();
   } catch (e) {
-    if (e instanceof NotSam2Error) throw new UsageError(`--model ${modelName}: ${e.message}`);
-    throw new UsageError(`--model ${modelName}: ${(e as Error).message}`);
+    // As segment does with a --model it cannot load: an argument mistake, in one line.
+    const why = e instanceof NotSam2Error ? e.message : (e as Error).message;
+    throw new UsageError(`--model ${modelName}: ${why}`);
   }
   warnIfMeaningless(factory.model, log);
   const tmp = args.video !== undefined ? await Deno.makeTempDir({ prefix: "wgsam-track-" }) : null;
@@ -445,6 +446,7 @@ export async function runTrack(
     );
   } finally {
     tracker.dispose();
+    factory.close();
     if (tmp) await Deno.remove(tmp, { recursive: true }).catch(() => {});
   }
 }

@@ -24,7 +24,6 @@ import {
   maskOf,
   NotSam2Error,
   type PropagateOptions,
-  TrackerUnavailableError,
   type VideoFrameResult,
   type VideoTracker,
   type VideoTrackerFactory,
@@ -93,12 +92,17 @@ export function videoRoutes(deps: VideoRouteDeps): VideoRoutes {
   async function create(req: Request, lease: BodyLease): Promise<Response> {
     const factory = requireVideo();
     const body = await readJsonObject(req, limits.maxJsonBytes, lease);
-    const extra = Object.keys(body);
-    if (extra.length > 0) throw new HttpError(400, `unknown field "${extra[0].slice(0, 60)}"`);
-    sessions.checkRoom(); // before the weights go to the GPU
+    const { history_frames, ...extra } = body;
+    const unknown = Object.keys(extra);
+    if (unknown.length > 0) throw new HttpError(400, `unknown field "${unknown[0].slice(0, 60)}"`);
+    let historyFrames: number | undefined;
+    if (history_frames !== undefined && history_frames !== null) {
+      historyFrames = frameIndex(history_frames, "history_frames", Infinity, false);
+    }
+    sessions.checkRoom(); // before any GPU work
     let tracker: VideoTracker;
     try {
-      tracker = await deps.onGpu(() => factory.create());
+      tracker = await deps.onGpu(() => factory.create({ historyFrames }));
     } catch (e) {
       if (e instanceof NotSam2Error) throw new HttpError(400, e.message);
       throw e;
@@ -106,6 +110,7 @@ export function videoRoutes(deps: VideoRouteDeps): VideoRoutes {
     let session: VideoSession;
     try {
       session = sessions.add(tracker);
+      session.historyFrames = historyFrames;
     } catch (e) {
       deps.always(() => tracker.dispose()); // another request took the last slot meanwhile
       throw e;
@@ -121,6 +126,7 @@ export function videoRoutes(deps: VideoRouteDeps): VideoRoutes {
       frames: s.frames,
       obj_ids: s.objIds,
       busy: s.busy,
+      history_frames: s.historyFrames ?? null,
       limits: {
         max_frames: limits.maxVideoFrames,
         max_bytes: limits.maxVideoBytes,
@@ -446,11 +452,17 @@ function notFound(path: string): never {
 /** The model's refusal of a call the checks here let through, as a 400 (or 501). */
 function refusal(e: unknown): unknown {
   if (e instanceof HttpError) return e;
-  if (e instanceof TrackerUnavailableError) return new HttpError(501, e.message);
   // The predictor's own argument checks (frame index, prompts) throw plain Errors / RangeErrors.
   if (e instanceof RangeError) return new HttpError(400, e.message);
-  if (e instanceof Error && /^(addNewPointsOrBox|propagateInVideo|removeObject):/.test(e.message)) {
+  if (
+    e instanceof Error &&
+    /^(addFrame|addNewPointsOrBox|propagateInVideo|removeObject)[ :]/.test(e.message)
+  ) {
     return new HttpError(400, e.message);
+  }
+  // A prompt on a frame whose pixels a history_frames session no longer holds.
+  if (e instanceof Error && /^frame \d+ was dropped/.test(e.message)) {
+    return new HttpError(410, e.message);
   }
   return e;
 }

@@ -15,8 +15,10 @@ export interface VideoSession {
   readonly tracker: VideoTracker;
   width: number;
   height: number;
+  /** Frames added (the tracker may have dropped the pixels of old ones: memoryUsage). */
   frames: number;
-  bytes: number;
+  /** The tracker's history bound (undefined: every frame is kept). */
+  historyFrames?: number;
   /** Object ids prompted so far, in order. */
   objIds: number[];
   lastUsed: number;
@@ -62,7 +64,6 @@ export class VideoSessions {
       width: 0,
       height: 0,
       frames: 0,
-      bytes: 0,
       objIds: [],
       lastUsed: this.now(),
       busy: null,
@@ -88,13 +89,19 @@ export class VideoSessions {
     return s;
   }
 
-  /** Checks a frame against the session's bounds and takes it in. */
+  /**
+   * Checks a frame against the session's bounds and takes it in. The bounds count the frames
+   * whose pixels the tracker still holds (all of them, unless the session was opened with a
+   * history_frames bound, as a live stream is).
+   */
   addFrame(s: VideoSession, image: RgbImage): number {
-    if (s.frames >= this.limits.maxVideoFrames) {
+    const held = s.tracker.memoryUsage();
+    if (held.framesKept >= this.limits.maxVideoFrames) {
       throw new HttpError(
         413,
-        `this video session already holds ${s.frames} frames, the limit ` +
-          `(${this.limits.maxVideoFrames}); start another session`,
+        `this video session already holds ${held.framesKept} frames, the limit ` +
+          `(${this.limits.maxVideoFrames}); start another session, or open one with ` +
+          '"history_frames" to keep only recent frames',
       );
     }
     if (s.frames > 0 && (image.width !== s.width || image.height !== s.height)) {
@@ -103,19 +110,18 @@ export class VideoSessions {
         `frame is ${image.width}x${image.height}; this video's frames are ${s.width}x${s.height}`,
       );
     }
-    const bytes = image.data.byteLength;
-    if (s.bytes + bytes > this.limits.maxVideoBytes) {
+    if (held.pixelBytes + image.data.byteLength > this.limits.maxVideoBytes) {
       throw new HttpError(
         413,
         `this video session's frames would exceed ${this.limits.maxVideoBytes} bytes ` +
-          `(${s.frames} frames held); start another session`,
+          `(${held.framesKept} frames held); start another session, or open one with ` +
+          '"history_frames" to keep only recent frames',
       );
     }
     const idx = s.tracker.addFrame(image);
     s.width = image.width;
     s.height = image.height;
     s.frames++;
-    s.bytes += bytes;
     s.lastUsed = this.now();
     return idx;
   }

@@ -1,30 +1,21 @@
 /**
  * What the video surfaces (server sessions, the page, `deno task track`) need from a SAM 2.1
- * video predictor, and how they get one: `loadVideoTrackerFactory(source)` reads a SAM 2.1
- * checkpoint once (CPU) and builds a `SamVideoPredictor` (src/sam2/video_predictor.ts) per
- * session or run, each with its own memory bank.
+ * video predictor, and how they get one: `videoTrackerFactory(source)` loads a SAM 2.1 model
+ * once and makes a `SamVideoPredictor` (src/sam2/video_predictor.ts) per session or run: each
+ * has its own memory bank, all share the model's GPU weights.
  */
-import { getContext, type GpuContext } from "../gpu/context.ts";
 import type { GpuChoice } from "../gpu/device.ts";
-import { bundledHints } from "../predictor.ts";
-import type { Sam2Arch, Sam2ArchHints } from "../sam2/arch.ts";
-import { checkpointFamily, loadSam2 } from "../sam2/load.ts";
+import { SamModel } from "../predictor.ts";
+import type { Sam2ArchHints } from "../sam2/arch.ts";
 import {
+  type PropagateOptions,
   SamVideoPredictor,
   type VideoFrameResult,
   type VideoPrompt,
 } from "../sam2/video_predictor.ts";
 import type { RgbImage } from "../types.ts";
-import { findModel, resolveModel } from "../weights/registry.ts";
-import type { StateDict } from "../weights/types.ts";
 
-export type { VideoFrameResult, VideoPrompt };
-
-export interface PropagateOptions {
-  startFrameIdx?: number;
-  reverse?: boolean;
-  maxFrames?: number;
-}
+export type { PropagateOptions, VideoFrameResult, VideoPrompt };
 
 /** The SamVideoPredictor calls the video surfaces make (issue #17's API). */
 export interface VideoTracker {
@@ -32,95 +23,76 @@ export interface VideoTracker {
   addFrame(image: RgbImage): number;
   addNewPointsOrBox(p: VideoPrompt): Promise<VideoFrameResult>;
   propagateInVideo(opts?: PropagateOptions): AsyncIterable<VideoFrameResult>;
-  removeObject(objId: number): unknown;
-  reset(): void;
+  removeObject(objId: number): Promise<unknown>;
+  reset(): Promise<void>;
+  /** Frames whose pixels are held now and their bytes (dropped ones do not count). */
+  memoryUsage(): { framesKept: number; pixelBytes: number };
   dispose(): void;
+}
+
+export interface VideoTrackerOptions {
+  /**
+   * Frames kept behind the newest and the last tracked one, for corrections and reverse
+   * tracking (SamVideoPredictor's historyFrames); default Infinity: every frame, as an
+   * offline video clicked in any order needs.
+   */
+  historyFrames?: number;
 }
 
 /** Makes a fresh tracker (its own memory bank) per video. */
 export interface VideoTrackerFactory {
-  /** The model's name, for messages and GET /api/videos/:id. */
+  /** The model's name, for messages. */
   readonly model: string;
-  create(): Promise<VideoTracker>;
+  create(opts?: VideoTrackerOptions): Promise<VideoTracker>;
+  /** Frees the model (after every tracker made here is disposed). */
+  close(): void;
 }
 
 /** Thrown for a checkpoint that is not SAM 2.1: video tracking needs its memory modules. */
 export class NotSam2Error extends Error {
-  constructor(model: string) {
+  constructor(model: string, family: string) {
     super(
       `video tracking needs a SAM 2.1 model (e.g. sam2.1_hiera_tiny, or the bundled ` +
-        `sam2-tiny); ${model} is a SAM 1-layout model`,
+        `sam2-tiny); ${model} is a ${family} model`,
     );
     this.name = "NotSam2Error";
   }
 }
 
 /**
- * A factory over a checkpoint (registry name or path). The state dict is read once, on the
- * first `create` (a failure is not kept: the next call retries); each tracker uploads its own
- * weights to the GPU.
+ * A factory over a checkpoint (registry name or path). The model loads on the first `create`
+ * (a failure is not kept: the next call retries).
  */
 export function videoTrackerFactory(
   source: string,
-  opts: { gpu?: GpuChoice; sam2Hints?: Sam2ArchHints; ctx?: GpuContext } = {},
+  opts: { gpu?: GpuChoice; sam2Hints?: Sam2ArchHints } = {},
 ): VideoTrackerFactory {
-  const model = source.split("/").pop()!.replace(/\.(pth|pt|safetensors)$/, "");
-  let loaded: Promise<{ ctx: GpuContext; sd: StateDict; arch: Sam2Arch }> | null = null;
+  let loaded: Promise<SamModel> | null = null;
   const load = async () => {
-    const path = await resolveModel(source);
-    if (await checkpointFamily(path) !== "sam2") throw new NotSam2Error(model);
-    const hints = opts.sam2Hints ?? findModel(source)?.sam2Hints ?? await bundledHints(path);
-    const { sd, arch } = await loadSam2(path, hints);
-    return { ctx: opts.ctx ?? await getContext(opts.gpu), sd, arch };
+    const model = await SamModel.load(source, { quiet: true, ...opts });
+    if (model.family !== "sam2") {
+      model.dispose();
+      throw new NotSam2Error(model.name, model.family);
+    }
+    return model;
   };
-  return {
-    model,
-    async create() {
+  const factory = {
+    model: source.split("/").pop()!.replace(/\.(pth|pt|safetensors)$/, ""),
+    async create(o: VideoTrackerOptions = {}): Promise<VideoTracker> {
       loaded ??= load().catch((e) => {
         loaded = null;
         throw e;
       });
-      const { ctx, sd, arch } = await loaded;
-      return asTracker(SamVideoPredictor.fromStateDict(ctx, sd, arch));
+      const model = await loaded;
+      factory.model = model.name;
+      return new SamVideoPredictor(model, { historyFrames: o.historyFrames ?? Infinity });
+    },
+    close() {
+      loaded?.then((m) => m.dispose(), () => {});
+      loaded = null;
     },
   };
-}
-
-/** Thrown for a call the predictor of this build does not have yet. */
-export class TrackerUnavailableError extends Error {
-  constructor(what: string) {
-    super(`${what} is not available in this build's SamVideoPredictor (issue #17 item 2)`);
-    this.name = "TrackerUnavailableError";
-  }
-}
-
-/**
- * The predictor behind the VideoTracker interface. Propagation and object removal are looked
- * up when called: a predictor without them answers a clear TrackerUnavailableError.
- */
-function asTracker(p: SamVideoPredictor): VideoTracker {
-  const later = p as
-    & SamVideoPredictor
-    & Partial<
-      Pick<VideoTracker, "propagateInVideo" | "removeObject">
-    >;
-  return {
-    get numFrames() {
-      return p.numFrames;
-    },
-    addFrame: (image) => p.addFrame(image),
-    addNewPointsOrBox: (prompt) => p.addNewPointsOrBox(prompt),
-    propagateInVideo: (opts) => {
-      if (!later.propagateInVideo) throw new TrackerUnavailableError("propagateInVideo");
-      return later.propagateInVideo.call(p, opts);
-    },
-    removeObject: (objId) => {
-      if (!later.removeObject) throw new TrackerUnavailableError("removeObject");
-      return later.removeObject.call(p, objId);
-    },
-    reset: () => p.reset(),
-    dispose: () => p.dispose(),
-  };
+  return factory;
 }
 
 /** An object's mask on a frame: logits > 0, row-major height x width. */

@@ -8,7 +8,6 @@ import assert from "node:assert/strict";
 import { cocoDecodeRle, rleToMask } from "../../src/amg/rle.ts";
 import { decodeImage, readImageFile } from "../../src/image.ts";
 import { frameFiles, parsePrompts, videoToFrames } from "../../src/cli/track.ts";
-import { SamVideoPredictor } from "../../src/sam2/video_predictor.ts";
 import { maskOf, type VideoFrameResult, videoTrackerFactory } from "../../src/video/tracker.ts";
 import { sam2File, sam2FixtureJson } from "../sam2/fixture_files.ts";
 import { runDeno, TASK_PERMISSIONS } from "../util/run_deno.ts";
@@ -21,12 +20,6 @@ const hasFfmpeg = await new Deno.Command("ffmpeg", { args: ["-version"], stdout:
   .output().then((o) => o.success, () => false);
 if (!hasFfmpeg) console.warn("SKIP: track --video tests: ffmpeg is not installed");
 if (!FRAMES) console.warn("SKIP: track tests: sam2-tiny/video frames not in the fixtures");
-const canPropagate =
-  typeof (SamVideoPredictor.prototype as unknown as Record<string, unknown>).propagateInVideo ===
-    "function";
-if (!canPropagate) {
-  console.warn("SKIP: track end-to-end: SamVideoPredictor has no propagateInVideo yet");
-}
 
 /** The fixture's first three steps (clicks on frames 0 and 3) as prompts.json. */
 async function fixturePrompts() {
@@ -199,14 +192,15 @@ Deno.test({
 
 Deno.test({
   name: "track on sam2-tiny: --frames (PNG) and --video (COCO RLE) write the API's masks",
-  ignore: !FRAMES || !canPropagate,
+  ignore: !FRAMES,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "wgsam-track-e2e-" });
     try {
       const promptsJson = await fixturePrompts();
       await Deno.writeTextFile(`${dir}/p.json`, JSON.stringify(promptsJson));
       // The API's answer: prompts, then forward propagation from frame 0.
-      const api = await videoTrackerFactory("sam2-tiny").create();
+      const factory = videoTrackerFactory("sam2-tiny");
+      const api = await factory.create();
       const want = new Map<number, VideoFrameResult>();
       try {
         for (const f of await frameFiles(FRAMES!)) api.addFrame(await readImageFile(f));
@@ -216,6 +210,7 @@ Deno.test({
         for await (const r of api.propagateInVideo({ startFrameIdx: 0 })) want.set(r.frameIdx, r);
       } finally {
         api.dispose();
+        factory.close();
       }
       assert.equal(want.size, 8);
 

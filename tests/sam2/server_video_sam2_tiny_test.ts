@@ -1,14 +1,13 @@
 /**
  * The video routes on sam2-tiny with the fixture's 8 frames (../shared/fixtures/sam2-tiny/
  * video): the fixture's steps sent over HTTP give, frame by frame, the very masks and object
- * scores that SamVideoPredictor gives through the API (prompts, and the streamed NDJSON
- * propagation once the predictor has it).
+ * scores that SamVideoPredictor gives through the API: prompts, both streamed NDJSON
+ * propagations and the correction on a tracked frame between them.
  */
 import assert from "node:assert/strict";
 import { createApp } from "../../src/server/app.ts";
 import { loadSamEngine } from "../../src/server/sam_engine.ts";
 import { readImageFile } from "../../src/image.ts";
-import { SamVideoPredictor } from "../../src/sam2/video_predictor.ts";
 import { maskOf, type VideoFrameResult, videoTrackerFactory } from "../../src/video/tracker.ts";
 import { BASE, call, decodeCocoMask } from "../server/helpers.ts";
 import { sam2File, sam2Files, sam2FixtureJson } from "./fixture_files.ts";
@@ -18,9 +17,6 @@ const have = sam2Files(
   ["sam2-tiny.pt", "fixture.json", "video/frame_000.png", "video/frame_007.png"],
   "server video",
 );
-const canPropagate =
-  typeof (SamVideoPredictor.prototype as unknown as Record<string, unknown>).propagateInVideo ===
-    "function";
 
 interface Step {
   op: string;
@@ -82,14 +78,7 @@ Deno.test({
             points: step.points!,
             labels: step.labels!,
           };
-          let want: VideoFrameResult;
-          try {
-            want = await api.addNewPointsOrBox(prompt);
-          } catch (e) {
-            // A correction on a tracked frame, before the predictor has the memory path.
-            if (!canPropagate) break;
-            throw e;
-          }
+          const want = await api.addNewPointsOrBox(prompt);
           const r = await call(app, "POST", `${v}/prompts`, {
             frame_idx: prompt.frameIdx,
             obj_id: prompt.objId,
@@ -99,14 +88,6 @@ Deno.test({
           assert.equal(r.status, 200, JSON.stringify(r.json));
           assertSameFrame(r.json, want, `prompt on frame ${prompt.frameIdx}`);
           continue;
-        }
-        if (!canPropagate) {
-          // Until then the route says so, clearly.
-          const r = await call(app, "POST", `${v}/propagate`, {});
-          assert.equal(r.status, 501, JSON.stringify(r.json));
-          assert.match(r.json.error as string, /propagateInVideo is not available/);
-          console.log("SKIP streamed propagation: SamVideoPredictor has no propagateInVideo yet");
-          break;
         }
         const opts = {
           ...(step.start_frame_idx != null ? { startFrameIdx: step.start_frame_idx } : {}),
@@ -133,11 +114,40 @@ Deno.test({
         );
         propagations++;
       }
-      if (canPropagate) assert.equal(propagations, 2, "both propagations of the fixture ran");
+      assert.equal(propagations, 2, "both propagations of the fixture ran");
+
+      // A live-stream session keeps only the last history_frames frames: a prompt on an older
+      // one is refused (410) and says why.
+      const live = await call(app, "POST", "/api/videos", { history_frames: 0 });
+      assert.equal(live.status, 201, JSON.stringify(live.json));
+      assert.equal(live.json.history_frames, 0);
+      const l = `/api/videos/${live.json.id}`;
+      for (const name of fixture.video.frames.slice(0, 2)) {
+        const r = await call(
+          app,
+          "POST",
+          `${l}/frames`,
+          await Deno.readFile(sam2File("sam2-tiny", name)!),
+          {
+            "content-type": "image/png",
+          },
+        );
+        assert.equal(r.status, 200, JSON.stringify(r.json));
+      }
+      const old = await call(app, "POST", `${l}/prompts`, {
+        frame_idx: 0,
+        obj_id: 1,
+        points: [[16, 40]],
+        labels: [1],
+      });
+      assert.equal(old.status, 410, JSON.stringify(old.json));
+      assert.match(old.json.error as string, /frame 0 was dropped/);
+      assert.equal((await call(app, "DELETE", l)).status, 200);
     } finally {
       api.dispose();
       app.close();
       await app.queue.always(() => {});
+      factory.close();
       engine.dispose();
     }
   },

@@ -52,12 +52,22 @@ export class FakeTracker implements VideoTracker {
     }
   }
 
-  removeObject(objId: number): void {
+  removeObject(objId: number): Promise<number[]> {
     this.clicks.delete(objId);
+    return Promise.resolve([...this.clicks.keys()]);
   }
 
-  reset(): void {
+  reset(): Promise<void> {
     this.clicks.clear();
+    return Promise.resolve();
+  }
+
+  /** Every frame is held (no history bound here). */
+  memoryUsage(): { framesKept: number; pixelBytes: number } {
+    return {
+      framesKept: this.frames.length,
+      pixelBytes: this.frames.reduce((n, f) => n + f.data.byteLength, 0),
+    };
   }
 
   dispose(): void {
@@ -92,6 +102,7 @@ export function fakeFactory(delayMs = 0): VideoTrackerFactory & { made: FakeTrac
   return {
     model: "fake",
     made,
+    close: () => {},
     create: () => {
       const t = new FakeTracker(delayMs);
       made.push(t);

@@ -2,8 +2,8 @@
  * The page's video mode (src/web/video.js) in headless Chromium against the server on
  * sam2-tiny: open three of the fixture's frames, click an object on the first, add a second
  * object, and check that the masks the page shows and exports (COCO JSON, RLE) are the ones
- * SamVideoPredictor gives through the API for the same clicks; then Track (once the predictor
- * propagates) and check every frame. A short video file (VP9 WebM made by ffmpeg) goes
+ * SamVideoPredictor gives through the API for the same clicks; then Track, correct an object
+ * on a tracked frame, Track again, and check every frame each time. A short video file (VP9 WebM made by ffmpeg) goes
  * through the <video> path: its frames are sampled, sent and clickable.
  */
 import assert from "node:assert/strict";
@@ -11,7 +11,6 @@ import { chromium, type Page } from "playwright-core";
 import { createApp } from "../../src/server/app.ts";
 import { loadSamEngine } from "../../src/server/sam_engine.ts";
 import { readImageFile } from "../../src/image.ts";
-import { SamVideoPredictor } from "../../src/sam2/video_predictor.ts";
 import { maskOf, type VideoFrameResult, videoTrackerFactory } from "../../src/video/tracker.ts";
 import { sam2File } from "../sam2/fixture_files.ts";
 import { decodeCocoMask } from "./helpers.ts";
@@ -24,11 +23,7 @@ const FRAMES = frame0
   : [];
 const hasFfmpeg = await new Deno.Command("ffmpeg", { args: ["-version"], stdout: "null" })
   .output().then((o) => o.success, () => false);
-const canPropagate =
-  typeof (SamVideoPredictor.prototype as unknown as Record<string, unknown>).propagateInVideo ===
-    "function";
 if (!hasChromium) console.warn("SKIP: page video test: no /usr/bin/chromium");
-if (!canPropagate) console.warn("SKIP: page video tracking: no propagateInVideo yet");
 
 interface CocoExport {
   images: { id: number; frame_idx: number; width: number; height: number }[];
@@ -71,7 +66,8 @@ function assertMaskEquals(
 }
 
 Deno.test({
-  name: "page video mode on sam2-tiny: frames, clicks, two objects, export equal to the API",
+  name:
+    "page video mode on sam2-tiny: frames, clicks, two objects, track, correct, export equal to the API",
   ignore: !hasChromium || !frame0,
   async fn() {
     const engine = await loadSamEngine("sam2-tiny", { cacheBytes: 16 * 1024 * 1024, quiet: true });
@@ -152,22 +148,44 @@ Deno.test({
         assert.ok(a.area > 0 && a.bbox[2] > 0 && a.bbox[3] > 0);
       });
 
-      if (canPropagate) {
-        await page.click("#v-track");
-        await status(page, /Tracked 2 object\(s\) through 3 frames/);
+      // Track, then correct object 1 on a tracked frame (a background click) and track again.
+      const checkTracked = async (label: string) => {
         const wants: VideoFrameResult[] = [];
         for await (const r of api.propagateInVideo({ startFrameIdx: 0 })) wants.push(r);
-        coco = await page.evaluate(`wgsamVideo.exportCoco()`) as CocoExport;
+        assert.equal(wants.length, 3);
+        const coco = await page.evaluate(`wgsamVideo.exportCoco()`) as CocoExport;
         for (const w of wants) {
           const anns = coco.annotations.filter((a) => a.image_id === w.frameIdx + 1);
           const present = w.objIds.filter((_, k) => maskOf(w.maskLogits[k]).some((v) => v));
-          assert.deepEqual(anns.map((a) => a.track_id), present, `frame ${w.frameIdx}`);
+          assert.deepEqual(anns.map((a) => a.track_id), present, `${label} frame ${w.frameIdx}`);
           for (const a of anns) {
             const k = w.objIds.indexOf(a.track_id);
-            assertMaskEquals(a.segmentation, w.maskLogits[k], `tracked frame ${w.frameIdx}`);
+            assertMaskEquals(a.segmentation, w.maskLogits[k], `${label} frame ${w.frameIdx}`);
           }
         }
+      };
+      await page.click("#v-track");
+      await status(page, /Tracked 2 object\(s\) through 3 frames/);
+      await checkTracked("tracked");
+
+      await page.selectOption("#v-obj", "1");
+      await page.evaluate(`wgsamVideo.show(2)`);
+      await clickFrame(page, 35, 92, "right");
+      await status(page, /Object 1 on frame 3\./);
+      const fix = (await page.evaluate(
+        `wgsamVideo.state.clicks.get("2:1")`,
+      )) as { points: [number, number][]; labels: number[] };
+      assert.deepEqual(fix.labels, [0]);
+      const corrected = await api.addNewPointsOrBox({ frameIdx: 2, objId: 1, ...fix });
+      coco = await page.evaluate(`wgsamVideo.exportCoco()`) as CocoExport;
+      const onFrame2 = coco.annotations.filter((a) => a.image_id === 3);
+      for (const a of onFrame2) {
+        const k = corrected.objIds.indexOf(a.track_id);
+        assertMaskEquals(a.segmentation, corrected.maskLogits[k], `corrected frame 2`);
       }
+      await page.click("#v-track");
+      await status(page, /Tracked 2 object\(s\) through 3 frames/);
+      await checkTracked("after the correction");
 
       if (hasFfmpeg) {
         // A video file through <video>: 4 fps of a 1 s clip -> 4 frames, each clickable.
@@ -201,6 +219,7 @@ Deno.test({
       await server.shutdown();
       app.close();
       await app.queue.always(() => {});
+      factory.close();
       engine.dispose();
     }
   },

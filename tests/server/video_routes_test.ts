@@ -283,6 +283,13 @@ Deno.test("video routes: bad inputs answer a clear 4xx", async () => {
       >?,
     ][] = [
       ["POST", "/api/videos", { model: "x" }, 400, /unknown field "model"/],
+      [
+        "POST",
+        "/api/videos",
+        { history_frames: 1.5 },
+        400,
+        /history_frames must be a non-negative integer/,
+      ],
       ["POST", "/api/videos", "{}", 415, /Content-Type/, { "content-type": "text/plain" }],
       ["GET", "/api/videos", "", 405, /use POST/],
       ["GET", "/api/videos/0123", "", 404, /unknown video session/],
