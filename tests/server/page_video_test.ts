@@ -4,7 +4,8 @@
  * object, and check that the masks the page shows and exports (COCO JSON, RLE) are the ones
  * SamVideoPredictor gives through the API for the same clicks; then Track, correct an object
  * on a tracked frame, Track again, and check every frame each time. A short video file (VP9 WebM made by ffmpeg) goes
- * through the <video> path: its frames are sampled, sent and clickable.
+ * through the <video> path, and Chromium's synthetic webcam through getUserMedia: their frames
+ * are sampled, sent and clickable.
  */
 import assert from "node:assert/strict";
 import { chromium, type Page } from "playwright-core";
@@ -67,7 +68,7 @@ function assertMaskEquals(
 
 Deno.test({
   name:
-    "page video mode on sam2-tiny: frames, clicks, two objects, track, correct, export equal to the API",
+    "page video mode on sam2-tiny: frames, clicks, two objects, track, correct, export equal to the API; video file and webcam",
   ignore: !hasChromium || !frame0,
   async fn() {
     const engine = await loadSamEngine("sam2-tiny", { cacheBytes: 16 * 1024 * 1024, quiet: true });
@@ -84,6 +85,9 @@ Deno.test({
         "--disable-sync",
         "--no-first-run",
         "--autoplay-policy=no-user-gesture-required",
+        // The webcam: Chromium's synthetic camera, allowed without a prompt.
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
       ],
     });
     const page = await browser.newPage({ viewport: { width: 1000, height: 800 } });
@@ -212,6 +216,12 @@ Deno.test({
           await Deno.remove(dir, { recursive: true });
         }
       }
+      // The webcam: three frames recorded, then clickable.
+      await page.fill("#v-max", "3");
+      await page.click("#v-webcam");
+      await status(page, /3 frame\(s\) of 640x480\. Click an object/);
+      await clickFrame(page, 320, 240);
+      await status(page, /Object 1 on frame 3\./);
       assert.deepEqual(errors, []);
     } finally {
       api.dispose();
