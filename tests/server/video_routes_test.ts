@@ -257,6 +257,39 @@ Deno.test("video routes: a full GPU queue is a 503 with Retry-After", async () =
   }
 });
 
+Deno.test("video routes: a propagation frame past the time limit is a 504, and frees the session", async () => {
+  const { app } = sam2App({ limits: { requestTimeoutMs: 100 }, delayMs: 400 });
+  try {
+    const id = await openWithFrames(app, 0);
+    for (let i = 0; i < 2; i++) {
+      // Raw frames: no decode worker to start within the 100 ms.
+      const raw = await call(
+        app,
+        "POST",
+        `/api/videos/${id}/frames?width=${W}&height=${H}`,
+        new Uint8Array(W * H * 4),
+        { "content-type": "application/octet-stream" },
+      );
+      assert.equal(raw.status, 200, JSON.stringify(raw.json));
+    }
+    const p = await call(app, "POST", `/api/videos/${id}/prompts`, {
+      frame_idx: 0,
+      obj_id: 0,
+      points: [[3, 3]],
+      labels: [1],
+    });
+    assert.equal(p.status, 200);
+    const r = await call(app, "POST", `/api/videos/${id}/propagate`, {});
+    assert.equal(r.status, 504, JSON.stringify(r.json));
+    assert.match(r.json.error as string, /took longer than 100 ms/);
+    await new Promise((resolve) => setTimeout(resolve, 450)); // the frame in flight ends
+    const info = await call(app, "GET", `/api/videos/${id}`);
+    assert.equal(info.json.busy, null);
+  } finally {
+    app.close();
+  }
+});
+
 Deno.test("video routes: bad inputs answer a clear 4xx", async () => {
   const sam1 = sam2App({ family: "sam" });
   try {
