@@ -7,6 +7,7 @@
 import type { GpuChoice } from "../gpu/device.ts";
 import { SamModel } from "../predictor.ts";
 import type { Sam2ArchHints } from "../sam2/arch.ts";
+import { checkpointFamily } from "../sam2/load.ts";
 import {
   type PropagateOptions,
   SamVideoPredictor,
@@ -14,6 +15,7 @@ import {
   type VideoPrompt,
 } from "../sam2/video_predictor.ts";
 import type { RgbImage } from "../types.ts";
+import { resolveModel } from "../weights/registry.ts";
 
 export type { PropagateOptions, VideoFrameResult, VideoPrompt };
 
@@ -69,6 +71,11 @@ export function videoTrackerFactory(
 ): VideoTrackerFactory {
   let loaded: Promise<SamModel> | null = null;
   const load = async () => {
+    // The family from the checkpoint's tensor names first: a SAM 1 model is refused before
+    // any weight or GPU work.
+    if (await checkpointFamily(await resolveModel(source)) !== "sam2") {
+      throw new NotSam2Error(factory.model, "SAM 1-layout");
+    }
     const model = await SamModel.load(source, { quiet: true, ...opts });
     if (model.family !== "sam2") {
       model.dispose();
