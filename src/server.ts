@@ -16,6 +16,7 @@ import { checkRedisUrl, openRedis, redactUrl, type Redis } from "./server/redis.
 import { loadWorkerEngine } from "./server/worker_engine.ts";
 import { resolveModel, weightsDirFrom } from "./weights/registry.ts";
 import { type AllowedHost, parseAllowHosts } from "./server/ls_image.ts";
+import { videoTrackerFactory } from "./video/tracker.ts";
 
 async function main(): Promise<number> {
   let config;
@@ -147,6 +148,8 @@ async function main(): Promise<number> {
     // The name the server was bound to is its own; IP addresses and localhost always are.
     access: { allowHosts: [config.host, ...config.allowHost], allowOrigins: config.allowOrigin },
     labelStudio: { allowHosts: lsAllowHosts },
+    // SAM 2.1: /api/videos sessions, on this thread (each with its own tracker).
+    video: engine.info.family === "sam2" ? videoTrackerFactory(model) : null,
   });
   if (shared) {
     const store = shared;

@@ -13,6 +13,8 @@
  *   POST   /api/images/:id/detect     detector boxes -> SAM masks -> COCO annotations (RLE or polygons)
  *   GET    /api/images/:id/embedding  the image embedding as .npy (?tensor=: SAM 2's others)
  *   GET    /api/decoder[/<sha>.safetensors]  the decoder weights for the page (decoder_routes.ts)
+ *   /api/videos[/:id[/frames|prompts|propagate|objects/:objId]]  SAM 2.1 video tracking
+ *                                     sessions (video_routes.ts)
  *
  * Every error is JSON `{ "error": "..." }`; unexpected exceptions are logged and become a 500.
  * Before routing, every request passes the Host/Origin checks of access.ts (403) and takes its
@@ -45,6 +47,8 @@ import {
   parseSegmentRequest,
 } from "./validate.ts";
 import { maskPolygonFields, withPolygonSegmentation } from "../util/polygon_export.ts";
+import type { VideoTrackerFactory } from "../video/tracker.ts";
+import { videoRoutes } from "./video_routes.ts";
 
 export const SERVER_NAME = "wgsam";
 export const SERVER_VERSION = "0.1.0";
@@ -80,6 +84,8 @@ export interface AppOptions {
   } | null;
   /** Host names and foreign origins allowed besides the defaults (see access.ts). */
   access?: { allowHosts?: readonly string[]; allowOrigins?: readonly string[] };
+  /** SAM 2.1 video trackers for /api/videos (video_routes.ts); absent: those routes 404. */
+  video?: VideoTrackerFactory | null;
 }
 
 export type AppHandler = ((req: Request) => Promise<Response>) & {
@@ -113,6 +119,7 @@ const STATIC_FILES: Record<string, [file: string, type: string]> = {
   "/": ["index.html", "text/html; charset=utf-8"],
   "/index.html": ["index.html", "text/html; charset=utf-8"],
   "/app.js": ["app.js", "text/javascript; charset=utf-8"],
+  "/video.js": ["video.js", "text/javascript; charset=utf-8"], // the page's video mode
   "/decoder.js": ["decoder.js", "text/javascript; charset=utf-8"], // deno task bundle:web
   "/style.css": ["style.css", "text/css; charset=utf-8"],
   "/favicon.svg": ["favicon.svg", "image/svg+xml"],
@@ -237,6 +244,7 @@ export function createApp(options: AppOptions): AppHandler {
         images: { count: images.size, bytes: images.bytes, max_bytes: images.maxBytes },
         low_res_handles: { count: handles.size, bytes: handles.bytes, max_bytes: handles.maxBytes },
       },
+      videos: videos.stats(),
       limits: {
         max_upload_bytes: limits.maxUploadBytes,
         max_json_bytes: limits.maxJsonBytes,
@@ -400,6 +408,22 @@ export function createApp(options: AppOptions): AppHandler {
     onGpu,
     maskSource: (signal) => stoppable(engine.maskSource?.() ?? predictorMaskSource(engine), signal),
   };
+  const videos = videoRoutes({
+    limits,
+    log,
+    family: engine.info.family ?? "sam",
+    model: engine.info.model,
+    factory: options.video ?? null,
+    decodeFrame: (bytes) =>
+      decodeQueue.run(
+        () => decodeUpload(bytes, { ...limits, imgSize: engine.info.imgSize }, decoder.decoder()),
+        { timeoutMs: limits.requestTimeoutMs, limitRunning: false },
+      ),
+    onGpu: (job) => onGpu(job),
+    always: (job) => {
+      queue.always(job).catch((e) => log(`ERROR freeing a video session: ${e?.stack ?? e}`));
+    },
+  });
   const extraRoutes: ExtraRoutes[] = [
     cvatRoutes(context),
     labelStudioRoutes(context, options.labelStudio),
@@ -642,6 +666,8 @@ export function createApp(options: AppOptions): AppHandler {
       if (method !== "POST") methodNotAllowed(["POST"]);
       return await upload(req, lease);
     }
+    const videoAnswer = await videos.route(req, method, path, lease);
+    if (videoAnswer) return videoAnswer;
     const decoderAnswer = await decoderRoute(engine, req, method, path);
     if (decoderAnswer) return decoderAnswer;
     const m = /^\/api\/images\/([^/]+)(?:\/(segment|everything|embedding|detect))?\/?$/.exec(path);
@@ -740,7 +766,10 @@ export function createApp(options: AppOptions): AppHandler {
     queue,
     access,
     bufferedBytes: () => bodyBudget.used,
-    close: () => decoder.dispose(),
+    close: () => {
+      decoder.dispose();
+      videos.close();
+    },
   });
 }
 

@@ -49,6 +49,14 @@ export interface Limits {
   maxBufferedBytes: number;
   /** How long an upload waits for its encode before answering 202 "encoding", ms. */
   uploadAnswerMs: number;
+  /** Video tracking sessions open at once (each holds its own model weights on the GPU). */
+  maxVideoSessions: number;
+  /** Frames one video session may hold. */
+  maxVideoFrames: number;
+  /** Pixel bytes of the frames of one video session, at most. */
+  maxVideoBytes: number;
+  /** A video session unused this long is closed, ms. */
+  videoIdleMs: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
@@ -77,4 +85,8 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxBufferedBytes: 128 * 1024 * 1024,
   // A GPU encodes in well under a second; a CPU-only host takes minutes (ViT-B ~870 s).
   uploadAnswerMs: 20_000,
+  maxVideoSessions: 2,
+  maxVideoFrames: 3000,
+  maxVideoBytes: 1024 * 1024 * 1024,
+  videoIdleMs: 10 * 60_000,
 });

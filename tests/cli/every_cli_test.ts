@@ -32,6 +32,12 @@ const CLIS: [string, string, string[], (input: string, out: string) => string[]]
   ],
   ["serve", "server.ts", TASK_PERMISSIONS, () => []],
   [
+    "track",
+    "cli/track.ts",
+    [...TASK_PERMISSIONS, "--allow-run=ffmpeg"],
+    (i, o) => ["--video", i, "--prompts", "prompts.json", "--out", o],
+  ],
+  [
     "bench:page",
     "../bench/page_click.ts",
     ["--allow-all"], // Playwright drives Chromium
