@@ -289,7 +289,8 @@ export class SamDecoder {
     });
     if (prompts.length === 0) return [];
     const reuse = opts.reuseImage ?? true;
-    const entry = this.acquireImage(embedding, reuse);
+    // Per-prompt tensors come from the context's storage pool (no buffers made per warm call).
+    const entry = this.ctx.pooled(() => this.acquireImage(embedding, reuse));
     const results: DecoderResult[] = new Array(prompts.length);
     // Every pass is recorded first, its outputs copied into one staging buffer that is
     // mapped once at the end: one readback per call, whatever the number of passes.
@@ -315,15 +316,17 @@ export class SamDecoder {
       const finishers = passes.map(({ key, chunk }) => {
         const multi = key.endsWith("true");
         const all = key.endsWith("all");
-        const finish = this.recordPass(
-          chunk,
-          chunk.map((i) => frames[i]),
-          chunk.map((i) => prompts[i].maskInput),
-          entry,
-          reuse,
-          all ? "all" : multi ? "multi" : "single",
-          opts,
-          rb,
+        const finish = this.ctx.pooled(() =>
+          this.recordPass(
+            chunk,
+            chunk.map((i) => frames[i]),
+            chunk.map((i) => prompts[i].maskInput),
+            entry,
+            reuse,
+            all ? "all" : multi ? "multi" : "single",
+            opts,
+            rb,
+          )
         );
         return { chunk, finish };
       });
