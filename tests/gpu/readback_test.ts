@@ -13,6 +13,7 @@ import { tensorFrom } from "../../src/gpu/tensor.ts";
 import { SamModelBackend } from "../../src/amg/sam_backend.ts";
 import { ModelMaskSource } from "../../src/amg/model_source.ts";
 import { LOCAL_FIXTURES } from "../util/fixtures.ts";
+import { assertClose } from "../util/compare.ts";
 
 /** Wraps the device so that every GPU wait is counted; returns the counter. */
 function countWaits(ctx: GpuContext): { waits: number } {
@@ -148,6 +149,45 @@ Deno.test("AMG: one readback per batch of points (IoUs, statistics and mask bits
       batch.release?.();
       assert.equal(counter.waits - before, 1, `round ${round}: GPU waits for one batch`);
       assert.equal(batch.iou.length, 12);
+      assert.equal(masks.length, 3);
+      assert.equal(masks[0].length, image.width * image.height);
+    }
+  } finally {
+    backend.dispose();
+  }
+});
+
+Deno.test("AMG on SAM 2: one readback per batch of points (IoUs on the GPU like SAM 1's); with min_mask_region_area, one more for the CPU's hole removal (the sam2-tiny AMG test checks the IoUs against the goldens)", async () => {
+  const backend = await SamModelBackend.load("sam2-tiny");
+  const counter = countWaits(backend.ctx);
+  try {
+    assert.equal(backend.family, "sam2");
+    const source = new ModelMaskSource(backend);
+    const image = await readImageFile(new URL("../sam2-tiny/image.png", tiny));
+    const rgb = new Uint8Array(image.width * image.height * 3);
+    for (let i = 0; i < image.width * image.height; i++) {
+      for (let c = 0; c < 3; c++) rgb[3 * i + c] = image.data[image.channels * i + c];
+    }
+    await source.setImage({ width: image.width, height: image.height, data: rgb });
+    const request = {
+      points: new Float32Array([20, 20, 80, 50, 140, 90, 100, 30]),
+      n: 4,
+      maskThreshold: 0,
+      predIouThresh: 0.7,
+      stabilityScoreThresh: 0.9,
+      stabilityScoreOffset: 1,
+    };
+    let ious: Float32Array | null = null;
+    for (const [round, minRegionArea, waits] of [[0, 0, 1], [1, 0, 1], [2, 8, 2]]) {
+      const before = counter.waits;
+      const batch = await source.predictBatch({ ...request, minMaskRegionArea: minRegionArea });
+      const masks = await batch.readMasks([0, 5, 11]);
+      batch.release?.();
+      assert.equal(counter.waits - before, waits, `round ${round}: GPU waits for one batch`);
+      assert.equal(batch.iou.length, 12);
+      assert.ok(batch.iou.every((v) => v > 0 && v < 1), "sigmoid IoUs");
+      if (ious) assertClose(batch.iou, ious, { atol: 0, label: `round ${round} IoUs` });
+      else ious = batch.iou;
       assert.equal(masks.length, 3);
       assert.equal(masks[0].length, image.width * image.height);
     }
