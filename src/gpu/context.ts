@@ -289,6 +289,19 @@ export class GpuContext {
     }
   }
 
+  /** Destroys the pool's buffers (a model's dispose: its temporaries are not needed again). */
+  trimStoragePool(): void {
+    this.submit(); // released buffers join the free lists once their readers are submitted
+    for (const list of this.storageFree.values()) {
+      for (const b of list) {
+        this.leases.delete(b);
+        b.destroy();
+      }
+    }
+    this.storageFree.clear();
+    this.storagePooledBytes = 0;
+  }
+
   /** Bytes of storage buffers the pool holds (free or released since the last submit). */
   get pooledStorageBytes(): number {
     return this.storagePooledBytes;

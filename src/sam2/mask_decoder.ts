@@ -691,6 +691,7 @@ export class Sam2Decoder {
 
   dispose(): void {
     for (const entry of [...this.images.values()]) this.dropImage(entry);
+    this.ctx.trimStoragePool();
     this.promptEncoder.dispose();
     this.transformer.dispose();
     for (const l of [this.upscaleNorm, ...this.hyper, ...this.iouHead, ...this.objHead]) {

@@ -283,6 +283,18 @@ var GpuContext = class {
       ]);
     }
   }
+  /** Destroys the pool's buffers (a model's dispose: its temporaries are not needed again). */
+  trimStoragePool() {
+    this.submit();
+    for (const list of this.storageFree.values()) {
+      for (const b of list) {
+        this.leases.delete(b);
+        b.destroy();
+      }
+    }
+    this.storageFree.clear();
+    this.storagePooledBytes = 0;
+  }
   /** Bytes of storage buffers the pool holds (free or released since the last submit). */
   get pooledStorageBytes() {
     return this.storagePooledBytes;
@@ -4140,6 +4152,7 @@ var SamDecoder = class _SamDecoder {
     for (const entry of [
       ...this.images.values()
     ]) this.dropImage(entry);
+    this.ctx.trimStoragePool();
     this.promptEncoder.dispose();
     this.transformer.dispose();
     for (const l of [

@@ -15,14 +15,26 @@ import { ModelMaskSource } from "../../src/amg/model_source.ts";
 import { LOCAL_FIXTURES } from "../util/fixtures.ts";
 import { assertClose } from "../util/compare.ts";
 
-/** Wraps the device so that every GPU wait is counted; returns the counter. */
+/** Counters of countWaits, all fed by every wait on a wrapped device. */
+const counters = new Set<{ waits: number }>();
+const wrapped = new WeakSet<GPUDevice>();
+
+/**
+ * Wraps the device (once) so that every GPU wait is counted; returns a new counter. Every
+ * counter sees every wait, also on buffers made before it (staging buffers are pooled across
+ * the tests of this file).
+ */
 function countWaits(ctx: GpuContext): { waits: number } {
   const counter = { waits: 0 };
+  counters.add(counter);
   const device = ctx.device;
+  if (wrapped.has(device)) return counter;
+  wrapped.add(device);
+  const count = () => counters.forEach((c) => c.waits++);
   const queue = device.queue;
   const done = queue.onSubmittedWorkDone.bind(queue);
   queue.onSubmittedWorkDone = () => {
-    counter.waits++;
+    count();
     return done();
   };
   const createBuffer = device.createBuffer.bind(device);
@@ -30,7 +42,7 @@ function countWaits(ctx: GpuContext): { waits: number } {
     const buffer = createBuffer(desc);
     const mapAsync = buffer.mapAsync.bind(buffer);
     buffer.mapAsync = (mode: GPUMapModeFlags, offset?: number, size?: number) => {
-      counter.waits++;
+      count();
       return mapAsync(mode, offset, size);
     };
     return buffer;

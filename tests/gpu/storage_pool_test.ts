@@ -42,6 +42,12 @@ Deno.test("storage pool: reuse after submit, stale views, outside `pooled` nothi
   assert.equal(ctx.pooledStorageBytes, pooledBefore);
   for (const t of [c, d, e, x, early]) t.destroy();
   ctx.submit();
+  assert.ok(ctx.pooledStorageBytes > 0);
+  ctx.trimStoragePool();
+  assert.equal(ctx.pooledStorageBytes, 0, "trimmed");
+  const f = ctx.pooled(() => emptyTensor(ctx, [1000], "pool f"));
+  assert.ok(![a.buffer, c.buffer, e.buffer].includes(f.buffer), "a new buffer after the trim");
+  f.destroy();
 });
 
 Deno.test("storage pool: poisonReused fills a reused buffer with NaN (what the decoder test relies on)", async () => {
