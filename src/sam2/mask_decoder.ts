@@ -44,6 +44,7 @@ import { blockDiagonal, type DecoderOptions, type DecoderResult } from "../decod
 import { samPostprocessRead } from "../decoder/postprocess.ts";
 import { PromptEncoder, uploadWeight } from "../decoder/prompt_encoder.ts";
 import { type DecoderPrompt, defaultMultimask, toFramePrompt } from "../decoder/transforms.ts";
+import { PinnedImageCache } from "../decoder/image_cache.ts";
 import { Scratch, type SharedImage, TwoWayTransformer } from "../decoder/two_way_transformer.ts";
 import type { Sam2Arch } from "./arch.ts";
 import type { Sam2Features } from "./image_encoder.ts";
@@ -87,7 +88,6 @@ interface Lin {
 
 /** Prompt-independent work of one feature set, keyed by its image_embed buffer. */
 interface ImageEntry {
-  buffer: GPUBuffer;
   /** (HW, C) token-major image embedding. */
   imageTokens: Tensor;
   /** (HW, C): imageTokens + no_mask_embed. */
@@ -96,8 +96,6 @@ interface ImageEntry {
   /** (4 HW, C/4) and (16 HW, C/8): the high-res features token-major. */
   highRes1: Tensor;
   highRes0: Tensor;
-  users: number;
-  dropped: boolean;
 }
 
 /** A prompt in the input frame, as SAM2ImagePredictor._predict hands it to the prompt encoder. */
@@ -125,7 +123,10 @@ export class Sam2Decoder {
   private readonly hyper: Lin[];
   private readonly iouHead: Lin[];
   private readonly objHead: Lin[];
-  private readonly images = new Map<GPUBuffer, ImageEntry>();
+  private readonly images = new PinnedImageCache<ImageEntry>(
+    IMAGE_CACHE_ENTRIES,
+    (entry) => this.destroyImage(entry),
+  );
 
   private readonly dec: Sam2Arch["decoder"];
 
@@ -321,7 +322,12 @@ export class Sam2Decoder {
     if (prompts.length === 0) return [];
     const reuse = opts.reuseImage ?? true;
     // Per-prompt tensors come from the context's storage pool (see GpuContext.pooled).
-    const entry = this.ctx.pooled(() => this.acquireImage(features, reuse));
+    const pin = this.images.acquire(
+      features.imageEmbed.buffer,
+      reuse,
+      () => this.ctx.pooled(() => this.makeImage(features)),
+    );
+    const entry = pin.entry;
     const results: Sam2DecoderResult[] = new Array(prompts.length);
     try {
       for (const [key, members] of groups) {
@@ -344,10 +350,10 @@ export class Sam2Decoder {
         }
       }
     } catch (err) {
-      this.dropImage(entry);
+      this.images.drop(pin);
       throw err;
     } finally {
-      this.unpinImage(entry);
+      this.images.unpin(pin);
     }
     return results;
   }
@@ -356,49 +362,20 @@ export class Sam2Decoder {
     return mode === "all" ? this.numMaskTokens : mode === "multi" ? this.numMaskTokens - 1 : 1;
   }
 
-  private acquireImage(features: Sam2Features, cache: boolean): ImageEntry {
-    const hit = cache ? this.images.get(features.imageEmbed.buffer) : undefined;
-    if (hit) {
-      this.images.delete(hit.buffer);
-      this.images.set(hit.buffer, hit);
-      hit.users++;
-      return hit;
-    }
+  private makeImage(features: Sam2Features): ImageEntry {
     const ctx = this.ctx, D = this.dim, hw = this.embedSize * this.embedSize;
     // (C, n) NCHW -> (n, C) token-major.
     const tokens = (x: Tensor, c: number, n: number) =>
       stridedCopy(ctx, x, { offset: 0, shape: [n, c], strides: [1, n] });
     const imageTokens = tokens(features.imageEmbed, D, hw);
     const srcNoMask = add(ctx, imageTokens, this.promptEncoder.noMaskEmbedGpu());
-    const entry: ImageEntry = {
-      buffer: features.imageEmbed.buffer,
+    return {
       imageTokens,
       srcNoMask,
       layer0: null,
       highRes1: tokens(features.highRes1, D / 4, 4 * hw),
       highRes0: tokens(features.highRes0, D / 8, 16 * hw),
-      users: 1,
-      dropped: !cache,
     };
-    if (cache) {
-      this.images.set(entry.buffer, entry);
-      for (const old of this.images.values()) {
-        if (this.images.size <= IMAGE_CACHE_ENTRIES) break;
-        this.dropImage(old);
-      }
-    }
-    return entry;
-  }
-
-  private dropImage(entry: ImageEntry): void {
-    if (this.images.get(entry.buffer) === entry) this.images.delete(entry.buffer);
-    entry.dropped = true;
-    if (entry.users === 0) this.destroyImage(entry);
-  }
-
-  private unpinImage(entry: ImageEntry): void {
-    entry.users--;
-    if (entry.dropped && entry.users === 0) this.destroyImage(entry);
   }
 
   private destroyImage(entry: ImageEntry): void {
@@ -416,10 +393,7 @@ export class Sam2Decoder {
    * before destroying the features). True when something was kept.
    */
   releaseEmbedding(imageEmbed: Tensor): boolean {
-    const entry = this.images.get(imageEmbed.buffer);
-    if (!entry) return false;
-    this.dropImage(entry);
-    return true;
+    return this.images.release(imageEmbed.buffer);
   }
 
   hasImageCached(imageEmbed: Tensor): boolean {
@@ -690,7 +664,7 @@ export class Sam2Decoder {
   }
 
   dispose(): void {
-    for (const entry of [...this.images.values()]) this.dropImage(entry);
+    this.images.clear();
     this.ctx.trimStoragePool();
     this.promptEncoder.dispose();
     this.transformer.dispose();

@@ -2578,6 +2578,76 @@ function toFramePrompt(p, originalSize, imgSize, maskSide, index = 0) {
   return out;
 }
 
+// src/decoder/image_cache.ts
+var PinnedImageCache = class {
+  capacity;
+  destroy;
+  /** Least recently used first. */
+  slots;
+  constructor(capacity, destroy) {
+    this.capacity = capacity;
+    this.destroy = destroy;
+    this.slots = /* @__PURE__ */ new Map();
+  }
+  /**
+   * The entry of `key`, pinned for one call: from the cache, or made by `make` now (and kept
+   * when `cache`, evicting the least recently used beyond the capacity). Pair with `unpin`.
+   */
+  acquire(key, cache, make) {
+    const hit = cache ? this.slots.get(key) : void 0;
+    if (hit) {
+      this.slots.delete(key);
+      this.slots.set(key, hit);
+      hit.users++;
+      return hit;
+    }
+    const slot = {
+      key,
+      entry: make(),
+      users: 1,
+      dropped: !cache
+    };
+    if (cache) {
+      this.slots.set(key, slot);
+      for (const old of this.slots.values()) {
+        if (this.slots.size <= this.capacity) break;
+        this.drop(old);
+      }
+    }
+    return slot;
+  }
+  /** Takes an entry out of the cache (a failed call may have filled it); freed once unused. */
+  drop(slot) {
+    if (this.slots.get(slot.key) === slot) this.slots.delete(slot.key);
+    slot.dropped = true;
+    if (slot.users === 0) this.destroy(slot.entry);
+  }
+  /** Ends one call's use of an entry. */
+  unpin(slot) {
+    slot.users--;
+    if (slot.dropped && slot.users === 0) this.destroy(slot.entry);
+  }
+  /** Forgets the entry of `key`; true when one was kept. */
+  release(key) {
+    const slot = this.slots.get(key);
+    if (!slot) return false;
+    this.drop(slot);
+    return true;
+  }
+  has(key) {
+    return this.slots.has(key);
+  }
+  get size() {
+    return this.slots.size;
+  }
+  /** Drops every entry (dispose). */
+  clear() {
+    for (const slot of [
+      ...this.slots.values()
+    ]) this.drop(slot);
+  }
+};
+
 // src/kernels/add_layer_norm.ts
 var WG9 = 256;
 var SHAPES2 = [
@@ -3676,11 +3746,10 @@ var SamDecoder = class _SamDecoder {
   upscale3;
   hyper;
   iouHead;
-  /** Least recently used first. */
   images;
   constructor(ctx, sd, arch) {
     this.ctx = ctx;
-    this.images = /* @__PURE__ */ new Map();
+    this.images = new PinnedImageCache(IMAGE_CACHE_ENTRIES, (entry) => this.destroyImage(entry));
     this.arch = arch;
     this.dim = arch.promptEmbedDim;
     this.embedSize = arch.imgSize / arch.patchSize;
@@ -3780,7 +3849,8 @@ var SamDecoder = class _SamDecoder {
     });
     if (prompts.length === 0) return [];
     const reuse = opts.reuseImage ?? true;
-    const entry = this.ctx.pooled(() => this.acquireImage(embedding, reuse));
+    const pin = this.images.acquire(embedding.buffer, reuse, () => this.ctx.pooled(() => this.makeImage(embedding)));
+    const entry = pin.entry;
     const results = new Array(prompts.length);
     const passes = [];
     for (const [key, members] of groups) {
@@ -3827,25 +3897,18 @@ var SamDecoder = class _SamDecoder {
       }
     } catch (err) {
       rb.discard();
-      this.dropImage(entry);
+      this.images.drop(pin);
       throw err;
     } finally {
-      this.unpinImage(entry);
+      this.images.unpin(pin);
     }
     return results;
   }
   /**
-   * The entry of `embedding`, pinned for one call: from the cache, or made now (and cached
-   * when `cache`, evicting the least recently used beyond IMAGE_CACHE_ENTRIES).
+   * The prompt-independent tensors of `embedding` (kept by `images`, at most
+   * IMAGE_CACHE_ENTRIES embeddings, pinned while a call uses them).
    */
-  acquireImage(embedding, cache) {
-    const hit = cache ? this.images.get(embedding.buffer) : void 0;
-    if (hit) {
-      this.images.delete(hit.buffer);
-      this.images.set(hit.buffer, hit);
-      hit.users++;
-      return hit;
-    }
+  makeImage(embedding) {
     const ctx = this.ctx, D = this.dim, hw = this.embedSize * this.embedSize;
     const imageTokens = stridedCopy(ctx, embedding, {
       offset: 0,
@@ -3859,32 +3922,11 @@ var SamDecoder = class _SamDecoder {
       ]
     });
     const srcNoMask = add(ctx, imageTokens, this.promptEncoder.noMaskEmbedGpu());
-    const entry = {
-      buffer: embedding.buffer,
+    return {
       imageTokens,
       srcNoMask,
-      layer0: null,
-      users: 1,
-      dropped: !cache
+      layer0: null
     };
-    if (cache) {
-      this.images.set(entry.buffer, entry);
-      for (const old of this.images.values()) {
-        if (this.images.size <= IMAGE_CACHE_ENTRIES) break;
-        this.dropImage(old);
-      }
-    }
-    return entry;
-  }
-  /** Takes an entry out of the cache; its tensors go once no call uses them. */
-  dropImage(entry) {
-    if (this.images.get(entry.buffer) === entry) this.images.delete(entry.buffer);
-    entry.dropped = true;
-    if (entry.users === 0) this.destroyImage(entry);
-  }
-  unpinImage(entry) {
-    entry.users--;
-    if (entry.dropped && entry.users === 0) this.destroyImage(entry);
   }
   destroyImage(entry) {
     this.ctx.submit();
@@ -3905,10 +3947,7 @@ var SamDecoder = class _SamDecoder {
    * rewriting its buffer in place; the predictor does). True when something was kept.
    */
   releaseEmbedding(embedding) {
-    const entry = this.images.get(embedding.buffer);
-    if (!entry) return false;
-    this.dropImage(entry);
-    return true;
+    return this.images.release(embedding.buffer);
   }
   /** Whether the prompt-independent work of `embedding` is kept (for tests). */
   hasImageCached(embedding) {
@@ -4149,9 +4188,7 @@ var SamDecoder = class _SamDecoder {
     }
   }
   dispose() {
-    for (const entry of [
-      ...this.images.values()
-    ]) this.dropImage(entry);
+    this.images.clear();
     this.ctx.trimStoragePool();
     this.promptEncoder.dispose();
     this.transformer.dispose();
