@@ -145,13 +145,12 @@ export class SamModelBackend implements SamGpuBackend {
 
 /**
  * N one-point foreground prompts (x, y in the pixels of an image of `originalSize` [h, w]),
- * multimask, through the decoder: the (N, 3, l, l) low-res logits are written straight into a
- * GPU tensor (owned by the caller) for the mask source's postprocess and statistics, so they
- * never come back to the CPU. SAM 1's decoder writes the IoU predictions (N, 3) into a GPU
- * tensor as well, read with the batch's statistics in one readback; SAM 2's are read here.
- * SAM 2 only: `minRegionArea`
+ * multimask, through the decoder: the (N, 3, l, l) low-res logits and the (N, 3) IoU
+ * predictions are written straight into GPU tensors (owned by the caller) and nothing is read
+ * back here: the mask source reads the IoUs with the batch's statistics, in one readback per
+ * batch of points. SAM 2 only: `minRegionArea`
  * holes and islands are removed from each low-res mask first (SAM2AutomaticMaskGenerator's
- * min_mask_region_area, which it hands to its predictor).
+ * min_mask_region_area, which it hands to its predictor; that reads the masks back once more).
  */
 export async function decodePointPrompts(
   ctx: GpuContext,
@@ -169,38 +168,20 @@ export async function decodePointPrompts(
   }));
   const side = decoder.lowResSize;
   const lowRes = emptyTensor(ctx, [n, 3, side, side], "amg.low_res");
-  if (decoder.family !== "sam2") {
-    // SAM 1's decoder (every family but SAM 2, whose decoder has no iouOut): the IoUs stay on the GPU too (iouOut) and nothing is read back here: the mask
-    // source reads them with its statistics, in one readback per batch.
-    const iou = emptyTensor(ctx, [n, 3], "amg.iou");
-    try {
-      await decoder.predict(features, prompts, {
-        originalSize,
-        multimask: true,
-        output: "none",
-        lowResOut: lowRes,
-        iouOut: iou,
-      });
-      return { lowRes, iou };
-    } catch (err) {
-      lowRes.destroy();
-      iou.destroy();
-      throw err;
-    }
-  }
+  const iou = emptyTensor(ctx, [n, 3], "amg.iou");
   try {
-    const results = await decoder.predict(features, prompts, {
+    await decoder.predict(features, prompts, {
       originalSize,
       multimask: true,
       output: "none",
       lowResOut: lowRes,
-      minRegionArea: opts.minRegionArea,
+      iouOut: iou,
+      ...(decoder.family === "sam2" ? { minRegionArea: opts.minRegionArea } : {}),
     });
-    const iou = new Float32Array(n * 3);
-    results.forEach((r, i) => iou.set(r.iou, i * 3));
     return { lowRes, iou };
   } catch (err) {
     lowRes.destroy();
+    iou.destroy();
     throw err;
   }
 }

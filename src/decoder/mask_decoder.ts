@@ -47,6 +47,7 @@ import {
   preprocessShape,
   toFramePrompt,
 } from "./transforms.ts";
+import { PinnedImageCache } from "./image_cache.ts";
 import { Scratch, type SharedImage, TwoWayTransformer } from "./two_way_transformer.ts";
 
 export type { DecoderPrompt } from "./transforms.ts";
@@ -111,17 +112,12 @@ interface Lin {
  * was destroyed) is always a new key; contents rewritten in place need `releaseEmbedding`.
  */
 interface ImageEntry {
-  buffer: GPUBuffer;
   /** (HW, D): the embedding token-major, for prompts with a mask input. */
   imageTokens: Tensor;
   /** (HW, D): imageTokens + no_mask_embed, the src of every prompt without a mask input. */
   srcNoMask: Tensor;
   /** Layer 0's image projections of srcNoMask; made by the first pass that needs them. */
   layer0: SharedImage | null;
-  /** predict calls using the entry now: it is destroyed only once none is. */
-  users: number;
-  /** Out of the cache (evicted, released, or uncached): destroy when users reach 0. */
-  dropped: boolean;
 }
 
 /** Block-diagonal weight [T*N, T*K] and bias [T*N] of T linears [N, K] applied to T row blocks. */
@@ -155,8 +151,10 @@ export class SamDecoder {
   private readonly upscale3: PackedConvTranspose2d;
   private readonly hyper: Lin[];
   private readonly iouHead: Lin[];
-  /** Least recently used first. */
-  private readonly images = new Map<GPUBuffer, ImageEntry>();
+  private readonly images = new PinnedImageCache<ImageEntry>(
+    IMAGE_CACHE_ENTRIES,
+    (entry) => this.destroyImage(entry),
+  );
 
   private constructor(private readonly ctx: GpuContext, sd: StateDict, arch: SamArch) {
     this.arch = arch;
@@ -289,7 +287,13 @@ export class SamDecoder {
     });
     if (prompts.length === 0) return [];
     const reuse = opts.reuseImage ?? true;
-    const entry = this.acquireImage(embedding, reuse);
+    // Per-prompt tensors come from the context's storage pool (no buffers made per warm call).
+    const pin = this.images.acquire(
+      embedding.buffer,
+      reuse,
+      () => this.ctx.pooled(() => this.makeImage(embedding)),
+    );
+    const entry = pin.entry;
     const results: DecoderResult[] = new Array(prompts.length);
     // Every pass is recorded first, its outputs copied into one staging buffer that is
     // mapped once at the end: one readback per call, whatever the number of passes.
@@ -315,15 +319,17 @@ export class SamDecoder {
       const finishers = passes.map(({ key, chunk }) => {
         const multi = key.endsWith("true");
         const all = key.endsWith("all");
-        const finish = this.recordPass(
-          chunk,
-          chunk.map((i) => frames[i]),
-          chunk.map((i) => prompts[i].maskInput),
-          entry,
-          reuse,
-          all ? "all" : multi ? "multi" : "single",
-          opts,
-          rb,
+        const finish = this.ctx.pooled(() =>
+          this.recordPass(
+            chunk,
+            chunk.map((i) => frames[i]),
+            chunk.map((i) => prompts[i].maskInput),
+            entry,
+            reuse,
+            all ? "all" : multi ? "multi" : "single",
+            opts,
+            rb,
+          )
         );
         return { chunk, finish };
       });
@@ -342,26 +348,19 @@ export class SamDecoder {
     } catch (err) {
       rb.discard();
       // Work of a failed call may be what filled the entry: never keep it.
-      this.dropImage(entry);
+      this.images.drop(pin);
       throw err;
     } finally {
-      this.unpinImage(entry);
+      this.images.unpin(pin);
     }
     return results;
   }
 
   /**
-   * The entry of `embedding`, pinned for one call: from the cache, or made now (and cached
-   * when `cache`, evicting the least recently used beyond IMAGE_CACHE_ENTRIES).
+   * The prompt-independent tensors of `embedding` (kept by `images`, at most
+   * IMAGE_CACHE_ENTRIES embeddings, pinned while a call uses them).
    */
-  private acquireImage(embedding: Tensor, cache: boolean): ImageEntry {
-    const hit = cache ? this.images.get(embedding.buffer) : undefined;
-    if (hit) {
-      this.images.delete(hit.buffer); // re-inserted: most recently used
-      this.images.set(hit.buffer, hit);
-      hit.users++;
-      return hit;
-    }
+  private makeImage(embedding: Tensor): ImageEntry {
     const ctx = this.ctx, D = this.dim, hw = this.embedSize * this.embedSize;
     // (D, HW) -> (HW, D) image tokens.
     const imageTokens = stridedCopy(ctx, embedding, {
@@ -371,34 +370,11 @@ export class SamDecoder {
     });
     // (HW, D) + (D) no_mask_embed broadcast.
     const srcNoMask = add(ctx, imageTokens, this.promptEncoder.noMaskEmbedGpu());
-    const entry: ImageEntry = {
-      buffer: embedding.buffer,
+    return {
       imageTokens,
       srcNoMask,
       layer0: null,
-      users: 1,
-      dropped: !cache,
     };
-    if (cache) {
-      this.images.set(entry.buffer, entry);
-      for (const old of this.images.values()) {
-        if (this.images.size <= IMAGE_CACHE_ENTRIES) break;
-        this.dropImage(old);
-      }
-    }
-    return entry;
-  }
-
-  /** Takes an entry out of the cache; its tensors go once no call uses them. */
-  private dropImage(entry: ImageEntry): void {
-    if (this.images.get(entry.buffer) === entry) this.images.delete(entry.buffer);
-    entry.dropped = true;
-    if (entry.users === 0) this.destroyImage(entry);
-  }
-
-  private unpinImage(entry: ImageEntry): void {
-    entry.users--;
-    if (entry.dropped && entry.users === 0) this.destroyImage(entry);
   }
 
   private destroyImage(entry: ImageEntry): void {
@@ -415,10 +391,7 @@ export class SamDecoder {
    * rewriting its buffer in place; the predictor does). True when something was kept.
    */
   releaseEmbedding(embedding: Tensor): boolean {
-    const entry = this.images.get(embedding.buffer);
-    if (!entry) return false;
-    this.dropImage(entry);
-    return true;
+    return this.images.release(embedding.buffer);
   }
 
   /** Whether the prompt-independent work of `embedding` is kept (for tests). */
@@ -603,7 +576,8 @@ export class SamDecoder {
   }
 
   dispose(): void {
-    for (const entry of [...this.images.values()]) this.dropImage(entry);
+    this.images.clear();
+    this.ctx.trimStoragePool();
     this.promptEncoder.dispose();
     this.transformer.dispose();
     for (const l of [this.upscaleNorm, ...this.hyper, ...this.iouHead]) {

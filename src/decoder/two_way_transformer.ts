@@ -12,6 +12,7 @@
 import type { GpuContext } from "../gpu/context.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { add } from "../kernels/add.ts";
+import { addLayerNorm } from "../kernels/add_layer_norm.ts";
 import { attention } from "../kernels/attention.ts";
 import { layerNorm } from "../kernels/layer_norm.ts";
 import { linear } from "../kernels/linear.ts";
@@ -213,30 +214,38 @@ export class TwoWayTransformer {
     const keys0 = "keys" in image ? image.keys : null;
     let queries = queryPe;
     let keys = keys0;
+    // queries + query_pe and keys + key_pe as the LayerNorm before made them (fused), for the
+    // next attention; null before the first.
+    let queriesPe: Tensor | null = null;
+    let keysPe: Tensor | null = null;
     for (let i = 0; i < this.layers.length; i++) {
       const L = this.layers[i];
       const s = new Scratch(ctx);
       // The previous layer's outputs are this layer's temporaries (never the caller's inputs).
       if (queries !== queryPe) s.t(queries);
       if (keys && keys !== keys0) s.t(keys);
+      if (queriesPe) s.t(queriesPe);
+      if (keysPe) s.t(keysPe);
       // (1) self attention of the tokens.
       let attnOut: Tensor;
       if (i === 0) {
         // skip_first_layer_pe: queries = self_attn(q=queries, k=queries, v=queries), no residual.
         attnOut = s.t(this.attendSelf(s, L.selfAttn, queries, queries, null));
       } else {
-        const q = s.t(add(ctx, queries, queryPe)); // (B, Nt, D)
-        attnOut = s.t(this.attendSelf(s, L.selfAttn, q, queries, queries));
+        // q = queries + query_pe (B, Nt, D), made by the previous layer's norm3.
+        attnOut = s.t(this.attendSelf(s, L.selfAttn, queriesPe!, queries, queries));
       }
-      queries = s.t(layerNorm(ctx, attnOut, L.norm1.w, L.norm1.b, LN_EPS));
+      // norm1, and queries + query_pe for (2).
+      const n1 = addLayerNorm(ctx, attnOut, L.norm1.w, L.norm1.b, LN_EPS, { pe: queryPe });
+      queries = s.t(n1.y);
+      const qPe = s.t(n1.yPe!); // (B, Nt, D)
       // (2) tokens attend to the image.
-      const qPe = s.t(add(ctx, queries, queryPe)); // (B, Nt, D)
       // Layer 0 on a shared src: its projections are repeated per prompt, never recomputed.
       const sh = keys ? null : shared!;
       // keys + key_pe; on a shared src only its image->token q projection is ever needed.
       const kPe: AttnInput = sh
         ? { projected: repeat(s, sh.q) } // (B, HW, I)
-        : s.t(add(ctx, keys!, keyPe)); // (B, HW, D) + (HW, D) broadcast
+        : keysPe ?? s.t(add(ctx, keys!, keyPe)); // (B, HW, D) + (HW, D) broadcast
       const cross = s.t(this.attend(
         s,
         L.tokenToImage,
@@ -249,19 +258,29 @@ export class TwoWayTransformer {
       // (3) MLP on the tokens (ReLU), residual fused into lin2.
       const hidden = s.t(linear(ctx, queries, L.mlp1.w, L.mlp1.b, { activation: "relu" }));
       const mlp = s.t(linear(ctx, hidden, L.mlp2.w, L.mlp2.b, { residual: queries }));
-      queries = layerNorm(ctx, mlp, L.norm3.w, L.norm3.b, LN_EPS); // kept: next layer's input
+      // norm3 (queries, kept: the next layer's input), and queries + query_pe for (4), the
+      // next layer's self attention and the final attention.
+      const n3 = addLayerNorm(ctx, mlp, L.norm3.w, L.norm3.b, LN_EPS, { pe: queryPe });
+      queries = n3.y;
+      queriesPe = n3.yPe!;
       // (4) the image attends to the tokens: q = keys + key_pe, k = queries + query_pe, v = queries.
-      const qPe2 = s.t(add(ctx, queries, queryPe));
-      let back = s.t(this.attend(s, L.imageToToken, kPe, qPe2, queries, keys ?? undefined));
-      // The shared src is (HW, D): added broadcast over the batch rather than repeated.
-      if (sh) back = s.t(add(ctx, back, sh.src)); // (B, HW, D)
-      keys = layerNorm(ctx, back, L.norm4.w, L.norm4.b, LN_EPS); // (B, HW, D), kept
+      const back = s.t(this.attend(s, L.imageToToken, kPe, queriesPe, queries, keys ?? undefined));
+      // norm4 (keys, kept) and keys + key_pe for the next cross attentions. The shared src is
+      // (HW, D): added as the norm's residual, broadcast over the batch rather than repeated.
+      const n4 = addLayerNorm(ctx, back, L.norm4.w, L.norm4.b, LN_EPS, {
+        residual: sh ? sh.src : undefined,
+        pe: keyPe,
+      });
+      keys = n4.y; // (B, HW, D)
+      keysPe = n4.yPe!;
       s.flush();
     }
     const s = new Scratch(ctx);
     if (queries !== queryPe) s.t(queries);
-    const qPe = s.t(add(ctx, queries, queryPe));
-    const kPe = s.t(add(ctx, keys!, keyPe));
+    if (queriesPe) s.t(queriesPe);
+    if (keysPe) s.t(keysPe);
+    const qPe = queriesPe ?? s.t(add(ctx, queries, queryPe));
+    const kPe = keysPe ?? s.t(add(ctx, keys!, keyPe));
     const fin = s.t(this.attend(s, this.finalAttn, qPe, kPe, keys!, queries));
     const out = layerNorm(ctx, fin, this.normFinal.w, this.normFinal.b, LN_EPS);
     s.flush();

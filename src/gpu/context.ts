@@ -11,6 +11,13 @@
  * after the GPU is done, so each extra one costs that much). Staging buffers come from a
  * small pool keyed by size. `counters` tells dispatches, submits and readbacks apart for
  * benches and tests.
+ *
+ * Host work per dispatch is kept small for per-prompt work (a decoder pass is ~60 small
+ * dispatches): bind groups are cached by kernel and buffers (the uniform block is bound at a
+ * dynamic offset into the arena, so it is not part of the key), and inside `pooled` the
+ * storage buffers of new tensors come from a pool keyed by size that `Tensor.destroy` refills
+ * (see acquireStorage), so a warm prompt creates no buffers and, its buffers being the same
+ * ones as the prompt before, no bind groups.
  */
 import { getDevice, type GpuChoice, type GpuDevice } from "./device.ts";
 
@@ -34,6 +41,11 @@ interface CachedPipeline {
 
 const UNIFORM_SLOT = 256; // minUniformBufferOffsetAlignment on every adapter we target
 const ARENA_SLOTS = 1024;
+/** Bind groups kept (least recently used dropped first). */
+const BIND_GROUP_CACHE = 4096;
+/** Storage bytes the pool keeps for reuse at most; a released buffer beyond it is destroyed. */
+const STORAGE_POOL_BYTES = 512 * 1024 * 1024;
+const STORAGE_USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 /** WebGPU's maxComputeWorkgroupsPerDimension default; larger grids fold into y. */
 export const MAX_WORKGROUPS_PER_DIM = 65535;
 
@@ -55,6 +67,20 @@ export class GpuContext {
   /** Free staging buffers by size (see Readback). */
   private readonly stagingPool = new Map<number, GPUBuffer[]>();
   private stagingPooledBytes = 0;
+  /** Bind groups by "kernel|buffer ids", least recently used first. */
+  private readonly bindGroups = new Map<string, GPUBindGroup>();
+  private readonly bufferIds = new WeakMap<GPUBuffer, number>();
+  private nextBufferId = 1;
+  /** Storage pool (see acquireStorage): free buffers by size, and those released since the last submit. */
+  private readonly storageFree = new Map<number, GPUBuffer[]>();
+  private storageReleased: GPUBuffer[] = [];
+  private storagePooledBytes = 0;
+  /** Pool-made buffers: the lease of their current owner (0 while in the pool). */
+  private readonly leases = new WeakMap<GPUBuffer, number>();
+  private nextLease = 1;
+  private poolDepth = 0;
+  /** Tests: fill every reused storage buffer with NaN, so a kernel that relies on zeros shows. */
+  poisonReused = false;
   /** Work recorded so far: dispatches, queue submits and mapped readbacks. */
   readonly counters = { dispatches: 0, submits: 0, readbacks: 0 };
 
@@ -85,9 +111,10 @@ export class GpuContext {
       entries: spec.bindings.map((kind, binding) => ({
         binding,
         visibility: GPUShaderStage.COMPUTE,
-        buffer: {
-          type: kind === "uniform" ? "uniform" : kind === "read" ? "read-only-storage" : "storage",
-        },
+        buffer: kind === "uniform"
+          // The arena slot is a dynamic offset, so one bind group serves every slot.
+          ? { type: "uniform", hasDynamicOffset: true }
+          : { type: kind === "read" ? "read-only-storage" : "storage" },
       })),
     });
     const pipeline = this.device.createComputePipeline({
@@ -127,25 +154,157 @@ export class GpuContext {
     if (params && this.arenaUsed === ARENA_SLOTS) this.submit();
     this.beginBatch();
     this.batchKernels.add(spec.name);
-    const entries: GPUBindGroupEntry[] = [];
+    const bindGroup = this.bindGroup(spec, layout, params !== null, buffers);
+    const pass = this.computePass();
+    this.counters.dispatches++;
+    pass.setPipeline(pipeline);
     if (params) {
       const slot = this.arenaUsed++;
       new Uint8Array(this.arenaData, slot * UNIFORM_SLOT, params.byteLength).set(
         new Uint8Array(params),
       );
-      entries.push({
-        binding: 0,
-        resource: { buffer: this.arena, offset: slot * UNIFORM_SLOT, size: UNIFORM_SLOT },
-      });
+      pass.setBindGroup(0, bindGroup, [slot * UNIFORM_SLOT]);
+    } else {
+      pass.setBindGroup(0, bindGroup);
+    }
+    pass.dispatchWorkgroups(x, y, z);
+  }
+
+  /** The bind group of `spec` on `buffers` (and the arena), cached. */
+  private bindGroup(
+    spec: KernelSpec,
+    layout: GPUBindGroupLayout,
+    uniform: boolean,
+    buffers: readonly GPUBuffer[],
+  ): GPUBindGroup {
+    let key = spec.name;
+    for (const b of buffers) {
+      let id = this.bufferIds.get(b);
+      if (id === undefined) this.bufferIds.set(b, id = this.nextBufferId++);
+      key += `|${id}`;
+    }
+    const hit = this.bindGroups.get(key);
+    if (hit) {
+      this.bindGroups.delete(key); // re-inserted: most recently used
+      this.bindGroups.set(key, hit);
+      return hit;
+    }
+    const entries: GPUBindGroupEntry[] = [];
+    if (uniform) {
+      entries.push({ binding: 0, resource: { buffer: this.arena, offset: 0, size: UNIFORM_SLOT } });
     }
     const first = entries.length;
     buffers.forEach((buffer, i) => entries.push({ binding: first + i, resource: { buffer } }));
-    const bindGroup = this.device.createBindGroup({ label: spec.name, layout, entries });
-    const pass = this.computePass();
-    this.counters.dispatches++;
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bindGroup);
-    pass.dispatchWorkgroups(x, y, z);
+    const group = this.device.createBindGroup({ label: spec.name, layout, entries });
+    this.bindGroups.set(key, group);
+    // A destroyed buffer's id never comes back, so its groups are only ever evicted here.
+    if (this.bindGroups.size > BIND_GROUP_CACHE) {
+      this.bindGroups.delete(this.bindGroups.keys().next().value!);
+    }
+    return group;
+  }
+
+  /**
+   * Runs `record` with the storage pool on: tensors made inside take their buffers from it
+   * (see acquireStorage). For per-prompt work whose kernels write every element they own.
+   */
+  pooled<T>(record: () => T): T {
+    if (this.poolDepth === 0) {
+      // Free buffers handed out lowest id first, whatever order they were released in: the
+      // same work gets the same buffers as last time, so its cached bind groups hit.
+      const id = (b: GPUBuffer) => this.bufferIds.get(b) ?? 0;
+      for (const list of this.storageFree.values()) list.sort((a, b) => id(b) - id(a));
+    }
+    this.poolDepth++;
+    try {
+      return record();
+    } finally {
+      this.poolDepth--;
+    }
+  }
+
+  /**
+   * A storage buffer of `size` bytes and its lease (0: not pooled). Inside `pooled` it comes
+   * from the pool when one of that size is free (its contents are stale, not zero), else it is
+   * created and will return to the pool; `Tensor.destroy` hands it back (releaseStorage).
+   */
+  acquireStorage(size: number, label: string): { buffer: GPUBuffer; lease: number } {
+    if (this.poolDepth === 0) {
+      return { buffer: this.device.createBuffer({ label, size, usage: STORAGE_USAGE }), lease: 0 };
+    }
+    const lease = this.nextLease++;
+    const buffer = this.storageFree.get(size)?.pop();
+    if (buffer) {
+      this.storagePooledBytes -= size;
+      this.leases.set(buffer, lease);
+      if (this.poisonReused) {
+        this.device.queue.writeBuffer(buffer, 0, new Float32Array(size / 4).fill(NaN));
+      }
+      return { buffer, lease };
+    }
+    const created = this.device.createBuffer({ label, size, usage: STORAGE_USAGE });
+    this.leases.set(created, lease);
+    this.bufferIds.set(created, this.nextBufferId++);
+    return { buffer: created, lease };
+  }
+
+  /** The current lease of `buffer` (0 when it is not a pooled buffer or is in the pool). */
+  leaseOf(buffer: GPUBuffer): number {
+    return this.leases.get(buffer) ?? 0;
+  }
+
+  /**
+   * Gives back a buffer of `acquireStorage`: a pooled one joins the pool at the next submit
+   * (work recorded before may still read it), or is destroyed when the pool is full; one
+   * released again under an old lease (a stale view) is left alone; others are destroyed.
+   */
+  releaseStorage(buffer: GPUBuffer, lease: number): void {
+    const current = this.leases.get(buffer);
+    if (lease === 0 || current === undefined) {
+      buffer.destroy();
+      return;
+    }
+    if (current !== lease) return; // already released: the buffer may have a new owner
+    if (this.storagePooledBytes + buffer.size > STORAGE_POOL_BYTES) {
+      this.leases.delete(buffer);
+      this.submit(); // recorded work may still read it
+      buffer.destroy();
+      return;
+    }
+    this.leases.set(buffer, 0);
+    this.storagePooledBytes += buffer.size;
+    this.storageReleased.push(buffer);
+    if (!this.encoder) this.freeReleased(); // nothing recorded is left to read it
+  }
+
+  /**
+   * Released buffers are free once the work reading them is submitted: later work and writes
+   * (queue.writeBuffer) come after it in queue order.
+   */
+  private freeReleased(): void {
+    for (const b of this.storageReleased.splice(0)) {
+      const list = this.storageFree.get(b.size);
+      if (list) list.push(b);
+      else this.storageFree.set(b.size, [b]);
+    }
+  }
+
+  /** Destroys the pool's buffers (a model's dispose: its temporaries are not needed again). */
+  trimStoragePool(): void {
+    this.submit(); // released buffers join the free lists once their readers are submitted
+    for (const list of this.storageFree.values()) {
+      for (const b of list) {
+        this.leases.delete(b);
+        b.destroy();
+      }
+    }
+    this.storageFree.clear();
+    this.storagePooledBytes = 0;
+  }
+
+  /** Bytes of storage buffers the pool holds (free or released since the last submit). */
+  get pooledStorageBytes(): number {
+    return this.storagePooledBytes;
   }
 
   /** Records a buffer copy (ends the open compute pass). */
@@ -156,7 +315,10 @@ export class GpuContext {
 
   /** Submits everything recorded so far. */
   submit(): void {
-    if (!this.encoder) return;
+    if (!this.encoder) {
+      this.freeReleased();
+      return;
+    }
     this.endPass();
     this.onBeforeSubmit?.();
     if (this.arenaUsed > 0) {
@@ -172,6 +334,7 @@ export class GpuContext {
     this.counters.submits++;
     this.encoder = null;
     this.arenaUsed = 0;
+    this.freeReleased();
     const names = [...this.batchKernels];
     this.batchKernels.clear();
     this.pendingErrors.push(

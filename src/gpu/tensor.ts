@@ -3,10 +3,10 @@
  */
 import type { GpuContext } from "./context.ts";
 
-const STORAGE_USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
-  GPUBufferUsage.COPY_DST;
-
 export class Tensor {
+  /** The buffer's pool lease when the tensor was made (see GpuContext.acquireStorage). */
+  private readonly lease: number;
+
   constructor(
     readonly ctx: GpuContext,
     readonly buffer: GPUBuffer,
@@ -21,6 +21,7 @@ export class Tensor {
         }] needs ${bytes} bytes, buffer has ${buffer.size}`,
       );
     }
+    this.lease = ctx.leaseOf(buffer);
   }
 
   /** Number of elements. */
@@ -41,8 +42,9 @@ export class Tensor {
     return new Float32Array(await this.ctx.read(this.buffer, 0, this.size * 4));
   }
 
+  /** Frees the buffer, or gives it back to the context's pool when it came from there. */
   destroy(): void {
-    this.buffer.destroy();
+    this.ctx.releaseStorage(this.buffer, this.lease);
   }
 }
 
@@ -50,7 +52,10 @@ export function numel(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
-/** Allocates an uninitialised (zero-filled by WebGPU) tensor. */
+/**
+ * Allocates a tensor: zero-filled by WebGPU, except inside `ctx.pooled`, where its buffer may
+ * be a reused one with stale contents (kernel outputs there are written in full).
+ */
 export function emptyTensor(ctx: GpuContext, shape: readonly number[], label = ""): Tensor {
   const size = Math.max(4, numel(shape) * 4);
   const maxSize = ctx.device.limits.maxStorageBufferBindingSize;
@@ -61,7 +66,7 @@ export function emptyTensor(ctx: GpuContext, shape: readonly number[], label = "
       }] is ${size} bytes, over the device's storage binding limit of ${maxSize}`,
     );
   }
-  const buffer = ctx.device.createBuffer({ label, size: align4(size), usage: STORAGE_USAGE });
+  const { buffer } = ctx.acquireStorage(align4(size), label);
   return new Tensor(ctx, buffer, shape, label);
 }
 

@@ -24,7 +24,7 @@
  * (B, 2s, 2s, D/4), (B, 4s, 4s, D/8), so the high-res features are added as (pixels, C)
  * tokens, transposed once per image.
  */
-import type { GpuContext } from "../gpu/context.ts";
+import { type GpuContext, Readback } from "../gpu/context.ts";
 import { emptyTensor, type Tensor, tensorFrom } from "../gpu/tensor.ts";
 import { activation } from "../kernels/activation.ts";
 import { add } from "../kernels/add.ts";
@@ -36,6 +36,7 @@ import {
 import { layerNorm } from "../kernels/layer_norm.ts";
 import { linear } from "../kernels/linear.ts";
 import { matmul } from "../kernels/matmul.ts";
+import { sigmoidAffine } from "../kernels/sigmoid_affine.ts";
 import { stridedCopy } from "../kernels/strided_copy.ts";
 import { tensorF32 } from "../weights/host_tensor.ts";
 import type { StateDict } from "../weights/types.ts";
@@ -43,6 +44,7 @@ import { blockDiagonal, type DecoderOptions, type DecoderResult } from "../decod
 import { samPostprocessRead } from "../decoder/postprocess.ts";
 import { PromptEncoder, uploadWeight } from "../decoder/prompt_encoder.ts";
 import { type DecoderPrompt, defaultMultimask, toFramePrompt } from "../decoder/transforms.ts";
+import { PinnedImageCache } from "../decoder/image_cache.ts";
 import { Scratch, type SharedImage, TwoWayTransformer } from "../decoder/two_way_transformer.ts";
 import type { Sam2Arch } from "./arch.ts";
 import type { Sam2Features } from "./image_encoder.ts";
@@ -75,7 +77,7 @@ export interface Sam2DecoderOptions extends DecoderOptions {
 }
 
 export interface Sam2DecoderResult extends DecoderResult {
-  /** The decoder's object-score logit (> 0: object present). */
+  /** The decoder's object-score logit (> 0: object present); NaN with `iouOut` (not read back). */
   objScore: number;
   /** Per mask, the mask token it came from (0 single, 1..3 multimask). */
   tokens: number[];
@@ -94,7 +96,6 @@ interface Lin {
 
 /** Prompt-independent work of one feature set, keyed by its image_embed buffer. */
 interface ImageEntry {
-  buffer: GPUBuffer;
   /** (HW, C) token-major image embedding. */
   imageTokens: Tensor;
   /** (HW, C): imageTokens + no_mask_embed. */
@@ -103,8 +104,6 @@ interface ImageEntry {
   /** (4 HW, C/4) and (16 HW, C/8): the high-res features token-major. */
   highRes1: Tensor;
   highRes0: Tensor;
-  users: number;
-  dropped: boolean;
 }
 
 /** A prompt in the input frame, as SAM2ImagePredictor._predict hands it to the prompt encoder. */
@@ -132,7 +131,10 @@ export class Sam2Decoder {
   private readonly hyper: Lin[];
   private readonly iouHead: Lin[];
   private readonly objHead: Lin[];
-  private readonly images = new Map<GPUBuffer, ImageEntry>();
+  private readonly images = new PinnedImageCache<ImageEntry>(
+    IMAGE_CACHE_ENTRIES,
+    (entry) => this.destroyImage(entry),
+  );
 
   private readonly dec: Sam2Arch["decoder"];
 
@@ -300,11 +302,17 @@ export class Sam2Decoder {
         : (p.multimask ?? opts.multimask ?? defaultMultimask(p))
         ? "multi"
         : "single";
-    if (opts.lowResOut) {
+    if (opts.lowResOut || opts.iouOut) {
       const counts = new Set(prompts.map((p) => this.countOf(modeOf(p))));
       const c = counts.size === 1 ? [...counts][0] : -1;
+      if (opts.iouOut && (c < 0 || opts.iouOut.size !== prompts.length * c)) {
+        throw new Error(
+          `sam2 decoder: iouOut [${opts.iouOut.shape}] needs every prompt to return the same ` +
+            `number of masks and (N=${prompts.length}, C) elements`,
+        );
+      }
       const need = prompts.length * c * this.lowResSize * this.lowResSize;
-      if (c < 0 || opts.lowResOut.size !== need) {
+      if (opts.lowResOut && (c < 0 || opts.lowResOut.size !== need)) {
         throw new Error(
           `sam2 decoder: lowResOut [${opts.lowResOut.shape}] needs every prompt to return the ` +
             `same number of masks and (N=${prompts.length}, C, ${this.lowResSize}, ${this.lowResSize}) elements`,
@@ -321,30 +329,39 @@ export class Sam2Decoder {
     });
     if (prompts.length === 0) return [];
     const reuse = opts.reuseImage ?? true;
-    const entry = this.acquireImage(features, reuse);
+    // Per-prompt tensors come from the context's storage pool (see GpuContext.pooled).
+    const pin = this.images.acquire(
+      features.imageEmbed.buffer,
+      reuse,
+      () => this.ctx.pooled(() => this.makeImage(features)),
+    );
+    const entry = pin.entry;
     const results: Sam2DecoderResult[] = new Array(prompts.length);
     try {
       for (const [key, members] of groups) {
         const mode = key.split(":")[2] as "single" | "multi" | "all";
         for (let start = 0; start < members.length; start += this.maxBatch) {
           const chunk = members.slice(start, start + this.maxBatch);
-          const out = await this.runPass(
-            chunk,
-            chunk.map((i) => frames[i]),
-            chunk.map((i) => prompts[i].maskInput),
-            entry,
-            reuse,
-            mode,
-            opts,
+          // The pass's recording (up to its first wait) takes its tensors from the pool.
+          const out = await this.ctx.pooled(() =>
+            this.runPass(
+              chunk,
+              chunk.map((i) => frames[i]),
+              chunk.map((i) => prompts[i].maskInput),
+              entry,
+              reuse,
+              mode,
+              opts,
+            )
           );
           chunk.forEach((i, j) => results[i] = out[j]);
         }
       }
     } catch (err) {
-      this.dropImage(entry);
+      this.images.drop(pin);
       throw err;
     } finally {
-      this.unpinImage(entry);
+      this.images.unpin(pin);
     }
     return results;
   }
@@ -353,49 +370,20 @@ export class Sam2Decoder {
     return mode === "all" ? this.numMaskTokens : mode === "multi" ? this.numMaskTokens - 1 : 1;
   }
 
-  private acquireImage(features: Sam2Features, cache: boolean): ImageEntry {
-    const hit = cache ? this.images.get(features.imageEmbed.buffer) : undefined;
-    if (hit) {
-      this.images.delete(hit.buffer);
-      this.images.set(hit.buffer, hit);
-      hit.users++;
-      return hit;
-    }
+  private makeImage(features: Sam2Features): ImageEntry {
     const ctx = this.ctx, D = this.dim, hw = this.embedSize * this.embedSize;
     // (C, n) NCHW -> (n, C) token-major.
     const tokens = (x: Tensor, c: number, n: number) =>
       stridedCopy(ctx, x, { offset: 0, shape: [n, c], strides: [1, n] });
     const imageTokens = tokens(features.imageEmbed, D, hw);
     const srcNoMask = add(ctx, imageTokens, this.promptEncoder.noMaskEmbedGpu());
-    const entry: ImageEntry = {
-      buffer: features.imageEmbed.buffer,
+    return {
       imageTokens,
       srcNoMask,
       layer0: null,
       highRes1: tokens(features.highRes1, D / 4, 4 * hw),
       highRes0: tokens(features.highRes0, D / 8, 16 * hw),
-      users: 1,
-      dropped: !cache,
     };
-    if (cache) {
-      this.images.set(entry.buffer, entry);
-      for (const old of this.images.values()) {
-        if (this.images.size <= IMAGE_CACHE_ENTRIES) break;
-        this.dropImage(old);
-      }
-    }
-    return entry;
-  }
-
-  private dropImage(entry: ImageEntry): void {
-    if (this.images.get(entry.buffer) === entry) this.images.delete(entry.buffer);
-    entry.dropped = true;
-    if (entry.users === 0) this.destroyImage(entry);
-  }
-
-  private unpinImage(entry: ImageEntry): void {
-    entry.users--;
-    if (entry.dropped && entry.users === 0) this.destroyImage(entry);
   }
 
   private destroyImage(entry: ImageEntry): void {
@@ -413,10 +401,7 @@ export class Sam2Decoder {
    * before destroying the features). True when something was kept.
    */
   releaseEmbedding(imageEmbed: Tensor): boolean {
-    const entry = this.images.get(imageEmbed.buffer);
-    if (!entry) return false;
-    this.dropImage(entry);
-    return true;
+    return this.images.release(imageEmbed.buffer);
   }
 
   hasImageCached(imageEmbed: Tensor): boolean {
@@ -510,34 +495,69 @@ export class Sam2Decoder {
         stridedCopy(ctx, queries, { offset: (pre - 1) * D, shape: [B, D], strides: [nt * D, 1] }),
       );
       const iouLogits = this.mlp(scratch, iouIn, this.iouHead); // (B, T)
-      let objAll: Float32Array;
-      if (this.objHead.length > 0) {
-        const objIn = t(
-          stridedCopy(ctx, queries, { offset: 0, shape: [B, D], strides: [nt * D, 1] }),
-        );
-        objAll = await this.mlp(scratch, objIn, this.objHead).read(); // (B, 1)
-      } else {
-        objAll = new Float32Array(B).fill(NO_OBJ_HEAD_SCORE);
-      }
-      const iouRead = await iouLogits.read();
-      // The mask tokens after the transformer (B, T * C), for obj_ptr.
-      const tokenRead = opts.samOutputToken ? await hIn.read() : null;
-      const iouAll = this.dec.iouUseSigmoid ? sigmoid(iouRead) : iouRead;
-      // Which token each returned mask is.
+      const objLogits = this.objHead.length === 0 ? null : this.mlp(
+        scratch,
+        t(stridedCopy(ctx, queries, { offset: 0, shape: [B, D], strides: [nt * D, 1] })),
+        this.objHead,
+      ); // (B, 1)
       const count = this.countOf(mode);
-      let chosen: number[][];
+      const clean = (opts.maxHoleArea ?? 0) > 0 || (opts.maxSprinkleArea ?? 0) > 0;
+      // Single-mask output picks its token from the masks' stability and the IoUs, on the CPU.
+      const stability = mode === "single" && this.dec.dynamicMultimaskViaStability;
+      let objAll = new Float32Array(B).fill(NO_OBJ_HEAD_SCORE);
+      let iouAll: Float32Array | null = null;
       let allRead: Float32Array | null = null;
-      if (mode === "single" && this.dec.dynamicMultimaskViaStability) {
-        allRead = await all.read();
+      // The mask tokens after the transformer (B, T * C), for the video predictor's obj_ptr.
+      let tokenRead: Float32Array | null = null;
+      if (opts.iouOut && !stability) {
+        // The IoUs stay on the GPU (sigmoid there) and nothing is read here: the caller's own
+        // readback observes the work (the AMG reads them with its statistics).
+        const iouProb = this.dec.iouUseSigmoid
+          ? t(sigmoidAffine(ctx, iouLogits, { mode: "sigmoid", scale: 1, bias: 0 }))
+          : iouLogits;
+        const first = mode === "multi" ? 1 : 0;
+        indices.forEach((index, b) =>
+          ctx.copy(
+            iouProb.buffer,
+            (b * T + first) * 4,
+            opts.iouOut!.buffer,
+            index * count * 4,
+            count * 4,
+          )
+        );
+        if (objLogits) objAll = new Float32Array(B).fill(NaN);
+      } else {
+        // One readback: object scores, IoU logits and, where the choice or the cleaning needs
+        // them, every token's low-res masks, and where asked the mask tokens themselves.
+        const needAll = stability || clean;
+        const tokenBytes = opts.samOutputToken ? B * T * D * 4 : 0;
+        const rb = new Readback(
+          ctx,
+          (objLogits ? B * 4 : 0) + B * T * 4 + (needAll ? B * T * low * 4 : 0) + tokenBytes,
+        );
+        const objRange = objLogits ? rb.copy(objLogits.buffer, 0, B * 4) : -1;
+        const iouRange = rb.copy(iouLogits.buffer, 0, B * T * 4);
+        const allRange = needAll ? rb.copy(all.buffer, 0, B * T * low * 4) : -1;
+        const tokenRange = tokenBytes > 0 ? rb.copy(hIn.buffer, 0, tokenBytes) : -1;
+        const data = await rb.map();
+        if (tokenRange >= 0) tokenRead = new Float32Array(data[tokenRange]);
+        if (objRange >= 0) objAll = new Float32Array(data[objRange]);
+        const iouRead = new Float32Array(data[iouRange]);
+        iouAll = this.dec.iouUseSigmoid ? sigmoid(iouRead) : iouRead;
+        if (allRange >= 0) allRead = new Float32Array(data[allRange]);
+      }
+      // Which token each returned mask is.
+      let chosen: number[][];
+      if (stability) {
         chosen = [];
         for (let b = 0; b < B; b++) {
-          const single = allRead.subarray(b * T * low, b * T * low + low);
+          const single = allRead!.subarray(b * T * low, b * T * low + low);
           const stable = stabilityScore(single, this.dec.stabilityDelta) >=
             f(this.dec.stabilityThresh);
           if (stable) chosen.push([0]);
           else {
             let best = 1;
-            for (let k = 2; k < T; k++) if (iouAll[b * T + k] > iouAll[b * T + best]) best = k;
+            for (let k = 2; k < T; k++) if (iouAll![b * T + k] > iouAll![b * T + best]) best = k;
             chosen.push([best]);
           }
         }
@@ -545,11 +565,20 @@ export class Sam2Decoder {
         const first = mode === "multi" ? 1 : 0; // single without stability: token 0
         chosen = frames.map(() => [...Array(count).keys()].map((k) => first + k));
       }
+      if (opts.iouOut && iouAll) {
+        // Chosen on the CPU (stability): their IoUs go to iouOut from here.
+        chosen.forEach((ks, b) =>
+          ctx.device.queue.writeBuffer(
+            opts.iouOut!.buffer,
+            indices[b] * count * 4,
+            Float32Array.from(ks, (k) => iouAll![b * T + k]),
+          )
+        );
+      }
       // The selected planes (B, count, l, l), unclamped.
       const side = this.lowResSize;
       let selected: Tensor;
       let lowRes: Float32Array | null = null;
-      const clean = (opts.maxHoleArea ?? 0) > 0 || (opts.maxSprinkleArea ?? 0) > 0;
       if (clean) {
         // Hole / sprinkle removal runs on the CPU over the low-res planes.
         allRead ??= await all.read();
@@ -614,7 +643,9 @@ export class Sam2Decoder {
         results.push({
           count,
           lowRes: planes,
-          iou: Float32Array.from(chosen[b], (k) => iouAll[b * T + k]),
+          iou: opts.iouOut
+            ? new Float32Array(0)
+            : Float32Array.from(chosen[b], (k) => iouAll![b * T + k]),
           objScore: objAll[b],
           tokens: chosen[b],
         });
@@ -623,7 +654,7 @@ export class Sam2Decoder {
           let k = 0;
           if (mode === "multi") {
             k = 1;
-            for (let j = 2; j < T; j++) if (iouAll[b * T + j] > iouAll[b * T + k]) k = j;
+            for (let j = 2; j < T; j++) if (iouAll![b * T + j] > iouAll![b * T + k]) k = j;
           }
           results[b].samOutputToken = tokenRead.slice((b * T + k) * D, (b * T + k + 1) * D);
         }
@@ -655,7 +686,8 @@ export class Sam2Decoder {
   }
 
   dispose(): void {
-    for (const entry of [...this.images.values()]) this.dropImage(entry);
+    this.images.clear();
+    this.ctx.trimStoragePool();
     this.promptEncoder.dispose();
     this.transformer.dispose();
     for (const l of [this.upscaleNorm, ...this.hyper, ...this.iouHead, ...this.objHead]) {

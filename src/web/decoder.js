@@ -6,6 +6,9 @@ function isSoftwareAdapter(info) {
 // src/gpu/context.ts
 var UNIFORM_SLOT = 256;
 var ARENA_SLOTS = 1024;
+var BIND_GROUP_CACHE = 4096;
+var STORAGE_POOL_BYTES = 512 * 1024 * 1024;
+var STORAGE_USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 var MAX_WORKGROUPS_PER_DIM = 65535;
 var GpuContext = class {
   device;
@@ -25,6 +28,20 @@ var GpuContext = class {
   /** Free staging buffers by size (see Readback). */
   stagingPool = /* @__PURE__ */ new Map();
   stagingPooledBytes = 0;
+  /** Bind groups by "kernel|buffer ids", least recently used first. */
+  bindGroups = /* @__PURE__ */ new Map();
+  bufferIds = /* @__PURE__ */ new WeakMap();
+  nextBufferId = 1;
+  /** Storage pool (see acquireStorage): free buffers by size, and those released since the last submit. */
+  storageFree = /* @__PURE__ */ new Map();
+  storageReleased = [];
+  storagePooledBytes = 0;
+  /** Pool-made buffers: the lease of their current owner (0 while in the pool). */
+  leases = /* @__PURE__ */ new WeakMap();
+  nextLease = 1;
+  poolDepth = 0;
+  /** Tests: fill every reused storage buffer with NaN, so a kernel that relies on zeros shows. */
+  poisonReused = false;
   /** Work recorded so far: dispatches, queue submits and mapped readbacks. */
   counters = {
     dispatches: 0,
@@ -45,29 +62,32 @@ var GpuContext = class {
     return this.pipelines.size;
   }
   /** Returns the cached pipeline for a kernel variant, compiling it on first use. */
-  pipeline(spec2) {
-    let cached = this.pipelines.get(spec2.name);
+  pipeline(spec4) {
+    let cached = this.pipelines.get(spec4.name);
     if (cached) return cached;
     this.beginBatch();
-    this.batchKernels.add(spec2.name);
+    this.batchKernels.add(spec4.name);
     const module = this.device.createShaderModule({
-      label: spec2.name,
-      code: spec2.code()
+      label: spec4.name,
+      code: spec4.code()
     });
     const layout = this.device.createBindGroupLayout({
-      label: spec2.name,
-      entries: spec2.bindings.map((kind, binding) => ({
+      label: spec4.name,
+      entries: spec4.bindings.map((kind, binding) => ({
         binding,
         visibility: GPUShaderStage.COMPUTE,
-        buffer: {
-          type: kind === "uniform" ? "uniform" : kind === "read" ? "read-only-storage" : "storage"
+        buffer: kind === "uniform" ? {
+          type: "uniform",
+          hasDynamicOffset: true
+        } : {
+          type: kind === "read" ? "read-only-storage" : "storage"
         }
       }))
     });
     const pipeline = this.device.createComputePipeline({
-      label: spec2.name,
+      label: spec4.name,
       layout: this.device.createPipelineLayout({
-        label: spec2.name,
+        label: spec4.name,
         bindGroupLayouts: [
           layout
         ]
@@ -81,7 +101,7 @@ var GpuContext = class {
       pipeline,
       layout
     };
-    this.pipelines.set(spec2.name, cached);
+    this.pipelines.set(spec4.name, cached);
     return cached;
   }
   /**
@@ -89,7 +109,7 @@ var GpuContext = class {
    * block, when `params` is given). `workgroups` beyond 65535 in x must be folded by the
    * caller (see `grid`).
    */
-  dispatch(spec2, params, buffers, workgroups) {
+  dispatch(spec4, params, buffers, workgroups) {
     const [x, y = 1, z = 1] = workgroups;
     if (x === 0 || y === 0 || z === 0) return;
     for (const n of [
@@ -98,25 +118,52 @@ var GpuContext = class {
       z
     ]) {
       if (!Number.isInteger(n) || n < 0 || n > MAX_WORKGROUPS_PER_DIM) {
-        throw new Error(`${spec2.name}: bad workgroup count ${workgroups.join("x")}`);
+        throw new Error(`${spec4.name}: bad workgroup count ${workgroups.join("x")}`);
       }
     }
-    const { pipeline, layout } = this.pipeline(spec2);
+    const { pipeline, layout } = this.pipeline(spec4);
     if (params && params.byteLength > UNIFORM_SLOT) {
-      throw new Error(`${spec2.name}: uniform block of ${params.byteLength} bytes > ${UNIFORM_SLOT}`);
+      throw new Error(`${spec4.name}: uniform block of ${params.byteLength} bytes > ${UNIFORM_SLOT}`);
     }
     if (params && this.arenaUsed === ARENA_SLOTS) this.submit();
     this.beginBatch();
-    this.batchKernels.add(spec2.name);
-    const entries = [];
+    this.batchKernels.add(spec4.name);
+    const bindGroup = this.bindGroup(spec4, layout, params !== null, buffers);
+    const pass = this.computePass();
+    this.counters.dispatches++;
+    pass.setPipeline(pipeline);
     if (params) {
       const slot = this.arenaUsed++;
       new Uint8Array(this.arenaData, slot * UNIFORM_SLOT, params.byteLength).set(new Uint8Array(params));
+      pass.setBindGroup(0, bindGroup, [
+        slot * UNIFORM_SLOT
+      ]);
+    } else {
+      pass.setBindGroup(0, bindGroup);
+    }
+    pass.dispatchWorkgroups(x, y, z);
+  }
+  /** The bind group of `spec` on `buffers` (and the arena), cached. */
+  bindGroup(spec4, layout, uniform, buffers) {
+    let key = spec4.name;
+    for (const b of buffers) {
+      let id = this.bufferIds.get(b);
+      if (id === void 0) this.bufferIds.set(b, id = this.nextBufferId++);
+      key += `|${id}`;
+    }
+    const hit = this.bindGroups.get(key);
+    if (hit) {
+      this.bindGroups.delete(key);
+      this.bindGroups.set(key, hit);
+      return hit;
+    }
+    const entries = [];
+    if (uniform) {
       entries.push({
         binding: 0,
         resource: {
           buffer: this.arena,
-          offset: slot * UNIFORM_SLOT,
+          offset: 0,
           size: UNIFORM_SLOT
         }
       });
@@ -128,16 +175,129 @@ var GpuContext = class {
         buffer
       }
     }));
-    const bindGroup = this.device.createBindGroup({
-      label: spec2.name,
+    const group = this.device.createBindGroup({
+      label: spec4.name,
       layout,
       entries
     });
-    const pass = this.computePass();
-    this.counters.dispatches++;
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bindGroup);
-    pass.dispatchWorkgroups(x, y, z);
+    this.bindGroups.set(key, group);
+    if (this.bindGroups.size > BIND_GROUP_CACHE) {
+      this.bindGroups.delete(this.bindGroups.keys().next().value);
+    }
+    return group;
+  }
+  /**
+   * Runs `record` with the storage pool on: tensors made inside take their buffers from it
+   * (see acquireStorage). For per-prompt work whose kernels write every element they own.
+   */
+  pooled(record) {
+    if (this.poolDepth === 0) {
+      const id = (b) => this.bufferIds.get(b) ?? 0;
+      for (const list of this.storageFree.values()) list.sort((a, b) => id(b) - id(a));
+    }
+    this.poolDepth++;
+    try {
+      return record();
+    } finally {
+      this.poolDepth--;
+    }
+  }
+  /**
+   * A storage buffer of `size` bytes and its lease (0: not pooled). Inside `pooled` it comes
+   * from the pool when one of that size is free (its contents are stale, not zero), else it is
+   * created and will return to the pool; `Tensor.destroy` hands it back (releaseStorage).
+   */
+  acquireStorage(size, label) {
+    if (this.poolDepth === 0) {
+      return {
+        buffer: this.device.createBuffer({
+          label,
+          size,
+          usage: STORAGE_USAGE
+        }),
+        lease: 0
+      };
+    }
+    const lease = this.nextLease++;
+    const buffer = this.storageFree.get(size)?.pop();
+    if (buffer) {
+      this.storagePooledBytes -= size;
+      this.leases.set(buffer, lease);
+      if (this.poisonReused) {
+        this.device.queue.writeBuffer(buffer, 0, new Float32Array(size / 4).fill(NaN));
+      }
+      return {
+        buffer,
+        lease
+      };
+    }
+    const created = this.device.createBuffer({
+      label,
+      size,
+      usage: STORAGE_USAGE
+    });
+    this.leases.set(created, lease);
+    this.bufferIds.set(created, this.nextBufferId++);
+    return {
+      buffer: created,
+      lease
+    };
+  }
+  /** The current lease of `buffer` (0 when it is not a pooled buffer or is in the pool). */
+  leaseOf(buffer) {
+    return this.leases.get(buffer) ?? 0;
+  }
+  /**
+   * Gives back a buffer of `acquireStorage`: a pooled one joins the pool at the next submit
+   * (work recorded before may still read it), or is destroyed when the pool is full; one
+   * released again under an old lease (a stale view) is left alone; others are destroyed.
+   */
+  releaseStorage(buffer, lease) {
+    const current = this.leases.get(buffer);
+    if (lease === 0 || current === void 0) {
+      buffer.destroy();
+      return;
+    }
+    if (current !== lease) return;
+    if (this.storagePooledBytes + buffer.size > STORAGE_POOL_BYTES) {
+      this.leases.delete(buffer);
+      this.submit();
+      buffer.destroy();
+      return;
+    }
+    this.leases.set(buffer, 0);
+    this.storagePooledBytes += buffer.size;
+    this.storageReleased.push(buffer);
+    if (!this.encoder) this.freeReleased();
+  }
+  /**
+   * Released buffers are free once the work reading them is submitted: later work and writes
+   * (queue.writeBuffer) come after it in queue order.
+   */
+  freeReleased() {
+    for (const b of this.storageReleased.splice(0)) {
+      const list = this.storageFree.get(b.size);
+      if (list) list.push(b);
+      else this.storageFree.set(b.size, [
+        b
+      ]);
+    }
+  }
+  /** Destroys the pool's buffers (a model's dispose: its temporaries are not needed again). */
+  trimStoragePool() {
+    this.submit();
+    for (const list of this.storageFree.values()) {
+      for (const b of list) {
+        this.leases.delete(b);
+        b.destroy();
+      }
+    }
+    this.storageFree.clear();
+    this.storagePooledBytes = 0;
+  }
+  /** Bytes of storage buffers the pool holds (free or released since the last submit). */
+  get pooledStorageBytes() {
+    return this.storagePooledBytes;
   }
   /** Records a buffer copy (ends the open compute pass). */
   copy(src, srcOffset, dst, dstOffset, size) {
@@ -146,7 +306,10 @@ var GpuContext = class {
   }
   /** Submits everything recorded so far. */
   submit() {
-    if (!this.encoder) return;
+    if (!this.encoder) {
+      this.freeReleased();
+      return;
+    }
     this.endPass();
     this.onBeforeSubmit?.();
     if (this.arenaUsed > 0) {
@@ -158,6 +321,7 @@ var GpuContext = class {
     this.counters.submits++;
     this.encoder = null;
     this.arenaUsed = 0;
+    this.freeReleased();
     const names = [
       ...this.batchKernels
     ];
@@ -477,12 +641,13 @@ function gpuDeviceFrom(adapter, device) {
 }
 
 // src/gpu/tensor.ts
-var STORAGE_USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 var Tensor = class _Tensor {
   ctx;
   buffer;
   shape;
   label;
+  /** The buffer's pool lease when the tensor was made (see GpuContext.acquireStorage). */
+  lease;
   constructor(ctx, buffer, shape, label = "") {
     this.ctx = ctx;
     this.buffer = buffer;
@@ -492,6 +657,7 @@ var Tensor = class _Tensor {
     if (bytes > buffer.size) {
       throw new Error(`tensor ${label} of shape [${shape.join(", ")}] needs ${bytes} bytes, buffer has ${buffer.size}`);
     }
+    this.lease = ctx.leaseOf(buffer);
   }
   /** Number of elements. */
   get size() {
@@ -508,8 +674,9 @@ var Tensor = class _Tensor {
   async read() {
     return new Float32Array(await this.ctx.read(this.buffer, 0, this.size * 4));
   }
+  /** Frees the buffer, or gives it back to the context's pool when it came from there. */
   destroy() {
-    this.buffer.destroy();
+    this.ctx.releaseStorage(this.buffer, this.lease);
   }
 };
 function numel(shape) {
@@ -521,11 +688,7 @@ function emptyTensor(ctx, shape, label = "") {
   if (size > maxSize) {
     throw new Error(`tensor ${label} [${shape.join(", ")}] is ${size} bytes, over the device's storage binding limit of ${maxSize}`);
   }
-  const buffer = ctx.device.createBuffer({
-    label,
-    size: align42(size),
-    usage: STORAGE_USAGE
-  });
+  const { buffer } = ctx.acquireStorage(align42(size), label);
   return new Tensor(ctx, buffer, shape, label);
 }
 function tensorFrom(ctx, data, shape, label = "") {
@@ -667,12 +830,12 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
     )
   };
 }
-function unary(ctx, spec2, op, x, s, out) {
+function unary(ctx, spec4, op, x, s, out) {
   const y = out ?? emptyTensor(ctx, x.shape, `${op}.out`);
   if (y.size !== x.size) throw new Error(`${op}: out has ${y.size} elements, need ${x.size}`);
   if (y.buffer === x.buffer) throw new Error(`${op}: out must not alias x`);
   const params = new Params().u32(x.size).f32(s).build();
-  ctx.dispatch(spec2, params, [
+  ctx.dispatch(spec4, params, [
     x.buffer,
     y.buffer
   ], grid(Math.ceil(x.size / WG)));
@@ -683,9 +846,9 @@ var SPECS = {
   relu: unarySpec("relu_f32", (x) => activationExpr("relu", x), ACTIVATION_WGSL)
 };
 function activation(ctx, x, kind, out) {
-  const spec2 = SPECS[kind];
-  if (!spec2) throw new Error(`activation: unknown kind ${kind}`);
-  return unary(ctx, spec2, kind, x, 0, out);
+  const spec4 = SPECS[kind];
+  if (!spec4) throw new Error(`activation: unknown kind ${kind}`);
+  return unary(ctx, spec4, kind, x, 0, out);
 }
 
 // src/kernels/add.ts
@@ -718,7 +881,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
     )
   };
 }
-function broadcastBinary(ctx, spec2, op, a, b, out) {
+function broadcastBinary(ctx, spec4, op, a, b, out) {
   if (b.size === 0 || a.size % b.size !== 0) {
     throw new Error(`${op}: sizes differ, [${a.shape}] vs [${b.shape}], and b's ${b.size} elements do not divide a's ${a.size} (b may only repeat over a's leading dims)`);
   }
@@ -728,7 +891,7 @@ function broadcastBinary(ctx, spec2, op, a, b, out) {
     throw new Error(`${op}: out must not alias an input`);
   }
   const params = new Params().u32(a.size, b.size).build();
-  ctx.dispatch(spec2, params, [
+  ctx.dispatch(spec4, params, [
     a.buffer,
     b.buffer,
     y.buffer
@@ -775,8 +938,8 @@ function cachedGemmSpec(prefix, v, tileName, code) {
   if (v.vecB) parts.push("b4");
   parts.push(tileName);
   const name = parts.join("_");
-  let spec2 = specs.get(name);
-  if (!spec2) {
+  let spec4 = specs.get(name);
+  if (!spec4) {
     const bindings = [
       "uniform",
       "read",
@@ -789,14 +952,14 @@ function cachedGemmSpec(prefix, v, tileName, code) {
       ] : [],
       "write"
     ];
-    spec2 = {
+    spec4 = {
       name,
       bindings,
       code
     };
-    specs.set(name, spec2);
+    specs.set(name, spec4);
   }
-  return spec2;
+  return spec4;
 }
 
 // src/kernels/gemm_register.ts
@@ -1083,18 +1246,18 @@ function gemmSpec(prefix, v) {
   };
   return cachedGemmSpec(prefix, v, `${t.bm}x${t.bn}x${t.bk}t${t.tm}`, () => gemmCode(variant));
 }
-function dispatchGemm(ctx, spec2, tile, d, buffers) {
+function dispatchGemm(ctx, spec4, tile, d, buffers) {
   const { bm, bn } = tile;
   const tilesN = Math.ceil(d.N / bn);
   const tilesM = Math.ceil(d.M / bm);
   if (tilesN > MAX_WORKGROUPS_PER_DIM || tilesM > MAX_WORKGROUPS_PER_DIM) {
-    throw new Error(`${spec2.name}: M=${d.M}, N=${d.N} need ${tilesM} x ${tilesN} tiles of ${bm}x${bn}, over ${MAX_WORKGROUPS_PER_DIM} per dimension`);
+    throw new Error(`${spec4.name}: M=${d.M}, N=${d.N} need ${tilesM} x ${tilesN} tiles of ${bm}x${bn}, over ${MAX_WORKGROUPS_PER_DIM} per dimension`);
   }
   if (d.batch > MAX_WORKGROUPS_PER_DIM) {
-    throw new Error(`${spec2.name}: batch ${d.batch} is over ${MAX_WORKGROUPS_PER_DIM}`);
+    throw new Error(`${spec4.name}: batch ${d.batch} is over ${MAX_WORKGROUPS_PER_DIM}`);
   }
   const params = new Params().u32(d.M, d.N, d.K, d.strideA, d.strideB, d.strideOut).build();
-  ctx.dispatch(spec2, params, buffers, [
+  ctx.dispatch(spec4, params, buffers, [
     tilesN,
     tilesM,
     d.batch
@@ -2425,6 +2588,216 @@ function toFramePrompt(p, originalSize, imgSize, maskSide, index = 0) {
   return out;
 }
 
+// src/decoder/image_cache.ts
+var PinnedImageCache = class {
+  capacity;
+  destroy;
+  /** Least recently used first. */
+  slots;
+  constructor(capacity, destroy) {
+    this.capacity = capacity;
+    this.destroy = destroy;
+    this.slots = /* @__PURE__ */ new Map();
+  }
+  /**
+   * The entry of `key`, pinned for one call: from the cache, or made by `make` now (and kept
+   * when `cache`, evicting the least recently used beyond the capacity). Pair with `unpin`.
+   */
+  acquire(key, cache, make) {
+    const hit = cache ? this.slots.get(key) : void 0;
+    if (hit) {
+      this.slots.delete(key);
+      this.slots.set(key, hit);
+      hit.users++;
+      return hit;
+    }
+    const slot = {
+      key,
+      entry: make(),
+      users: 1,
+      dropped: !cache
+    };
+    if (cache) {
+      this.slots.set(key, slot);
+      for (const old of this.slots.values()) {
+        if (this.slots.size <= this.capacity) break;
+        this.drop(old);
+      }
+    }
+    return slot;
+  }
+  /** Takes an entry out of the cache (a failed call may have filled it); freed once unused. */
+  drop(slot) {
+    if (this.slots.get(slot.key) === slot) this.slots.delete(slot.key);
+    slot.dropped = true;
+    if (slot.users === 0) this.destroy(slot.entry);
+  }
+  /** Ends one call's use of an entry. */
+  unpin(slot) {
+    slot.users--;
+    if (slot.dropped && slot.users === 0) this.destroy(slot.entry);
+  }
+  /** Forgets the entry of `key`; true when one was kept. */
+  release(key) {
+    const slot = this.slots.get(key);
+    if (!slot) return false;
+    this.drop(slot);
+    return true;
+  }
+  has(key) {
+    return this.slots.has(key);
+  }
+  get size() {
+    return this.slots.size;
+  }
+  /** Drops every entry (dispose). */
+  clear() {
+    for (const slot of [
+      ...this.slots.values()
+    ]) this.drop(slot);
+  }
+};
+
+// src/kernels/add_layer_norm.ts
+var WG9 = 256;
+var SHAPES2 = [
+  {
+    tpr: 32,
+    vpt: 8
+  },
+  {
+    tpr: 32,
+    vpt: 40
+  }
+];
+function spec2({ tpr, vpt }, residual, pe) {
+  const storage = [
+    "x",
+    ...residual ? [
+      "r"
+    ] : [],
+    "weight",
+    "bias",
+    ...pe ? [
+      "pe"
+    ] : []
+  ];
+  const outs = [
+    "y",
+    ...pe ? [
+      "y_pe"
+    ] : []
+  ];
+  const decls = [
+    ...storage.map((n, i) => `@group(0) @binding(${i + 1}) var<storage, read> ${n}: array<f32>;`),
+    ...outs.map((n, i) => `@group(0) @binding(${storage.length + i + 1}) var<storage, read_write> ${n}: array<f32>;`)
+  ].join("\n");
+  return {
+    name: `add_layer_norm_${residual ? "res_" : ""}${pe ? "pe_" : ""}t${tpr}v${vpt}_f32`,
+    bindings: [
+      "uniform",
+      ...storage.map(() => "read"),
+      ...outs.map(() => "write")
+    ],
+    code: () => (
+      /* wgsl */
+      `
+struct P { rows: u32, C: u32, eps: f32, nr: u32, npe: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+${decls}
+
+${rowReduceWgsl(tpr)}
+
+@compute @workgroup_size(${WG9})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) tid: u32) {
+  let lane = tid % ${tpr}u;
+  let row = (wg.x + wg.y * nwg.x) * ${WG9 / tpr}u + tid / ${tpr}u;
+  // Rows past the end still join the barriers.
+  let valid = row < p.rows;
+  let base = row * p.C;
+  var v: array<f32, ${vpt}>;
+  var s = 0.0;
+  for (var i = 0u; i < ${vpt}u; i++) {
+    let c = lane + i * ${tpr}u;
+    v[i] = 0.0;
+    if (valid && c < p.C) {
+      v[i] = x[base + c]${residual ? " + r[(base + c) % p.nr]" : ""};
+      s += v[i];
+    }
+  }
+  let mean = row_reduce(tid, lane, s, false) / f32(p.C);
+  var q = 0.0;
+  for (var i = 0u; i < ${vpt}u; i++) {
+    let c = lane + i * ${tpr}u;
+    if (c < p.C) { let d = v[i] - mean; q += d * d; }
+  }
+  let sd = sqrt(row_reduce(tid, lane, q, false) / f32(p.C) + p.eps);
+  if (!valid) { return; }
+  for (var i = 0u; i < ${vpt}u; i++) {
+    let c = lane + i * ${tpr}u;
+    if (c < p.C) {
+      let o = (v[i] - mean) / sd * weight[c] + bias[c];
+      y[base + c] = o;${pe ? "\n      y_pe[base + c] = o + pe[(base + c) % p.npe];" : ""}
+    }
+  }
+}`
+    )
+  };
+}
+var specs2 = /* @__PURE__ */ new Map();
+function addLayerNorm(ctx, x, weight, bias, eps, opts = {}) {
+  const C = x.shape[x.shape.length - 1];
+  if (!C) throw new Error(`addLayerNorm: x [${x.shape}] has no last dim to normalise`);
+  const shape = SHAPES2.find((s2) => C <= s2.tpr * s2.vpt);
+  if (!shape) {
+    const max = SHAPES2[SHAPES2.length - 1];
+    throw new Error(`addLayerNorm: C=${C} is over the supported ${max.tpr * max.vpt}`);
+  }
+  const { residual, pe } = opts;
+  for (const [t, what] of [
+    [
+      residual,
+      "residual"
+    ],
+    [
+      pe,
+      "pe"
+    ]
+  ]) {
+    if (t && (t.size === 0 || x.size % t.size !== 0)) {
+      throw new Error(`addLayerNorm: ${what} [${t.shape}] has ${t.size} elements, which do not divide x's ${x.size} ([${x.shape}]): it may only repeat over x's leading dims`);
+    }
+  }
+  const y = normOutput(ctx, "addLayerNorm", x, weight, bias, C);
+  const yPe = pe ? emptyTensor(ctx, x.shape, "addLayerNorm.y_pe") : null;
+  const key = `${shape.tpr}:${shape.vpt}:${!!residual}:${!!pe}`;
+  let s = specs2.get(key);
+  if (!s) specs2.set(key, s = spec2(shape, !!residual, !!pe));
+  const rows = x.size / C;
+  const params = new Params().u32(rows, C).f32(eps).u32(residual?.size ?? 1, pe?.size ?? 1).build();
+  const buffers = [
+    x.buffer,
+    ...residual ? [
+      residual.buffer
+    ] : [],
+    weight.buffer,
+    bias.buffer,
+    ...pe ? [
+      pe.buffer
+    ] : [],
+    y.buffer,
+    ...yPe ? [
+      yPe.buffer
+    ] : []
+  ];
+  ctx.dispatch(s, params, buffers, grid(Math.ceil(rows / (WG9 / shape.tpr))));
+  return {
+    y,
+    yPe
+  };
+}
+
 // src/kernels/attention_wgsl.ts
 var ATTENTION_PARAMS_WGSL = `struct P {
   batch: u32, heads: u32, headDim: u32, nq: u32, nk: u32,
@@ -2882,13 +3255,13 @@ ${store}
 function fewKeySpecFor(headDim, v4) {
   const dp = 16 * Math.ceil(headDim / 16);
   const key = `fewk/${dp}/${v4}`;
-  let spec2 = SPECS3.get(key);
-  if (!spec2) {
-    spec2 = fewKeySpec(dp, v4);
-    SPECS3.set(key, spec2);
+  let spec4 = SPECS3.get(key);
+  if (!spec4) {
+    spec4 = fewKeySpec(dp, v4);
+    SPECS3.set(key, spec4);
   }
   return {
-    spec: spec2,
+    spec: spec4,
     bq: 64
   };
 }
@@ -2903,26 +3276,26 @@ function specFor(headDim, nq, nk, v4, relPos, biasTable) {
     biasTable
   };
   const key = JSON.stringify(vt);
-  let spec2 = SPECS3.get(key);
-  if (!spec2) {
-    spec2 = attentionSpec(vt);
-    SPECS3.set(key, spec2);
+  let spec4 = SPECS3.get(key);
+  if (!spec4) {
+    spec4 = attentionSpec(vt);
+    SPECS3.set(key, spec4);
   }
   return {
-    spec: spec2,
+    spec: spec4,
     bq: 8 * vt.rows
   };
 }
 function fewQuerySpecFor(headDim, v4) {
   const dp = 16 * Math.ceil(headDim / 16);
   const key = `fewq/${dp}/${v4}`;
-  let spec2 = SPECS3.get(key);
-  if (!spec2) {
-    spec2 = fewQuerySpec(dp, v4);
-    SPECS3.set(key, spec2);
+  let spec4 = SPECS3.get(key);
+  if (!spec4) {
+    spec4 = fewQuerySpec(dp, v4);
+    SPECS3.set(key, spec4);
   }
   return {
-    spec: spec2,
+    spec: spec4,
     bq: FEW_Q
   };
 }
@@ -3047,7 +3420,7 @@ function attention(ctx, q, k, v, dims, opts = {}) {
   const rowsShape = name === "tiled" ? null : parseRowsName(name);
   if (name !== "tiled" && !rowsShape) throw new Error(`attention: unknown variant "${name}"`);
   const rowsFit = rowsShape && !table && (!rel || rel.kH <= ROWS_MAX_REL && rel.kW <= ROWS_MAX_REL);
-  let spec2;
+  let spec4;
   let bq;
   if (rowsShape && rowsFit) {
     const rv = {
@@ -3057,11 +3430,11 @@ function attention(ctx, q, k, v, dims, opts = {}) {
       relPos: rel !== void 0
     };
     const key = JSON.stringify(rv);
-    spec2 = ROWS_SPECS.get(key) ?? attentionRowsSpec(rv);
-    ROWS_SPECS.set(key, spec2);
+    spec4 = ROWS_SPECS.get(key) ?? attentionRowsSpec(rv);
+    ROWS_SPECS.set(key, spec4);
     bq = rv.rows * rv.wg;
   } else {
-    ({ spec: spec2, bq } = small && nk <= FEW_K ? fewKeySpecFor(headDim, v4) : small && nq <= FEW_Q ? fewQuerySpecFor(headDim, v4) : specFor(headDim, nq, nk, v4, rel !== void 0, table !== void 0));
+    ({ spec: spec4, bq } = small && nk <= FEW_K ? fewKeySpecFor(headDim, v4) : small && nq <= FEW_Q ? fewQuerySpecFor(headDim, v4) : specFor(headDim, nq, nk, v4, rel !== void 0, table !== void 0));
   }
   const nqb = Math.ceil(nq / bq);
   const params = new Params().u32(batch, heads, headDim, nq, nk).u32(q.offset, q.rowStride, k.offset, k.rowStride, v.offset, v.rowStride).f32(scale).u32(nqb, Math.ceil(headDim / 4), rel?.kH ?? 1, rel?.kW ?? 1).f32(1 / (rel?.kW ?? 1)).build();
@@ -3073,7 +3446,7 @@ function attention(ctx, q, k, v, dims, opts = {}) {
   if (rel) buffers.push(rel.relH.buffer, rel.relW.buffer);
   if (table) buffers.push(table.buffer);
   buffers.push(out.buffer);
-  ctx.dispatch(spec2, params, buffers, grid(batch * heads * nqb));
+  ctx.dispatch(spec4, params, buffers, grid(batch * heads * nqb));
   return out;
 }
 
@@ -3233,24 +3606,30 @@ var TwoWayTransformer = class {
     const keys0 = "keys" in image ? image.keys : null;
     let queries = queryPe;
     let keys = keys0;
+    let queriesPe = null;
+    let keysPe = null;
     for (let i = 0; i < this.layers.length; i++) {
       const L = this.layers[i];
       const s2 = new Scratch(ctx);
       if (queries !== queryPe) s2.t(queries);
       if (keys && keys !== keys0) s2.t(keys);
+      if (queriesPe) s2.t(queriesPe);
+      if (keysPe) s2.t(keysPe);
       let attnOut;
       if (i === 0) {
         attnOut = s2.t(this.attendSelf(s2, L.selfAttn, queries, queries, null));
       } else {
-        const q = s2.t(add(ctx, queries, queryPe));
-        attnOut = s2.t(this.attendSelf(s2, L.selfAttn, q, queries, queries));
+        attnOut = s2.t(this.attendSelf(s2, L.selfAttn, queriesPe, queries, queries));
       }
-      queries = s2.t(layerNorm(ctx, attnOut, L.norm1.w, L.norm1.b, LN_EPS));
-      const qPe2 = s2.t(add(ctx, queries, queryPe));
+      const n1 = addLayerNorm(ctx, attnOut, L.norm1.w, L.norm1.b, LN_EPS, {
+        pe: queryPe
+      });
+      queries = s2.t(n1.y);
+      const qPe2 = s2.t(n1.yPe);
       const sh = keys ? null : shared;
       const kPe2 = sh ? {
         projected: repeat(s2, sh.q)
-      } : s2.t(add(ctx, keys, keyPe));
+      } : keysPe ?? s2.t(add(ctx, keys, keyPe));
       const cross = s2.t(this.attend(s2, L.tokenToImage, qPe2, sh ? {
         projected: repeat(s2, sh.k)
       } : kPe2, sh ? {
@@ -3263,17 +3642,26 @@ var TwoWayTransformer = class {
       const mlp = s2.t(linear(ctx, hidden, L.mlp2.w, L.mlp2.b, {
         residual: queries
       }));
-      queries = layerNorm(ctx, mlp, L.norm3.w, L.norm3.b, LN_EPS);
-      const qPe22 = s2.t(add(ctx, queries, queryPe));
-      let back = s2.t(this.attend(s2, L.imageToToken, kPe2, qPe22, queries, keys ?? void 0));
-      if (sh) back = s2.t(add(ctx, back, sh.src));
-      keys = layerNorm(ctx, back, L.norm4.w, L.norm4.b, LN_EPS);
+      const n3 = addLayerNorm(ctx, mlp, L.norm3.w, L.norm3.b, LN_EPS, {
+        pe: queryPe
+      });
+      queries = n3.y;
+      queriesPe = n3.yPe;
+      const back = s2.t(this.attend(s2, L.imageToToken, kPe2, queriesPe, queries, keys ?? void 0));
+      const n4 = addLayerNorm(ctx, back, L.norm4.w, L.norm4.b, LN_EPS, {
+        residual: sh ? sh.src : void 0,
+        pe: keyPe
+      });
+      keys = n4.y;
+      keysPe = n4.yPe;
       s2.flush();
     }
     const s = new Scratch(ctx);
     if (queries !== queryPe) s.t(queries);
-    const qPe = s.t(add(ctx, queries, queryPe));
-    const kPe = s.t(add(ctx, keys, keyPe));
+    if (queriesPe) s.t(queriesPe);
+    if (keysPe) s.t(keysPe);
+    const qPe = queriesPe ?? s.t(add(ctx, queries, queryPe));
+    const kPe = keysPe ?? s.t(add(ctx, keys, keyPe));
     const fin = s.t(this.attend(s, this.finalAttn, qPe, kPe, keys, queries));
     const out = layerNorm(ctx, fin, this.normFinal.w, this.normFinal.b, LN_EPS);
     s.flush();
@@ -3368,11 +3756,10 @@ var SamDecoder = class _SamDecoder {
   upscale3;
   hyper;
   iouHead;
-  /** Least recently used first. */
   images;
   constructor(ctx, sd, arch) {
     this.ctx = ctx;
-    this.images = /* @__PURE__ */ new Map();
+    this.images = new PinnedImageCache(IMAGE_CACHE_ENTRIES, (entry) => this.destroyImage(entry));
     this.arch = arch;
     this.dim = arch.promptEmbedDim;
     this.embedSize = arch.imgSize / arch.patchSize;
@@ -3472,7 +3859,8 @@ var SamDecoder = class _SamDecoder {
     });
     if (prompts.length === 0) return [];
     const reuse = opts.reuseImage ?? true;
-    const entry = this.acquireImage(embedding, reuse);
+    const pin = this.images.acquire(embedding.buffer, reuse, () => this.ctx.pooled(() => this.makeImage(embedding)));
+    const entry = pin.entry;
     const results = new Array(prompts.length);
     const passes = [];
     for (const [key, members] of groups) {
@@ -3499,7 +3887,7 @@ var SamDecoder = class _SamDecoder {
       const finishers = passes.map(({ key, chunk }) => {
         const multi = key.endsWith("true");
         const all = key.endsWith("all");
-        const finish = this.recordPass(chunk, chunk.map((i) => frames[i]), chunk.map((i) => prompts[i].maskInput), entry, reuse, all ? "all" : multi ? "multi" : "single", opts, rb);
+        const finish = this.ctx.pooled(() => this.recordPass(chunk, chunk.map((i) => frames[i]), chunk.map((i) => prompts[i].maskInput), entry, reuse, all ? "all" : multi ? "multi" : "single", opts, rb));
         return {
           chunk,
           finish
@@ -3519,25 +3907,18 @@ var SamDecoder = class _SamDecoder {
       }
     } catch (err) {
       rb.discard();
-      this.dropImage(entry);
+      this.images.drop(pin);
       throw err;
     } finally {
-      this.unpinImage(entry);
+      this.images.unpin(pin);
     }
     return results;
   }
   /**
-   * The entry of `embedding`, pinned for one call: from the cache, or made now (and cached
-   * when `cache`, evicting the least recently used beyond IMAGE_CACHE_ENTRIES).
+   * The prompt-independent tensors of `embedding` (kept by `images`, at most
+   * IMAGE_CACHE_ENTRIES embeddings, pinned while a call uses them).
    */
-  acquireImage(embedding, cache) {
-    const hit = cache ? this.images.get(embedding.buffer) : void 0;
-    if (hit) {
-      this.images.delete(hit.buffer);
-      this.images.set(hit.buffer, hit);
-      hit.users++;
-      return hit;
-    }
+  makeImage(embedding) {
     const ctx = this.ctx, D = this.dim, hw = this.embedSize * this.embedSize;
     const imageTokens = stridedCopy(ctx, embedding, {
       offset: 0,
@@ -3551,32 +3932,11 @@ var SamDecoder = class _SamDecoder {
       ]
     });
     const srcNoMask = add(ctx, imageTokens, this.promptEncoder.noMaskEmbedGpu());
-    const entry = {
-      buffer: embedding.buffer,
+    return {
       imageTokens,
       srcNoMask,
-      layer0: null,
-      users: 1,
-      dropped: !cache
+      layer0: null
     };
-    if (cache) {
-      this.images.set(entry.buffer, entry);
-      for (const old of this.images.values()) {
-        if (this.images.size <= IMAGE_CACHE_ENTRIES) break;
-        this.dropImage(old);
-      }
-    }
-    return entry;
-  }
-  /** Takes an entry out of the cache; its tensors go once no call uses them. */
-  dropImage(entry) {
-    if (this.images.get(entry.buffer) === entry) this.images.delete(entry.buffer);
-    entry.dropped = true;
-    if (entry.users === 0) this.destroyImage(entry);
-  }
-  unpinImage(entry) {
-    entry.users--;
-    if (entry.dropped && entry.users === 0) this.destroyImage(entry);
   }
   destroyImage(entry) {
     this.ctx.submit();
@@ -3597,10 +3957,7 @@ var SamDecoder = class _SamDecoder {
    * rewriting its buffer in place; the predictor does). True when something was kept.
    */
   releaseEmbedding(embedding) {
-    const entry = this.images.get(embedding.buffer);
-    if (!entry) return false;
-    this.dropImage(entry);
-    return true;
+    return this.images.release(embedding.buffer);
   }
   /** Whether the prompt-independent work of `embedding` is kept (for tests). */
   hasImageCached(embedding) {
@@ -3841,9 +4198,8 @@ var SamDecoder = class _SamDecoder {
     }
   }
   dispose() {
-    for (const entry of [
-      ...this.images.values()
-    ]) this.dropImage(entry);
+    this.images.clear();
+    this.ctx.trimStoragePool();
     this.promptEncoder.dispose();
     this.transformer.dispose();
     for (const l of [
@@ -3863,6 +4219,61 @@ var SamDecoder = class _SamDecoder {
     }
   }
 };
+
+// src/kernels/sigmoid_affine.ts
+var WG10 = 256;
+function spec3(mode) {
+  const m = mode === "sigmoid" ? "1.0 / (1.0 + exp(-v))" : "select(0.0, 1.0, v > 0.0)";
+  return {
+    name: `sigmoid_affine_${mode}_f32`,
+    bindings: [
+      "uniform",
+      "read",
+      "write"
+    ],
+    code: () => (
+      /* wgsl */
+      `
+struct P { n: u32, scale: f32, bias: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(${WG10})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * ${WG10}u;
+  if (i >= p.n) { return; }
+  let v = x[i];
+  let m = ${m};
+  // Two statements so the product is rounded before the sum (no fused multiply-add).
+  let scaled = m * p.scale;
+  out[i] = scaled + p.bias;
+}`
+    )
+  };
+}
+var SPECS4 = {
+  sigmoid: spec3("sigmoid"),
+  binarize: spec3("binarize")
+};
+function sigmoidAffine(ctx, x, opts) {
+  const s = SPECS4[opts.mode];
+  if (!s) throw new Error(`sigmoidAffine: unknown mode ${opts.mode}`);
+  if (!Number.isFinite(opts.scale) || !Number.isFinite(opts.bias)) {
+    throw new Error(`sigmoidAffine: scale ${opts.scale} and bias ${opts.bias} must be finite`);
+  }
+  const y = opts.out ?? emptyTensor(ctx, x.shape, "sigmoid_affine.out");
+  if (y.size !== x.size) {
+    throw new Error(`sigmoidAffine: out has ${y.size} elements, need ${x.size}`);
+  }
+  if (y.buffer === x.buffer) throw new Error("sigmoidAffine: out must not alias x");
+  const params = new Params().u32(x.size).f32(opts.scale, opts.bias).build();
+  ctx.dispatch(s, params, [
+    x.buffer,
+    y.buffer
+  ], grid(Math.ceil(x.size / WG10)));
+  return y;
+}
 
 // src/amg/regions.ts
 function connectedComponents8(mask, height, width) {
@@ -3970,7 +4381,7 @@ var Sam2Decoder = class _Sam2Decoder {
   dec;
   constructor(ctx, sd, arch) {
     this.ctx = ctx;
-    this.images = /* @__PURE__ */ new Map();
+    this.images = new PinnedImageCache(IMAGE_CACHE_ENTRIES2, (entry) => this.destroyImage(entry));
     this.arch = arch;
     const dec = this.dec = arch.decoder;
     if (!dec.useHighResFeatures) {
@@ -4132,13 +4543,16 @@ var Sam2Decoder = class _Sam2Decoder {
       }
     }
     const modeOf = (p) => opts.allTokens ? "all" : p.multimask ?? opts.multimask ?? defaultMultimask(p) ? "multi" : "single";
-    if (opts.lowResOut) {
+    if (opts.lowResOut || opts.iouOut) {
       const counts = new Set(prompts.map((p) => this.countOf(modeOf(p))));
       const c = counts.size === 1 ? [
         ...counts
       ][0] : -1;
+      if (opts.iouOut && (c < 0 || opts.iouOut.size !== prompts.length * c)) {
+        throw new Error(`sam2 decoder: iouOut [${opts.iouOut.shape}] needs every prompt to return the same number of masks and (N=${prompts.length}, C) elements`);
+      }
       const need = prompts.length * c * this.lowResSize * this.lowResSize;
-      if (c < 0 || opts.lowResOut.size !== need) {
+      if (opts.lowResOut && (c < 0 || opts.lowResOut.size !== need)) {
         throw new Error(`sam2 decoder: lowResOut [${opts.lowResOut.shape}] needs every prompt to return the same number of masks and (N=${prompts.length}, C, ${this.lowResSize}, ${this.lowResSize}) elements`);
       }
     }
@@ -4154,36 +4568,30 @@ var Sam2Decoder = class _Sam2Decoder {
     });
     if (prompts.length === 0) return [];
     const reuse = opts.reuseImage ?? true;
-    const entry = this.acquireImage(features, reuse);
+    const pin = this.images.acquire(features.imageEmbed.buffer, reuse, () => this.ctx.pooled(() => this.makeImage(features)));
+    const entry = pin.entry;
     const results = new Array(prompts.length);
     try {
       for (const [key, members] of groups) {
         const mode = key.split(":")[2];
         for (let start = 0; start < members.length; start += this.maxBatch) {
           const chunk = members.slice(start, start + this.maxBatch);
-          const out = await this.runPass(chunk, chunk.map((i) => frames[i]), chunk.map((i) => prompts[i].maskInput), entry, reuse, mode, opts);
+          const out = await this.ctx.pooled(() => this.runPass(chunk, chunk.map((i) => frames[i]), chunk.map((i) => prompts[i].maskInput), entry, reuse, mode, opts));
           chunk.forEach((i, j) => results[i] = out[j]);
         }
       }
     } catch (err) {
-      this.dropImage(entry);
+      this.images.drop(pin);
       throw err;
     } finally {
-      this.unpinImage(entry);
+      this.images.unpin(pin);
     }
     return results;
   }
   countOf(mode) {
     return mode === "all" ? this.numMaskTokens : mode === "multi" ? this.numMaskTokens - 1 : 1;
   }
-  acquireImage(features, cache) {
-    const hit = cache ? this.images.get(features.imageEmbed.buffer) : void 0;
-    if (hit) {
-      this.images.delete(hit.buffer);
-      this.images.set(hit.buffer, hit);
-      hit.users++;
-      return hit;
-    }
+  makeImage(features) {
     const ctx = this.ctx, D = this.dim, hw = this.embedSize * this.embedSize;
     const tokens = (x, c, n) => stridedCopy(ctx, x, {
       offset: 0,
@@ -4198,33 +4606,13 @@ var Sam2Decoder = class _Sam2Decoder {
     });
     const imageTokens = tokens(features.imageEmbed, D, hw);
     const srcNoMask = add(ctx, imageTokens, this.promptEncoder.noMaskEmbedGpu());
-    const entry = {
-      buffer: features.imageEmbed.buffer,
+    return {
       imageTokens,
       srcNoMask,
       layer0: null,
       highRes1: tokens(features.highRes1, D / 4, 4 * hw),
-      highRes0: tokens(features.highRes0, D / 8, 16 * hw),
-      users: 1,
-      dropped: !cache
+      highRes0: tokens(features.highRes0, D / 8, 16 * hw)
     };
-    if (cache) {
-      this.images.set(entry.buffer, entry);
-      for (const old of this.images.values()) {
-        if (this.images.size <= IMAGE_CACHE_ENTRIES2) break;
-        this.dropImage(old);
-      }
-    }
-    return entry;
-  }
-  dropImage(entry) {
-    if (this.images.get(entry.buffer) === entry) this.images.delete(entry.buffer);
-    entry.dropped = true;
-    if (entry.users === 0) this.destroyImage(entry);
-  }
-  unpinImage(entry) {
-    entry.users--;
-    if (entry.dropped && entry.users === 0) this.destroyImage(entry);
   }
   destroyImage(entry) {
     this.ctx.submit();
@@ -4251,10 +4639,7 @@ var Sam2Decoder = class _Sam2Decoder {
    * before destroying the features). True when something was kept.
    */
   releaseEmbedding(imageEmbed) {
-    const entry = this.images.get(imageEmbed.buffer);
-    if (!entry) return false;
-    this.dropImage(entry);
-    return true;
+    return this.images.release(imageEmbed.buffer);
   }
   hasImageCached(imageEmbed) {
     return this.images.has(imageEmbed.buffer);
@@ -4386,30 +4771,50 @@ var Sam2Decoder = class _Sam2Decoder {
         ]
       }));
       const iouLogits = this.mlp(scratch, iouIn, this.iouHead);
-      let objAll;
-      if (this.objHead.length > 0) {
-        const objIn = t(stridedCopy(ctx, queries, {
-          offset: 0,
-          shape: [
-            B,
-            D
-          ],
-          strides: [
-            nt * D,
-            1
-          ]
-        }));
-        objAll = await this.mlp(scratch, objIn, this.objHead).read();
-      } else {
-        objAll = new Float32Array(B).fill(NO_OBJ_HEAD_SCORE);
-      }
-      const iouRead = await iouLogits.read();
-      const iouAll = this.dec.iouUseSigmoid ? sigmoid(iouRead) : iouRead;
+      const objLogits = this.objHead.length === 0 ? null : this.mlp(scratch, t(stridedCopy(ctx, queries, {
+        offset: 0,
+        shape: [
+          B,
+          D
+        ],
+        strides: [
+          nt * D,
+          1
+        ]
+      })), this.objHead);
       const count = this.countOf(mode);
-      let chosen;
+      const clean = (opts.maxHoleArea ?? 0) > 0 || (opts.maxSprinkleArea ?? 0) > 0;
+      const stability = mode === "single" && this.dec.dynamicMultimaskViaStability;
+      let objAll = new Float32Array(B).fill(NO_OBJ_HEAD_SCORE);
+      let iouAll = null;
       let allRead = null;
-      if (mode === "single" && this.dec.dynamicMultimaskViaStability) {
-        allRead = await all.read();
+      let tokenRead = null;
+      if (opts.iouOut && !stability) {
+        const iouProb = this.dec.iouUseSigmoid ? t(sigmoidAffine(ctx, iouLogits, {
+          mode: "sigmoid",
+          scale: 1,
+          bias: 0
+        })) : iouLogits;
+        const first = mode === "multi" ? 1 : 0;
+        indices.forEach((index, b) => ctx.copy(iouProb.buffer, (b * T + first) * 4, opts.iouOut.buffer, index * count * 4, count * 4));
+        if (objLogits) objAll = new Float32Array(B).fill(NaN);
+      } else {
+        const needAll = stability || clean;
+        const tokenBytes = opts.samOutputToken ? B * T * D * 4 : 0;
+        const rb = new Readback(ctx, (objLogits ? B * 4 : 0) + B * T * 4 + (needAll ? B * T * low * 4 : 0) + tokenBytes);
+        const objRange = objLogits ? rb.copy(objLogits.buffer, 0, B * 4) : -1;
+        const iouRange = rb.copy(iouLogits.buffer, 0, B * T * 4);
+        const allRange = needAll ? rb.copy(all.buffer, 0, B * T * low * 4) : -1;
+        const tokenRange = tokenBytes > 0 ? rb.copy(hIn.buffer, 0, tokenBytes) : -1;
+        const data = await rb.map();
+        if (tokenRange >= 0) tokenRead = new Float32Array(data[tokenRange]);
+        if (objRange >= 0) objAll = new Float32Array(data[objRange]);
+        const iouRead = new Float32Array(data[iouRange]);
+        iouAll = this.dec.iouUseSigmoid ? sigmoid(iouRead) : iouRead;
+        if (allRange >= 0) allRead = new Float32Array(data[allRange]);
+      }
+      let chosen;
+      if (stability) {
         chosen = [];
         for (let b = 0; b < B; b++) {
           const single = allRead.subarray(b * T * low, b * T * low + low);
@@ -4431,10 +4836,12 @@ var Sam2Decoder = class _Sam2Decoder {
           ...Array(count).keys()
         ].map((k) => first + k));
       }
+      if (opts.iouOut && iouAll) {
+        chosen.forEach((ks, b) => ctx.device.queue.writeBuffer(opts.iouOut.buffer, indices[b] * count * 4, Float32Array.from(ks, (k) => iouAll[b * T + k])));
+      }
       const side = this.lowResSize;
       let selected;
       let lowRes = null;
-      const clean = (opts.maxHoleArea ?? 0) > 0 || (opts.maxSprinkleArea ?? 0) > 0;
       if (clean) {
         allRead ??= await all.read();
         lowRes = new Float32Array(B * count * low);
@@ -4482,10 +4889,18 @@ var Sam2Decoder = class _Sam2Decoder {
         results.push({
           count,
           lowRes: planes,
-          iou: Float32Array.from(chosen[b], (k) => iouAll[b * T + k]),
+          iou: opts.iouOut ? new Float32Array(0) : Float32Array.from(chosen[b], (k) => iouAll[b * T + k]),
           objScore: objAll[b],
           tokens: chosen[b]
         });
+        if (tokenRead) {
+          let k = 0;
+          if (mode === "multi") {
+            k = 1;
+            for (let j = 2; j < T; j++) if (iouAll[b * T + j] > iouAll[b * T + k]) k = j;
+          }
+          results[b].samOutputToken = tokenRead.slice((b * T + k) * D, (b * T + k + 1) * D);
+        }
       }
       const output = opts.output ?? "masks";
       if (output !== "none") {
@@ -4512,9 +4927,8 @@ var Sam2Decoder = class _Sam2Decoder {
     }
   }
   dispose() {
-    for (const entry of [
-      ...this.images.values()
-    ]) this.dropImage(entry);
+    this.images.clear();
+    this.ctx.trimStoragePool();
     this.promptEncoder.dispose();
     this.transformer.dispose();
     for (const l of [

@@ -13,15 +13,28 @@ import { tensorFrom } from "../../src/gpu/tensor.ts";
 import { SamModelBackend } from "../../src/amg/sam_backend.ts";
 import { ModelMaskSource } from "../../src/amg/model_source.ts";
 import { LOCAL_FIXTURES } from "../util/fixtures.ts";
+import { assertClose } from "../util/compare.ts";
 
-/** Wraps the device so that every GPU wait is counted; returns the counter. */
+/** Counters of countWaits, all fed by every wait on a wrapped device. */
+const counters = new Set<{ waits: number }>();
+const wrapped = new WeakSet<GPUDevice>();
+
+/**
+ * Wraps the device (once) so that every GPU wait is counted; returns a new counter. Every
+ * counter sees every wait, also on buffers made before it (staging buffers are pooled across
+ * the tests of this file).
+ */
 function countWaits(ctx: GpuContext): { waits: number } {
   const counter = { waits: 0 };
+  counters.add(counter);
   const device = ctx.device;
+  if (wrapped.has(device)) return counter;
+  wrapped.add(device);
+  const count = () => counters.forEach((c) => c.waits++);
   const queue = device.queue;
   const done = queue.onSubmittedWorkDone.bind(queue);
   queue.onSubmittedWorkDone = () => {
-    counter.waits++;
+    count();
     return done();
   };
   const createBuffer = device.createBuffer.bind(device);
@@ -29,7 +42,7 @@ function countWaits(ctx: GpuContext): { waits: number } {
     const buffer = createBuffer(desc);
     const mapAsync = buffer.mapAsync.bind(buffer);
     buffer.mapAsync = (mode: GPUMapModeFlags, offset?: number, size?: number) => {
-      counter.waits++;
+      count();
       return mapAsync(mode, offset, size);
     };
     return buffer;
@@ -83,10 +96,17 @@ Deno.test("one readback per predict, predictBatch, first prompt after setImage a
     await t.step({
       name:
         "a GPU error after setImage surfaces at the prompt's readback, naming the kernel; the unchecked embedding is dropped",
-      // Known: on Dawn + SwiftShader this step runs for many minutes after the validation
-      // error (the rest of the file takes seconds there); not yet understood, so it runs on
-      // Deno's WebGPU only, and add_test's error case covers Dawn's error path.
-      ignore: model.ctx.gpu.provider === "dawn",
+      // On Dawn + SwiftShader (measured 2026-12-03, issue 14) this step passes, in 3-11 s,
+      // run alone (`--filter "one readback per predict"`), on main and since. What stalls is
+      // the NEXT test of the same `deno test` process: after this step, the AMG test's first
+      // predictBatch (a fresh model's encoder, decode, one readback: 9 s alone, 9 s after
+      // this test without the step) did not finish in 150 s (several runs, up to 8 min). The
+      // same sequence as a plain `deno run` script (these steps with the error, the same
+      // wait-counting wrappers, then the AMG batch) finishes in ~60 s, so the stall needs the
+      // test runner around it; its cause inside Dawn / Node-API in Deno is not found. So on
+      // Dawn the step runs only when asked (WGSAM_DAWN_ERROR_STEP=1), as the Dawn suite asks
+      // in the child that runs this test alone (tests/gpu/dawn_suite_test.ts).
+      ignore: model.ctx.gpu.provider === "dawn" && Deno.env.get("WGSAM_DAWN_ERROR_STEP") !== "1",
       fn: async () => {
         const flipped = { ...image, data: image.data.slice().reverse() };
         await predictor.setImage(flipped);
@@ -148,6 +168,45 @@ Deno.test("AMG: one readback per batch of points (IoUs, statistics and mask bits
       batch.release?.();
       assert.equal(counter.waits - before, 1, `round ${round}: GPU waits for one batch`);
       assert.equal(batch.iou.length, 12);
+      assert.equal(masks.length, 3);
+      assert.equal(masks[0].length, image.width * image.height);
+    }
+  } finally {
+    backend.dispose();
+  }
+});
+
+Deno.test("AMG on SAM 2: one readback per batch of points (IoUs on the GPU like SAM 1's); with min_mask_region_area, one more for the CPU's hole removal (the sam2-tiny AMG test checks the IoUs against the goldens)", async () => {
+  const backend = await SamModelBackend.load("sam2-tiny");
+  const counter = countWaits(backend.ctx);
+  try {
+    assert.equal(backend.family, "sam2");
+    const source = new ModelMaskSource(backend);
+    const image = await readImageFile(new URL("../sam2-tiny/image.png", tiny));
+    const rgb = new Uint8Array(image.width * image.height * 3);
+    for (let i = 0; i < image.width * image.height; i++) {
+      for (let c = 0; c < 3; c++) rgb[3 * i + c] = image.data[image.channels * i + c];
+    }
+    await source.setImage({ width: image.width, height: image.height, data: rgb });
+    const request = {
+      points: new Float32Array([20, 20, 80, 50, 140, 90, 100, 30]),
+      n: 4,
+      maskThreshold: 0,
+      predIouThresh: 0.7,
+      stabilityScoreThresh: 0.9,
+      stabilityScoreOffset: 1,
+    };
+    let ious: Float32Array | null = null;
+    for (const [round, minRegionArea, waits] of [[0, 0, 1], [1, 0, 1], [2, 8, 2]]) {
+      const before = counter.waits;
+      const batch = await source.predictBatch({ ...request, minMaskRegionArea: minRegionArea });
+      const masks = await batch.readMasks([0, 5, 11]);
+      batch.release?.();
+      assert.equal(counter.waits - before, waits, `round ${round}: GPU waits for one batch`);
+      assert.equal(batch.iou.length, 12);
+      assert.ok(batch.iou.every((v) => v > 0 && v < 1), "sigmoid IoUs");
+      if (ious) assertClose(batch.iou, ious, { atol: 0, label: `round ${round} IoUs` });
+      else ious = batch.iou;
       assert.equal(masks.length, 3);
       assert.equal(masks[0].length, image.width * image.height);
     }
