@@ -55,8 +55,11 @@ export class GpuContext {
   /** Free staging buffers by size (see Readback). */
   private readonly stagingPool = new Map<number, GPUBuffer[]>();
   private stagingPooledBytes = 0;
-  /** Work recorded so far: dispatches, queue submits and mapped readbacks. */
-  readonly counters = { dispatches: 0, submits: 0, readbacks: 0 };
+  /**
+   * Work recorded so far: dispatches, queue submits and mapped readbacks; and the bytes that
+   * tensorFrom / tensorFromF16 uploaded (weights, mostly: f16 halves them).
+   */
+  readonly counters = { dispatches: 0, submits: 0, readbacks: 0, uploadedBytes: 0 };
 
   constructor(gpu: GpuDevice) {
     this.gpu = gpu;
