@@ -25,11 +25,15 @@ var GpuContext = class {
   /** Free staging buffers by size (see Readback). */
   stagingPool = /* @__PURE__ */ new Map();
   stagingPooledBytes = 0;
-  /** Work recorded so far: dispatches, queue submits and mapped readbacks. */
+  /**
+   * Work recorded so far: dispatches, queue submits and mapped readbacks; and the bytes that
+   * tensorFrom / tensorFromF16 uploaded (weights, mostly: f16 halves them).
+   */
   counters = {
     dispatches: 0,
     submits: 0,
-    readbacks: 0
+    readbacks: 0,
+    uploadedBytes: 0
   };
   constructor(gpu) {
     this.gpu = gpu;
@@ -472,23 +476,29 @@ function gpuDeviceFrom(adapter, device) {
     description,
     info,
     hasTimestamps: false,
-    software
+    software,
+    hasF16: device.features.has("shader-f16")
   };
 }
 
 // src/gpu/tensor.ts
 var STORAGE_USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+function dtypeBytes(dtype) {
+  return dtype === "f16" ? 2 : 4;
+}
 var Tensor = class _Tensor {
   ctx;
   buffer;
   shape;
   label;
-  constructor(ctx, buffer, shape, label = "") {
+  dtype;
+  constructor(ctx, buffer, shape, label = "", dtype = "f32") {
     this.ctx = ctx;
     this.buffer = buffer;
     this.shape = shape;
     this.label = label;
-    const bytes = this.size * 4;
+    this.dtype = dtype;
+    const bytes = this.size * dtypeBytes(dtype);
     if (bytes > buffer.size) {
       throw new Error(`tensor ${label} of shape [${shape.join(", ")}] needs ${bytes} bytes, buffer has ${buffer.size}`);
     }
@@ -502,10 +512,18 @@ var Tensor = class _Tensor {
     if (numel(shape) !== this.size) {
       throw new Error(`cannot reshape [${this.shape.join(", ")}] to [${shape.join(", ")}]`);
     }
-    return new _Tensor(this.ctx, this.buffer, shape, this.label);
+    return new _Tensor(this.ctx, this.buffer, shape, this.label, this.dtype);
   }
-  /** Reads the tensor back to the CPU. */
+  /** Bytes of the elements (size * 2 for f16, size * 4 for f32). */
+  get byteLength() {
+    return this.size * dtypeBytes(this.dtype);
+  }
+  /** Reads the tensor back to the CPU (f16 widened to float32). */
   async read() {
+    if (this.dtype === "f16") {
+      const raw = await this.ctx.read(this.buffer, 0, align42(this.byteLength));
+      return f16ToF32(new Uint16Array(raw, 0, this.size));
+    }
     return new Float32Array(await this.ctx.read(this.buffer, 0, this.size * 4));
   }
   destroy() {
@@ -515,8 +533,8 @@ var Tensor = class _Tensor {
 function numel(shape) {
   return shape.reduce((a, b) => a * b, 1);
 }
-function emptyTensor(ctx, shape, label = "") {
-  const size = Math.max(4, numel(shape) * 4);
+function emptyTensor(ctx, shape, label = "", dtype = "f32") {
+  const size = Math.max(4, numel(shape) * dtypeBytes(dtype));
   const maxSize = ctx.device.limits.maxStorageBufferBindingSize;
   if (size > maxSize) {
     throw new Error(`tensor ${label} [${shape.join(", ")}] is ${size} bytes, over the device's storage binding limit of ${maxSize}`);
@@ -526,7 +544,7 @@ function emptyTensor(ctx, shape, label = "") {
     size: align42(size),
     usage: STORAGE_USAGE
   });
-  return new Tensor(ctx, buffer, shape, label);
+  return new Tensor(ctx, buffer, shape, label, dtype);
 }
 function tensorFrom(ctx, data, shape, label = "") {
   if (data.length !== numel(shape)) {
@@ -534,7 +552,23 @@ function tensorFrom(ctx, data, shape, label = "") {
   }
   const t = emptyTensor(ctx, shape, label);
   ctx.device.queue.writeBuffer(t.buffer, 0, data);
+  ctx.counters.uploadedBytes += data.byteLength;
   return t;
+}
+function tensorFromF16(ctx, data, shape, label = "") {
+  if (data.length !== numel(shape)) {
+    throw new Error(`${label}: ${data.length} values for shape [${shape.join(", ")}]`);
+  }
+  const t = emptyTensor(ctx, shape, label, "f16");
+  const half = new Uint16Array(data.length + data.length % 2);
+  half.set(new Uint16Array(new Float16Array(data).buffer));
+  ctx.device.queue.writeBuffer(t.buffer, 0, half);
+  ctx.counters.uploadedBytes += half.byteLength;
+  return t;
+}
+function f16ToF32(bits) {
+  const copy = new Uint16Array(bits);
+  return Float32Array.from(new Float16Array(copy.buffer, 0, copy.length));
 }
 function align42(n) {
   return Math.ceil(n / 4) * 4;
@@ -741,18 +775,35 @@ function add(ctx, a, b, out) {
 }
 
 // src/kernels/gemm_epilogue.ts
+function gemmUsesF16(v) {
+  return !!(v.aF16 || v.bF16 || v.outF16);
+}
+function gemmF16Letters(v) {
+  return `f16${v.aF16 ? "a" : ""}${v.bF16 ? "w" : ""}${v.outF16 ? "o" : ""}`;
+}
+function requireShaderF16(ctx, op) {
+  if (!ctx.gpu.hasF16) {
+    throw new Error(`${op}: f16 tensors need the WebGPU feature "shader-f16", which this adapter (${ctx.gpu.description}) does not offer; use precision "f32"`);
+  }
+}
+function gemmLoad(v, which, expr, vec) {
+  const half = which === "a" ? v.aF16 : v.bF16;
+  if (!half) return expr;
+  return vec ? `vec4<f32>(${expr})` : `f32(${expr})`;
+}
 function gemmBindingDecls(v) {
-  const vecType = (vec) => vec ? "vec4<f32>" : "f32";
+  const elem = (half) => half ? "f16" : "f32";
+  const vecType = (vec, half) => vec ? `vec4<${elem(half)}>` : elem(half);
   let binding = 1;
   const decls = [
-    `@group(0) @binding(${binding++}) var<storage, read> a: array<${vecType(v.vecA)}>;`,
-    `@group(0) @binding(${binding++}) var<storage, read> b: array<${vecType(v.vecB)}>;`
+    `@group(0) @binding(${binding++}) var<storage, read> a: array<${vecType(v.vecA, v.aF16)}>;`,
+    `@group(0) @binding(${binding++}) var<storage, read> b: array<${vecType(v.vecB, v.bF16)}>;`
   ];
   if (v.bias) decls.push(`@group(0) @binding(${binding++}) var<storage, read> bias: array<f32>;`);
   if (v.residual) {
     decls.push(`@group(0) @binding(${binding++}) var<storage, read> residual: array<f32>;`);
   }
-  decls.push(`@group(0) @binding(${binding++}) var<storage, read_write> out: array<f32>;`);
+  decls.push(`@group(0) @binding(${binding++}) var<storage, read_write> out: array<${elem(v.outF16)}>;`);
   return decls.join("\n");
 }
 function gemmEpilogueExpr(v, acc) {
@@ -760,7 +811,7 @@ function gemmEpilogueExpr(v, acc) {
   if (v.bias) value = `(${value} + bias[n])`;
   value = activationExpr(v.activation, value);
   if (v.residual) value = `${value} + residual[o]`;
-  return value;
+  return v.outF16 ? `f16(${value})` : value;
 }
 var specs = /* @__PURE__ */ new Map();
 function cachedGemmSpec(prefix, v, tileName, code) {
@@ -771,6 +822,9 @@ function cachedGemmSpec(prefix, v, tileName, code) {
   if (v.activation !== "none") parts.push(v.activation);
   if (v.residual) parts.push("residual");
   parts.push("f32");
+  if (gemmUsesF16(v)) {
+    parts.push(`f16${v.aF16 ? "a" : ""}${v.bF16 ? "w" : ""}${v.outF16 ? "o" : ""}`);
+  }
   if (v.vecA) parts.push("a4");
   if (v.vecB) parts.push("b4");
   parts.push(tileName);
@@ -789,10 +843,12 @@ function cachedGemmSpec(prefix, v, tileName, code) {
       ] : [],
       "write"
     ];
+    const half = gemmUsesF16(v);
     spec2 = {
       name,
       bindings,
-      code
+      code: half ? () => `enable f16;
+${code()}` : code
     };
     specs.set(name, spec2);
   }
@@ -842,30 +898,32 @@ function registerGemmCode(v) {
   let n0 = (wg.x * ${t.wg}u + lid) * ${t.rn}u;`;
   const rowBases = R.map((i) => `let ra${i} = a_base + min(m0 + ${i}u, p.M - 1u) * p.K;`);
   const acc = R.map((i) => C.map((j) => `var c${i}_${j} = 0.0;`).join(" "));
+  const aLoad = (i) => gemmLoad(v, "a", v.vecA ? `a[(ra${i} + k) / 4u][k % 4u]` : `a[ra${i} + k]`, false);
+  const bLoadNk = (j) => gemmLoad(v, "b", v.vecB ? `b[(rb${j} + k) / 4u][k % 4u]` : `b[rb${j} + k]`, false);
   let body;
   if (v.bLayout === "nk") {
     const colBases = C.map((j) => `let rb${j} = b_base + min(n0 + ${j}u, p.N - 1u) * p.K;`);
     if (v.vecA && v.vecB) {
       body = `${colBases.join("\n  ")}
   for (var k = 0u; k < p.K; k += 4u) {
-    ${R.map((i) => `let x${i} = a[(ra${i} + k) / 4u];`).join(" ")}
-    ${C.map((j) => `let y${j} = b[(rb${j} + k) / 4u];`).join(" ")}
+    ${R.map((i) => `let x${i} = ${gemmLoad(v, "a", `a[(ra${i} + k) / 4u]`, true)};`).join(" ")}
+    ${C.map((j) => `let y${j} = ${gemmLoad(v, "b", `b[(rb${j} + k) / 4u]`, true)};`).join(" ")}
     ${R.map((i) => C.map((j) => `c${i}_${j} += dot(x${i}, y${j});`).join(" ")).join("\n    ")}
   }`;
     } else {
       body = `${colBases.join("\n  ")}
   for (var k = 0u; k < p.K; k++) {
-    ${R.map((i) => `let x${i} = ${v.vecA ? `a[(ra${i} + k) / 4u][k % 4u]` : `a[ra${i} + k]`};`).join(" ")}
-    ${C.map((j) => `let y${j} = ${v.vecB ? `b[(rb${j} + k) / 4u][k % 4u]` : `b[rb${j} + k]`};`).join(" ")}
+    ${R.map((i) => `let x${i} = ${aLoad(i)};`).join(" ")}
+    ${C.map((j) => `let y${j} = ${bLoadNk(j)};`).join(" ")}
     ${R.map((i) => C.map((j) => `c${i}_${j} = fma(x${i}, y${j}, c${i}_${j});`).join(" ")).join("\n    ")}
   }`;
     }
   } else {
     const colIdx = C.map((j) => `let cn${j} = min(n0 + ${j}u, p.N - 1u);`);
-    const bLoad = (j) => v.vecB ? `b[(b_base + k * p.N + cn${j}) / 4u][(cn${j}) % 4u]` : `b[b_base + k * p.N + cn${j}]`;
+    const bLoad = (j) => gemmLoad(v, "b", v.vecB ? `b[(b_base + k * p.N + cn${j}) / 4u][(cn${j}) % 4u]` : `b[b_base + k * p.N + cn${j}]`, false);
     body = `${colIdx.join("\n  ")}
   for (var k = 0u; k < p.K; k++) {
-    ${R.map((i) => `let x${i} = ${v.vecA ? `a[(ra${i} + k) / 4u][k % 4u]` : `a[ra${i} + k]`};`).join(" ")}
+    ${R.map((i) => `let x${i} = ${aLoad(i)};`).join(" ")}
     ${C.map((j) => `let y${j} = ${bLoad(j)};`).join(" ")}
     ${R.map((i) => C.map((j) => `c${i}_${j} = fma(x${i}, y${j}, c${i}_${j});`).join(" ")).join("\n    ")}
   }`;
@@ -958,7 +1016,7 @@ var TILE_16 = {
   tm: 4
 };
 var TN = 4;
-function loadKContiguous(t, nt, src, dst, rows, first, limit, base, vec) {
+function loadKContiguous(v0, t, nt, src, dst, rows, first, limit, base, vec) {
   if (vec) {
     return `for (var i = 0u; i < ${rows * t.bk / 4 / nt}u; i++) {
       let l = tid + i * ${nt}u;
@@ -967,7 +1025,7 @@ function loadKContiguous(t, nt, src, dst, rows, first, limit, base, vec) {
       let row = ${first} + r;
       let k = k0 + kq * 4u;
       var v = vec4<f32>(0.0);
-      if (row < ${limit} && k < p.K) { v = ${src}[(${base} + row * p.K + k) / 4u]; }
+      if (row < ${limit} && k < p.K) { v = ${gemmLoad(v0, src, `${src}[(${base} + row * p.K + k) / 4u]`, true)}; }
       for (var j = 0u; j < 4u; j++) { ${dst}[(kq * 4u + j) * ${rows / 4}u + r / 4u][r % 4u] = v[j]; }
     }`;
   }
@@ -978,11 +1036,11 @@ function loadKContiguous(t, nt, src, dst, rows, first, limit, base, vec) {
       let row = ${first} + r;
       let k = k0 + kk;
       var v = 0.0;
-      if (row < ${limit} && k < p.K) { v = ${src}[${base} + row * p.K + k]; }
+      if (row < ${limit} && k < p.K) { v = ${gemmLoad(v0, src, `${src}[${base} + row * p.K + k]`, false)}; }
       ${dst}[kk * ${rows / 4}u + r / 4u][r % 4u] = v;
     }`;
 }
-function loadNContiguous(t, nt, vec) {
+function loadNContiguous(v0, t, nt, vec) {
   if (vec) {
     return `for (var i = 0u; i < ${t.bk * t.bn / 4 / nt}u; i++) {
       let l = tid + i * ${nt}u;
@@ -991,7 +1049,7 @@ function loadNContiguous(t, nt, vec) {
       let k = k0 + kk;
       let n = n0 + nq * 4u;
       var v = vec4<f32>(0.0);
-      if (k < p.K && n < p.N) { v = b[(b_base + k * p.N + n) / 4u]; }
+      if (k < p.K && n < p.N) { v = ${gemmLoad(v0, "b", "b[(b_base + k * p.N + n) / 4u]", true)}; }
       Bs[kk * ${t.bn / 4}u + nq] = v;
     }`;
   }
@@ -1002,7 +1060,7 @@ function loadNContiguous(t, nt, vec) {
       let k = k0 + kk;
       let n = n0 + c;
       var v = 0.0;
-      if (k < p.K && n < p.N) { v = b[b_base + k * p.N + n]; }
+      if (k < p.K && n < p.N) { v = ${gemmLoad(v0, "b", "b[b_base + k * p.N + n]", false)}; }
       Bs[kk * ${t.bn / 4}u + c / 4u][c % 4u] = v;
     }`;
 }
@@ -1023,7 +1081,7 @@ function gemmCode(v) {
   }, (_, q) => `let a${q} = As[kk * ${t.bm / 4}u + ty * ${t.tm / 4}u + ${q}u];`).join("\n      ");
   const fmas = rows.map((i) => `acc${i} = fma(vec4<f32>(a${Math.floor(i / 4)}[${i % 4}]), bv, acc${i});`).join("\n      ");
   const stores = rows.map((i) => `store_row(o_base, m_first + ${i}u, n_first, acc${i});`).join("\n  ");
-  const loadB = v.bLayout === "nk" ? loadKContiguous(t, nt, "b", "Bs", t.bn, "n0", "p.N", "b_base", v.vecB) : loadNContiguous(t, nt, v.vecB);
+  const loadB = v.bLayout === "nk" ? loadKContiguous(v, t, nt, "b", "Bs", t.bn, "n0", "p.N", "b_base", v.vecB) : loadNContiguous(v, t, nt, v.vecB);
   return (
     /* wgsl */
     `
@@ -1059,7 +1117,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
 
   ${accDecl}
   for (var k0 = 0u; k0 < p.K; k0 += ${t.bk}u) {
-    ${loadKContiguous(t, nt, "a", "As", t.bm, "m0", "p.M", "a_base", v.vecA)}
+    ${loadKContiguous(v, t, nt, "a", "As", t.bm, "m0", "p.M", "a_base", v.vecA)}
     ${loadB}
     workgroupBarrier();
     for (var kk = 0u; kk < ${t.bk}u; kk++) {
@@ -1121,11 +1179,13 @@ function gemmCandidates(M) {
   names.push("reg_m4x8w16", "reg_n8x4w16", "reg_n8x4w8", "reg_n4x8w16");
   return M <= 16 ? names.filter((n) => n !== "tile128") : names;
 }
-function gemmKey(bLayout, d) {
-  return `gemm|${bLayout}|${d.batch}x${d.M}x${d.N}x${d.K}`;
+function gemmKey(bLayout, d, v) {
+  const key = `gemm|${bLayout}|${d.batch}x${d.M}x${d.N}x${d.K}`;
+  return v && gemmUsesF16(v) ? `${key}|${gemmF16Letters(v)}` : key;
 }
 function runGemm(ctx, prefix, base, d, buffers, variant) {
-  const name = variant ?? variantFor(ctx, gemmKey(base.bLayout, d), defaultGemmVariant(ctx.gpu.software, d.M), (tuned) => gemmCandidates(d.M).includes(tuned));
+  if (gemmUsesF16(base)) requireShaderF16(ctx, prefix);
+  const name = variant ?? variantFor(ctx, gemmKey(base.bLayout, d, base), defaultGemmVariant(ctx.gpu.software, d.M), (tuned) => gemmCandidates(d.M).includes(tuned));
   const tiled = TILES[name];
   if (tiled) {
     dispatchGemm(ctx, gemmSpec(prefix, {
@@ -1198,7 +1258,16 @@ function matmul(ctx, a, b, opts = {}) {
     vecB: bLayout === "nk" ? K % 4 === 0 : N % 4 === 0,
     bias: false,
     activation: "none",
-    residual: false
+    residual: false,
+    ...a.dtype === "f16" ? {
+      aF16: true
+    } : {},
+    ...b.dtype === "f16" ? {
+      bF16: true
+    } : {},
+    ...y.dtype === "f16" ? {
+      outF16: true
+    } : {}
   }, {
     batch,
     M,
@@ -1227,6 +1296,18 @@ function linear(ctx, x, weight, bias, opts = {}) {
   }
   if (K === 0) throw new Error("linear: K must be at least 1");
   const M = x.size / K;
+  for (const [t, what] of [
+    [
+      bias,
+      "bias"
+    ],
+    [
+      opts.residual,
+      "residual"
+    ]
+  ]) {
+    if (t && t.dtype !== "f32") throw new Error(`linear: ${what} must be f32, got ${t.dtype}`);
+  }
   if (bias && bias.size !== N) {
     throw new Error(`linear: bias has ${bias.size} elements, need N=${N}`);
   }
@@ -1275,7 +1356,17 @@ function linear(ctx, x, weight, bias, opts = {}) {
     vecB: K % 4 === 0,
     bias: bias !== null,
     activation: activation2,
-    residual: residual !== void 0
+    residual: residual !== void 0,
+    // precision "f16": f16 operands pick the "_f16..." variant (f32 accumulation).
+    ...x.dtype === "f16" ? {
+      aF16: true
+    } : {},
+    ...weight.dtype === "f16" ? {
+      bF16: true
+    } : {},
+    ...y.dtype === "f16" ? {
+      outF16: true
+    } : {}
   }, {
     batch: 1,
     M,
@@ -2099,6 +2190,12 @@ function uploadWeight(ctx, sd, name, shape) {
   const t = sd.get(name);
   if (!t) throw new Error(`decoder: checkpoint has no tensor '${name}'`);
   return tensorFrom(ctx, tensorF32(t), shape ?? t.shape, name);
+}
+function uploadMatrix(ctx, sd, name, precision) {
+  if (precision !== "f16") return uploadWeight(ctx, sd, name);
+  const t = sd.get(name);
+  if (!t) throw new Error(`decoder: checkpoint has no tensor '${name}'`);
+  return tensorFromF16(ctx, tensorF32(t), t.shape, name);
 }
 var PromptEncoder = class _PromptEncoder {
   ctx;
@@ -3097,20 +3194,24 @@ var TwoWayTransformer = class {
   normFinal;
   heads;
   dim;
-  constructor(ctx, sd, arch, p = "mask_decoder.transformer.") {
+  constructor(ctx, sd, arch, p = "mask_decoder.transformer.", precision = "f32") {
     this.ctx = ctx;
     const up = (n) => uploadWeight(ctx, sd, `${p}${n}`);
     const lin = (n) => ({
       w: up(`${n}.weight`),
       b: up(`${n}.bias`)
     });
+    const matrix = (n) => ({
+      w: uploadMatrix(ctx, sd, `${p}${n}.weight`, precision),
+      b: up(`${n}.bias`)
+    });
     const attn = (n) => {
-      const q = lin(`${n}.q_proj`);
+      const q = matrix(`${n}.q_proj`);
       return {
         q,
-        k: lin(`${n}.k_proj`),
-        v: lin(`${n}.v_proj`),
-        out: lin(`${n}.out_proj`),
+        k: matrix(`${n}.k_proj`),
+        v: matrix(`${n}.v_proj`),
+        out: matrix(`${n}.out_proj`),
         internal: q.w.shape[0]
       };
     };
@@ -3125,8 +3226,8 @@ var TwoWayTransformer = class {
         norm1: lin(`${l}norm1`),
         tokenToImage: attn(`${l}cross_attn_token_to_image`),
         norm2: lin(`${l}norm2`),
-        mlp1: lin(sam2Mlp ? `${l}mlp.layers.0` : `${l}mlp.lin1`),
-        mlp2: lin(sam2Mlp ? `${l}mlp.layers.1` : `${l}mlp.lin2`),
+        mlp1: matrix(sam2Mlp ? `${l}mlp.layers.0` : `${l}mlp.lin1`),
+        mlp2: matrix(sam2Mlp ? `${l}mlp.layers.1` : `${l}mlp.lin2`),
         norm3: lin(`${l}norm3`),
         norm4: lin(`${l}norm4`),
         imageToToken: attn(`${l}cross_attn_image_to_token`)
@@ -3342,6 +3443,7 @@ function blockDiagonal(ws, bs, n, k) {
 }
 var SamDecoder = class _SamDecoder {
   ctx;
+  precision;
   arch;
   promptEncoder;
   transformer;
@@ -3360,15 +3462,16 @@ var SamDecoder = class _SamDecoder {
   iouHead;
   /** Least recently used first. */
   images;
-  constructor(ctx, sd, arch) {
+  constructor(ctx, sd, arch, precision = "f32") {
     this.ctx = ctx;
+    this.precision = precision;
     this.images = /* @__PURE__ */ new Map();
     this.arch = arch;
     this.dim = arch.promptEmbedDim;
     this.embedSize = arch.imgSize / arch.patchSize;
     this.numMaskTokens = arch.numMultimaskOutputs + 1;
     this.promptEncoder = PromptEncoder.create(ctx, sd, arch);
-    this.transformer = new TwoWayTransformer(ctx, sd, arch);
+    this.transformer = new TwoWayTransformer(ctx, sd, arch, void 0, precision);
     const host2 = (n) => {
       const t = sd.get(n);
       if (!t) throw new Error(`decoder: checkpoint has no tensor '${n}'`);
@@ -3381,6 +3484,10 @@ var SamDecoder = class _SamDecoder {
     this.outputTokens.set(masks, iou.length);
     const lin = (n) => ({
       w: uploadWeight(ctx, sd, `${p}${n}.weight`),
+      b: uploadWeight(ctx, sd, `${p}${n}.bias`)
+    });
+    const matrix = (n) => ({
+      w: uploadMatrix(ctx, sd, `${p}${n}.weight`, precision),
       b: uploadWeight(ctx, sd, `${p}${n}.bias`)
     });
     const packConvT = (n) => {
@@ -3401,7 +3508,7 @@ var SamDecoder = class _SamDecoder {
       const [n, k] = shape;
       const bd = blockDiagonal(names.map((x) => host2(`${x}.weight`)), names.map((x) => host2(`${x}.bias`)), n, k);
       this.hyper.push({
-        w: tensorFrom(ctx, bd.w, [
+        w: (precision === "f16" ? tensorFromF16 : tensorFrom)(ctx, bd.w, [
           T * n,
           T * k
         ], `hypernetworks.${j} (block diagonal)`),
@@ -3412,15 +3519,15 @@ var SamDecoder = class _SamDecoder {
     }
     this.iouHead = [];
     for (let j = 0; j < arch.iouHeadDepth; j++) {
-      this.iouHead.push(lin(`iou_prediction_head.layers.${j}`));
+      this.iouHead.push(matrix(`iou_prediction_head.layers.${j}`));
     }
     const hw = this.embedSize * this.embedSize;
     const perPrompt = Math.max(2 * hw * D, 4 * 16 * hw, hw * 2 * D) * 4;
     const limit = ctx.device.limits.maxStorageBufferBindingSize;
     this.maxBatch = Math.max(1, Math.min(MAX_BATCH, Math.floor(limit / perPrompt)));
   }
-  static create(ctx, sd, arch) {
-    return new _SamDecoder(ctx, sd, arch);
+  static create(ctx, sd, arch, precision = "f32") {
+    return new _SamDecoder(ctx, sd, arch, precision);
   }
   /** Side of the low-res masks (4s; 256 for the real models). */
   get lowResSize() {

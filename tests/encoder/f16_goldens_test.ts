@@ -25,8 +25,8 @@ import { loadSam } from "../../src/weights/load.ts";
 import { OFFICIAL_ARCHS } from "../../src/weights/arch.ts";
 import { loadFixtureCases } from "../decoder/fixture_cases.ts";
 import { compareClose, multiIndex } from "../util/compare.ts";
-import { spyStages } from "../util/encoder_stages.ts";
-import { fixtureDir, loadGolden, skipIfMissing } from "../util/fixtures.ts";
+import { fixtureStages, pickChannels, spyStages } from "../util/encoder_stages.ts";
+import { fixtureDir, fixtureJson, loadGolden, skipIfMissing } from "../util/fixtures.ts";
 
 /** Bound on every stage's NMSE against its golden (see the header). */
 const STAGE_NMSE = 1e-4;
@@ -71,17 +71,25 @@ async function checkF16(name: string, caseNames: string[] | null): Promise<void>
     const kept = spyStages(model);
     const info = await predictor.setImage(await readImageFile(new URL("image.png", dir!)));
     console.log(`${name} (precision f16), per stage vs the float32 goldens:`);
-    // Every stage the encoder reported, in order; MobileSAM's fixture keeps only some
-    // channels of its inner stages (compared in full by its f32 test), so those are named
-    // and passed over here, and its embedding is compared in full.
+    // Every stage the encoder reported, in order. The light models' fixtures (MobileSAM,
+    // SlimSAM) keep some channels of the inner stages (fixture.json `stages`): those are
+    // compared on those channels.
     assert.ok(kept.has("image_embeddings"));
+    const subsets = (await fixtureJson(dir!)).stages ? await fixtureStages(dir!) : {};
     for (const [stage, ours] of kept) {
       const golden = await loadGolden(dir!, `${stage}.npy`);
+      let got = await ours.read();
+      const subset = subsets[stage];
       if (golden.data.length !== ours.size) {
-        console.log(`  ${stage}: the fixture keeps a channel subset; not compared here`);
-        continue;
+        assert.ok(subset, `${stage}: golden of another size and no channel list`);
+        const nchw = subset.layout === "NCHW";
+        const C = nchw ? subset.full_shape[1] : subset.full_shape[subset.full_shape.length - 1];
+        got = pickChannels(got, C, subset.channels, nchw);
       }
-      reportStage(stage, await ours.read(), golden.data as Float32Array, golden.shape);
+      const what = golden.data.length !== ours.size
+        ? `${stage} (channels ${subset.channels.join(",")})`
+        : stage;
+      reportStage(what, got, golden.data as Float32Array, golden.shape);
     }
     const { cases } = await loadFixtureCases(dir!);
     const chosen = caseNames ? cases.filter((c) => caseNames.includes(c.name)) : cases;
