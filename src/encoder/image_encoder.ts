@@ -208,7 +208,7 @@ export class ImageEncoder {
   private readonly neck: NeckWeights;
   private buffers: Record<OwnedBuffer, GPUBuffer> | null = null;
   private disposed = false;
-  /** Element type of the activations between two GEMMs (the MLP hidden layer). */
+  /** Element type of the activations a GEMM hands to a GEMM or attention (qkv, MLP hidden). */
   private readonly between: TensorDType;
 
   private constructor(
@@ -389,7 +389,10 @@ export class ImageEncoder {
     const attnIn = w.global
       ? xn
       : windowPartition(ctx, xn, g.win, this.view("attn", [batch, span * span, C]));
-    const qkv = linear(ctx, attnIn, ...w.qkv, { out: this.view("big", [rows, 3 * C]) });
+    // precision f16: qkv stored as f16, read so by relPosBias and attention (f32 out).
+    const qkv = linear(ctx, attnIn, ...w.qkv, {
+      out: this.view("big", [rows, 3 * C], this.between),
+    });
     const dims = { batch, heads: g.heads, headDim: g.headDim, nq: span * span, nk: span * span };
     const view = (k: number): HeadsView => ({ tensor: qkv, offset: k * C, rowStride: 3 * C });
     const rel = relPosBias(ctx, view(0), dims, span, span, w.rh, w.rw, span, span, {

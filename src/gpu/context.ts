@@ -76,6 +76,11 @@ export class GpuContext {
     return this.pipelines.size;
   }
 
+  /** Names of the kernel variants compiled so far (tests: which variants a pass ran). */
+  get pipelineNames(): string[] {
+    return [...this.pipelines.keys()];
+  }
+
   /** Returns the cached pipeline for a kernel variant, compiling it on first use. */
   pipeline(spec: KernelSpec): CachedPipeline {
     let cached = this.pipelines.get(spec.name);

@@ -129,6 +129,16 @@ export function tensorFromF16(
   return t;
 }
 
+/** Throws a clear error where the device has no `shader-f16` (f16 tensors need it). */
+export function requireShaderF16(ctx: GpuContext, op: string): void {
+  if (!ctx.gpu.hasF16) {
+    throw new Error(
+      `${op}: f16 tensors need the WebGPU feature "shader-f16", which this adapter ` +
+        `(${ctx.gpu.description}) does not offer; use precision "f32"`,
+    );
+  }
+}
+
 /** Widens float16 bit patterns to float32. */
 export function f16ToF32(bits: Uint16Array): Float32Array {
   const copy = new Uint16Array(bits); // its own aligned buffer

@@ -30,7 +30,7 @@
  * it feeds, so the register blocks (reads per dot product) decide the speed there.
  */
 import { type GpuContext, grid, type KernelSpec } from "../gpu/context.ts";
-import { emptyTensor, Params, type Tensor } from "../gpu/tensor.ts";
+import { emptyTensor, Params, requireShaderF16, type Tensor } from "../gpu/tensor.ts";
 import {
   ATTENTION_PARAMS_WGSL,
   attentionBindings,
@@ -87,16 +87,19 @@ interface Variant {
   relPos: boolean;
   /** Adds biasTab[h, q, k] (a [heads, nq, nk] table, the same for every batch). */
   biasTable: boolean;
+  /** q, k, v stored as f16 (precision "f16"), widened on load; out stays f32. */
+  half?: boolean;
 }
 
 function attentionSpec(vt: Variant): KernelSpec {
   const { c, rows, keys, v4, relPos, biasTable } = vt;
+  const half = vt.half ?? false;
   const d4 = 8 * c; // vec4 per padded head row
   const bq = 8 * rows;
   const bk = 8 * keys;
   const name = `attention${relPos ? "_relpos" : ""}${biasTable ? "_bias" : ""}_d${
     32 * c
-  }_q${bq}_k${bk}${v4 ? "_v4" : ""}_f32`;
+  }_q${bq}_k${bk}${v4 ? "_v4" : ""}_f32${half ? "_f16qkv" : ""}`;
   const elem = v4 ? "vec4<f32>" : "f32";
   const R = Array.from({ length: rows }, (_, r) => r); // thread rows ty + 8r
   const J = Array.from({ length: keys }, (_, j) => j); // thread keys tx + 8j (score phase)
@@ -116,7 +119,7 @@ function attentionSpec(vt: Variant): KernelSpec {
       let t = ${row0} + i / ${d4}u;
       let base = ${off} + (b * ${tokens} + min(t, ${tokens} - 1u)) * ${stride} + h * p.headDim;
       ${dst}[(i / ${d4}u) * ${dstStride}u + i % ${d4}u] =
-        ${loadVec4(v4, buf, "base", `(i % ${d4}u)`, `t < ${tokens}`)}${scale};
+        ${loadVec4(v4, buf, "base", `(i % ${d4}u)`, `t < ${tokens}`, half)}${scale};
     }`;
   // kh = kj / kW without an integer division per score: (kj + 0.5) / kW is at least
   // 0.5 / kW away from an integer, far more than float32 error for kj < 2^20.
@@ -143,7 +146,7 @@ function attentionSpec(vt: Variant): KernelSpec {
     name,
     bindings: attentionBindings(relPos, biasTable),
     code: () => /* wgsl */ `
-${attentionHeader(elem, relPos, biasTable)}
+${attentionHeader(elem, relPos, biasTable, half)}
 
 const D4 = ${d4}u;
 const BQ = ${bq}u;
@@ -472,6 +475,7 @@ function specFor(
   v4: boolean,
   relPos: boolean,
   biasTable: boolean,
+  half: boolean,
 ) {
   const c = Math.ceil(headDim / 32);
   const vt: Variant = {
@@ -481,6 +485,7 @@ function specFor(
     v4,
     relPos,
     biasTable,
+    ...(half ? { half } : {}),
   };
   const key = JSON.stringify(vt);
   let spec = SPECS.get(key);
@@ -534,11 +539,16 @@ export interface AttentionOptions {
   variant?: string;
 }
 
-/** Tune-cache key of an attention shape. */
-export function attentionKey(dims: AttentionDims, relPos?: { kH: number; kW: number }): string {
+/** Tune-cache key of an attention shape; "|f16qkv" at the end for f16 q, k, v (f32 keys are
+ * as before). */
+export function attentionKey(
+  dims: AttentionDims,
+  relPos?: { kH: number; kW: number },
+  half = false,
+): string {
   const { batch, heads, headDim, nq, nk } = dims;
   const rel = relPos ? `|relpos${relPos.kH}x${relPos.kW}` : "";
-  return `attention|${batch * heads}x${nq}x${nk}x${headDim}${rel}`;
+  return `attention|${batch * heads}x${nq}x${nk}x${headDim}${rel}${half ? "|f16qkv" : ""}`;
 }
 
 /** Variants `deno task tune` times (the decoder's few-query / few-key cases keep "tiled"). */
@@ -609,6 +619,15 @@ export function attention(
       );
     }
   }
+  // precision "f16": q, k and v stored as f16 (one qkv tensor); out and the softmax stay f32.
+  const half = q.tensor.dtype === "f16";
+  if (k.tensor.dtype !== q.tensor.dtype || v.tensor.dtype !== q.tensor.dtype) {
+    throw new Error("attention: q, k and v must have one dtype");
+  }
+  if (half) requireShaderF16(ctx, "attention");
+  for (const t of [rel?.relH, rel?.relW, table, opts.out]) {
+    if (t && t.dtype !== "f32") throw new Error("attention: bias tables and out must be f32");
+  }
   const outShape = [batch, nq, heads * headDim];
   const out = opts.out ?? emptyTensor(ctx, outShape, "attention.out");
   if (out.size !== batch * nq * heads * headDim) {
@@ -628,11 +647,13 @@ export function attention(
   const v4 = [headDim, q.offset, q.rowStride, k.offset, k.rowStride, v.offset, v.rowStride]
     .every((x) => x % 4 === 0);
   // The decoder's cross attentions have their own kernels (head dims <= 32, no rel pos).
-  const small = !rel && !table && headDim <= FEW_Q_MAX_DP && (nk <= FEW_K || nq <= FEW_Q);
+  // (Their f32-only kernels: f16 q, k, v go to the tiled one.)
+  const small = !rel && !table && !half && headDim <= FEW_Q_MAX_DP &&
+    (nk <= FEW_K || nq <= FEW_Q);
   const name = opts.variant ??
     (small || table ? "tiled" : variantFor(
       ctx,
-      attentionKey(dims, rel),
+      attentionKey(dims, rel, half),
       defaultAttentionVariant(ctx.gpu.software),
       (tuned) => ATTENTION_CANDIDATES.includes(tuned),
     ));
@@ -648,6 +669,7 @@ export function attention(
       dp: 16 * Math.ceil(headDim / 16),
       v4,
       relPos: rel !== undefined,
+      ...(half ? { half } : {}),
     };
     const key = JSON.stringify(rv);
     spec = ROWS_SPECS.get(key) ?? attentionRowsSpec(rv);
@@ -659,7 +681,7 @@ export function attention(
       ? fewKeySpecFor(headDim, v4)
       : small && nq <= FEW_Q
       ? fewQuerySpecFor(headDim, v4)
-      : specFor(headDim, nq, nk, v4, rel !== undefined, table !== undefined));
+      : specFor(headDim, nq, nk, v4, rel !== undefined, table !== undefined, half));
   }
   const nqb = Math.ceil(nq / bq);
   const params = new Params()

@@ -32,6 +32,8 @@ export interface RowsVariant {
   dp: number;
   v4: boolean;
   relPos: boolean;
+  /** q, k, v stored as f16 (precision "f16"); out stays f32. */
+  half?: boolean;
 }
 
 /** "rows2w16": 2 query rows per invocation, 16 invocations. */
@@ -47,11 +49,12 @@ export function parseRowsName(name: string): { rows: number; wg: number } | null
 export function rowsSpecName(v: RowsVariant): string {
   return `attention_rows${v.rows}w${v.wg}${v.relPos ? "_relpos" : ""}_d${v.dp}${
     v.v4 ? "_v4" : ""
-  }_f32`;
+  }_f32${v.half ? "_f16qkv" : ""}`;
 }
 
 export function attentionRowsSpec(v: RowsVariant): KernelSpec {
   const { rows, wg, dp, v4, relPos } = v;
+  const half = v.half ?? false;
   const d4 = dp / 4;
   const elem = v4 ? "vec4<f32>" : "f32";
   const R = Array.from({ length: rows }, (_, r) => r);
@@ -68,7 +71,7 @@ export function attentionRowsSpec(v: RowsVariant): KernelSpec {
     name: rowsSpecName(v),
     bindings: attentionBindings(relPos),
     code: () => /* wgsl */ `
-${attentionHeader(elem, relPos)}
+${attentionHeader(elem, relPos, false, half)}
 
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wgid: vec3u, @builtin(num_workgroups) nwg: vec3u,
@@ -85,7 +88,7 @@ ${
   let qb${r} = p.qOff + (b * p.nq + qi${r}) * p.qStride + h * p.headDim;
 ${
           I.map((i) =>
-            `  let q${r}_${i} = ${loadVec4(v4, "qBuf", `qb${r}`, `${i}u`, "true")} * p.scale;`
+            `  let q${r}_${i} = ${loadVec4(v4, "qBuf", `qb${r}`, `${i}u`, "true", half)} * p.scale;`
           ).join("\n")
         }
   var m${r} = ${NEG_BIG};
@@ -109,7 +112,9 @@ ${
         `    let j${g} = min(j0 + ${g}u, p.nk - 1u);
     let kb${g} = p.kOff + (b * p.nk + j${g}) * p.kStride + h * p.headDim;
 ${
-          I.map((i) => `    let k${g}_${i} = ${loadVec4(v4, "kBuf", `kb${g}`, `${i}u`, "true")};`)
+          I.map((i) =>
+            `    let k${g}_${i} = ${loadVec4(v4, "kBuf", `kb${g}`, `${i}u`, "true", half)};`
+          )
             .join("\n")
         }${
           relPos
@@ -141,7 +146,10 @@ ${
       G.map((g) =>
         `    {
       let vb = p.vOff + (b * p.nk + j${g}) * p.vStride + h * p.headDim;
-${I.map((i) => `      let v${i} = ${loadVec4(v4, "vBuf", "vb", `${i}u`, "true")};`).join("\n")}
+${
+          I.map((i) => `      let v${i} = ${loadVec4(v4, "vBuf", "vb", `${i}u`, "true", half)};`)
+            .join("\n")
+        }
 ${R.map((r) => I.map((i) => `      o${r}_${i} += p${r}_${g} * v${i};`).join("\n")).join("\n")}
     }`
       ).join("\n")

@@ -3,7 +3,7 @@
  * of gemm_register.ts): its storage bindings, the fused epilogue of `linear` (bias, then the
  * activation, then the residual) and the spec naming and caching.
  */
-import type { GpuContext, KernelSpec } from "../gpu/context.ts";
+import type { KernelSpec } from "../gpu/context.ts";
 import { type Activation, activationExpr } from "./activation.ts";
 
 /** The parts of a GEMM variant that the op fixes (layout, vec4 access, epilogue). */
@@ -35,16 +35,6 @@ export function gemmUsesF16(v: GemmEpilogue): boolean {
 /** "f16" and the letters of the f16 operands: a, w (B, a linear's weight), o (out). */
 export function gemmF16Letters(v: GemmEpilogue): string {
   return `f16${v.aF16 ? "a" : ""}${v.bF16 ? "w" : ""}${v.outF16 ? "o" : ""}`;
-}
-
-/** Throws a clear error where the device has no `shader-f16` (f16 tensors need it). */
-export function requireShaderF16(ctx: GpuContext, op: string): void {
-  if (!ctx.gpu.hasF16) {
-    throw new Error(
-      `${op}: f16 tensors need the WebGPU feature "shader-f16", which this adapter ` +
-        `(${ctx.gpu.description}) does not offer; use precision "f32"`,
-    );
-  }
 }
 
 /**

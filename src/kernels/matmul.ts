@@ -14,7 +14,7 @@
  * 4,194,240 and any product of them (far over 65535 workgroups in all) need no folding.
  */
 import { type GpuContext, type KernelSpec, MAX_WORKGROUPS_PER_DIM } from "../gpu/context.ts";
-import { emptyTensor, Params, type Tensor } from "../gpu/tensor.ts";
+import { emptyTensor, Params, requireShaderF16, type Tensor } from "../gpu/tensor.ts";
 import { ACTIVATION_WGSL } from "./activation.ts";
 import {
   cachedGemmSpec,
@@ -24,7 +24,6 @@ import {
   gemmF16Letters,
   gemmLoad,
   gemmUsesF16,
-  requireShaderF16,
 } from "./gemm_epilogue.ts";
 import { parseRegisterTile, registerBlock, registerGemmSpec } from "./gemm_register.ts";
 

@@ -37,7 +37,17 @@ type Parsed =
     /** f16 operands (precision "f16" keys end in "|f16awo"-style letters). */
     f16?: { a: boolean; w: boolean; o: boolean };
   }
-  | { op: "attention"; bh: number; nq: number; nk: number; d: number; kH: number; kW: number };
+  | {
+    op: "attention";
+    bh: number;
+    nq: number;
+    nk: number;
+    d: number;
+    kH: number;
+    kW: number;
+    /** q, k, v stored as f16 ("|f16qkv" keys). */
+    half?: boolean;
+  };
 
 /** Reads a tune key back into sizes; null for a key this tuner does not know. */
 export function parseTuneKey(key: string): Parsed | null {
@@ -48,10 +58,11 @@ export function parseTuneKey(key: string): Parsed | null {
     if (f16 === undefined && key.includes("|f16")) return null; // "|f16" with no operand
     return { op: "gemm", layout: m[1] as "nk" | "kn", batch, M, N, K, ...(f16 ? { f16 } : {}) };
   }
-  m = /^attention\|(\d+)x(\d+)x(\d+)x(\d+)(?:\|relpos(\d+)x(\d+))?$/.exec(key);
+  m = /^attention\|(\d+)x(\d+)x(\d+)x(\d+)(?:\|relpos(\d+)x(\d+))?(\|f16qkv)?$/.exec(key);
   if (m) {
     const [bh, nq, nk, d] = m.slice(1, 5).map(Number);
-    return { op: "attention", bh, nq, nk, d, kH: Number(m[5] ?? 0), kW: Number(m[6] ?? 0) };
+    const rel = { kH: Number(m[5] ?? 0), kW: Number(m[6] ?? 0) };
+    return { op: "attention", bh, nq, nk, d, ...rel, ...(m[7] ? { half: true } : {}) };
   }
   return null;
 }
@@ -98,9 +109,9 @@ function makeRunner(ctx: GpuContext, p: Parsed): {
       dispose: () => [a, b, out].forEach((t) => t.destroy()),
     };
   }
-  const q = random(ctx, [p.bh, p.nq, p.d], 3);
-  const k = random(ctx, [p.bh, p.nk, p.d], 4);
-  const v = random(ctx, [p.bh, p.nk, p.d], 5);
+  const q = random(ctx, [p.bh, p.nq, p.d], 3, p.half);
+  const k = random(ctx, [p.bh, p.nk, p.d], 4, p.half);
+  const v = random(ctx, [p.bh, p.nk, p.d], 5, p.half);
   const rel = p.kH > 0
     ? {
       relH: random(ctx, [p.bh, p.nq, p.kH], 6),

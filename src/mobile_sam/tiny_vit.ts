@@ -485,7 +485,10 @@ export function tinyVitBlockForward(
   // Raw tokens -> [windows, w*w, C], zero padded; then the attention's LayerNorm.
   const parts = windowPartition(ctx, x, win, view("win", [windows, n, C]));
   const normed = layerNorm(ctx, parts, ...w.norm, LN_EPS, view("winN", [windows, n, C]));
-  const qkv = linear(ctx, normed, ...w.qkv, { out: view("qkv", [windows * n, 3 * C]) });
+  // precision f16 (f16 weights): qkv stored as f16, read so by attention (f32 out).
+  const qkv = linear(ctx, normed, ...w.qkv, {
+    out: view("qkv", [windows * n, 3 * C], w.qkv[0].dtype),
+  });
   const qkvHeads = (k: number): HeadsView => ({ tensor: qkv, offset: k * C, rowStride: 3 * C });
   const dims = { batch: windows, heads, headDim: d, nq: n, nk: n };
   const attn = attention(ctx, qkvHeads(0), qkvHeads(1), qkvHeads(2), dims, {

@@ -70,6 +70,12 @@ async function checkF16(name: string, caseNames: string[] | null): Promise<void>
     assert.equal(model.precision, "f16");
     const kept = spyStages(model);
     const info = await predictor.setImage(await readImageFile(new URL("image.png", dir!)));
+    // The pass ran the f16 variants: f16 weights (and f16 out where a GEMM feeds another
+    // GEMM or attention), attention on f16 q, k, v.
+    const names = model.ctx.pipelineNames;
+    for (const variant of [/_f16w_/, /_f16wo_/, /_f16aw_/, /^attention.*_f16qkv$/]) {
+      assert.ok(names.some((n) => variant.test(n)), `no kernel ${variant} ran`);
+    }
     console.log(`${name} (precision f16), per stage vs the float32 goldens:`);
     // Every stage the encoder reported, in order. The light models' fixtures (MobileSAM,
     // SlimSAM) keep some channels of the inner stages (fixture.json `stages`): those are
