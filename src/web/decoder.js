@@ -48,6 +48,12 @@ var GpuContext = class {
   get pipelineCount() {
     return this.pipelines.size;
   }
+  /** Names of the kernel variants compiled so far (tests: which variants a pass ran). */
+  get pipelineNames() {
+    return [
+      ...this.pipelines.keys()
+    ];
+  }
   /** Returns the cached pipeline for a kernel variant, compiling it on first use. */
   pipeline(spec2) {
     let cached = this.pipelines.get(spec2.name);
@@ -566,6 +572,11 @@ function tensorFromF16(ctx, data, shape, label = "") {
   ctx.counters.uploadedBytes += half.byteLength;
   return t;
 }
+function requireShaderF16(ctx, op) {
+  if (!ctx.gpu.hasF16) {
+    throw new Error(`${op}: f16 tensors need the WebGPU feature "shader-f16", which this adapter (${ctx.gpu.description}) does not offer; use precision "f32"`);
+  }
+}
 function f16ToF32(bits) {
   const copy = new Uint16Array(bits);
   return Float32Array.from(new Float16Array(copy.buffer, 0, copy.length));
@@ -780,11 +791,6 @@ function gemmUsesF16(v) {
 }
 function gemmF16Letters(v) {
   return `f16${v.aF16 ? "a" : ""}${v.bF16 ? "w" : ""}${v.outF16 ? "o" : ""}`;
-}
-function requireShaderF16(ctx, op) {
-  if (!ctx.gpu.hasF16) {
-    throw new Error(`${op}: f16 tensors need the WebGPU feature "shader-f16", which this adapter (${ctx.gpu.description}) does not offer; use precision "f32"`);
-  }
 }
 function gemmLoad(v, which, expr, vec) {
   const half = which === "a" ? v.aF16 : v.bF16;
@@ -2524,13 +2530,15 @@ function unroll(n, f2, sep = "\n") {
     length: n
   }, (_, i) => f2(i)).join(sep);
 }
-function loadVec4(v4, buf, base, d4, ok) {
+function loadVec4(v4, buf, base, d4, ok, half = false) {
   if (v4) {
-    return `select(vec4<f32>(0.0), ${buf}[(${base}) / 4u + ${d4}], ${ok} && ${d4} * 4u < p.headDim)`;
+    const x = `${buf}[(${base}) / 4u + ${d4}]`;
+    return `select(vec4<f32>(0.0), ${half ? `vec4<f32>(${x})` : x}, ${ok} && ${d4} * 4u < p.headDim)`;
   }
   return `vec4<f32>(${unroll(4, (e) => {
     const d = `${d4} * 4u + ${e}u`;
-    return `select(0.0, ${buf}[${base} + ${d}], ${ok} && ${d} < p.headDim)`;
+    const x = `${buf}[${base} + ${d}]`;
+    return `select(0.0, ${half ? `f32(${x})` : x}, ${ok} && ${d} < p.headDim)`;
   }, ", ")})`;
 }
 function attentionBindings(relPos, biasTable = false) {
@@ -2557,16 +2565,17 @@ function attentionBindings(relPos, biasTable = false) {
     "write"
   ];
 }
-function attentionHeader(elem, relPos, biasTable = false) {
+function attentionHeader(elem, relPos, biasTable = false, half = false) {
+  const qkvElem = half ? elem.replace("f32", "f16") : elem;
   const rel = relPos ? `@group(0) @binding(4) var<storage, read> relH: array<f32>;
 @group(0) @binding(5) var<storage, read> relW: array<f32>;
 ` : biasTable ? `@group(0) @binding(4) var<storage, read> biasTab: array<f32>;
 ` : "";
-  return `${ATTENTION_PARAMS_WGSL}
+  return `${half ? "enable f16;\n" : ""}${ATTENTION_PARAMS_WGSL}
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> qBuf: array<${elem}>;
-@group(0) @binding(2) var<storage, read> kBuf: array<${elem}>;
-@group(0) @binding(3) var<storage, read> vBuf: array<${elem}>;
+@group(0) @binding(1) var<storage, read> qBuf: array<${qkvElem}>;
+@group(0) @binding(2) var<storage, read> kBuf: array<${qkvElem}>;
+@group(0) @binding(3) var<storage, read> vBuf: array<${qkvElem}>;
 ${rel}@group(0) @binding(${relPos ? 6 : biasTable ? 5 : 4}) var<storage, read_write> outBuf: array<${elem}>;`;
 }
 
@@ -2594,10 +2603,11 @@ function parseRowsName(name) {
   };
 }
 function rowsSpecName(v) {
-  return `attention_rows${v.rows}w${v.wg}${v.relPos ? "_relpos" : ""}_d${v.dp}${v.v4 ? "_v4" : ""}_f32`;
+  return `attention_rows${v.rows}w${v.wg}${v.relPos ? "_relpos" : ""}_d${v.dp}${v.v4 ? "_v4" : ""}_f32${v.half ? "_f16qkv" : ""}`;
 }
 function attentionRowsSpec(v) {
   const { rows, wg, dp, v4, relPos } = v;
+  const half = v.half ?? false;
   const d4 = dp / 4;
   const elem = v4 ? "vec4<f32>" : "f32";
   const R = Array.from({
@@ -2622,7 +2632,7 @@ function attentionRowsSpec(v) {
     code: () => (
       /* wgsl */
       `
-${attentionHeader(elem, relPos)}
+${attentionHeader(elem, relPos, false, half)}
 
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wgid: vec3u, @builtin(num_workgroups) nwg: vec3u,
@@ -2635,7 +2645,7 @@ fn main(@builtin(workgroup_id) wgid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let q0 = (flat % p.nqb) * ${rows * wg}u + lid * ${rows}u;
 ${R.map((r) => `  let qi${r} = min(q0 + ${r}u, p.nq - 1u);
   let qb${r} = p.qOff + (b * p.nq + qi${r}) * p.qStride + h * p.headDim;
-${I.map((i) => `  let q${r}_${i} = ${loadVec4(v4, "qBuf", `qb${r}`, `${i}u`, "true")} * p.scale;`).join("\n")}
+${I.map((i) => `  let q${r}_${i} = ${loadVec4(v4, "qBuf", `qb${r}`, `${i}u`, "true", half)} * p.scale;`).join("\n")}
   var m${r} = ${NEG_BIG};
   var l${r} = 0.0;
 ${I.map((i) => `  var o${r}_${i} = vec4<f32>(0.0);`).join("\n")}${relPos ? `
@@ -2648,7 +2658,7 @@ ${I.map((i) => `  var o${r}_${i} = vec4<f32>(0.0);`).join("\n")}${relPos ? `
   for (var j0 = 0u; j0 < p.nk; j0 += 4u) {
 ${G.map((g) => `    let j${g} = min(j0 + ${g}u, p.nk - 1u);
     let kb${g} = p.kOff + (b * p.nk + j${g}) * p.kStride + h * p.headDim;
-${I.map((i) => `    let k${g}_${i} = ${loadVec4(v4, "kBuf", `kb${g}`, `${i}u`, "true")};`).join("\n")}${relPos ? `
+${I.map((i) => `    let k${g}_${i} = ${loadVec4(v4, "kBuf", `kb${g}`, `${i}u`, "true", half)};`).join("\n")}${relPos ? `
     let kh${g} = j${g} / p.kW;
     let kw${g} = j${g} - kh${g} * p.kW;` : ""}`).join("\n")}
 ${R.map((r) => `${G.map((g) => `    let s${r}_${g} = select(${NEG_BIG}, ${I.map((i) => `dot(q${r}_${i}, k${g}_${i})`).join(" + ")}${bias(r, g)}, j0 + ${g}u < p.nk);`).join("\n")}
@@ -2660,7 +2670,7 @@ ${G.map((g) => `    let p${r}_${g} = exp(s${r}_${g} - mn${r});`).join("\n")}
 ${I.map((i) => `    o${r}_${i} *= corr${r};`).join("\n")}`).join("\n")}
 ${G.map((g) => `    {
       let vb = p.vOff + (b * p.nk + j${g}) * p.vStride + h * p.headDim;
-${I.map((i) => `      let v${i} = ${loadVec4(v4, "vBuf", "vb", `${i}u`, "true")};`).join("\n")}
+${I.map((i) => `      let v${i} = ${loadVec4(v4, "vBuf", "vb", `${i}u`, "true", half)};`).join("\n")}
 ${R.map((r) => I.map((i) => `      o${r}_${i} += p${r}_${g} * v${i};`).join("\n")).join("\n")}
     }`).join("\n")}
   }
@@ -2679,10 +2689,11 @@ ${R.map((r) => `  if (q0 + ${r}u < p.nq) {
 var MAX_HEAD_DIM = 128;
 function attentionSpec(vt) {
   const { c, rows, keys, v4, relPos, biasTable } = vt;
+  const half = vt.half ?? false;
   const d4 = 8 * c;
   const bq = 8 * rows;
   const bk = 8 * keys;
-  const name = `attention${relPos ? "_relpos" : ""}${biasTable ? "_bias" : ""}_d${32 * c}_q${bq}_k${bk}${v4 ? "_v4" : ""}_f32`;
+  const name = `attention${relPos ? "_relpos" : ""}${biasTable ? "_bias" : ""}_d${32 * c}_q${bq}_k${bk}${v4 ? "_v4" : ""}_f32${half ? "_f16qkv" : ""}`;
   const elem = v4 ? "vec4<f32>" : "f32";
   const R = Array.from({
     length: rows
@@ -2697,7 +2708,7 @@ function attentionSpec(vt) {
       let t = ${row0} + i / ${d4}u;
       let base = ${off} + (b * ${tokens} + min(t, ${tokens} - 1u)) * ${stride} + h * p.headDim;
       ${dst}[(i / ${d4}u) * ${dstStride}u + i % ${d4}u] =
-        ${loadVec4(v4, buf, "base", `(i % ${d4}u)`, `t < ${tokens}`)}${scale};
+        ${loadVec4(v4, buf, "base", `(i % ${d4}u)`, `t < ${tokens}`, half)}${scale};
     }`;
   const score = (r, j) => {
     const key = `k0 + tx + ${8 * j}u`;
@@ -2713,7 +2724,7 @@ function attentionSpec(vt) {
     code: () => (
       /* wgsl */
       `
-${attentionHeader(elem, relPos, biasTable)}
+${attentionHeader(elem, relPos, biasTable, half)}
 
 const D4 = ${d4}u;
 const BQ = ${bq}u;
@@ -2979,7 +2990,7 @@ function fewKeySpecFor(headDim, v4) {
     bq: 64
   };
 }
-function specFor(headDim, nq, nk, v4, relPos, biasTable) {
+function specFor(headDim, nq, nk, v4, relPos, biasTable, half) {
   const c = Math.ceil(headDim / 32);
   const vt = {
     c,
@@ -2987,7 +2998,10 @@ function specFor(headDim, nq, nk, v4, relPos, biasTable) {
     keys: nk <= 8 ? 1 : c <= 2 ? 4 : 2,
     v4,
     relPos,
-    biasTable
+    biasTable,
+    ...half ? {
+      half
+    } : {}
   };
   const key = JSON.stringify(vt);
   let spec2 = SPECS3.get(key);
@@ -3037,10 +3051,10 @@ function checkView(label, v, dims, tokens) {
     throw new Error(`attention: ${label} view [batch ${batch}, tokens ${tokens}, heads ${heads}, headDim ${headDim}] at offset ${v.offset}, rowStride ${v.rowStride} reaches element ${last} of a tensor of ${v.tensor.size} ([${v.tensor.shape}])`);
   }
 }
-function attentionKey(dims, relPos) {
+function attentionKey(dims, relPos, half = false) {
   const { batch, heads, headDim, nq, nk } = dims;
   const rel = relPos ? `|relpos${relPos.kH}x${relPos.kW}` : "";
-  return `attention|${batch * heads}x${nq}x${nk}x${headDim}${rel}`;
+  return `attention|${batch * heads}x${nq}x${nk}x${headDim}${rel}${half ? "|f16qkv" : ""}`;
 }
 var ATTENTION_CANDIDATES = [
   "tiled",
@@ -3096,6 +3110,19 @@ function attention(ctx, q, k, v, dims, opts = {}) {
       throw new Error(`attention: biasTable has ${table.size} elements, need [heads ${heads}, nq ${nq}, nk ${nk}]`);
     }
   }
+  const half = q.tensor.dtype === "f16";
+  if (k.tensor.dtype !== q.tensor.dtype || v.tensor.dtype !== q.tensor.dtype) {
+    throw new Error("attention: q, k and v must have one dtype");
+  }
+  if (half) requireShaderF16(ctx, "attention");
+  for (const t of [
+    rel?.relH,
+    rel?.relW,
+    table,
+    opts.out
+  ]) {
+    if (t && t.dtype !== "f32") throw new Error("attention: bias tables and out must be f32");
+  }
   const outShape = [
     batch,
     nq,
@@ -3129,8 +3156,8 @@ function attention(ctx, q, k, v, dims, opts = {}) {
     v.offset,
     v.rowStride
   ].every((x) => x % 4 === 0);
-  const small = !rel && !table && headDim <= FEW_Q_MAX_DP && (nk <= FEW_K || nq <= FEW_Q);
-  const name = opts.variant ?? (small || table ? "tiled" : variantFor(ctx, attentionKey(dims, rel), defaultAttentionVariant(ctx.gpu.software), (tuned) => ATTENTION_CANDIDATES.includes(tuned)));
+  const small = !rel && !table && !half && headDim <= FEW_Q_MAX_DP && (nk <= FEW_K || nq <= FEW_Q);
+  const name = opts.variant ?? (small || table ? "tiled" : variantFor(ctx, attentionKey(dims, rel, half), defaultAttentionVariant(ctx.gpu.software), (tuned) => ATTENTION_CANDIDATES.includes(tuned)));
   const rowsShape = name === "tiled" ? null : parseRowsName(name);
   if (name !== "tiled" && !rowsShape) throw new Error(`attention: unknown variant "${name}"`);
   const rowsFit = rowsShape && !table && (!rel || rel.kH <= ROWS_MAX_REL && rel.kW <= ROWS_MAX_REL);
@@ -3141,14 +3168,17 @@ function attention(ctx, q, k, v, dims, opts = {}) {
       ...rowsShape,
       dp: 16 * Math.ceil(headDim / 16),
       v4,
-      relPos: rel !== void 0
+      relPos: rel !== void 0,
+      ...half ? {
+        half
+      } : {}
     };
     const key = JSON.stringify(rv);
     spec2 = ROWS_SPECS.get(key) ?? attentionRowsSpec(rv);
     ROWS_SPECS.set(key, spec2);
     bq = rv.rows * rv.wg;
   } else {
-    ({ spec: spec2, bq } = small && nk <= FEW_K ? fewKeySpecFor(headDim, v4) : small && nq <= FEW_Q ? fewQuerySpecFor(headDim, v4) : specFor(headDim, nq, nk, v4, rel !== void 0, table !== void 0));
+    ({ spec: spec2, bq } = small && nk <= FEW_K ? fewKeySpecFor(headDim, v4) : small && nq <= FEW_Q ? fewQuerySpecFor(headDim, v4) : specFor(headDim, nq, nk, v4, rel !== void 0, table !== void 0, half));
   }
   const nqb = Math.ceil(nq / bq);
   const params = new Params().u32(batch, heads, headDim, nq, nk).u32(q.offset, q.rowStride, k.offset, k.rowStride, v.offset, v.rowStride).f32(scale).u32(nqb, Math.ceil(headDim / 4), rel?.kH ?? 1, rel?.kW ?? 1).f32(1 / (rel?.kW ?? 1)).build();
