@@ -59,7 +59,6 @@ function benchEncoder(
   Deno.bench({
     name,
     group: "encoder",
-    baseline: precision === "f32" && name.includes("sam-mini"),
     n,
     warmup: 0,
     async fn(t) {
