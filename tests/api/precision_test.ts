@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { SamModel } from "../../src/predictor.ts";
 import { checkPrecision, parsePrecision, type Precision } from "../../src/precision.ts";
 import type { GpuContext } from "../../src/gpu/context.ts";
+import { runDeno } from "../util/run_deno.ts";
 
 Deno.test("SamModel.load: precision from the option, else $WGSAM_PRECISION, else f32", async () => {
   const saved = Deno.env.get("WGSAM_PRECISION");
@@ -53,4 +54,28 @@ Deno.test("precision f16 on an adapter without shader-f16: a clear error naming 
   );
   checkPrecision(ctx, "f32"); // f32 runs anywhere
   assert.equal(parsePrecision(" F16 ", "x"), "f16");
+});
+
+Deno.test("Dawn on SwiftShader (no shader-f16): segment --precision f16 says so and exits", async () => {
+  const icd = "/usr/lib/chromium/vk_swiftshader_icd.json";
+  try {
+    Deno.statSync(icd);
+  } catch {
+    console.warn(`SKIP: ${icd} is not installed (chromium's SwiftShader)`);
+    return;
+  }
+  const dir = await Deno.makeTempDir({ prefix: "wgsam-f16-dawn-" });
+  try {
+    const r = await runDeno(new URL("../../src/cli/segment.ts", import.meta.url), [
+      new URL("../fixtures/sam-tiny/image.png", import.meta.url).pathname,
+      ...["--point", "5,5", "--model", "sam-tiny", "--out", `${dir}/out`],
+      ...["--gpu", "dawn", "--precision", "f16"],
+    ], { env: { VK_ICD_FILENAMES: icd } });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /precision "f16" needs the WebGPU feature "shader-f16"/);
+    assert.match(r.stderr, /dawn: SwiftShader/);
+    assert.doesNotMatch(r.stderr, /at .*\.ts:\d+/, "no stack trace");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
