@@ -1,7 +1,7 @@
 /**
  * Precision of a loaded model: "f32" (default: every tensor float32) or "f16" (weights of the
- * matrix products, and the encoder activations a GEMM hands to the next GEMM or to attention:
- * qkv and the MLP hidden layer, stored as float16, half the bytes;
+ * matrix products, and the encoder activations between GEMMs and attention: qkv, the attention
+ * output and the MLP hidden layer, stored as float16, half the bytes;
  * accumulation, LayerNorm, softmax and the residual stream stay float32, since SAM run fully
  * in fp16 is known to break: facebookresearch/segment-anything #540, #696).
  *

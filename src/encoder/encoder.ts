@@ -31,7 +31,8 @@ export interface SamImageEncoder {
 
 /**
  * The image encoder a checkpoint's tensors call for (TinyViT or SAM's ViT), uploaded;
- * `precision` "f16" stores its GEMM weights, qkv and MLP hidden layers as f16.
+ * `precision` "f16" stores its GEMM weights, qkv, attention outputs and MLP hidden layers as
+ * f16.
  */
 export function createImageEncoder(
   ctx: GpuContext,

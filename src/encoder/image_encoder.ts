@@ -208,7 +208,8 @@ export class ImageEncoder {
   private readonly neck: NeckWeights;
   private buffers: Record<OwnedBuffer, GPUBuffer> | null = null;
   private disposed = false;
-  /** Element type of the activations a GEMM hands to a GEMM or attention (qkv, MLP hidden). */
+  /** Element type of the activations between GEMMs and attention (qkv, the attention output,
+   * the MLP hidden layer). */
   private readonly between: TensorDType;
 
   private constructor(
@@ -399,14 +400,15 @@ export class ImageEncoder {
       relH: this.view("relH", [batch * g.heads, span * span, span]),
       relW: this.view("relW", [batch * g.heads, span * span, span]),
     });
+    // precision f16: the attention output (proj's input) is stored as f16 too.
     const attn = attention(ctx, view(0), view(1), view(2), dims, {
       relPos: rel,
-      out: this.view("attn", [batch, span * span, C]),
+      out: this.view("attn", [batch, span * span, C], this.between),
     });
     // Back to [s, s, C] (dropping the padded tokens), then proj + residual into x2.
     const attnTokens = w.global
       ? attn.reshape([s, s, C])
-      : windowUnpartition(ctx, attn, g.win, s, s, this.view("tok", [s, s, C]));
+      : windowUnpartition(ctx, attn, g.win, s, s, this.view("tok", [s, s, C], this.between));
     const x2 = linear(ctx, attnTokens, ...w.proj, {
       residual: x,
       out: this.view("x2", [s, s, C]),

@@ -32,8 +32,10 @@ export interface RowsVariant {
   dp: number;
   v4: boolean;
   relPos: boolean;
-  /** q, k, v stored as f16 (precision "f16"); out stays f32. */
+  /** q, k, v stored as f16 (precision "f16"). */
   half?: boolean;
+  /** out stored as f16. */
+  halfOut?: boolean;
 }
 
 /** "rows2w16": 2 query rows per invocation, 16 invocations. */
@@ -49,12 +51,14 @@ export function parseRowsName(name: string): { rows: number; wg: number } | null
 export function rowsSpecName(v: RowsVariant): string {
   return `attention_rows${v.rows}w${v.wg}${v.relPos ? "_relpos" : ""}_d${v.dp}${
     v.v4 ? "_v4" : ""
-  }_f32${v.half ? "_f16qkv" : ""}`;
+  }_f32${v.half ? "_f16qkv" : ""}${v.halfOut ? "_f16o" : ""}`;
 }
 
 export function attentionRowsSpec(v: RowsVariant): KernelSpec {
   const { rows, wg, dp, v4, relPos } = v;
   const half = v.half ?? false;
+  const halfOut = v.halfOut ?? false;
+  const outValue = (x: string) => (halfOut ? (v4 ? `vec4<f16>(${x})` : `f16(${x})`) : x);
   const d4 = dp / 4;
   const elem = v4 ? "vec4<f32>" : "f32";
   const R = Array.from({ length: rows }, (_, r) => r);
@@ -63,15 +67,19 @@ export function attentionRowsSpec(v: RowsVariant): KernelSpec {
   const bias = (r: number, g: number) => relPos ? ` + rh${r}[kh${g}] + rw${r}[kw${g}]` : "";
   const store = (r: number, i: number) =>
     v4
-      ? `if (${4 * i}u < p.headDim) { outBuf[ob${r} / 4u + ${i}u] = o${r}_${i} * inv${r}; }`
+      ? `if (${4 * i}u < p.headDim) { outBuf[ob${r} / 4u + ${i}u] = ${
+        outValue(`o${r}_${i} * inv${r}`)
+      }; }`
       : `for (var e = 0u; e < 4u; e++) {
-        if (${4 * i}u + e < p.headDim) { outBuf[ob${r} + ${4 * i}u + e] = o${r}_${i}[e] * inv${r}; }
+        if (${4 * i}u + e < p.headDim) { outBuf[ob${r} + ${4 * i}u + e] = ${
+        outValue(`o${r}_${i}[e] * inv${r}`)
+      }; }
       }`;
   return {
     name: rowsSpecName(v),
     bindings: attentionBindings(relPos),
     code: () => /* wgsl */ `
-${attentionHeader(elem, relPos, false, half)}
+${attentionHeader(elem, relPos, false, half, halfOut)}
 
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wgid: vec3u, @builtin(num_workgroups) nwg: vec3u,

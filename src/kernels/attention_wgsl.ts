@@ -60,14 +60,16 @@ export function attentionBindings(
 
 /** WGSL header of an attention variant: the uniform block and the q, k, v, rel-pos and out
  * bindings, with `elem` ("f32" or "vec4<f32>") as the element of q, k, v and out; `half`:
- * q, k and v hold f16 instead (out stays f32; `enable f16;` comes first). */
+ * q, k and v hold f16 instead, `halfOut`: out does (`enable f16;` comes first). */
 export function attentionHeader(
   elem: string,
   relPos: boolean,
   biasTable = false,
   half = false,
+  halfOut = false,
 ): string {
   const qkvElem = half ? elem.replace("f32", "f16") : elem;
+  const outElem = halfOut ? elem.replace("f32", "f16") : elem;
   // biasTable: the tiled kernel's per-head table [heads, nq, nk] (attention.ts).
   const rel = relPos
     ? `@group(0) @binding(4) var<storage, read> relH: array<f32>;
@@ -77,12 +79,12 @@ export function attentionHeader(
     ? `@group(0) @binding(4) var<storage, read> biasTab: array<f32>;
 `
     : "";
-  return `${half ? "enable f16;\n" : ""}${ATTENTION_PARAMS_WGSL}
+  return `${half || halfOut ? "enable f16;\n" : ""}${ATTENTION_PARAMS_WGSL}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> qBuf: array<${qkvElem}>;
 @group(0) @binding(2) var<storage, read> kBuf: array<${qkvElem}>;
 @group(0) @binding(3) var<storage, read> vBuf: array<${qkvElem}>;
 ${rel}@group(0) @binding(${
     relPos ? 6 : biasTable ? 5 : 4
-  }) var<storage, read_write> outBuf: array<${elem}>;`;
+  }) var<storage, read_write> outBuf: array<${outElem}>;`;
 }

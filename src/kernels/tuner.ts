@@ -45,8 +45,9 @@ type Parsed =
     d: number;
     kH: number;
     kW: number;
-    /** q, k, v stored as f16 ("|f16qkv" keys). */
+    /** q, k, v / out stored as f16 ("|f16qkv", "|f16qkvo", "|f16o" keys). */
     half?: boolean;
+    halfOut?: boolean;
   };
 
 /** Reads a tune key back into sizes; null for a key this tuner does not know. */
@@ -58,11 +59,14 @@ export function parseTuneKey(key: string): Parsed | null {
     if (f16 === undefined && key.includes("|f16")) return null; // "|f16" with no operand
     return { op: "gemm", layout: m[1] as "nk" | "kn", batch, M, N, K, ...(f16 ? { f16 } : {}) };
   }
-  m = /^attention\|(\d+)x(\d+)x(\d+)x(\d+)(?:\|relpos(\d+)x(\d+))?(\|f16qkv)?$/.exec(key);
+  m = /^attention\|(\d+)x(\d+)x(\d+)x(\d+)(?:\|relpos(\d+)x(\d+))?(?:\|f16(qkv)?(o)?)?$/
+    .exec(key);
   if (m) {
     const [bh, nq, nk, d] = m.slice(1, 5).map(Number);
+    if (key.endsWith("|f16")) return null; // "|f16" with no operand
     const rel = { kH: Number(m[5] ?? 0), kW: Number(m[6] ?? 0) };
-    return { op: "attention", bh, nq, nk, d, ...rel, ...(m[7] ? { half: true } : {}) };
+    const f16 = { ...(m[7] ? { half: true } : {}), ...(m[8] ? { halfOut: true } : {}) };
+    return { op: "attention", bh, nq, nk, d, ...rel, ...f16 };
   }
   return null;
 }
@@ -120,7 +124,7 @@ function makeRunner(ctx: GpuContext, p: Parsed): {
       kW: p.kW,
     }
     : undefined;
-  const out = emptyTensor(ctx, [p.bh, p.nq, p.d], "tune.out");
+  const out = emptyTensor(ctx, [p.bh, p.nq, p.d], "tune.out", p.halfOut ? "f16" : "f32");
   const view = (t: Tensor) => ({ tensor: t, offset: 0, rowStride: p.d });
   const dims = { batch: p.bh, heads: 1, headDim: p.d, nq: p.nq, nk: p.nk };
   return {

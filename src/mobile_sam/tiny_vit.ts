@@ -493,10 +493,10 @@ export function tinyVitBlockForward(
   const dims = { batch: windows, heads, headDim: d, nq: n, nk: n };
   const attn = attention(ctx, qkvHeads(0), qkvHeads(1), qkvHeads(2), dims, {
     biasTable: w.biasTable,
-    out: view("win", [windows, n, C]),
+    out: view("win", [windows, n, C], w.qkv[0].dtype),
   });
   // Back to [H, W, C] (cropping the padding), proj + residual.
-  const tokens = windowUnpartition(ctx, attn, win, H, W, view("h1", [H, W, C]));
+  const tokens = windowUnpartition(ctx, attn, win, H, W, view("h1", [H, W, C], attn.dtype));
   const x2 = linear(ctx, tokens, ...w.proj, { residual: x, out: view("y", [H, W, C]) });
   const k = w.localConv.w.shape[2];
   const x3 = depthwiseConv2d(ctx, x2, w.localConv.w, w.localConv.b, {

@@ -2565,18 +2565,19 @@ function attentionBindings(relPos, biasTable = false) {
     "write"
   ];
 }
-function attentionHeader(elem, relPos, biasTable = false, half = false) {
+function attentionHeader(elem, relPos, biasTable = false, half = false, halfOut = false) {
   const qkvElem = half ? elem.replace("f32", "f16") : elem;
+  const outElem = halfOut ? elem.replace("f32", "f16") : elem;
   const rel = relPos ? `@group(0) @binding(4) var<storage, read> relH: array<f32>;
 @group(0) @binding(5) var<storage, read> relW: array<f32>;
 ` : biasTable ? `@group(0) @binding(4) var<storage, read> biasTab: array<f32>;
 ` : "";
-  return `${half ? "enable f16;\n" : ""}${ATTENTION_PARAMS_WGSL}
+  return `${half || halfOut ? "enable f16;\n" : ""}${ATTENTION_PARAMS_WGSL}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> qBuf: array<${qkvElem}>;
 @group(0) @binding(2) var<storage, read> kBuf: array<${qkvElem}>;
 @group(0) @binding(3) var<storage, read> vBuf: array<${qkvElem}>;
-${rel}@group(0) @binding(${relPos ? 6 : biasTable ? 5 : 4}) var<storage, read_write> outBuf: array<${elem}>;`;
+${rel}@group(0) @binding(${relPos ? 6 : biasTable ? 5 : 4}) var<storage, read_write> outBuf: array<${outElem}>;`;
 }
 
 // src/kernels/attention_rows.ts
@@ -2603,11 +2604,13 @@ function parseRowsName(name) {
   };
 }
 function rowsSpecName(v) {
-  return `attention_rows${v.rows}w${v.wg}${v.relPos ? "_relpos" : ""}_d${v.dp}${v.v4 ? "_v4" : ""}_f32${v.half ? "_f16qkv" : ""}`;
+  return `attention_rows${v.rows}w${v.wg}${v.relPos ? "_relpos" : ""}_d${v.dp}${v.v4 ? "_v4" : ""}_f32${v.half ? "_f16qkv" : ""}${v.halfOut ? "_f16o" : ""}`;
 }
 function attentionRowsSpec(v) {
   const { rows, wg, dp, v4, relPos } = v;
   const half = v.half ?? false;
+  const halfOut = v.halfOut ?? false;
+  const outValue = (x) => halfOut ? v4 ? `vec4<f16>(${x})` : `f16(${x})` : x;
   const d4 = dp / 4;
   const elem = v4 ? "vec4<f32>" : "f32";
   const R = Array.from({
@@ -2623,8 +2626,8 @@ function attentionRowsSpec(v) {
     3
   ];
   const bias = (r, g) => relPos ? ` + rh${r}[kh${g}] + rw${r}[kw${g}]` : "";
-  const store = (r, i) => v4 ? `if (${4 * i}u < p.headDim) { outBuf[ob${r} / 4u + ${i}u] = o${r}_${i} * inv${r}; }` : `for (var e = 0u; e < 4u; e++) {
-        if (${4 * i}u + e < p.headDim) { outBuf[ob${r} + ${4 * i}u + e] = o${r}_${i}[e] * inv${r}; }
+  const store = (r, i) => v4 ? `if (${4 * i}u < p.headDim) { outBuf[ob${r} / 4u + ${i}u] = ${outValue(`o${r}_${i} * inv${r}`)}; }` : `for (var e = 0u; e < 4u; e++) {
+        if (${4 * i}u + e < p.headDim) { outBuf[ob${r} + ${4 * i}u + e] = ${outValue(`o${r}_${i}[e] * inv${r}`)}; }
       }`;
   return {
     name: rowsSpecName(v),
@@ -2632,7 +2635,7 @@ function attentionRowsSpec(v) {
     code: () => (
       /* wgsl */
       `
-${attentionHeader(elem, relPos, false, half)}
+${attentionHeader(elem, relPos, false, half, halfOut)}
 
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wgid: vec3u, @builtin(num_workgroups) nwg: vec3u,
@@ -2690,10 +2693,11 @@ var MAX_HEAD_DIM = 128;
 function attentionSpec(vt) {
   const { c, rows, keys, v4, relPos, biasTable } = vt;
   const half = vt.half ?? false;
+  const halfOut = vt.halfOut ?? false;
   const d4 = 8 * c;
   const bq = 8 * rows;
   const bk = 8 * keys;
-  const name = `attention${relPos ? "_relpos" : ""}${biasTable ? "_bias" : ""}_d${32 * c}_q${bq}_k${bk}${v4 ? "_v4" : ""}_f32${half ? "_f16qkv" : ""}`;
+  const name = `attention${relPos ? "_relpos" : ""}${biasTable ? "_bias" : ""}_d${32 * c}_q${bq}_k${bk}${v4 ? "_v4" : ""}_f32${half ? "_f16qkv" : ""}${halfOut ? "_f16o" : ""}`;
   const elem = v4 ? "vec4<f32>" : "f32";
   const R = Array.from({
     length: rows
@@ -2715,16 +2719,16 @@ function attentionSpec(vt) {
     const bias = relPos ? ` + relH[rowH${r} + kh${j}] + relW[rowW${r} + ${key} - kh${j} * p.kW]` : biasTable ? ` + biasTab[rowB${r} + min(${key}, p.nk - 1u)]` : "";
     return `ss[(ty + ${8 * r}u) * SS + tx + ${8 * j}u] = select(${NEG_BIG}, s${r}_${j}${bias}, ${key} < p.nk);`;
   };
-  const store = (r, i) => v4 ? `    if (${32 * i}u + tx * 4u < p.headDim) { outBuf[base / 4u + tx + ${8 * i}u] = o${r}_${i} * inv; }` : `    { let o = o${r}_${i} * inv;
+  const store = (r, i) => v4 ? `    if (${32 * i}u + tx * 4u < p.headDim) { outBuf[base / 4u + tx + ${8 * i}u] = ${halfOut ? `vec4<f16>(o${r}_${i} * inv)` : `o${r}_${i} * inv`}; }` : `    { let o = o${r}_${i} * inv;
       let d = (tx + ${8 * i}u) * 4u;
-      for (var e = 0u; e < 4u; e++) { if (d + e < p.headDim) { outBuf[base + d + e] = o[e]; } } }`;
+      for (var e = 0u; e < 4u; e++) { if (d + e < p.headDim) { outBuf[base + d + e] = ${halfOut ? "f16(o[e])" : "o[e]"}; } } }`;
   return {
     name,
     bindings: attentionBindings(relPos, biasTable),
     code: () => (
       /* wgsl */
       `
-${attentionHeader(elem, relPos, biasTable, half)}
+${attentionHeader(elem, relPos, biasTable, half, halfOut)}
 
 const D4 = ${d4}u;
 const BQ = ${bq}u;
@@ -2990,7 +2994,7 @@ function fewKeySpecFor(headDim, v4) {
     bq: 64
   };
 }
-function specFor(headDim, nq, nk, v4, relPos, biasTable, half) {
+function specFor(headDim, nq, nk, v4, relPos, biasTable, half, halfOut) {
   const c = Math.ceil(headDim / 32);
   const vt = {
     c,
@@ -3001,6 +3005,9 @@ function specFor(headDim, nq, nk, v4, relPos, biasTable, half) {
     biasTable,
     ...half ? {
       half
+    } : {},
+    ...halfOut ? {
+      halfOut
     } : {}
   };
   const key = JSON.stringify(vt);
@@ -3051,10 +3058,11 @@ function checkView(label, v, dims, tokens) {
     throw new Error(`attention: ${label} view [batch ${batch}, tokens ${tokens}, heads ${heads}, headDim ${headDim}] at offset ${v.offset}, rowStride ${v.rowStride} reaches element ${last} of a tensor of ${v.tensor.size} ([${v.tensor.shape}])`);
   }
 }
-function attentionKey(dims, relPos, half = false) {
+function attentionKey(dims, relPos, half = false, halfOut = false) {
   const { batch, heads, headDim, nq, nk } = dims;
   const rel = relPos ? `|relpos${relPos.kH}x${relPos.kW}` : "";
-  return `attention|${batch * heads}x${nq}x${nk}x${headDim}${rel}${half ? "|f16qkv" : ""}`;
+  const f16 = half || halfOut ? `|f16${half ? "qkv" : ""}${halfOut ? "o" : ""}` : "";
+  return `attention|${batch * heads}x${nq}x${nk}x${headDim}${rel}${f16}`;
 }
 var ATTENTION_CANDIDATES = [
   "tiled",
@@ -3118,11 +3126,12 @@ function attention(ctx, q, k, v, dims, opts = {}) {
   for (const t of [
     rel?.relH,
     rel?.relW,
-    table,
-    opts.out
+    table
   ]) {
-    if (t && t.dtype !== "f32") throw new Error("attention: bias tables and out must be f32");
+    if (t && t.dtype !== "f32") throw new Error("attention: bias tables must be f32");
   }
+  const halfOut = opts.out?.dtype === "f16";
+  if (halfOut) requireShaderF16(ctx, "attention");
   const outShape = [
     batch,
     nq,
@@ -3156,8 +3165,8 @@ function attention(ctx, q, k, v, dims, opts = {}) {
     v.offset,
     v.rowStride
   ].every((x) => x % 4 === 0);
-  const small = !rel && !table && !half && headDim <= FEW_Q_MAX_DP && (nk <= FEW_K || nq <= FEW_Q);
-  const name = opts.variant ?? (small || table ? "tiled" : variantFor(ctx, attentionKey(dims, rel, half), defaultAttentionVariant(ctx.gpu.software), (tuned) => ATTENTION_CANDIDATES.includes(tuned)));
+  const small = !rel && !table && !half && !halfOut && headDim <= FEW_Q_MAX_DP && (nk <= FEW_K || nq <= FEW_Q);
+  const name = opts.variant ?? (small || table ? "tiled" : variantFor(ctx, attentionKey(dims, rel, half, halfOut), defaultAttentionVariant(ctx.gpu.software), (tuned) => ATTENTION_CANDIDATES.includes(tuned)));
   const rowsShape = name === "tiled" ? null : parseRowsName(name);
   if (name !== "tiled" && !rowsShape) throw new Error(`attention: unknown variant "${name}"`);
   const rowsFit = rowsShape && !table && (!rel || rel.kH <= ROWS_MAX_REL && rel.kW <= ROWS_MAX_REL);
@@ -3171,6 +3180,9 @@ function attention(ctx, q, k, v, dims, opts = {}) {
       relPos: rel !== void 0,
       ...half ? {
         half
+      } : {},
+      ...halfOut ? {
+        halfOut
       } : {}
     };
     const key = JSON.stringify(rv);
@@ -3178,7 +3190,7 @@ function attention(ctx, q, k, v, dims, opts = {}) {
     ROWS_SPECS.set(key, spec2);
     bq = rv.rows * rv.wg;
   } else {
-    ({ spec: spec2, bq } = small && nk <= FEW_K ? fewKeySpecFor(headDim, v4) : small && nq <= FEW_Q ? fewQuerySpecFor(headDim, v4) : specFor(headDim, nq, nk, v4, rel !== void 0, table !== void 0, half));
+    ({ spec: spec2, bq } = small && nk <= FEW_K ? fewKeySpecFor(headDim, v4) : small && nq <= FEW_Q ? fewQuerySpecFor(headDim, v4) : specFor(headDim, nq, nk, v4, rel !== void 0, table !== void 0, half, halfOut));
   }
   const nqb = Math.ceil(nq / bq);
   const params = new Params().u32(batch, heads, headDim, nq, nk).u32(q.offset, q.rowStride, k.offset, k.rowStride, v.offset, v.rowStride).f32(scale).u32(nqb, Math.ceil(headDim / 4), rel?.kH ?? 1, rel?.kW ?? 1).f32(1 / (rel?.kW ?? 1)).build();

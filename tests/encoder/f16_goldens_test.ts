@@ -70,10 +70,10 @@ async function checkF16(name: string, caseNames: string[] | null): Promise<void>
     assert.equal(model.precision, "f16");
     const kept = spyStages(model);
     const info = await predictor.setImage(await readImageFile(new URL("image.png", dir!)));
-    // The pass ran the f16 variants: f16 weights (and f16 out where a GEMM feeds another
-    // GEMM or attention), attention on f16 q, k, v.
+    // The pass ran the f16 variants: f16 weights (f16 out where a GEMM feeds another GEMM or
+    // attention, f16 in where it reads one), attention from f16 q, k, v to an f16 output.
     const names = model.ctx.pipelineNames;
-    for (const variant of [/_f16w_/, /_f16wo_/, /_f16aw_/, /^attention.*_f16qkv$/]) {
+    for (const variant of [/_f16w_/, /_f16wo_/, /_f16aw_/, /^attention.*_f16qkv_f16o$/]) {
       assert.ok(names.some((n) => variant.test(n)), `no kernel ${variant} ran`);
     }
     console.log(`${name} (precision f16), per stage vs the float32 goldens:`);

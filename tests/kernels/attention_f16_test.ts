@@ -13,7 +13,7 @@
 import assert from "node:assert/strict";
 import { assertClose, randomArray } from "../util/compare.ts";
 import { getContext } from "../../src/gpu/context.ts";
-import { tensorFrom, tensorFromF16 } from "../../src/gpu/tensor.ts";
+import { emptyTensor, tensorFrom, tensorFromF16 } from "../../src/gpu/tensor.ts";
 import {
   attention,
   ATTENTION_CANDIDATES,
@@ -21,6 +21,8 @@ import {
   attentionKey,
 } from "../../src/kernels/attention.ts";
 import { relPosBias } from "../../src/kernels/rel_pos.ts";
+import { windowUnpartition } from "../../src/kernels/window.ts";
+import { defaultVariantFor, parseTuneKey, tuneKey } from "../../src/kernels/tuner.ts";
 
 const ctx = await getContext();
 const f16 = (x: Float32Array) => Float32Array.from(x, Math.f16round);
@@ -131,16 +133,22 @@ Deno.test("attention f16 q/k/v: every variant, fused qkv, rel pos, bias table, v
       ? [undefined, ...ATTENTION_CANDIDATES]
       : [undefined, "tiled"];
     for (const variant of variants) {
-      const out = attention(ctx, view(0), view(1), view(2), c, { relPos, biasTable, variant });
-      assert.equal(out.dtype, "f32");
-      const got = await out.read();
-      out.destroy();
-      assertClose(got, want, {
-        atol: 2e-5,
-        rtol: 1e-5,
-        shape: [c.batch, c.nq, C],
-        label: `attention f16qkv ${variant ?? "default"} ${JSON.stringify(c)}`,
-      });
+      // f32 out, then f16 out (the encoder's: rounded once at the store, half an f16 ulp,
+      // 2^-11 |v| at most, hence rtol 5e-4).
+      for (const halfOut of [false, true]) {
+        const shape = [c.batch, c.nq, C];
+        const out = emptyTensor(ctx, shape, "out", halfOut ? "f16" : "f32");
+        attention(ctx, view(0), view(1), view(2), c, { relPos, biasTable, variant, out });
+        const got = await out.read();
+        out.destroy();
+        assertClose(got, want, {
+          atol: 2e-5,
+          rtol: halfOut ? 5e-4 : 1e-5,
+          shape,
+          label: `attention f16qkv${halfOut ? " f16o" : ""} ${variant ?? "default"} ` +
+            JSON.stringify(c),
+        });
+      }
     }
     t.destroy();
   }
@@ -148,6 +156,7 @@ Deno.test("attention f16 q/k/v: every variant, fused qkv, rel pos, bias table, v
   const dims = { batch: 1, heads: 2, headDim: 16, nq: 9, nk: 9 };
   assert.equal(attentionKey(dims), "attention|2x9x9x16");
   assert.equal(attentionKey(dims, undefined, true), "attention|2x9x9x16|f16qkv");
+  assert.equal(attentionKey(dims, undefined, true, true), "attention|2x9x9x16|f16qkvo");
 });
 
 Deno.test("relPosBias with f16 q, vs float64", async () => {
@@ -192,4 +201,46 @@ Deno.test("relPosBias with f16 q, vs float64", async () => {
   }
   assertClose(await rel.relH.read(), wantH, { atol: 1e-5, rtol: 1e-5, label: "relH f16q" });
   assertClose(await rel.relW.read(), wantW, { atol: 1e-5, rtol: 1e-5, label: "relW f16q" });
+});
+
+Deno.test("windowUnpartition of an f16 tensor: an exact f16 copy (vec4 and scalar channels)", async () => {
+  if (!ctx.gpu.hasF16) return;
+  for (const [H, W, win, C] of [[5, 7, 3, 8], [4, 6, 4, 3]]) {
+    const nwy = Math.ceil(H / win), nwx = Math.ceil(W / win);
+    const x = f16(randomArray(nwy * nwx * win * win * C, 1000 + C, 3));
+    const t = tensorFromF16(ctx, x, [nwy * nwx, win * win, C]);
+    const y = windowUnpartition(ctx, t, win, H, W);
+    assert.equal(y.dtype, "f16");
+    const want = new Float32Array(H * W * C);
+    for (let yy = 0; yy < H; yy++) {
+      for (let xx = 0; xx < W; xx++) {
+        const w = Math.floor(yy / win) * nwx + Math.floor(xx / win);
+        const tok = (yy % win) * win + (xx % win);
+        for (let c = 0; c < C; c++) {
+          want[(yy * W + xx) * C + c] = x[(w * win * win + tok) * C + c];
+        }
+      }
+    }
+    assertClose(await y.read(), want, { atol: 0, label: `unpartition f16 ${H}x${W}/${win} C${C}` });
+  }
+});
+
+Deno.test("tune: f16 attention keys parse, and every candidate agrees on them", async () => {
+  assert.deepEqual(parseTuneKey("attention|2x20x20x16|relpos4x5|f16qkvo"), {
+    op: "attention",
+    bh: 2,
+    nq: 20,
+    nk: 20,
+    d: 16,
+    kH: 4,
+    kW: 5,
+    half: true,
+    halfOut: true,
+  });
+  assert.equal(parseTuneKey("attention|2x20x20x16|f16"), null);
+  if (!ctx.gpu.hasF16) return;
+  const key = "attention|2x20x20x16|relpos4x5|f16qkvo";
+  const results = await tuneKey(ctx, key, defaultVariantFor(ctx, key), { maxRuns: 1, minMs: 1 });
+  const bad = results.filter((r) => !r.agrees).map((r) => `${r.variant} (${r.maxDiff})`);
+  assert.deepEqual(bad, [], `${key}: candidates disagreeing with the default`);
 });
