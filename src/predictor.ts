@@ -44,6 +44,7 @@ import { loadSam } from "./weights/load.ts";
 import { findModel, listModels, resolveModel, weightsDirFrom } from "./weights/registry.ts";
 import { loadTuneCache, tuneCachePath } from "./kernels/tuning.ts";
 import type { SamArch } from "./weights/types.ts";
+import { checkPrecision, defaultPrecision, parsePrecision, type Precision } from "./precision.ts";
 import { modelFamily } from "./weights/family.ts";
 import { ByteLru } from "./util/lru.ts";
 import type { ImageInfo, Prediction, Prompt, RgbImage } from "./types.ts";
@@ -68,6 +69,8 @@ export class SamModel {
     /** SAM's ViT, MobileSAM's TinyViT or SAM 2.1's Hiera behind the family seam. */
     readonly encoder: FamilyEncoder,
     readonly decoder: FamilyDecoder,
+    /** "f32", or "f16": GEMM weights and the activations between GEMMs stored as f16. */
+    readonly precision: Precision = "f32",
     /** SAM 2.1's memory modules for SamVideoPredictor (absent for SAM 1). */
     readonly sam2Video?: Sam2VideoModules,
   ) {}
@@ -80,45 +83,69 @@ export class SamModel {
    * that no official config has needs `sam2Hints` for what no tensor shows (image size,
    * heads, windows: see src/sam2/arch.ts). `gpu` picks the WebGPU provider: "deno" (built
    * in), "dawn" (npm `webgpu`, needs --allow-ffi) or "auto" (default: $WGSAM_GPU, else a
-   * hardware adapter, Dawn's first).
+   * hardware adapter, Dawn's first). `precision` (default: $WGSAM_PRECISION, else "f32"):
+   * "f16" stores the weights of the matrix products and the activations between GEMMs as
+   * float16 (half the bytes; f32 accumulation, LayerNorm, softmax and residual stream). It
+   * needs the adapter's `shader-f16`, and covers the SAM 1 family (SAM, MobileSAM, SlimSAM);
+   * a SAM 2.1 model refuses it.
    */
   static async load(
     source: string,
-    opts: { quiet?: boolean; sam2Hints?: Sam2ArchHints; gpu?: GpuChoice } = {},
+    opts: {
+      quiet?: boolean;
+      sam2Hints?: Sam2ArchHints;
+      gpu?: GpuChoice;
+      precision?: Precision;
+    } = {},
   ): Promise<SamModel> {
     const gpu = opts.gpu === undefined ? undefined : parseGpuChoice(opts.gpu, "SamModel.load");
+    const precision = opts.precision === undefined
+      ? defaultPrecision()
+      : parsePrecision(opts.precision, "SamModel.load");
     const path = await resolveModel(source);
-    const ctx = await getContext(gpu);
-    // Kernel variants measured by `deno task tune` on this adapter, if any (else defaults).
-    await loadTuneCache(ctx, tuneCachePath(weightsDirFrom()));
     const name = source.includes("/") || /\.(pth|pt|safetensors)$/.test(source)
       ? source.split("/").pop()!.replace(/\.(pth|pt|safetensors)$/, "")
       : source;
-    if (await checkpointFamily(path) === "sam2") {
+    // The file is read and checked before a GPU device exists: a bad checkpoint then fails
+    // without one (a process that exits while a device is being set up can crash in the driver).
+    const family = await checkpointFamily(path);
+    if (family === "sam2" && precision === "f16") {
+      throw new Error(
+        `SamModel.load: ${name} is a SAM 2.1 model; precision "f16" covers the SAM 1 family ` +
+          `(SAM, MobileSAM, SlimSAM) only. Load it with precision "f32".`,
+      );
+    }
+    const sam1 = family === "sam2" ? null : await loadSam(path);
+    const ctx = await getContext(gpu);
+    checkPrecision(ctx, precision);
+    // Kernel variants measured by `deno task tune` on this adapter, if any (else defaults).
+    await loadTuneCache(ctx, tuneCachePath(weightsDirFrom()));
+    if (!sam1) {
       const hints = opts.sam2Hints ?? findModel(source)?.sam2Hints ?? await bundledHints(path);
       // The video modules too (a few MB on the GPU), so SamVideoPredictor can take the model.
       const m = await loadSam2Modules(ctx, path, hints, { video: true });
       await ctx.sync();
-      return new SamModel(name, "sam2", m.arch, ctx, m.encoder, m.decoder, m.video);
+      return new SamModel(name, "sam2", m.arch, ctx, m.encoder, m.decoder, "f32", m.video);
     }
-    const { sd, arch } = await loadSam(path);
-    const encoder = createImageEncoder(ctx, sd, arch);
+    const { sd, arch } = sam1;
+    const encoder = createImageEncoder(ctx, sd, arch, precision);
     let decoder: SamDecoder;
     try {
-      decoder = SamDecoder.create(ctx, sd, arch);
+      decoder = SamDecoder.create(ctx, sd, arch, precision);
     } catch (err) {
       encoder.dispose();
       throw err;
     }
     await ctx.sync(); // surface any GPU error of the uploads here, not at the first prompt
-    const family = modelFamily(sd, arch);
+    const samFamily = modelFamily(sd, arch);
     return new SamModel(
       name,
-      family,
+      samFamily,
       arch,
       ctx,
-      samEncoder(encoder, family),
-      samDecoder(decoder, family),
+      samEncoder(encoder, samFamily),
+      samDecoder(decoder, samFamily),
+      precision,
     );
   }
 

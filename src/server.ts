@@ -90,6 +90,7 @@ async function main(): Promise<number> {
   }
 
   const cacheBytes = Math.max(1, Math.round(config.cacheMb * 1024 * 1024));
+  const precision = config.precision;
   const t0 = performance.now();
   const metrics = new Metrics();
   let redis: Redis | null = null;
@@ -114,9 +115,9 @@ async function main(): Promise<number> {
       metrics.embedding(event);
     samEngine = shared
       // The shared store's connection lives on this thread, and so does the model with it.
-      ? await loadSamEngine(model, { cacheBytes, shared, onEmbedding })
+      ? await loadSamEngine(model, { cacheBytes, shared, onEmbedding, precision })
       // On its own thread: GPU waits and "segment everything" never hold the event loop.
-      : await loadWorkerEngine(model, { cacheBytes, onEmbedding });
+      : await loadWorkerEngine(model, { cacheBytes, onEmbedding, precision });
   } catch (e) {
     // A missing, corrupt or foreign checkpoint: its message says what to do, no stack trace.
     console.error(`error: --model ${model}: ${(e as Error).message}`);
@@ -128,7 +129,9 @@ async function main(): Promise<number> {
   console.log(
     `loaded ${engine.info.model} in ${
       Math.round(performance.now() - t0)
-    } ms on ${engine.info.adapter}${engine.info.provider ? ` (${engine.info.provider})` : ""}`,
+    } ms on ${engine.info.adapter}${engine.info.provider ? ` (${engine.info.provider})` : ""}${
+      engine.info.precision === "f16" ? ", precision f16" : ""
+    }`,
   );
   if (engine.info.meaningless) console.warn(`WARNING: ${meaninglessWarning(engine.info.model)}`);
 

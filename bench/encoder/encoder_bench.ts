@@ -3,6 +3,9 @@
  * 128 wide, 4 blocks) on any adapter; ViT-B / L / H shapes with random weights only where the
  * adapter is not a software one (llvmpipe would need many minutes each). Prints ms and
  * GFLOP/s in official FLOPs (flopsEncoder: matrix products as the official code runs them).
+ * Each model twice where the adapter has shader-f16: precision f32, and f16 (GEMM weights and
+ * the MLP hidden layer stored as float16, f32 accumulation; src/precision.ts), so the two
+ * lines of one run compare them.
  *
  *   deno bench -A bench/encoder/encoder_bench.ts
  */
@@ -11,6 +14,7 @@ import { getContext } from "../../src/gpu/context.ts";
 import { expectedShapes, OFFICIAL_ARCHS } from "../../src/weights/arch.ts";
 import { loadSam } from "../../src/weights/load.ts";
 import type { SamArch, StateDict } from "../../src/weights/types.ts";
+import type { Precision } from "../../src/precision.ts";
 import { flopsEncoder, isSoftwareAdapter } from "../report.ts";
 
 const ctx = await getContext();
@@ -41,7 +45,13 @@ function randomEncoderWeights(arch: SamArch): StateDict {
   return sd;
 }
 
-function benchEncoder(name: string, arch: SamArch, load: () => Promise<StateDict>, n: number) {
+function benchEncoder(
+  name: string,
+  arch: SamArch,
+  load: () => Promise<StateDict>,
+  n: number,
+  precision: Precision = "f32",
+) {
   let encoder: ImageEncoder | null = null;
   let runs = 0;
   const input = encoderInput(arch.imgSize);
@@ -57,7 +67,7 @@ function benchEncoder(name: string, arch: SamArch, load: () => Promise<StateDict
       // result, Deno's table is not).
       if (software && runs++ > 0) return;
       if (!encoder) {
-        encoder = ImageEncoder.fromStateDict(ctx, await load(), arch);
+        encoder = ImageEncoder.fromStateDict(ctx, await load(), arch, precision);
         // First pass outside the timing (pipeline compilation, buffer allocation), except on
         // a software adapter, where one pass takes minutes and compilation is a rounding error.
         if (!software) {
@@ -82,6 +92,13 @@ function benchEncoder(name: string, arch: SamArch, load: () => Promise<StateDict
   addEventListener("unload", () => (encoder as ImageEncoder | null)?.dispose());
 }
 
+/** f32, and f16 where the adapter has shader-f16 (said once where it has not). */
+function precisions(): Precision[] {
+  if (ctx.gpu.hasF16) return ["f32", "f16"];
+  console.warn(`SKIP: encoder bench f16: ${adapter} has no shader-f16`);
+  return ["f32"];
+}
+
 const miniDir = new URL("../../../shared/fixtures/sam-mini/", import.meta.url);
 let haveMini = true;
 try {
@@ -92,12 +109,15 @@ try {
 }
 if (haveMini) {
   const { sd, arch } = await loadSam(new URL("sam-mini.pth", miniDir));
-  benchEncoder(
-    "encoder sam-mini (1024 px, 128 wide, 4 blocks)",
-    arch,
-    () => Promise.resolve(sd),
-    1,
-  );
+  for (const precision of precisions()) {
+    benchEncoder(
+      `encoder sam-mini (1024 px, 128 wide, 4 blocks)${precision === "f16" ? " f16" : ""}`,
+      arch,
+      () => Promise.resolve(sd),
+      1,
+      precision,
+    );
+  }
 }
 
 if (software) {
@@ -105,11 +125,14 @@ if (software) {
 } else {
   for (const id of ["vit_b", "vit_l", "vit_h"] as const) {
     const arch = OFFICIAL_ARCHS[id];
-    benchEncoder(
-      `encoder ${id} shapes (random weights)`,
-      arch,
-      () => Promise.resolve(randomEncoderWeights(arch)),
-      3,
-    );
+    for (const precision of precisions()) {
+      benchEncoder(
+        `encoder ${id} shapes (random weights)${precision === "f16" ? " f16" : ""}`,
+        arch,
+        () => Promise.resolve(randomEncoderWeights(arch)),
+        3,
+        precision,
+      );
+    }
   }
 }

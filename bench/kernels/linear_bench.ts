@@ -1,5 +1,5 @@
 import { getContext } from "../../src/gpu/context.ts";
-import { tensorFrom } from "../../src/gpu/tensor.ts";
+import { emptyTensor, tensorFrom, tensorFromF16 } from "../../src/gpu/tensor.ts";
 import { type Activation, linear } from "../../src/kernels/linear.ts";
 import { gemmCandidates } from "../../src/kernels/matmul.ts";
 import { benchKernel } from "../util.ts";
@@ -49,6 +49,20 @@ for (const c of cases) {
       n: flops > 1e9 ? 1 : undefined,
       warmup: flops > 1e9 ? 1 : undefined,
       run: () => linear(ctx, x, w, bias, { activation: c.act, residual, out, variant }),
+    });
+  }
+  // precision "f16" (default variant): f16 weights, and f16 out where it feeds another GEMM
+  // (no residual), as the encoder runs it; against the f32 lines above.
+  if (ctx.gpu.hasF16) {
+    const w16 = tensorFromF16(ctx, new Float32Array(c.N * c.K).fill(0.01), [c.N, c.K]);
+    const out16 = c.residual ? out : emptyTensor(ctx, [c.M, c.N], "out16", "f16");
+    benchKernel({
+      name: `linear f16${c.residual ? "w" : "wo"} ${c.label} ${c.M}x${c.K} -> ${c.N}`,
+      ctx,
+      flops,
+      n: flops > 1e9 ? 1 : undefined,
+      warmup: flops > 1e9 ? 1 : undefined,
+      run: () => linear(ctx, x, w16, bias, { activation: c.act, residual, out: out16 }),
     });
   }
 }

@@ -53,6 +53,8 @@ JSON per image.
   --polygon-tolerance F Douglas-Peucker tolerance of the polygons, pixels (0.5; 0: exact)
   --overwrite           replace results of an earlier run (default: refuse)
   --quiet               no progress display
+  --precision f32|f16   storage of weights and GEMM activations (f32; or
+                        $WGSAM_PRECISION); f16 needs the adapter's shader-f16
   -h, --help            this text
 
 AMG settings (official defaults when omitted):

@@ -6,6 +6,7 @@
  * one-line message, 2 a bad argument (before any model is loaded wherever it can be known).
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { parsePrecision, setDefaultPrecision } from "../precision.ts";
 
 /** An argument mistake: the command prints it with a pointer to --help and exits 2. */
 export class UsageError extends Error {}
@@ -14,9 +15,11 @@ type Options = NonNullable<ParseArgsConfig["options"]>;
 
 /**
  * Flags shared by every command that runs the GPU, spread into each one's parseFlags options
- * (segment, amg, detect-segment): the one place to add a device choice such as `--gpu`.
+ * (segment, amg, detect-segment, tune, worker): the one place to add a device choice such as
+ * `--gpu`. `--precision f32|f16` (src/precision.ts) is checked by parseFlags and becomes the
+ * process's default precision for SamModel.load, over $WGSAM_PRECISION.
  */
-export const GPU_FLAGS = {} as const;
+export const GPU_FLAGS = { precision: { type: "string" } } as const;
 
 /** True when the user asked for help (`--help` or `-h` anywhere before a `--`). */
 export function wantsHelp(argv: readonly string[]): boolean {
@@ -50,6 +53,14 @@ export function parseFlags<const O extends Options>(argv: readonly string[], opt
     if (token.kind !== "option" || options[token.name]?.multiple) continue;
     if (seen.has(token.name)) throw new UsageError(`--${token.name} given twice`);
     seen.add(token.name);
+  }
+  const precision = (parsed.values as Record<string, unknown>).precision;
+  if ("precision" in options && typeof precision === "string") {
+    try {
+      setDefaultPrecision(parsePrecision(precision, "--precision"));
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
   }
   return { values: parsed.values, positionals: parsed.positionals };
 }

@@ -63,6 +63,8 @@ compressed-RLE segmentations).
                           (classes: the detector's 0-based indices)
   --polygon-tolerance T   Douglas-Peucker tolerance of the polygons, pixels (0.5; 0: exact)
   --overwrite             replace the files of an earlier run in DIR (default: refuse)
+  --precision f32|f16     storage of weights and GEMM activations (f32; or
+                          $WGSAM_PRECISION); f16 needs the adapter's shader-f16
   -h, --help              this text
 
 Exit status: 0 done, 1 a runtime failure, 2 a bad argument (unknown flag, missing image,

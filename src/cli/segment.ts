@@ -43,6 +43,8 @@ Options:
   --overwrite           replace files of an earlier run in DIR (default: refuse)
   --format polygon      also each mask's polygons in result.json, and <image>.txt (YOLO-seg)
   --polygon-tolerance F Douglas-Peucker tolerance of the polygons, pixels (0.5; 0: exact)
+  --precision f32|f16   storage of weights and GEMM activations (f32; or
+                        $WGSAM_PRECISION); f16 needs the adapter's shader-f16
   -h, --help            this text
 
 Exit status: 0 done, 1 a runtime failure, 2 a bad argument (unknown flag, missing image,

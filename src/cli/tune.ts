@@ -27,6 +27,8 @@ Options:
   --model NAME|PATH   ${MODEL_HELP}
   --min-ms N          time each variant until its runs add up to N ms (default 200)
   --dry-run           print the table, write nothing
+  --precision f32|f16 storage of weights and GEMM activations (f32; or
+                      $WGSAM_PRECISION); f16 needs the adapter's shader-f16
   -h, --help          this text
 `;
 

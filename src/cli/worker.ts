@@ -8,7 +8,7 @@
  * worker after --visibility-s.
  */
 import { runWorker } from "../batch/worker.ts";
-import { numberFlag, parseFlags, runCli, UsageError } from "./args.ts";
+import { GPU_FLAGS, numberFlag, parseFlags, runCli, UsageError } from "./args.ts";
 import { checkRedisUrl, openRedis, redactUrl } from "../server/redis.ts";
 
 export const USAGE = `usage: deno task worker --redis URL [options]
@@ -16,7 +16,8 @@ export const USAGE = `usage: deno task worker --redis URL [options]
   --name NAME          this worker's name in the queue (default: $HOSTNAME-pid-random)
   --visibility-s S     a job whose worker is silent this long goes to another worker (30)
   --max-attempts N     deliveries of one job before it is recorded failed (3)
-  --until-empty        exit once no job is left, instead of waiting for more`;
+  --until-empty        exit once no job is left, instead of waiting for more
+  --precision f32|f16  storage of weights and GEMM activations (f32; or $WGSAM_PRECISION)`;
 
 export interface WorkerArgs {
   redis: string;
@@ -47,6 +48,7 @@ export function parseWorkerArgs(
     "max-attempts": { type: "string", default: "3" },
     "until-empty": { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
+    ...GPU_FLAGS,
   });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   const args: WorkerArgs = {

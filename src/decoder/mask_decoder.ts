@@ -20,7 +20,8 @@
  * directly; masks = hyper_in @ upscaled^T.
  */
 import { type GpuContext, Readback } from "../gpu/context.ts";
-import { emptyTensor, type Tensor, tensorFrom } from "../gpu/tensor.ts";
+import { emptyTensor, type Tensor, tensorFrom, tensorFromF16 } from "../gpu/tensor.ts";
+import type { Precision } from "../precision.ts";
 import { activation } from "../kernels/activation.ts";
 import { add } from "../kernels/add.ts";
 import {
@@ -39,6 +40,7 @@ import {
   type FramePrompt,
   PromptEncoder,
   sparseTokenCount,
+  uploadMatrix,
   uploadWeight,
 } from "./prompt_encoder.ts";
 import {
@@ -156,13 +158,19 @@ export class SamDecoder {
     (entry) => this.destroyImage(entry),
   );
 
-  private constructor(private readonly ctx: GpuContext, sd: StateDict, arch: SamArch) {
+  private constructor(
+    private readonly ctx: GpuContext,
+    sd: StateDict,
+    arch: SamArch,
+    /** "f16": the transformer's, hypernetworks' and IoU head's weights stored as f16. */
+    readonly precision: Precision = "f32",
+  ) {
     this.arch = arch;
     this.dim = arch.promptEmbedDim;
     this.embedSize = arch.imgSize / arch.patchSize;
     this.numMaskTokens = arch.numMultimaskOutputs + 1;
     this.promptEncoder = PromptEncoder.create(ctx, sd, arch);
-    this.transformer = new TwoWayTransformer(ctx, sd, arch);
+    this.transformer = new TwoWayTransformer(ctx, sd, arch, undefined, precision);
     const host = (n: string) => {
       const t = sd.get(n);
       if (!t) throw new Error(`decoder: checkpoint has no tensor '${n}'`);
@@ -175,6 +183,10 @@ export class SamDecoder {
     this.outputTokens.set(masks, iou.length);
     const lin = (n: string): Lin => ({
       w: uploadWeight(ctx, sd, `${p}${n}.weight`),
+      b: uploadWeight(ctx, sd, `${p}${n}.bias`),
+    });
+    const matrix = (n: string): Lin => ({
+      w: uploadMatrix(ctx, sd, `${p}${n}.weight`, precision),
       b: uploadWeight(ctx, sd, `${p}${n}.bias`),
     });
     const packConvT = (n: string) => {
@@ -207,13 +219,18 @@ export class SamDecoder {
         k,
       );
       this.hyper.push({
-        w: tensorFrom(ctx, bd.w, [T * n, T * k], `hypernetworks.${j} (block diagonal)`),
+        w: (precision === "f16" ? tensorFromF16 : tensorFrom)(
+          ctx,
+          bd.w,
+          [T * n, T * k],
+          `hypernetworks.${j} (block diagonal)`,
+        ),
         b: tensorFrom(ctx, bd.b, [T * n], `hypernetworks.${j}.bias`),
       });
     }
     this.iouHead = [];
     for (let j = 0; j < arch.iouHeadDepth; j++) {
-      this.iouHead.push(lin(`iou_prediction_head.layers.${j}`));
+      this.iouHead.push(matrix(`iou_prediction_head.layers.${j}`));
     }
     const hw = this.embedSize * this.embedSize;
     // Largest per-prompt tensor: the upscaled embedding (16 HW, D/8) = 2 HW D floats.
@@ -222,8 +239,13 @@ export class SamDecoder {
     this.maxBatch = Math.max(1, Math.min(MAX_BATCH, Math.floor(limit / perPrompt)));
   }
 
-  static create(ctx: GpuContext, sd: StateDict, arch: SamArch): SamDecoder {
-    return new SamDecoder(ctx, sd, arch);
+  static create(
+    ctx: GpuContext,
+    sd: StateDict,
+    arch: SamArch,
+    precision: Precision = "f32",
+  ): SamDecoder {
+    return new SamDecoder(ctx, sd, arch, precision);
   }
 
   /** Side of the low-res masks (4s; 256 for the real models). */

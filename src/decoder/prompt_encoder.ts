@@ -12,7 +12,8 @@
  * transforms.ts for ResizeLongestSide.apply_coords).
  */
 import type { GpuContext } from "../gpu/context.ts";
-import { type Tensor, tensorFrom } from "../gpu/tensor.ts";
+import { type Tensor, tensorFrom, tensorFromF16 } from "../gpu/tensor.ts";
+import type { Precision } from "../precision.ts";
 import { activation } from "../kernels/activation.ts";
 import { conv2d } from "../kernels/conv2d.ts";
 import { layerNorm } from "../kernels/layer_norm.ts";
@@ -59,6 +60,19 @@ export function uploadWeight(
   const t = sd.get(name);
   if (!t) throw new Error(`decoder: checkpoint has no tensor '${name}'`);
   return tensorFrom(ctx, tensorF32(t), shape ?? t.shape, name);
+}
+
+/** A GEMM weight (a linear's [N, K]): f16 under precision "f16", else as `uploadWeight`. */
+export function uploadMatrix(
+  ctx: GpuContext,
+  sd: StateDict,
+  name: string,
+  precision: Precision,
+): Tensor {
+  if (precision !== "f16") return uploadWeight(ctx, sd, name);
+  const t = sd.get(name);
+  if (!t) throw new Error(`decoder: checkpoint has no tensor '${name}'`);
+  return tensorFromF16(ctx, tensorF32(t), t.shape, name);
 }
 
 interface MaskDownscaling {

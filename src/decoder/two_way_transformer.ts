@@ -18,7 +18,8 @@ import { layerNorm } from "../kernels/layer_norm.ts";
 import { linear } from "../kernels/linear.ts";
 import { stridedCopy } from "../kernels/strided_copy.ts";
 import type { SamArch, StateDict } from "../weights/types.ts";
-import { uploadWeight } from "./prompt_encoder.ts";
+import { uploadMatrix, uploadWeight } from "./prompt_encoder.ts";
+import type { Precision } from "../precision.ts";
 
 const LN_EPS = 1e-5;
 
@@ -100,16 +101,22 @@ export class TwoWayTransformer {
     arch: Pick<SamArch, "promptEmbedDim" | "decoderDepth" | "decoderNumHeads">,
     /** Tensor name prefix: SAM's, or SAM 2's "sam_mask_decoder.transformer.". */
     p = "mask_decoder.transformer.",
+    /** "f16": the projections' and MLPs' weights stored as f16 (norms stay f32). */
+    precision: Precision = "f32",
   ) {
     const up = (n: string) => uploadWeight(ctx, sd, `${p}${n}`);
     const lin = (n: string): Lin => ({ w: up(`${n}.weight`), b: up(`${n}.bias`) });
+    const matrix = (n: string): Lin => ({
+      w: uploadMatrix(ctx, sd, `${p}${n}.weight`, precision),
+      b: up(`${n}.bias`),
+    });
     const attn = (n: string): AttnWeights => {
-      const q = lin(`${n}.q_proj`);
+      const q = matrix(`${n}.q_proj`);
       return {
         q,
-        k: lin(`${n}.k_proj`),
-        v: lin(`${n}.v_proj`),
-        out: lin(`${n}.out_proj`),
+        k: matrix(`${n}.k_proj`),
+        v: matrix(`${n}.v_proj`),
+        out: matrix(`${n}.out_proj`),
         internal: q.w.shape[0],
       };
     };
@@ -125,8 +132,8 @@ export class TwoWayTransformer {
         norm1: lin(`${l}norm1`),
         tokenToImage: attn(`${l}cross_attn_token_to_image`),
         norm2: lin(`${l}norm2`),
-        mlp1: lin(sam2Mlp ? `${l}mlp.layers.0` : `${l}mlp.lin1`),
-        mlp2: lin(sam2Mlp ? `${l}mlp.layers.1` : `${l}mlp.lin2`),
+        mlp1: matrix(sam2Mlp ? `${l}mlp.layers.0` : `${l}mlp.lin1`),
+        mlp2: matrix(sam2Mlp ? `${l}mlp.layers.1` : `${l}mlp.lin2`),
         norm3: lin(`${l}norm3`),
         norm4: lin(`${l}norm4`),
         imageToToken: attn(`${l}cross_attn_image_to_token`),

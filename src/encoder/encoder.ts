@@ -8,6 +8,7 @@ import type { Tensor } from "../gpu/tensor.ts";
 import { isTinyVitCheckpoint } from "../mobile_sam/arch.ts";
 import { TinyVitEncoder } from "../mobile_sam/tiny_vit.ts";
 import type { SamArch, StateDict } from "../weights/types.ts";
+import type { Precision } from "../precision.ts";
 import { ImageEncoder } from "./image_encoder.ts";
 
 export interface SamImageEncoder {
@@ -28,13 +29,18 @@ export interface SamImageEncoder {
   dispose(): void;
 }
 
-/** The image encoder a checkpoint's tensors call for (TinyViT or SAM's ViT), uploaded. */
+/**
+ * The image encoder a checkpoint's tensors call for (TinyViT or SAM's ViT), uploaded;
+ * `precision` "f16" stores its GEMM weights, qkv, attention outputs and MLP hidden layers as
+ * f16.
+ */
 export function createImageEncoder(
   ctx: GpuContext,
   sd: StateDict,
   arch: SamArch,
+  precision: Precision = "f32",
 ): SamImageEncoder {
   return isTinyVitCheckpoint(sd)
-    ? TinyVitEncoder.fromStateDict(ctx, sd, arch)
-    : ImageEncoder.fromStateDict(ctx, sd, arch);
+    ? TinyVitEncoder.fromStateDict(ctx, sd, arch, precision)
+    : ImageEncoder.fromStateDict(ctx, sd, arch, precision);
 }

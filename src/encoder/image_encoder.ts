@@ -16,7 +16,14 @@
  * the plan for what shares which buffer.
  */
 import type { GpuContext } from "../gpu/context.ts";
-import { emptyTensor, numel, Tensor, tensorFrom } from "../gpu/tensor.ts";
+import {
+  emptyTensor,
+  numel,
+  Tensor,
+  type TensorDType,
+  tensorFrom,
+  tensorFromF16,
+} from "../gpu/tensor.ts";
 import { add } from "../kernels/add.ts";
 import { attention, type HeadsView } from "../kernels/attention.ts";
 import { conv2d } from "../kernels/conv2d.ts";
@@ -26,6 +33,7 @@ import { getRelPos, relPosBias } from "../kernels/rel_pos.ts";
 import { windowPartition, windowUnpartition } from "../kernels/window.ts";
 import { tensorF32 } from "../weights/load.ts";
 import type { SamArch, StateDict } from "../weights/types.ts";
+import type { Precision } from "../precision.ts";
 import { neckForward, type NeckWeights, neckWeights } from "./neck.ts";
 import { preprocessImage } from "./preprocess.ts";
 import type { SamImageEncoder } from "./encoder.ts";
@@ -104,7 +112,8 @@ export interface EncoderBufferPlan {
   owned: Record<OwnedBuffer, number>;
   /** The owned buffers' bytes: the peak activation memory of a pass. */
   peakBytes: number;
-  /** Bytes of the uploaded weights (float32, rel-pos tables gathered per block). */
+  /** Bytes of the uploaded weights (rel-pos tables gathered per block; GEMM weights f16
+   * under precision "f16"). */
   weightBytes: number;
   /** Bytes of one output embedding (1, D, s, s), owned by the caller. */
   outputBytes: number;
@@ -112,7 +121,10 @@ export interface EncoderBufferPlan {
 
 export type OwnedBuffer = "x" | "x2" | "tok" | "attn" | "big" | "input" | "relH" | "relW";
 
-export function encoderBufferPlan(arch: SamArch): EncoderBufferPlan {
+export function encoderBufferPlan(
+  arch: SamArch,
+  precision: Precision = "f32",
+): EncoderBufferPlan {
   const g = encoderGeometry(arch);
   const N = g.tokens, C = g.embedDim, D = g.outDim;
   const blocks = Array.from({ length: arch.depth }, (_, i) => isGlobal(arch, i));
@@ -137,14 +149,19 @@ export function encoderBufferPlan(arch: SamArch): EncoderBufferPlan {
   };
   const peakBytes = 4 * Object.values(owned).reduce((a, b) => a + b, 0);
   // Weights as uploaded: every encoder tensor of the official table except the raw rel-pos
-  // tables, which are uploaded gathered by get_rel_pos as [span, span, headDim].
-  let weights = N * C + C * g.patchCols + C + D * C + 9 * D * D + 4 * D;
+  // tables, which are uploaded gathered by get_rel_pos as [span, span, headDim]. `matrices`:
+  // the GEMM weights (patch embed, qkv, proj, lin1, lin2, the neck's convs), 2 bytes each
+  // under precision "f16"; the rest (norms, biases, pos_embed, rel-pos) stays 4.
+  let matrices = C * g.patchCols + D * C + 9 * D * D;
+  let others = N * C + C + 4 * D;
   for (let i = 0; i < arch.depth; i++) {
     const span = isGlobal(arch, i) ? g.grid : g.win;
-    weights += 4 * C + 4 * C * C + 4 * C + 2 * C * g.mlpDim + g.mlpDim + C;
-    weights += 2 * span * span * g.headDim;
+    matrices += 4 * C * C + 2 * C * g.mlpDim;
+    others += 4 * C + 4 * C + g.mlpDim + C;
+    others += 2 * span * span * g.headDim;
   }
-  return { owned, peakBytes, weightBytes: 4 * weights, outputBytes: 4 * D * N };
+  const weightBytes = 4 * others + (precision === "f16" ? 2 : 4) * matrices;
+  return { owned, peakBytes, weightBytes, outputBytes: 4 * D * N };
 }
 
 /** Stage names reported to `onStage`, matching the fixture files (act_block3.npy ...). */
@@ -191,22 +208,36 @@ export class ImageEncoder {
   private readonly neck: NeckWeights;
   private buffers: Record<OwnedBuffer, GPUBuffer> | null = null;
   private disposed = false;
+  /** Element type of the activations between GEMMs and attention (qkv, the attention output,
+   * the MLP hidden layer). */
+  private readonly between: TensorDType;
 
-  private constructor(readonly ctx: GpuContext, readonly arch: SamArch, sd: StateDict) {
+  private constructor(
+    readonly ctx: GpuContext,
+    readonly arch: SamArch,
+    sd: StateDict,
+    readonly precision: Precision = "f32",
+  ) {
     this.geometry = encoderGeometry(arch);
-    this.plan = encoderBufferPlan(arch);
+    this.plan = encoderBufferPlan(arch, precision);
+    this.between = precision;
     const g = this.geometry;
     const p = "image_encoder.";
-    const get = (name: string, shape?: number[]): Tensor => {
+    // `matrix`: the weight of a linear / conv (a GEMM's B), stored f16 under precision f16.
+    const get = (name: string, shape?: number[], matrix = false): Tensor => {
       const host = sd.get(p + name);
       if (!host) throw new Error(`ImageEncoder: checkpoint has no tensor '${p}${name}'`);
       const data = tensorF32(host);
-      const t = tensorFrom(ctx, data, shape ?? host.shape, name);
+      const upload = matrix && precision === "f16" ? tensorFromF16 : tensorFrom;
+      const t = upload(ctx, data, shape ?? host.shape, name);
       this.weights.push(t);
       return t;
     };
-    const pair = (name: string): [Tensor, Tensor] => [get(`${name}.weight`), get(`${name}.bias`)];
-    this.patchW = get("patch_embed.proj.weight");
+    const pair = (name: string, matrix = false): [Tensor, Tensor] => [
+      get(`${name}.weight`, undefined, matrix),
+      get(`${name}.bias`),
+    ];
+    this.patchW = get("patch_embed.proj.weight", undefined, true);
     this.patchB = get("patch_embed.proj.bias");
     this.posEmbed = get("pos_embed", [g.grid, g.grid, g.embedDim]); // (1, s, s, C) -> (s, s, C)
     for (let i = 0; i < arch.depth; i++) {
@@ -225,21 +256,32 @@ export class ImageEncoder {
       this.blocks.push({
         global,
         norm1: pair(`${b}norm1`),
-        qkv: pair(`${b}attn.qkv`),
-        proj: pair(`${b}attn.proj`),
+        qkv: pair(`${b}attn.qkv`, true),
+        proj: pair(`${b}attn.proj`, true),
         norm2: pair(`${b}norm2`),
-        lin1: pair(`${b}mlp.lin1`),
-        lin2: pair(`${b}mlp.lin2`),
+        lin1: pair(`${b}mlp.lin1`, true),
+        lin2: pair(`${b}mlp.lin2`, true),
         rh: relTable("attn.rel_pos_h"),
         rw: relTable("attn.rel_pos_w"),
       });
     }
-    this.neck = neckWeights((name) => get(name));
+    // The neck's conv weights (neck.0, neck.2) are GEMM weights; its LayerNorms are not.
+    this.neck = neckWeights((name) => get(name, undefined, /^neck\.[02]\.weight$/.test(name)));
   }
 
   /** Uploads the encoder's weights of a SAM state dict (as loadSam returns it). */
-  static fromStateDict(ctx: GpuContext, sd: StateDict, arch: SamArch): ImageEncoder {
-    return new ImageEncoder(ctx, arch, sd);
+  static fromStateDict(
+    ctx: GpuContext,
+    sd: StateDict,
+    arch: SamArch,
+    precision: Precision = "f32",
+  ): ImageEncoder {
+    return new ImageEncoder(ctx, arch, sd, precision);
+  }
+
+  /** Bytes of the weights on the GPU (as uploaded; see the plan's weightBytes). */
+  get weightBytes(): number {
+    return this.weights.reduce((sum, t) => sum + t.byteLength, 0);
   }
 
   /** Frees the weights and activation buffers; the encoder cannot be used afterwards. */
@@ -259,7 +301,7 @@ export class ImageEncoder {
     this.buffers = null;
   }
 
-  private view(name: OwnedBuffer, shape: readonly number[]): Tensor {
+  private view(name: OwnedBuffer, shape: readonly number[], dtype: TensorDType = "f32"): Tensor {
     if (!this.buffers) {
       const entries = Object.entries(this.plan.owned).map(([k, n]) => {
         const buffer = this.ctx.device.createBuffer({
@@ -274,7 +316,7 @@ export class ImageEncoder {
     if (numel(shape) > this.plan.owned[name]) {
       throw new Error(`encoder: buffer '${name}' is too small for [${shape}] (a plan bug)`);
     }
-    return new Tensor(this.ctx, this.buffers![name], shape, `encoder.${name}`);
+    return new Tensor(this.ctx, this.buffers![name], shape, `encoder.${name}`, dtype);
   }
 
   /**
@@ -348,21 +390,25 @@ export class ImageEncoder {
     const attnIn = w.global
       ? xn
       : windowPartition(ctx, xn, g.win, this.view("attn", [batch, span * span, C]));
-    const qkv = linear(ctx, attnIn, ...w.qkv, { out: this.view("big", [rows, 3 * C]) });
+    // precision f16: qkv stored as f16, read so by relPosBias and attention (f32 out).
+    const qkv = linear(ctx, attnIn, ...w.qkv, {
+      out: this.view("big", [rows, 3 * C], this.between),
+    });
     const dims = { batch, heads: g.heads, headDim: g.headDim, nq: span * span, nk: span * span };
     const view = (k: number): HeadsView => ({ tensor: qkv, offset: k * C, rowStride: 3 * C });
     const rel = relPosBias(ctx, view(0), dims, span, span, w.rh, w.rw, span, span, {
       relH: this.view("relH", [batch * g.heads, span * span, span]),
       relW: this.view("relW", [batch * g.heads, span * span, span]),
     });
+    // precision f16: the attention output (proj's input) is stored as f16 too.
     const attn = attention(ctx, view(0), view(1), view(2), dims, {
       relPos: rel,
-      out: this.view("attn", [batch, span * span, C]),
+      out: this.view("attn", [batch, span * span, C], this.between),
     });
     // Back to [s, s, C] (dropping the padded tokens), then proj + residual into x2.
     const attnTokens = w.global
       ? attn.reshape([s, s, C])
-      : windowUnpartition(ctx, attn, g.win, s, s, this.view("tok", [s, s, C]));
+      : windowUnpartition(ctx, attn, g.win, s, s, this.view("tok", [s, s, C], this.between));
     const x2 = linear(ctx, attnTokens, ...w.proj, {
       residual: x,
       out: this.view("x2", [s, s, C]),
@@ -371,7 +417,7 @@ export class ImageEncoder {
     const xn2 = layerNorm(ctx, x2, ...w.norm2, LN_EPS, this.view("tok", [s, s, C]));
     const hidden = linear(ctx, xn2, ...w.lin1, {
       activation: "gelu",
-      out: this.view("big", [N, g.mlpDim]),
+      out: this.view("big", [N, g.mlpDim], this.between),
     });
     return linear(ctx, hidden, ...w.lin2, { residual: x2, out: this.view("x", [s, s, C]) });
   }

@@ -40,5 +40,6 @@ export function gpuDeviceFrom(adapter: GPUAdapter, device: GPUDevice): GpuDevice
     info,
     hasTimestamps: false,
     software,
+    hasF16: device.features.has("shader-f16"),
   };
 }

@@ -81,8 +81,11 @@ export class GpuContext {
   private poolDepth = 0;
   /** Tests: fill every reused storage buffer with NaN, so a kernel that relies on zeros shows. */
   poisonReused = false;
-  /** Work recorded so far: dispatches, queue submits and mapped readbacks. */
-  readonly counters = { dispatches: 0, submits: 0, readbacks: 0 };
+  /**
+   * Work recorded so far: dispatches, queue submits and mapped readbacks; and the bytes that
+   * tensorFrom / tensorFromF16 uploaded (weights, mostly: f16 halves them).
+   */
+  readonly counters = { dispatches: 0, submits: 0, readbacks: 0, uploadedBytes: 0 };
 
   constructor(gpu: GpuDevice) {
     this.gpu = gpu;
@@ -97,6 +100,11 @@ export class GpuContext {
   /** Number of pipelines compiled so far (one per kernel variant name). */
   get pipelineCount(): number {
     return this.pipelines.size;
+  }
+
+  /** Names of the kernel variants compiled so far (tests: which variants a pass ran). */
+  get pipelineNames(): string[] {
+    return [...this.pipelines.keys()];
   }
 
   /** Returns the cached pipeline for a kernel variant, compiling it on first use. */

@@ -26,6 +26,8 @@ export interface GpuDevice {
   readonly hasTimestamps: boolean;
   /** True for a CPU-emulated adapter (llvmpipe and the like): benches shrink their shapes. */
   readonly software: boolean;
+  /** True where the device was created with `shader-f16` (needed by precision "f16"). */
+  readonly hasF16: boolean;
 }
 
 /** True for CPU-emulated WebGPU adapters (Mesa llvmpipe / lavapipe, SwiftShader, WARP). */
@@ -179,6 +181,9 @@ async function createOn(provider: GpuProvider, adapter: GPUAdapter): Promise<Gpu
   };
   const hasTimestamps = adapter.features.has("timestamp-query");
   const requiredFeatures: GPUFeatureName[] = hasTimestamps ? ["timestamp-query"] : [];
+  // f16 storage and arithmetic for precision "f16"; f32 shaders do not change with it.
+  const hasF16 = adapter.features.has("shader-f16");
+  if (hasF16) requiredFeatures.push("shader-f16");
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   const info = adapter.info;
   const description = describe(info);
@@ -194,7 +199,7 @@ async function createOn(provider: GpuProvider, adapter: GPUAdapter): Promise<Gpu
     console.error(`wgsam: WebGPU: ${provider}, adapter: ${description}`);
   }
   const software = adapterSoftware(adapter);
-  return { adapter, device, provider, description, info, hasTimestamps, software };
+  return { adapter, device, provider, description, info, hasTimestamps, software, hasF16 };
 }
 
 /** Reads an environment variable without failing when env access was not granted. */

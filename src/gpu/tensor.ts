@@ -1,7 +1,17 @@
 /**
- * A float32 tensor living in a GPU storage buffer: a buffer plus a row-major shape.
+ * A tensor living in a GPU storage buffer: a buffer plus a row-major shape and an element
+ * type, float32 (everything by default) or float16 (weights and some activations under
+ * `precision: "f16"`; only the kernels that name an f16 variant read or write them).
  */
 import type { GpuContext } from "./context.ts";
+
+/** Element type of a GPU tensor. */
+export type TensorDType = "f32" | "f16";
+
+/** Bytes of one element. */
+export function dtypeBytes(dtype: TensorDType): number {
+  return dtype === "f16" ? 2 : 4;
+}
 
 export class Tensor {
   /** The buffer's pool lease when the tensor was made (see GpuContext.acquireStorage). */
@@ -12,8 +22,9 @@ export class Tensor {
     readonly buffer: GPUBuffer,
     readonly shape: readonly number[],
     readonly label = "",
+    readonly dtype: TensorDType = "f32",
   ) {
-    const bytes = this.size * 4;
+    const bytes = this.size * dtypeBytes(dtype);
     if (bytes > buffer.size) {
       throw new Error(
         `tensor ${label} of shape [${
@@ -34,11 +45,21 @@ export class Tensor {
     if (numel(shape) !== this.size) {
       throw new Error(`cannot reshape [${this.shape.join(", ")}] to [${shape.join(", ")}]`);
     }
-    return new Tensor(this.ctx, this.buffer, shape, this.label);
+    return new Tensor(this.ctx, this.buffer, shape, this.label, this.dtype);
   }
 
-  /** Reads the tensor back to the CPU. */
+  /** Bytes of the elements (size * 2 for f16, size * 4 for f32). */
+  get byteLength(): number {
+    return this.size * dtypeBytes(this.dtype);
+  }
+
+  /** Reads the tensor back to the CPU (f16 widened to float32). */
   async read(): Promise<Float32Array> {
+    if (this.dtype === "f16") {
+      // Padded to 4 bytes: copies are in whole words.
+      const raw = await this.ctx.read(this.buffer, 0, align4(this.byteLength));
+      return f16ToF32(new Uint16Array(raw, 0, this.size));
+    }
     return new Float32Array(await this.ctx.read(this.buffer, 0, this.size * 4));
   }
 
@@ -56,8 +77,13 @@ export function numel(shape: readonly number[]): number {
  * Allocates a tensor: zero-filled by WebGPU, except inside `ctx.pooled`, where its buffer may
  * be a reused one with stale contents (kernel outputs there are written in full).
  */
-export function emptyTensor(ctx: GpuContext, shape: readonly number[], label = ""): Tensor {
-  const size = Math.max(4, numel(shape) * 4);
+export function emptyTensor(
+  ctx: GpuContext,
+  shape: readonly number[],
+  label = "",
+  dtype: TensorDType = "f32",
+): Tensor {
+  const size = Math.max(4, numel(shape) * dtypeBytes(dtype));
   const maxSize = ctx.device.limits.maxStorageBufferBindingSize;
   if (size > maxSize) {
     throw new Error(
@@ -67,7 +93,7 @@ export function emptyTensor(ctx: GpuContext, shape: readonly number[], label = "
     );
   }
   const { buffer } = ctx.acquireStorage(align4(size), label);
-  return new Tensor(ctx, buffer, shape, label);
+  return new Tensor(ctx, buffer, shape, label, dtype);
 }
 
 /** Uploads a Float32Array as a tensor of the given shape. */
@@ -82,7 +108,46 @@ export function tensorFrom(
   }
   const t = emptyTensor(ctx, shape, label);
   ctx.device.queue.writeBuffer(t.buffer, 0, data as Float32Array<ArrayBuffer>);
+  ctx.counters.uploadedBytes += data.byteLength;
   return t;
+}
+
+/**
+ * Uploads float32 values as a float16 tensor (rounded to nearest even; beyond +-65504 they
+ * become +-Infinity, as in torch's .half()). Half the bytes of tensorFrom.
+ */
+export function tensorFromF16(
+  ctx: GpuContext,
+  data: Float32Array,
+  shape: readonly number[],
+  label = "",
+): Tensor {
+  if (data.length !== numel(shape)) {
+    throw new Error(`${label}: ${data.length} values for shape [${shape.join(", ")}]`);
+  }
+  const t = emptyTensor(ctx, shape, label, "f16");
+  // writeBuffer needs a multiple of 4 bytes: an odd count gets one zero of padding.
+  const half = new Uint16Array(data.length + (data.length % 2));
+  half.set(new Uint16Array(new Float16Array(data).buffer));
+  ctx.device.queue.writeBuffer(t.buffer, 0, half);
+  ctx.counters.uploadedBytes += half.byteLength;
+  return t;
+}
+
+/** Throws a clear error where the device has no `shader-f16` (f16 tensors need it). */
+export function requireShaderF16(ctx: GpuContext, op: string): void {
+  if (!ctx.gpu.hasF16) {
+    throw new Error(
+      `${op}: f16 tensors need the WebGPU feature "shader-f16", which this adapter ` +
+        `(${ctx.gpu.description}) does not offer; use precision "f32"`,
+    );
+  }
+}
+
+/** Widens float16 bit patterns to float32. */
+export function f16ToF32(bits: Uint16Array): Float32Array {
+  const copy = new Uint16Array(bits); // its own aligned buffer
+  return Float32Array.from(new Float16Array(copy.buffer, 0, copy.length));
 }
 
 function align4(n: number): number {

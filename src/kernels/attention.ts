@@ -30,7 +30,7 @@
  * it feeds, so the register blocks (reads per dot product) decide the speed there.
  */
 import { type GpuContext, grid, type KernelSpec } from "../gpu/context.ts";
-import { emptyTensor, Params, type Tensor } from "../gpu/tensor.ts";
+import { emptyTensor, Params, requireShaderF16, type Tensor } from "../gpu/tensor.ts";
 import {
   ATTENTION_PARAMS_WGSL,
   attentionBindings,
@@ -87,16 +87,22 @@ interface Variant {
   relPos: boolean;
   /** Adds biasTab[h, q, k] (a [heads, nq, nk] table, the same for every batch). */
   biasTable: boolean;
+  /** q, k, v stored as f16 (precision "f16"), widened on load. */
+  half?: boolean;
+  /** out stored as f16 (rounded once at the store). */
+  halfOut?: boolean;
 }
 
 function attentionSpec(vt: Variant): KernelSpec {
   const { c, rows, keys, v4, relPos, biasTable } = vt;
+  const half = vt.half ?? false;
+  const halfOut = vt.halfOut ?? false;
   const d4 = 8 * c; // vec4 per padded head row
   const bq = 8 * rows;
   const bk = 8 * keys;
   const name = `attention${relPos ? "_relpos" : ""}${biasTable ? "_bias" : ""}_d${
     32 * c
-  }_q${bq}_k${bk}${v4 ? "_v4" : ""}_f32`;
+  }_q${bq}_k${bk}${v4 ? "_v4" : ""}_f32${half ? "_f16qkv" : ""}${halfOut ? "_f16o" : ""}`;
   const elem = v4 ? "vec4<f32>" : "f32";
   const R = Array.from({ length: rows }, (_, r) => r); // thread rows ty + 8r
   const J = Array.from({ length: keys }, (_, j) => j); // thread keys tx + 8j (score phase)
@@ -116,7 +122,7 @@ function attentionSpec(vt: Variant): KernelSpec {
       let t = ${row0} + i / ${d4}u;
       let base = ${off} + (b * ${tokens} + min(t, ${tokens} - 1u)) * ${stride} + h * p.headDim;
       ${dst}[(i / ${d4}u) * ${dstStride}u + i % ${d4}u] =
-        ${loadVec4(v4, buf, "base", `(i % ${d4}u)`, `t < ${tokens}`)}${scale};
+        ${loadVec4(v4, buf, "base", `(i % ${d4}u)`, `t < ${tokens}`, half)}${scale};
     }`;
   // kh = kj / kW without an integer division per score: (kj + 0.5) / kW is at least
   // 0.5 / kW away from an integer, far more than float32 error for kj < 2^20.
@@ -133,17 +139,19 @@ function attentionSpec(vt: Variant): KernelSpec {
   };
   const store = (r: number, i: number) =>
     v4
-      ? `    if (${32 * i}u + tx * 4u < p.headDim) { outBuf[base / 4u + tx + ${
-        8 * i
-      }u] = o${r}_${i} * inv; }`
+      ? `    if (${32 * i}u + tx * 4u < p.headDim) { outBuf[base / 4u + tx + ${8 * i}u] = ${
+        halfOut ? `vec4<f16>(o${r}_${i} * inv)` : `o${r}_${i} * inv`
+      }; }`
       : `    { let o = o${r}_${i} * inv;
       let d = (tx + ${8 * i}u) * 4u;
-      for (var e = 0u; e < 4u; e++) { if (d + e < p.headDim) { outBuf[base + d + e] = o[e]; } } }`;
+      for (var e = 0u; e < 4u; e++) { if (d + e < p.headDim) { outBuf[base + d + e] = ${
+        halfOut ? "f16(o[e])" : "o[e]"
+      }; } } }`;
   return {
     name,
     bindings: attentionBindings(relPos, biasTable),
     code: () => /* wgsl */ `
-${attentionHeader(elem, relPos, biasTable)}
+${attentionHeader(elem, relPos, biasTable, half, halfOut)}
 
 const D4 = ${d4}u;
 const BQ = ${bq}u;
@@ -472,6 +480,8 @@ function specFor(
   v4: boolean,
   relPos: boolean,
   biasTable: boolean,
+  half: boolean,
+  halfOut: boolean,
 ) {
   const c = Math.ceil(headDim / 32);
   const vt: Variant = {
@@ -481,6 +491,8 @@ function specFor(
     v4,
     relPos,
     biasTable,
+    ...(half ? { half } : {}),
+    ...(halfOut ? { halfOut } : {}),
   };
   const key = JSON.stringify(vt);
   let spec = SPECS.get(key);
@@ -534,11 +546,18 @@ export interface AttentionOptions {
   variant?: string;
 }
 
-/** Tune-cache key of an attention shape. */
-export function attentionKey(dims: AttentionDims, relPos?: { kH: number; kW: number }): string {
+/** Tune-cache key of an attention shape; "|f16qkv", "|f16qkvo" or "|f16o" at the end for
+ * f16 q, k, v and / or out (f32 keys are as before). */
+export function attentionKey(
+  dims: AttentionDims,
+  relPos?: { kH: number; kW: number },
+  half = false,
+  halfOut = false,
+): string {
   const { batch, heads, headDim, nq, nk } = dims;
   const rel = relPos ? `|relpos${relPos.kH}x${relPos.kW}` : "";
-  return `attention|${batch * heads}x${nq}x${nk}x${headDim}${rel}`;
+  const f16 = half || halfOut ? `|f16${half ? "qkv" : ""}${halfOut ? "o" : ""}` : "";
+  return `attention|${batch * heads}x${nq}x${nk}x${headDim}${rel}${f16}`;
 }
 
 /** Variants `deno task tune` times (the decoder's few-query / few-key cases keep "tiled"). */
@@ -609,6 +628,18 @@ export function attention(
       );
     }
   }
+  // precision "f16": q, k and v stored as f16 (one qkv tensor); out and the softmax stay f32.
+  const half = q.tensor.dtype === "f16";
+  if (k.tensor.dtype !== q.tensor.dtype || v.tensor.dtype !== q.tensor.dtype) {
+    throw new Error("attention: q, k and v must have one dtype");
+  }
+  if (half) requireShaderF16(ctx, "attention");
+  for (const t of [rel?.relH, rel?.relW, table]) {
+    if (t && t.dtype !== "f32") throw new Error("attention: bias tables must be f32");
+  }
+  // out: f32 by default; an f16 `out` is written as f16 (the encoder's precision "f16").
+  const halfOut = opts.out?.dtype === "f16";
+  if (halfOut) requireShaderF16(ctx, "attention");
   const outShape = [batch, nq, heads * headDim];
   const out = opts.out ?? emptyTensor(ctx, outShape, "attention.out");
   if (out.size !== batch * nq * heads * headDim) {
@@ -628,11 +659,13 @@ export function attention(
   const v4 = [headDim, q.offset, q.rowStride, k.offset, k.rowStride, v.offset, v.rowStride]
     .every((x) => x % 4 === 0);
   // The decoder's cross attentions have their own kernels (head dims <= 32, no rel pos).
-  const small = !rel && !table && headDim <= FEW_Q_MAX_DP && (nk <= FEW_K || nq <= FEW_Q);
+  // (Their f32-only kernels: f16 q, k, v go to the tiled one.)
+  const small = !rel && !table && !half && !halfOut && headDim <= FEW_Q_MAX_DP &&
+    (nk <= FEW_K || nq <= FEW_Q);
   const name = opts.variant ??
     (small || table ? "tiled" : variantFor(
       ctx,
-      attentionKey(dims, rel),
+      attentionKey(dims, rel, half, halfOut),
       defaultAttentionVariant(ctx.gpu.software),
       (tuned) => ATTENTION_CANDIDATES.includes(tuned),
     ));
@@ -648,6 +681,8 @@ export function attention(
       dp: 16 * Math.ceil(headDim / 16),
       v4,
       relPos: rel !== undefined,
+      ...(half ? { half } : {}),
+      ...(halfOut ? { halfOut } : {}),
     };
     const key = JSON.stringify(rv);
     spec = ROWS_SPECS.get(key) ?? attentionRowsSpec(rv);
@@ -659,7 +694,7 @@ export function attention(
       ? fewKeySpecFor(headDim, v4)
       : small && nq <= FEW_Q
       ? fewQuerySpecFor(headDim, v4)
-      : specFor(headDim, nq, nk, v4, rel !== undefined, table !== undefined));
+      : specFor(headDim, nq, nk, v4, rel !== undefined, table !== undefined, half, halfOut));
   }
   const nqb = Math.ceil(nq / bq);
   const params = new Params()

@@ -32,6 +32,10 @@ export interface RowsVariant {
   dp: number;
   v4: boolean;
   relPos: boolean;
+  /** q, k, v stored as f16 (precision "f16"). */
+  half?: boolean;
+  /** out stored as f16. */
+  halfOut?: boolean;
 }
 
 /** "rows2w16": 2 query rows per invocation, 16 invocations. */
@@ -47,11 +51,14 @@ export function parseRowsName(name: string): { rows: number; wg: number } | null
 export function rowsSpecName(v: RowsVariant): string {
   return `attention_rows${v.rows}w${v.wg}${v.relPos ? "_relpos" : ""}_d${v.dp}${
     v.v4 ? "_v4" : ""
-  }_f32`;
+  }_f32${v.half ? "_f16qkv" : ""}${v.halfOut ? "_f16o" : ""}`;
 }
 
 export function attentionRowsSpec(v: RowsVariant): KernelSpec {
   const { rows, wg, dp, v4, relPos } = v;
+  const half = v.half ?? false;
+  const halfOut = v.halfOut ?? false;
+  const outValue = (x: string) => (halfOut ? (v4 ? `vec4<f16>(${x})` : `f16(${x})`) : x);
   const d4 = dp / 4;
   const elem = v4 ? "vec4<f32>" : "f32";
   const R = Array.from({ length: rows }, (_, r) => r);
@@ -60,15 +67,19 @@ export function attentionRowsSpec(v: RowsVariant): KernelSpec {
   const bias = (r: number, g: number) => relPos ? ` + rh${r}[kh${g}] + rw${r}[kw${g}]` : "";
   const store = (r: number, i: number) =>
     v4
-      ? `if (${4 * i}u < p.headDim) { outBuf[ob${r} / 4u + ${i}u] = o${r}_${i} * inv${r}; }`
+      ? `if (${4 * i}u < p.headDim) { outBuf[ob${r} / 4u + ${i}u] = ${
+        outValue(`o${r}_${i} * inv${r}`)
+      }; }`
       : `for (var e = 0u; e < 4u; e++) {
-        if (${4 * i}u + e < p.headDim) { outBuf[ob${r} + ${4 * i}u + e] = o${r}_${i}[e] * inv${r}; }
+        if (${4 * i}u + e < p.headDim) { outBuf[ob${r} + ${4 * i}u + e] = ${
+        outValue(`o${r}_${i}[e] * inv${r}`)
+      }; }
       }`;
   return {
     name: rowsSpecName(v),
     bindings: attentionBindings(relPos),
     code: () => /* wgsl */ `
-${attentionHeader(elem, relPos)}
+${attentionHeader(elem, relPos, false, half, halfOut)}
 
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wgid: vec3u, @builtin(num_workgroups) nwg: vec3u,
@@ -85,7 +96,7 @@ ${
   let qb${r} = p.qOff + (b * p.nq + qi${r}) * p.qStride + h * p.headDim;
 ${
           I.map((i) =>
-            `  let q${r}_${i} = ${loadVec4(v4, "qBuf", `qb${r}`, `${i}u`, "true")} * p.scale;`
+            `  let q${r}_${i} = ${loadVec4(v4, "qBuf", `qb${r}`, `${i}u`, "true", half)} * p.scale;`
           ).join("\n")
         }
   var m${r} = ${NEG_BIG};
@@ -109,7 +120,9 @@ ${
         `    let j${g} = min(j0 + ${g}u, p.nk - 1u);
     let kb${g} = p.kOff + (b * p.nk + j${g}) * p.kStride + h * p.headDim;
 ${
-          I.map((i) => `    let k${g}_${i} = ${loadVec4(v4, "kBuf", `kb${g}`, `${i}u`, "true")};`)
+          I.map((i) =>
+            `    let k${g}_${i} = ${loadVec4(v4, "kBuf", `kb${g}`, `${i}u`, "true", half)};`
+          )
             .join("\n")
         }${
           relPos
@@ -141,7 +154,10 @@ ${
       G.map((g) =>
         `    {
       let vb = p.vOff + (b * p.nk + j${g}) * p.vStride + h * p.headDim;
-${I.map((i) => `      let v${i} = ${loadVec4(v4, "vBuf", "vb", `${i}u`, "true")};`).join("\n")}
+${
+          I.map((i) => `      let v${i} = ${loadVec4(v4, "vBuf", "vb", `${i}u`, "true", half)};`)
+            .join("\n")
+        }
 ${R.map((r) => I.map((i) => `      o${r}_${i} += p${r}_${g} * v${i};`).join("\n")).join("\n")}
     }`
       ).join("\n")

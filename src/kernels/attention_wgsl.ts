@@ -21,15 +21,27 @@ export function unroll(n: number, f: (i: number) => string, sep = "\n"): string 
 
 /** WGSL for vec4 number `d4` of a head row starting at element `base` of `buf`; dims >=
  * headDim and invalid rows read 0, branch-free (their clamped reads are harmless). With
- * `v4` the buffer is array<vec4<f32>> and base, headDim are multiples of 4. */
-export function loadVec4(v4: boolean, buf: string, base: string, d4: string, ok: string): string {
+ * `v4` the buffer is array<vec4<f32>> and base, headDim are multiples of 4. `half`: the
+ * buffer holds f16 (precision "f16"), widened to f32 here. */
+export function loadVec4(
+  v4: boolean,
+  buf: string,
+  base: string,
+  d4: string,
+  ok: string,
+  half = false,
+): string {
   if (v4) {
-    return `select(vec4<f32>(0.0), ${buf}[(${base}) / 4u + ${d4}], ${ok} && ${d4} * 4u < p.headDim)`;
+    const x = `${buf}[(${base}) / 4u + ${d4}]`;
+    return `select(vec4<f32>(0.0), ${
+      half ? `vec4<f32>(${x})` : x
+    }, ${ok} && ${d4} * 4u < p.headDim)`;
   }
   return `vec4<f32>(${
     unroll(4, (e) => {
       const d = `${d4} * 4u + ${e}u`;
-      return `select(0.0, ${buf}[${base} + ${d}], ${ok} && ${d} < p.headDim)`;
+      const x = `${buf}[${base} + ${d}]`;
+      return `select(0.0, ${half ? `f32(${x})` : x}, ${ok} && ${d} < p.headDim)`;
     }, ", ")
   })`;
 }
@@ -47,8 +59,17 @@ export function attentionBindings(
 }
 
 /** WGSL header of an attention variant: the uniform block and the q, k, v, rel-pos and out
- * bindings, with `elem` ("f32" or "vec4<f32>") as the element of q, k, v and out. */
-export function attentionHeader(elem: string, relPos: boolean, biasTable = false): string {
+ * bindings, with `elem` ("f32" or "vec4<f32>") as the element of q, k, v and out; `half`:
+ * q, k and v hold f16 instead, `halfOut`: out does (`enable f16;` comes first). */
+export function attentionHeader(
+  elem: string,
+  relPos: boolean,
+  biasTable = false,
+  half = false,
+  halfOut = false,
+): string {
+  const qkvElem = half ? elem.replace("f32", "f16") : elem;
+  const outElem = halfOut ? elem.replace("f32", "f16") : elem;
   // biasTable: the tiled kernel's per-head table [heads, nq, nk] (attention.ts).
   const rel = relPos
     ? `@group(0) @binding(4) var<storage, read> relH: array<f32>;
@@ -58,12 +79,12 @@ export function attentionHeader(elem: string, relPos: boolean, biasTable = false
     ? `@group(0) @binding(4) var<storage, read> biasTab: array<f32>;
 `
     : "";
-  return `${ATTENTION_PARAMS_WGSL}
+  return `${half || halfOut ? "enable f16;\n" : ""}${ATTENTION_PARAMS_WGSL}
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> qBuf: array<${elem}>;
-@group(0) @binding(2) var<storage, read> kBuf: array<${elem}>;
-@group(0) @binding(3) var<storage, read> vBuf: array<${elem}>;
+@group(0) @binding(1) var<storage, read> qBuf: array<${qkvElem}>;
+@group(0) @binding(2) var<storage, read> kBuf: array<${qkvElem}>;
+@group(0) @binding(3) var<storage, read> vBuf: array<${qkvElem}>;
 ${rel}@group(0) @binding(${
     relPos ? 6 : biasTable ? 5 : 4
-  }) var<storage, read_write> outBuf: array<${elem}>;`;
+  }) var<storage, read_write> outBuf: array<${outElem}>;`;
 }

@@ -24,6 +24,7 @@ import {
   gemmBindingDecls,
   type GemmEpilogue,
   gemmEpilogueExpr,
+  gemmLoad,
 } from "./gemm_epilogue.ts";
 
 /** A register variant's shape. */
@@ -79,25 +80,30 @@ function registerGemmCode(v: RegisterGemmVariant): string {
   const rowBases = R.map((i) => `let ra${i} = a_base + min(m0 + ${i}u, p.M - 1u) * p.K;`);
   const acc = R.map((i) => C.map((j) => `var c${i}_${j} = 0.0;`).join(" "));
 
+  // Scalar loads of A row i / B column j at k (one lane of a vec4 where the buffer is vec4).
+  const aLoad = (i: number) =>
+    gemmLoad(v, "a", v.vecA ? `a[(ra${i} + k) / 4u][k % 4u]` : `a[ra${i} + k]`, false);
+  const bLoadNk = (j: number) =>
+    gemmLoad(v, "b", v.vecB ? `b[(rb${j} + k) / 4u][k % 4u]` : `b[rb${j} + k]`, false);
   let body: string;
   if (v.bLayout === "nk") {
     const colBases = C.map((j) => `let rb${j} = b_base + min(n0 + ${j}u, p.N - 1u) * p.K;`);
     if (v.vecA && v.vecB) {
       body = `${colBases.join("\n  ")}
   for (var k = 0u; k < p.K; k += 4u) {
-    ${R.map((i) => `let x${i} = a[(ra${i} + k) / 4u];`).join(" ")}
-    ${C.map((j) => `let y${j} = b[(rb${j} + k) / 4u];`).join(" ")}
+    ${R.map((i) => `let x${i} = ${gemmLoad(v, "a", `a[(ra${i} + k) / 4u]`, true)};`).join(" ")}
+    ${C.map((j) => `let y${j} = ${gemmLoad(v, "b", `b[(rb${j} + k) / 4u]`, true)};`).join(" ")}
     ${R.map((i) => C.map((j) => `c${i}_${j} += dot(x${i}, y${j});`).join(" ")).join("\n    ")}
   }`;
     } else {
       body = `${colBases.join("\n  ")}
   for (var k = 0u; k < p.K; k++) {
     ${
-        R.map((i) => `let x${i} = ${v.vecA ? `a[(ra${i} + k) / 4u][k % 4u]` : `a[ra${i} + k]`};`)
+        R.map((i) => `let x${i} = ${aLoad(i)};`)
           .join(" ")
       }
     ${
-        C.map((j) => `let y${j} = ${v.vecB ? `b[(rb${j} + k) / 4u][k % 4u]` : `b[rb${j} + k]`};`)
+        C.map((j) => `let y${j} = ${bLoadNk(j)};`)
           .join(" ")
       }
     ${
@@ -111,13 +117,18 @@ function registerGemmCode(v: RegisterGemmVariant): string {
     // "kn": B rows are N-contiguous; column j of the block is n0 + j (clamped).
     const colIdx = C.map((j) => `let cn${j} = min(n0 + ${j}u, p.N - 1u);`);
     const bLoad = (j: number) =>
-      v.vecB
-        ? `b[(b_base + k * p.N + cn${j}) / 4u][(cn${j}) % 4u]`
-        : `b[b_base + k * p.N + cn${j}]`;
+      gemmLoad(
+        v,
+        "b",
+        v.vecB
+          ? `b[(b_base + k * p.N + cn${j}) / 4u][(cn${j}) % 4u]`
+          : `b[b_base + k * p.N + cn${j}]`,
+        false,
+      );
     body = `${colIdx.join("\n  ")}
   for (var k = 0u; k < p.K; k++) {
     ${
-      R.map((i) => `let x${i} = ${v.vecA ? `a[(ra${i} + k) / 4u][k % 4u]` : `a[ra${i} + k]`};`)
+      R.map((i) => `let x${i} = ${aLoad(i)};`)
         .join(" ")
     }
     ${C.map((j) => `let y${j} = ${bLoad(j)};`).join(" ")}

@@ -41,6 +41,9 @@ export function linear(
   }
   if (K === 0) throw new Error("linear: K must be at least 1");
   const M = x.size / K;
+  for (const [t, what] of [[bias, "bias"], [opts.residual, "residual"]] as const) {
+    if (t && t.dtype !== "f32") throw new Error(`linear: ${what} must be f32, got ${t.dtype}`);
+  }
   if (bias && bias.size !== N) {
     throw new Error(`linear: bias has ${bias.size} elements, need N=${N}`);
   }
@@ -72,6 +75,10 @@ export function linear(
       bias: bias !== null,
       activation,
       residual: residual !== undefined,
+      // precision "f16": f16 operands pick the "_f16..." variant (f32 accumulation).
+      ...(x.dtype === "f16" ? { aF16: true } : {}),
+      ...(weight.dtype === "f16" ? { bF16: true } : {}),
+      ...(y.dtype === "f16" ? { outF16: true } : {}),
     },
     {
       batch: 1,

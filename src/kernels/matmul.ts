@@ -14,13 +14,16 @@
  * 4,194,240 and any product of them (far over 65535 workgroups in all) need no folding.
  */
 import { type GpuContext, type KernelSpec, MAX_WORKGROUPS_PER_DIM } from "../gpu/context.ts";
-import { emptyTensor, Params, type Tensor } from "../gpu/tensor.ts";
+import { emptyTensor, Params, requireShaderF16, type Tensor } from "../gpu/tensor.ts";
 import { ACTIVATION_WGSL } from "./activation.ts";
 import {
   cachedGemmSpec,
   gemmBindingDecls,
   type GemmEpilogue,
   gemmEpilogueExpr,
+  gemmF16Letters,
+  gemmLoad,
+  gemmUsesF16,
 } from "./gemm_epilogue.ts";
 import { parseRegisterTile, registerBlock, registerGemmSpec } from "./gemm_register.ts";
 
@@ -68,9 +71,10 @@ export interface GemmDims {
  * workgroup array `dst` (dst[k * rows/4 + r/4][r % 4]).
  */
 function loadKContiguous(
+  v0: GemmEpilogue,
   t: GemmTile,
   nt: number,
-  src: string,
+  src: "a" | "b",
   dst: string,
   rows: number,
   first: string,
@@ -86,7 +90,9 @@ function loadKContiguous(
       let row = ${first} + r;
       let k = k0 + kq * 4u;
       var v = vec4<f32>(0.0);
-      if (row < ${limit} && k < p.K) { v = ${src}[(${base} + row * p.K + k) / 4u]; }
+      if (row < ${limit} && k < p.K) { v = ${
+      gemmLoad(v0, src, `${src}[(${base} + row * p.K + k) / 4u]`, true)
+    }; }
       for (var j = 0u; j < 4u; j++) { ${dst}[(kq * 4u + j) * ${
       rows / 4
     }u + r / 4u][r % 4u] = v[j]; }
@@ -99,13 +105,15 @@ function loadKContiguous(
       let row = ${first} + r;
       let k = k0 + kk;
       var v = 0.0;
-      if (row < ${limit} && k < p.K) { v = ${src}[${base} + row * p.K + k]; }
+      if (row < ${limit} && k < p.K) { v = ${
+    gemmLoad(v0, src, `${src}[${base} + row * p.K + k]`, false)
+  }; }
       ${dst}[kk * ${rows / 4}u + r / 4u][r % 4u] = v;
     }`;
 }
 
 /** WGSL staging BK x BN of B in "kn" layout (N contiguous) into Bs, as it is. */
-function loadNContiguous(t: GemmTile, nt: number, vec: boolean): string {
+function loadNContiguous(v0: GemmEpilogue, t: GemmTile, nt: number, vec: boolean): string {
   if (vec) {
     return `for (var i = 0u; i < ${(t.bk * t.bn) / 4 / nt}u; i++) {
       let l = tid + i * ${nt}u;
@@ -114,7 +122,7 @@ function loadNContiguous(t: GemmTile, nt: number, vec: boolean): string {
       let k = k0 + kk;
       let n = n0 + nq * 4u;
       var v = vec4<f32>(0.0);
-      if (k < p.K && n < p.N) { v = b[(b_base + k * p.N + n) / 4u]; }
+      if (k < p.K && n < p.N) { v = ${gemmLoad(v0, "b", "b[(b_base + k * p.N + n) / 4u]", true)}; }
       Bs[kk * ${t.bn / 4}u + nq] = v;
     }`;
   }
@@ -125,7 +133,7 @@ function loadNContiguous(t: GemmTile, nt: number, vec: boolean): string {
       let k = k0 + kk;
       let n = n0 + c;
       var v = 0.0;
-      if (k < p.K && n < p.N) { v = b[b_base + k * p.N + n]; }
+      if (k < p.K && n < p.N) { v = ${gemmLoad(v0, "b", "b[b_base + k * p.N + n]", false)}; }
       Bs[kk * ${t.bn / 4}u + c / 4u][c % 4u] = v;
     }`;
 }
@@ -152,8 +160,8 @@ function gemmCode(v: GemmVariant): string {
   const stores = rows.map((i) => `store_row(o_base, m_first + ${i}u, n_first, acc${i});`)
     .join("\n  ");
   const loadB = v.bLayout === "nk"
-    ? loadKContiguous(t, nt, "b", "Bs", t.bn, "n0", "p.N", "b_base", v.vecB)
-    : loadNContiguous(t, nt, v.vecB);
+    ? loadKContiguous(v, t, nt, "b", "Bs", t.bn, "n0", "p.N", "b_base", v.vecB)
+    : loadNContiguous(v, t, nt, v.vecB);
 
   return /* wgsl */ `
 ${v.activation === "none" ? "" : ACTIVATION_WGSL}
@@ -188,7 +196,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
 
   ${accDecl}
   for (var k0 = 0u; k0 < p.K; k0 += ${t.bk}u) {
-    ${loadKContiguous(t, nt, "a", "As", t.bm, "m0", "p.M", "a_base", v.vecA)}
+    ${loadKContiguous(v, t, nt, "a", "As", t.bm, "m0", "p.M", "a_base", v.vecA)}
     ${loadB}
     workgroupBarrier();
     for (var kk = 0u; kk < ${t.bk}u; kk++) {
@@ -255,9 +263,13 @@ export function gemmCandidates(M: number): string[] {
   return M <= 16 ? names.filter((n) => n !== "tile128") : names;
 }
 
-/** Tune-cache key of a GEMM shape. */
-export function gemmKey(bLayout: "nk" | "kn", d: GemmDims): string {
-  return `gemm|${bLayout}|${d.batch}x${d.M}x${d.N}x${d.K}`;
+/**
+ * Tune-cache key of a GEMM shape; with f16 operands it ends in their letters ("|f16awo"), so
+ * f32 and f16 runs of one shape are tuned apart (f32 keys are as before).
+ */
+export function gemmKey(bLayout: "nk" | "kn", d: GemmDims, v?: GemmEpilogue): string {
+  const key = `gemm|${bLayout}|${d.batch}x${d.M}x${d.N}x${d.K}`;
+  return v && gemmUsesF16(v) ? `${key}|${gemmF16Letters(v)}` : key;
 }
 
 /**
@@ -272,10 +284,11 @@ export function runGemm(
   buffers: GPUBuffer[],
   variant?: string,
 ): void {
+  if (gemmUsesF16(base)) requireShaderF16(ctx, prefix);
   const name = variant ??
     variantFor(
       ctx,
-      gemmKey(base.bLayout, d),
+      gemmKey(base.bLayout, d, base),
       defaultGemmVariant(ctx.gpu.software, d.M),
       (tuned) => gemmCandidates(d.M).includes(tuned),
     );
@@ -363,6 +376,9 @@ export function matmul(ctx: GpuContext, a: Tensor, b: Tensor, opts: MatmulOption
       bias: false,
       activation: "none",
       residual: false,
+      ...(a.dtype === "f16" ? { aF16: true } : {}),
+      ...(b.dtype === "f16" ? { bF16: true } : {}),
+      ...(y.dtype === "f16" ? { outF16: true } : {}),
     },
     {
       batch,

@@ -9,7 +9,7 @@
  * (nq, nk) bias never exists.
  */
 import { type GpuContext, grid, type KernelSpec } from "../gpu/context.ts";
-import { emptyTensor, Params, type Tensor } from "../gpu/tensor.ts";
+import { emptyTensor, Params, requireShaderF16, type Tensor } from "../gpu/tensor.ts";
 import type { AttentionDims, HeadsView, RelPosBias } from "./attention.ts";
 
 const f32 = Math.fround;
@@ -93,16 +93,19 @@ function interpolateLinear(
 
 const WG = 256;
 
-const REL_POS_BIAS: KernelSpec = {
-  name: "rel_pos_bias_f32",
-  bindings: ["uniform", "read", "read", "read", "write", "write"],
-  code: () => /* wgsl */ `
+/** The kernel; `half`: q is stored as f16 (precision "f16"), widened on load. */
+function relPosBiasSpec(half: boolean): KernelSpec {
+  return {
+    name: half ? "rel_pos_bias_f32_f16q" : "rel_pos_bias_f32",
+    bindings: ["uniform", "read", "read", "read", "write", "write"],
+    code: () =>
+      /* wgsl */ `${half ? "enable f16;\n" : ""}
 struct P {
   n: u32, heads: u32, headDim: u32, nq: u32, qOff: u32, qStride: u32,
   qW: u32, kH: u32, kW: u32,
 }
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(1) var<storage, read> q: array<${half ? "f16" : "f32"}>;
 @group(0) @binding(2) var<storage, read> rh: array<f32>;
 @group(0) @binding(3) var<storage, read> rw: array<f32>;
 @group(0) @binding(4) var<storage, read_write> relH: array<f32>;
@@ -129,14 +132,22 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   }
   var s = 0.0;
   if (t < p.kH) {
-    for (var c = 0u; c < p.headDim; c++) { s += q[qBase + c] * rh[rBase + c]; }
+    for (var c = 0u; c < p.headDim; c++) { s += ${
+        half ? "f32(q[qBase + c])" : "q[qBase + c]"
+      } * rh[rBase + c]; }
     relH[row * p.kH + t] = s;
   } else {
-    for (var c = 0u; c < p.headDim; c++) { s += q[qBase + c] * rw[rBase + c]; }
+    for (var c = 0u; c < p.headDim; c++) { s += ${
+        half ? "f32(q[qBase + c])" : "q[qBase + c]"
+      } * rw[rBase + c]; }
     relW[row * p.kW + t - p.kH] = s;
   }
 }`,
-};
+  };
+}
+
+const REL_POS_BIAS = relPosBiasSpec(false);
+const REL_POS_BIAS_F16Q = relPosBiasSpec(true);
 
 /**
  * relH[bh, (qh, qw), kh] = q[b, (qh, qw), h, :] . rh[qh, kh, :] and
@@ -202,8 +213,10 @@ export function relPosBias(
   const params = new Params()
     .u32(n, heads, headDim, nq, q.offset, q.rowStride, qW, kH, kW)
     .build();
+  const half = q.tensor.dtype === "f16";
+  if (half) requireShaderF16(ctx, "relPosBias");
   ctx.dispatch(
-    REL_POS_BIAS,
+    half ? REL_POS_BIAS_F16Q : REL_POS_BIAS,
     params,
     [q.tensor.buffer, rh.buffer, rw.buffer, relH.buffer, relW.buffer],
     grid(Math.ceil(n / WG)),

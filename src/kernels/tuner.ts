@@ -8,7 +8,7 @@
  * software adapter's kernels).
  */
 import type { GpuContext } from "../gpu/context.ts";
-import { emptyTensor, type Tensor, tensorFrom } from "../gpu/tensor.ts";
+import { emptyTensor, type Tensor, tensorFrom, tensorFromF16 } from "../gpu/tensor.ts";
 import { attention, ATTENTION_CANDIDATES, defaultAttentionVariant } from "./attention.ts";
 import { linear } from "./linear.ts";
 import { defaultGemmVariant, gemmCandidates, matmul } from "./matmul.ts";
@@ -27,20 +27,46 @@ export interface TuneResult {
 
 /** A key's sizes, as the tuner needs them. */
 type Parsed =
-  | { op: "gemm"; layout: "nk" | "kn"; batch: number; M: number; N: number; K: number }
-  | { op: "attention"; bh: number; nq: number; nk: number; d: number; kH: number; kW: number };
+  | {
+    op: "gemm";
+    layout: "nk" | "kn";
+    batch: number;
+    M: number;
+    N: number;
+    K: number;
+    /** f16 operands (precision "f16" keys end in "|f16awo"-style letters). */
+    f16?: { a: boolean; w: boolean; o: boolean };
+  }
+  | {
+    op: "attention";
+    bh: number;
+    nq: number;
+    nk: number;
+    d: number;
+    kH: number;
+    kW: number;
+    /** q, k, v / out stored as f16 ("|f16qkv", "|f16qkvo", "|f16o" keys). */
+    half?: boolean;
+    halfOut?: boolean;
+  };
 
 /** Reads a tune key back into sizes; null for a key this tuner does not know. */
 export function parseTuneKey(key: string): Parsed | null {
-  let m = /^gemm\|(nk|kn)\|(\d+)x(\d+)x(\d+)x(\d+)$/.exec(key);
+  let m = /^gemm\|(nk|kn)\|(\d+)x(\d+)x(\d+)x(\d+)(?:\|f16(a?)(w?)(o?))?$/.exec(key);
   if (m) {
-    const [batch, M, N, K] = m.slice(2).map(Number);
-    return { op: "gemm", layout: m[1] as "nk" | "kn", batch, M, N, K };
+    const [batch, M, N, K] = m.slice(2, 6).map(Number);
+    const f16 = m[6] || m[7] || m[8] ? { a: !!m[6], w: !!m[7], o: !!m[8] } : undefined;
+    if (f16 === undefined && key.includes("|f16")) return null; // "|f16" with no operand
+    return { op: "gemm", layout: m[1] as "nk" | "kn", batch, M, N, K, ...(f16 ? { f16 } : {}) };
   }
-  m = /^attention\|(\d+)x(\d+)x(\d+)x(\d+)(?:\|relpos(\d+)x(\d+))?$/.exec(key);
+  m = /^attention\|(\d+)x(\d+)x(\d+)x(\d+)(?:\|relpos(\d+)x(\d+))?(?:\|f16(qkv)?(o)?)?$/
+    .exec(key);
   if (m) {
     const [bh, nq, nk, d] = m.slice(1, 5).map(Number);
-    return { op: "attention", bh, nq, nk, d, kH: Number(m[5] ?? 0), kW: Number(m[6] ?? 0) };
+    if (key.endsWith("|f16")) return null; // "|f16" with no operand
+    const rel = { kH: Number(m[5] ?? 0), kW: Number(m[6] ?? 0) };
+    const f16 = { ...(m[7] ? { half: true } : {}), ...(m[8] ? { halfOut: true } : {}) };
+    return { op: "attention", bh, nq, nk, d, ...rel, ...f16 };
   }
   return null;
 }
@@ -55,7 +81,7 @@ export function candidatesFor(p: Parsed): string[] {
   return p.op === "gemm" ? gemmCandidates(p.M) : ATTENTION_CANDIDATES;
 }
 
-function random(ctx: GpuContext, shape: number[], seed: number): Tensor {
+function random(ctx: GpuContext, shape: number[], seed: number, f16 = false): Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
   const data = new Float32Array(n);
   let s = seed >>> 0;
@@ -63,7 +89,7 @@ function random(ctx: GpuContext, shape: number[], seed: number): Tensor {
     s = (s * 1664525 + 1013904223) >>> 0;
     data[i] = s / 2 ** 32 - 0.5;
   }
-  return tensorFrom(ctx, data, shape);
+  return f16 ? tensorFromF16(ctx, data, shape) : tensorFrom(ctx, data, shape);
 }
 
 /** Inputs for a shape and a function recording one run of `variant` into `ctx`. */
@@ -73,9 +99,10 @@ function makeRunner(ctx: GpuContext, p: Parsed): {
   dispose: () => void;
 } {
   if (p.op === "gemm") {
-    const a = random(ctx, [p.batch, p.M, p.K], 1);
-    const b = random(ctx, p.layout === "nk" ? [p.batch, p.N, p.K] : [p.batch, p.K, p.N], 2);
-    const out = emptyTensor(ctx, [p.batch, p.M, p.N], "tune.out");
+    const a = random(ctx, [p.batch, p.M, p.K], 1, p.f16?.a);
+    const bShape = p.layout === "nk" ? [p.batch, p.N, p.K] : [p.batch, p.K, p.N];
+    const b = random(ctx, bShape, 2, p.f16?.w);
+    const out = emptyTensor(ctx, [p.batch, p.M, p.N], "tune.out", p.f16?.o ? "f16" : "f32");
     const weight = p.batch === 1 && p.layout === "nk" ? b.reshape([p.N, p.K]) : null;
     return {
       run: (variant) => {
@@ -86,9 +113,9 @@ function makeRunner(ctx: GpuContext, p: Parsed): {
       dispose: () => [a, b, out].forEach((t) => t.destroy()),
     };
   }
-  const q = random(ctx, [p.bh, p.nq, p.d], 3);
-  const k = random(ctx, [p.bh, p.nk, p.d], 4);
-  const v = random(ctx, [p.bh, p.nk, p.d], 5);
+  const q = random(ctx, [p.bh, p.nq, p.d], 3, p.half);
+  const k = random(ctx, [p.bh, p.nk, p.d], 4, p.half);
+  const v = random(ctx, [p.bh, p.nk, p.d], 5, p.half);
   const rel = p.kH > 0
     ? {
       relH: random(ctx, [p.bh, p.nq, p.kH], 6),
@@ -97,7 +124,7 @@ function makeRunner(ctx: GpuContext, p: Parsed): {
       kW: p.kW,
     }
     : undefined;
-  const out = emptyTensor(ctx, [p.bh, p.nq, p.d], "tune.out");
+  const out = emptyTensor(ctx, [p.bh, p.nq, p.d], "tune.out", p.halfOut ? "f16" : "f32");
   const view = (t: Tensor) => ({ tensor: t, offset: 0, rowStride: p.d });
   const dims = { batch: p.bh, heads: 1, headDim: p.d, nq: p.nq, nk: p.nk };
   return {
@@ -121,18 +148,21 @@ async function timeRun(ctx: GpuContext, run: () => void): Promise<number> {
 }
 
 /** Largest absolute difference, and whether every element is within
- * 1e-4 * (1 + max |ref|) + 1e-4 |ref| of the reference (float32 sums in another order). */
+ * 1e-4 * (1 + max |ref|) + 1e-4 |ref| of the reference (float32 sums in another order); for
+ * an f16 output, plus 2^-10 |ref| (sums in another order may round to neighbouring halves). */
 function compareOutputs(
   got: Float32Array,
   ref: Float32Array,
+  f16Out = false,
 ): { agrees: boolean; maxDiff: number } {
+  const rtol = f16Out ? 1e-4 + 2 ** -10 : 1e-4;
   let scale = 0;
   for (const r of ref) scale = Math.max(scale, Math.abs(r));
   let maxDiff = 0;
   let agrees = true;
   for (let i = 0; i < ref.length; i++) {
     const d = Math.abs(got[i] - ref[i]);
-    if (!(d <= 1e-4 * (1 + scale) + 1e-4 * Math.abs(ref[i]))) agrees = false;
+    if (!(d <= 1e-4 * (1 + scale) + rtol * Math.abs(ref[i]))) agrees = false;
     if (!(d <= maxDiff)) maxDiff = d; // NaN propagates into maxDiff
   }
   return { agrees, maxDiff };
@@ -170,7 +200,11 @@ export async function tuneKey(
     for (const variant of candidatesFor(p)) {
       const once = () => run(variant);
       await timeRun(ctx, once); // compile + warm up
-      const { agrees, maxDiff } = compareOutputs(await output.read(), reference);
+      const { agrees, maxDiff } = compareOutputs(
+        await output.read(),
+        reference,
+        output.dtype === "f16",
+      );
       const times: number[] = [];
       let total = 0;
       while (agrees && times.length < (opts.maxRuns ?? 10) && total < (opts.minMs ?? 200)) {

@@ -6,7 +6,7 @@
  * every output is written exactly once.
  */
 import { type GpuContext, grid, type KernelSpec } from "../gpu/context.ts";
-import { emptyTensor, Params, type Tensor } from "../gpu/tensor.ts";
+import { emptyTensor, Params, requireShaderF16, type Tensor } from "../gpu/tensor.ts";
 
 const WG = 256;
 
@@ -41,12 +41,15 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   };
 }
 
-function unpartitionSpec(v4: boolean): KernelSpec {
-  const elem = v4 ? "vec4<f32>" : "f32";
+/** `half`: an f16 tensor (precision "f16": the attention output), copied as it is. */
+function unpartitionSpec(v4: boolean, half = false): KernelSpec {
+  const scalar = half ? "f16" : "f32";
+  const elem = v4 ? `vec4<${scalar}>` : scalar;
   return {
-    name: `window_unpartition${v4 ? "_v4" : ""}_f32`,
+    name: `window_unpartition${v4 ? "_v4" : ""}_${scalar}`,
     bindings: ["uniform", "read", "write"],
-    code: () => /* wgsl */ `
+    code: () =>
+      /* wgsl */ `${half ? "enable f16;\n" : ""}
 struct P { n: u32, w: u32, c: u32, win: u32, nwx: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> src: array<${elem}>;
@@ -70,6 +73,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 
 const PARTITION = [partitionSpec(false), partitionSpec(true)];
 const UNPARTITION = [unpartitionSpec(false), unpartitionSpec(true)];
+const UNPARTITION_F16 = [unpartitionSpec(false, true), unpartitionSpec(true, true)];
 
 function checkWin(fn: string, win: number): void {
   if (!Number.isInteger(win) || win < 1) {
@@ -132,10 +136,16 @@ export function windowUnpartition(
   const c = x.shape[2];
   const y = out
     ? checkOut("windowUnpartition", out, [H, W, c], x)
-    : emptyTensor(ctx, [H, W, c], "window_unpartition.out");
+    : emptyTensor(ctx, [H, W, c], "window_unpartition.out", x.dtype);
+  if (y.dtype !== x.dtype) {
+    throw new Error(`windowUnpartition: out is ${y.dtype}, x is ${x.dtype}`);
+  }
+  const half = x.dtype === "f16";
+  if (half) requireShaderF16(ctx, "windowUnpartition");
   const v4 = c % 4 === 0 ? 1 : 0;
   const n = v4 ? y.size / 4 : y.size;
   const params = new Params().u32(n, W, v4 ? c / 4 : c, win, nwx).build();
-  ctx.dispatch(UNPARTITION[v4], params, [x.buffer, y.buffer], grid(Math.ceil(n / WG)));
+  const spec = (half ? UNPARTITION_F16 : UNPARTITION)[v4];
+  ctx.dispatch(spec, params, [x.buffer, y.buffer], grid(Math.ceil(n / WG)));
   return y;
 }

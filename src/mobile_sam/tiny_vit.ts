@@ -28,7 +28,8 @@
  * 1e-6 in the neck.
  */
 import type { GpuContext } from "../gpu/context.ts";
-import { numel, Tensor, tensorFrom } from "../gpu/tensor.ts";
+import { numel, Tensor, type TensorDType, tensorFrom, tensorFromF16 } from "../gpu/tensor.ts";
+import type { Precision } from "../precision.ts";
 import { activation } from "../kernels/activation.ts";
 import { attention, type HeadsView } from "../kernels/attention.ts";
 import { depthwiseConv2d } from "../kernels/depthwise_conv2d.ts";
@@ -136,10 +137,20 @@ export class TinyVitWeightLoader {
     readonly ctx: GpuContext,
     readonly sd: StateDict,
     readonly prefix = "image_encoder.",
+    /** "f16": GEMM weights (linear, 1x1 and unfolded convs) are stored as f16. */
+    readonly precision: Precision = "f32",
   ) {}
 
   upload(data: Float32Array, shape: readonly number[], label: string): Tensor {
     const t = tensorFrom(this.ctx, data, shape, label);
+    this.tensors.push(t);
+    return t;
+  }
+
+  /** A GEMM weight (B of a linear): f16 under precision "f16", else as `upload`. */
+  uploadMatrix(data: Float32Array, shape: readonly number[], label: string): Tensor {
+    if (this.precision !== "f16") return this.upload(data, shape, label);
+    const t = tensorFromF16(this.ctx, data, shape, label);
     this.tensors.push(t);
     return t;
   }
@@ -150,20 +161,32 @@ export class TinyVitWeightLoader {
     return tensorF32(host);
   }
 
-  get(name: string): Tensor {
-    return this.upload(this.raw(name), this.sd.get(this.prefix + name)!.shape, name);
+  get(name: string, matrix = false): Tensor {
+    const shape = this.sd.get(this.prefix + name)?.shape ?? [];
+    return matrix
+      ? this.uploadMatrix(this.raw(name), shape, name)
+      : this.upload(this.raw(name), shape, name);
   }
 
-  pair(name: string): [Tensor, Tensor] {
-    return [this.get(`${name}.weight`), this.get(`${name}.bias`)];
+  pair(name: string, matrix = false): [Tensor, Tensor] {
+    return [this.get(`${name}.weight`, matrix), this.get(`${name}.bias`)];
   }
 
-  /** A Conv2d_BN folded; 1x1 convs as linear weights [Cout, Cin]. */
-  conv(name: string): Conv {
+  /**
+   * A Conv2d_BN folded; 1x1 convs as linear weights [Cout, Cin]. `gemm`: the conv runs as a
+   * GEMM (1x1, or unfolded by im2col), so its weight may be f16; depthwise ones stay f32.
+   */
+  conv(name: string, gemm = false): Conv {
     const f = foldConvBn(this.sd, this.prefix + name);
-    const shape = f.shape[2] === 1 && f.shape[3] === 1 ? [f.shape[0], f.shape[1]] : f.shape;
+    const pointwise = f.shape[2] === 1 && f.shape[3] === 1;
+    const shape = pointwise ? [f.shape[0], f.shape[1]] : f.shape;
     return {
-      w: this.upload(f.weight, shape, `${name}.folded`),
+      w: (gemm || pointwise ? this.uploadMatrix : this.upload).call(
+        this,
+        f.weight,
+        shape,
+        `${name}.folded`,
+      ),
       b: this.upload(f.bias, [f.shape[0]], `${name}.bias`),
     };
   }
@@ -185,7 +208,7 @@ export class TinyVitWeightLoader {
     return {
       norm: this.pair(`${B}attn.norm`),
       qkv: [
-        this.upload(
+        this.uploadMatrix(
           qkvToSamLayout(this.raw(`${B}attn.qkv.weight`), s.heads, d),
           [3 * s.dim, s.dim],
           `${B}qkv`,
@@ -196,7 +219,7 @@ export class TinyVitWeightLoader {
           `${B}qkv.bias`,
         ),
       ],
-      proj: this.pair(`${B}attn.proj`),
+      proj: this.pair(`${B}attn.proj`, true),
       biasTable: this.upload(
         gatherBiasTable(this.raw(`${B}attn.attention_biases`), s.heads, s.window),
         [s.heads, n, n],
@@ -204,14 +227,14 @@ export class TinyVitWeightLoader {
       ),
       localConv: this.conv(`${B}local_conv`),
       mlpNorm: this.pair(`${B}mlp.norm`),
-      fc1: this.pair(`${B}mlp.fc1`),
-      fc2: this.pair(`${B}mlp.fc2`),
+      fc1: this.pair(`${B}mlp.fc1`, true),
+      fc2: this.pair(`${B}mlp.fc2`, true),
     };
   }
 }
 
 /** Lends activation buffers by role; a view is only asked for to write a new output. */
-export type ViewFn = (name: BufferName, shape: readonly number[]) => Tensor;
+export type ViewFn = (name: BufferName, shape: readonly number[], dtype?: TensorDType) => Tensor;
 
 export type BufferName =
   | "input"
@@ -240,11 +263,19 @@ export class TinyVitEncoder {
   private buffers = new Map<BufferName, GPUBuffer>();
   private disposed = false;
 
-  private constructor(readonly ctx: GpuContext, readonly arch: SamArch, sd: StateDict) {
+  private constructor(
+    readonly ctx: GpuContext,
+    readonly arch: SamArch,
+    sd: StateDict,
+    readonly precision: Precision = "f32",
+  ) {
     this.tinyVit = inferTinyVitArch(sd);
-    const load = new TinyVitWeightLoader(ctx, sd);
+    const load = new TinyVitWeightLoader(ctx, sd, "image_encoder.", precision);
     this.weights = load.tensors;
-    this.stem = [load.conv("patch_embed.seq.0"), load.conv("patch_embed.seq.2")];
+    this.stem = [
+      load.conv("patch_embed.seq.0", true),
+      load.conv("patch_embed.seq.2", true),
+    ];
     this.tinyVit.stages.forEach((s, i) => {
       const L = `layers.${i}.`;
       const stage: StageWeights = { arch: s, mbconv: [], blocks: [], downsample: null };
@@ -255,12 +286,18 @@ export class TinyVitEncoder {
       if (s.downsample) stage.downsample = load.mbconv(`${L}downsample`);
       this.stages.push(stage);
     });
-    this.neck = neckWeights((name) => load.get(name));
+    // The neck's conv weights (neck.0, neck.2) are GEMM weights; its LayerNorms are not.
+    this.neck = neckWeights((name) => load.get(name, /^neck\.[02]\.weight$/.test(name)));
   }
 
   /** Uploads the encoder's weights of a MobileSAM state dict (BatchNorm folded). */
-  static fromStateDict(ctx: GpuContext, sd: StateDict, arch: SamArch): TinyVitEncoder {
-    return new TinyVitEncoder(ctx, arch, sd);
+  static fromStateDict(
+    ctx: GpuContext,
+    sd: StateDict,
+    arch: SamArch,
+    precision: Precision = "f32",
+  ): TinyVitEncoder {
+    return new TinyVitEncoder(ctx, arch, sd, precision);
   }
 
   dispose(): void {
@@ -285,7 +322,7 @@ export class TinyVitEncoder {
     return n;
   }
 
-  private view(name: BufferName, shape: readonly number[]): Tensor {
+  private view(name: BufferName, shape: readonly number[], dtype: TensorDType = "f32"): Tensor {
     const bytes = Math.max(16, numel(shape) * 4);
     let buffer = this.buffers.get(name);
     if (!buffer || buffer.size < bytes) {
@@ -300,7 +337,7 @@ export class TinyVitEncoder {
       });
       this.buffers.set(name, buffer);
     }
-    return new Tensor(this.ctx, buffer, shape, `tinyvit.${name}`);
+    return new Tensor(this.ctx, buffer, shape, `tinyvit.${name}`, dtype);
   }
 
   /**
@@ -359,7 +396,7 @@ export class TinyVitEncoder {
     hook("act_patch_embed", x);
 
     this.stages.forEach((stage, i) => {
-      const view: ViewFn = (name, shape) => this.view(name, shape);
+      const view: ViewFn = (name, shape, dtype) => this.view(name, shape, dtype);
       for (const w of stage.mbconv) {
         x = mbconvForward(ctx, w, x, view);
         ctx.submit();
@@ -448,15 +485,18 @@ export function tinyVitBlockForward(
   // Raw tokens -> [windows, w*w, C], zero padded; then the attention's LayerNorm.
   const parts = windowPartition(ctx, x, win, view("win", [windows, n, C]));
   const normed = layerNorm(ctx, parts, ...w.norm, LN_EPS, view("winN", [windows, n, C]));
-  const qkv = linear(ctx, normed, ...w.qkv, { out: view("qkv", [windows * n, 3 * C]) });
+  // precision f16 (f16 weights): qkv stored as f16, read so by attention (f32 out).
+  const qkv = linear(ctx, normed, ...w.qkv, {
+    out: view("qkv", [windows * n, 3 * C], w.qkv[0].dtype),
+  });
   const qkvHeads = (k: number): HeadsView => ({ tensor: qkv, offset: k * C, rowStride: 3 * C });
   const dims = { batch: windows, heads, headDim: d, nq: n, nk: n };
   const attn = attention(ctx, qkvHeads(0), qkvHeads(1), qkvHeads(2), dims, {
     biasTable: w.biasTable,
-    out: view("win", [windows, n, C]),
+    out: view("win", [windows, n, C], w.qkv[0].dtype),
   });
   // Back to [H, W, C] (cropping the padding), proj + residual.
-  const tokens = windowUnpartition(ctx, attn, win, H, W, view("h1", [H, W, C]));
+  const tokens = windowUnpartition(ctx, attn, win, H, W, view("h1", [H, W, C], attn.dtype));
   const x2 = linear(ctx, tokens, ...w.proj, { residual: x, out: view("y", [H, W, C]) });
   const k = w.localConv.w.shape[2];
   const x3 = depthwiseConv2d(ctx, x2, w.localConv.w, w.localConv.b, {
@@ -466,9 +506,10 @@ export function tinyVitBlockForward(
   });
   // MLP: x3 + fc2(gelu(fc1(LN(x3)))).
   const xn = layerNorm(ctx, x3, ...w.mlpNorm, LN_EPS, view("h1", [H, W, C]));
+  // Between two GEMMs: f16 when the weights are (precision "f16"), read back by fc2 as such.
   const hidden = linear(ctx, xn, ...w.fc1, {
     activation: "gelu",
-    out: view("h2", [H, W, s.mlpDim]),
+    out: view("h2", [H, W, s.mlpDim], w.fc1[0].dtype),
   });
   return linear(ctx, hidden, ...w.fc2, { residual: x3, out: view("x", [H, W, C]) });
 }

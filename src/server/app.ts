@@ -234,6 +234,7 @@ export function createApp(options: AppOptions): AppHandler {
         family: engine.info.family ?? "sam",
         arch: engine.info.arch,
         meaningless: engine.info.meaningless,
+        precision: engine.info.precision ?? "f32",
       },
       adapter: engine.info.adapter,
       gpu_provider: engine.info.provider ?? null,

@@ -36,6 +36,7 @@
 import { parseFlags, UsageError } from "../cli/args.ts";
 import { DEFAULT_LIMITS } from "./limits.ts";
 import { DEFAULT_CONNECTION_LIMITS } from "./listener.ts";
+import { parsePrecision, type Precision } from "../precision.ts";
 
 export interface ServerConfig {
   host: string;
@@ -62,6 +63,8 @@ export interface ServerConfig {
   idleTimeoutS: number;
   /** --ls-allow-host as given (comma-separated host[:port]); null: none. */
   lsAllowHosts: string | null;
+  /** --precision / WGSAM_PRECISION: "f32" or "f16" (src/precision.ts). */
+  precision: Precision;
   help: boolean;
 }
 
@@ -76,13 +79,16 @@ Options: [--host H] [--port P] [--model PATH|NAME] [--detector PATH.onnx]
                        [--allow-origin ORIGIN]... [--allow-host NAME]... [--max-connections N]
                        [--header-timeout-s S] [--idle-timeout-s S]
                        [--ls-allow-host HOST[:PORT],...] [--gpu auto|deno|dawn]
+                       [--precision f32|f16]
   -h, --help           this text
 
 Each flag can also be set by the environment: WGSAM_HOST, WGSAM_PORT, WGSAM_MODEL,
 WGSAM_DETECTOR, WGSAM_CACHE_MB, WGSAM_TIMEOUT_S, WGSAM_MAX_QUEUE, WGSAM_MAX_UPLOAD_MB,
 WGSAM_MAX_PIXELS, WGSAM_MAX_MASK_PIXELS, WGSAM_REDIS, WGSAM_REDIS_TTL_S, WGSAM_REDIS_MB,
 WGSAM_DRAIN_S, WGSAM_ALLOW_ORIGIN, WGSAM_ALLOW_HOST, WGSAM_MAX_CONNECTIONS,
-WGSAM_HEADER_TIMEOUT_S, WGSAM_IDLE_TIMEOUT_S, WGSAM_LS_ALLOW_HOSTS.
+WGSAM_HEADER_TIMEOUT_S, WGSAM_IDLE_TIMEOUT_S, WGSAM_LS_ALLOW_HOSTS, WGSAM_PRECISION.
+--precision f16 stores the model's weights and GEMM-to-GEMM activations as float16 (half the
+bytes; needs the adapter's shader-f16; SAM 1 family only); /api/info reports it.
 --ls-allow-host names hosts (comma separated) that Label Studio task images may be fetched from
 at loopback or private addresses, besides LABEL_STUDIO_URL's host.
 --redis redis://host:port shares embeddings and uploads between servers (see README, "Many
@@ -105,7 +111,7 @@ that does not load). On SIGTERM: 0 once accepted requests finished within --drai
 interface FlagSpec {
   env: string;
   key: keyof ServerConfig;
-  kind: "string" | "int" | "num" | "list";
+  kind: "string" | "int" | "num" | "list" | "precision";
   /** Must be above 0: 0 would make every request fail (a 504 at once, a 413, a 400...). */
   positive?: boolean;
   /** Largest value allowed. */
@@ -173,6 +179,7 @@ const FLAGS: Record<string, FlagSpec> = {
     max: 2_147_483,
   },
   "ls-allow-host": { env: "WGSAM_LS_ALLOW_HOSTS", key: "lsAllowHosts", kind: "string" },
+  precision: { env: "WGSAM_PRECISION", key: "precision", kind: "precision" },
 };
 
 export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
@@ -196,6 +203,7 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   headerTimeoutS: DEFAULT_CONNECTION_LIMITS.headerTimeoutMs / 1000,
   idleTimeoutS: DEFAULT_CONNECTION_LIMITS.idleTimeoutMs / 1000,
   lsAllowHosts: null,
+  precision: "f32",
   help: false,
 });
 
@@ -210,6 +218,7 @@ function parseValue(flag: string, spec: FlagSpec, text: string): string | number
     if (text === "") throw new Error(`--${flag} needs a value`);
     return text;
   }
+  if (kind === "precision") return parsePrecision(text, `--${flag}`);
   const n = Number(text);
   const ok = text.trim() !== "" && Number.isFinite(n) && (spec.positive ? n > 0 : n >= 0) &&
     (kind === "num" || Number.isInteger(n));

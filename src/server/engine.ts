@@ -35,6 +35,8 @@ export interface EngineInfo {
   adapter: string;
   /** The WebGPU provider ("deno" or "dawn"); absent for engines without a GPU. */
   provider?: string;
+  /** "f32" or "f16" (weights and GEMM activations stored as float16); absent: "f32". */
+  precision?: string;
   /** True for the bundled random-weight test model: its masks mean nothing. */
   meaningless: boolean;
   /**

@@ -5,6 +5,7 @@
  * so an image already uploaded is not encoded again, with the decoder's low-res logits kept
  * on the GPU (`lowResOut`) instead of read back and uploaded again.
  */
+import type { Precision } from "../precision.ts";
 import {
   type EmbeddingEvent,
   imageId,
@@ -75,9 +76,11 @@ export async function loadSamEngine(
     shared?: SharedEmbeddings;
     /** Told where each embedding came from (metrics). */
     onEmbedding?: (event: EmbeddingEvent) => void;
+    /** Default: $WGSAM_PRECISION, else "f32" (SamModel.load). */
+    precision?: Precision;
   },
 ): Promise<SamEngine> {
-  const model = await SamModel.load(source, { quiet: opts.quiet });
+  const model = await SamModel.load(source, { quiet: opts.quiet, precision: opts.precision });
   const predictor = new SamPredictor(model, {
     cacheBytes: opts.cacheBytes,
     shared: opts.shared,
@@ -121,6 +124,7 @@ export async function loadSamEngine(
       : ["image_embeddings"],
     adapter: model.adapter,
     provider: model.provider,
+    precision: model.precision,
     meaningless: model.name === "sam-tiny" || model.name === "sam2-tiny",
     imgSize: arch.imgSize,
   };

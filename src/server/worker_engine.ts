@@ -7,6 +7,7 @@
  * Pixels cross once per image: the worker keeps the last KEPT_IMAGES images by key, and this
  * side mirrors that list, so setting a stored image again before each prompt sends only its key.
  */
+import type { Precision } from "../precision.ts";
 import type { AmgFilterCounts, AmgParams, MaskRecord } from "../amg/mod.ts";
 import type { ImageInfo, Prediction, Prompt, RgbImage } from "../types.ts";
 import type { Engine, EngineInfo } from "./engine.ts";
@@ -44,6 +45,8 @@ export async function loadWorkerEngine(
     quiet?: boolean;
     /** Told where each embedding came from (metrics). */
     onEmbedding?: (event: EmbeddingEvent) => void;
+    /** Default: the worker's $WGSAM_PRECISION, else "f32". */
+    precision?: Precision;
   },
 ): Promise<WorkerEngine> {
   const worker = new WebWorker(new URL("./engine_worker.ts", import.meta.url).href, {
@@ -94,7 +97,7 @@ export async function loadWorkerEngine(
   try {
     info = await call<EngineInfo>("load", {
       source,
-      opts: { cacheBytes: opts.cacheBytes, quiet: opts.quiet },
+      opts: { cacheBytes: opts.cacheBytes, quiet: opts.quiet, precision: opts.precision },
     });
   } catch (e) {
     worker.terminate();

@@ -42,11 +42,15 @@ var GpuContext = class {
   poolDepth = 0;
   /** Tests: fill every reused storage buffer with NaN, so a kernel that relies on zeros shows. */
   poisonReused = false;
-  /** Work recorded so far: dispatches, queue submits and mapped readbacks. */
+  /**
+   * Work recorded so far: dispatches, queue submits and mapped readbacks; and the bytes that
+   * tensorFrom / tensorFromF16 uploaded (weights, mostly: f16 halves them).
+   */
   counters = {
     dispatches: 0,
     submits: 0,
-    readbacks: 0
+    readbacks: 0,
+    uploadedBytes: 0
   };
   constructor(gpu) {
     this.gpu = gpu;
@@ -60,6 +64,12 @@ var GpuContext = class {
   /** Number of pipelines compiled so far (one per kernel variant name). */
   get pipelineCount() {
     return this.pipelines.size;
+  }
+  /** Names of the kernel variants compiled so far (tests: which variants a pass ran). */
+  get pipelineNames() {
+    return [
+      ...this.pipelines.keys()
+    ];
   }
   /** Returns the cached pipeline for a kernel variant, compiling it on first use. */
   pipeline(spec4) {
@@ -636,24 +646,30 @@ function gpuDeviceFrom(adapter, device) {
     description,
     info,
     hasTimestamps: false,
-    software
+    software,
+    hasF16: device.features.has("shader-f16")
   };
 }
 
 // src/gpu/tensor.ts
+function dtypeBytes(dtype) {
+  return dtype === "f16" ? 2 : 4;
+}
 var Tensor = class _Tensor {
   ctx;
   buffer;
   shape;
   label;
+  dtype;
   /** The buffer's pool lease when the tensor was made (see GpuContext.acquireStorage). */
   lease;
-  constructor(ctx, buffer, shape, label = "") {
+  constructor(ctx, buffer, shape, label = "", dtype = "f32") {
     this.ctx = ctx;
     this.buffer = buffer;
     this.shape = shape;
     this.label = label;
-    const bytes = this.size * 4;
+    this.dtype = dtype;
+    const bytes = this.size * dtypeBytes(dtype);
     if (bytes > buffer.size) {
       throw new Error(`tensor ${label} of shape [${shape.join(", ")}] needs ${bytes} bytes, buffer has ${buffer.size}`);
     }
@@ -668,10 +684,18 @@ var Tensor = class _Tensor {
     if (numel(shape) !== this.size) {
       throw new Error(`cannot reshape [${this.shape.join(", ")}] to [${shape.join(", ")}]`);
     }
-    return new _Tensor(this.ctx, this.buffer, shape, this.label);
+    return new _Tensor(this.ctx, this.buffer, shape, this.label, this.dtype);
   }
-  /** Reads the tensor back to the CPU. */
+  /** Bytes of the elements (size * 2 for f16, size * 4 for f32). */
+  get byteLength() {
+    return this.size * dtypeBytes(this.dtype);
+  }
+  /** Reads the tensor back to the CPU (f16 widened to float32). */
   async read() {
+    if (this.dtype === "f16") {
+      const raw = await this.ctx.read(this.buffer, 0, align42(this.byteLength));
+      return f16ToF32(new Uint16Array(raw, 0, this.size));
+    }
     return new Float32Array(await this.ctx.read(this.buffer, 0, this.size * 4));
   }
   /** Frees the buffer, or gives it back to the context's pool when it came from there. */
@@ -682,14 +706,14 @@ var Tensor = class _Tensor {
 function numel(shape) {
   return shape.reduce((a, b) => a * b, 1);
 }
-function emptyTensor(ctx, shape, label = "") {
-  const size = Math.max(4, numel(shape) * 4);
+function emptyTensor(ctx, shape, label = "", dtype = "f32") {
+  const size = Math.max(4, numel(shape) * dtypeBytes(dtype));
   const maxSize = ctx.device.limits.maxStorageBufferBindingSize;
   if (size > maxSize) {
     throw new Error(`tensor ${label} [${shape.join(", ")}] is ${size} bytes, over the device's storage binding limit of ${maxSize}`);
   }
   const { buffer } = ctx.acquireStorage(align42(size), label);
-  return new Tensor(ctx, buffer, shape, label);
+  return new Tensor(ctx, buffer, shape, label, dtype);
 }
 function tensorFrom(ctx, data, shape, label = "") {
   if (data.length !== numel(shape)) {
@@ -697,7 +721,28 @@ function tensorFrom(ctx, data, shape, label = "") {
   }
   const t = emptyTensor(ctx, shape, label);
   ctx.device.queue.writeBuffer(t.buffer, 0, data);
+  ctx.counters.uploadedBytes += data.byteLength;
   return t;
+}
+function tensorFromF16(ctx, data, shape, label = "") {
+  if (data.length !== numel(shape)) {
+    throw new Error(`${label}: ${data.length} values for shape [${shape.join(", ")}]`);
+  }
+  const t = emptyTensor(ctx, shape, label, "f16");
+  const half = new Uint16Array(data.length + data.length % 2);
+  half.set(new Uint16Array(new Float16Array(data).buffer));
+  ctx.device.queue.writeBuffer(t.buffer, 0, half);
+  ctx.counters.uploadedBytes += half.byteLength;
+  return t;
+}
+function requireShaderF16(ctx, op) {
+  if (!ctx.gpu.hasF16) {
+    throw new Error(`${op}: f16 tensors need the WebGPU feature "shader-f16", which this adapter (${ctx.gpu.description}) does not offer; use precision "f32"`);
+  }
+}
+function f16ToF32(bits) {
+  const copy = new Uint16Array(bits);
+  return Float32Array.from(new Float16Array(copy.buffer, 0, copy.length));
 }
 function align42(n) {
   return Math.ceil(n / 4) * 4;
@@ -904,18 +949,30 @@ function add(ctx, a, b, out) {
 }
 
 // src/kernels/gemm_epilogue.ts
+function gemmUsesF16(v) {
+  return !!(v.aF16 || v.bF16 || v.outF16);
+}
+function gemmF16Letters(v) {
+  return `f16${v.aF16 ? "a" : ""}${v.bF16 ? "w" : ""}${v.outF16 ? "o" : ""}`;
+}
+function gemmLoad(v, which, expr, vec) {
+  const half = which === "a" ? v.aF16 : v.bF16;
+  if (!half) return expr;
+  return vec ? `vec4<f32>(${expr})` : `f32(${expr})`;
+}
 function gemmBindingDecls(v) {
-  const vecType = (vec) => vec ? "vec4<f32>" : "f32";
+  const elem = (half) => half ? "f16" : "f32";
+  const vecType = (vec, half) => vec ? `vec4<${elem(half)}>` : elem(half);
   let binding = 1;
   const decls = [
-    `@group(0) @binding(${binding++}) var<storage, read> a: array<${vecType(v.vecA)}>;`,
-    `@group(0) @binding(${binding++}) var<storage, read> b: array<${vecType(v.vecB)}>;`
+    `@group(0) @binding(${binding++}) var<storage, read> a: array<${vecType(v.vecA, v.aF16)}>;`,
+    `@group(0) @binding(${binding++}) var<storage, read> b: array<${vecType(v.vecB, v.bF16)}>;`
   ];
   if (v.bias) decls.push(`@group(0) @binding(${binding++}) var<storage, read> bias: array<f32>;`);
   if (v.residual) {
     decls.push(`@group(0) @binding(${binding++}) var<storage, read> residual: array<f32>;`);
   }
-  decls.push(`@group(0) @binding(${binding++}) var<storage, read_write> out: array<f32>;`);
+  decls.push(`@group(0) @binding(${binding++}) var<storage, read_write> out: array<${elem(v.outF16)}>;`);
   return decls.join("\n");
 }
 function gemmEpilogueExpr(v, acc) {
@@ -923,7 +980,7 @@ function gemmEpilogueExpr(v, acc) {
   if (v.bias) value = `(${value} + bias[n])`;
   value = activationExpr(v.activation, value);
   if (v.residual) value = `${value} + residual[o]`;
-  return value;
+  return v.outF16 ? `f16(${value})` : value;
 }
 var specs = /* @__PURE__ */ new Map();
 function cachedGemmSpec(prefix, v, tileName, code) {
@@ -934,6 +991,9 @@ function cachedGemmSpec(prefix, v, tileName, code) {
   if (v.activation !== "none") parts.push(v.activation);
   if (v.residual) parts.push("residual");
   parts.push("f32");
+  if (gemmUsesF16(v)) {
+    parts.push(`f16${v.aF16 ? "a" : ""}${v.bF16 ? "w" : ""}${v.outF16 ? "o" : ""}`);
+  }
   if (v.vecA) parts.push("a4");
   if (v.vecB) parts.push("b4");
   parts.push(tileName);
@@ -952,10 +1012,12 @@ function cachedGemmSpec(prefix, v, tileName, code) {
       ] : [],
       "write"
     ];
+    const half = gemmUsesF16(v);
     spec4 = {
       name,
       bindings,
-      code
+      code: half ? () => `enable f16;
+${code()}` : code
     };
     specs.set(name, spec4);
   }
@@ -1005,30 +1067,32 @@ function registerGemmCode(v) {
   let n0 = (wg.x * ${t.wg}u + lid) * ${t.rn}u;`;
   const rowBases = R.map((i) => `let ra${i} = a_base + min(m0 + ${i}u, p.M - 1u) * p.K;`);
   const acc = R.map((i) => C.map((j) => `var c${i}_${j} = 0.0;`).join(" "));
+  const aLoad = (i) => gemmLoad(v, "a", v.vecA ? `a[(ra${i} + k) / 4u][k % 4u]` : `a[ra${i} + k]`, false);
+  const bLoadNk = (j) => gemmLoad(v, "b", v.vecB ? `b[(rb${j} + k) / 4u][k % 4u]` : `b[rb${j} + k]`, false);
   let body;
   if (v.bLayout === "nk") {
     const colBases = C.map((j) => `let rb${j} = b_base + min(n0 + ${j}u, p.N - 1u) * p.K;`);
     if (v.vecA && v.vecB) {
       body = `${colBases.join("\n  ")}
   for (var k = 0u; k < p.K; k += 4u) {
-    ${R.map((i) => `let x${i} = a[(ra${i} + k) / 4u];`).join(" ")}
-    ${C.map((j) => `let y${j} = b[(rb${j} + k) / 4u];`).join(" ")}
+    ${R.map((i) => `let x${i} = ${gemmLoad(v, "a", `a[(ra${i} + k) / 4u]`, true)};`).join(" ")}
+    ${C.map((j) => `let y${j} = ${gemmLoad(v, "b", `b[(rb${j} + k) / 4u]`, true)};`).join(" ")}
     ${R.map((i) => C.map((j) => `c${i}_${j} += dot(x${i}, y${j});`).join(" ")).join("\n    ")}
   }`;
     } else {
       body = `${colBases.join("\n  ")}
   for (var k = 0u; k < p.K; k++) {
-    ${R.map((i) => `let x${i} = ${v.vecA ? `a[(ra${i} + k) / 4u][k % 4u]` : `a[ra${i} + k]`};`).join(" ")}
-    ${C.map((j) => `let y${j} = ${v.vecB ? `b[(rb${j} + k) / 4u][k % 4u]` : `b[rb${j} + k]`};`).join(" ")}
+    ${R.map((i) => `let x${i} = ${aLoad(i)};`).join(" ")}
+    ${C.map((j) => `let y${j} = ${bLoadNk(j)};`).join(" ")}
     ${R.map((i) => C.map((j) => `c${i}_${j} = fma(x${i}, y${j}, c${i}_${j});`).join(" ")).join("\n    ")}
   }`;
     }
   } else {
     const colIdx = C.map((j) => `let cn${j} = min(n0 + ${j}u, p.N - 1u);`);
-    const bLoad = (j) => v.vecB ? `b[(b_base + k * p.N + cn${j}) / 4u][(cn${j}) % 4u]` : `b[b_base + k * p.N + cn${j}]`;
+    const bLoad = (j) => gemmLoad(v, "b", v.vecB ? `b[(b_base + k * p.N + cn${j}) / 4u][(cn${j}) % 4u]` : `b[b_base + k * p.N + cn${j}]`, false);
     body = `${colIdx.join("\n  ")}
   for (var k = 0u; k < p.K; k++) {
-    ${R.map((i) => `let x${i} = ${v.vecA ? `a[(ra${i} + k) / 4u][k % 4u]` : `a[ra${i} + k]`};`).join(" ")}
+    ${R.map((i) => `let x${i} = ${aLoad(i)};`).join(" ")}
     ${C.map((j) => `let y${j} = ${bLoad(j)};`).join(" ")}
     ${R.map((i) => C.map((j) => `c${i}_${j} = fma(x${i}, y${j}, c${i}_${j});`).join(" ")).join("\n    ")}
   }`;
@@ -1121,7 +1185,7 @@ var TILE_16 = {
   tm: 4
 };
 var TN = 4;
-function loadKContiguous(t, nt, src, dst, rows, first, limit, base, vec) {
+function loadKContiguous(v0, t, nt, src, dst, rows, first, limit, base, vec) {
   if (vec) {
     return `for (var i = 0u; i < ${rows * t.bk / 4 / nt}u; i++) {
       let l = tid + i * ${nt}u;
@@ -1130,7 +1194,7 @@ function loadKContiguous(t, nt, src, dst, rows, first, limit, base, vec) {
       let row = ${first} + r;
       let k = k0 + kq * 4u;
       var v = vec4<f32>(0.0);
-      if (row < ${limit} && k < p.K) { v = ${src}[(${base} + row * p.K + k) / 4u]; }
+      if (row < ${limit} && k < p.K) { v = ${gemmLoad(v0, src, `${src}[(${base} + row * p.K + k) / 4u]`, true)}; }
       for (var j = 0u; j < 4u; j++) { ${dst}[(kq * 4u + j) * ${rows / 4}u + r / 4u][r % 4u] = v[j]; }
     }`;
   }
@@ -1141,11 +1205,11 @@ function loadKContiguous(t, nt, src, dst, rows, first, limit, base, vec) {
       let row = ${first} + r;
       let k = k0 + kk;
       var v = 0.0;
-      if (row < ${limit} && k < p.K) { v = ${src}[${base} + row * p.K + k]; }
+      if (row < ${limit} && k < p.K) { v = ${gemmLoad(v0, src, `${src}[${base} + row * p.K + k]`, false)}; }
       ${dst}[kk * ${rows / 4}u + r / 4u][r % 4u] = v;
     }`;
 }
-function loadNContiguous(t, nt, vec) {
+function loadNContiguous(v0, t, nt, vec) {
   if (vec) {
     return `for (var i = 0u; i < ${t.bk * t.bn / 4 / nt}u; i++) {
       let l = tid + i * ${nt}u;
@@ -1154,7 +1218,7 @@ function loadNContiguous(t, nt, vec) {
       let k = k0 + kk;
       let n = n0 + nq * 4u;
       var v = vec4<f32>(0.0);
-      if (k < p.K && n < p.N) { v = b[(b_base + k * p.N + n) / 4u]; }
+      if (k < p.K && n < p.N) { v = ${gemmLoad(v0, "b", "b[(b_base + k * p.N + n) / 4u]", true)}; }
       Bs[kk * ${t.bn / 4}u + nq] = v;
     }`;
   }
@@ -1165,7 +1229,7 @@ function loadNContiguous(t, nt, vec) {
       let k = k0 + kk;
       let n = n0 + c;
       var v = 0.0;
-      if (k < p.K && n < p.N) { v = b[b_base + k * p.N + n]; }
+      if (k < p.K && n < p.N) { v = ${gemmLoad(v0, "b", "b[b_base + k * p.N + n]", false)}; }
       Bs[kk * ${t.bn / 4}u + c / 4u][c % 4u] = v;
     }`;
 }
@@ -1186,7 +1250,7 @@ function gemmCode(v) {
   }, (_, q) => `let a${q} = As[kk * ${t.bm / 4}u + ty * ${t.tm / 4}u + ${q}u];`).join("\n      ");
   const fmas = rows.map((i) => `acc${i} = fma(vec4<f32>(a${Math.floor(i / 4)}[${i % 4}]), bv, acc${i});`).join("\n      ");
   const stores = rows.map((i) => `store_row(o_base, m_first + ${i}u, n_first, acc${i});`).join("\n  ");
-  const loadB = v.bLayout === "nk" ? loadKContiguous(t, nt, "b", "Bs", t.bn, "n0", "p.N", "b_base", v.vecB) : loadNContiguous(t, nt, v.vecB);
+  const loadB = v.bLayout === "nk" ? loadKContiguous(v, t, nt, "b", "Bs", t.bn, "n0", "p.N", "b_base", v.vecB) : loadNContiguous(v, t, nt, v.vecB);
   return (
     /* wgsl */
     `
@@ -1222,7 +1286,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
 
   ${accDecl}
   for (var k0 = 0u; k0 < p.K; k0 += ${t.bk}u) {
-    ${loadKContiguous(t, nt, "a", "As", t.bm, "m0", "p.M", "a_base", v.vecA)}
+    ${loadKContiguous(v, t, nt, "a", "As", t.bm, "m0", "p.M", "a_base", v.vecA)}
     ${loadB}
     workgroupBarrier();
     for (var kk = 0u; kk < ${t.bk}u; kk++) {
@@ -1284,11 +1348,13 @@ function gemmCandidates(M) {
   names.push("reg_m4x8w16", "reg_n8x4w16", "reg_n8x4w8", "reg_n4x8w16");
   return M <= 16 ? names.filter((n) => n !== "tile128") : names;
 }
-function gemmKey(bLayout, d) {
-  return `gemm|${bLayout}|${d.batch}x${d.M}x${d.N}x${d.K}`;
+function gemmKey(bLayout, d, v) {
+  const key = `gemm|${bLayout}|${d.batch}x${d.M}x${d.N}x${d.K}`;
+  return v && gemmUsesF16(v) ? `${key}|${gemmF16Letters(v)}` : key;
 }
 function runGemm(ctx, prefix, base, d, buffers, variant) {
-  const name = variant ?? variantFor(ctx, gemmKey(base.bLayout, d), defaultGemmVariant(ctx.gpu.software, d.M), (tuned) => gemmCandidates(d.M).includes(tuned));
+  if (gemmUsesF16(base)) requireShaderF16(ctx, prefix);
+  const name = variant ?? variantFor(ctx, gemmKey(base.bLayout, d, base), defaultGemmVariant(ctx.gpu.software, d.M), (tuned) => gemmCandidates(d.M).includes(tuned));
   const tiled = TILES[name];
   if (tiled) {
     dispatchGemm(ctx, gemmSpec(prefix, {
@@ -1361,7 +1427,16 @@ function matmul(ctx, a, b, opts = {}) {
     vecB: bLayout === "nk" ? K % 4 === 0 : N % 4 === 0,
     bias: false,
     activation: "none",
-    residual: false
+    residual: false,
+    ...a.dtype === "f16" ? {
+      aF16: true
+    } : {},
+    ...b.dtype === "f16" ? {
+      bF16: true
+    } : {},
+    ...y.dtype === "f16" ? {
+      outF16: true
+    } : {}
   }, {
     batch,
     M,
@@ -1390,6 +1465,18 @@ function linear(ctx, x, weight, bias, opts = {}) {
   }
   if (K === 0) throw new Error("linear: K must be at least 1");
   const M = x.size / K;
+  for (const [t, what] of [
+    [
+      bias,
+      "bias"
+    ],
+    [
+      opts.residual,
+      "residual"
+    ]
+  ]) {
+    if (t && t.dtype !== "f32") throw new Error(`linear: ${what} must be f32, got ${t.dtype}`);
+  }
   if (bias && bias.size !== N) {
     throw new Error(`linear: bias has ${bias.size} elements, need N=${N}`);
   }
@@ -1438,7 +1525,17 @@ function linear(ctx, x, weight, bias, opts = {}) {
     vecB: K % 4 === 0,
     bias: bias !== null,
     activation: activation2,
-    residual: residual !== void 0
+    residual: residual !== void 0,
+    // precision "f16": f16 operands pick the "_f16..." variant (f32 accumulation).
+    ...x.dtype === "f16" ? {
+      aF16: true
+    } : {},
+    ...weight.dtype === "f16" ? {
+      bF16: true
+    } : {},
+    ...y.dtype === "f16" ? {
+      outF16: true
+    } : {}
   }, {
     batch: 1,
     M,
@@ -2271,6 +2368,12 @@ function uploadWeight(ctx, sd, name, shape) {
   if (!t) throw new Error(`decoder: checkpoint has no tensor '${name}'`);
   return tensorFrom(ctx, tensorF32(t), shape ?? t.shape, name);
 }
+function uploadMatrix(ctx, sd, name, precision) {
+  if (precision !== "f16") return uploadWeight(ctx, sd, name);
+  const t = sd.get(name);
+  if (!t) throw new Error(`decoder: checkpoint has no tensor '${name}'`);
+  return tensorFromF16(ctx, tensorF32(t), t.shape, name);
+}
 var PromptEncoder = class _PromptEncoder {
   ctx;
   embedDim;
@@ -2810,13 +2913,15 @@ function unroll(n, f3, sep = "\n") {
     length: n
   }, (_, i) => f3(i)).join(sep);
 }
-function loadVec4(v4, buf, base, d4, ok) {
+function loadVec4(v4, buf, base, d4, ok, half = false) {
   if (v4) {
-    return `select(vec4<f32>(0.0), ${buf}[(${base}) / 4u + ${d4}], ${ok} && ${d4} * 4u < p.headDim)`;
+    const x = `${buf}[(${base}) / 4u + ${d4}]`;
+    return `select(vec4<f32>(0.0), ${half ? `vec4<f32>(${x})` : x}, ${ok} && ${d4} * 4u < p.headDim)`;
   }
   return `vec4<f32>(${unroll(4, (e) => {
     const d = `${d4} * 4u + ${e}u`;
-    return `select(0.0, ${buf}[${base} + ${d}], ${ok} && ${d} < p.headDim)`;
+    const x = `${buf}[${base} + ${d}]`;
+    return `select(0.0, ${half ? `f32(${x})` : x}, ${ok} && ${d} < p.headDim)`;
   }, ", ")})`;
 }
 function attentionBindings(relPos, biasTable = false) {
@@ -2843,17 +2948,19 @@ function attentionBindings(relPos, biasTable = false) {
     "write"
   ];
 }
-function attentionHeader(elem, relPos, biasTable = false) {
+function attentionHeader(elem, relPos, biasTable = false, half = false, halfOut = false) {
+  const qkvElem = half ? elem.replace("f32", "f16") : elem;
+  const outElem = halfOut ? elem.replace("f32", "f16") : elem;
   const rel = relPos ? `@group(0) @binding(4) var<storage, read> relH: array<f32>;
 @group(0) @binding(5) var<storage, read> relW: array<f32>;
 ` : biasTable ? `@group(0) @binding(4) var<storage, read> biasTab: array<f32>;
 ` : "";
-  return `${ATTENTION_PARAMS_WGSL}
+  return `${half || halfOut ? "enable f16;\n" : ""}${ATTENTION_PARAMS_WGSL}
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> qBuf: array<${elem}>;
-@group(0) @binding(2) var<storage, read> kBuf: array<${elem}>;
-@group(0) @binding(3) var<storage, read> vBuf: array<${elem}>;
-${rel}@group(0) @binding(${relPos ? 6 : biasTable ? 5 : 4}) var<storage, read_write> outBuf: array<${elem}>;`;
+@group(0) @binding(1) var<storage, read> qBuf: array<${qkvElem}>;
+@group(0) @binding(2) var<storage, read> kBuf: array<${qkvElem}>;
+@group(0) @binding(3) var<storage, read> vBuf: array<${qkvElem}>;
+${rel}@group(0) @binding(${relPos ? 6 : biasTable ? 5 : 4}) var<storage, read_write> outBuf: array<${outElem}>;`;
 }
 
 // src/kernels/attention_rows.ts
@@ -2880,10 +2987,13 @@ function parseRowsName(name) {
   };
 }
 function rowsSpecName(v) {
-  return `attention_rows${v.rows}w${v.wg}${v.relPos ? "_relpos" : ""}_d${v.dp}${v.v4 ? "_v4" : ""}_f32`;
+  return `attention_rows${v.rows}w${v.wg}${v.relPos ? "_relpos" : ""}_d${v.dp}${v.v4 ? "_v4" : ""}_f32${v.half ? "_f16qkv" : ""}${v.halfOut ? "_f16o" : ""}`;
 }
 function attentionRowsSpec(v) {
   const { rows, wg, dp, v4, relPos } = v;
+  const half = v.half ?? false;
+  const halfOut = v.halfOut ?? false;
+  const outValue = (x) => halfOut ? v4 ? `vec4<f16>(${x})` : `f16(${x})` : x;
   const d4 = dp / 4;
   const elem = v4 ? "vec4<f32>" : "f32";
   const R = Array.from({
@@ -2899,8 +3009,8 @@ function attentionRowsSpec(v) {
     3
   ];
   const bias = (r, g) => relPos ? ` + rh${r}[kh${g}] + rw${r}[kw${g}]` : "";
-  const store = (r, i) => v4 ? `if (${4 * i}u < p.headDim) { outBuf[ob${r} / 4u + ${i}u] = o${r}_${i} * inv${r}; }` : `for (var e = 0u; e < 4u; e++) {
-        if (${4 * i}u + e < p.headDim) { outBuf[ob${r} + ${4 * i}u + e] = o${r}_${i}[e] * inv${r}; }
+  const store = (r, i) => v4 ? `if (${4 * i}u < p.headDim) { outBuf[ob${r} / 4u + ${i}u] = ${outValue(`o${r}_${i} * inv${r}`)}; }` : `for (var e = 0u; e < 4u; e++) {
+        if (${4 * i}u + e < p.headDim) { outBuf[ob${r} + ${4 * i}u + e] = ${outValue(`o${r}_${i}[e] * inv${r}`)}; }
       }`;
   return {
     name: rowsSpecName(v),
@@ -2908,7 +3018,7 @@ function attentionRowsSpec(v) {
     code: () => (
       /* wgsl */
       `
-${attentionHeader(elem, relPos)}
+${attentionHeader(elem, relPos, false, half, halfOut)}
 
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wgid: vec3u, @builtin(num_workgroups) nwg: vec3u,
@@ -2921,7 +3031,7 @@ fn main(@builtin(workgroup_id) wgid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let q0 = (flat % p.nqb) * ${rows * wg}u + lid * ${rows}u;
 ${R.map((r) => `  let qi${r} = min(q0 + ${r}u, p.nq - 1u);
   let qb${r} = p.qOff + (b * p.nq + qi${r}) * p.qStride + h * p.headDim;
-${I.map((i) => `  let q${r}_${i} = ${loadVec4(v4, "qBuf", `qb${r}`, `${i}u`, "true")} * p.scale;`).join("\n")}
+${I.map((i) => `  let q${r}_${i} = ${loadVec4(v4, "qBuf", `qb${r}`, `${i}u`, "true", half)} * p.scale;`).join("\n")}
   var m${r} = ${NEG_BIG};
   var l${r} = 0.0;
 ${I.map((i) => `  var o${r}_${i} = vec4<f32>(0.0);`).join("\n")}${relPos ? `
@@ -2934,7 +3044,7 @@ ${I.map((i) => `  var o${r}_${i} = vec4<f32>(0.0);`).join("\n")}${relPos ? `
   for (var j0 = 0u; j0 < p.nk; j0 += 4u) {
 ${G.map((g) => `    let j${g} = min(j0 + ${g}u, p.nk - 1u);
     let kb${g} = p.kOff + (b * p.nk + j${g}) * p.kStride + h * p.headDim;
-${I.map((i) => `    let k${g}_${i} = ${loadVec4(v4, "kBuf", `kb${g}`, `${i}u`, "true")};`).join("\n")}${relPos ? `
+${I.map((i) => `    let k${g}_${i} = ${loadVec4(v4, "kBuf", `kb${g}`, `${i}u`, "true", half)};`).join("\n")}${relPos ? `
     let kh${g} = j${g} / p.kW;
     let kw${g} = j${g} - kh${g} * p.kW;` : ""}`).join("\n")}
 ${R.map((r) => `${G.map((g) => `    let s${r}_${g} = select(${NEG_BIG}, ${I.map((i) => `dot(q${r}_${i}, k${g}_${i})`).join(" + ")}${bias(r, g)}, j0 + ${g}u < p.nk);`).join("\n")}
@@ -2946,7 +3056,7 @@ ${G.map((g) => `    let p${r}_${g} = exp(s${r}_${g} - mn${r});`).join("\n")}
 ${I.map((i) => `    o${r}_${i} *= corr${r};`).join("\n")}`).join("\n")}
 ${G.map((g) => `    {
       let vb = p.vOff + (b * p.nk + j${g}) * p.vStride + h * p.headDim;
-${I.map((i) => `      let v${i} = ${loadVec4(v4, "vBuf", "vb", `${i}u`, "true")};`).join("\n")}
+${I.map((i) => `      let v${i} = ${loadVec4(v4, "vBuf", "vb", `${i}u`, "true", half)};`).join("\n")}
 ${R.map((r) => I.map((i) => `      o${r}_${i} += p${r}_${g} * v${i};`).join("\n")).join("\n")}
     }`).join("\n")}
   }
@@ -2965,10 +3075,12 @@ ${R.map((r) => `  if (q0 + ${r}u < p.nq) {
 var MAX_HEAD_DIM = 128;
 function attentionSpec(vt) {
   const { c, rows, keys, v4, relPos, biasTable } = vt;
+  const half = vt.half ?? false;
+  const halfOut = vt.halfOut ?? false;
   const d4 = 8 * c;
   const bq = 8 * rows;
   const bk = 8 * keys;
-  const name = `attention${relPos ? "_relpos" : ""}${biasTable ? "_bias" : ""}_d${32 * c}_q${bq}_k${bk}${v4 ? "_v4" : ""}_f32`;
+  const name = `attention${relPos ? "_relpos" : ""}${biasTable ? "_bias" : ""}_d${32 * c}_q${bq}_k${bk}${v4 ? "_v4" : ""}_f32${half ? "_f16qkv" : ""}${halfOut ? "_f16o" : ""}`;
   const elem = v4 ? "vec4<f32>" : "f32";
   const R = Array.from({
     length: rows
@@ -2983,23 +3095,23 @@ function attentionSpec(vt) {
       let t = ${row0} + i / ${d4}u;
       let base = ${off} + (b * ${tokens} + min(t, ${tokens} - 1u)) * ${stride} + h * p.headDim;
       ${dst}[(i / ${d4}u) * ${dstStride}u + i % ${d4}u] =
-        ${loadVec4(v4, buf, "base", `(i % ${d4}u)`, `t < ${tokens}`)}${scale};
+        ${loadVec4(v4, buf, "base", `(i % ${d4}u)`, `t < ${tokens}`, half)}${scale};
     }`;
   const score = (r, j) => {
     const key = `k0 + tx + ${8 * j}u`;
     const bias = relPos ? ` + relH[rowH${r} + kh${j}] + relW[rowW${r} + ${key} - kh${j} * p.kW]` : biasTable ? ` + biasTab[rowB${r} + min(${key}, p.nk - 1u)]` : "";
     return `ss[(ty + ${8 * r}u) * SS + tx + ${8 * j}u] = select(${NEG_BIG}, s${r}_${j}${bias}, ${key} < p.nk);`;
   };
-  const store = (r, i) => v4 ? `    if (${32 * i}u + tx * 4u < p.headDim) { outBuf[base / 4u + tx + ${8 * i}u] = o${r}_${i} * inv; }` : `    { let o = o${r}_${i} * inv;
+  const store = (r, i) => v4 ? `    if (${32 * i}u + tx * 4u < p.headDim) { outBuf[base / 4u + tx + ${8 * i}u] = ${halfOut ? `vec4<f16>(o${r}_${i} * inv)` : `o${r}_${i} * inv`}; }` : `    { let o = o${r}_${i} * inv;
       let d = (tx + ${8 * i}u) * 4u;
-      for (var e = 0u; e < 4u; e++) { if (d + e < p.headDim) { outBuf[base + d + e] = o[e]; } } }`;
+      for (var e = 0u; e < 4u; e++) { if (d + e < p.headDim) { outBuf[base + d + e] = ${halfOut ? "f16(o[e])" : "o[e]"}; } } }`;
   return {
     name,
     bindings: attentionBindings(relPos, biasTable),
     code: () => (
       /* wgsl */
       `
-${attentionHeader(elem, relPos, biasTable)}
+${attentionHeader(elem, relPos, biasTable, half, halfOut)}
 
 const D4 = ${d4}u;
 const BQ = ${bq}u;
@@ -3265,7 +3377,7 @@ function fewKeySpecFor(headDim, v4) {
     bq: 64
   };
 }
-function specFor(headDim, nq, nk, v4, relPos, biasTable) {
+function specFor(headDim, nq, nk, v4, relPos, biasTable, half, halfOut) {
   const c = Math.ceil(headDim / 32);
   const vt = {
     c,
@@ -3273,7 +3385,13 @@ function specFor(headDim, nq, nk, v4, relPos, biasTable) {
     keys: nk <= 8 ? 1 : c <= 2 ? 4 : 2,
     v4,
     relPos,
-    biasTable
+    biasTable,
+    ...half ? {
+      half
+    } : {},
+    ...halfOut ? {
+      halfOut
+    } : {}
   };
   const key = JSON.stringify(vt);
   let spec4 = SPECS3.get(key);
@@ -3323,10 +3441,11 @@ function checkView(label, v, dims, tokens) {
     throw new Error(`attention: ${label} view [batch ${batch}, tokens ${tokens}, heads ${heads}, headDim ${headDim}] at offset ${v.offset}, rowStride ${v.rowStride} reaches element ${last} of a tensor of ${v.tensor.size} ([${v.tensor.shape}])`);
   }
 }
-function attentionKey(dims, relPos) {
+function attentionKey(dims, relPos, half = false, halfOut = false) {
   const { batch, heads, headDim, nq, nk } = dims;
   const rel = relPos ? `|relpos${relPos.kH}x${relPos.kW}` : "";
-  return `attention|${batch * heads}x${nq}x${nk}x${headDim}${rel}`;
+  const f16 = half || halfOut ? `|f16${half ? "qkv" : ""}${halfOut ? "o" : ""}` : "";
+  return `attention|${batch * heads}x${nq}x${nk}x${headDim}${rel}${f16}`;
 }
 var ATTENTION_CANDIDATES = [
   "tiled",
@@ -3382,6 +3501,20 @@ function attention(ctx, q, k, v, dims, opts = {}) {
       throw new Error(`attention: biasTable has ${table.size} elements, need [heads ${heads}, nq ${nq}, nk ${nk}]`);
     }
   }
+  const half = q.tensor.dtype === "f16";
+  if (k.tensor.dtype !== q.tensor.dtype || v.tensor.dtype !== q.tensor.dtype) {
+    throw new Error("attention: q, k and v must have one dtype");
+  }
+  if (half) requireShaderF16(ctx, "attention");
+  for (const t of [
+    rel?.relH,
+    rel?.relW,
+    table
+  ]) {
+    if (t && t.dtype !== "f32") throw new Error("attention: bias tables must be f32");
+  }
+  const halfOut = opts.out?.dtype === "f16";
+  if (halfOut) requireShaderF16(ctx, "attention");
   const outShape = [
     batch,
     nq,
@@ -3415,8 +3548,8 @@ function attention(ctx, q, k, v, dims, opts = {}) {
     v.offset,
     v.rowStride
   ].every((x) => x % 4 === 0);
-  const small = !rel && !table && headDim <= FEW_Q_MAX_DP && (nk <= FEW_K || nq <= FEW_Q);
-  const name = opts.variant ?? (small || table ? "tiled" : variantFor(ctx, attentionKey(dims, rel), defaultAttentionVariant(ctx.gpu.software), (tuned) => ATTENTION_CANDIDATES.includes(tuned)));
+  const small = !rel && !table && !half && !halfOut && headDim <= FEW_Q_MAX_DP && (nk <= FEW_K || nq <= FEW_Q);
+  const name = opts.variant ?? (small || table ? "tiled" : variantFor(ctx, attentionKey(dims, rel, half, halfOut), defaultAttentionVariant(ctx.gpu.software), (tuned) => ATTENTION_CANDIDATES.includes(tuned)));
   const rowsShape = name === "tiled" ? null : parseRowsName(name);
   if (name !== "tiled" && !rowsShape) throw new Error(`attention: unknown variant "${name}"`);
   const rowsFit = rowsShape && !table && (!rel || rel.kH <= ROWS_MAX_REL && rel.kW <= ROWS_MAX_REL);
@@ -3427,14 +3560,20 @@ function attention(ctx, q, k, v, dims, opts = {}) {
       ...rowsShape,
       dp: 16 * Math.ceil(headDim / 16),
       v4,
-      relPos: rel !== void 0
+      relPos: rel !== void 0,
+      ...half ? {
+        half
+      } : {},
+      ...halfOut ? {
+        halfOut
+      } : {}
     };
     const key = JSON.stringify(rv);
     spec4 = ROWS_SPECS.get(key) ?? attentionRowsSpec(rv);
     ROWS_SPECS.set(key, spec4);
     bq = rv.rows * rv.wg;
   } else {
-    ({ spec: spec4, bq } = small && nk <= FEW_K ? fewKeySpecFor(headDim, v4) : small && nq <= FEW_Q ? fewQuerySpecFor(headDim, v4) : specFor(headDim, nq, nk, v4, rel !== void 0, table !== void 0));
+    ({ spec: spec4, bq } = small && nk <= FEW_K ? fewKeySpecFor(headDim, v4) : small && nq <= FEW_Q ? fewQuerySpecFor(headDim, v4) : specFor(headDim, nq, nk, v4, rel !== void 0, table !== void 0, half, halfOut));
   }
   const nqb = Math.ceil(nq / bq);
   const params = new Params().u32(batch, heads, headDim, nq, nk).u32(q.offset, q.rowStride, k.offset, k.rowStride, v.offset, v.rowStride).f32(scale).u32(nqb, Math.ceil(headDim / 4), rel?.kH ?? 1, rel?.kW ?? 1).f32(1 / (rel?.kW ?? 1)).build();
@@ -3480,20 +3619,24 @@ var TwoWayTransformer = class {
   normFinal;
   heads;
   dim;
-  constructor(ctx, sd, arch, p = "mask_decoder.transformer.") {
+  constructor(ctx, sd, arch, p = "mask_decoder.transformer.", precision = "f32") {
     this.ctx = ctx;
     const up = (n) => uploadWeight(ctx, sd, `${p}${n}`);
     const lin = (n) => ({
       w: up(`${n}.weight`),
       b: up(`${n}.bias`)
     });
+    const matrix = (n) => ({
+      w: uploadMatrix(ctx, sd, `${p}${n}.weight`, precision),
+      b: up(`${n}.bias`)
+    });
     const attn = (n) => {
-      const q = lin(`${n}.q_proj`);
+      const q = matrix(`${n}.q_proj`);
       return {
         q,
-        k: lin(`${n}.k_proj`),
-        v: lin(`${n}.v_proj`),
-        out: lin(`${n}.out_proj`),
+        k: matrix(`${n}.k_proj`),
+        v: matrix(`${n}.v_proj`),
+        out: matrix(`${n}.out_proj`),
         internal: q.w.shape[0]
       };
     };
@@ -3508,8 +3651,8 @@ var TwoWayTransformer = class {
         norm1: lin(`${l}norm1`),
         tokenToImage: attn(`${l}cross_attn_token_to_image`),
         norm2: lin(`${l}norm2`),
-        mlp1: lin(sam2Mlp ? `${l}mlp.layers.0` : `${l}mlp.lin1`),
-        mlp2: lin(sam2Mlp ? `${l}mlp.layers.1` : `${l}mlp.lin2`),
+        mlp1: matrix(sam2Mlp ? `${l}mlp.layers.0` : `${l}mlp.lin1`),
+        mlp2: matrix(sam2Mlp ? `${l}mlp.layers.1` : `${l}mlp.lin2`),
         norm3: lin(`${l}norm3`),
         norm4: lin(`${l}norm4`),
         imageToToken: attn(`${l}cross_attn_image_to_token`)
@@ -3740,6 +3883,7 @@ function blockDiagonal(ws, bs, n, k) {
 }
 var SamDecoder = class _SamDecoder {
   ctx;
+  precision;
   arch;
   promptEncoder;
   transformer;
@@ -3757,15 +3901,16 @@ var SamDecoder = class _SamDecoder {
   hyper;
   iouHead;
   images;
-  constructor(ctx, sd, arch) {
+  constructor(ctx, sd, arch, precision = "f32") {
     this.ctx = ctx;
+    this.precision = precision;
     this.images = new PinnedImageCache(IMAGE_CACHE_ENTRIES, (entry) => this.destroyImage(entry));
     this.arch = arch;
     this.dim = arch.promptEmbedDim;
     this.embedSize = arch.imgSize / arch.patchSize;
     this.numMaskTokens = arch.numMultimaskOutputs + 1;
     this.promptEncoder = PromptEncoder.create(ctx, sd, arch);
-    this.transformer = new TwoWayTransformer(ctx, sd, arch);
+    this.transformer = new TwoWayTransformer(ctx, sd, arch, void 0, precision);
     const host2 = (n) => {
       const t = sd.get(n);
       if (!t) throw new Error(`decoder: checkpoint has no tensor '${n}'`);
@@ -3778,6 +3923,10 @@ var SamDecoder = class _SamDecoder {
     this.outputTokens.set(masks, iou.length);
     const lin = (n) => ({
       w: uploadWeight(ctx, sd, `${p}${n}.weight`),
+      b: uploadWeight(ctx, sd, `${p}${n}.bias`)
+    });
+    const matrix = (n) => ({
+      w: uploadMatrix(ctx, sd, `${p}${n}.weight`, precision),
       b: uploadWeight(ctx, sd, `${p}${n}.bias`)
     });
     const packConvT = (n) => {
@@ -3798,7 +3947,7 @@ var SamDecoder = class _SamDecoder {
       const [n, k] = shape;
       const bd = blockDiagonal(names.map((x) => host2(`${x}.weight`)), names.map((x) => host2(`${x}.bias`)), n, k);
       this.hyper.push({
-        w: tensorFrom(ctx, bd.w, [
+        w: (precision === "f16" ? tensorFromF16 : tensorFrom)(ctx, bd.w, [
           T * n,
           T * k
         ], `hypernetworks.${j} (block diagonal)`),
@@ -3809,15 +3958,15 @@ var SamDecoder = class _SamDecoder {
     }
     this.iouHead = [];
     for (let j = 0; j < arch.iouHeadDepth; j++) {
-      this.iouHead.push(lin(`iou_prediction_head.layers.${j}`));
+      this.iouHead.push(matrix(`iou_prediction_head.layers.${j}`));
     }
     const hw = this.embedSize * this.embedSize;
     const perPrompt = Math.max(2 * hw * D, 4 * 16 * hw, hw * 2 * D) * 4;
     const limit = ctx.device.limits.maxStorageBufferBindingSize;
     this.maxBatch = Math.max(1, Math.min(MAX_BATCH, Math.floor(limit / perPrompt)));
   }
-  static create(ctx, sd, arch) {
-    return new _SamDecoder(ctx, sd, arch);
+  static create(ctx, sd, arch, precision = "f32") {
+    return new _SamDecoder(ctx, sd, arch, precision);
   }
   /** Side of the low-res masks (4s; 256 for the real models). */
   get lowResSize() {

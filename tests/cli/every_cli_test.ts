@@ -76,6 +76,38 @@ Deno.test("every CLI: --help, unknown flags and missing inputs, the same way", a
   }
 });
 
+Deno.test("every GPU CLI: --precision f32|f16 in --help, a bad value exits 2 in the shared wording", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "wgsam-precision-" });
+  try {
+    const gpuClis = CLIS.filter(([name]) =>
+      ["segment", "amg", "detect-segment", "serve"].includes(name)
+    );
+    gpuClis.push(["tune", "cli/tune.ts", TASK_PERMISSIONS, () => []]);
+    for (const [name, script, permissions, line] of gpuClis) {
+      const run = (args: string[]) => runDeno(src(script), args, { permissions });
+      const help = await run(["--help"]);
+      assert.match(help.stdout, /--precision/, `${name} --help names --precision`);
+      const bad = await run([...line(PHOTO, `${dir}/out-${name}`), "--precision", "f64"]);
+      assert.equal(bad.code, 2, `${name} --precision f64: ${bad.stderr}`);
+      assert.equal(
+        bad.stderr,
+        `${name}: error: --precision: precision must be "f32" or "f16", got "f64"\n` +
+          `Run 'deno task ${name} --help' for usage.\n`,
+      );
+    }
+    // And a run in f16 completes: segment on sam-tiny (lavapipe has shader-f16).
+    const ok = await runDeno(src("cli/segment.ts"), [
+      PHOTO,
+      ...["--point", "88,53.5", "--model", TINY_PTH, "--out", `${dir}/f16`, "--precision=f16"],
+    ]);
+    assert.equal(ok.code, 0, ok.stderr);
+    const result = JSON.parse(await Deno.readTextFile(`${dir}/f16/result.json`));
+    assert.ok(JSON.stringify(result).includes("mask_"), "result.json names its masks");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("segment: a file that is no image is an argument mistake (exit 2), before the model loads", async () => {
   const dir = await Deno.makeTempDir({ prefix: "wgsam-notimage-" });
   try {

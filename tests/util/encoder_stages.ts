@@ -34,7 +34,7 @@ interface StageInfo {
 }
 
 /** The golden's channels picked out of our [H, W, C] stage output, in the golden's layout. */
-function pickChannels(ours: Float32Array, C: number, channels: number[], nchw: boolean) {
+export function pickChannels(ours: Float32Array, C: number, channels: number[], nchw: boolean) {
   const pixels = ours.length / C;
   const out = new Float32Array(pixels * channels.length);
   channels.forEach((c, k) => {
