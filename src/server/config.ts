@@ -32,6 +32,9 @@
  *   --idle-timeout-s / WGSAM_IDLE_TIMEOUT_S  keep-alive wait for the next request (10)
  *   --ls-allow-host / WGSAM_LS_ALLOW_HOSTS  hosts (host or host:port, comma separated) that
  *                              Label Studio task images may come from at private addresses
+ *   --tune                     time the kernel variants at first start (shapes missing from
+ *                              the tune cache), then serve
+ *   --tune-min-ms / WGSAM_TUNE_MIN_MS  time budget per variant and shape for --tune (200)
  */
 import { parseFlags, UsageError } from "../cli/args.ts";
 import { DEFAULT_LIMITS } from "./limits.ts";
@@ -62,6 +65,9 @@ export interface ServerConfig {
   idleTimeoutS: number;
   /** --ls-allow-host as given (comma-separated host[:port]); null: none. */
   lsAllowHosts: string | null;
+  /** --tune: tune the kernels for this adapter and model before serving (src/server/tune_start.ts). */
+  tune: boolean;
+  tuneMinMs: number;
   help: boolean;
 }
 
@@ -76,13 +82,17 @@ Options: [--host H] [--port P] [--model PATH|NAME] [--detector PATH.onnx]
                        [--allow-origin ORIGIN]... [--allow-host NAME]... [--max-connections N]
                        [--header-timeout-s S] [--idle-timeout-s S]
                        [--ls-allow-host HOST[:PORT],...] [--gpu auto|deno|dawn]
+                       [--tune] [--tune-min-ms N]
   -h, --help           this text
 
 Each flag can also be set by the environment: WGSAM_HOST, WGSAM_PORT, WGSAM_MODEL,
 WGSAM_DETECTOR, WGSAM_CACHE_MB, WGSAM_TIMEOUT_S, WGSAM_MAX_QUEUE, WGSAM_MAX_UPLOAD_MB,
 WGSAM_MAX_PIXELS, WGSAM_MAX_MASK_PIXELS, WGSAM_REDIS, WGSAM_REDIS_TTL_S, WGSAM_REDIS_MB,
 WGSAM_DRAIN_S, WGSAM_ALLOW_ORIGIN, WGSAM_ALLOW_HOST, WGSAM_MAX_CONNECTIONS,
-WGSAM_HEADER_TIMEOUT_S, WGSAM_IDLE_TIMEOUT_S, WGSAM_LS_ALLOW_HOSTS.
+WGSAM_HEADER_TIMEOUT_S, WGSAM_IDLE_TIMEOUT_S, WGSAM_LS_ALLOW_HOSTS, WGSAM_TUNE_MIN_MS.
+--tune times the GEMM and attention variants at start for the shapes of the model that the
+tune cache (tune-cache.json in the weights folder) lacks for this adapter, as \`deno task tune\`
+does, writes the winners there, then serves; later starts find them and only check.
 --ls-allow-host names hosts (comma separated) that Label Studio task images may be fetched from
 at loopback or private addresses, besides LABEL_STUDIO_URL's host.
 --redis redis://host:port shares embeddings and uploads between servers (see README, "Many
@@ -173,6 +183,13 @@ const FLAGS: Record<string, FlagSpec> = {
     max: 2_147_483,
   },
   "ls-allow-host": { env: "WGSAM_LS_ALLOW_HOSTS", key: "lsAllowHosts", kind: "string" },
+  "tune-min-ms": {
+    env: "WGSAM_TUNE_MIN_MS",
+    key: "tuneMinMs",
+    kind: "num",
+    positive: true,
+    max: 600_000,
+  },
 };
 
 export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
@@ -196,6 +213,8 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   headerTimeoutS: DEFAULT_CONNECTION_LIMITS.headerTimeoutMs / 1000,
   idleTimeoutS: DEFAULT_CONNECTION_LIMITS.idleTimeoutMs / 1000,
   lsAllowHosts: null,
+  tune: false,
+  tuneMinMs: 200,
   help: false,
 });
 
@@ -253,9 +272,11 @@ export function parseConfig(
   const { values, positionals } = parseFlags(args, {
     ...options,
     help: { type: "boolean", short: "h" },
+    tune: { type: "boolean" },
   });
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   if (values.help) config.help = true;
+  if (values.tune) config.tune = true;
   for (const [flag, spec] of Object.entries(FLAGS)) {
     const given = (values as Record<string, string | string[] | undefined>)[flag];
     if (given === undefined) continue;
