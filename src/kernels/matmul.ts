@@ -23,6 +23,7 @@ import {
   gemmEpilogueExpr,
 } from "./gemm_epilogue.ts";
 import { parseRegisterTile, registerBlock, registerGemmSpec } from "./gemm_register.ts";
+import { parseSplitKName, runSplitK, splitKFits } from "./gemm_splitk.ts";
 
 export type { GemmEpilogue } from "./gemm_epilogue.ts";
 import { variantFor } from "./tuning.ts";
@@ -252,6 +253,8 @@ export function defaultGemmVariant(software: boolean, M: number): string {
 export function gemmCandidates(M: number): string[] {
   const names = ["tile16", "tile64", "tile128", "reg_m8x8w8", "reg_m8x8w16", "reg_m8x16w8"];
   names.push("reg_m4x8w16", "reg_n8x4w16", "reg_n8x4w8", "reg_n4x8w16");
+  // Split-K (gemm_splitk.ts) for the few-row products, whose grids are small.
+  if (M <= 64) names.push("splitk4", "splitk8");
   return M <= 16 ? names.filter((n) => n !== "tile128") : names;
 }
 
@@ -279,7 +282,12 @@ export function runGemm(
       defaultGemmVariant(ctx.gpu.software, d.M),
       (tuned) => gemmCandidates(d.M).includes(tuned),
     );
-  const tiled = TILES[name];
+  const slices = parseSplitKName(name);
+  if (slices !== null && splitKFits(d, slices)) {
+    runSplitK(ctx, prefix, base, d, buffers, slices);
+    return;
+  }
+  const tiled = TILES[name] ?? (slices !== null ? TILE_64 : undefined);
   if (tiled) {
     dispatchGemm(ctx, gemmSpec(prefix, { ...base, tile: tiled }), tiled, d, buffers);
     return;
