@@ -7,8 +7,7 @@
  *
  * Ours runs with the tune cache of $WGSAM_WEIGHTS_DIR (WGSAM_TUNE=off: the defaults). Each
  * side: one warm-up pass (pipeline compilation / session set-up), then N timed passes,
- * median printed. The two sides alternate per run so a load spike from other processes
- * hits both.
+ * median printed; wasm's passes first, then ours (see below).
  */
 import { getContext } from "../../src/gpu/context.ts";
 import { createImageEncoder } from "../../src/encoder/encoder.ts";
@@ -54,11 +53,15 @@ async function wasm(): Promise<number> {
 
 const o: number[] = [];
 const w: number[] = [];
-if (!wasmOnly) await ours(); // warm-up: pipelines
-if (session) await wasm();
-for (let i = 0; i < runs; i++) {
-  if (!wasmOnly) o.push(await ours());
-  if (session) w.push(await wasm());
+// wasm first, then ours: onnxruntime-web's threaded wasm crashed ("memory access out of
+// bounds" in its pthread worker) when its runs came after our encoder's in one process.
+if (session) {
+  await wasm(); // warm-up
+  for (let i = 0; i < runs; i++) w.push(await wasm());
+}
+if (!wasmOnly) {
+  await ours(); // warm-up: pipeline compilation
+  for (let i = 0; i < runs; i++) o.push(await ours());
 }
 console.log(
   `adapter: ${ctx.gpu.description}; tune cache entries: ${entries}, tuned dispatches ` +
