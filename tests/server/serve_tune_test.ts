@@ -13,7 +13,12 @@ Deno.test("serve --tune: tunes at first start, writes the cache, then serves; a 
   const env = { WGSAM_WEIGHTS_DIR: dir, WGSAM_TUNE: "" };
   const path = `${dir}/tune-cache.json`;
   try {
-    const first = await startServer(["--model", "sam-tiny", "--tune", "--tune-min-ms", "5"], env);
+    // Tuning before listening takes over a minute on a busy llvmpipe host: wait up to 8.
+    const first = await startServer(
+      ["--model", "sam-tiny", "--tune", "--tune-min-ms", "1"],
+      env,
+      480_000,
+    );
     let cache: Record<string, Record<string, string>>;
     try {
       const log = first.log();
@@ -37,7 +42,11 @@ Deno.test("serve --tune: tunes at first start, writes the cache, then serves; a 
       assert.equal(await first.stop(), 0);
     }
 
-    const again = await startServer(["--model", "sam-tiny", "--tune", "--tune-min-ms", "5"], env);
+    const again = await startServer(
+      ["--model", "sam-tiny", "--tune", "--tune-min-ms", "1"],
+      env,
+      480_000,
+    );
     try {
       assert.match(again.log(), /tune: .*tune-cache\.json has all \d+ shapes of sam-tiny/);
       assert.doesNotMatch(again.log(), /tune: tuned/);
