@@ -14,6 +14,7 @@ import { Metrics, timedEngine } from "./server/metrics.ts";
 import { withOps } from "./server/ops.ts";
 import { checkRedisUrl, openRedis, redactUrl, type Redis } from "./server/redis.ts";
 import { loadWorkerEngine } from "./server/worker_engine.ts";
+import { tuneAtStart } from "./server/tune_start.ts";
 import { resolveModel, weightsDirFrom } from "./weights/registry.ts";
 import { type AllowedHost, parseAllowHosts } from "./server/ls_image.ts";
 import { videoTrackerFactory } from "./video/tracker.ts";
@@ -86,6 +87,19 @@ async function main(): Promise<number> {
           "  Falling back to the bundled sam-tiny test model.",
       );
       model = "sam-tiny";
+    }
+  }
+
+  if (config.tune) {
+    try {
+      await tuneAtStart(model, {
+        minMs: config.tuneMinMs,
+        precision: config.precision,
+        log: (line) => console.log(line),
+      });
+    } catch (e) {
+      // A model that does not load fails below with its own message (exit 2).
+      console.error(`tune: failed: ${(e as Error).message}; serving with the cache as it is`);
     }
   }
 

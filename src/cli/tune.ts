@@ -66,24 +66,32 @@ function syntheticImage(size: number) {
   return { width: size, height: size, channels: 3 as const, data };
 }
 
-/** Records the shapes of one encode and one click, then times every candidate of each. */
-export async function tuneModel(
-  model: SamModel,
-  opts: { minMs: number; log: (line: string) => void },
-): Promise<{ winners: Record<string, string>; results: TuneResult[] }> {
+/** Every tunable shape key of one encode, one multimask click and a batch of 16 boxes. */
+export async function recordModelShapes(model: SamModel): Promise<string[]> {
   const predictor = new SamPredictor(model);
   const size = model.arch.imgSize;
-  const keys = await recordShapes(model.ctx, async () => {
-    await predictor.setImage(syntheticImage(size));
-    await predictor.predict({ points: [[size / 2, size / 3]], labels: [1], multimask: true });
-    // A batch of boxes, as predictBatch, AMG and detect decode them (other GEMM rows).
-    const boxes = Array.from({ length: 16 }, (_, i) => ({
-      box: [i, i, size / 2 + i, size / 2 + i] as [number, number, number, number],
-      multimask: false,
-    }));
-    await predictor.predictBatch(boxes);
-  });
-  predictor.dispose();
+  try {
+    return await recordShapes(model.ctx, async () => {
+      await predictor.setImage(syntheticImage(size));
+      await predictor.predict({ points: [[size / 2, size / 3]], labels: [1], multimask: true });
+      // A batch of boxes, as predictBatch, AMG and detect decode them (other GEMM rows).
+      const boxes = Array.from({ length: 16 }, (_, i) => ({
+        box: [i, i, size / 2 + i, size / 2 + i] as [number, number, number, number],
+        multimask: false,
+      }));
+      await predictor.predictBatch(boxes);
+    });
+  } finally {
+    predictor.dispose();
+  }
+}
+
+/** Times every candidate of each key and returns the fastest per key, logging a table. */
+export async function tuneKeys(
+  model: SamModel,
+  keys: readonly string[],
+  opts: { minMs: number; log: (line: string) => void },
+): Promise<{ winners: Record<string, string>; results: TuneResult[] }> {
   opts.log(`${keys.length} shapes to tune on ${model.adapter}`);
   opts.log(
     `${"shape".padEnd(44)} ${"variant".padEnd(14)} ${"ms".padStart(10)} ${"GFLOP/s".padStart(9)}`,
@@ -108,6 +116,14 @@ export async function tuneModel(
     results.push(...rows);
   }
   return { winners, results };
+}
+
+/** Records the shapes of one encode and one click, then times every candidate of each. */
+export async function tuneModel(
+  model: SamModel,
+  opts: { minMs: number; log: (line: string) => void },
+): Promise<{ winners: Record<string, string>; results: TuneResult[] }> {
+  return tuneKeys(model, await recordModelShapes(model), opts);
 }
 
 if (import.meta.main) {

@@ -15,7 +15,7 @@
  * tokens, head dim 64, rel pos) 0.51 GFLOP/s tiled, 1.86 for rows4w8; windowed (25 x 196
  * tokens) 0.38 tiled, 1.02 rows2w8. Eight invocations (one 256-bit SIMD vector) beat 16.
  *
- * Variants: rows per invocation (1, 2, 4, 8), invocations per workgroup, padded head dim (16 or
+ * Variants: rows per invocation (1, 2, 4, 8, 16), invocations per workgroup, padded head dim (16 or
  * 32 steps up to 128), vec4 or scalar global access, with or without rel-pos (kH, kW <= 64:
  * SAM's 64x64 global grid).
  */
@@ -44,7 +44,7 @@ export function parseRowsName(name: string): { rows: number; wg: number } | null
   if (!m) return null;
   const rows = Number(m[1]);
   const wg = Number(m[2]);
-  if (![1, 2, 4, 8].includes(rows) || ![8, 16, 32, 64].includes(wg)) return null;
+  if (![1, 2, 4, 8, 16].includes(rows) || ![8, 16, 32, 64].includes(wg)) return null;
   return { rows, wg };
 }
 

@@ -58,7 +58,7 @@ export function parseRegisterTile(name: string): RegisterTile | null {
   if (!m) return null;
   const [rm, rn, wg] = [Number(m[2]), Number(m[3]), Number(m[4])];
   const ok = (x: number, max: number) => Number.isInteger(x) && x >= 1 && x <= max;
-  if (!ok(rm, 16) || !ok(rn, 16) || !ok(wg, 256)) return null;
+  if (!ok(rm, 16) || !ok(rn, 32) || !ok(wg, 256)) return null;
   return { lanes: m[1] as "m" | "n", rm, rn, wg };
 }
 

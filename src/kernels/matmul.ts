@@ -26,6 +26,7 @@ import {
   gemmUsesF16,
 } from "./gemm_epilogue.ts";
 import { parseRegisterTile, registerBlock, registerGemmSpec } from "./gemm_register.ts";
+import { parseSplitKName, runSplitK, splitKFits } from "./gemm_splitk.ts";
 
 export type { GemmEpilogue } from "./gemm_epilogue.ts";
 import { variantFor } from "./tuning.ts";
@@ -256,10 +257,12 @@ export function defaultGemmVariant(software: boolean, M: number): string {
   return M >= 64 ? "reg_m8x8w8" : "reg_n8x4w16";
 }
 
-/** Variants `deno task tune` times for a GEMM of M rows. */
-export function gemmCandidates(M: number): string[] {
+/** Variants `deno task tune` times for a GEMM of M rows (split-K reads and writes f32 only). */
+export function gemmCandidates(M: number, f16 = false): string[] {
   const names = ["tile16", "tile64", "tile128", "reg_m8x8w8", "reg_m8x8w16", "reg_m8x16w8"];
   names.push("reg_m4x8w16", "reg_n8x4w16", "reg_n8x4w8", "reg_n4x8w16");
+  // Split-K (gemm_splitk.ts) for the few-row products, whose grids are small.
+  if (M <= 64 && !f16) names.push("splitk4", "splitk8");
   return M <= 16 ? names.filter((n) => n !== "tile128") : names;
 }
 
@@ -290,9 +293,15 @@ export function runGemm(
       ctx,
       gemmKey(base.bLayout, d, base),
       defaultGemmVariant(ctx.gpu.software, d.M),
-      (tuned) => gemmCandidates(d.M).includes(tuned),
+      (tuned) => gemmCandidates(d.M, gemmUsesF16(base)).includes(tuned),
     );
-  const tiled = TILES[name];
+  const slices = parseSplitKName(name);
+  // Split-K's passes are f32 only: an f16 GEMM named so (by hand) takes the 64 tile.
+  if (slices !== null && !gemmUsesF16(base) && splitKFits(d, slices)) {
+    runSplitK(ctx, prefix, base, d, buffers, slices);
+    return;
+  }
+  const tiled = TILES[name] ?? (slices !== null ? TILE_64 : undefined);
   if (tiled) {
     dispatchGemm(ctx, gemmSpec(prefix, { ...base, tile: tiled }), tiled, d, buffers);
     return;

@@ -9,7 +9,7 @@
  */
 import type { GpuContext } from "../gpu/context.ts";
 import { emptyTensor, type Tensor, tensorFrom, tensorFromF16 } from "../gpu/tensor.ts";
-import { attention, ATTENTION_CANDIDATES, defaultAttentionVariant } from "./attention.ts";
+import { attention, attentionCandidates, defaultAttentionVariant } from "./attention.ts";
 import { linear } from "./linear.ts";
 import { defaultGemmVariant, gemmCandidates, matmul } from "./matmul.ts";
 
@@ -78,7 +78,9 @@ export function tuneKeyFlops(p: Parsed): number {
 
 /** Variants worth timing for a shape. */
 export function candidatesFor(p: Parsed): string[] {
-  return p.op === "gemm" ? gemmCandidates(p.M) : ATTENTION_CANDIDATES;
+  return p.op === "gemm"
+    ? gemmCandidates(p.M, p.f16 !== undefined)
+    : attentionCandidates(p.half === true || p.halfOut === true);
 }
 
 function random(ctx: GpuContext, shape: number[], seed: number, f16 = false): Tensor {

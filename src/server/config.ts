@@ -32,6 +32,9 @@
  *   --idle-timeout-s / WGSAM_IDLE_TIMEOUT_S  keep-alive wait for the next request (10)
  *   --ls-allow-host / WGSAM_LS_ALLOW_HOSTS  hosts (host or host:port, comma separated) that
  *                              Label Studio task images may come from at private addresses
+ *   --tune                     time the kernel variants at first start (shapes missing from
+ *                              the tune cache), then serve
+ *   --tune-min-ms / WGSAM_TUNE_MIN_MS  time budget per variant and shape for --tune (200)
  */
 import { parseFlags, UsageError } from "../cli/args.ts";
 import { DEFAULT_LIMITS } from "./limits.ts";
@@ -65,6 +68,9 @@ export interface ServerConfig {
   lsAllowHosts: string | null;
   /** --precision / WGSAM_PRECISION: "f32" or "f16" (src/precision.ts). */
   precision: Precision;
+  /** --tune: tune the kernels for this adapter and model before serving (src/server/tune_start.ts). */
+  tune: boolean;
+  tuneMinMs: number;
   help: boolean;
 }
 
@@ -80,15 +86,20 @@ Options: [--host H] [--port P] [--model PATH|NAME] [--detector PATH.onnx]
                        [--header-timeout-s S] [--idle-timeout-s S]
                        [--ls-allow-host HOST[:PORT],...] [--gpu auto|deno|dawn]
                        [--precision f32|f16]
+                       [--tune] [--tune-min-ms N]
   -h, --help           this text
 
 Each flag can also be set by the environment: WGSAM_HOST, WGSAM_PORT, WGSAM_MODEL,
 WGSAM_DETECTOR, WGSAM_CACHE_MB, WGSAM_TIMEOUT_S, WGSAM_MAX_QUEUE, WGSAM_MAX_UPLOAD_MB,
 WGSAM_MAX_PIXELS, WGSAM_MAX_MASK_PIXELS, WGSAM_REDIS, WGSAM_REDIS_TTL_S, WGSAM_REDIS_MB,
 WGSAM_DRAIN_S, WGSAM_ALLOW_ORIGIN, WGSAM_ALLOW_HOST, WGSAM_MAX_CONNECTIONS,
-WGSAM_HEADER_TIMEOUT_S, WGSAM_IDLE_TIMEOUT_S, WGSAM_LS_ALLOW_HOSTS, WGSAM_PRECISION.
+WGSAM_HEADER_TIMEOUT_S, WGSAM_IDLE_TIMEOUT_S, WGSAM_LS_ALLOW_HOSTS, WGSAM_PRECISION,
+WGSAM_TUNE_MIN_MS.
 --precision f16 stores the model's weights and GEMM-to-GEMM activations as float16 (half the
 bytes; needs the adapter's shader-f16; SAM 1 family only); /api/info reports it.
+--tune times the GEMM and attention variants at start for the shapes of the model that the
+tune cache (tune-cache.json in the weights folder) lacks for this adapter, as \`deno task tune\`
+does, writes the winners there, then serves; later starts find them and only check.
 --ls-allow-host names hosts (comma separated) that Label Studio task images may be fetched from
 at loopback or private addresses, besides LABEL_STUDIO_URL's host.
 --redis redis://host:port shares embeddings and uploads between servers (see README, "Many
@@ -180,6 +191,13 @@ const FLAGS: Record<string, FlagSpec> = {
   },
   "ls-allow-host": { env: "WGSAM_LS_ALLOW_HOSTS", key: "lsAllowHosts", kind: "string" },
   precision: { env: "WGSAM_PRECISION", key: "precision", kind: "precision" },
+  "tune-min-ms": {
+    env: "WGSAM_TUNE_MIN_MS",
+    key: "tuneMinMs",
+    kind: "num",
+    positive: true,
+    max: 600_000,
+  },
 };
 
 export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
@@ -204,6 +222,8 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   idleTimeoutS: DEFAULT_CONNECTION_LIMITS.idleTimeoutMs / 1000,
   lsAllowHosts: null,
   precision: "f32",
+  tune: false,
+  tuneMinMs: 200,
   help: false,
 });
 
@@ -262,9 +282,11 @@ export function parseConfig(
   const { values, positionals } = parseFlags(args, {
     ...options,
     help: { type: "boolean", short: "h" },
+    tune: { type: "boolean" },
   });
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   if (values.help) config.help = true;
+  if (values.tune) config.tune = true;
   for (const [flag, spec] of Object.entries(FLAGS)) {
     const given = (values as Record<string, string | string[] | undefined>)[flag];
     if (given === undefined) continue;

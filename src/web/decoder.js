@@ -73,8 +73,8 @@ var GpuContext = class {
   }
   /** Returns the cached pipeline for a kernel variant, compiling it on first use. */
   pipeline(spec4) {
-    let cached = this.pipelines.get(spec4.name);
-    if (cached) return cached;
+    let cached2 = this.pipelines.get(spec4.name);
+    if (cached2) return cached2;
     this.beginBatch();
     this.batchKernels.add(spec4.name);
     const module = this.device.createShaderModule({
@@ -107,12 +107,12 @@ var GpuContext = class {
         entryPoint: "main"
       }
     });
-    cached = {
+    cached2 = {
       pipeline,
       layout
     };
-    this.pipelines.set(spec4.name, cached);
-    return cached;
+    this.pipelines.set(spec4.name, cached2);
+    return cached2;
   }
   /**
    * Records one dispatch. `buffers` are the storage bindings in order (after the uniform
@@ -1046,7 +1046,7 @@ function parseRegisterTile(name) {
     Number(m[4])
   ];
   const ok = (x, max) => Number.isInteger(x) && x >= 1 && x <= max;
-  if (!ok(rm, 16) || !ok(rn, 16) || !ok(wg, 256)) return null;
+  if (!ok(rm, 16) || !ok(rn, 32) || !ok(wg, 256)) return null;
   return {
     lanes: m[1],
     rm,
@@ -1134,6 +1134,197 @@ function registerGemmSpec(prefix, v) {
     }
   };
   return cachedGemmSpec(prefix, v, `reg_${registerTileName(v.tile)}`, () => registerGemmCode(variant));
+}
+
+// src/kernels/gemm_splitk.ts
+var SPLITK_SLICES = [
+  4,
+  8
+];
+function parseSplitKName(name) {
+  const m = /^splitk(\d+)$/.exec(name);
+  if (!m) return null;
+  const s = Number(m[1]);
+  return SPLITK_SLICES.includes(s) ? s : null;
+}
+var BM = 16;
+var BN = 64;
+var range2 = (n) => Array.from({
+  length: n
+}, (_, i) => i);
+function partialCode(v, vecK) {
+  const R = range2(4);
+  const elem = (vec) => vec ? "vec4<f32>" : "f32";
+  const at = (buf, vec, i) => vec ? `${buf}[(${i}) / 4u][(${i}) % 4u]` : `${buf}[${i}]`;
+  const rowA = R.map((i) => `let ra${i} = a_base + min(m0 + ${i}u, p.M - 1u) * p.K;`).join("\n  ");
+  let body;
+  if (v.bLayout === "nk") {
+    const rowB = R.map((j) => `let rb${j} = b_base + min(n0 + ${j}u, p.N - 1u) * p.K;`).join("\n  ");
+    body = vecK ? `${rowB}
+  for (var k = k0; k < k1; k += 4u) {
+    ${R.map((i) => `let x${i} = a[(ra${i} + k) / 4u];`).join(" ")}
+    ${R.map((j) => `let y${j} = b[(rb${j} + k) / 4u];`).join(" ")}
+    ${R.map((i) => R.map((j) => `c${i}_${j} += dot(x${i}, y${j});`).join(" ")).join("\n    ")}
+  }` : `${rowB}
+  for (var k = k0; k < k1; k++) {
+    ${R.map((i) => `let x${i} = ${at("a", v.vecA, `ra${i} + k`)};`).join(" ")}
+    ${R.map((j) => `let y${j} = ${at("b", v.vecB, `rb${j} + k`)};`).join(" ")}
+    ${R.map((i) => R.map((j) => `c${i}_${j} = fma(x${i}, y${j}, c${i}_${j});`).join(" ")).join("\n    ")}
+  }`;
+  } else {
+    const cols = R.map((j) => `let cn${j} = min(n0 + ${j}u, p.N - 1u);`).join("\n  ");
+    body = `${cols}
+  for (var k = k0; k < k1; k++) {
+    ${R.map((i) => `let x${i} = ${at("a", v.vecA, `ra${i} + k`)};`).join(" ")}
+    ${R.map((j) => `let y${j} = ${at("b", v.vecB, `b_base + k * p.N + cn${j}`)};`).join(" ")}
+    ${R.map((i) => R.map((j) => `c${i}_${j} = fma(x${i}, y${j}, c${i}_${j});`).join(" ")).join("\n    ")}
+  }`;
+  }
+  const stores = R.map((i) => R.map((j) => `if (m0 + ${i}u < p.M && n0 + ${j}u < p.N) { part[pb + (m0 + ${i}u) * p.N + n0 + ${j}u] = c${i}_${j}; }`).join("\n  ")).join("\n  ");
+  return (
+    /* wgsl */
+    `
+struct P { M: u32, N: u32, K: u32, stride_a: u32, stride_b: u32, batch: u32, S: u32, kLen: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> a: array<${elem(v.vecA)}>;
+@group(0) @binding(2) var<storage, read> b: array<${elem(v.vecB)}>;
+@group(0) @binding(3) var<storage, read_write> part: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let bi = wg.z / p.S;
+  let s = wg.z % p.S;
+  let k0 = s * p.kLen;
+  let k1 = min(k0 + p.kLen, p.K);
+  let n0 = wg.x * ${BN}u + (lid % 16u) * 4u;
+  let m0 = wg.y * ${BM}u + (lid / 16u) * 4u;
+  let a_base = bi * p.stride_a;
+  let b_base = bi * p.stride_b;
+  let pb = (s * p.batch + bi) * p.M * p.N;
+  ${rowA}
+  ${R.map((i) => R.map((j) => `var c${i}_${j} = 0.0;`).join(" ")).join("\n  ")}
+  ${body}
+  ${stores}
+}`
+  );
+}
+function reduceCode(v) {
+  let binding = 2;
+  const decls = [];
+  if (v.bias) decls.push(`@group(0) @binding(${binding++}) var<storage, read> bias: array<f32>;`);
+  if (v.residual) {
+    decls.push(`@group(0) @binding(${binding++}) var<storage, read> residual: array<f32>;`);
+  }
+  decls.push(`@group(0) @binding(${binding++}) var<storage, read_write> out: array<f32>;`);
+  return (
+    /* wgsl */
+    `
+${v.activation === "none" ? "" : ACTIVATION_WGSL}
+struct R { total: u32, N: u32, S: u32 }
+@group(0) @binding(0) var<uniform> p: R;
+@group(0) @binding(1) var<storage, read> part: array<f32>;
+${decls.join("\n")}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let o = (wg.x + wg.y * nwg.x) * 64u + lid;
+  if (o >= p.total) { return; }
+  var acc = 0.0;
+  for (var s = 0u; s < p.S; s++) { acc += part[s * p.total + o]; }
+  let n = o % p.N;
+  out[o] = ${gemmEpilogueExpr(v, "acc")};
+}`
+  );
+}
+var specs2 = /* @__PURE__ */ new Map();
+function cached(name, bindings, code) {
+  let spec4 = specs2.get(name);
+  if (!spec4) {
+    spec4 = {
+      name,
+      bindings,
+      code
+    };
+    specs2.set(name, spec4);
+  }
+  return spec4;
+}
+function partialSpec(prefix, v, vecK) {
+  const name = `${prefix}_splitk_partial_${v.bLayout}_f32${v.vecA ? "_a4" : ""}${v.vecB ? "_b4" : ""}${vecK ? "_k4" : ""}`;
+  const variant = {
+    ...v
+  };
+  return cached(name, [
+    "uniform",
+    "read",
+    "read",
+    "write"
+  ], () => partialCode(variant, vecK));
+}
+function reduceSpec(prefix, v) {
+  const parts = [
+    prefix,
+    "splitk_reduce"
+  ];
+  if (v.bias) parts.push("bias");
+  if (v.activation !== "none") parts.push(v.activation);
+  if (v.residual) parts.push("residual");
+  parts.push("f32");
+  const variant = {
+    ...v
+  };
+  return cached(parts.join("_"), [
+    "uniform",
+    "read",
+    ...v.bias ? [
+      "read"
+    ] : [],
+    ...v.residual ? [
+      "read"
+    ] : [],
+    "write"
+  ], () => reduceCode(variant));
+}
+var scratch = /* @__PURE__ */ new WeakMap();
+function scratchFor(ctx, elements) {
+  const have = scratch.get(ctx);
+  if (have && have.size >= elements) return have;
+  if (have) {
+    ctx.submit();
+    have.destroy();
+  }
+  const t = emptyTensor(ctx, [
+    elements
+  ], "gemm.splitk.partial");
+  scratch.set(ctx, t);
+  return t;
+}
+function splitKFits(d, slices) {
+  return Math.ceil(d.N / BN) <= MAX_WORKGROUPS_PER_DIM && Math.ceil(d.M / BM) <= MAX_WORKGROUPS_PER_DIM && d.batch * slices <= MAX_WORKGROUPS_PER_DIM;
+}
+function runSplitK(ctx, prefix, v, d, buffers, slices) {
+  const S = Math.max(1, Math.min(slices, Math.ceil(d.K / 4)));
+  const kLen = 4 * Math.ceil(d.K / S / 4);
+  const vecK = v.bLayout === "nk" && v.vecA && v.vecB;
+  const total = d.batch * d.M * d.N;
+  const part = scratchFor(ctx, S * total);
+  const [a, b, ...rest] = buffers;
+  const p1 = new Params().u32(d.M, d.N, d.K, d.strideA, d.strideB, d.batch, S, kLen).build();
+  ctx.dispatch(partialSpec(prefix, v, vecK), p1, [
+    a,
+    b,
+    part.buffer
+  ], [
+    Math.ceil(d.N / BN),
+    Math.ceil(d.M / BM),
+    d.batch * S
+  ]);
+  const p2 = new Params().u32(total, d.N, S).build();
+  ctx.dispatch(reduceSpec(prefix, v), p2, [
+    part.buffer,
+    ...rest
+  ], grid(Math.ceil(total / 64)));
 }
 
 // src/kernels/tuning.ts
@@ -1346,6 +1537,7 @@ function gemmCandidates(M) {
     "reg_m8x16w8"
   ];
   names.push("reg_m4x8w16", "reg_n8x4w16", "reg_n8x4w8", "reg_n4x8w16");
+  if (M <= 64) names.push("splitk4", "splitk8");
   return M <= 16 ? names.filter((n) => n !== "tile128") : names;
 }
 function gemmKey(bLayout, d, v) {
@@ -1355,7 +1547,12 @@ function gemmKey(bLayout, d, v) {
 function runGemm(ctx, prefix, base, d, buffers, variant) {
   if (gemmUsesF16(base)) requireShaderF16(ctx, prefix);
   const name = variant ?? variantFor(ctx, gemmKey(base.bLayout, d, base), defaultGemmVariant(ctx.gpu.software, d.M), (tuned) => gemmCandidates(d.M).includes(tuned));
-  const tiled = TILES[name];
+  const slices = parseSplitKName(name);
+  if (slices !== null && splitKFits(d, slices)) {
+    runSplitK(ctx, prefix, base, d, buffers, slices);
+    return;
+  }
+  const tiled = TILES[name] ?? (slices !== null ? TILE_64 : void 0);
   if (tiled) {
     dispatchGemm(ctx, gemmSpec(prefix, {
       ...base,
@@ -2160,8 +2357,8 @@ function samPostprocessRecord(ctx, lowRes, geo, output, rb) {
     });
   }
   return (data, onPlane) => {
-    for (const { first, count, range: range2 } of chunks) {
-      const bytes = data[range2];
+    for (const { first, count, range: range3 } of chunks) {
+      const bytes = data[range3];
       for (let k = 0; k < count; k++) {
         if (useLogits) {
           const logits = new Float32Array(bytes, k * h * w * 4, h * w);
@@ -2848,7 +3045,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
     )
   };
 }
-var specs2 = /* @__PURE__ */ new Map();
+var specs3 = /* @__PURE__ */ new Map();
 function addLayerNorm(ctx, x, weight, bias, eps, opts = {}) {
   const C = x.shape[x.shape.length - 1];
   if (!C) throw new Error(`addLayerNorm: x [${x.shape}] has no last dim to normalise`);
@@ -2875,8 +3072,8 @@ function addLayerNorm(ctx, x, weight, bias, eps, opts = {}) {
   const y = normOutput(ctx, "addLayerNorm", x, weight, bias, C);
   const yPe = pe ? emptyTensor(ctx, x.shape, "addLayerNorm.y_pe") : null;
   const key = `${shape.tpr}:${shape.vpt}:${!!residual}:${!!pe}`;
-  let s = specs2.get(key);
-  if (!s) specs2.set(key, s = spec2(shape, !!residual, !!pe));
+  let s = specs3.get(key);
+  if (!s) specs3.set(key, s = spec2(shape, !!residual, !!pe));
   const rows = x.size / C;
   const params = new Params().u32(rows, C).f32(eps).u32(residual?.size ?? 1, pe?.size ?? 1).build();
   const buffers = [
@@ -2974,7 +3171,8 @@ function parseRowsName(name) {
     1,
     2,
     4,
-    8
+    8,
+    16
   ].includes(rows) || ![
     8,
     16,
@@ -3069,6 +3267,209 @@ ${R.map((r) => `  if (q0 + ${r}u < p.nq) {
 }`
     )
   };
+}
+
+// src/kernels/attention_splitkv.ts
+var SPLITKV_SLICES = [
+  4,
+  8
+];
+function parseSplitKvName(name) {
+  const m = /^splitkv(\d+)$/.exec(name);
+  if (!m) return null;
+  const s = Number(m[1]);
+  return SPLITKV_SLICES.includes(s) ? s : null;
+}
+var PARAMS_WGSL = `struct P {
+  batch: u32, heads: u32, headDim: u32, nq: u32, nk: u32,
+  qOff: u32, qStride: u32, kOff: u32, kStride: u32, vOff: u32, vStride: u32,
+  scale: f32, nqb: u32, S: u32, kLen: u32, kH: u32, kW: u32,
+}`;
+function partialSpec2(sh) {
+  const { dp, v4, relPos } = sh;
+  const d4 = dp / 4;
+  const elem = v4 ? "vec4<f32>" : "f32";
+  const I = Array.from({
+    length: d4
+  }, (_, i) => i);
+  const name = `attention_splitkv_partial${relPos ? "_relpos" : ""}_d${dp}${v4 ? "_v4" : ""}_f32`;
+  const rel = relPos ? `@group(0) @binding(4) var<storage, read> relH: array<f32>;
+@group(0) @binding(5) var<storage, read> relW: array<f32>;
+@group(0) @binding(6) var<storage, read_write> part: array<vec4<f32>>;` : `@group(0) @binding(4) var<storage, read_write> part: array<vec4<f32>>;`;
+  return {
+    name,
+    bindings: relPos ? [
+      "uniform",
+      "read",
+      "read",
+      "read",
+      "read",
+      "read",
+      "write"
+    ] : [
+      "uniform",
+      "read",
+      "read",
+      "read",
+      "write"
+    ],
+    code: () => (
+      /* wgsl */
+      `
+${PARAMS_WGSL}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> qBuf: array<${elem}>;
+@group(0) @binding(2) var<storage, read> kBuf: array<${elem}>;
+@group(0) @binding(3) var<storage, read> vBuf: array<${elem}>;
+${rel}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wgid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let flat = wgid.x + wgid.y * nwg.x;
+  let per = p.nqb * p.S;
+  let bh = flat / per;
+  if (bh >= p.batch * p.heads) { return; }  // workgroup-uniform: padding of the folded grid
+  let rem = flat % per;
+  let s = rem / p.nqb;
+  let qRaw = (rem % p.nqb) * 64u + lid;
+  let qi = min(qRaw, p.nq - 1u);
+  let b = bh / p.heads;
+  let h = bh % p.heads;
+  let qb = p.qOff + (b * p.nq + qi) * p.qStride + h * p.headDim;
+${unroll(d4, (i) => `  let q${i} = ${loadVec4(v4, "qBuf", "qb", `${i}u`, "true")} * p.scale;`)}
+  var m = ${NEG_BIG};
+  var l = 0.0;
+${unroll(d4, (i) => `  var o${i} = vec4<f32>(0.0);`)}
+${relPos ? "  let relRow = bh * p.nq + qi;" : ""}
+  let k0 = s * p.kLen;
+  let k1 = min(k0 + p.kLen, p.nk);
+  for (var j = k0; j < k1; j++) {
+    let kb = p.kOff + (b * p.nk + j) * p.kStride + h * p.headDim;
+    var sc = ${I.map((i) => `dot(q${i}, ${loadVec4(v4, "kBuf", "kb", `${i}u`, "true")})`).join(" + ")};
+${relPos ? `    let kh = j / p.kW;
+    sc += relH[relRow * p.kH + kh] + relW[relRow * p.kW + j - kh * p.kW];` : ""}
+    let mn = max(m, sc);
+    let corr = exp(m - mn);
+    let pj = exp(sc - mn);
+    l = l * corr + pj;
+    m = mn;
+    let vb = p.vOff + (b * p.nk + j) * p.vStride + h * p.headDim;
+${unroll(d4, (i) => `    o${i} = o${i} * corr + pj * ${loadVec4(v4, "vBuf", "vb", `${i}u`, "true")};`)}
+  }
+  if (qRaw < p.nq) {
+    let at = ((s * p.batch * p.heads + bh) * p.nq + qi) * ${d4 + 1}u;
+${unroll(d4, (i) => `    part[at + ${i}u] = o${i};`)}
+    part[at + ${d4}u] = vec4<f32>(m, l, 0.0, 0.0);
+  }
+}`
+    )
+  };
+}
+function mergeSpec(sh) {
+  const { dp, v4 } = sh;
+  const d4 = dp / 4;
+  const elem = v4 ? "vec4<f32>" : "f32";
+  const store = (i) => v4 ? `  if (${4 * i}u < p.headDim) { outBuf[ob / 4u + ${i}u] = o${i} * inv; }` : `  for (var e = 0u; e < 4u; e++) {
+    if (${4 * i}u + e < p.headDim) { outBuf[ob + ${4 * i}u + e] = o${i}[e] * inv; }
+  }`;
+  return {
+    name: `attention_splitkv_merge_d${dp}${v4 ? "_v4" : ""}_f32`,
+    bindings: [
+      "uniform",
+      "read",
+      "write"
+    ],
+    code: () => (
+      /* wgsl */
+      `
+struct M { bhn: u32, nq: u32, heads: u32, headDim: u32, S: u32 }
+@group(0) @binding(0) var<uniform> p: M;
+@group(0) @binding(1) var<storage, read> part: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> outBuf: array<${elem}>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wgid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let t = (wgid.x + wgid.y * nwg.x) * 64u + lid;
+  if (t >= p.bhn) { return; }
+  let bh = t / p.nq;
+  let q = t % p.nq;
+  var mAll = ${NEG_BIG};
+  for (var s = 0u; s < p.S; s++) { mAll = max(mAll, part[(s * p.bhn + t) * ${d4 + 1}u + ${d4}u].x); }
+  var lAll = 0.0;
+${unroll(d4, (i) => `  var o${i} = vec4<f32>(0.0);`)}
+  for (var s = 0u; s < p.S; s++) {
+    let at = (s * p.bhn + t) * ${d4 + 1}u;
+    let ml = part[at + ${d4}u];
+    let w = exp(ml.x - mAll);
+    lAll += ml.y * w;
+${unroll(d4, (i) => `    o${i} += part[at + ${i}u] * w;`)}
+  }
+  let inv = 1.0 / lAll;
+  let b = bh / p.heads;
+  let h = bh % p.heads;
+  let ob = (b * p.nq + q) * p.heads * p.headDim + h * p.headDim;
+${unroll(d4, store)}
+}`
+    )
+  };
+}
+var specs4 = /* @__PURE__ */ new Map();
+function cachedSpec(make, kind, sh) {
+  const key = `${kind}/${JSON.stringify(sh)}`;
+  let spec4 = specs4.get(key);
+  if (!spec4) {
+    spec4 = make(sh);
+    specs4.set(key, spec4);
+  }
+  return spec4;
+}
+var scratch2 = /* @__PURE__ */ new WeakMap();
+function scratchFloats(bhn, dp, slices) {
+  return slices * bhn * (dp + 4);
+}
+function splitKvFits(ctx, bhn, headDim, slices) {
+  const dp = 16 * Math.ceil(headDim / 16);
+  return scratchFloats(bhn, dp, slices) * 4 <= ctx.device.limits.maxStorageBufferBindingSize;
+}
+function runSplitKv(ctx, c) {
+  const sh = {
+    dp: 16 * Math.ceil(c.headDim / 16),
+    v4: c.v4,
+    relPos: c.rel !== void 0
+  };
+  const S = Math.max(1, Math.min(c.slices, c.nk));
+  const kLen = Math.ceil(c.nk / S);
+  const bh = c.batch * c.heads;
+  const bhn = bh * c.nq;
+  const need = scratchFloats(bhn, sh.dp, S);
+  let part = scratch2.get(ctx);
+  if (!part || part.size < need) {
+    if (part) {
+      ctx.submit();
+      part.destroy();
+    }
+    part = emptyTensor(ctx, [
+      need
+    ], "attention.splitkv.partial");
+    scratch2.set(ctx, part);
+  }
+  const nqb = Math.ceil(c.nq / 64);
+  const p1 = new Params().u32(c.batch, c.heads, c.headDim, c.nq, c.nk).u32(c.q.offset, c.q.rowStride, c.k.offset, c.k.rowStride, c.v.offset, c.v.rowStride).f32(c.scale).u32(nqb, S, kLen, c.rel?.kH ?? 1, c.rel?.kW ?? 1).build();
+  const buffers = [
+    c.q.buffer,
+    c.k.buffer,
+    c.v.buffer
+  ];
+  if (c.rel) buffers.push(c.rel.relH, c.rel.relW);
+  buffers.push(part.buffer);
+  ctx.dispatch(cachedSpec(partialSpec2, "partial", sh), p1, buffers, grid(bh * nqb * S));
+  const p2 = new Params().u32(bhn, c.nq, c.heads, c.headDim, S).build();
+  ctx.dispatch(cachedSpec(mergeSpec, "merge", sh), p2, [
+    part.buffer,
+    c.out
+  ], grid(Math.ceil(bhn / 64)));
 }
 
 // src/kernels/attention.ts
@@ -3452,10 +3853,13 @@ var ATTENTION_CANDIDATES = [
   "rows2w8",
   "rows4w8",
   "rows8w8",
-  "rows4w16"
+  "rows4w16",
+  "rows16w8",
+  "splitkv4",
+  "splitkv8"
 ];
 function defaultAttentionVariant(software) {
-  return software ? "rows4w8" : "tiled";
+  return software ? "rows16w8" : "tiled";
 }
 var ROWS_SPECS = /* @__PURE__ */ new Map();
 function attention(ctx, q, k, v, dims, opts = {}) {
@@ -3550,8 +3954,46 @@ function attention(ctx, q, k, v, dims, opts = {}) {
   ].every((x) => x % 4 === 0);
   const small = !rel && !table && !half && !halfOut && headDim <= FEW_Q_MAX_DP && (nk <= FEW_K || nq <= FEW_Q);
   const name = opts.variant ?? (small || table ? "tiled" : variantFor(ctx, attentionKey(dims, rel, half, halfOut), defaultAttentionVariant(ctx.gpu.software), (tuned) => ATTENTION_CANDIDATES.includes(tuned)));
-  const rowsShape = name === "tiled" ? null : parseRowsName(name);
-  if (name !== "tiled" && !rowsShape) throw new Error(`attention: unknown variant "${name}"`);
+  const slices = parseSplitKvName(name);
+  if (slices !== null && !table && splitKvFits(ctx, batch * heads * nq, headDim, slices)) {
+    runSplitKv(ctx, {
+      batch,
+      heads,
+      headDim,
+      nq,
+      nk,
+      scale,
+      v4,
+      slices,
+      q: {
+        buffer: q.tensor.buffer,
+        offset: q.offset,
+        rowStride: q.rowStride
+      },
+      k: {
+        buffer: k.tensor.buffer,
+        offset: k.offset,
+        rowStride: k.rowStride
+      },
+      v: {
+        buffer: v.tensor.buffer,
+        offset: v.offset,
+        rowStride: v.rowStride
+      },
+      rel: rel && {
+        relH: rel.relH.buffer,
+        relW: rel.relW.buffer,
+        kH: rel.kH,
+        kW: rel.kW
+      },
+      out: out.buffer
+    });
+    return out;
+  }
+  const rowsShape = name === "tiled" || slices !== null ? null : parseRowsName(name);
+  if (name !== "tiled" && slices === null && !rowsShape) {
+    throw new Error(`attention: unknown variant "${name}"`);
+  }
   const rowsFit = rowsShape && !table && (!rel || rel.kH <= ROWS_MAX_REL && rel.kW <= ROWS_MAX_REL);
   let spec4;
   let bq;
@@ -4123,8 +4565,8 @@ var SamDecoder = class _SamDecoder {
   recordPass(indices, frames, maskInputs, image, reuse, mode, opts, rb) {
     const ctx = this.ctx, D = this.dim, s = this.embedSize, hw = s * s;
     const T = this.numMaskTokens, B = frames.length;
-    const scratch = new Scratch(ctx);
-    const t = (x) => scratch.t(x);
+    const scratch3 = new Scratch(ctx);
+    const t = (x) => scratch3.t(x);
     try {
       const nSparse = sparseTokenCount(frames[0]);
       const nt = 1 + T + nSparse;
@@ -4160,7 +4602,7 @@ var SamDecoder = class _SamDecoder {
               side,
               side
             ], "decoder.mask_input"));
-            const dense = t(this.promptEncoder.embedMask(mask, scratch.list));
+            const dense = t(this.promptEncoder.embedMask(mask, scratch3.list));
             row = t(add(ctx, image.imageTokens, dense));
           }
           ctx.copy(row.buffer, 0, src.buffer, b * hw * D * 4, hw * D * 4);
@@ -4343,7 +4785,7 @@ var SamDecoder = class _SamDecoder {
         return results;
       };
     } finally {
-      scratch.flush();
+      scratch3.flush();
     }
   }
   dispose() {
@@ -4797,10 +5239,10 @@ var Sam2Decoder = class _Sam2Decoder {
     return this.images.size;
   }
   /** (B, n) rows through an MLP of linears with ReLU between. */
-  mlp(scratch, x, layers) {
+  mlp(scratch3, x, layers) {
     let h = x;
     layers.forEach((l, j) => {
-      h = scratch.t(linear(this.ctx, h, l.w, l.b, {
+      h = scratch3.t(linear(this.ctx, h, l.w, l.b, {
         activation: j < layers.length - 1 ? "relu" : "none"
       }));
     });
@@ -4809,8 +5251,8 @@ var Sam2Decoder = class _Sam2Decoder {
   async runPass(indices, frames, maskInputs, image, reuse, mode, opts) {
     const ctx = this.ctx, D = this.dim, s = this.embedSize, hw = s * s;
     const T = this.numMaskTokens, B = frames.length;
-    const scratch = new Scratch(ctx);
-    const t = (x) => scratch.t(x);
+    const scratch3 = new Scratch(ctx);
+    const t = (x) => scratch3.t(x);
     try {
       const pre = this.nPre, nOut = pre + T;
       const nt = nOut + frames[0].labels.length;
@@ -4846,7 +5288,7 @@ var Sam2Decoder = class _Sam2Decoder {
               side2,
               side2
             ], "sam2 decoder.mask_input"));
-            const dense = t(this.promptEncoder.embedMask(mask, scratch.list));
+            const dense = t(this.promptEncoder.embedMask(mask, scratch3.list));
             row = t(add(ctx, image.imageTokens, dense));
           }
           ctx.copy(row.buffer, 0, src.buffer, b * hw * D * 4, hw * D * 4);
@@ -4865,7 +5307,7 @@ var Sam2Decoder = class _Sam2Decoder {
         s,
         D
       ]), this.upscale0, {
-        temps: scratch.list
+        temps: scratch3.list
       }));
       const sum1 = t(add(ctx, dc1.reshape([
         B,
@@ -4880,7 +5322,7 @@ var Sam2Decoder = class _Sam2Decoder {
         c4
       ]);
       const dc2 = t(convTranspose2dGemm(ctx, act1, this.upscale3, {
-        temps: scratch.list
+        temps: scratch3.list
       }));
       const sum2 = t(add(ctx, dc2.reshape([
         B,
@@ -4899,7 +5341,7 @@ var Sam2Decoder = class _Sam2Decoder {
           1
         ]
       }));
-      const h = this.mlp(scratch, hIn, this.hyper);
+      const h = this.mlp(scratch3, hIn, this.hyper);
       const low = 16 * hw;
       const all = t(matmul(ctx, h.reshape([
         B,
@@ -4919,8 +5361,8 @@ var Sam2Decoder = class _Sam2Decoder {
           1
         ]
       }));
-      const iouLogits = this.mlp(scratch, iouIn, this.iouHead);
-      const objLogits = this.objHead.length === 0 ? null : this.mlp(scratch, t(stridedCopy(ctx, queries, {
+      const iouLogits = this.mlp(scratch3, iouIn, this.iouHead);
+      const objLogits = this.objHead.length === 0 ? null : this.mlp(scratch3, t(stridedCopy(ctx, queries, {
         offset: 0,
         shape: [
           B,
@@ -5072,7 +5514,7 @@ var Sam2Decoder = class _Sam2Decoder {
       }
       return results;
     } finally {
-      scratch.flush();
+      scratch3.flush();
     }
   }
   dispose() {

@@ -16,7 +16,7 @@ import { getContext } from "../../src/gpu/context.ts";
 import { emptyTensor, tensorFrom, tensorFromF16 } from "../../src/gpu/tensor.ts";
 import {
   attention,
-  ATTENTION_CANDIDATES,
+  attentionCandidates,
   type AttentionDims,
   attentionKey,
 } from "../../src/kernels/attention.ts";
@@ -130,7 +130,7 @@ Deno.test("attention f16 q/k/v: every variant, fused qkv, rel pos, bias table, v
     const variants = c.table || small
       ? [undefined]
       : ci === 0
-      ? [undefined, ...ATTENTION_CANDIDATES]
+      ? [undefined, ...attentionCandidates(true)]
       : [undefined, "tiled"];
     for (const variant of variants) {
       // f32 out, then f16 out (the encoder's: rounded once at the store, half an f16 ulp,

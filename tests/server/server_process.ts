@@ -20,6 +20,8 @@ export interface ServerProcess {
 export async function startServer(
   args: string[],
   env: Record<string, string> = {},
+  /** How long to wait for the "listening" line (default 120 s). */
+  listenMs = 120_000,
 ): Promise<ServerProcess> {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", ...TASK_PERMISSIONS, SERVER, "--host", "127.0.0.1", "--port", "0", ...args],
@@ -48,7 +50,7 @@ export async function startServer(
     }
   };
   try {
-    await waitForLog(/listening on http:\/\/127\.0\.0\.1:\d+\//);
+    await waitForLog(/listening on http:\/\/127\.0\.0\.1:\d+\//, listenMs);
   } catch (e) {
     if (!exited) child.kill("SIGKILL");
     await status;
