@@ -3,7 +3,7 @@
  * values): MobileSAM's TinyViT-5M and SlimSAM-77-uniform's 12-block ViT (width 168, 12 heads
  * of 14, MLP 696), both with SAM's 256-wide neck. Prints ms and GFLOP/s in official FLOPs
  * (a multiply-add = 2; matrix products and convolutions as the official code runs them, the
- * zero-padded window rows included); SlimSAM's count is bench/report.ts's flopsEncoder.
+ * zero-padded window rows included); SlimSAM's count is bench/report/flops.ts's flopsEncoder.
  *
  *   deno bench -A bench/encoder/edge_encoder_bench.ts
  *
@@ -16,7 +16,8 @@ import { type TinyVitArch, tinyVitExpectedShapes } from "../../src/mobile_sam/ar
 import { TinyVitEncoder } from "../../src/mobile_sam/tiny_vit.ts";
 import { expectedShapes, OFFICIAL_ARCHS } from "../../src/weights/arch.ts";
 import type { SamArch, StateDict } from "../../src/weights/types.ts";
-import { flopsEncoder, isSoftwareAdapter } from "../report.ts";
+import { flopsEncoder } from "../report/flops.ts";
+import { isSoftwareAdapter } from "../report/measure.ts";
 
 const ctx = await getContext();
 const software = isSoftwareAdapter(ctx.gpu.description);

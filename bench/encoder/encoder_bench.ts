@@ -11,7 +11,8 @@ import { getContext } from "../../src/gpu/context.ts";
 import { expectedShapes, OFFICIAL_ARCHS } from "../../src/weights/arch.ts";
 import { loadSam } from "../../src/weights/load.ts";
 import type { SamArch, StateDict } from "../../src/weights/types.ts";
-import { flopsEncoder, isSoftwareAdapter } from "../report.ts";
+import { flopsEncoder } from "../report/flops.ts";
+import { isSoftwareAdapter } from "../report/measure.ts";
 
 const ctx = await getContext();
 const adapter = ctx.gpu.description;

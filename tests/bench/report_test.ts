@@ -1,24 +1,22 @@
 /**
- * The pure parts of bench/report.ts: adapter slug, ratio, the markdown table, FLOP counts
+ * The pure parts of bench/report/: adapter slug, ratio, the markdown table, FLOP counts
  * (checked against hand counts and the published ~487 GMACs of ViT-B), argument parsing and
  * the target verdicts. No GPU.
  */
 import assert from "node:assert/strict";
+import { flopsDecoder, flopsEncoder } from "../../bench/report/flops.ts";
+import { adapterSlug, formatTable } from "../../bench/report/format.ts";
 import {
-  adapterSlug,
-  flopsDecoder,
-  flopsEncoder,
-  formatTable,
   isSoftwareAdapter,
-  judgeTargets,
   type Measure,
   notMeasured,
-  parseArgs,
   planRuns,
   ratio,
   type Row,
   SOFTWARE_SINGLE_RUN_MS,
-} from "../../bench/report.ts";
+} from "../../bench/report/measure.ts";
+import { parseArgs } from "../../bench/report/options.ts";
+import { judgeTargets } from "../../bench/report/targets.ts";
 import { OFFICIAL_ARCHS } from "../../src/weights/arch.ts";
 import type { SamArch } from "../../src/weights/types.ts";
 
