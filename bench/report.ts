@@ -2,11 +2,12 @@
  * Side-by-side benchmark: wgsam (our WGSL kernels on WebGPU) against onnxruntime-web (wasm and
  * its WebGPU execution provider) on the same machine, the same inputs and the same shapes.
  *
- *   deno task bench:report [--quick] [--only encoder,decoder,amg] [--runs N]
- *                          [--budget SECONDS] [--no-peer] [--out DIR]
+ *   deno task bench:report [--quick] [--only SECTIONS] [--runs N] [--budget SECONDS]
+ *                          [--no-peer] [--out DIR] [--tag TAG] [--models LIST] [--tune]
+ *                          [--page-model M]
  *
- * Writes bench/results/<adapter-slug>.json (every measurement, with the adapter, date, Deno
- * version, CPU count and load) and bench/results/<adapter-slug>.md (the table). See
+ * Writes bench/results/<adapter-slug>[-TAG].json (every measurement, with the adapter, date,
+ * Deno version, CPU count and load) and bench/results/<adapter-slug>[-TAG].md (the tables). See
  * bench/README.md for what each case is and how time is taken.
  *
  * Timing. Ours: wall time from recording the work to the result read back on the CPU (the
@@ -30,7 +31,8 @@
  *   cases.ts         labels, prompts, inputs, fixtures
  *   ours.ts          how ours is imported, timed and fed random weights
  *   peer.ts          how onnxruntime-web is run (in a child process) and read
- *   run.ts           one report: the groups in order, each in its *_rows.ts file
+ *   run.ts           one report: the sections in order, each in its *_rows.ts file
+ *                    (encoder, edge + edge_models.ts, sam2, decoder, amg, variants, page)
  *   format.ts, targets.ts, markdown.ts   the table, the target verdicts, the page
  */
 import { UsageError, wantsHelp } from "../src/cli/args.ts";
@@ -39,7 +41,9 @@ import { adapterSlug } from "./report/format.ts";
 import { formatReport } from "./report/markdown.ts";
 import { gflops, ratio } from "./report/measure.ts";
 import { parseArgs, type ReportOptions, USAGE } from "./report/options.ts";
+import { formatPageSection } from "./report/page_rows.ts";
 import { runReport } from "./report/run.ts";
+import { formatVariants } from "./report/variants_rows.ts";
 import { judgeTargets } from "./report/targets.ts";
 
 if (import.meta.main) {
@@ -58,8 +62,8 @@ if (import.meta.main) {
     Deno.exit(2);
   }
   const t0 = performance.now();
-  const { env, rows } = await runReport(opts);
-  const slug = adapterSlug(env.adapter);
+  const { env, rows, variants, page } = await runReport(opts);
+  const slug = adapterSlug(env.adapter) + (opts.tag ? `-${opts.tag}` : "");
   await Deno.mkdir(opts.outDir, { recursive: true });
   const base = opts.outDir.replace(/\/?$/, "/") + slug;
   const json = {
@@ -79,9 +83,13 @@ if (import.meta.main) {
       ratioVsWasm: ratio(r.peerWasm, r.ours),
       ratioVsWebgpu: ratio(r.peerWebgpu, r.ours),
     })),
+    variants,
+    page,
   };
   await Deno.writeTextFile(`${base}.json`, JSON.stringify(json, null, 2) + "\n");
   let md = formatReport(env, rows, opts);
+  if (variants) md += "\n" + formatVariants(variants, env.adapter);
+  if (page) md += "\n" + formatPageSection(page);
   if (opts.only.has("decoder")) {
     // Click latency on each WebGPU provider, in this run (bench/click_latency.ts).
     const click = await import("./click_latency.ts");

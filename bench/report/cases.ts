@@ -11,6 +11,8 @@ export const LABELS: Record<string, string> = {
   encoder_vit_b: "encoder ViT-B",
   encoder_vit_l: "encoder ViT-L",
   encoder_vit_h: "encoder ViT-H",
+  encoder_mobilesam: "encoder MobileSAM (TinyViT-5M, random weights)",
+  encoder_slimsam_77: "encoder SlimSAM-77 (ViT 168 wide, 12 blocks, random weights)",
   encoder_sam2_mini: "encoder SAM 2.1 sam2-mini (1024 px, Hiera 8 wide)",
   encoder_sam2_hiera_t: "encoder SAM 2.1 Hiera-T",
   encoder_sam2_hiera_b_plus: "encoder SAM 2.1 Hiera-B+",

@@ -1,7 +1,7 @@
 /**
  * The decoder group: SAM's mask decoder at its real sizes (sam-mini's decoder is the real
  * one), one prompt and a batch of 64, masks upscaled to a 1200x1800 photo or low-res only,
- * ours against the official ONNX export on the peer; then SAM 2.1's decoder (ours only).
+ * ours against the official ONNX export on the peer. SAM 2.1's decoder is in sam2_rows.ts.
  */
 import { tensorFrom } from "../../src/gpu/tensor.ts";
 import { readNpy } from "../../src/util/npy.ts";
@@ -15,7 +15,6 @@ import { flopsDecoder } from "./flops.ts";
 import { firstLine, markSingle, type Measure, notMeasured, planRuns, type Row } from "./measure.ts";
 import { type DecoderModule, importOurs, measureOursDecoder } from "./ours.ts";
 import type { RunContext } from "./run_context.ts";
-import { sam2DecoderRows } from "./sam2_rows.ts";
 
 /** The decoder rows, and ours' ms per prompt (low-res only) for the AMG's estimate. */
 export async function decoderRows(
@@ -167,6 +166,5 @@ export async function decoderRows(
     .map((id) => ours.get(id))
     .map((m) => m?.status === "ok" ? (m.perPromptMs ?? m.ms) : null)
     .find((x) => x !== null) ?? null;
-  rows.push(...await sam2DecoderRows(ctx, opts));
   return { rows, perPromptMs };
 }

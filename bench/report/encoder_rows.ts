@@ -1,7 +1,7 @@
 /**
  * The encoder group: SAM's ViT encoders (sam-mini from its fixture; ViT-B, -L, -H at their
- * official shapes with random weights) against the peer's shape-only graphs, then SAM 2.1's
- * encoders (sam2_rows.ts). On a software adapter each big encoder runs only when the
+ * official shapes with random weights) against the peer's shape-only graphs. The light
+ * encoders are in edge_rows.ts, SAM 2.1's in sam2_rows.ts. On a software adapter each big encoder runs only when the
  * throughput of the last one that ran says it fits the per-case budget.
  */
 import { OFFICIAL_ARCHS } from "../../src/weights/arch.ts";
@@ -22,7 +22,6 @@ import {
 } from "./measure.ts";
 import { type EncoderModule, importOurs, measureOursEncoder, randomStateDict } from "./ours.ts";
 import type { RunContext } from "./run_context.ts";
-import { sam2EncoderRows } from "./sam2_rows.ts";
 
 export async function encoderRows(rc: RunContext): Promise<Row[]> {
   const { ctx, opts, software, adapter, graphs } = rc;
@@ -158,7 +157,6 @@ export async function encoderRows(rc: RunContext): Promise<Row[]> {
       peerWebgpu: peer.webgpu,
     });
   }
-  rows.push(...await sam2EncoderRows(ctx, opts, software));
   return rows;
 }
 

@@ -3,6 +3,7 @@
  * matrix products and convolutions only). GFLOP/s in the table is these FLOPs per second, so
  * implementations that skip work (padding rows) are compared on the same count. Pure.
  */
+import type { TinyVitArch } from "../../src/mobile_sam/arch.ts";
 import type { Sam2Arch } from "../../src/sam2/arch.ts";
 import type { SamArch } from "../../src/weights/types.ts";
 
@@ -124,4 +125,36 @@ export function flopsSam2Decoder(arch: Sam2Arch, opts: DecoderFlopsOptions): num
 export function flopsAmg(arch: SamArch, pointsPerSide: number): number {
   return flopsEncoder(arch) +
     flopsDecoder(arch, { prompts: pointsPerSide ** 2, sparseTokens: 2 });
+}
+
+/**
+ * FLOPs of MobileSAM's TinyViT encoder and SAM's neck as the official code runs them: the
+ * stem's two 3x3 convs, each MBConv (1x1 expand, depthwise 3x3, 1x1), per attention block qkv /
+ * scores / weighted values / proj on the zero-padded windows, the depthwise 3x3 local conv and
+ * the MLP, each PatchMerging (1x1, depthwise 3x3, 1x1), and the neck. Not counted: BatchNorm
+ * (folded at load), norms, GELU, softmax, the attention-bias gather, adds.
+ */
+export function flopsTinyVit(tv: TinyVitArch): number {
+  const S = tv.imgSize, h1 = S / 2, g0 = S / 4;
+  let f = 2 * h1 * h1 * tv.stemDim * 27 + 2 * g0 * g0 * tv.stages[0].dim * 9 * tv.stemDim;
+  for (const s of tv.stages) {
+    const T = s.grid * s.grid, C = s.dim;
+    if (s.mbconvHidden) f += s.depth * (2 * T * (2 * C * s.mbconvHidden + 9 * s.mbconvHidden));
+    if (s.heads) {
+      const padded = Math.ceil(s.grid / s.window) * s.window;
+      const rows = padded * padded, L = s.window * s.window;
+      const perBlock = 2 * rows * C * 3 * C + // qkv on the padded windows
+        2 * 2 * rows * L * C + // q k^T and attn @ v
+        2 * rows * C * C + // proj
+        2 * T * C * s.localConv * s.localConv + // local conv
+        2 * 2 * T * C * s.mlpDim; // fc1 + fc2
+      f += s.depth * perBlock;
+    }
+    if (s.downsample) {
+      const o = s.downsample.outDim, To = s.downsample.outGrid ** 2;
+      f += 2 * T * C * o + 2 * To * o * 9 + 2 * To * o * o;
+    }
+  }
+  const last = tv.stages[tv.stages.length - 1].dim, T = tv.outGrid ** 2, D = tv.neckDim;
+  return f + 2 * T * last * D + 2 * T * D * D * 9;
 }

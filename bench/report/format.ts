@@ -26,7 +26,7 @@ export function formatRatio(r: number | null): string {
   return r >= 10 ? `${r.toFixed(0)}x` : `${r.toFixed(2)}x`;
 }
 
-function formatGflops(g: number | null): string {
+export function formatGflops(g: number | null): string {
   if (g === null) return "";
   return g >= 100 ? g.toFixed(0) : g >= 1 ? g.toFixed(1) : g.toFixed(3);
 }

@@ -67,11 +67,15 @@ export function formatReport(
     "prompt, so the timed decoder runs after the warm-up reuse it, as an interactive session " +
     "does; the official export recomputes it every run.",
     "",
-    formatTable(sorted),
-    "",
-    "## Targets (on a GPU; judged as measured)",
-    "",
-    ...targets.map((t) => `- ${t.name}: **${t.verdict}** (${t.detail})`),
+    ...(rows.length
+      ? [
+        formatTable(sorted),
+        "",
+        "## Targets (on a GPU; judged as measured)",
+        "",
+        ...targets.map((t) => `- ${t.name}: **${t.verdict}** (${t.detail})`),
+      ]
+      : ["No encoder, decoder or AMG case in this run (--only)."]),
   ];
   if (creates.length) {
     lines.push("", "## Peer session creation", "", ...creates.map((c) => `- ${c}`));

@@ -185,9 +185,31 @@ export async function measureOursEncoder(
   warmup: number,
   runs: number,
 ): Promise<Measure> {
-  const enc = mod.ImageEncoder.fromStateDict(ctx, sd, arch);
+  return await measureOursImageEncoder(
+    ctx,
+    mod.ImageEncoder.fromStateDict(ctx, sd, arch),
+    arch.imgSize,
+    warmup,
+    runs,
+  );
+}
+
+/** An image encoder that returns one (1, D, s, s) embedding: SAM's ViT, MobileSAM's TinyViT. */
+export interface EmbeddingEncoder {
+  encode(input: Float32Array): Tensor;
+  dispose(): void;
+}
+
+/** Ours: `enc` on a normalised (3, size, size) input, embedding read back; disposes `enc`. */
+export async function measureOursImageEncoder(
+  ctx: GpuContext,
+  enc: EmbeddingEncoder,
+  size: number,
+  warmup: number,
+  runs: number,
+): Promise<Measure> {
   try {
-    const input = encoderInput(arch.imgSize);
+    const input = encoderInput(size);
     const work = async () => {
       const emb = enc.encode(input);
       await ctx.read(emb.buffer); // (1, D, s, s) back on the CPU, as the peer's output
