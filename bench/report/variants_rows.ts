@@ -188,7 +188,6 @@ export async function variantRows(
     };
     let flops: { encoder: number | null; click: number | null } = { encoder: null, click: null };
     let imgSize = 1024;
-    let table: Record<string, string> | string | null = null;
     for (const precision of ["f32", "f16"] as const) {
       let model: SamModel;
       try {
@@ -207,7 +206,8 @@ export async function variantRows(
       try {
         flops = variantFlops(model.family, model.arch);
         imgSize = model.imgSize;
-        table ??= await tunedTable(model, tune.enabled, tune.minMs);
+        // Per precision: f16 dispatches other GEMM variants, under keys of their own.
+        const table = await tunedTable(model, tune.enabled, tune.minMs);
         for (const kernels of ["default", "tuned"] as const) {
           const key: VariantKey = `${precision} ${kernels}`;
           if (kernels === "tuned" && typeof table === "string") {
