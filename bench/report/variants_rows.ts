@@ -135,7 +135,11 @@ async function tunedTable(
   }
   const { tuneModel } = await import("../../src/cli/tune.ts");
   log(`tuning ${model.name} (min ${minMs} ms a variant)`);
-  const { winners } = await tuneModel(model, { minMs, log: () => {} });
+  // Progress: the shape count, then each shape's winner (not every candidate's time).
+  const progress = (line: string) => {
+    if (/shapes to tune| -> /.test(line)) log(`  tune: ${line.replace(/\s+/g, " ")}`);
+  };
+  const { winners } = await tuneModel(model, { minMs, log: progress });
   return winners;
 }
 
