@@ -264,7 +264,8 @@ export async function variantRows(
       }
     }
     const clickPeer = notMeasured(
-      "peer: the decoder rows above time the official export at the real decoder sizes",
+      "peer: see the main table's decoder rows (--only decoder): the official export at the " +
+        "real decoder sizes",
     );
     out.push(
       { model: name, stage: "encoder", flops: flops.encoder, cells: cells.encoder, peerWasm: peer },
