@@ -22,6 +22,9 @@ import {
 import { createApp } from "../src/server/app.ts";
 import { loadSamEngine } from "../src/server/sam_engine.ts";
 import { median } from "./peer/ort_peer.ts";
+import { formatPageRows, type PageClickRow } from "./report/page_rows.ts";
+
+export type { PageClickRow };
 
 const USAGE = `Usage: deno task bench:page [options]
 
@@ -45,14 +48,6 @@ const WEBGPU_FLAGS = [
 /** The photo clicked on by default: the bundled sam-tiny fixture's. */
 export const DEFAULT_PAGE_IMAGE =
   new URL("../tests/fixtures/sam-tiny/image.png", import.meta.url).pathname;
-
-export interface PageClickRow {
-  where: "page" | "server";
-  adapter: string;
-  decodeMs: number;
-  clickMs: number;
-  clicks: number;
-}
 
 async function measure(
   url: string,
@@ -98,22 +93,6 @@ async function measure(
   } finally {
     await browser.close();
   }
-}
-
-export function formatPageRows(rows: readonly PageClickRow[]): string {
-  const lines = [
-    "| decoder | adapter | decode (ms) | decode + draw (ms) | clicks |",
-    "|---|---|---:|---:|---:|",
-  ];
-  for (const r of rows) {
-    const what = r.where === "page" ? "in the page" : "server round trip";
-    lines.push(
-      `| ${what} | ${r.adapter} | ${r.decodeMs.toFixed(1)} | ${
-        r.clickMs.toFixed(1)
-      } | ${r.clicks} |`,
-    );
-  }
-  return lines.join("\n");
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -3,22 +3,43 @@
  * only and decode plus drawing) beside the server round trip, each on the adapter it ran on,
  * measured by bench/page_click.ts in headless Chromium.
  */
-import {
-  CHROMIUM,
-  DEFAULT_PAGE_IMAGE,
-  formatPageRows,
-  measurePageClicks,
-  type PageClickRow,
-} from "../page_click.ts";
 import { log } from "./env.ts";
 import { firstLine } from "./measure.ts";
 import type { ReportOptions } from "./options.ts";
+
+/** One side's medians: the page's own decoder, or the server round trip. */
+export interface PageClickRow {
+  where: "page" | "server";
+  adapter: string;
+  decodeMs: number;
+  clickMs: number;
+  clicks: number;
+}
+
+/** The rows as a markdown table. */
+export function formatPageRows(rows: readonly PageClickRow[]): string {
+  const lines = [
+    "| decoder | adapter | decode (ms) | decode + draw (ms) | clicks |",
+    "|---|---|---:|---:|---:|",
+  ];
+  for (const r of rows) {
+    const what = r.where === "page" ? "in the page" : "server round trip";
+    lines.push(
+      `| ${what} | ${r.adapter} | ${r.decodeMs.toFixed(1)} | ${
+        r.clickMs.toFixed(1)
+      } | ${r.clicks} |`,
+    );
+  }
+  return lines.join("\n");
+}
 
 export type PageResult =
   | { status: "ok"; model: string; image: string; clicks: number; rows: PageClickRow[] }
   | { status: "not measured"; reason: string };
 
+/** Runs bench/page_click.ts's measurement (loaded here: Playwright reads /proc at import). */
 export async function pageSection(opts: ReportOptions): Promise<PageResult> {
+  const { CHROMIUM, DEFAULT_PAGE_IMAGE, measurePageClicks } = await import("../page_click.ts");
   try {
     Deno.statSync(CHROMIUM);
   } catch {

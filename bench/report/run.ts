@@ -12,7 +12,7 @@ import { encoderRows } from "./encoder_rows.ts";
 import { type Env, gitState, loadavg, log, peerPackage } from "./env.ts";
 import { edgeRows } from "./edge_rows.ts";
 import { gflops, isSoftwareAdapter, type Row } from "./measure.ts";
-import type { PageResult } from "./page_rows.ts";
+import { type PageResult, pageSection } from "./page_rows.ts";
 import { sam2DecoderRows, sam2EncoderRows } from "./sam2_rows.ts";
 import { type VariantRow, variantRows } from "./variants_rows.ts";
 import type { ReportOptions } from "./options.ts";
@@ -78,10 +78,7 @@ export async function runReport(opts: ReportOptions): Promise<Report> {
   const variants = opts.only.has("variants")
     ? await variantRows(rc, opts.models, { enabled: opts.tune, minMs: opts.tuneMinMs })
     : null;
-  // Loaded only here: Playwright reads /proc at import (the reason for the task's --allow-all).
-  const page = opts.only.has("page")
-    ? await (await import("./page_rows.ts")).pageSection(opts)
-    : null;
+  const page = opts.only.has("page") ? await pageSection(opts) : null;
   env.loadavgEnd = loadavg();
   return { env, rows, variants, page };
 }
