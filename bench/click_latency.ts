@@ -17,7 +17,7 @@ import { SamDecoder } from "../src/decoder/mask_decoder.ts";
 import { OFFICIAL_ARCHS } from "../src/weights/arch.ts";
 import { loadSam } from "../src/weights/load.ts";
 import type { SamArch, StateDict } from "../src/weights/types.ts";
-import { randomStateDict } from "./report.ts";
+import { randomStateDict } from "./report/ours.ts";
 
 const SWIFTSHADER_ICD = "/usr/lib/chromium/vk_swiftshader_icd.json";
 const ORIGINAL: [number, number] = [1200, 1800];

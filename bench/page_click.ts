@@ -22,6 +22,9 @@ import {
 import { createApp } from "../src/server/app.ts";
 import { loadSamEngine } from "../src/server/sam_engine.ts";
 import { median } from "./peer/ort_peer.ts";
+import { formatPageRows, type PageClickRow } from "./report/page_rows.ts";
+
+export type { PageClickRow };
 
 const USAGE = `Usage: deno task bench:page [options]
 
@@ -34,20 +37,17 @@ const USAGE = `Usage: deno task bench:page [options]
 Exit status: 0 done, 1 a runtime failure, 2 a bad argument (unknown flag, bad value, missing
 photo).`;
 
-const CHROMIUM = "/usr/bin/chromium";
+/** The Chromium this machine has (Debian's package). */
+export const CHROMIUM = "/usr/bin/chromium";
 const WEBGPU_FLAGS = [
   "--enable-unsafe-webgpu",
   "--enable-features=Vulkan",
   "--use-webgpu-adapter=swiftshader",
 ];
 
-export interface PageClickRow {
-  where: "page" | "server";
-  adapter: string;
-  decodeMs: number;
-  clickMs: number;
-  clicks: number;
-}
+/** The photo clicked on by default: the bundled sam-tiny fixture's. */
+export const DEFAULT_PAGE_IMAGE =
+  new URL("../tests/fixtures/sam-tiny/image.png", import.meta.url).pathname;
 
 async function measure(
   url: string,
@@ -95,22 +95,6 @@ async function measure(
   }
 }
 
-export function formatPageRows(rows: readonly PageClickRow[]): string {
-  const lines = [
-    "| decoder | adapter | decode (ms) | decode + draw (ms) | clicks |",
-    "|---|---|---:|---:|---:|",
-  ];
-  for (const r of rows) {
-    const what = r.where === "page" ? "in the page" : "server round trip";
-    lines.push(
-      `| ${what} | ${r.adapter} | ${r.decodeMs.toFixed(1)} | ${
-        r.clickMs.toFixed(1)
-      } | ${r.clicks} |`,
-    );
-  }
-  return lines.join("\n");
-}
-
 async function main(argv: string[]): Promise<number> {
   if (wantsHelp(argv)) {
     console.log(USAGE);
@@ -125,30 +109,41 @@ async function main(argv: string[]): Promise<number> {
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   if (values.model === "") throw new UsageError("--model needs a value");
   const model = values.model ?? "sam-tiny";
-  const image = values.image ??
-    new URL("../tests/fixtures/sam-tiny/image.png", import.meta.url).pathname;
+  const image = values.image ?? DEFAULT_PAGE_IMAGE;
   const clicks = numberFlag("clicks", values.clicks ?? "5", { min: 1, max: 1000, integer: true });
   const json = values.json;
   await requireInputFile(image, "--image");
   await requireInputFile(CHROMIUM, "Chromium");
-  const engine = await loadSamEngine(model, { cacheBytes: 256 << 20, quiet: true });
+  const { model: name, rows } = await measurePageClicks({ model, image, clicks });
+  console.log(`Click latency, ${name}, ${image.split("/").pop()}\n`);
+  console.log(formatPageRows(rows));
+  if (json) {
+    await Deno.writeTextFile(
+      json,
+      JSON.stringify({ model: name, date: new Date().toISOString(), rows }, null, 2),
+    );
+  }
+  return 0;
+}
+
+/**
+ * Serves `model` on 127.0.0.1 and clicks `clicks` times (after one warm-up) on `image` in
+ * headless Chromium, with the page decoding and with the server decoding. Used by this command
+ * and by `deno task bench:report` (its page section).
+ */
+export async function measurePageClicks(
+  opts: { model: string; image: string; clicks: number },
+): Promise<{ model: string; rows: PageClickRow[] }> {
+  const engine = await loadSamEngine(opts.model, { cacheBytes: 256 << 20, quiet: true });
   const app = createApp({ engine, log: () => {} });
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, app);
   try {
     const url = `http://127.0.0.1:${server.addr.port}/`;
     const rows = [
-      await measure(url, image, clicks, "page", engine.info.adapter),
-      await measure(url, image, clicks, "server", engine.info.adapter),
+      await measure(url, opts.image, opts.clicks, "page", engine.info.adapter),
+      await measure(url, opts.image, opts.clicks, "server", engine.info.adapter),
     ];
-    console.log(`Click latency, ${engine.info.model}, ${image.split("/").pop()}\n`);
-    console.log(formatPageRows(rows));
-    if (json) {
-      await Deno.writeTextFile(
-        json,
-        JSON.stringify({ model: engine.info.model, date: new Date().toISOString(), rows }, null, 2),
-      );
-    }
-    return 0;
+    return { model: engine.info.model, rows };
   } finally {
     await server.shutdown();
     engine.dispose();

@@ -15,7 +15,8 @@ import { expectedShapes, OFFICIAL_ARCHS } from "../../src/weights/arch.ts";
 import { loadSam } from "../../src/weights/load.ts";
 import type { SamArch, StateDict } from "../../src/weights/types.ts";
 import type { Precision } from "../../src/precision.ts";
-import { flopsEncoder, isSoftwareAdapter } from "../report.ts";
+import { flopsEncoder } from "../report/flops.ts";
+import { isSoftwareAdapter } from "../report/measure.ts";
 
 const ctx = await getContext();
 const adapter = ctx.gpu.description;

@@ -12,7 +12,8 @@ import { officialSam2Arch, type Sam2Arch, sam2HintsFromFixture } from "../../src
 import { disposeSam2Features, Sam2ImageEncoder } from "../../src/sam2/image_encoder.ts";
 import { loadSam2 } from "../../src/sam2/load.ts";
 import type { StateDict } from "../../src/weights/types.ts";
-import { isSoftwareAdapter, randomSam2EncoderWeights } from "../report.ts";
+import { isSoftwareAdapter } from "../report/measure.ts";
+import { randomSam2EncoderWeights } from "../report/ours.ts";
 import { flopsSam2Encoder } from "./sam2_flops.ts";
 
 const ctx = await getContext();

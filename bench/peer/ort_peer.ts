@@ -22,7 +22,11 @@
 export const BENCH_GRAPH_DIR = "/work/shared/fixtures/bench/";
 
 export type PeerBackend = "wasm" | "webgpu";
-export type PeerGraphId = "vit_b" | "vit_l" | "vit_h" | "decoder";
+/**
+ * "vit_b", "vit_l", "vit_h", "decoder": the real models' shape-only graphs (peerGraphs); other
+ * ids name graphs the report makes or finds (bench/peer/onnx_graphs.ts, the fixtures').
+ */
+export type PeerGraphId = string;
 
 /** One shape-only graph of the real models. */
 export interface PeerGraph {
@@ -30,6 +34,10 @@ export interface PeerGraph {
   kind: "encoder" | "decoder";
   /** Absolute file path. */
   path: string;
+  /** An encoder's input side (default 1024). */
+  imageSize?: number;
+  /** Files of the graph's external data: `location` as the graph names it, `path` on disk. */
+  externalData?: Array<{ location: string; path: string }>;
 }
 
 const GRAPH_FILES: ReadonlyArray<Omit<PeerGraph, "path"> & { file: string }> = [
@@ -153,9 +161,10 @@ function feedsFor(
   const T = ort.Tensor;
   if (graph.kind === "encoder") {
     // Values do not matter for a shape-only graph; a fixed pattern keeps runs identical.
-    const image = new Float32Array(3 * 1024 * 1024);
+    const S = graph.imageSize ?? 1024;
+    const image = new Float32Array(3 * S * S);
     for (let i = 0; i < image.length; i++) image[i] = ((i * 2654435761) % 1000) / 1000 - 0.5;
-    return { image: new T("float32", image, [1, 3, 1024, 1024]) };
+    return { image: new T("float32", image, [1, 3, S, S]) };
   }
   const dc = c.decoder;
   if (!dc) throw new Error("decoder graph without a DecoderCase");
@@ -217,9 +226,16 @@ export async function runPeer(
   let session: Awaited<ReturnType<Ort["InferenceSession"]["create"]>>;
   const t0 = performance.now();
   try {
+    const externalData = spec.graph.externalData
+      ? await Promise.all(spec.graph.externalData.map(async (e) => ({
+        path: e.location,
+        data: await Deno.readFile(e.path),
+      })))
+      : undefined;
     session = await ort.InferenceSession.create(await Deno.readFile(spec.graph.path), {
       executionProviders: [spec.backend],
       graphOptimizationLevel: "all",
+      ...(externalData ? { externalData } : {}),
     });
   } catch (e) {
     return spec.cases.map((c) => unavailable(`session creation: ${message(e)}`, c))

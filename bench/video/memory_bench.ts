@@ -15,7 +15,7 @@ import { sam2HintsFromFixture } from "../../src/sam2/arch.ts";
 import { inferSam2MemoryArch } from "../../src/sam2/memory_arch.ts";
 import { MemoryAttention } from "../../src/sam2/memory_attention.ts";
 import { MemoryEncoder } from "../../src/sam2/memory_encoder.ts";
-import { isSoftwareAdapter } from "../report.ts";
+import { isSoftwareAdapter } from "../report/measure.ts";
 
 const ctx = await getContext();
 const software = isSoftwareAdapter(ctx.gpu.description);

@@ -5,18 +5,18 @@
  * here too: each gives an "ok" Measure with the runs asked for.
  */
 import assert from "node:assert/strict";
+import type { Measure } from "../../bench/report/measure.ts";
 import {
   type AmgModules,
   type DecoderModule,
   type EncoderModule,
   importAmg,
   importOurs,
-  type Measure,
   measureOursAmg,
   measureOursDecoder,
   measureOursEncoder,
   randomStateDict,
-} from "../../bench/report.ts";
+} from "../../bench/report/ours.ts";
 import { getContext } from "../../src/gpu/context.ts";
 import { tensorFrom } from "../../src/gpu/tensor.ts";
 import { readImageFile } from "../../src/image.ts";
@@ -45,7 +45,7 @@ Deno.test({
     const ctx = await getContext();
     const { sd, arch } = await loadSam(new URL("sam-tiny.pth", tiny));
 
-    const enc = await importOurs<EncoderModule>("../src/encoder/image_encoder.ts", [
+    const enc = await importOurs<EncoderModule>("src/encoder/image_encoder.ts", [
       "ImageEncoder",
     ]);
     assert.equal(typeof enc, "object", typeof enc === "string" ? enc : "");
@@ -53,7 +53,7 @@ Deno.test({
     assert.deepEqual(random.get("image_encoder.pos_embed")!.shape, [1, 16, 16, 32]);
     assertOk(await measureOursEncoder(ctx, enc as EncoderModule, random, arch, 1, 2), 2, 1);
 
-    const dec = await importOurs<DecoderModule>("../src/decoder/mask_decoder.ts", [
+    const dec = await importOurs<DecoderModule>("src/decoder/mask_decoder.ts", [
       "SamDecoder",
     ]);
     assert.equal(typeof dec, "object", typeof dec === "string" ? dec : "");

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { flopsDecoder, flopsSam2Decoder } from "../../bench/report.ts";
+import { flopsDecoder, flopsSam2Decoder } from "../../bench/report/flops.ts";
 import { officialSam2Arch } from "../../src/sam2/arch.ts";
 import { OFFICIAL_ARCHS } from "../../src/weights/arch.ts";
 

@@ -3,7 +3,8 @@
  * official-FLOP count puts Hiera-T at about a third of ViT-B, as SAM 2's authors state.
  */
 import assert from "node:assert/strict";
-import { flopsEncoder, measureOursSam2Encoder } from "../../bench/report.ts";
+import { flopsEncoder } from "../../bench/report/flops.ts";
+import { measureOursSam2Encoder } from "../../bench/report/ours.ts";
 import { flopsSam2Encoder } from "../../bench/encoder/sam2_flops.ts";
 import { getContext } from "../../src/gpu/context.ts";
 import { officialSam2Arch } from "../../src/sam2/arch.ts";

@@ -1,24 +1,22 @@
 /**
- * The pure parts of bench/report.ts: adapter slug, ratio, the markdown table, FLOP counts
+ * The pure parts of bench/report/: adapter slug, ratio, the markdown table, FLOP counts
  * (checked against hand counts and the published ~487 GMACs of ViT-B), argument parsing and
  * the target verdicts. No GPU.
  */
 import assert from "node:assert/strict";
+import { flopsDecoder, flopsEncoder } from "../../bench/report/flops.ts";
+import { adapterSlug, formatTable } from "../../bench/report/format.ts";
 import {
-  adapterSlug,
-  flopsDecoder,
-  flopsEncoder,
-  formatTable,
   isSoftwareAdapter,
-  judgeTargets,
   type Measure,
   notMeasured,
-  parseArgs,
   planRuns,
   ratio,
   type Row,
   SOFTWARE_SINGLE_RUN_MS,
-} from "../../bench/report.ts";
+} from "../../bench/report/measure.ts";
+import { parseArgs } from "../../bench/report/options.ts";
+import { judgeTargets } from "../../bench/report/targets.ts";
 import { OFFICIAL_ARCHS } from "../../src/weights/arch.ts";
 import type { SamArch } from "../../src/weights/types.ts";
 
@@ -124,7 +122,19 @@ Deno.test("flopsDecoder: linear in prompts, dominated by the image-side projecti
 
 Deno.test("parseArgs: defaults, --quick, --only, bad values", () => {
   const d = parseArgs([]);
-  assert.deepEqual([...d.only], ["encoder", "decoder", "amg"]);
+  assert.deepEqual([...d.only], [
+    "encoder",
+    "edge",
+    "sam2",
+    "decoder",
+    "amg",
+    "variants",
+    "page",
+  ]);
+  assert.deepEqual(d.models, ["sam-tiny", "sam-mini"]);
+  assert.equal(d.tune, false);
+  assert.equal(d.tag, null);
+  assert.equal(d.pageModel, "sam-tiny");
   assert.equal(d.quick, false);
   assert.equal(d.peer, true);
   const q = parseArgs(["--quick", "--only", "decoder,amg", "--no-peer"]);
@@ -136,6 +146,21 @@ Deno.test("parseArgs: defaults, --quick, --only, bad values", () => {
   assert.throws(() => parseArgs(["--runs", "0"]), /positive integer/);
   assert.throws(() => parseArgs(["--frobnicate"]), /unknown option/);
   assert.throws(() => parseArgs(["--only"]), /needs a value/);
+  const n = parseArgs([
+    "--only",
+    "edge,variants,page",
+    "--models",
+    "sam-mini, mobilesam",
+    "--tune",
+  ]);
+  assert.deepEqual([...n.only], ["edge", "variants", "page"]);
+  assert.deepEqual(n.models, ["sam-mini", "mobilesam"]);
+  assert.equal(n.tune, true);
+  assert.equal(parseArgs(["--tag", "edge-1"]).tag, "edge-1");
+  assert.throws(() => parseArgs(["--tag", "../x"]), /--tag takes/);
+  assert.throws(() => parseArgs(["--models", ","]), /--models needs a value/);
+  assert.equal(parseArgs(["--quick"]).pageClicks, 2);
+  assert.equal(parseArgs(["--runs", "4"]).pageClicks, 4);
 });
 
 Deno.test("judgeTargets: verdicts follow the numbers, never the hopes", () => {
