@@ -581,9 +581,11 @@ export function attentionCandidates(f16 = false): string[] {
 /** The default: the tiled kernel on GPUs, row-wise on CPU adapters where it applies. There,
  * 16 query rows per invocation beat 4 by 2-3x (llvmpipe, ViT global attention scaled to 1024
  * tokens, rel pos: rows4w8 0.67 GFLOP/s, rows16w8 1.6-2.3 in the same runs): lavapipe 22.3
- * gathers every storage load lane by lane, so the K and V rows are worth sharing widely. */
-export function defaultAttentionVariant(software: boolean): string {
-  return software ? "rows16w8" : "tiled";
+ * gathers every storage load lane by lane, so the K and V rows are worth sharing widely.
+ * Without vec4 access (a head dim or row offset not a multiple of 4: SlimSAM-77's 14) 4 rows:
+ * the scalar 16-row kernel takes LLVM minutes to compile (head dim 33: 95 s, rows4w8 1 s). */
+export function defaultAttentionVariant(software: boolean, vec4 = true): string {
+  return software ? (vec4 ? "rows16w8" : "rows4w8") : "tiled";
 }
 
 const ROWS_SPECS = new Map<string, KernelSpec>();
@@ -684,7 +686,7 @@ export function attention(
     (small || table ? "tiled" : variantFor(
       ctx,
       attentionKey(dims, rel, half, halfOut),
-      defaultAttentionVariant(ctx.gpu.software),
+      defaultAttentionVariant(ctx.gpu.software, v4),
       (tuned) => attentionCandidates(half || halfOut).includes(tuned),
     ));
   const slices = parseSplitKvName(name);

@@ -233,5 +233,6 @@ export function defaultVariantFor(ctx: GpuContext, key: string): string {
   if (!p) throw new Error(`tune: unknown shape key "${key}"`);
   return p.op === "gemm"
     ? defaultGemmVariant(ctx.gpu.software, p.M)
-    : defaultAttentionVariant(ctx.gpu.software);
+    // vec4 access as far as the key tells (a head dim of 4k; offsets and strides are the views').
+    : defaultAttentionVariant(ctx.gpu.software, p.d % 4 === 0);
 }

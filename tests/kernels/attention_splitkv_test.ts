@@ -133,6 +133,8 @@ Deno.test("attention split-KV: names, candidates, and the CPU default", () => {
   assert.equal(parseSplitKvName("splitkv5"), null);
   for (const n of ["splitkv4", "splitkv8", "rows16w8"]) assert.ok(ATTENTION_CANDIDATES.includes(n));
   assert.equal(defaultAttentionVariant(true), "rows16w8");
+  // Scalar access: 4 rows (the scalar 16-row kernel compiles for minutes on llvmpipe).
+  assert.equal(defaultAttentionVariant(true, false), "rows4w8");
   assert.equal(defaultAttentionVariant(false), "tiled");
 });
 
