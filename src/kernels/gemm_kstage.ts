@@ -1,6 +1,7 @@
 /**
- * Tiled GEMM with K-contiguous staging ("tile64k") and the same with a register prefetch of
- * the next K tile ("tile64p").
+ * Tiled GEMM with K-contiguous staging ("tile64k", "tile128k": the 64 x 64 and 128 x 64 tiles
+ * of matmul.ts) and the same with a register prefetch of the next K tile ("tile64p",
+ * "tile128p").
  *
  * matmul.ts's tiles stage A (and B in "nk") K-major, As[k][m]: the global rows are K
  * contiguous, so every vec4 read from storage is split into four scalar stores down a column
@@ -20,11 +21,11 @@
  * of the tile: out-of-range loads read zero, stores are guarded. Epilogue and f16 operands
  * are gemm_epilogue.ts's (loads widen to f32, accumulation stays f32).
  *
- * "tile64p" keeps one shared buffer and prefetches through registers: tile k+1 is read from
- * storage into registers after the first barrier, so its latency hides behind the
+ * The "p" variants keep one shared buffer and prefetch through registers: tile k+1 is read
+ * from storage into registers after the first barrier, so its latency hides behind the
  * arithmetic on tile k, and is stored to workgroup memory after the second barrier.
- * (Two shared buffers would save a barrier but need 2 x 10 KiB, over WebGPU's 16 KiB
- * default workgroup storage; unpadded they fit but bring the bank conflicts back.)
+ * (Two shared buffers would save a barrier but need 2 x 10 KiB (2 x 15 for the 128 tile),
+ * over WebGPU's 16 KiB default workgroup storage.)
  *
  * Measured on lavapipe (llvmpipe, 2 cores shared, one run back to back; see the header of
  * bench/kernels/gemm_kstage_bench.ts): RESULTS_PLACEHOLDER
@@ -48,12 +49,17 @@ export interface KStageShape {
 
 export interface KStageVariant extends GemmEpilogue, KStageShape {}
 
-const TILE: GemmTile = { bm: 64, bn: 64, bk: 16, tm: 4 };
+/** 64 x 64, 256 threads of 4 x 4 (matmul.ts's TILE_64) and 128 x 64, 256 threads of 8 x 4
+ * (TILE_128, for many rows): As is 5 or 10 KiB, Bs 5 KiB, under WebGPU's default 16 KiB. */
+const TILE64: GemmTile = { bm: 64, bn: 64, bk: 16, tm: 4 };
+const TILE128: GemmTile = { bm: 128, bn: 64, bk: 16, tm: 8 };
 
-/** The named variants. */
+/** The named variants: "k" stages K-contiguous, "p" also prefetches the next K tile. */
 export const KSTAGE_VARIANTS: Readonly<Record<string, KStageShape>> = {
-  tile64k: { tile: TILE, prefetch: false },
-  tile64p: { tile: TILE, prefetch: true },
+  tile64k: { tile: TILE64, prefetch: false },
+  tile64p: { tile: TILE64, prefetch: true },
+  tile128k: { tile: TILE128, prefetch: false },
+  tile128p: { tile: TILE128, prefetch: true },
 };
 
 /** The shape of a variant named here, or null. */

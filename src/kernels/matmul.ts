@@ -264,10 +264,10 @@ export function gemmCandidates(M: number, f16 = false): string[] {
   const names = ["tile16", "tile64", "tile128", "reg_m8x8w8", "reg_m8x8w16", "reg_m8x16w8"];
   names.push("reg_m4x8w16", "reg_n8x4w16", "reg_n8x4w8", "reg_n4x8w16");
   // K-contiguous staging, without and with prefetch of the next K tile (gemm_kstage.ts).
-  names.push("tile64k", "tile64p");
+  names.push("tile64k", "tile64p", "tile128k", "tile128p");
   // Split-K (gemm_splitk.ts) for the few-row products, whose grids are small.
   if (M <= 64 && !f16) names.push("splitk4", "splitk8");
-  return M <= 16 ? names.filter((n) => n !== "tile128") : names;
+  return M <= 16 ? names.filter((n) => !n.startsWith("tile128")) : names;
 }
 
 /**

@@ -1,10 +1,10 @@
 /**
- * The K-contiguous-staging GEMM variants of gemm_kstage.ts ("tile64k", "tile64p" with the
- * next K tile prefetched) against the float64 reference, at sam-mini's encoder shapes (width
- * 128, MLP 512, patch embed K 768; tokens cut from 4096 to a ragged 197 rows so lavapipe
- * runs it in seconds) through `linear` with its fused epilogue, at its attention-like batched
- * products through `matmul` ([K, N], transposed and broadcast B), on M, N, K ragged against
- * the 64 x 64 x 16 tile, with vec4 and scalar loads, and with f16 operands.
+ * The K-contiguous-staging GEMM variants of gemm_kstage.ts ("tile64k", "tile128k"; "tile64p",
+ * "tile128p" with the next K tile prefetched) against the float64 reference, at sam-mini's
+ * encoder shapes (width 128, MLP 512, patch embed K 768; tokens cut from 4096 to a ragged 197
+ * rows so lavapipe runs it in seconds) through `linear` with its fused epilogue, at its
+ * attention-like batched products through `matmul` ([K, N], transposed and broadcast B), on
+ * M, N, K ragged against the tiles, with vec4 and scalar loads, and with f16 operands.
  */
 import assert from "node:assert/strict";
 import { assertClose, randomArray } from "../util/compare.ts";
@@ -15,18 +15,23 @@ import { gemmCandidates, matmul } from "../../src/kernels/matmul.ts";
 import { KSTAGE_VARIANTS, parseKStageName } from "../../src/kernels/gemm_kstage.ts";
 import { linearRefAt } from "./core_ref.ts";
 
-const NAMES = ["tile64k", "tile64p"];
+const NAMES = ["tile64k", "tile64p", "tile128k", "tile128p"];
 const roundF16 = (x: Float32Array) => Float32Array.from(x, Math.f16round);
 
 Deno.test("gemm kstage: names parse, and are tuning candidates for every M and precision", () => {
   assert.deepEqual(Object.keys(KSTAGE_VARIANTS), NAMES);
   assert.equal(parseKStageName("tile64k")?.prefetch, false);
   assert.equal(parseKStageName("tile64p")?.prefetch, true);
+  assert.equal(parseKStageName("tile128p")?.tile.bm, 128);
   assert.equal(parseKStageName("tile64"), null);
   assert.equal(parseKStageName("toString"), null);
   for (const M of [7, 300, 4096]) {
     for (const f16 of [false, true]) {
-      for (const n of NAMES) assert.ok(gemmCandidates(M, f16).includes(n), `${n} M=${M}`);
+      // The 128-row tiles only where there are more than 16 rows (as tile128).
+      for (const n of NAMES) {
+        const want = M > 16 || !n.startsWith("tile128");
+        assert.equal(gemmCandidates(M, f16).includes(n), want, `${n} M=${M}`);
+      }
     }
   }
 });
