@@ -13,7 +13,7 @@ import { matmul } from "../../src/kernels/matmul.ts";
 import { benchKernel } from "../util.ts";
 
 const ctx = await getContext();
-const VARIANTS = ["tile64", "tile128", "tile64k", "tile64p", "reg_m8x8w8"];
+const VARIANTS = ["tile64", "tile64k", "tile64p", "tile128", "tile128k", "tile128p", "reg_m8x8w8"];
 
 const linears: { label: string; M: number; K: number; N: number; act: Activation; res: boolean }[] =
   [

@@ -27,8 +27,28 @@
  * (Two shared buffers would save a barrier but need 2 x 10 KiB (2 x 15 for the 128 tile),
  * over WebGPU's 16 KiB default workgroup storage.)
  *
- * Measured on lavapipe (llvmpipe, 2 cores shared, one run back to back; see the header of
- * bench/kernels/gemm_kstage_bench.ts): RESULTS_PLACEHOLDER
+ * Measured on lavapipe (llvmpipe, LLVM 15, 256 bits; 2 cores shared with other work), GFLOP/s,
+ * median of 3, every variant back to back per shape (bench/kernels/gemm_kstage_bench.ts):
+ *
+ *   sam-mini shape                    tile64  64k  64p  tile128  128k  128p  reg_m8x8w8
+ *   qkv            4900 x 128 -> 384    0.70  0.95 0.85     0.88  0.93  0.89        2.02
+ *   proj+res       4900 x 128 -> 128    0.69  0.65 0.65     0.82  0.85  0.89        1.16
+ *   mlp.lin1+gelu  4096 x 128 -> 512    0.81  0.74 0.92     1.07  1.07  1.13        1.34
+ *   mlp.lin2+res   4096 x 512 -> 128    0.97  1.04 0.96     1.26  1.30  1.21        2.00
+ *   patch_embed    4096 x 768 -> 128    0.95  0.98 0.89     0.95  1.05  0.96        1.60
+ *   attn @ v ("kn") 50 x 196x196 @ 64   0.62  0.64 0.47     0.74  0.73  0.66        0.64
+ *
+ * On a CPU adapter K-contiguous staging is a wash against matmul.ts's (within the 10-25% that
+ * one kernel varies between runs here): llvmpipe has no banks, a per-invocation vec4 store
+ * is four scalar stores there as much as a transposing store is, and the inner loops read
+ * the same 8 values per 16 FMAs. The prefetch does not pay either: a workgroup runs as loops
+ * over its invocations, split at each barrier, with loads that complete in order (nothing
+ * to overlap), and the prefetched registers live across a barrier, so they are kept in
+ * memory per invocation; on "kn" it costs up to a quarter. The register blocks of
+ * gemm_register.ts (no workgroup memory) stay 1.3-2.5x ahead and remain the CPU default.
+ * What these variants are for (no bank conflicts on the stores, global latency hidden
+ * behind the arithmetic) shows only on a GPU, where `deno task tune` picks per shape; no
+ * GPU was at hand to measure them on.
  */
 import type { KernelSpec } from "../gpu/context.ts";
 import { ACTIVATION_WGSL } from "./activation.ts";
