@@ -27,6 +27,7 @@ import {
 } from "./gemm_epilogue.ts";
 import { parseRegisterTile, registerBlock, registerGemmSpec } from "./gemm_register.ts";
 import { parseSplitKName, runSplitK, splitKFits } from "./gemm_splitk.ts";
+import { kStageGemmSpec, parseKStageName } from "./gemm_kstage.ts";
 
 export type { GemmEpilogue } from "./gemm_epilogue.ts";
 import { variantFor } from "./tuning.ts";
@@ -247,7 +248,8 @@ export function dispatchGemm(
   ctx.dispatch(spec, params, buffers, [tilesN, tilesM, d.batch]);
 }
 
-/** Named GEMM variants: the shared-memory tiles above, and register blocks (gemm_register.ts). */
+/** Named GEMM variants: the shared-memory tiles above, K-contiguous ones (gemm_kstage.ts) and
+ * register blocks (gemm_register.ts). */
 const TILES: Record<string, GemmTile> = { tile16: TILE_16, tile64: TILE_64, tile128: TILE_128 };
 
 /** The default variant for M rows: tiled on GPUs; register-blocked on CPU adapters, with
@@ -261,9 +263,11 @@ export function defaultGemmVariant(software: boolean, M: number): string {
 export function gemmCandidates(M: number, f16 = false): string[] {
   const names = ["tile16", "tile64", "tile128", "reg_m8x8w8", "reg_m8x8w16", "reg_m8x16w8"];
   names.push("reg_m4x8w16", "reg_n8x4w16", "reg_n8x4w8", "reg_n4x8w16");
+  // K-contiguous staging, without and with prefetch of the next K tile (gemm_kstage.ts).
+  names.push("tile64k", "tile64p", "tile128k", "tile128p");
   // Split-K (gemm_splitk.ts) for the few-row products, whose grids are small.
   if (M <= 64 && !f16) names.push("splitk4", "splitk8");
-  return M <= 16 ? names.filter((n) => n !== "tile128") : names;
+  return M <= 16 ? names.filter((n) => !n.startsWith("tile128")) : names;
 }
 
 /**
@@ -304,6 +308,11 @@ export function runGemm(
   const tiled = TILES[name] ?? (slices !== null ? TILE_64 : undefined);
   if (tiled) {
     dispatchGemm(ctx, gemmSpec(prefix, { ...base, tile: tiled }), tiled, d, buffers);
+    return;
+  }
+  const kst = parseKStageName(name);
+  if (kst) {
+    dispatchGemm(ctx, kStageGemmSpec(prefix, { ...base, ...kst }), kst.tile, d, buffers);
     return;
   }
   const reg = name.startsWith("reg_") ? parseRegisterTile(name.slice(4)) : null;

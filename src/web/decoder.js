@@ -1327,6 +1327,186 @@ function runSplitK(ctx, prefix, v, d, buffers, slices) {
   ], grid(Math.ceil(total / 64)));
 }
 
+// src/kernels/gemm_kstage.ts
+var TILE64 = {
+  bm: 64,
+  bn: 64,
+  bk: 16,
+  tm: 4
+};
+var TILE128 = {
+  bm: 128,
+  bn: 64,
+  bk: 16,
+  tm: 8
+};
+var KSTAGE_VARIANTS = {
+  tile64k: {
+    tile: TILE64,
+    prefetch: false
+  },
+  tile64p: {
+    tile: TILE64,
+    prefetch: true
+  },
+  tile128k: {
+    tile: TILE128,
+    prefetch: false
+  },
+  tile128p: {
+    tile: TILE128,
+    prefetch: true
+  }
+};
+function parseKStageName(name) {
+  return Object.hasOwn(KSTAGE_VARIANTS, name) ? KSTAGE_VARIANTS[name] : null;
+}
+var TN = 4;
+var range3 = (n) => Array.from({
+  length: n
+}, (_, i) => i);
+function loader(v, which, fn, vec, rowLimit, colLimit, rowLen) {
+  const head = `fn ${fn}(base: u32, row: u32, col: u32) -> vec4<f32> {`;
+  if (vec) {
+    return `${head}
+  if (row >= ${rowLimit} || col >= ${colLimit}) { return vec4<f32>(0.0); }
+  return ${gemmLoad(v, which, `${which}[(base + row * ${rowLen} + col) / 4u]`, true)};
+}`;
+  }
+  const lanes = range3(4).map((j) => `if (col + ${j}u < ${colLimit}) { v[${j}] = ${gemmLoad(v, which, `${which}[start + col + ${j}u]`, false)}; }`);
+  return `${head}
+  var v = vec4<f32>(0.0);
+  if (row >= ${rowLimit}) { return v; }
+  let start = base + row * ${rowLen};
+  ${lanes.join("\n  ")}
+  return v;
+}`;
+}
+function kStageCode(v) {
+  const t = v.tile;
+  const TX = t.bn / TN;
+  const TY = t.bm / t.tm;
+  const nt = TX * TY;
+  const KQ = t.bk / 4;
+  const S = KQ + 1;
+  const nk = v.bLayout === "nk";
+  const R = range3(t.tm);
+  const C = range3(TN);
+  const aSlots = range3(t.bm * KQ / nt);
+  const bSlots = range3(t.bn * KQ / nt);
+  const slotIdx = [
+    ...aSlots.map((s) => `let ar${s} = (tid + ${s * nt}u) / ${KQ}u; let ak${s} = (tid + ${s * nt}u) % ${KQ}u;`),
+    ...bSlots.map((s) => nk ? `let br${s} = (tid + ${s * nt}u) / ${KQ}u; let bk${s} = (tid + ${s * nt}u) % ${KQ}u;` : `let br${s} = (tid + ${s * nt}u) / ${TX}u; let bk${s} = (tid + ${s * nt}u) % ${TX}u;`)
+  ];
+  const readA = (s, k) => `load_a(a_base, m0 + ar${s}, ${k} + ak${s} * 4u)`;
+  const readB = (s, k) => nk ? `load_b(b_base, n0 + br${s}, ${k} + bk${s} * 4u)` : `load_b(b_base, ${k} + br${s}, n0 + bk${s} * 4u)`;
+  const putA = (s, val) => `As[ar${s} * ${S}u + ak${s}] = ${val};`;
+  const putB = (s, val) => nk ? `Bs[br${s} * ${S}u + bk${s}] = ${val};` : `Bs[br${s} * ${TX}u + bk${s}] = ${val};`;
+  let stage;
+  let loopHead;
+  let prefetch = "";
+  if (v.prefetch) {
+    loopHead = [
+      ...aSlots.map((s) => `var pa${s} = ${readA(s, "0u")};`),
+      ...bSlots.map((s) => `var pb${s} = ${readB(s, "0u")};`)
+    ].join("\n  ");
+    stage = [
+      ...aSlots.map((s) => putA(s, `pa${s}`)),
+      ...bSlots.map((s) => putB(s, `pb${s}`))
+    ].join("\n    ");
+    prefetch = `// Tile k+1 into registers while this one is computed; stored after the barrier.
+    if (k0 + ${t.bk}u < p.K) {
+      ${aSlots.map((s) => `pa${s} = ${readA(s, `k0 + ${t.bk}u`)};`).join("\n      ")}
+      ${bSlots.map((s) => `pb${s} = ${readB(s, `k0 + ${t.bk}u`)};`).join("\n      ")}
+    }`;
+  } else {
+    loopHead = "";
+    stage = [
+      ...aSlots.map((s) => putA(s, readA(s, "k0"))),
+      ...bSlots.map((s) => putB(s, readB(s, "k0")))
+    ].join("\n    ");
+  }
+  const rowOff = R.map((i) => `let ao${i} = (ty + ${i * TY}u) * ${S}u;`);
+  const colOff = nk ? C.map((j) => `let bo${j} = (tx + ${j * TX}u) * ${S}u;`) : [];
+  let accDecl;
+  let compute;
+  let stores;
+  if (nk) {
+    accDecl = R.map((i) => C.map((j) => `var c${i}_${j} = 0.0;`).join(" ")).join("\n  ");
+    compute = `${R.map((i) => `let x${i} = As[ao${i} + kq];`).join(" ")}
+      ${C.map((j) => `let y${j} = Bs[bo${j} + kq];`).join(" ")}
+      ${R.map((i) => C.map((j) => `c${i}_${j} += dot(x${i}, y${j});`).join(" ")).join("\n      ")}`;
+    stores = R.map((i) => C.map((j) => `store(o_base, m0 + ty + ${i * TY}u, n0 + tx + ${j * TX}u, c${i}_${j});`).join(" ")).join("\n  ");
+  } else {
+    accDecl = R.map((i) => `var c${i} = vec4<f32>(0.0);`).join("\n  ");
+    const steps = range3(4).map((kk) => `let y${kk} = Bs[(kq * 4u + ${kk}u) * ${TX}u + tx];
+      ${R.map((i) => `c${i} = fma(vec4<f32>(x${i}[${kk}]), y${kk}, c${i});`).join(" ")}`);
+    compute = `${R.map((i) => `let x${i} = As[ao${i} + kq];`).join(" ")}
+      ${steps.join("\n      ")}`;
+    stores = R.map((i) => C.map((j) => `store(o_base, m0 + ty + ${i * TY}u, n0 + tx * 4u + ${j}u, c${i}[${j}]);`).join(" ")).join("\n  ");
+  }
+  const loadB = nk ? loader(v, "b", "load_b", v.vecB, "p.N", "p.K", "p.K") : loader(v, "b", "load_b", v.vecB, "p.K", "p.N", "p.N");
+  return (
+    /* wgsl */
+    `
+${v.activation === "none" ? "" : ACTIVATION_WGSL}
+struct P { M: u32, N: u32, K: u32, stride_a: u32, stride_b: u32, stride_out: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+${gemmBindingDecls(v)}
+
+// As[m * ${S} + k/4]: K contiguous, rows padded by one vec4.
+var<workgroup> As: array<vec4<f32>, ${t.bm * S}>;
+// ${nk ? `Bs[n * ${S} + k/4]: as As` : `Bs[k * ${TX} + n/4]: N contiguous, as B is stored`}.
+var<workgroup> Bs: array<vec4<f32>, ${nk ? t.bn * S : t.bk * TX}>;
+
+${loader(v, "a", "load_a", v.vecA, "p.M", "p.K", "p.K")}
+${loadB}
+
+fn store(o_base: u32, m: u32, n: u32, acc: f32) {
+  if (m < p.M && n < p.N) {
+    let o = o_base + m * p.N + n;
+    out[o] = ${gemmEpilogueExpr(v, "acc")};
+  }
+}
+
+@compute @workgroup_size(${nt})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: u32) {
+  let n0 = wg.x * ${t.bn}u;
+  let m0 = wg.y * ${t.bm}u;
+  let a_base = wg.z * p.stride_a;
+  let b_base = wg.z * p.stride_b;
+  let o_base = wg.z * p.stride_out;
+  let tx = tid % ${TX}u;
+  let ty = tid / ${TX}u;
+  ${slotIdx.join("\n  ")}
+  ${rowOff.join(" ")}
+  ${colOff.join(" ")}
+  ${accDecl}
+  ${loopHead}
+  for (var k0 = 0u; k0 < p.K; k0 += ${t.bk}u) {
+    ${stage}
+    workgroupBarrier();
+    ${prefetch}
+    for (var kq = 0u; kq < ${KQ}u; kq++) {
+      ${compute}
+    }
+    workgroupBarrier();
+  }
+  ${stores}
+}`
+  );
+}
+function kStageGemmSpec(prefix, v) {
+  const t = v.tile;
+  const variant = {
+    ...v,
+    tile: {
+      ...t
+    }
+  };
+  return cachedGemmSpec(prefix, v, `k${v.prefetch ? "p" : ""}${t.bm}x${t.bn}x${t.bk}t${t.tm}`, () => kStageCode(variant));
+}
+
 // src/kernels/tuning.ts
 var tables = /* @__PURE__ */ new WeakMap();
 function tuningDisabled() {
@@ -1375,7 +1555,7 @@ var TILE_16 = {
   bk: 16,
   tm: 4
 };
-var TN = 4;
+var TN2 = 4;
 function loadKContiguous(v0, t, nt, src, dst, rows, first, limit, base, vec) {
   if (vec) {
     return `for (var i = 0u; i < ${rows * t.bk / 4 / nt}u; i++) {
@@ -1425,11 +1605,11 @@ function loadNContiguous(v0, t, nt, vec) {
     }`;
 }
 function threads(t) {
-  return t.bn / TN * (t.bm / t.tm);
+  return t.bn / TN2 * (t.bm / t.tm);
 }
 function gemmCode(v) {
   const t = v.tile;
-  const tx = t.bn / TN;
+  const tx = t.bn / TN2;
   const nt = threads(t);
   const value = gemmEpilogueExpr(v, "acc[j]");
   const rows = Array.from({
@@ -1489,7 +1669,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
   }
 
   let m_first = m0 + ty * ${t.tm}u;
-  let n_first = n0 + tx * ${TN}u;
+  let n_first = n0 + tx * ${TN2}u;
   ${stores}
 }`
   );
@@ -1527,7 +1707,7 @@ function defaultGemmVariant(software, M) {
   if (!software) return M <= TILE_16.bm ? "tile16" : M >= 512 ? "tile128" : "tile64";
   return M >= 64 ? "reg_m8x8w8" : "reg_n8x4w16";
 }
-function gemmCandidates(M) {
+function gemmCandidates(M, f16 = false) {
   const names = [
     "tile16",
     "tile64",
@@ -1537,8 +1717,9 @@ function gemmCandidates(M) {
     "reg_m8x16w8"
   ];
   names.push("reg_m4x8w16", "reg_n8x4w16", "reg_n8x4w8", "reg_n4x8w16");
-  if (M <= 64) names.push("splitk4", "splitk8");
-  return M <= 16 ? names.filter((n) => n !== "tile128") : names;
+  names.push("tile64k", "tile64p", "tile128k", "tile128p");
+  if (M <= 64 && !f16) names.push("splitk4", "splitk8");
+  return M <= 16 ? names.filter((n) => !n.startsWith("tile128")) : names;
 }
 function gemmKey(bLayout, d, v) {
   const key = `gemm|${bLayout}|${d.batch}x${d.M}x${d.N}x${d.K}`;
@@ -1546,9 +1727,9 @@ function gemmKey(bLayout, d, v) {
 }
 function runGemm(ctx, prefix, base, d, buffers, variant) {
   if (gemmUsesF16(base)) requireShaderF16(ctx, prefix);
-  const name = variant ?? variantFor(ctx, gemmKey(base.bLayout, d, base), defaultGemmVariant(ctx.gpu.software, d.M), (tuned) => gemmCandidates(d.M).includes(tuned));
+  const name = variant ?? variantFor(ctx, gemmKey(base.bLayout, d, base), defaultGemmVariant(ctx.gpu.software, d.M), (tuned) => gemmCandidates(d.M, gemmUsesF16(base)).includes(tuned));
   const slices = parseSplitKName(name);
-  if (slices !== null && splitKFits(d, slices)) {
+  if (slices !== null && !gemmUsesF16(base) && splitKFits(d, slices)) {
     runSplitK(ctx, prefix, base, d, buffers, slices);
     return;
   }
@@ -1558,6 +1739,14 @@ function runGemm(ctx, prefix, base, d, buffers, variant) {
       ...base,
       tile: tiled
     }), tiled, d, buffers);
+    return;
+  }
+  const kst = parseKStageName(name);
+  if (kst) {
+    dispatchGemm(ctx, kStageGemmSpec(prefix, {
+      ...base,
+      ...kst
+    }), kst.tile, d, buffers);
     return;
   }
   const reg = name.startsWith("reg_") ? parseRegisterTile(name.slice(4)) : null;
@@ -2357,8 +2546,8 @@ function samPostprocessRecord(ctx, lowRes, geo, output, rb) {
     });
   }
   return (data, onPlane) => {
-    for (const { first, count, range: range3 } of chunks) {
-      const bytes = data[range3];
+    for (const { first, count, range: range4 } of chunks) {
+      const bytes = data[range4];
       for (let k = 0; k < count; k++) {
         if (useLogits) {
           const logits = new Float32Array(bytes, k * h * w * 4, h * w);
@@ -3858,6 +4047,9 @@ var ATTENTION_CANDIDATES = [
   "splitkv4",
   "splitkv8"
 ];
+function attentionCandidates(f16 = false) {
+  return f16 ? ATTENTION_CANDIDATES.filter((n) => !n.startsWith("splitkv")) : ATTENTION_CANDIDATES;
+}
 function defaultAttentionVariant(software) {
   return software ? "rows16w8" : "tiled";
 }
@@ -3953,9 +4145,9 @@ function attention(ctx, q, k, v, dims, opts = {}) {
     v.rowStride
   ].every((x) => x % 4 === 0);
   const small = !rel && !table && !half && !halfOut && headDim <= FEW_Q_MAX_DP && (nk <= FEW_K || nq <= FEW_Q);
-  const name = opts.variant ?? (small || table ? "tiled" : variantFor(ctx, attentionKey(dims, rel, half, halfOut), defaultAttentionVariant(ctx.gpu.software), (tuned) => ATTENTION_CANDIDATES.includes(tuned)));
+  const name = opts.variant ?? (small || table ? "tiled" : variantFor(ctx, attentionKey(dims, rel, half, halfOut), defaultAttentionVariant(ctx.gpu.software), (tuned) => attentionCandidates(half || halfOut).includes(tuned)));
   const slices = parseSplitKvName(name);
-  if (slices !== null && !table && splitKvFits(ctx, batch * heads * nq, headDim, slices)) {
+  if (slices !== null && !table && !half && !halfOut && splitKvFits(ctx, batch * heads * nq, headDim, slices)) {
     runSplitKv(ctx, {
       batch,
       heads,
