@@ -28,6 +28,11 @@
  *
  * On llvmpipe every workgroup-memory read inside a loop costs far more than the arithmetic
  * it feeds, so the register blocks (reads per dot product) decide the speed there.
+ *
+ * Other named variants, dispatched from `attention` below: register rows for CPU adapters
+ * ("rows16w8", ... attention_rows.ts), split-KV ("splitkv4/8", attention_splitkv.ts) and this
+ * kernel with padded tiles and a serial, tree or subgroup softmax ("tiledpad", "tiledpar",
+ * "tiledsg", attention_padded.ts).
  */
 import { type GpuContext, grid, type KernelSpec } from "../gpu/context.ts";
 import { emptyTensor, Params, requireShaderF16, type Tensor } from "../gpu/tensor.ts";
