@@ -41,5 +41,6 @@ export function gpuDeviceFrom(adapter: GPUAdapter, device: GPUDevice): GpuDevice
     hasTimestamps: false,
     software,
     hasF16: device.features.has("shader-f16"),
+    hasSubgroups: device.features.has("subgroups"),
   };
 }

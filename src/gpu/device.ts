@@ -28,6 +28,8 @@ export interface GpuDevice {
   readonly software: boolean;
   /** True where the device was created with `shader-f16` (needed by precision "f16"). */
   readonly hasF16: boolean;
+  /** True where the device was created with `subgroups` (attention variant "tiledsg"). */
+  readonly hasSubgroups: boolean;
 }
 
 /** True for CPU-emulated WebGPU adapters (Mesa llvmpipe / lavapipe, SwiftShader, WARP). */
@@ -184,6 +186,9 @@ async function createOn(provider: GpuProvider, adapter: GPUAdapter): Promise<Gpu
   // f16 storage and arithmetic for precision "f16"; f32 shaders do not change with it.
   const hasF16 = adapter.features.has("shader-f16");
   if (hasF16) requiredFeatures.push("shader-f16");
+  // Subgroup operations, asked for only where offered (Deno's lavapipe does not offer them).
+  const hasSubgroups = adapter.features.has("subgroups");
+  if (hasSubgroups) requiredFeatures.push("subgroups" as GPUFeatureName);
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   const info = adapter.info;
   const description = describe(info);
@@ -199,7 +204,17 @@ async function createOn(provider: GpuProvider, adapter: GPUAdapter): Promise<Gpu
     console.error(`wgsam: WebGPU: ${provider}, adapter: ${description}`);
   }
   const software = adapterSoftware(adapter);
-  return { adapter, device, provider, description, info, hasTimestamps, software, hasF16 };
+  return {
+    adapter,
+    device,
+    provider,
+    description,
+    info,
+    hasTimestamps,
+    software,
+    hasF16,
+    hasSubgroups,
+  };
 }
 
 /** Reads an environment variable without failing when env access was not granted. */

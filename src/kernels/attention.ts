@@ -28,6 +28,11 @@
  *
  * On llvmpipe every workgroup-memory read inside a loop costs far more than the arithmetic
  * it feeds, so the register blocks (reads per dot product) decide the speed there.
+ *
+ * Other named variants, dispatched from `attention` below: register rows for CPU adapters
+ * ("rows16w8", ... attention_rows.ts), split-KV ("splitkv4/8", attention_splitkv.ts) and this
+ * kernel with padded tiles and a serial, tree or subgroup softmax ("tiledpad", "tiledpar",
+ * "tiledsg", attention_padded.ts).
  */
 import { type GpuContext, grid, type KernelSpec } from "../gpu/context.ts";
 import { emptyTensor, Params, requireShaderF16, type Tensor } from "../gpu/tensor.ts";
@@ -47,6 +52,12 @@ import {
 } from "./attention_rows.ts";
 import { variantFor } from "./tuning.ts";
 import { parseSplitKvName, runSplitKv, splitKvFits } from "./attention_splitkv.ts";
+import {
+  attentionPaddedSpec,
+  paddedRows,
+  type PaddedVariant,
+  parsePaddedName,
+} from "./attention_padded.ts";
 
 /** [batch, tokens, heads, headDim] inside a buffer: (b, n, h, d) is at
  * offset + (b * tokens + n) * rowStride + h * headDim + d. */
@@ -571,11 +582,15 @@ export const ATTENTION_CANDIDATES = [
   "rows16w8",
   "splitkv4",
   "splitkv8",
+  "tiledpad",
+  "tiledpar",
 ];
 
-/** The candidates for one shape: split-KV is f32 only. */
-export function attentionCandidates(f16 = false): string[] {
-  return f16 ? ATTENTION_CANDIDATES.filter((n) => !n.startsWith("splitkv")) : ATTENTION_CANDIDATES;
+/** The candidates for one shape: split-KV is f32 only; "tiledsg" (attention_padded.ts) only
+ * where the device has `subgroups`, and f32 only. */
+export function attentionCandidates(f16 = false, subgroups = false): string[] {
+  if (f16) return ATTENTION_CANDIDATES.filter((n) => !n.startsWith("splitkv"));
+  return subgroups ? [...ATTENTION_CANDIDATES, "tiledsg"] : ATTENTION_CANDIDATES;
 }
 
 /** The default: the tiled kernel on GPUs, row-wise on CPU adapters where it applies. There,
@@ -589,6 +604,7 @@ export function defaultAttentionVariant(software: boolean, vec4 = true): string 
 }
 
 const ROWS_SPECS = new Map<string, KernelSpec>();
+const PADDED_SPECS = new Map<string, KernelSpec>();
 
 /**
  * softmax(scale * q k^T + relPos) v for every (batch, head); returns [batch, nq, heads*headDim]
@@ -687,7 +703,7 @@ export function attention(
       ctx,
       attentionKey(dims, rel, half, halfOut),
       defaultAttentionVariant(ctx.gpu.software, v4),
-      (tuned) => attentionCandidates(half || halfOut).includes(tuned),
+      (tuned) => attentionCandidates(half || halfOut, ctx.gpu.hasSubgroups).includes(tuned),
     ));
   const slices = parseSplitKvName(name);
   if (
@@ -714,8 +730,18 @@ export function attention(
     return out;
   }
   const rowsShape = name === "tiled" || slices !== null ? null : parseRowsName(name);
-  if (name !== "tiled" && slices === null && !rowsShape) {
+  let padded = parsePaddedName(name);
+  if (name !== "tiled" && slices === null && !rowsShape && !padded) {
     throw new Error(`attention: unknown variant "${name}"`);
+  }
+  if (padded === "subgroup") {
+    if (!ctx.gpu.hasSubgroups) {
+      throw new Error(
+        `attention: variant "tiledsg" needs the adapter feature 'subgroups', which ` +
+          `${ctx.gpu.description} does not offer (use "tiledpar")`,
+      );
+    }
+    if (half || halfOut) padded = "tree"; // f32 only: f16 operands run "tiledpar"
   }
   const rowsFit = rowsShape && !table &&
     (!rel || (rel.kH <= ROWS_MAX_REL && rel.kW <= ROWS_MAX_REL));
@@ -734,6 +760,25 @@ export function attention(
     spec = ROWS_SPECS.get(key) ?? attentionRowsSpec(rv);
     ROWS_SPECS.set(key, spec);
     bq = rv.rows * rv.wg;
+  } else if (padded && !table) {
+    // Padded tiles (attention_padded.ts); with a bias table: tiled.
+    const c = Math.ceil(headDim / 32);
+    const keys = nk <= 8 ? 1 : c <= 2 ? 4 : 2;
+    const limit = ctx.device.limits.maxComputeWorkgroupStorageSize;
+    const pv: PaddedVariant = {
+      softmax: padded,
+      c,
+      keys,
+      rows: paddedRows(nq, { softmax: padded, c, keys }, limit),
+      v4,
+      relPos: rel !== undefined,
+      ...(half ? { half } : {}),
+      ...(halfOut ? { halfOut } : {}),
+    };
+    const key = JSON.stringify(pv);
+    spec = PADDED_SPECS.get(key) ?? attentionPaddedSpec(pv);
+    PADDED_SPECS.set(key, spec);
+    bq = 8 * pv.rows;
   } else {
     // Few keys first: the few-query kernel would leave most of its threads without a key.
     ({ spec, bq } = small && nk <= FEW_K

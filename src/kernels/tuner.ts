@@ -76,11 +76,11 @@ export function tuneKeyFlops(p: Parsed): number {
   return p.op === "gemm" ? 2 * p.batch * p.M * p.N * p.K : 4 * p.bh * p.nq * p.nk * p.d;
 }
 
-/** Variants worth timing for a shape. */
-export function candidatesFor(p: Parsed): string[] {
+/** Variants worth timing for a shape (`subgroups`: the device has them). */
+export function candidatesFor(p: Parsed, subgroups = false): string[] {
   return p.op === "gemm"
     ? gemmCandidates(p.M, p.f16 !== undefined)
-    : attentionCandidates(p.half === true || p.halfOut === true);
+    : attentionCandidates(p.half === true || p.halfOut === true, subgroups);
 }
 
 function random(ctx: GpuContext, shape: number[], seed: number, f16 = false): Tensor {
@@ -199,7 +199,7 @@ export async function tuneKey(
   try {
     run(defaultVariant);
     const reference = await output.read();
-    for (const variant of candidatesFor(p)) {
+    for (const variant of candidatesFor(p, ctx.gpu.hasSubgroups)) {
       const once = () => run(variant);
       await timeRun(ctx, once); // compile + warm up
       const { agrees, maxDiff } = compareOutputs(

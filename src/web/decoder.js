@@ -647,7 +647,8 @@ function gpuDeviceFrom(adapter, device) {
     info,
     hasTimestamps: false,
     software,
-    hasF16: device.features.has("shader-f16")
+    hasF16: device.features.has("shader-f16"),
+    hasSubgroups: device.features.has("subgroups")
   };
 }
 
@@ -3661,6 +3662,259 @@ function runSplitKv(ctx, c) {
   ], grid(Math.ceil(bhn / 64)));
 }
 
+// src/kernels/attention_padded.ts
+var PADDED_VARIANTS = {
+  tiledpad: "serial",
+  tiledpar: "tree",
+  tiledsg: "subgroup"
+};
+function parsePaddedName(name) {
+  return Object.hasOwn(PADDED_VARIANTS, name) ? PADDED_VARIANTS[name] : null;
+}
+var RS = 9;
+function paddedWorkgroupBytes(v) {
+  const d4 = 8 * v.c, bq = 8 * v.rows, bk = 8 * v.keys;
+  const tiles = 16 * (bq * (d4 + 1) + bk * (d4 + 1)) + 4 * bq * (bk + 1);
+  const rowState = v.softmax === "tree" ? 4 * 2 * bq * RS : v.softmax === "subgroup" ? 4 * 3 * bq + 4 : 4 * 2 * bq;
+  return tiles + rowState;
+}
+function paddedRows(nq, v, limitBytes) {
+  if (nq <= 8) return 1;
+  let best = 0, bestPad = Infinity;
+  for (const rows of [
+    2,
+    3,
+    4,
+    5
+  ]) {
+    if (paddedWorkgroupBytes({
+      ...v,
+      rows
+    }) > limitBytes) continue;
+    const bq = 8 * rows;
+    const pad = Math.ceil(nq / bq) * bq - nq;
+    if (pad <= bestPad) [best, bestPad] = [
+      rows,
+      pad
+    ];
+  }
+  if (best === 0) {
+    throw new Error(`attention: no padded tile fits ${limitBytes} bytes of workgroup memory`);
+  }
+  return best;
+}
+function paddedSpecName(v) {
+  const mode = {
+    serial: "pad",
+    tree: "par",
+    subgroup: "sg"
+  }[v.softmax];
+  return `attention_tiled${mode}${v.relPos ? "_relpos" : ""}_d${32 * v.c}_q${8 * v.rows}_k${8 * v.keys}${v.v4 ? "_v4" : ""}_f32${v.half ? "_f16qkv" : ""}${v.halfOut ? "_f16o" : ""}`;
+}
+function attentionPaddedSpec(vt) {
+  const { softmax, c, rows, keys, v4, relPos } = vt;
+  const half = vt.half ?? false;
+  const halfOut = vt.halfOut ?? false;
+  if (softmax === "subgroup" && (half || halfOut)) {
+    throw new Error("attention: tiledsg is f32 only");
+  }
+  const d4 = 8 * c;
+  const bq = 8 * rows;
+  const bk = 8 * keys;
+  const elem = v4 ? "vec4<f32>" : "f32";
+  const R = Array.from({
+    length: rows
+  }, (_, r) => r);
+  const J = Array.from({
+    length: keys
+  }, (_, j) => j);
+  const I = Array.from({
+    length: c
+  }, (_, i) => i);
+  const forRJ = (f3) => R.map((r) => J.map((j) => f3(r, j)).join("\n")).join("\n");
+  const forRI = (f3) => R.map((r) => I.map((i) => f3(r, i)).join("\n")).join("\n");
+  const loadTile = (dst, buf, off, stride, tokens, row0, n, scale = "") => `for (var i = lid; i < ${n * d4}u; i += 64u) {
+      let t = ${row0} + i / D4;
+      var x = vec4<f32>(0.0);
+      if (t < ${tokens}) {
+        let base = ${off} + (b * ${tokens} + t) * ${stride} + h * p.headDim;
+        x = ${loadVec4(v4, buf, "base", "(i % D4)", "true", half)}${scale};
+      }
+      ${dst}[(i / D4) * TS + i % D4] = x;
+    }`;
+  const bias = (r, j) => relPos ? ` + relH[rowH${r} + kh${j}] + relW[rowW${r} + k0 + tx + ${8 * j}u - kh${j} * p.kW]` : "";
+  const store = (r, i, inv) => v4 ? `    if (${32 * i}u + tx * 4u < p.headDim) { outBuf[base / 4u + tx + ${8 * i}u] = ${halfOut ? `vec4<f16>(o${r}_${i} * ${inv})` : `o${r}_${i} * ${inv}`}; }` : `    { let o = o${r}_${i} * ${inv};
+      let d = (tx + ${8 * i}u) * 4u;
+      for (var e = 0u; e < 4u; e++) { if (d + e < p.headDim) { outBuf[base + d + e] = ${halfOut ? "f16(o[e])" : "o[e]"}; } } }`;
+  const loadV = `${loadTile("kvs", "vBuf", "p.vOff", "p.vStride", "p.nk", "k0", bk)}`;
+  const serial = `
+${forRJ((r, j) => `    ss[(ty + ${8 * r}u) * SS + tx + ${8 * j}u] = s${r}_${j};`)}
+    workgroupBarrier();  // scores complete; kvs free for V
+    // One thread per row: new max, rescale factor, probabilities.
+    if (lid < BQ) {
+      var tmax = m;
+      for (var j = 0u; j < kn; j++) { tmax = max(tmax, ss[lid * SS + j]); }
+      let corr = exp(m - tmax);
+      var sum = 0.0;
+      for (var j = 0u; j < kn; j++) {
+        let pj = exp(ss[lid * SS + j] - tmax);
+        ss[lid * SS + j] = pj;
+        sum += pj;
+      }
+      l = l * corr + sum;
+      m = tmax;
+      rowCorr[lid] = corr;
+    }
+    ${loadV}
+    workgroupBarrier();
+${unroll(rows, (r) => `    let corr${r} = rowCorr[ty + ${8 * r}u];`)}`;
+  const tree = `
+    // This thread's (max, sum of exp) of each of its rows, over its own keys.
+${unroll(rows, (r) => `    let pm${r} = max(${J.map((j) => `s${r}_${j}`).reduce((a, x) => `max(${a}, ${x})`)}, ${NEG_BIG});
+    redM[(ty + ${8 * r}u) * RS + tx] = pm${r};
+    redL[(ty + ${8 * r}u) * RS + tx] = ${J.map((j) => `select(0.0, exp(s${r}_${j} - pm${r}), k0 + tx + ${8 * j}u < p.nk)`).join(" + ")};`)}
+    workgroupBarrier();  // partials written; kvs free for V
+    ${loadV}
+    // Tree, first level: partials 0..7 of a row -> 0, 1 (slot t merges t, t+2, t+4, t+6).
+    for (var i = lid; i < BQ * 2u; i += 64u) {
+      let a = (i / 2u) * RS + i % 2u;
+      let mm = max(max(redM[a], redM[a + 2u]), max(redM[a + 4u], redM[a + 6u]));
+      redL[a] = redL[a] * exp(redM[a] - mm) + redL[a + 2u] * exp(redM[a + 2u] - mm) +
+        redL[a + 4u] * exp(redM[a + 4u] - mm) + redL[a + 6u] * exp(redM[a + 6u] - mm);
+      redM[a] = mm;
+    }
+    workgroupBarrier();
+    // Last level in registers (every thread of a row computes the same), then the running
+    // max / sum, the rescale factor and P from the scores still in registers.
+${unroll(rows, (r) => `    let a${r} = (ty + ${8 * r}u) * RS;
+    let tm${r} = max(redM[a${r}], redM[a${r} + 1u]);
+    let tl${r} = redL[a${r}] * exp(redM[a${r}] - tm${r}) + redL[a${r} + 1u] * exp(redM[a${r} + 1u] - tm${r});
+    let mn${r} = max(m${r}, tm${r});
+    let corr${r} = exp(m${r} - mn${r});
+    l${r} = l${r} * corr${r} + tl${r} * exp(tm${r} - mn${r});
+    m${r} = mn${r};
+${unroll(keys, (j) => `    ss[(ty + ${8 * r}u) * SS + tx + ${8 * j}u] = exp(s${r}_${j} - mn${r});`)}`)}
+    workgroupBarrier();`;
+  const subgroup = `
+${forRJ((r, j) => `    ss[(ty + ${8 * r}u) * SS + tx + ${8 * j}u] = s${r}_${j};`)}
+    workgroupBarrier();  // scores complete; kvs free for V
+    // Subgroup sg owns rows sg, sg + nsg, ...; its lanes share each row's keys.
+    for (var row = sg; row < BQ; row += nsg) {
+      var pm = ${NEG_BIG};
+      for (var j = lane; j < kn; j += width) { pm = max(pm, ss[row * SS + j]); }
+      var mOld = ${NEG_BIG};
+      if (lane == 0u) { mOld = rowM[row]; }  // only lane 0 touches the row's state
+      let mn = subgroupMax(max(pm, mOld));
+      var ps = 0.0;
+      for (var j = lane; j < kn; j += width) {
+        let e = exp(ss[row * SS + j] - mn);
+        ss[row * SS + j] = e;
+        ps += e;
+      }
+      let sum = subgroupAdd(ps);
+      if (lane == 0u) {
+        let corr = exp(mOld - mn);
+        rowCorr[row] = corr;
+        rowL[row] = rowL[row] * corr + sum;
+        rowM[row] = mn;
+      }
+    }
+    ${loadV}
+    workgroupBarrier();
+${unroll(rows, (r) => `    let corr${r} = rowCorr[ty + ${8 * r}u];`)}`;
+  const rowState = softmax === "tree" ? `var<workgroup> redM: array<f32, ${bq * RS}>;  // [BQ, RS] partial maxima
+var<workgroup> redL: array<f32, ${bq * RS}>;  // [BQ, RS] partial sums` : softmax === "subgroup" ? `var<workgroup> rowM: array<f32, ${bq}>;     // running max per row
+var<workgroup> rowL: array<f32, ${bq}>;     // running sum per row
+var<workgroup> rowCorr: array<f32, ${bq}>;  // rescale of O for this tile
+var<workgroup> sgCount: atomic<u32>;        // subgroups numbered so far` : `var<workgroup> rowCorr: array<f32, ${bq}>;  // rescale of O for this tile
+var<workgroup> rowInv: array<f32, ${bq}>;   // 1 / row sum at the end`;
+  const init = softmax === "tree" ? R.map((r) => `  var m${r} = ${NEG_BIG};
+  var l${r} = 0.0;`).join("\n") : softmax === "subgroup" ? `  // Dense lane and subgroup numbers from subgroup operations (any size, any mapping).
+  let lane = subgroupExclusiveAdd(1u);
+  let width = subgroupAdd(1u);
+  var ticket = 0u;
+  if (lane == 0u) { ticket = atomicAdd(&sgCount, 1u); }
+  let sg = subgroupMax(ticket);
+  for (var i = lid; i < BQ; i += 64u) { rowM[i] = ${NEG_BIG}; rowL[i] = 0.0; }` : `  var m = ${NEG_BIG};  // running max of row lid (threads lid < BQ own one row each)
+  var l = 0.0;         // running sum of exp(s - m) of that row`;
+  const finish = softmax === "tree" ? unroll(rows, (r) => `  let inv${r} = 1.0 / l${r};`) : `${softmax === "serial" ? "  if (lid < BQ) { rowInv[lid] = 1.0 / l; }\n" : ""}  workgroupBarrier();
+${unroll(rows, (r) => `  let inv${r} = ${softmax === "serial" ? "rowInv" : "1.0 / rowL"}[ty + ${8 * r}u];`)}`;
+  return {
+    name: paddedSpecName(vt),
+    bindings: attentionBindings(relPos),
+    code: () => (
+      /* wgsl */
+      `
+${softmax === "subgroup" ? "enable subgroups;\ndiagnostic(off, subgroup_uniformity);\n" : ""}${attentionHeader(elem, relPos, false, half, halfOut)}
+
+const D4 = ${d4}u;
+const BQ = ${bq}u;
+const BK = ${bk}u;
+const TS = ${d4 + 1}u;  // Q and K / V tile row stride: padded by one vec4
+const SS = ${bk + 1}u;  // score row stride: padded by one
+const RS = ${RS}u;
+var<workgroup> qs: array<vec4<f32>, ${bq * (d4 + 1)}>;   // [BQ, TS], pre-scaled
+var<workgroup> kvs: array<vec4<f32>, ${bk * (d4 + 1)}>;  // [BK, TS], K tile then V tile
+var<workgroup> ss: array<f32, ${bq * (bk + 1)}>;         // [BQ, SS], scores, then P
+${rowState}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let flat = wg.x + wg.y * nwg.x;
+  let bh = flat / p.nqb;
+  if (bh >= p.batch * p.heads) { return; }  // workgroup-uniform: padding of the folded grid
+  let q0 = (flat % p.nqb) * BQ;
+  let b = bh / p.heads;
+  let h = bh % p.heads;
+  let ty = lid / 8u;
+  let tx = lid % 8u;
+${relPos ? unroll(rows, (r) => `  let rowQ${r} = bh * p.nq + min(q0 + ty + ${8 * r}u, p.nq - 1u);
+  let rowH${r} = rowQ${r} * p.kH;
+  let rowW${r} = rowQ${r} * p.kW;`) : ""}
+${init}
+
+  // Q tile, scaled once here instead of per score.
+  ${loadTile("qs", "qBuf", "p.qOff", "p.qStride", "p.nq", "q0", bq, " * p.scale")}
+${softmax === "subgroup" ? "  workgroupBarrier();\n  let nsg = atomicLoad(&sgCount);" : ""}
+${forRI((r, i) => `  var o${r}_${i} = vec4<f32>(0.0);`)}
+
+  for (var k0 = 0u; k0 < p.nk; k0 += BK) {
+    workgroupBarrier();  // the previous tile's P V is done with kvs and ss
+    ${loadTile("kvs", "kBuf", "p.kOff", "p.kStride", "p.nk", "k0", bk)}
+    workgroupBarrier();
+    let kn = min(BK, p.nk - k0);
+
+    // S = Qs Ks^T: each thread a rows x keys block.
+${forRJ((r, j) => `    var s${r}_${j} = 0.0;`)}
+    for (var d = 0u; d < p.d4n; d++) {
+${unroll(rows, (r) => `      let q${r} = qs[(ty + ${8 * r}u) * TS + d];`)}
+${unroll(keys, (j) => `      let k${j} = kvs[(tx + ${8 * j}u) * TS + d];`)}
+${forRJ((r, j) => `      s${r}_${j} += dot(q${r}, k${j});`)}
+    }
+${relPos ? unroll(keys, (j) => `    let kh${j} = u32((f32(k0 + tx + ${8 * j}u) + 0.5) * p.invKW);`) : ""}
+${forRJ((r, j) => `    s${r}_${j} = select(${NEG_BIG}, s${r}_${j}${bias(r, j)}, k0 + tx + ${8 * j}u < p.nk);`)}
+${softmax === "tree" ? tree : softmax === "subgroup" ? subgroup : serial}
+
+    // O = O * corr + P Vs: each thread a rows x c-vec4 block.
+${forRI((r, i) => `    o${r}_${i} *= corr${r};`)}
+    for (var j = 0u; j < kn; j++) {
+${unroll(rows, (r) => `      let p${r} = ss[(ty + ${8 * r}u) * SS + j];`)}
+${unroll(c, (i) => `      let v${i} = kvs[j * TS + tx + ${8 * i}u];`)}
+${forRI((r, i) => `      o${r}_${i} += p${r} * v${i};`)}
+    }
+  }
+
+${finish}
+${unroll(rows, (r) => `  if (q0 + ty + ${8 * r}u < p.nq) {
+    let base = (b * p.nq + q0 + ty + ${8 * r}u) * p.heads * p.headDim + h * p.headDim;
+${unroll(c, (i) => store(r, i, `inv${r}`))}
+  }`)}
+}`
+    )
+  };
+}
+
 // src/kernels/attention.ts
 var MAX_HEAD_DIM = 128;
 function attentionSpec(vt) {
@@ -4045,15 +4299,22 @@ var ATTENTION_CANDIDATES = [
   "rows4w16",
   "rows16w8",
   "splitkv4",
-  "splitkv8"
+  "splitkv8",
+  "tiledpad",
+  "tiledpar"
 ];
-function attentionCandidates(f16 = false) {
-  return f16 ? ATTENTION_CANDIDATES.filter((n) => !n.startsWith("splitkv")) : ATTENTION_CANDIDATES;
+function attentionCandidates(f16 = false, subgroups = false) {
+  if (f16) return ATTENTION_CANDIDATES.filter((n) => !n.startsWith("splitkv"));
+  return subgroups ? [
+    ...ATTENTION_CANDIDATES,
+    "tiledsg"
+  ] : ATTENTION_CANDIDATES;
 }
-function defaultAttentionVariant(software) {
-  return software ? "rows16w8" : "tiled";
+function defaultAttentionVariant(software, vec4 = true) {
+  return software ? vec4 ? "rows16w8" : "rows4w8" : "tiled";
 }
 var ROWS_SPECS = /* @__PURE__ */ new Map();
+var PADDED_SPECS = /* @__PURE__ */ new Map();
 function attention(ctx, q, k, v, dims, opts = {}) {
   const { batch, heads, headDim, nq, nk } = dims;
   for (const [key, x] of Object.entries({
@@ -4145,7 +4406,7 @@ function attention(ctx, q, k, v, dims, opts = {}) {
     v.rowStride
   ].every((x) => x % 4 === 0);
   const small = !rel && !table && !half && !halfOut && headDim <= FEW_Q_MAX_DP && (nk <= FEW_K || nq <= FEW_Q);
-  const name = opts.variant ?? (small || table ? "tiled" : variantFor(ctx, attentionKey(dims, rel, half, halfOut), defaultAttentionVariant(ctx.gpu.software), (tuned) => attentionCandidates(half || halfOut).includes(tuned)));
+  const name = opts.variant ?? (small || table ? "tiled" : variantFor(ctx, attentionKey(dims, rel, half, halfOut), defaultAttentionVariant(ctx.gpu.software, v4), (tuned) => attentionCandidates(half || halfOut, ctx.gpu.hasSubgroups).includes(tuned)));
   const slices = parseSplitKvName(name);
   if (slices !== null && !table && !half && !halfOut && splitKvFits(ctx, batch * heads * nq, headDim, slices)) {
     runSplitKv(ctx, {
@@ -4183,8 +4444,15 @@ function attention(ctx, q, k, v, dims, opts = {}) {
     return out;
   }
   const rowsShape = name === "tiled" || slices !== null ? null : parseRowsName(name);
-  if (name !== "tiled" && slices === null && !rowsShape) {
+  let padded = parsePaddedName(name);
+  if (name !== "tiled" && slices === null && !rowsShape && !padded) {
     throw new Error(`attention: unknown variant "${name}"`);
+  }
+  if (padded === "subgroup") {
+    if (!ctx.gpu.hasSubgroups) {
+      throw new Error(`attention: variant "tiledsg" needs the adapter feature 'subgroups', which ${ctx.gpu.description} does not offer (use "tiledpar")`);
+    }
+    if (half || halfOut) padded = "tree";
   }
   const rowsFit = rowsShape && !table && (!rel || rel.kH <= ROWS_MAX_REL && rel.kW <= ROWS_MAX_REL);
   let spec4;
@@ -4206,6 +4474,32 @@ function attention(ctx, q, k, v, dims, opts = {}) {
     spec4 = ROWS_SPECS.get(key) ?? attentionRowsSpec(rv);
     ROWS_SPECS.set(key, spec4);
     bq = rv.rows * rv.wg;
+  } else if (padded && !table) {
+    const c = Math.ceil(headDim / 32);
+    const keys = nk <= 8 ? 1 : c <= 2 ? 4 : 2;
+    const limit = ctx.device.limits.maxComputeWorkgroupStorageSize;
+    const pv = {
+      softmax: padded,
+      c,
+      keys,
+      rows: paddedRows(nq, {
+        softmax: padded,
+        c,
+        keys
+      }, limit),
+      v4,
+      relPos: rel !== void 0,
+      ...half ? {
+        half
+      } : {},
+      ...halfOut ? {
+        halfOut
+      } : {}
+    };
+    const key = JSON.stringify(pv);
+    spec4 = PADDED_SPECS.get(key) ?? attentionPaddedSpec(pv);
+    PADDED_SPECS.set(key, spec4);
+    bq = 8 * pv.rows;
   } else {
     ({ spec: spec4, bq } = small && nk <= FEW_K ? fewKeySpecFor(headDim, v4) : small && nq <= FEW_Q ? fewQuerySpecFor(headDim, v4) : specFor(headDim, nq, nk, v4, rel !== void 0, table !== void 0, half, halfOut));
   }
