@@ -6,6 +6,7 @@
  * attention-like batched products through `matmul` ([K, N], transposed and broadcast B), on
  * M, N, K ragged against the tiles, with vec4 and scalar loads, and with f16 operands.
  */
+import { checkLinear, checkMatmul, type MatmulCase, matmulRef } from "./gemm_cases.ts";
 import assert from "node:assert/strict";
 import { assertClose, randomArray } from "../util/compare.ts";
 import { getContext } from "../../src/gpu/context.ts";
@@ -55,63 +56,11 @@ Deno.test("gemm kstage: linear at sam-mini encoder shapes, fused epilogue, ragge
     { label: "K%16", M: 65, K: 68, N: 37, bias: true, act: "relu" as const, residual: true },
     { label: "scalar", M: 9, K: 37, N: 70, bias: false, act: "gelu" as const, residual: false },
   ];
+  // O(1) outputs, K up to 768 summed in float32 in another order than float64.
   for (const [ci, c] of cases.entries()) {
-    const x = randomArray(c.M * c.K, 10 + ci);
-    const w = randomArray(c.N * c.K, 20 + ci, 1 / Math.sqrt(c.K));
-    const b = c.bias ? randomArray(c.N, 30 + ci) : null;
-    const r = c.residual ? randomArray(c.M * c.N, 40 + ci) : null;
-    const want = new Float64Array(c.M * c.N);
-    for (let m = 0; m < c.M; m++) {
-      for (let n = 0; n < c.N; n++) {
-        want[m * c.N + n] = linearRefAt(x, w, b, r, c.act, c.K, c.N, m, n);
-      }
-    }
-    const xt = tensorFrom(ctx, x, [c.M, c.K]);
-    const wt = tensorFrom(ctx, w, [c.N, c.K]);
-    const bt = b ? tensorFrom(ctx, b, [c.N]) : null;
-    const rt = r ? tensorFrom(ctx, r, [c.M, c.N]) : undefined;
-    for (const variant of NAMES) {
-      const y = linear(ctx, xt, wt, bt, { activation: c.act, residual: rt, variant });
-      const got = await y.read();
-      y.destroy();
-      // O(1) outputs, K up to 768 summed in float32 in another order than float64.
-      assertClose(got, want, {
-        atol: 2e-5,
-        rtol: 2e-5,
-        shape: [c.M, c.N],
-        label: `linear ${variant} ${c.label} M=${c.M} K=${c.K} N=${c.N} ${c.act}`,
-      });
-    }
-    for (const t of [xt, wt, bt, rt]) t?.destroy();
+    await checkLinear(ctx, c, NAMES, { seed: 10 + ci, tol: 2e-5 });
   }
 });
-
-interface MatmulCase {
-  batch: number;
-  M: number;
-  K: number;
-  N: number;
-  transposeB: boolean;
-  broadcastB: boolean;
-}
-
-function matmulRef(a: Float32Array, b: Float32Array, c: MatmulCase): Float64Array {
-  const want = new Float64Array(c.batch * c.M * c.N);
-  for (let bi = 0; bi < c.batch; bi++) {
-    const bb = c.broadcastB ? 0 : bi;
-    for (let m = 0; m < c.M; m++) {
-      for (let n = 0; n < c.N; n++) {
-        let s = 0;
-        for (let k = 0; k < c.K; k++) {
-          const bv = c.transposeB ? b[(bb * c.N + n) * c.K + k] : b[(bb * c.K + k) * c.N + n];
-          s += a[(bi * c.M + m) * c.K + k] * bv;
-        }
-        want[(bi * c.M + m) * c.N + n] = s;
-      }
-    }
-  }
-  return want;
-}
 
 const MATMULS: MatmulCase[] = [
   // Window attention of sam-mini (196 tokens, head_dim 64): q @ k^T, then attn @ v.
@@ -125,25 +74,7 @@ const MATMULS: MatmulCase[] = [
 Deno.test("gemm kstage: batched matmul, [K, N] and transposed B, broadcast", async () => {
   const ctx = await getContext();
   for (const [ci, c] of MATMULS.entries()) {
-    const bBatch = c.broadcastB ? 1 : c.batch;
-    const a = randomArray(c.batch * c.M * c.K, 50 + ci);
-    const b = randomArray(bBatch * c.K * c.N, 60 + ci, 1 / Math.sqrt(c.K));
-    const want = matmulRef(a, b, c);
-    const at = tensorFrom(ctx, a, [c.batch, c.M, c.K]);
-    const bt = tensorFrom(ctx, b, c.transposeB ? [bBatch, c.N, c.K] : [bBatch, c.K, c.N]);
-    for (const variant of NAMES) {
-      const y = matmul(ctx, at, bt, { ...c, variant });
-      const got = await y.read();
-      y.destroy();
-      assertClose(got, want, {
-        atol: 2e-5,
-        rtol: 2e-5,
-        shape: [c.batch, c.M, c.N],
-        label: `matmul ${variant} ${JSON.stringify(c)}`,
-      });
-    }
-    at.destroy();
-    bt.destroy();
+    await checkMatmul(ctx, c, NAMES, { seed: 50 + ci, tol: 2e-5 });
   }
 });
 
