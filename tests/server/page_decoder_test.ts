@@ -148,19 +148,22 @@ interface PageRun {
   imageWidth?: number;
 }
 
+/** What a page test gets: the page, the app behind it, and clicking in image pixels. */
+interface PageTools {
+  page: import("playwright-core").Page;
+  app: ReturnType<typeof createApp>;
+  requests: string[];
+  click: (x: number, y: number) => Promise<void>;
+  /** Page coordinates of an image pixel. */
+  at: (x: number, y: number) => { x: number; y: number };
+  status: () => Promise<string>;
+}
+
 /** Serves the app, opens the page in Chromium, uploads the fixture photo; runs `fn`. */
 async function withPage(
   run: PageRun,
   tag: string,
-  fn: (t: {
-    page: import("playwright-core").Page;
-    app: ReturnType<typeof createApp>;
-    requests: string[];
-    click: (x: number, y: number) => Promise<void>;
-    /** Page coordinates of an image pixel. */
-    at: (x: number, y: number) => { x: number; y: number };
-    status: () => Promise<string>;
-  }) => Promise<void>,
+  fn: (t: PageTools) => Promise<void>,
 ) {
   const app = createApp({ engine: run.engine, log: () => {} });
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, app);
@@ -301,6 +304,35 @@ async function compareBestMask(
 const dataset = (page: import("playwright-core").Page, key: string) =>
   page.evaluate(`document.body.dataset.${key}`) as Promise<string | undefined>;
 
+/**
+ * A click (three candidates, the server's best mask area and the same bits), then a
+ * background point, then a box: each the server's /segment answer, and no /segment request.
+ */
+async function clicksMatchServer(t: PageTools, engine: Engine, image: URL): Promise<void> {
+  const { page, app, requests, click, at } = t;
+  await click(88, 53.5);
+  assert.equal(await page.locator("#scores .score").count(), 3);
+  const area = Number(await dataset(page, "maskArea"));
+  assert.ok(area > 0, "empty mask");
+  assert.ok(Number(await dataset(page, "decodeMs")) > 0);
+  assert.match(await page.locator("#status").textContent() ?? "", /in this page in \d+ ms/);
+  assert.equal(area, await serverBestArea(page, app));
+  assert.equal(await compareBestMask(page, engine, image), 0);
+  await page.evaluate(`delete document.body.dataset.maskArea`);
+  await page.mouse.click(at(32, 26.75).x, at(32, 26.75).y, { button: "right" });
+  await page.waitForFunction(`document.body.dataset.maskArea !== undefined`);
+  assert.equal(Number(await dataset(page, "maskArea")), await serverBestArea(page, app));
+  await page.evaluate(`delete document.body.dataset.maskArea`);
+  await page.mouse.move(at(16, 21.4).x, at(16, 21.4).y);
+  await page.mouse.down();
+  await page.mouse.move(at(60, 50).x, at(60, 50).y, { steps: 4 });
+  await page.mouse.move(at(112, 90.9).x, at(112, 90.9).y, { steps: 4 });
+  await page.mouse.up();
+  await page.waitForFunction(`document.body.dataset.maskArea !== undefined`);
+  assert.equal(Number(await dataset(page, "maskArea")), await serverBestArea(page, app));
+  assert.deepEqual(requests.filter((r) => r.endsWith("/segment")), []);
+}
+
 Deno.test({
   name: "page decoder (sam-tiny, WebGPU on SwiftShader): clicks and boxes decoded in the page",
   ignore: !hasChromium(),
@@ -311,7 +343,8 @@ Deno.test({
       withPage(
         { engine, flags: WEBGPU_FLAGS },
         "sam_tiny",
-        async ({ page, app, requests, click, at }) => {
+        async (t) => {
+          const { page, requests } = t;
           assert.equal(await dataset(page, "decoder"), "browser");
           assert.match(await page.locator("#status").textContent() ?? "", /Decoding in this page/);
           assert.ok(requests.includes("GET /decoder.js"));
@@ -320,29 +353,7 @@ Deno.test({
           );
           assert.ok(requests.some((r) => /^GET \/api\/images\/[^/]+\/embedding$/.test(r)));
 
-          // A click: three candidates, the server's best mask area, and no /segment request.
-          await click(88, 53.5);
-          assert.equal(await page.locator("#scores .score").count(), 3);
-          const area = Number(await dataset(page, "maskArea"));
-          assert.ok(area > 0, "empty mask");
-          assert.ok(Number(await dataset(page, "decodeMs")) > 0);
-          assert.match(await page.locator("#status").textContent() ?? "", /in this page in \d+ ms/);
-          assert.equal(area, await serverBestArea(page, app));
-          assert.equal(await compareBestMask(page, engine, FIXTURE_IMAGE), 0);
-          // A second point (background), then a box: still the server's answers.
-          await page.evaluate(`delete document.body.dataset.maskArea`);
-          await page.mouse.click(at(32, 26.75).x, at(32, 26.75).y, { button: "right" });
-          await page.waitForFunction(`document.body.dataset.maskArea !== undefined`);
-          assert.equal(Number(await dataset(page, "maskArea")), await serverBestArea(page, app));
-          await page.evaluate(`delete document.body.dataset.maskArea`);
-          await page.mouse.move(at(16, 21.4).x, at(16, 21.4).y);
-          await page.mouse.down();
-          await page.mouse.move(at(60, 50).x, at(60, 50).y, { steps: 4 });
-          await page.mouse.move(at(112, 90.9).x, at(112, 90.9).y, { steps: 4 });
-          await page.mouse.up();
-          await page.waitForFunction(`document.body.dataset.maskArea !== undefined`);
-          assert.equal(Number(await dataset(page, "maskArea")), await serverBestArea(page, app));
-          assert.deepEqual(requests.filter((r) => r.endsWith("/segment")), []);
+          await clicksMatchServer(t, engine, FIXTURE_IMAGE);
           await Deno.mkdir(ARTIFACTS, { recursive: true });
           await page.screenshot({ path: new URL("page_decoder_sam_tiny.png", ARTIFACTS).pathname });
 
@@ -610,7 +621,8 @@ Deno.test({
       withPage(
         { engine, flags: WEBGPU_FLAGS, image: SAM2_IMAGE, imageWidth: 160 },
         "sam2_tiny",
-        async ({ page, app, requests, click, at }) => {
+        async (t) => {
+          const { page, requests } = t;
           assert.equal(await dataset(page, "decoder"), "browser");
           assert.match(await page.locator("#status").textContent() ?? "", /Decoding in this page/);
           assert.ok(
@@ -622,28 +634,8 @@ Deno.test({
             .map((u) => u.search).sort()`) as string[];
           assert.deepEqual(fetched, ["", "?tensor=high_res_feats_0", "?tensor=high_res_feats_1"]);
 
-          // point1_multi's click: three candidates, the server's best mask, no /segment.
-          await click(88, 53.5);
-          assert.equal(await page.locator("#scores .score").count(), 3);
-          const area = Number(await dataset(page, "maskArea"));
-          assert.ok(area > 0, "empty mask");
-          assert.match(await page.locator("#status").textContent() ?? "", /in this page in \d+ ms/);
-          assert.equal(area, await serverBestArea(page, app));
-          assert.equal(await compareBestMask(page, engine, SAM2_IMAGE), 0);
-          // A background point, then a box: still the server's answers.
-          await page.evaluate(`delete document.body.dataset.maskArea`);
-          await page.mouse.click(at(32, 26.75).x, at(32, 26.75).y, { button: "right" });
-          await page.waitForFunction(`document.body.dataset.maskArea !== undefined`);
-          assert.equal(Number(await dataset(page, "maskArea")), await serverBestArea(page, app));
-          await page.evaluate(`delete document.body.dataset.maskArea`);
-          await page.mouse.move(at(16, 21.4).x, at(16, 21.4).y);
-          await page.mouse.down();
-          await page.mouse.move(at(60, 50).x, at(60, 50).y, { steps: 4 });
-          await page.mouse.move(at(112, 90.9).x, at(112, 90.9).y, { steps: 4 });
-          await page.mouse.up();
-          await page.waitForFunction(`document.body.dataset.maskArea !== undefined`);
-          assert.equal(Number(await dataset(page, "maskArea")), await serverBestArea(page, app));
-          assert.deepEqual(requests.filter((r) => r.endsWith("/segment")), []);
+          // point1_multi's click, then a background point and a box.
+          await clicksMatchServer(t, engine, SAM2_IMAGE);
 
           await checkSam2Goldens(page);
           assert.deepEqual(requests.filter((r) => r.endsWith("/segment")), []);
