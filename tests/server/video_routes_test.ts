@@ -100,13 +100,7 @@ Deno.test("video routes: session, PNG + raw RGBA frames, prompts, streamed propa
     assert.equal(p2.status, 200);
     assert.deepEqual((p2.json.objects as { obj_id: number }[]).map((o) => o.obj_id), [1, 4]);
 
-    const res = await app(
-      new Request(`${BASE}/api/videos/${id}/propagate`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: "{}",
-      }),
-    );
+    const res = await propagate(app, id, {});
     assert.equal(res.status, 200);
     assert.match(res.headers.get("content-type")!, /^application\/x-ndjson/);
     const lines = await ndjson(res);
@@ -114,13 +108,7 @@ Deno.test("video routes: session, PNG + raw RGBA frames, prompts, streamed propa
     for (let f = 0; f < 4; f++) assertFrameEquals(lines[f], tracker, f);
     assert.deepEqual(lines[4], { done: true, frames: 4 });
 
-    const rev = await app(
-      new Request(`${BASE}/api/videos/${id}/propagate`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ start_frame_idx: 2, reverse: true, format: "polygon" }),
-      }),
-    );
+    const rev = await propagate(app, id, { start_frame_idx: 2, reverse: true, format: "polygon" });
     const revLines = await ndjson(rev);
     assert.deepEqual(revLines.map((l) => l.frame_idx).slice(0, 3), [2, 1, 0]);
     const poly = (revLines[0].objects as { polygons: number[][] }[])[0].polygons;
@@ -154,13 +142,7 @@ Deno.test("video routes: closing the stream stops the propagation; a busy sessio
       points: [[3, 3]],
       labels: [1],
     });
-    const res = await app(
-      new Request(`${BASE}/api/videos/${id}/propagate`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: "{}",
-      }),
-    );
+    const res = await propagate(app, id, {});
     assert.equal(res.status, 200);
     const busy = await call(app, "POST", `/api/videos/${id}/prompts`, {
       frame_idx: 1,
@@ -304,17 +286,7 @@ Deno.test("video routes: bad inputs answer a clear 4xx", async () => {
     const id = await openWithFrames(app, 0);
     const v = `/api/videos/${id}`;
     const json = { "content-type": "application/json" };
-    const cases: [
-      string,
-      string,
-      BodyInit | Record<string, unknown>,
-      number,
-      RegExp,
-      Record<
-        string,
-        string
-      >?,
-    ][] = [
+    const cases: RouteCase[] = [
       ["POST", "/api/videos", { model: "x" }, 400, /unknown field "model"/],
       [
         "POST",
@@ -507,19 +479,34 @@ Deno.test("video routes: bad inputs answer a clear 4xx", async () => {
   }
 });
 
+/** method, path, body, the status and error message expected, request headers. */
+type RouteCase = [
+  string,
+  string,
+  BodyInit | Record<string, unknown>,
+  number,
+  RegExp,
+  Record<string, string>?,
+];
+
+/** POST /propagate with a JSON body: the streaming Response itself (NDJSON). */
+function propagate(
+  app: ReturnType<typeof createApp>,
+  id: string,
+  body: Record<string, unknown>,
+): Promise<Response> {
+  return Promise.resolve(app(
+    new Request(`${BASE}/api/videos/${id}/propagate`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    }),
+  ));
+}
+
 async function runCases(
   app: ReturnType<typeof createApp>,
-  cases: [
-    string,
-    string,
-    BodyInit | Record<string, unknown>,
-    number,
-    RegExp,
-    Record<
-      string,
-      string
-    >?,
-  ][],
+  cases: RouteCase[],
   json: Record<string, string>,
 ) {
   for (const [method, path, body, status, message, headers] of cases) {
