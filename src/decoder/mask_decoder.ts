@@ -20,7 +20,7 @@
  * directly; masks = hyper_in @ upscaled^T.
  */
 import { type GpuContext, Readback } from "../gpu/context.ts";
-import { emptyTensor, type Tensor, tensorFrom, tensorFromF16 } from "../gpu/tensor.ts";
+import { type Tensor, tensorFrom, tensorFromF16 } from "../gpu/tensor.ts";
 import type { Precision } from "../precision.ts";
 import { activation } from "../kernels/activation.ts";
 import { add } from "../kernels/add.ts";
@@ -50,7 +50,12 @@ import {
   toFramePrompt,
 } from "./transforms.ts";
 import { PinnedImageCache } from "./image_cache.ts";
-import { Scratch, type SharedImage, TwoWayTransformer } from "./two_way_transformer.ts";
+import {
+  type DecoderImage,
+  Scratch,
+  transformerImage,
+  TwoWayTransformer,
+} from "./two_way_transformer.ts";
 
 export type { DecoderPrompt } from "./transforms.ts";
 
@@ -113,14 +118,7 @@ interface Lin {
  * the cache holds the buffer object, so a new embedding (even one allocated after this one
  * was destroyed) is always a new key; contents rewritten in place need `releaseEmbedding`.
  */
-interface ImageEntry {
-  /** (HW, D): the embedding token-major, for prompts with a mask input. */
-  imageTokens: Tensor;
-  /** (HW, D): imageTokens + no_mask_embed, the src of every prompt without a mask input. */
-  srcNoMask: Tensor;
-  /** Layer 0's image projections of srcNoMask; made by the first pass that needs them. */
-  layer0: SharedImage | null;
-}
+type ImageEntry = DecoderImage;
 
 /** Block-diagonal weight [T*N, T*K] and bias [T*N] of T linears [N, K] applied to T row blocks. */
 export function blockDiagonal(ws: Float32Array[], bs: Float32Array[], n: number, k: number) {
@@ -456,26 +454,13 @@ export class SamDecoder {
       const queryPe = t(tensorFrom(ctx, tokens, [B, nt, D], "decoder.tokens"));
       // The dense PE (HW, D) is broadcast over the batch by `add`, never repeated.
       const pe = this.promptEncoder.densePeGpu(); // (HW, D)
-      let forwardImage: { keys: Tensor } | { shared: SharedImage };
-      if (reuse && maskInputs.every((m) => m === undefined)) {
-        // Every prompt's src is srcNoMask: layer 0's image side is made once per embedding.
-        image.layer0 ??= this.transformer.projectSharedImage(image.srcNoMask, pe);
-        forwardImage = { shared: image.layer0 };
-      } else {
-        // keys (B, HW, D): image + dense prompt embedding, per prompt.
-        const src = t(emptyTensor(ctx, [B, hw, D], "decoder.src"));
-        maskInputs.forEach((m, b) => {
-          let row = image.srcNoMask;
-          if (m) {
-            const side = this.lowResSize;
-            const mask = t(tensorFrom(ctx, m, [1, side, side], "decoder.mask_input"));
-            const dense = t(this.promptEncoder.embedMask(mask, scratch.list)); // (HW, D)
-            row = t(add(ctx, image.imageTokens, dense));
-          }
-          ctx.copy(row.buffer, 0, src.buffer, b * hw * D * 4, hw * D * 4);
-        });
-        forwardImage = { keys: src };
-      }
+      const forwardImage = transformerImage(
+        ctx,
+        scratch,
+        { transformer: this.transformer, promptEncoder: this.promptEncoder, image, pe },
+        maskInputs,
+        { reuse, lowResSize: this.lowResSize, hw, dim: D, label: "decoder" },
+      );
       const { queries, keys } = this.transformer.forward(queryPe, forwardImage, pe);
       t(queries);
       t(keys);

@@ -10,7 +10,7 @@
  * norm_final_attn. The cross attentions project to the downsampled internal width.
  */
 import type { GpuContext } from "../gpu/context.ts";
-import { Tensor } from "../gpu/tensor.ts";
+import { emptyTensor, Tensor, tensorFrom } from "../gpu/tensor.ts";
 import { add } from "../kernels/add.ts";
 import { addLayerNorm } from "../kernels/add_layer_norm.ts";
 import { attention } from "../kernels/attention.ts";
@@ -86,6 +86,56 @@ export class Scratch {
     this.ctx.submit();
     for (const x of this.tensors.splice(0)) x.destroy();
   }
+}
+
+/** An image embedding's prompt-independent tensors, as both decoders keep them per image. */
+export interface DecoderImage {
+  /** (HW, D): the image embedding's tokens. */
+  imageTokens: Tensor;
+  /** (HW, D): imageTokens + no_mask_embed, every unmasked prompt's keys. */
+  srcNoMask: Tensor;
+  /** Layer 0's image projections of srcNoMask; made by the first pass that needs them. */
+  layer0: SharedImage | null;
+}
+
+/**
+ * The transformer's image side for a batch of B prompts: with no mask inputs (and `reuse`),
+ * layer 0's projections shared by every prompt (made once per image); else the keys
+ * (B, HW, D), each prompt's image tokens plus its dense prompt embedding (its embedded mask
+ * input, or no_mask_embed). Temporaries go to `scratch`.
+ */
+export function transformerImage(
+  ctx: GpuContext,
+  scratch: Scratch,
+  parts: {
+    transformer: TwoWayTransformer;
+    promptEncoder: { embedMask(mask: Tensor, temps: Tensor[]): Tensor };
+    image: DecoderImage;
+    /** (HW, D): the dense positional encoding. */
+    pe: Tensor;
+  },
+  maskInputs: (Float32Array | undefined)[],
+  opts: { reuse: boolean; lowResSize: number; hw: number; dim: number; label: string },
+): { keys: Tensor } | { shared: SharedImage } {
+  const { transformer, promptEncoder, image, pe } = parts;
+  const { hw, dim: D, label } = opts;
+  if (opts.reuse && maskInputs.every((m) => m === undefined)) {
+    image.layer0 ??= transformer.projectSharedImage(image.srcNoMask, pe);
+    return { shared: image.layer0 };
+  }
+  const t = <X extends Tensor>(x: X) => scratch.t(x);
+  const src = t(emptyTensor(ctx, [maskInputs.length, hw, D], `${label}.src`)); // (B, HW, D)
+  maskInputs.forEach((m, b) => {
+    let row = image.srcNoMask;
+    if (m) {
+      const side = opts.lowResSize;
+      const mask = t(tensorFrom(ctx, m, [1, side, side], `${label}.mask_input`));
+      const dense = t(promptEncoder.embedMask(mask, scratch.list)); // (HW, D)
+      row = t(add(ctx, image.imageTokens, dense));
+    }
+    ctx.copy(row.buffer, 0, src.buffer, b * hw * D * 4, hw * D * 4);
+  });
+  return { keys: src };
 }
 
 export class TwoWayTransformer {

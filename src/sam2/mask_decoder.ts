@@ -45,7 +45,12 @@ import { samPostprocessRead } from "../decoder/postprocess.ts";
 import { PromptEncoder, uploadWeight } from "../decoder/prompt_encoder.ts";
 import { type DecoderPrompt, defaultMultimask, toFramePrompt } from "../decoder/transforms.ts";
 import { PinnedImageCache } from "../decoder/image_cache.ts";
-import { Scratch, type SharedImage, TwoWayTransformer } from "../decoder/two_way_transformer.ts";
+import {
+  type DecoderImage,
+  Scratch,
+  transformerImage,
+  TwoWayTransformer,
+} from "../decoder/two_way_transformer.ts";
 import type { Sam2Arch } from "./arch.ts";
 import type { Sam2Features } from "./image_encoder.ts";
 import { removeSmallRegions } from "./regions.ts";
@@ -95,12 +100,7 @@ interface Lin {
 }
 
 /** Prompt-independent work of one feature set, keyed by its image_embed buffer. */
-interface ImageEntry {
-  /** (HW, C) token-major image embedding. */
-  imageTokens: Tensor;
-  /** (HW, C): imageTokens + no_mask_embed. */
-  srcNoMask: Tensor;
-  layer0: SharedImage | null;
+interface ImageEntry extends DecoderImage {
   /** (4 HW, C/4) and (16 HW, C/8): the high-res features token-major. */
   highRes1: Tensor;
   highRes0: Tensor;
@@ -447,25 +447,13 @@ export class Sam2Decoder {
       });
       const queryPe = t(tensorFrom(ctx, tokens, [B, nt, D], "sam2 decoder.tokens"));
       const pe = this.promptEncoder.densePeGpu(); // (HW, C)
-      let forwardImage: { keys: Tensor } | { shared: SharedImage };
-      if (reuse && maskInputs.every((m) => m === undefined)) {
-        image.layer0 ??= this.transformer.projectSharedImage(image.srcNoMask, pe);
-        forwardImage = { shared: image.layer0 };
-      } else {
-        // keys (B, HW, C): image + dense prompt embedding, per prompt.
-        const src = t(emptyTensor(ctx, [B, hw, D], "sam2 decoder.src"));
-        maskInputs.forEach((m, b) => {
-          let row = image.srcNoMask;
-          if (m) {
-            const side = this.lowResSize;
-            const mask = t(tensorFrom(ctx, m, [1, side, side], "sam2 decoder.mask_input"));
-            const dense = t(this.promptEncoder.embedMask(mask, scratch.list)); // (HW, C)
-            row = t(add(ctx, image.imageTokens, dense));
-          }
-          ctx.copy(row.buffer, 0, src.buffer, b * hw * D * 4, hw * D * 4);
-        });
-        forwardImage = { keys: src };
-      }
+      const forwardImage = transformerImage(
+        ctx,
+        scratch,
+        { transformer: this.transformer, promptEncoder: this.promptEncoder, image, pe },
+        maskInputs,
+        { reuse, lowResSize: this.lowResSize, hw, dim: D, label: "sam2 decoder" },
+      );
       const { queries, keys } = this.transformer.forward(queryPe, forwardImage, pe);
       t(queries);
       t(keys);

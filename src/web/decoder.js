@@ -4540,6 +4540,39 @@ var Scratch = class {
     for (const x of this.tensors.splice(0)) x.destroy();
   }
 };
+function transformerImage(ctx, scratch3, parts, maskInputs, opts) {
+  const { transformer, promptEncoder, image, pe } = parts;
+  const { hw, dim: D, label } = opts;
+  if (opts.reuse && maskInputs.every((m) => m === void 0)) {
+    image.layer0 ??= transformer.projectSharedImage(image.srcNoMask, pe);
+    return {
+      shared: image.layer0
+    };
+  }
+  const t = (x) => scratch3.t(x);
+  const src = t(emptyTensor(ctx, [
+    maskInputs.length,
+    hw,
+    D
+  ], `${label}.src`));
+  maskInputs.forEach((m, b) => {
+    let row = image.srcNoMask;
+    if (m) {
+      const side = opts.lowResSize;
+      const mask = t(tensorFrom(ctx, m, [
+        1,
+        side,
+        side
+      ], `${label}.mask_input`));
+      const dense = t(promptEncoder.embedMask(mask, scratch3.list));
+      row = t(add(ctx, image.imageTokens, dense));
+    }
+    ctx.copy(row.buffer, 0, src.buffer, b * hw * D * 4, hw * D * 4);
+  });
+  return {
+    keys: src
+  };
+}
 var TwoWayTransformer = class {
   ctx;
   layers;
@@ -5067,36 +5100,18 @@ var SamDecoder = class _SamDecoder {
         D
       ], "decoder.tokens"));
       const pe = this.promptEncoder.densePeGpu();
-      let forwardImage;
-      if (reuse && maskInputs.every((m) => m === void 0)) {
-        image.layer0 ??= this.transformer.projectSharedImage(image.srcNoMask, pe);
-        forwardImage = {
-          shared: image.layer0
-        };
-      } else {
-        const src = t(emptyTensor(ctx, [
-          B,
-          hw,
-          D
-        ], "decoder.src"));
-        maskInputs.forEach((m, b) => {
-          let row = image.srcNoMask;
-          if (m) {
-            const side = this.lowResSize;
-            const mask = t(tensorFrom(ctx, m, [
-              1,
-              side,
-              side
-            ], "decoder.mask_input"));
-            const dense = t(this.promptEncoder.embedMask(mask, scratch3.list));
-            row = t(add(ctx, image.imageTokens, dense));
-          }
-          ctx.copy(row.buffer, 0, src.buffer, b * hw * D * 4, hw * D * 4);
-        });
-        forwardImage = {
-          keys: src
-        };
-      }
+      const forwardImage = transformerImage(ctx, scratch3, {
+        transformer: this.transformer,
+        promptEncoder: this.promptEncoder,
+        image,
+        pe
+      }, maskInputs, {
+        reuse,
+        lowResSize: this.lowResSize,
+        hw,
+        dim: D,
+        label: "decoder"
+      });
       const { queries, keys } = this.transformer.forward(queryPe, forwardImage, pe);
       t(queries);
       t(keys);
@@ -5753,36 +5768,18 @@ var Sam2Decoder = class _Sam2Decoder {
         D
       ], "sam2 decoder.tokens"));
       const pe = this.promptEncoder.densePeGpu();
-      let forwardImage;
-      if (reuse && maskInputs.every((m) => m === void 0)) {
-        image.layer0 ??= this.transformer.projectSharedImage(image.srcNoMask, pe);
-        forwardImage = {
-          shared: image.layer0
-        };
-      } else {
-        const src = t(emptyTensor(ctx, [
-          B,
-          hw,
-          D
-        ], "sam2 decoder.src"));
-        maskInputs.forEach((m, b) => {
-          let row = image.srcNoMask;
-          if (m) {
-            const side2 = this.lowResSize;
-            const mask = t(tensorFrom(ctx, m, [
-              1,
-              side2,
-              side2
-            ], "sam2 decoder.mask_input"));
-            const dense = t(this.promptEncoder.embedMask(mask, scratch3.list));
-            row = t(add(ctx, image.imageTokens, dense));
-          }
-          ctx.copy(row.buffer, 0, src.buffer, b * hw * D * 4, hw * D * 4);
-        });
-        forwardImage = {
-          keys: src
-        };
-      }
+      const forwardImage = transformerImage(ctx, scratch3, {
+        transformer: this.transformer,
+        promptEncoder: this.promptEncoder,
+        image,
+        pe
+      }, maskInputs, {
+        reuse,
+        lowResSize: this.lowResSize,
+        hw,
+        dim: D,
+        label: "sam2 decoder"
+      });
       const { queries, keys } = this.transformer.forward(queryPe, forwardImage, pe);
       t(queries);
       t(keys);
