@@ -30,6 +30,14 @@ Deno.test("a GPU error, then long GPU waits and more work in the same process (D
     usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
   });
   try {
+    if (/swiftshader/i.test(ctx.gpu.description)) {
+      await t.step(
+        "SwiftShader is a software adapter (the CPU GEMM and attention defaults)",
+        () => {
+          assert.equal(ctx.gpu.software, true, ctx.gpu.description);
+        },
+      );
+    }
     await t.step("the error surfaces at the next readback, naming its kernel", async () => {
       const broken = {
         name: "deliberately_broken_poll_test",
