@@ -3,6 +3,7 @@
  * and a clear error when the host has no adapter at all.
  */
 import { ensureRuntimeDir } from "./runtime_dir.ts";
+import { throttleDawnPolling } from "./dawn_pump.ts";
 
 /** Which WebGPU implementation runs the kernels: Deno's built-in one, or Dawn (npm `webgpu`). */
 export type GpuProvider = "deno" | "dawn" | "browser";
@@ -139,6 +140,7 @@ function dawnInstance(): Promise<GPU> {
   // deno-lint-ignore no-import-prefix
   dawnGpu ??= import("npm:webgpu@0.6.2").then((m) => {
     const mod = m as unknown as { create(flags: string[]): GPU };
+    throttleDawnPolling(); // Dawn's busy polling stalls Deno after long waits: see dawn_pump.ts
     return mod.create([]);
   }).catch((err) => {
     dawnGpu = null;

@@ -94,12 +94,21 @@ export function checkCaseResult(
   }, logits ${logitRep.maxAbs.toExponential(1)}; ${differ} mask pixels differ`;
 }
 
-/** Every fixture.json prompt case: low-res logits, IoU (1e-3), logits (5e-3), masks (0.1%). */
-export async function checkFixtureCases(dir: URL, name: string) {
+/**
+ * Every fixture.json prompt case (or those named in `only`): low-res logits, IoU (1e-3),
+ * logits (5e-3), masks (0.1%).
+ */
+export async function checkFixtureCases(dir: URL, name: string, only?: readonly string[]) {
   const { decoder, embedding } = await openDecoder(dir, name);
-  const { cases, imageSizeHw } = await loadFixtureCases(dir);
+  const { cases: all, imageSizeHw } = await loadFixtureCases(dir);
+  const cases = only ? all.filter((c) => only.includes(c.name)) : all;
   const [h, w] = imageSizeHw;
   try {
+    assert.equal(
+      cases.length,
+      only?.length ?? all.length,
+      `${name}: cases ${only} in fixture.json`,
+    );
     for (const c of cases) {
       const t0 = performance.now();
       const results = await decoder.predict(embedding, c.prompts, {

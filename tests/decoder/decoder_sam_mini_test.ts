@@ -7,7 +7,16 @@ import {
 
 const dir = fixtureDir("sam-mini");
 
-Deno.test("sam-mini decoder (width 256, as the real models): prompt encoder goldens and every fixture.json prompt case", async () => {
+/**
+ * sam-mini's decoder (width 256, as the real models) against its goldens: the prompt encoder,
+ * then each fixture.json prompt case as its own test, so that a run can pick some
+ * (tests/gpu/dawn_suite_test.ts runs two on Dawn + SwiftShader, where each costs ~15-40 s).
+ */
+const caseNames: string[] = dir
+  ? Object.keys(JSON.parse(Deno.readTextFileSync(new URL("fixture.json", dir))).prompts)
+  : [];
+
+Deno.test("sam-mini decoder: prompt encoder goldens", async () => {
   if (skipIfMissing(dir, "sam-mini decoder")) return;
   const { decoder, embedding } = await openDecoder(dir!, "sam-mini");
   try {
@@ -16,5 +25,10 @@ Deno.test("sam-mini decoder (width 256, as the real models): prompt encoder gold
     decoder.dispose();
     embedding.destroy();
   }
-  await checkFixtureCases(dir!, "sam-mini");
 });
+
+for (const name of caseNames) {
+  Deno.test(`sam-mini decoder case ${name}`, async () => {
+    await checkFixtureCases(dir!, "sam-mini", [name]);
+  });
+}
