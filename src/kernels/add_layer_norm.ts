@@ -7,11 +7,18 @@
  * r[i % r.size]): the shared image src (HW, D) over a batch of prompts, query_pe (B, Nt, D),
  * key_pe (HW, D). The arithmetic is the unfused add -> layerNorm -> add's, in the same order.
  *
- * Rows as layer_norm.ts: TPR threads a row, up to VPT values each in registers.
+ * Variants as layer_norm.ts: "warp", TPR threads a row with up to VPT values each in
+ * registers (GPUs), and "rows", one invocation a row with no barriers (software adapters),
+ * which recomputes x + residual in each pass rather than holding the row.
  */
 import { type GpuContext, grid, type KernelSpec } from "../gpu/context.ts";
 import { emptyTensor, Params, type Tensor } from "../gpu/tensor.ts";
-import { normOutput } from "./layer_norm.ts";
+import {
+  defaultLayerNormVariant,
+  type LayerNormVariant,
+  normOutput,
+  ROWS_WG,
+} from "./layer_norm.ts";
 import { rowReduceWgsl } from "./softmax.ts";
 
 const WG = 256;
@@ -86,6 +93,53 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
   };
 }
 
+/** The "rows" variant: one invocation a row, the row read again in each pass. */
+function rowsSpec(residual: boolean, pe: boolean): KernelSpec {
+  const storage = ["x", ...(residual ? ["r"] : []), "weight", "bias", ...(pe ? ["pe"] : [])];
+  const outs = ["y", ...(pe ? ["y_pe"] : [])];
+  const decls = [
+    ...storage.map((n, i) => `@group(0) @binding(${i + 1}) var<storage, read> ${n}: array<f32>;`),
+    ...outs.map((n, i) =>
+      `@group(0) @binding(${storage.length + i + 1}) var<storage, read_write> ${n}: array<f32>;`
+    ),
+  ].join("\n");
+  return {
+    name: `add_layer_norm_${residual ? "res_" : ""}${pe ? "pe_" : ""}rows_f32`,
+    bindings: [
+      "uniform",
+      ...storage.map(() => "read" as const),
+      ...outs.map(() => "write" as const),
+    ],
+    code: () => /* wgsl */ `
+struct P { rows: u32, C: u32, eps: f32, nr: u32, npe: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+${decls}
+
+fn value(i: u32) -> f32 {
+  return x[i]${residual ? " + r[i % p.nr]" : ""};
+}
+
+@compute @workgroup_size(${ROWS_WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let row = gid.x + gid.y * nwg.x * ${ROWS_WG}u;
+  if (row >= p.rows) { return; }
+  let base = row * p.C;
+  // Deviations from the first value: the f32 sum keeps its digits when the mean is large.
+  let pivot = value(base);
+  var s = 0.0;
+  for (var c = 1u; c < p.C; c++) { s += value(base + c) - pivot; }
+  let mean = pivot + s / f32(p.C);
+  var q = 0.0;
+  for (var c = 0u; c < p.C; c++) { let d = value(base + c) - mean; q += d * d; }
+  let sd = sqrt(q / f32(p.C) + p.eps);
+  for (var c = 0u; c < p.C; c++) {
+    let o = (value(base + c) - mean) / sd * weight[c] + bias[c];
+    y[base + c] = o;${pe ? "\n    y_pe[base + c] = o + pe[(base + c) % p.npe];" : ""}
+  }
+}`,
+  };
+}
+
 const specs = new Map<string, KernelSpec>();
 
 export interface AddLayerNormOptions {
@@ -93,6 +147,8 @@ export interface AddLayerNormOptions {
   residual?: Tensor;
   /** Added to the norm's output into `yPe`; its size divides x's. */
   pe?: Tensor;
+  /** Kernel; defaults to defaultLayerNormVariant(ctx.gpu.software). */
+  variant?: LayerNormVariant;
 }
 
 /**
@@ -125,9 +181,12 @@ export function addLayerNorm(
   }
   const y = normOutput(ctx, "addLayerNorm", x, weight, bias, C);
   const yPe = pe ? emptyTensor(ctx, x.shape, "addLayerNorm.y_pe") : null;
-  const key = `${shape.tpr}:${shape.vpt}:${!!residual}:${!!pe}`;
+  const rowsVariant = (opts.variant ?? defaultLayerNormVariant(ctx.gpu.software)) === "rows";
+  const key = `${rowsVariant ? "rows" : `${shape.tpr}:${shape.vpt}`}:${!!residual}:${!!pe}`;
   let s = specs.get(key);
-  if (!s) specs.set(key, s = spec(shape, !!residual, !!pe));
+  if (!s) {
+    specs.set(key, s = rowsVariant ? rowsSpec(!!residual, !!pe) : spec(shape, !!residual, !!pe));
+  }
   const rows = x.size / C;
   const params = new Params().u32(rows, C).f32(eps).u32(residual?.size ?? 1, pe?.size ?? 1)
     .build();
@@ -140,6 +199,7 @@ export function addLayerNorm(
     y.buffer,
     ...(yPe ? [yPe.buffer] : []),
   ];
-  ctx.dispatch(s, params, buffers, grid(Math.ceil(rows / (WG / shape.tpr))));
+  const rowsPerGroup = rowsVariant ? ROWS_WG : WG / shape.tpr;
+  ctx.dispatch(s, params, buffers, grid(Math.ceil(rows / rowsPerGroup)));
   return { y, yPe };
 }

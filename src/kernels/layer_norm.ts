@@ -6,7 +6,14 @@
  *
  * A row is handled by TPR threads each holding up to VPT values: 32 threads (8 rows per
  * 256-thread workgroup) up to C = 1280, SAM's widest, so a row is one warp's work and the
- * threads are not idle; 256 threads for wider rows.
+ * threads are not idle; 256 threads for wider rows ("warp", for GPUs).
+ *
+ * "rows", the default on software adapters: one invocation a row, no workgroup memory or
+ * barriers, reading the row from memory in each pass. A workgroupBarrier is what a CPU
+ * adapter pays for most (on SwiftShader, 4096 x 256 took 627 ms with "warp" against 57 ms
+ * so). Its first pass sums deviations from the row's first value, so that the f32 running
+ * sum holds O(spread) terms and keeps its digits when the mean is large; the mean is still
+ * taken before the squared deviations, as torch.
  */
 import { type GpuContext, grid, type KernelSpec } from "../gpu/context.ts";
 import { emptyTensor, Params, type Tensor } from "../gpu/tensor.ts";
@@ -70,6 +77,49 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
 
 const SPECS = SHAPES.map((s) => ({ ...s, spec: layerNormSpec(s) }));
 
+/** Invocations a workgroup for the "rows" variant (one row each). */
+export const ROWS_WG = 64;
+
+const LAYER_NORM_ROWS: KernelSpec = {
+  name: "layer_norm_rows_f32",
+  bindings: ["uniform", "read", "read", "read", "write"],
+  code: () => /* wgsl */ `
+struct P { rows: u32, C: u32, eps: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(${ROWS_WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let row = gid.x + gid.y * nwg.x * ${ROWS_WG}u;
+  if (row >= p.rows) { return; }
+  let base = row * p.C;
+  let pivot = x[base];
+  var s = 0.0;
+  for (var c = 1u; c < p.C; c++) { s += x[base + c] - pivot; }
+  let mean = pivot + s / f32(p.C);
+  var q = 0.0;
+  for (var c = 0u; c < p.C; c++) { let d = x[base + c] - mean; q += d * d; }
+  let sd = sqrt(q / f32(p.C) + p.eps);
+  for (var c = 0u; c < p.C; c++) {
+    out[base + c] = (x[base + c] - mean) / sd * weight[c] + bias[c];
+  }
+}`,
+};
+
+/**
+ * The LayerNorm kernels: "warp" (TPR threads a row, reduced through workgroup memory; for
+ * GPUs) and "rows" (one invocation a row, no barriers; for software adapters).
+ */
+export type LayerNormVariant = "warp" | "rows";
+
+/** "rows" on software adapters, where barriers cost most, else "warp". */
+export function defaultLayerNormVariant(software: boolean): LayerNormVariant {
+  return software ? "rows" : "warp";
+}
+
 /**
  * Shared by layerNorm and layerNorm2d: checks weight and bias have C elements and returns
  * the output (a new tensor of x's shape, or `out` once checked).
@@ -92,7 +142,10 @@ export function normOutput(
   return y;
 }
 
-/** LayerNorm of x [..., C] over C with weight, bias [C]; eps 1e-6 (SAM encoder) or 1e-5. */
+/**
+ * LayerNorm of x [..., C] over C with weight, bias [C]; eps 1e-6 (SAM encoder) or 1e-5.
+ * `variant` defaults to defaultLayerNormVariant(ctx.gpu.software).
+ */
 export function layerNorm(
   ctx: GpuContext,
   x: Tensor,
@@ -100,6 +153,7 @@ export function layerNorm(
   bias: Tensor,
   eps: number,
   out?: Tensor,
+  variant: LayerNormVariant = defaultLayerNormVariant(ctx.gpu.software),
 ): Tensor {
   const C = x.shape[x.shape.length - 1];
   if (!C) throw new Error(`layerNorm: x [${x.shape}] has no last dim to normalise`);
@@ -111,11 +165,16 @@ export function layerNorm(
   const y = normOutput(ctx, "layerNorm", x, weight, bias, C, out);
   const rows = x.size / C;
   const params = new Params().u32(rows, C).f32(eps).build();
+  const buffers = [x.buffer, weight.buffer, bias.buffer, y.buffer];
+  if (variant === "rows") {
+    ctx.dispatch(LAYER_NORM_ROWS, params, buffers, grid(Math.ceil(rows / ROWS_WG)));
+    return y;
+  }
   const rowsPerGroup = WG / chosen.tpr;
   ctx.dispatch(
     chosen.spec,
     params,
-    [x.buffer, weight.buffer, bias.buffer, y.buffer],
+    buffers,
     grid(Math.ceil(rows / rowsPerGroup)),
   );
   return y;

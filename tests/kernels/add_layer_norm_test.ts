@@ -3,6 +3,7 @@ import { assertClose, randomArray } from "../util/compare.ts";
 import { getContext } from "../../src/gpu/context.ts";
 import { tensorFrom } from "../../src/gpu/tensor.ts";
 import { addLayerNorm } from "../../src/kernels/add_layer_norm.ts";
+import type { LayerNormVariant } from "../../src/kernels/layer_norm.ts";
 
 /**
  * Float64 reference: y = LayerNorm(x + r) (two-pass mean and biased variance, as torch's
@@ -41,6 +42,7 @@ async function check(
   shape: number[],
   opts: { residualRows?: number; peRows?: number; offset?: number },
   seed: number,
+  variant?: LayerNormVariant,
 ) {
   const ctx = await getContext();
   const C = shape[shape.length - 1];
@@ -61,11 +63,12 @@ async function check(
   const out = addLayerNorm(ctx, tensors.x, tensors.w, tensors.b, eps, {
     residual: tensors.r,
     pe: tensors.pe,
+    variant,
   });
   const ref = addLayerNormRef(x, r, w, b, pe, C, eps);
-  const label = `addLayerNorm [${shape}] residual rows ${opts.residualRows ?? "-"} pe rows ${
-    opts.peRows ?? "-"
-  }`;
+  const label = `addLayerNorm ${variant ?? "default"} [${shape}] residual rows ${
+    opts.residualRows ?? "-"
+  } pe rows ${opts.peRows ?? "-"}`;
   // Normalised values are O(1): |gpu - ref| <= 2e-5 + 1e-5 |ref|, as layerNorm's test.
   assertClose(await out.y.read(), ref.y, { atol: 2e-5, rtol: 1e-5, shape, label: `${label} y` });
   assert.equal(out.yPe === null, pe === null, `${label}: yPe exactly when pe is given`);
@@ -80,17 +83,23 @@ async function check(
   for (const t of [...Object.values(tensors), out.y, out.yPe]) t?.destroy();
 }
 
-Deno.test("addLayerNorm matches float64 LayerNorm(x + residual) and + pe, broadcast over leading dims", async () => {
-  // Decoder token chains: (B, Nt, D) with query_pe of the same shape.
-  await check([1, 7, 256], { peRows: 7 }, 1);
-  await check([3, 9, 32], { peRows: 27 }, 2); // sam-tiny width, a batch of 3
-  // Image side: key_pe (HW, D) broadcast over a batch, and the shared src as the residual.
-  await check([2, 64, 256], { residualRows: 64, peRows: 64, offset: 100 }, 3);
-  await check([1, 16, 32], { residualRows: 16 }, 4); // residual, no pe
-  await check([5, 3], {}, 5); // plain LayerNorm, a ragged width
-  await check([4, 257], { peRows: 4 }, 6); // past 8 values per thread
-  await check([2, 1280], { residualRows: 1, peRows: 2 }, 7); // the widest supported
-});
+for (const variant of ["warp", "rows"] as const) {
+  Deno.test(`addLayerNorm ${variant} matches float64 LayerNorm(x + residual) and + pe, broadcast over leading dims`, async () => {
+    // Decoder token chains: (B, Nt, D) with query_pe of the same shape.
+    await check([1, 7, 256], { peRows: 7 }, 1, variant);
+    await check([3, 9, 32], { peRows: 27 }, 2, variant); // sam-tiny width, a batch of 3
+    // Image side: key_pe (HW, D) broadcast over a batch, and the shared src as the residual.
+    await check([2, 64, 256], { residualRows: 64, peRows: 64, offset: 100 }, 3, variant);
+    await check([1, 16, 32], { residualRows: 16 }, 4, variant); // residual, no pe
+    await check([5, 3], {}, 5, variant); // plain LayerNorm, a ragged width
+    await check([4, 257], { peRows: 4 }, 6, variant); // past 8 values per thread
+    await check([2, 1280], { residualRows: 1, peRows: 2 }, 7, variant); // the widest supported
+    // Rows not a multiple of either variant's workgroup (8 or 64 rows), ViT widths.
+    await check([67, 768], { residualRows: 67, offset: 100 }, 8, variant);
+    await check([131, 1280], { peRows: 131 }, 9, variant);
+    await check([1, 1], { peRows: 1 }, 10, variant); // one value: y = bias
+  });
+}
 
 Deno.test("addLayerNorm: bad widths and broadcasts are refused with the shapes", async () => {
   const ctx = await getContext();
