@@ -2275,6 +2275,47 @@ var SPECS2 = SHAPES.map((s) => ({
   ...s,
   spec: layerNormSpec(s)
 }));
+var ROWS_WG = 64;
+var LAYER_NORM_ROWS = {
+  name: "layer_norm_rows_f32",
+  bindings: [
+    "uniform",
+    "read",
+    "read",
+    "read",
+    "write"
+  ],
+  code: () => (
+    /* wgsl */
+    `
+struct P { rows: u32, C: u32, eps: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(${ROWS_WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let row = gid.x + gid.y * nwg.x * ${ROWS_WG}u;
+  if (row >= p.rows) { return; }
+  let base = row * p.C;
+  let pivot = x[base];
+  var s = 0.0;
+  for (var c = 1u; c < p.C; c++) { s += x[base + c] - pivot; }
+  let mean = pivot + s / f32(p.C);
+  var q = 0.0;
+  for (var c = 0u; c < p.C; c++) { let d = x[base + c] - mean; q += d * d; }
+  let sd = sqrt(q / f32(p.C) + p.eps);
+  for (var c = 0u; c < p.C; c++) {
+    out[base + c] = (x[base + c] - mean) / sd * weight[c] + bias[c];
+  }
+}`
+  )
+};
+function defaultLayerNormVariant(software) {
+  return software ? "rows" : "warp";
+}
 function normOutput(ctx, op, x, weight, bias, C, out) {
   if (weight.size !== C || bias.size !== C) {
     throw new Error(`${op}: weight (${weight.size}) and bias (${bias.size}) need C=${C} elements`);
@@ -2284,7 +2325,7 @@ function normOutput(ctx, op, x, weight, bias, C, out) {
   if (y.buffer === x.buffer) throw new Error(`${op}: out must not alias x`);
   return y;
 }
-function layerNorm(ctx, x, weight, bias, eps, out) {
+function layerNorm(ctx, x, weight, bias, eps, out, variant = defaultLayerNormVariant(ctx.gpu.software)) {
   const C = x.shape[x.shape.length - 1];
   if (!C) throw new Error(`layerNorm: x [${x.shape}] has no last dim to normalise`);
   const chosen = SPECS2.find((s) => C <= s.tpr * s.vpt);
@@ -2295,13 +2336,18 @@ function layerNorm(ctx, x, weight, bias, eps, out) {
   const y = normOutput(ctx, "layerNorm", x, weight, bias, C, out);
   const rows = x.size / C;
   const params = new Params().u32(rows, C).f32(eps).build();
-  const rowsPerGroup = WG6 / chosen.tpr;
-  ctx.dispatch(chosen.spec, params, [
+  const buffers = [
     x.buffer,
     weight.buffer,
     bias.buffer,
     y.buffer
-  ], grid(Math.ceil(rows / rowsPerGroup)));
+  ];
+  if (variant === "rows") {
+    ctx.dispatch(LAYER_NORM_ROWS, params, buffers, grid(Math.ceil(rows / ROWS_WG)));
+    return y;
+  }
+  const rowsPerGroup = WG6 / chosen.tpr;
+  ctx.dispatch(chosen.spec, params, buffers, grid(Math.ceil(rows / rowsPerGroup)));
   return y;
 }
 
@@ -3235,6 +3281,67 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
     )
   };
 }
+function rowsSpec(residual, pe) {
+  const storage = [
+    "x",
+    ...residual ? [
+      "r"
+    ] : [],
+    "weight",
+    "bias",
+    ...pe ? [
+      "pe"
+    ] : []
+  ];
+  const outs = [
+    "y",
+    ...pe ? [
+      "y_pe"
+    ] : []
+  ];
+  const decls = [
+    ...storage.map((n, i) => `@group(0) @binding(${i + 1}) var<storage, read> ${n}: array<f32>;`),
+    ...outs.map((n, i) => `@group(0) @binding(${storage.length + i + 1}) var<storage, read_write> ${n}: array<f32>;`)
+  ].join("\n");
+  return {
+    name: `add_layer_norm_${residual ? "res_" : ""}${pe ? "pe_" : ""}rows_f32`,
+    bindings: [
+      "uniform",
+      ...storage.map(() => "read"),
+      ...outs.map(() => "write")
+    ],
+    code: () => (
+      /* wgsl */
+      `
+struct P { rows: u32, C: u32, eps: f32, nr: u32, npe: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+${decls}
+
+fn value(i: u32) -> f32 {
+  return x[i]${residual ? " + r[i % p.nr]" : ""};
+}
+
+@compute @workgroup_size(${ROWS_WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let row = gid.x + gid.y * nwg.x * ${ROWS_WG}u;
+  if (row >= p.rows) { return; }
+  let base = row * p.C;
+  // Deviations from the first value: the f32 sum keeps its digits when the mean is large.
+  let pivot = value(base);
+  var s = 0.0;
+  for (var c = 1u; c < p.C; c++) { s += value(base + c) - pivot; }
+  let mean = pivot + s / f32(p.C);
+  var q = 0.0;
+  for (var c = 0u; c < p.C; c++) { let d = value(base + c) - mean; q += d * d; }
+  let sd = sqrt(q / f32(p.C) + p.eps);
+  for (var c = 0u; c < p.C; c++) {
+    let o = (value(base + c) - mean) / sd * weight[c] + bias[c];
+    y[base + c] = o;${pe ? "\n    y_pe[base + c] = o + pe[(base + c) % p.npe];" : ""}
+  }
+}`
+    )
+  };
+}
 var specs3 = /* @__PURE__ */ new Map();
 function addLayerNorm(ctx, x, weight, bias, eps, opts = {}) {
   const C = x.shape[x.shape.length - 1];
@@ -3261,9 +3368,12 @@ function addLayerNorm(ctx, x, weight, bias, eps, opts = {}) {
   }
   const y = normOutput(ctx, "addLayerNorm", x, weight, bias, C);
   const yPe = pe ? emptyTensor(ctx, x.shape, "addLayerNorm.y_pe") : null;
-  const key = `${shape.tpr}:${shape.vpt}:${!!residual}:${!!pe}`;
+  const rowsVariant = (opts.variant ?? defaultLayerNormVariant(ctx.gpu.software)) === "rows";
+  const key = `${rowsVariant ? "rows" : `${shape.tpr}:${shape.vpt}`}:${!!residual}:${!!pe}`;
   let s = specs3.get(key);
-  if (!s) specs3.set(key, s = spec2(shape, !!residual, !!pe));
+  if (!s) {
+    specs3.set(key, s = rowsVariant ? rowsSpec(!!residual, !!pe) : spec2(shape, !!residual, !!pe));
+  }
   const rows = x.size / C;
   const params = new Params().u32(rows, C).f32(eps).u32(residual?.size ?? 1, pe?.size ?? 1).build();
   const buffers = [
@@ -3281,7 +3391,8 @@ function addLayerNorm(ctx, x, weight, bias, eps, opts = {}) {
       yPe.buffer
     ] : []
   ];
-  ctx.dispatch(s, params, buffers, grid(Math.ceil(rows / (WG9 / shape.tpr))));
+  const rowsPerGroup = rowsVariant ? ROWS_WG : WG9 / shape.tpr;
+  ctx.dispatch(s, params, buffers, grid(Math.ceil(rows / rowsPerGroup)));
   return {
     y,
     yPe

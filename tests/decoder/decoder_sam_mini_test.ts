@@ -10,7 +10,7 @@ const dir = fixtureDir("sam-mini");
 /**
  * sam-mini's decoder (width 256, as the real models) against its goldens: the prompt encoder,
  * then each fixture.json prompt case as its own test, so that a run can pick some
- * (tests/gpu/dawn_suite_test.ts runs two on Dawn + SwiftShader, where each costs ~15-40 s).
+ * (tests/gpu/dawn_suite_test.ts runs them on Dawn + SwiftShader, where each costs ~7-22 s).
  */
 const caseNames: string[] = dir
   ? Object.keys(JSON.parse(Deno.readTextFileSync(new URL("fixture.json", dir))).prompts)
