@@ -11,6 +11,12 @@
 import { type GpuContext, grid, type KernelSpec } from "../gpu/context.ts";
 import { emptyTensor, Params, requireShaderF16, type Tensor } from "../gpu/tensor.ts";
 import type { AttentionDims, HeadsView, RelPosBias } from "./attention.ts";
+import {
+  REL_POS_LANES_MAX_DIM,
+  relPosLanesDim,
+  relPosLanesGrid,
+  relPosLanesSpec,
+} from "./rel_pos_lanes.ts";
 
 const f32 = Math.fround;
 
@@ -149,11 +155,19 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 const REL_POS_BIAS = relPosBiasSpec(false);
 const REL_POS_BIAS_F16Q = relPosBiasSpec(true);
 
+/** "flat": one invocation per output (GPUs); "lanes": rel_pos_lanes.ts (CPU adapters). */
+export type RelPosVariant = "flat" | "lanes";
+
+/** "lanes" on CPU adapters (measured on lavapipe: see rel_pos_lanes.ts), else "flat". */
+export function defaultRelPosVariant(software: boolean, headDim: number): RelPosVariant {
+  return software && headDim <= REL_POS_LANES_MAX_DIM ? "lanes" : "flat";
+}
+
 /**
  * relH[bh, (qh, qw), kh] = q[b, (qh, qw), h, :] . rh[qh, kh, :] and
  * relW[bh, (qh, qw), kw] = q[b, (qh, qw), h, :] . rw[qw, kw, :] (q unscaled, as SAM).
  * dims.nq must be qH * qW; dims.nk is not used (the keys are kH x kW). `out` lets a caller
- * reuse its own buffers.
+ * reuse its own buffers; `variant` overrides the adapter's default kernel.
  */
 export function relPosBias(
   ctx: GpuContext,
@@ -166,6 +180,7 @@ export function relPosBias(
   kH: number,
   kW: number,
   out?: { relH: Tensor; relW: Tensor },
+  variant?: RelPosVariant,
 ): RelPosBias {
   const { batch, heads, headDim, nq } = dims;
   for (const [name, x] of Object.entries({ batch, heads, headDim, nq, qH, qW, kH, kW })) {
@@ -215,6 +230,23 @@ export function relPosBias(
     .build();
   const half = q.tensor.dtype === "f16";
   if (half) requireShaderF16(ctx, "relPosBias");
+  const name = variant ?? defaultRelPosVariant(ctx.gpu.software, headDim);
+  if (name === "lanes") {
+    if (headDim > REL_POS_LANES_MAX_DIM) {
+      throw new Error(`relPosBias: "lanes" takes headDim <= ${REL_POS_LANES_MAX_DIM}`);
+    }
+    const { wgH, total } = relPosLanesGrid(batch * heads, qH, qW);
+    const lanesParams = new Params()
+      .u32(n, heads, headDim, nq, q.offset, q.rowStride, qW, kH, kW, qH, wgH, batch * heads)
+      .build();
+    ctx.dispatch(
+      relPosLanesSpec(relPosLanesDim(headDim), half, headDim % 4 === 0),
+      lanesParams,
+      [q.tensor.buffer, rh.buffer, rw.buffer, relH.buffer, relW.buffer],
+      grid(total),
+    );
+    return { relH, relW, kH, kW };
+  }
   ctx.dispatch(
     half ? REL_POS_BIAS_F16Q : REL_POS_BIAS,
     params,
