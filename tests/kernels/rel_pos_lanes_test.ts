@@ -8,47 +8,9 @@ import { getContext } from "../../src/gpu/context.ts";
 import { tensorFrom, tensorFromF16 } from "../../src/gpu/tensor.ts";
 import { relPosBias, type RelPosVariant } from "../../src/kernels/rel_pos.ts";
 import assert from "node:assert/strict";
+import { relPosBiasRef } from "./rel_pos_ref.ts";
 
 const ctx = await getContext();
-
-function relPosBiasRef(
-  q: Float32Array,
-  offset: number,
-  stride: number,
-  batch: number,
-  heads: number,
-  D: number,
-  qH: number,
-  qW: number,
-  rh: ArrayLike<number>,
-  rw: ArrayLike<number>,
-  kH: number,
-  kW: number,
-) {
-  const nq = qH * qW;
-  const relH = new Float64Array(batch * heads * nq * kH);
-  const relW = new Float64Array(batch * heads * nq * kW);
-  for (let b = 0; b < batch; b++) {
-    for (let h = 0; h < heads; h++) {
-      for (let n = 0; n < nq; n++) {
-        const qb = offset + (b * nq + n) * stride + h * D;
-        const row = (b * heads + h) * nq + n;
-        const qh = Math.floor(n / qW), qw = n % qW;
-        for (let kh = 0; kh < kH; kh++) {
-          let s = 0;
-          for (let c = 0; c < D; c++) s += q[qb + c] * rh[(qh * kH + kh) * D + c];
-          relH[row * kH + kh] = s;
-        }
-        for (let kw = 0; kw < kW; kw++) {
-          let s = 0;
-          for (let c = 0; c < D; c++) s += q[qb + c] * rw[(qw * kW + kw) * D + c];
-          relW[row * kW + kw] = s;
-        }
-      }
-    }
-  }
-  return { relH, relW };
-}
 
 const cases = [
   // batch, heads, D, qH, qW, kH, kW, offset, extra stride

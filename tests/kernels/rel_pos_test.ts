@@ -4,6 +4,7 @@ import { type Tensor, tensorFrom } from "../../src/gpu/tensor.ts";
 import { attention } from "../../src/kernels/attention.ts";
 import { getRelPos, relPosBias } from "../../src/kernels/rel_pos.ts";
 import assert from "node:assert/strict";
+import { relPosBiasRef } from "./rel_pos_ref.ts";
 
 const ctx = await getContext();
 
@@ -66,46 +67,6 @@ Deno.test("getRelPos matches the float64 formula: same, resized and unequal q/k 
     });
   }
 });
-
-/** relH [bh, n, kH] and relW [bh, n, kW] from a host q [batch, nq, rowStride] view. */
-function relPosBiasRef(
-  q: Float32Array,
-  offset: number,
-  stride: number,
-  batch: number,
-  heads: number,
-  D: number,
-  qH: number,
-  qW: number,
-  rh: ArrayLike<number>,
-  rw: ArrayLike<number>,
-  kH: number,
-  kW: number,
-) {
-  const nq = qH * qW;
-  const relH = new Float64Array(batch * heads * nq * kH);
-  const relW = new Float64Array(batch * heads * nq * kW);
-  for (let b = 0; b < batch; b++) {
-    for (let h = 0; h < heads; h++) {
-      for (let n = 0; n < nq; n++) {
-        const qb = offset + (b * nq + n) * stride + h * D;
-        const row = (b * heads + h) * nq + n;
-        const qh = Math.floor(n / qW), qw = n % qW;
-        for (let kh = 0; kh < kH; kh++) {
-          let s = 0;
-          for (let c = 0; c < D; c++) s += q[qb + c] * rh[(qh * kH + kh) * D + c];
-          relH[row * kH + kh] = s;
-        }
-        for (let kw = 0; kw < kW; kw++) {
-          let s = 0;
-          for (let c = 0; c < D; c++) s += q[qb + c] * rw[(qw * kW + kw) * D + c];
-          relW[row * kW + kw] = s;
-        }
-      }
-    }
-  }
-  return { relH, relW };
-}
 
 Deno.test("relPosBias matches the einsum reference on a fused-qkv view", async () => {
   // batch 2, 3 heads, headDim 10, q grid 4x5 against a 4x5 and a 6x3 key grid.
