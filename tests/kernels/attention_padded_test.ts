@@ -14,7 +14,7 @@
  *     deno test --allow-all tests/kernels/attention_padded_test.ts
  */
 import assert from "node:assert/strict";
-import { assertClose, randomArray } from "../util/compare.ts";
+import { checkAttentionRows } from "./attention_rows_check.ts";
 import { getContext } from "../../src/gpu/context.ts";
 import { tensorFrom } from "../../src/gpu/tensor.ts";
 import {
@@ -35,117 +35,6 @@ console.log(
     ctx.gpu.hasSubgroups ? "yes" : "no"
   }; checking ${VARIANTS.join(", ")}`,
 );
-
-interface Case {
-  batch: number;
-  heads: number;
-  headDim: number;
-  nq: number;
-  nk: number;
-  /** Rel-pos grid (nk = kH * kW). */
-  rel?: { kH: number; kW: number };
-  scale?: number;
-}
-
-/** softmax(scale q k^T + relH[q, kh] + relW[q, kw]) v for one (b, h, query), in float64. */
-function rowRef(
-  c: Case,
-  q: Float32Array,
-  k: Float32Array,
-  v: Float32Array,
-  relH: Float32Array | null,
-  relW: Float32Array | null,
-  b: number,
-  h: number,
-  n: number,
-): number[] {
-  const C = c.heads * c.headDim;
-  const scale = c.scale ?? 1 / Math.sqrt(c.headDim);
-  const s = new Float64Array(c.nk);
-  let max = -Infinity;
-  for (let j = 0; j < c.nk; j++) {
-    let dot = 0;
-    for (let d = 0; d < c.headDim; d++) {
-      dot += q[(b * c.nq + n) * C + h * c.headDim + d] * k[(b * c.nk + j) * C + h * c.headDim + d];
-    }
-    dot *= scale;
-    if (relH && relW && c.rel) {
-      const row = (b * c.heads + h) * c.nq + n;
-      const { kH, kW } = c.rel;
-      dot += relH[row * kH + Math.floor(j / kW)] + relW[row * kW + (j % kW)];
-    }
-    s[j] = dot;
-    max = Math.max(max, dot);
-  }
-  let sum = 0;
-  for (let j = 0; j < c.nk; j++) sum += s[j] = Math.exp(s[j] - max);
-  const out = new Array(c.headDim).fill(0);
-  for (let j = 0; j < c.nk; j++) {
-    for (let d = 0; d < c.headDim; d++) {
-      out[d] += (s[j] / sum) * v[(b * c.nk + j) * C + h * c.headDim + d];
-    }
-  }
-  return out;
-}
-
-/** Runs every variant on one case; compares `rows` sampled (b, h, query) rows or all. */
-async function check(c: Case, rows: number | "all", seed: number, atol = 2e-5) {
-  const C = c.heads * c.headDim;
-  const q = randomArray(c.batch * c.nq * C, seed, 1.5);
-  const k = randomArray(c.batch * c.nk * C, seed + 1, 1.5);
-  const v = randomArray(c.batch * c.nk * C, seed + 2, 1.5);
-  const bh = c.batch * c.heads;
-  const relH = c.rel ? randomArray(bh * c.nq * c.rel.kH, seed + 3, 2) : null;
-  const relW = c.rel ? randomArray(bh * c.nq * c.rel.kW, seed + 4, 2) : null;
-  const view = (data: Float32Array) => ({
-    tensor: tensorFrom(ctx, data, [data.length]),
-    offset: 0,
-    rowStride: C,
-  });
-  const [qv, kv, vv] = [view(q), view(k), view(v)];
-  const relPos = relH && relW && c.rel
-    ? {
-      relH: tensorFrom(ctx, relH, [bh, c.nq, c.rel.kH]),
-      relW: tensorFrom(ctx, relW, [bh, c.nq, c.rel.kW]),
-      ...c.rel,
-    }
-    : undefined;
-  // All rows, or the first, the last (in the padded last query block) and a spread.
-  const picks: [number, number, number][] = [];
-  if (rows === "all") {
-    for (let b = 0; b < c.batch; b++) {
-      for (let h = 0; h < c.heads; h++) for (let n = 0; n < c.nq; n++) picks.push([b, h, n]);
-    }
-  } else {
-    picks.push([0, 0, 0], [c.batch - 1, c.heads - 1, c.nq - 1]);
-    const u = randomArray(3 * rows, seed + 5, 0.5);
-    const pick = (x: number, n: number) => Math.min(n - 1, Math.floor((x + 0.5) * n));
-    for (let i = 0; i < rows; i++) {
-      picks.push([pick(u[3 * i], c.batch), pick(u[3 * i + 1], c.heads), pick(u[3 * i + 2], c.nq)]);
-    }
-  }
-  const want: number[] = [];
-  for (const [b, h, n] of picks) want.push(...rowRef(c, q, k, v, relH, relW, b, h, n));
-  for (const variant of VARIANTS) {
-    const out = attention(ctx, qv, kv, vv, c, { relPos, variant, scale: c.scale });
-    const all = await out.read();
-    out.destroy();
-    const got: number[] = [];
-    for (const [b, h, n] of picks) {
-      const base = (b * c.nq + n) * C + h * c.headDim;
-      got.push(...all.subarray(base, base + c.headDim));
-    }
-    // Convex combinations of values in [-1.5, 1.5] over up to 1024 keys, in float32.
-    assertClose(got, want, {
-      atol,
-      rtol: 1e-5,
-      shape: [picks.length, c.headDim],
-      label: `${variant} b${c.batch} h${c.heads} d${c.headDim} nq${c.nq} nk${c.nk}` +
-        `${c.rel ? ` relpos ${c.rel.kH}x${c.rel.kW}` : ""}${c.scale ? ` scale ${c.scale}` : ""}`,
-    });
-  }
-  for (const t of [qv.tensor, kv.tensor, vv.tensor, relPos?.relH, relPos?.relW]) t?.destroy();
-}
 
 Deno.test("attention padded tiles: names, candidates, query blocks, subgroup gating", () => {
   assert.equal(parsePaddedName("tiledpad"), "serial");
@@ -190,16 +79,20 @@ Deno.test("attention tiledsg: refused with a clear error where the device has no
 
 Deno.test("attention padded: ViT windowed blocks (25 x 196 tokens, head dim 64, rel pos 14x14)", async () => {
   // ViT-B/L's head dim, 1 of their heads; the last query block is 4 padded rows.
-  await check(
+  await checkAttentionRows(
+    ctx,
     { batch: 25, heads: 1, headDim: 64, nq: 196, nk: 196, rel: { kH: 14, kW: 14 } },
+    VARIANTS,
     48,
     20,
   );
 });
 
 Deno.test("attention padded: global attention with rel pos (1024 tokens, scaled from 4096)", async () => {
-  await check(
+  await checkAttentionRows(
+    ctx,
     { batch: 1, heads: 2, headDim: 64, nq: 1024, nk: 1024, rel: { kH: 32, kW: 32 } },
+    VARIANTS,
     32,
     30,
   );
@@ -208,21 +101,60 @@ Deno.test("attention padded: global attention with rel pos (1024 tokens, scaled 
 Deno.test("attention padded: SAM 2 Hiera mask-unit windows (head dim 96, pooled queries)", async () => {
   // Stage-1 windows of 8 x 8 tokens; a stage transition's 2x2-pooled queries (4 x 4 of the
   // 8 x 8 window); stage 4's 7 x 7 windows.
-  await check({ batch: 4, heads: 1, headDim: 96, nq: 64, nk: 64 }, "all", 40);
-  await check({ batch: 4, heads: 2, headDim: 96, nq: 16, nk: 64 }, "all", 41);
-  await check({ batch: 2, heads: 2, headDim: 96, nq: 49, nk: 49 }, "all", 42);
+  await checkAttentionRows(
+    ctx,
+    { batch: 4, heads: 1, headDim: 96, nq: 64, nk: 64 },
+    VARIANTS,
+    "all",
+    40,
+  );
+  await checkAttentionRows(
+    ctx,
+    { batch: 4, heads: 2, headDim: 96, nq: 16, nk: 64 },
+    VARIANTS,
+    "all",
+    41,
+  );
+  await checkAttentionRows(
+    ctx,
+    { batch: 2, heads: 2, headDim: 96, nq: 49, nk: 49 },
+    VARIANTS,
+    "all",
+    42,
+  );
 });
 
 Deno.test("attention padded: odd sizes (scalar loads, ragged tiles, 5x7 rel pos, big scores)", async () => {
-  await check({ batch: 2, heads: 3, headDim: 14, nq: 37, nk: 23 }, "all", 50);
-  await check(
+  await checkAttentionRows(
+    ctx,
+    { batch: 2, heads: 3, headDim: 14, nq: 37, nk: 23 },
+    VARIANTS,
+    "all",
+    50,
+  );
+  await checkAttentionRows(
+    ctx,
     { batch: 2, heads: 1, headDim: 32, nq: 35, nk: 35, rel: { kH: 5, kW: 7 } },
+    VARIANTS,
     "all",
     51,
   );
   // Decoder-sized: 7 queries (one row per thread), 7 keys.
-  await check({ batch: 1, heads: 2, headDim: 32, nq: 7, nk: 7 }, "all", 52);
+  await checkAttentionRows(
+    ctx,
+    { batch: 1, heads: 2, headDim: 32, nq: 7, nk: 7 },
+    VARIANTS,
+    "all",
+    52,
+  );
   // Scores up to about +-2000: exp overflows without the running max; the maximum rises in
   // later key tiles so the rescale of O and of the sums is exercised.
-  await check({ batch: 1, heads: 2, headDim: 32, nq: 20, nk: 150, scale: 30 }, "all", 53, 1e-4);
+  await checkAttentionRows(
+    ctx,
+    { batch: 1, heads: 2, headDim: 32, nq: 20, nk: 150, scale: 30 },
+    VARIANTS,
+    "all",
+    53,
+    1e-4,
+  );
 });
