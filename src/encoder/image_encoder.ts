@@ -34,7 +34,14 @@ import { windowPartition, windowUnpartition } from "../kernels/window.ts";
 import { tensorF32 } from "../weights/load.ts";
 import type { SamArch, StateDict } from "../weights/types.ts";
 import type { Precision } from "../precision.ts";
-import { neckForward, type NeckWeights, neckWeights } from "./neck.ts";
+import {
+  neckConv2Host,
+  neckForward,
+  neckScratch,
+  type NeckWeights,
+  neckWeights,
+  neckWinograd,
+} from "./neck.ts";
 import { preprocessImage } from "./preprocess.ts";
 import type { SamImageEncoder } from "./encoder.ts";
 import type { RgbImage } from "../types.ts";
@@ -119,7 +126,16 @@ export interface EncoderBufferPlan {
   outputBytes: number;
 }
 
-export type OwnedBuffer = "x" | "x2" | "tok" | "attn" | "big" | "input" | "relH" | "relW";
+export type OwnedBuffer =
+  | "x"
+  | "x2"
+  | "tok"
+  | "attn"
+  | "big"
+  | "input"
+  | "relH"
+  | "relW"
+  | "wino";
 
 export function encoderBufferPlan(
   arch: SamArch,
@@ -137,22 +153,25 @@ export function encoderBufferPlan(
     anyWindowed ? g.windows * g.heads * g.win * g.win * g.win : 0,
     anyGlobal ? g.heads * N * g.grid : 0,
   );
+  const neck = neckScratch(g.grid, D, precision);
   const owned = {
     x: N * C,
     x2: N * Math.max(C, D),
     tok: N * Math.max(C, D),
     attn: attnRows * C,
-    big: Math.max(attnRows * 3 * C, N * g.mlpDim, N * 9 * D, N * g.patchCols),
+    big: Math.max(attnRows * 3 * C, N * g.mlpDim, neck.cols, N * g.patchCols),
     input: 3 * arch.imgSize * arch.imgSize,
     relH: rel,
     relW: rel,
+    wino: neck.wino,
   };
   const peakBytes = 4 * Object.values(owned).reduce((a, b) => a + b, 0);
   // Weights as uploaded: every encoder tensor of the official table except the raw rel-pos
   // tables, which are uploaded gathered by get_rel_pos as [span, span, headDim]. `matrices`:
   // the GEMM weights (patch embed, qkv, proj, lin1, lin2, the neck's convs), 2 bytes each
   // under precision "f16"; the rest (norms, biases, pos_embed, rel-pos) stays 4.
-  let matrices = C * g.patchCols + D * C + 9 * D * D;
+  // The neck's 3x3 conv: Winograd's [36, D, D] filter (f32), else [D, D, 3, 3].
+  let matrices = C * g.patchCols + D * C + (neckWinograd(precision) ? 36 : 9) * D * D;
   let others = N * C + C + 4 * D;
   for (let i = 0; i < arch.depth; i++) {
     const span = isGlobal(arch, i) ? g.grid : g.win;
@@ -266,7 +285,16 @@ export class ImageEncoder {
       });
     }
     // The neck's conv weights (neck.0, neck.2) are GEMM weights; its LayerNorms are not.
-    this.neck = neckWeights((name) => get(name, undefined, /^neck\.[02]\.weight$/.test(name)));
+    this.neck = neckWeights((name) => {
+      if (name !== "neck.2.weight") return get(name, undefined, name === "neck.0.weight");
+      const host = sd.get(p + name);
+      if (!host) throw new Error(`ImageEncoder: checkpoint has no tensor '${p}${name}'`);
+      const conv2 = neckConv2Host(tensorF32(host), host.shape, precision);
+      const upload = precision === "f16" ? tensorFromF16 : tensorFrom;
+      const t = upload(ctx, conv2.data, conv2.shape, name);
+      this.weights.push(t);
+      return t;
+    });
   }
 
   /** Uploads the encoder's weights of a SAM state dict (as loadSam returns it). */
@@ -368,7 +396,11 @@ export class ImageEncoder {
       ctx,
       x,
       this.neck,
-      (name, shape) => this.view(name === "a" ? "tok" : name === "b" ? "x2" : "big", shape),
+      (name, shape) =>
+        this.view(
+          name === "a" ? "tok" : name === "b" ? "x2" : name === "wino" ? "wino" : "big",
+          shape,
+        ),
     );
     hook("image_embeddings", out);
     return out;

@@ -37,7 +37,7 @@ import { im2col } from "../kernels/im2col.ts";
 import { layerNorm } from "../kernels/layer_norm.ts";
 import { linear } from "../kernels/linear.ts";
 import { windowPartition, windowUnpartition } from "../kernels/window.ts";
-import { neckForward, type NeckWeights, neckWeights } from "../encoder/neck.ts";
+import { neckConv2Host, neckForward, type NeckWeights, neckWeights } from "../encoder/neck.ts";
 import { tensorF32 } from "../weights/load.ts";
 import type { SamArch, StateDict } from "../weights/types.ts";
 import { inferTinyVitArch, type TinyVitArch, type TinyVitStage } from "./arch.ts";
@@ -287,7 +287,12 @@ export class TinyVitEncoder {
       this.stages.push(stage);
     });
     // The neck's conv weights (neck.0, neck.2) are GEMM weights; its LayerNorms are not.
-    this.neck = neckWeights((name) => load.get(name, /^neck\.[02]\.weight$/.test(name)));
+    this.neck = neckWeights((name) => {
+      if (name !== "neck.2.weight") return load.get(name, name === "neck.0.weight");
+      const shape = sd.get(`image_encoder.${name}`)?.shape ?? [];
+      const conv2 = neckConv2Host(load.raw(name), shape, precision);
+      return load.uploadMatrix(conv2.data, conv2.shape, name);
+    });
   }
 
   /** Uploads the encoder's weights of a MobileSAM state dict (BatchNorm folded). */
@@ -415,7 +420,12 @@ export class TinyVitEncoder {
       ctx,
       x,
       this.neck,
-      (name, shape) => this.view(name === "a" ? "y" : name === "b" ? "z" : "cols", shape),
+      // Winograd's products in "h1" (the MBConv hidden buffer, dead in the neck).
+      (name, shape) =>
+        this.view(
+          name === "a" ? "y" : name === "b" ? "z" : name === "wino" ? "h1" : "cols",
+          shape,
+        ),
     );
     hook("image_embeddings", out);
     return out;
