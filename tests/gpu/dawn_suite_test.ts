@@ -3,7 +3,7 @@
  * a child `deno test` with WGSAM_GPU=dawn runs the sam-tiny encoder stages, every sam-tiny
  * decoder case, sam-mini's prompt encoder and all six of its decoder cases, the AMG on sam-tiny's
  * amg.json (the GPU path on the official decoder's logits, and end to end with our encoder and
- * decoder), a kernel with its error path, a GPU error followed by more work in the same process,
+ * decoder), a kernel with its error path, the Winograd 3x3 conv, a GPU error followed by more work in the same process,
  * and the one-readback counts.
  *
  * SwiftShader is a software adapter like lavapipe (ctx.gpu.software: the register-blocked GEMM,
@@ -25,6 +25,7 @@ const CHECKS: [string, string | null][] = [
   ["tests/gpu/readback_test.ts", "/one readback per predict|AMG: one readback|Readback:/"],
   ["tests/gpu/dawn_poll_test.ts", null],
   ["tests/kernels/add_test.ts", null],
+  ["tests/kernels/conv3x3_winograd_test.ts", null],
   ["tests/encoder/image_encoder_test.ts", "sam-tiny: every stage"],
   ["tests/decoder/decoder_sam_tiny_test.ts", null],
   ["tests/decoder/decoder_sam_mini_test.ts", null],
