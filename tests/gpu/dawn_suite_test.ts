@@ -3,8 +3,8 @@
  * a child `deno test` with WGSAM_GPU=dawn runs the sam-tiny encoder stages, every sam-tiny
  * decoder case, sam-mini's prompt encoder and all six of its decoder cases, the AMG on sam-tiny's
  * amg.json (the GPU path on the official decoder's logits, and end to end with our encoder and
- * decoder), a kernel with its error path, the Winograd 3x3 conv, a GPU error followed by more work in the same process,
- * and the one-readback counts.
+ * decoder), a kernel with its error path, the Winograd 3x3 conv, a GPU error followed by more
+ * work in the same process, and the one-readback counts.
  *
  * SwiftShader is a software adapter like lavapipe (ctx.gpu.software: the register-blocked GEMM,
  * rows attention and the barrier-free "rows" LayerNorms), but a workgroupBarrier costs it far
