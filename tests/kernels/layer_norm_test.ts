@@ -68,7 +68,7 @@ for (const variant of VARIANTS) {
   Deno.test(`layerNorm ${variant} matches float64 torch semantics on awkward and SAM widths`, async () => {
     const cases: [number, number, number, number][] = [
       [1, 1, 1e-5, 0], // a single value normalises to the bias
-      [3, 7, 1e-5, 0],
+      [3, 7, 1e-5, 0], // (C % 16 != 0: the scalar "rows" kernel; 32, 256, ...: its vec4 one)
       [9, 32, 1e-6, 0], // sam-tiny width; 9 rows: a ragged 8-row workgroup
       [7, 256, 1e-5, 100], // decoder width, large mean
       [65, 257, 1e-6, 0], // just over 8 values per thread; rows past one 64-row group
