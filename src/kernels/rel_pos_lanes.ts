@@ -8,14 +8,19 @@
  * (about 7 ns a value; 15% of sam-mini's encoder). Here a workgroup of 8 invocations (one
  * 256-bit SIMD vector of llvmpipe) owns one table row index: for the relH part one qh (its
  * invocations take 8 consecutive qw), for the relW part one qw (8 consecutive qh). Each
- * invocation loads its q row once into registers (the head dim padded to `dp`, unrolled),
+ * invocation loads its q rows once into registers (the head dim padded to `dp`, unrolled),
  * then walks the keys: the table row Rh[qh, kh] (or Rw[qw, kw]) has the same address in every
- * invocation, so it is one load and a broadcast.
+ * invocation. An invocation owns REL_POS_LANE_ROWS consecutive q rows, so each table row it
+ * loads serves that many dot products (lavapipe's loads, not its arithmetic, set the pace:
+ * 4 rows took sam-mini's four rel-pos dispatches from 286 to 155 ms on llvmpipe).
  */
 import type { KernelSpec } from "../gpu/context.ts";
 
 /** Invocations per workgroup. */
 export const REL_POS_LANES = 8;
+
+/** q rows per invocation (each table load feeds this many dot products). */
+export const REL_POS_LANE_ROWS = 4;
 
 /** Head dims up to this are unrolled in registers. */
 export const REL_POS_LANES_MAX_DIM = 128;
@@ -37,16 +42,27 @@ export function relPosLanesSpec(dp: number, half: boolean, vec4Table: boolean): 
   const hit = cache.get(name);
   if (hit) return hit;
   const W = REL_POS_LANES;
+  const R = Array.from({ length: REL_POS_LANE_ROWS }, (_, r) => r);
   const C = Array.from({ length: dp }, (_, c) => c);
-  const load = (c: number) =>
-    `select(0.0, ${half ? "f32(q[qb + " + c + "u])" : "q[qb + " + c + "u]"}, ${c}u < p.headDim)`;
+  const load = (r: number, c: number) =>
+    `select(0.0, ${half ? `f32(q[qb${r} + ${c}u])` : `q[qb${r} + ${c}u]`}, ${c}u < p.headDim)`;
   // Columns past headDim read a clamped table index and meet a zero q.
   // vec4Table (headDim % 4 == 0): the table rows are read as vec4, a quarter of the loads.
   const Q = Array.from({ length: dp / 4 }, (_, i) => i);
-  const dot = (table: string) =>
+  // The table row at rb, loaded once (t0, t1, ...), and row r's dot product with it.
+  const tableLoads = (table: string) =>
     vec4Table
-      ? Q.map((i) => `dot(qv${i}, ${table}[rb / 4u + min(${i}u, hd1 / 4u)])`).join(" + ")
-      : C.map((c) => `q${c} * ${table}[rb + min(${c}u, hd1)]`).join(" + ");
+      ? Q.map((i) => `let t${i} = ${table}[rb / 4u + min(${i}u, hd1 / 4u)];`).join(" ")
+      : C.map((c) => `let t${c} = ${table}[rb + min(${c}u, hd1)];`).join(" ");
+  const dot = (r: number) =>
+    vec4Table
+      ? Q.map((i) => `dot(qv${r}_${i}, t${i})`).join(" + ")
+      : C.map((c) => `q${r}_${c} * t${c}`).join(" + ");
+  const stores = (out: string, count: string) =>
+    R.map((r) =>
+      `if (o + ${r}u < other) { ${out}[(row0 + ${r}u * step) * ${count} + t] = ${dot(r)}; }`
+    )
+      .join("\n      ");
   const tableType = vec4Table ? "vec4<f32>" : "f32";
   const spec: KernelSpec = {
     name,
@@ -74,38 +90,46 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
   if (partW) { flat -= p.wgH; }
   let other = select(p.qW, p.qH, partW);   // the coordinate the invocations split
   let fixedCount = select(p.qH, p.qW, partW);
-  let chunks = (other + ${W - 1}u) / ${W}u;
+  let chunks = (other + ${W * REL_POS_LANE_ROWS - 1}u) / ${W * REL_POS_LANE_ROWS}u;
   let bh = flat / (fixedCount * chunks);
   if (bh >= p.bhCount) { return; }
   let rest = flat % (fixedCount * chunks);
   let fixed = rest / chunks;
-  let o = (rest % chunks) * ${W}u + lid;
+  // This invocation's rows: o, o + 1, ... along the split coordinate (clamped for loads).
+  let o = (rest % chunks) * ${W * REL_POS_LANE_ROWS}u + lid * ${REL_POS_LANE_ROWS}u;
   if (o >= other) { return; }
-  let qh = select(fixed, o, partW);
-  let qw = select(o, fixed, partW);
-  let n = qh * p.qW + qw;
   let b = bh / p.heads;
   let h = bh % p.heads;
-  let qb = p.qOff + (b * p.nq + n) * p.qStride + h * p.headDim;
-${C.map((c) => `  let q${c} = ${load(c)};`).join("\n")}
+  // Token n of row r: qh * qW + qw, the split coordinate stepping by 1 (qw) or qW (qh).
+  let step = select(1u, p.qW, partW);
+  let n0 = select(fixed, o, partW) * p.qW + select(o, fixed, partW);
 ${
-        vec4Table
-          ? Q.map((i) =>
-            `  let qv${i} = vec4<f32>(q${4 * i}, q${4 * i + 1}, q${4 * i + 2}, q${4 * i + 3});`
-          )
-            .join("\n")
-          : ""
+        R.map((r) =>
+          `  let qb${r} = p.qOff + (b * p.nq + n0 + min(${r}u, other - 1u - o) * step) * p.qStride + h * p.headDim;
+${C.map((c) => `  let q${r}_${c} = ${load(r, c)};`).join("\n")}
+${
+            vec4Table
+              ? Q.map((i) =>
+                `  let qv${r}_${i} = vec4<f32>(q${r}_${4 * i}, q${r}_${4 * i + 1}, q${r}_${
+                  4 * i + 2
+                }, q${r}_${4 * i + 3});`
+              ).join("\n")
+              : ""
+          }`
+        ).join("\n")
       }
-  let row = bh * p.nq + n;
+  let row0 = bh * p.nq + n0;
   if (!partW) {
     for (var t = 0u; t < p.kH; t++) {
       let rb = (fixed * p.kH + t) * p.headDim;   // Rh[qh, t, :], uniform
-      relH[row * p.kH + t] = ${dot("rh")};
+      ${tableLoads("rh")}
+      ${stores("relH", "p.kH")}
     }
   } else {
     for (var t = 0u; t < p.kW; t++) {
       let rb = (fixed * p.kW + t) * p.headDim;   // Rw[qw, t, :], uniform
-      relW[row * p.kW + t] = ${dot("rw")};
+      ${tableLoads("rw")}
+      ${stores("relW", "p.kW")}
     }
   }
 }`,
@@ -120,7 +144,7 @@ export function relPosLanesGrid(
   qH: number,
   qW: number,
 ): { wgH: number; total: number } {
-  const W = REL_POS_LANES;
+  const W = REL_POS_LANES * REL_POS_LANE_ROWS;
   const wgH = bhCount * qH * Math.ceil(qW / W);
   return { wgH, total: wgH + bhCount * qW * Math.ceil(qH / W) };
 }

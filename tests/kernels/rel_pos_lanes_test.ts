@@ -18,6 +18,8 @@ const cases = [
   { batch: 1, heads: 2, D: 33, qH: 9, qW: 11, kH: 6, kW: 3, offset: 1, pad: 3 },
   // sam-mini windowed: 14x14 windows, head dim 64, q inside a fused qkv row.
   { batch: 2, heads: 4, D: 64, qH: 14, qW: 14, kH: 14, kW: 14, offset: 0, pad: 0 },
+  // Sides over one lanes chunk (8 invocations x 4 rows) and not a multiple of it.
+  { batch: 1, heads: 2, D: 16, qH: 37, qW: 41, kH: 5, kW: 7, offset: 0, pad: 2 },
 ];
 
 for (const variant of ["lanes", "flat"] as RelPosVariant[]) {
