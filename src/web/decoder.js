@@ -2313,6 +2313,60 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 }`
   )
 };
+var ROWS_V4_STEP = 16;
+var LAYER_NORM_ROWS_V4 = {
+  name: "layer_norm_rows_v4_f32",
+  bindings: [
+    "uniform",
+    "read",
+    "read",
+    "read",
+    "write"
+  ],
+  code: () => {
+    const I = [
+      0,
+      1,
+      2,
+      3
+    ];
+    const sum = (f3) => I.map(f3).join(" + ");
+    return (
+      /* wgsl */
+      `
+struct P { rows: u32, C: u32, eps: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> weight: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>;
+
+@compute @workgroup_size(${ROWS_WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let row = gid.x + gid.y * nwg.x * ${ROWS_WG}u;
+  if (row >= p.rows) { return; }
+  let c4 = p.C / 4u;
+  let base = row * c4;
+  // Sums relative to the row's first value (as the scalar kernel), against cancellation.
+  let pivot = x[base].x;
+  var s = vec4<f32>(0.0);
+  for (var c = 0u; c < c4; c += 4u) {
+    s += ${sum((i) => `(x[base + c + ${i}u] - pivot)`)};
+  }
+  let mean = pivot + dot(s, vec4<f32>(1.0)) / f32(p.C);
+  var q = vec4<f32>(0.0);
+  for (var c = 0u; c < c4; c += 4u) {
+${I.map((i) => `    let d${i} = x[base + c + ${i}u] - mean;`).join("\n")}
+    q += ${sum((i) => `d${i} * d${i}`)};
+  }
+  let sd = sqrt(dot(q, vec4<f32>(1.0)) / f32(p.C) + p.eps);
+  for (var c = 0u; c < c4; c += 4u) {
+${I.map((i) => `    out[base + c + ${i}u] = (x[base + c + ${i}u] - mean) / sd * weight[c + ${i}u] + bias[c + ${i}u];`).join("\n")}
+  }
+}`
+    );
+  }
+};
 function defaultLayerNormVariant(software) {
   return software ? "rows" : "warp";
 }
@@ -2343,7 +2397,8 @@ function layerNorm(ctx, x, weight, bias, eps, out, variant = defaultLayerNormVar
     y.buffer
   ];
   if (variant === "rows") {
-    ctx.dispatch(LAYER_NORM_ROWS, params, buffers, grid(Math.ceil(rows / ROWS_WG)));
+    const spec4 = C % ROWS_V4_STEP === 0 ? LAYER_NORM_ROWS_V4 : LAYER_NORM_ROWS;
+    ctx.dispatch(spec4, params, buffers, grid(Math.ceil(rows / ROWS_WG)));
     return y;
   }
   const rowsPerGroup = WG6 / chosen.tpr;
