@@ -35,7 +35,7 @@ import { tensorF32 } from "../weights/load.ts";
 import type { SamArch, StateDict } from "../weights/types.ts";
 import type { Precision } from "../precision.ts";
 import {
-  neckConv2Host,
+  type HostPrepare,
   neckForward,
   neckScratch,
   type NeckWeights,
@@ -243,12 +243,18 @@ export class ImageEncoder {
     const g = this.geometry;
     const p = "image_encoder.";
     // `matrix`: the weight of a linear / conv (a GEMM's B), stored f16 under precision f16.
-    const get = (name: string, shape?: number[], matrix = false): Tensor => {
+    const get = (
+      name: string,
+      shape?: number[],
+      matrix = false,
+      prepare?: HostPrepare,
+    ): Tensor => {
       const host = sd.get(p + name);
       if (!host) throw new Error(`ImageEncoder: checkpoint has no tensor '${p}${name}'`);
-      const data = tensorF32(host);
+      const raw = { data: tensorF32(host), shape: shape ?? [...host.shape] };
+      const { data, shape: dims } = prepare ? prepare(raw.data, raw.shape) : raw;
       const upload = matrix && precision === "f16" ? tensorFromF16 : tensorFrom;
-      const t = upload(ctx, data, shape ?? host.shape, name);
+      const t = upload(ctx, data, dims, name);
       this.weights.push(t);
       return t;
     };
@@ -284,17 +290,10 @@ export class ImageEncoder {
         rw: relTable("attn.rel_pos_w"),
       });
     }
-    // The neck's conv weights (neck.0, neck.2) are GEMM weights; its LayerNorms are not.
-    this.neck = neckWeights((name) => {
-      if (name !== "neck.2.weight") return get(name, undefined, name === "neck.0.weight");
-      const host = sd.get(p + name);
-      if (!host) throw new Error(`ImageEncoder: checkpoint has no tensor '${p}${name}'`);
-      const conv2 = neckConv2Host(tensorF32(host), host.shape, precision);
-      const upload = precision === "f16" ? tensorFromF16 : tensorFrom;
-      const t = upload(ctx, conv2.data, conv2.shape, name);
-      this.weights.push(t);
-      return t;
-    });
+    this.neck = neckWeights(
+      (name, matrix, prepare) => get(name, undefined, matrix, prepare),
+      precision,
+    );
   }
 
   /** Uploads the encoder's weights of a SAM state dict (as loadSam returns it). */

@@ -31,13 +31,35 @@ export interface NeckWeights {
   ln2: [Tensor, Tensor];
 }
 
-/** Reads the neck's tensors by their official names (`neck.0.weight` ...) through `get`. */
-export function neckWeights(get: (name: string) => Tensor): NeckWeights {
+/** Host data as an encoder uploads it, after an optional rewrite (`prepare`). */
+export interface HostTensor {
+  data: Float32Array;
+  shape: number[];
+}
+
+/** A rewrite of a weight's host data before its upload. */
+export type HostPrepare = (data: Float32Array, shape: readonly number[]) => HostTensor;
+
+/**
+ * An encoder's weight upload: the tensor `name` of its checkpoint; `matrix`, a GEMM weight
+ * (f16 under precision "f16"); `prepare`, a rewrite of the host data before the upload.
+ */
+export type WeightGetter = (
+  name: string,
+  matrix: boolean,
+  prepare?: HostPrepare,
+) => Tensor;
+
+/**
+ * Reads the neck's tensors by their official names (`neck.0.weight` ...) through `get`; the
+ * convs are GEMM weights, the 3x3 one uploaded as neckConv2Host makes it for `precision`.
+ */
+export function neckWeights(get: WeightGetter, precision: Precision): NeckWeights {
   return {
-    conv1: get("neck.0.weight"),
-    ln1: [get("neck.1.weight"), get("neck.1.bias")],
-    conv2: get("neck.2.weight"),
-    ln2: [get("neck.3.weight"), get("neck.3.bias")],
+    conv1: get("neck.0.weight", true),
+    ln1: [get("neck.1.weight", false), get("neck.1.bias", false)],
+    conv2: get("neck.2.weight", true, (data, shape) => neckConv2Host(data, shape, precision)),
+    ln2: [get("neck.3.weight", false), get("neck.3.bias", false)],
   };
 }
 
@@ -54,7 +76,7 @@ export function neckConv2Host(
   data: Float32Array,
   shape: readonly number[],
   precision: Precision,
-): { data: Float32Array; shape: number[] } {
+): HostTensor {
   if (!neckWinograd(precision)) return { data, shape: [...shape] };
   const [D, C, kh, kw] = shape;
   if (shape.length !== 4 || kh !== 3 || kw !== 3) {
@@ -99,11 +121,12 @@ export function neckForward(
   });
   // LayerNorm2d over channels is layerNorm over the last dim of [s, s, D].
   const l1 = layerNorm(ctx, n1, ...w.ln1, NECK_LN_EPS, view("b", [s, s, D]));
+  const wino = winogradScratch(s, D, D);
   const n2 = w.conv2.shape.length === 3
     ? conv3x3Winograd(ctx, l1, w.conv2, {
       out: view("a", [s, s, D]),
-      scratchV: view("cols", [winogradScratch(s, D, D).v]),
-      scratchM: view("wino", [winogradScratch(s, D, D).m]),
+      scratchV: view("cols", [wino.v]),
+      scratchM: view("wino", [wino.m]),
     })
     : conv2d(ctx, l1, "hwc", w.conv2, null, {
       stride: 1,

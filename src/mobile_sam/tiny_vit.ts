@@ -37,7 +37,7 @@ import { im2col } from "../kernels/im2col.ts";
 import { layerNorm } from "../kernels/layer_norm.ts";
 import { linear } from "../kernels/linear.ts";
 import { windowPartition, windowUnpartition } from "../kernels/window.ts";
-import { neckConv2Host, neckForward, type NeckWeights, neckWeights } from "../encoder/neck.ts";
+import { type HostPrepare, neckForward, type NeckWeights, neckWeights } from "../encoder/neck.ts";
 import { tensorF32 } from "../weights/load.ts";
 import type { SamArch, StateDict } from "../weights/types.ts";
 import { inferTinyVitArch, type TinyVitArch, type TinyVitStage } from "./arch.ts";
@@ -161,11 +161,14 @@ export class TinyVitWeightLoader {
     return tensorF32(host);
   }
 
-  get(name: string, matrix = false): Tensor {
-    const shape = this.sd.get(this.prefix + name)?.shape ?? [];
-    return matrix
-      ? this.uploadMatrix(this.raw(name), shape, name)
-      : this.upload(this.raw(name), shape, name);
+  /** `prepare`: a rewrite of the host data before the upload (the neck's Winograd filter). */
+  get(name: string, matrix = false, prepare?: HostPrepare): Tensor {
+    const raw = {
+      data: this.raw(name),
+      shape: [...(this.sd.get(this.prefix + name)?.shape ?? [])],
+    };
+    const { data, shape } = prepare ? prepare(raw.data, raw.shape) : raw;
+    return matrix ? this.uploadMatrix(data, shape, name) : this.upload(data, shape, name);
   }
 
   pair(name: string, matrix = false): [Tensor, Tensor] {
@@ -286,13 +289,7 @@ export class TinyVitEncoder {
       if (s.downsample) stage.downsample = load.mbconv(`${L}downsample`);
       this.stages.push(stage);
     });
-    // The neck's conv weights (neck.0, neck.2) are GEMM weights; its LayerNorms are not.
-    this.neck = neckWeights((name) => {
-      if (name !== "neck.2.weight") return load.get(name, name === "neck.0.weight");
-      const shape = sd.get(`image_encoder.${name}`)?.shape ?? [];
-      const conv2 = neckConv2Host(load.raw(name), shape, precision);
-      return load.uploadMatrix(conv2.data, conv2.shape, name);
-    });
+    this.neck = neckWeights((name, matrix, prepare) => load.get(name, matrix, prepare), precision);
   }
 
   /** Uploads the encoder's weights of a MobileSAM state dict (BatchNorm folded). */
